@@ -1,14 +1,20 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Every AWS API call rekey makes goes through this crate.
+//!
+//! - [`client`]: the one client factory ([`AwsSettings`] → [`Clients`]):
+//!   profile, region, endpoint override, retry policy, and a [`CallCounter`]
+//!   that counts every request by operation.
+//! - [`error`]: [`AwsError`], the one place where SDK errors are classified
+//!   (no credentials, unreachable, access denied, throttled, not found).
+//! - [`iam`]: the IAM calls ([`Iam`]) and the credential report parser.
+//! - [`inventory`]: reading an account's users and keys from the credential
+//!   report or the API, and filling in key ids and tags where needed.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod client;
+pub mod error;
+pub mod iam;
+pub mod inventory;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use client::{AwsSettings, CallCounter, Clients};
+pub use error::AwsError;
+pub use iam::Iam;
+pub use inventory::{Progress, Source};

@@ -8,6 +8,7 @@
 pub mod duration;
 pub mod evaluate;
 pub mod model;
+pub mod report;
 
 pub use duration::Duration;
 pub use evaluate::{Compliance, Evaluation, Policy};

@@ -1,0 +1,90 @@
+//! [`AwsError`]: what went wrong talking to AWS, phrased for the person who
+//! has to fix it. [`classify`] is the only place that inspects SDK errors.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("no AWS credentials found ({detail}); set AWS_PROFILE or --profile, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    NoCredentials { detail: String },
+
+    #[error("cannot reach {endpoint} for {operation}: {detail}; check --endpoint-url, AWS_ENDPOINT_URL and the network")]
+    Unreachable { operation: &'static str, endpoint: String, detail: String },
+
+    #[error("the credentials were rejected for {operation} ({code}: {message}); refresh them or pick another profile")]
+    BadCredentials { operation: &'static str, code: String, message: String },
+
+    #[error("access denied for {operation}: {message}; grant the permissions printed by `rekey policy`")]
+    AccessDenied { operation: &'static str, message: String },
+
+    #[error("{operation} was throttled by AWS and still failed after retries ({message}); try again later, or raise AWS_MAX_ATTEMPTS")]
+    Throttled { operation: &'static str, message: String },
+
+    #[error("{operation}: {message}")]
+    NotFound { operation: &'static str, message: String },
+
+    #[error("{operation} failed: {code}: {message}{}", request_id.as_ref().map(|id| format!(" (request id {id})")).unwrap_or_default())]
+    Service { operation: &'static str, code: String, message: String, request_id: Option<String> },
+
+    #[error("{operation} returned something rekey cannot read: {detail}")]
+    Unexpected { operation: &'static str, detail: String },
+}
+
+impl AwsError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AwsError::NotFound { .. })
+    }
+}
+
+const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"];
+const THROTTLED: &[&str] = &["Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
+const BAD_CREDENTIALS: &[&str] = &["InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId"];
+const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"];
+
+/// Turns an SDK error of `operation` (like `iam:ListUsers`) into an [`AwsError`].
+pub fn classify<E, R>(operation: &'static str, endpoint: &str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown").to_owned();
+            let message = e.message().unwrap_or("no message").to_owned();
+            let has = |list: &[&str]| list.contains(&code.as_str());
+            if has(ACCESS_DENIED) {
+                AwsError::AccessDenied { operation, message }
+            } else if has(THROTTLED) {
+                AwsError::Throttled { operation, message }
+            } else if has(BAD_CREDENTIALS) {
+                AwsError::BadCredentials { operation, code, message }
+            } else if has(NOT_FOUND) {
+                AwsError::NotFound { operation, message }
+            } else {
+                let request_id = e.meta().extra("aws_request_id").map(str::to_owned);
+                AwsError::Service { operation, code, message, request_id }
+            }
+        }
+        _ if is_missing_credentials(&detail) => AwsError::NoCredentials { detail: short(&detail) },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsError::Unreachable {
+            operation,
+            endpoint: endpoint.to_owned(),
+            detail: short(&detail),
+        },
+        _ => AwsError::Unexpected { operation, detail: short(&detail) },
+    }
+}
+
+fn is_missing_credentials(detail: &str) -> bool {
+    detail.contains("no credentials") || detail.contains("failed to load credentials") || detail.contains("the credential provider was not enabled")
+}
+
+/// The innermost cause is what a person can act on ("Connection refused");
+/// the SDK's chain of wrappers before it is noise.
+fn short(detail: &str) -> String {
+    detail.rsplit(": ").next().unwrap_or(detail).trim().trim_end_matches(')').to_owned()
+}

@@ -1,0 +1,312 @@
+//! IAM calls, one method each, errors already classified; and the parser of
+//! the IAM credential report.
+
+use crate::error::{classify, AwsError};
+use aws_sdk_iam::types::{ReportStateType, StatusType};
+use jiff::Timestamp;
+use rekey_core::model::whole_seconds;
+use rekey_core::{AccessKey, AccessKeyId, AccountId, KeyStatus, LastUsed, User, UserName};
+use std::time::Duration;
+
+/// How long to wait for AWS to finish a credential report before giving up.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+pub struct Iam {
+    client: aws_sdk_iam::Client,
+    endpoint: String,
+}
+
+/// A user as `ListUsers` / `GetUser` describe it.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub name: UserName,
+    pub arn: String,
+    /// Only `GetUser` returns tags.
+    pub tags: Option<Vec<(String, String)>>,
+}
+
+/// A key as `ListAccessKeys` describes it.
+#[derive(Debug, Clone)]
+pub struct ListedKey {
+    pub id: AccessKeyId,
+    pub status: KeyStatus,
+    pub created_at: Timestamp,
+}
+
+impl Iam {
+    pub fn new(clients: &crate::Clients) -> Self {
+        Iam { client: clients.iam(), endpoint: clients.endpoint() }
+    }
+
+    fn fail<E, R>(&self, operation: &'static str) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, R>) -> AwsError + '_
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        move |err| classify(operation, &self.endpoint, err)
+    }
+
+    /// Generates the credential report if needed (AWS reuses one younger than
+    /// 4 hours), waits for it with backoff, and returns its CSV.
+    pub async fn credential_report_csv(&self) -> Result<Vec<u8>, AwsError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let out = self
+                .client
+                .generate_credential_report()
+                .send()
+                .await
+                .map_err(self.fail("iam:GenerateCredentialReport"))?;
+            if out.state() == Some(&ReportStateType::Complete) {
+                break;
+            }
+            if started.elapsed() > REPORT_TIMEOUT {
+                return Err(AwsError::Unexpected {
+                    operation: "iam:GenerateCredentialReport",
+                    detail: format!("the report was not ready after {}s", REPORT_TIMEOUT.as_secs()),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        let report = self
+            .client
+            .get_credential_report()
+            .send()
+            .await
+            .map_err(self.fail("iam:GetCredentialReport"))?;
+        let content = report.content().ok_or(AwsError::Unexpected {
+            operation: "iam:GetCredentialReport",
+            detail: "the report has no content".into(),
+        })?;
+        Ok(content.as_ref().to_vec())
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserSummary>, AwsError> {
+        let users = self
+            .client
+            .list_users()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(self.fail("iam:ListUsers"))?;
+        Ok(users
+            .into_iter()
+            .map(|u| UserSummary { name: UserName::new(u.user_name), arn: u.arn, tags: None })
+            .collect())
+    }
+
+    /// `None` if there is no such user.
+    pub async fn get_user(&self, name: &UserName) -> Result<Option<UserSummary>, AwsError> {
+        match self.client.get_user().user_name(name.as_str()).send().await {
+            Ok(out) => {
+                let u = out.user.ok_or(AwsError::Unexpected {
+                    operation: "iam:GetUser",
+                    detail: "no user in the answer".into(),
+                })?;
+                let tags = u.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
+                Ok(Some(UserSummary { name: UserName::new(u.user_name), arn: u.arn, tags: Some(tags) }))
+            }
+            Err(err) => match classify("iam:GetUser", &self.endpoint, err) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub async fn list_access_keys(&self, user: &UserName) -> Result<Vec<ListedKey>, AwsError> {
+        let keys = self
+            .client
+            .list_access_keys()
+            .user_name(user.as_str())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(self.fail("iam:ListAccessKeys"))?;
+        keys.into_iter()
+            .map(|k| {
+                let missing = |what: &str| AwsError::Unexpected {
+                    operation: "iam:ListAccessKeys",
+                    detail: format!("a key of {user} has no {what}"),
+                };
+                Ok(ListedKey {
+                    id: AccessKeyId::new(k.access_key_id.ok_or_else(|| missing("id"))?),
+                    status: match k.status {
+                        Some(StatusType::Active) => KeyStatus::Active,
+                        Some(StatusType::Inactive) => KeyStatus::Inactive,
+                        _ => return Err(missing("known status")),
+                    },
+                    created_at: timestamp(k.create_date.as_ref().ok_or_else(|| missing("creation date"))?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn access_key_last_used(&self, key: &AccessKeyId) -> Result<LastUsed, AwsError> {
+        let out = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(key.as_str())
+            .send()
+            .await
+            .map_err(self.fail("iam:GetAccessKeyLastUsed"))?;
+        Ok(match out.access_key_last_used() {
+            None => LastUsed::default(),
+            Some(used) => LastUsed {
+                at: used.last_used_date().map(timestamp),
+                service: known(used.service_name()),
+                region: known(used.region()),
+            },
+        })
+    }
+
+    pub async fn list_user_tags(&self, user: &UserName) -> Result<Vec<(String, String)>, AwsError> {
+        let tags = self
+            .client
+            .list_user_tags()
+            .user_name(user.as_str())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(self.fail("iam:ListUserTags"))?;
+        Ok(tags.into_iter().map(|t| (t.key, t.value)).collect())
+    }
+}
+
+fn timestamp(t: &aws_smithy_types::DateTime) -> Timestamp {
+    whole_seconds(Timestamp::from_second(t.secs()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// AWS spells "unknown" in several ways; rekey spells it `None`.
+fn known(value: &str) -> Option<String> {
+    match value.trim() {
+        "" | "N/A" | "not_supported" | "no_information" => None,
+        v => Some(v.to_owned()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the credential report is malformed: {0}")]
+pub struct ReportError(String);
+
+/// Parses the credential report CSV into users and keys. Columns are found
+/// by name, not position. Key ids are unknown (the report has none); the
+/// root account's row is skipped (IAM.3 is about IAM users).
+pub fn parse_credential_report(csv: &[u8]) -> Result<Vec<User>, ReportError> {
+    let mut reader = csv::Reader::from_reader(csv);
+    let headers = reader.headers().map_err(|e| ReportError(e.to_string()))?.clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| ReportError(format!("no column {name}")))
+    };
+    let user_col = column("user")?;
+    let arn_col = column("arn")?;
+    let key_columns = |n: u8| -> Result<[usize; 5], ReportError> {
+        Ok([
+            column(&format!("access_key_{n}_active"))?,
+            column(&format!("access_key_{n}_last_rotated"))?,
+            column(&format!("access_key_{n}_last_used_date"))?,
+            column(&format!("access_key_{n}_last_used_service"))?,
+            column(&format!("access_key_{n}_last_used_region"))?,
+        ])
+    };
+    let key_cols = [key_columns(1)?, key_columns(2)?];
+
+    let mut users = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| ReportError(e.to_string()))?;
+        let field = |i: usize| record.get(i).unwrap_or("");
+        if field(user_col) == "<root_account>" {
+            continue;
+        }
+        let arn = field(arn_col).to_owned();
+        let account_id = AccountId::from_arn(&arn)
+            .ok_or_else(|| ReportError(format!("row {}: bad ARN {arn:?}", line + 2)))?;
+        let mut keys = Vec::new();
+        for [active, rotated, used_at, service, region] in key_cols {
+            let Some(created) = known(field(rotated)) else { continue };
+            keys.push(AccessKey {
+                id: None,
+                status: if field(active) == "true" { KeyStatus::Active } else { KeyStatus::Inactive },
+                created_at: parse_time(&created).map_err(|e| ReportError(format!("row {}: {e}", line + 2)))?,
+                last_used: LastUsed {
+                    at: known(field(used_at))
+                        .map(|t| parse_time(&t))
+                        .transpose()
+                        .map_err(|e| ReportError(format!("row {}: {e}", line + 2)))?,
+                    service: known(field(service)),
+                    region: known(field(region)),
+                },
+            });
+        }
+        users.push(User { account_id, name: UserName::new(field(user_col)), arn, tags: None, keys });
+    }
+    Ok(users)
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    text.parse::<Timestamp>()
+        .map(whole_seconds)
+        .map_err(|e| format!("bad time {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated";
+
+    #[test]
+    fn parses_keys_and_unknowns() {
+        let csv = format!(
+            "{HEADER}\n\
+<root_account>,arn:aws:iam::123456789012:root,2020-01-01T00:00:00+00:00,not_supported,2026-01-01T00:00:00+00:00,not_supported,not_supported,true,true,2020-01-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n\
+ci,arn:aws:iam::123456789012:user/ci/ci,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2026-01-01T10:00:00+00:00,2026-11-27T08:00:00+00:00,us-east-1,s3,false,2026-02-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,false,N/A\n\
+nokeys,arn:aws:iam::123456789012:user/nokeys,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n\
+moto,arn:aws:iam::123456789012:user/moto,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2026-03-01T00:00:00+00:00,2026-03-02T00:00:00+00:00,not_supported,not_supported,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n"
+        );
+        let users = parse_credential_report(csv.as_bytes()).unwrap();
+        assert_eq!(users.len(), 3, "root row skipped");
+        let ci = &users[0];
+        assert_eq!(ci.name.as_str(), "ci");
+        assert_eq!(ci.account_id.as_str(), "123456789012");
+        assert_eq!(ci.keys.len(), 2);
+        assert_eq!(ci.keys[0].status, KeyStatus::Active);
+        assert_eq!(ci.keys[0].created_at, "2026-01-01T10:00:00Z".parse().unwrap());
+        assert_eq!(ci.keys[0].last_used.service.as_deref(), Some("s3"));
+        assert_eq!(ci.keys[1].status, KeyStatus::Inactive);
+        assert_eq!(ci.keys[1].last_used, LastUsed::default());
+        assert!(users[1].keys.is_empty());
+        let moto = &users[2].keys[0];
+        assert_eq!(moto.last_used.at, Some("2026-03-02T00:00:00Z".parse().unwrap()));
+        assert_eq!((moto.last_used.service.as_ref(), moto.last_used.region.as_ref()), (None, None));
+    }
+
+    #[test]
+    fn columns_are_found_by_name() {
+        let csv = "arn,user,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service\n\
+arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:00+00:00,no_information,N/A,N/A\n";
+        let users = parse_credential_report(csv.as_bytes()).unwrap();
+        assert_eq!(users[0].name.as_str(), "x");
+        assert_eq!(users[0].keys.len(), 1);
+        assert_eq!(users[0].keys[0].last_used.at, None);
+    }
+
+    #[test]
+    fn malformed_reports_are_errors() {
+        assert!(parse_credential_report(b"user,arn\nx,arn:aws:iam::123456789012:user/x\n").is_err());
+        let bad_time = format!("{HEADER}\nx,arn:aws:iam::123456789012:user/x,,,,,,,true,yesterday,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,,,,\n");
+        let err = parse_credential_report(bad_time.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("row 2") && err.contains("yesterday"), "{err}");
+    }
+}

@@ -1,0 +1,169 @@
+//! The scan report: one row per key with its evaluation, and a summary.
+//! Its field names and `null`s are the JSON contract of `rekey scan`.
+
+use crate::evaluate::{evaluate, Compliance, Policy};
+use crate::model::{KeyStatus, User};
+use jiff::Timestamp;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    pub generated_at: Timestamp,
+    pub as_of: Timestamp,
+    pub max_age_days: u64,
+    pub source: &'static str,
+    pub summary: Summary,
+    pub errors: Vec<ScanError>,
+    pub keys: Vec<KeyRow>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub users: usize,
+    pub keys: usize,
+    pub failed: usize,
+    pub warning: usize,
+    pub suppressed: usize,
+    pub passed: usize,
+}
+
+/// Something the scan could not read; the rest of the report is still valid.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanError {
+    pub account_id: Option<String>,
+    pub user_name: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRow {
+    pub account_id: String,
+    pub user_name: String,
+    pub user_arn: String,
+    pub access_key_id: Option<String>,
+    pub status: KeyStatus,
+    pub created_at: Timestamp,
+    pub age_days: i64,
+    pub last_used_at: Option<Timestamp>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
+    pub owner: Option<String>,
+    pub result: Compliance,
+    pub reason: String,
+    /// The user's exemption; exemptions arrive with `rekey suppress`.
+    pub exemption: Option<Exemption>,
+    /// The rotation under way for this key; rotations arrive with `rekey rotate`.
+    pub rotation: Option<RotationRef>,
+    pub role_candidate: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exemption {
+    pub reason: String,
+    pub until: Option<Timestamp>,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationRef {
+    pub id: String,
+    pub stage: String,
+}
+
+/// The worst result among a user's keys at `as_of`.
+pub fn user_result(user: &User, policy: &Policy, as_of: Timestamp) -> Compliance {
+    Compliance::worst(user.keys.iter().map(|k| evaluate(k, policy, as_of).result))
+}
+
+/// Evaluates every key of `users`, sorted by account, user and creation time.
+pub fn key_rows(users: &[User], policy: &Policy, as_of: Timestamp, owner_tags: &[String]) -> Vec<KeyRow> {
+    let mut rows: Vec<KeyRow> = users
+        .iter()
+        .flat_map(|user| {
+            let owner = user.owner(owner_tags).map(str::to_owned);
+            user.keys.iter().map(move |key| {
+                let eval = evaluate(key, policy, as_of);
+                KeyRow {
+                    account_id: user.account_id.to_string(),
+                    user_name: user.name.to_string(),
+                    user_arn: user.arn.clone(),
+                    access_key_id: key.id.as_ref().map(ToString::to_string),
+                    status: key.status,
+                    created_at: key.created_at,
+                    age_days: eval.age_days,
+                    last_used_at: key.last_used.at,
+                    last_used_service: key.last_used.service.clone(),
+                    last_used_region: key.last_used.region.clone(),
+                    owner: owner.clone(),
+                    result: eval.result,
+                    reason: eval.reason,
+                    exemption: None,
+                    rotation: None,
+                    // A key nothing has ever used is not feeding a workload:
+                    // whatever needs access can start on a role instead.
+                    role_candidate: key.last_used.at.is_none(),
+                }
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.account_id, &a.user_name, a.created_at).cmp(&(&b.account_id, &b.user_name, b.created_at)));
+    rows
+}
+
+impl Summary {
+    pub fn of(users: usize, rows: &[KeyRow]) -> Summary {
+        let count = |c: Compliance| rows.iter().filter(|r| r.result == c).count();
+        Summary {
+            users,
+            keys: rows.len(),
+            failed: count(Compliance::Failed),
+            warning: count(Compliance::Warning),
+            suppressed: count(Compliance::Suppressed),
+            passed: count(Compliance::Passed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccessKey, AccountId, LastUsed, UserName};
+
+    fn user(name: &str, ages_days: &[(i64, KeyStatus)], tags: Option<Vec<(String, String)>>) -> User {
+        let as_of: Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+        User {
+            account_id: AccountId::new("123456789012"),
+            name: UserName::new(name),
+            arn: format!("arn:aws:iam::123456789012:user/{name}"),
+            tags,
+            keys: ages_days
+                .iter()
+                .map(|(d, s)| AccessKey {
+                    id: None,
+                    status: *s,
+                    created_at: as_of - jiff::SignedDuration::from_hours(24 * d),
+                    last_used: LastUsed::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rows_sorted_and_summarised() {
+        let as_of = "2026-11-28T12:00:00Z".parse().unwrap();
+        let users = vec![
+            user("b", &[(200, KeyStatus::Active), (10, KeyStatus::Active)], None),
+            user("a", &[(80, KeyStatus::Active)], Some(vec![("Owner".into(), "team-a".into())])),
+            user("c", &[(300, KeyStatus::Inactive)], None),
+        ];
+        let rows = key_rows(&users, &Policy::default(), as_of, &["Owner".to_string()]);
+        let names: Vec<_> = rows.iter().map(|r| (r.user_name.as_str(), r.age_days)).collect();
+        assert_eq!(names, [("a", 80), ("b", 200), ("b", 10), ("c", 300)]);
+        assert_eq!(rows[0].owner.as_deref(), Some("team-a"));
+        assert_eq!(rows[1].owner, None);
+        let summary = Summary::of(3, &rows);
+        assert_eq!(summary, Summary { users: 3, keys: 4, failed: 1, warning: 1, suppressed: 0, passed: 2 });
+        assert_eq!(user_result(&users[0], &Policy::default(), as_of), Compliance::Failed);
+        assert_eq!(user_result(&users[2], &Policy::default(), as_of), Compliance::Passed);
+    }
+}
