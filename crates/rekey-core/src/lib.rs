@@ -9,6 +9,7 @@ pub mod duration;
 pub mod evaluate;
 pub mod model;
 pub mod report;
+pub mod target;
 
 pub use duration::Duration;
 pub use evaluate::{Compliance, Evaluation, Policy};

@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt;
+use std::str::FromStr;
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -46,11 +47,50 @@ id_newtype!(
 impl AccountId {
     /// The account of an IAM ARN (`arn:aws:iam::123456789012:user/x`).
     pub fn from_arn(arn: &str) -> Option<Self> {
-        let account = arn.split(':').nth(4)?;
-        (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| AccountId::new(account))
+        arn.split(':').nth(4)?.parse().ok()
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidId(String);
+
+impl FromStr for AccountId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(AccountId::new(s))
+        } else {
+            Err(InvalidId(format!("{s:?} is not an AWS account id (12 digits)")))
+        }
+    }
+}
+
+impl FromStr for UserName {
+    type Err = InvalidId;
+    /// IAM's rule: 1 to 64 of letters, digits and `+=,.@_-`.
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+        if (1..=64).contains(&s.len()) && s.chars().all(allowed) {
+            Ok(UserName::new(s))
+        } else {
+            Err(InvalidId(format!(
+                "{s:?} is not an IAM user name (1 to 64 letters, digits and +=,.@_-)"
+            )))
+        }
+    }
+}
+
+macro_rules! deserialize_from_str {
+    ($($name:ident),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_from_str!(AccountId, UserName);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum KeyStatus {
@@ -144,6 +184,18 @@ mod tests {
         );
         assert!(AccountId::from_arn("arn:aws:iam:::user/x").is_none());
         assert!(AccountId::from_arn("nonsense").is_none());
+    }
+
+    #[test]
+    fn user_names_follow_iam_rules() {
+        for ok in ["a", "ci-deployer", "svc+x=y,z.w@example_1-2", &"a".repeat(64)] {
+            assert!(ok.parse::<UserName>().is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "slash/y", "ü", &"a".repeat(65)] {
+            assert!(bad.parse::<UserName>().is_err(), "{bad}");
+        }
+        assert!("12345678901".parse::<AccountId>().is_err());
+        assert!("12345678901a".parse::<AccountId>().is_err());
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! Every command-line flag, in one place. Precedence of settings is
+//! CLI > environment > rekey.toml > built-in default (see `settings`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rekey_core::{Duration, UserName};
+use std::path::PathBuf;
+
+/// Find IAM access keys that fail Security Hub IAM.3 (older than 90 days)
+/// and rotate them safely.
+#[derive(Debug, Parser)]
+#[command(name = "rekey", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file [default: ./rekey.toml if present, else rekey/rekey.toml in the user config dir]
+    #[arg(long, global = true, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// SQLite state file [default: rekey/state.db in the user state dir]
+    #[arg(long, global = true, env = "REKEY_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// AWS profile from the shared config files
+    #[arg(long, global = true, env = "AWS_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region [default: the profile's, else us-east-1]
+    #[arg(long, global = true, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Send AWS requests to this endpoint (an emulator, a VPC endpoint)
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL", value_parser = parse_endpoint)]
+    pub endpoint_url: Option<String>,
+
+    /// More detail on stderr: -v counts AWS calls, -vv logs them
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Never draw a progress bar
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate access keys against IAM.3 and print them
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Where keys are read from: auto uses the API for --user, else the credential report
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+
+    /// An active key older than this fails [default: policy.max_age, else 90d]
+    #[arg(long, env = "REKEY_MAX_AGE", value_name = "DUR")]
+    pub max_age: Option<Duration>,
+
+    /// A key failing within this long is a WARNING [default: policy.warn_within, else 14d]
+    #[arg(long, env = "REKEY_WARN_WITHIN", value_name = "DUR")]
+    pub warn_within: Option<Duration>,
+
+    /// Evaluate as of this time (RFC 3339) instead of now
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<jiff::Timestamp>,
+
+    /// Only this user (repeatable)
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<UserName>,
+
+    /// Only users whose owner tag has this value
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Write the output to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Exit 1 when a key is at or above this result
+    #[arg(long, value_enum, default_value_t = FailOn::Failed)]
+    pub fail_on: FailOn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Auto,
+    CredentialReport,
+    Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Failed,
+    Warning,
+    Never,
+}
+
+/// Rejects what the SDK would only fail on later, with a worse message.
+pub fn parse_endpoint(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(url.to_owned())
+}

@@ -1,0 +1,3 @@
+//! One file per subcommand, each with a `run()`.
+
+pub mod scan;

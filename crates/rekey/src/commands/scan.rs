@@ -1,0 +1,94 @@
+//! `rekey scan`: read keys, evaluate IAM.3, print.
+//!
+//! With the credential report, only users with a FAILED or WARNING key cost
+//! more calls: `ListAccessKeys` for their key ids and `ListUserTags` for
+//! their owner. Owners of passing keys are looked up only when `--owner`
+//! filters on them.
+
+use crate::cli::{FailOn, ScanArgs, SourceArg};
+use crate::output::render_scan;
+use crate::settings::{Settings, DEFAULT_CONCURRENCY};
+use crate::terminal::Terminal;
+use rekey_aws::inventory::{Fetch, UserError};
+use rekey_aws::{Clients, Iam, Source};
+use rekey_core::model::whole_seconds;
+use rekey_core::report::{key_rows, user_result, ScanError, ScanReport, Summary};
+use rekey_core::{Compliance, Policy};
+use std::io::Write;
+
+pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let policy = Policy {
+        max_age: args.max_age.unwrap_or(settings.policy.max_age),
+        warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
+    };
+    let now = whole_seconds(jiff::Timestamp::now());
+    let as_of = args.as_of.map(whole_seconds).unwrap_or(now);
+    let source = match args.source {
+        SourceArg::CredentialReport => Source::CredentialReport,
+        SourceArg::Api => Source::Api,
+        // A few named users cost fewer calls, and give fresher data, by API.
+        SourceArg::Auto if !args.users.is_empty() => Source::Api,
+        SourceArg::Auto => Source::CredentialReport,
+    };
+    // Open the output before any AWS call, so a bad path fails first.
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
+            anyhow::anyhow!("cannot write --output {}: {e}", path.display())
+        })?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+
+    let clients = Clients::new(&settings.aws).await;
+    let iam = Iam::new(&clients);
+    let progress = term.progress();
+    let fetch = Fetch { iam: &iam, concurrency: DEFAULT_CONCURRENCY, progress: &progress };
+
+    let (mut users, mut errors) = fetch.load(source, &args.users).await?;
+    let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
+    errors.extend(fetch.fill_key_ids(&mut users, needs_action).await);
+    if !settings.owner_tags.is_empty() {
+        let filtering = args.owner.is_some();
+        errors.extend(fetch.fill_tags(&mut users, |u| filtering || needs_action(u)).await);
+    }
+    progress.finish();
+    if let Some(owner) = &args.owner {
+        users.retain(|u| u.owner(&settings.owner_tags) == Some(owner.as_str()));
+    }
+
+    let keys = key_rows(&users, &policy, as_of, &settings.owner_tags);
+    let report = ScanReport {
+        generated_at: now,
+        as_of,
+        max_age_days: policy.max_age.whole_days(),
+        source: source.as_str(),
+        summary: Summary::of(users.len(), &keys),
+        errors: errors.iter().map(scan_error).collect(),
+        keys,
+    };
+    render_scan(&report, args.format, args.output.is_none() && term.stdout_is_terminal, &mut out)?;
+    out.flush()?;
+    term.report_calls(clients.calls());
+
+    for e in &errors {
+        term.error(&format!("{}: {}", e.user, e.error));
+    }
+    Ok(if !errors.is_empty() {
+        2
+    } else if report.keys.iter().any(|k| at_or_above(k.result, args.fail_on)) {
+        1
+    } else {
+        0
+    })
+}
+
+fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
+    match fail_on {
+        FailOn::Failed => result == Compliance::Failed,
+        FailOn::Warning => matches!(result, Compliance::Failed | Compliance::Warning),
+        FailOn::Never => false,
+    }
+}
+
+fn scan_error(e: &UserError) -> ScanError {
+    ScanError { account_id: None, user_name: Some(e.user.to_string()), message: e.error.to_string() }
+}

@@ -1,0 +1,112 @@
+//! Renderers of the scan report: json, jsonl and csv for machines (the
+//! contract of SPEC section 3), table for people.
+
+use crate::cli::Format;
+use comfy_table::{presets, Cell, CellAlignment, Color, Table};
+use rekey_core::report::{KeyRow, ScanReport};
+use rekey_core::Compliance;
+use std::io::Write;
+
+pub fn render_scan(report: &ScanReport, format: Format, colour: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            writeln!(out)?;
+        }
+        Format::Jsonl => {
+            for row in &report.keys {
+                serde_json::to_writer(&mut *out, row)?;
+                writeln!(out)?;
+            }
+        }
+        Format::Csv => csv(report, out)?,
+        Format::Table => table(report, colour, out)?,
+    }
+    Ok(())
+}
+
+const CSV_COLUMNS: [&str; 16] = [
+    "account_id", "user_name", "user_arn", "access_key_id", "status", "created_at", "age_days",
+    "last_used_at", "last_used_service", "last_used_region", "owner", "result", "reason",
+    "exemption", "rotation", "role_candidate",
+];
+
+/// The key objects' columns; a `null` is an empty cell, the nested
+/// exemption and rotation are their reason and id.
+fn csv(report: &ScanReport, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CSV_COLUMNS)?;
+    for r in &report.keys {
+        let opt = |v: Option<&str>| v.unwrap_or("").to_owned();
+        w.write_record([
+            r.account_id.clone(),
+            r.user_name.clone(),
+            r.user_arn.clone(),
+            opt(r.access_key_id.as_deref()),
+            format!("{:?}", r.status),
+            r.created_at.to_string(),
+            r.age_days.to_string(),
+            opt(r.last_used_at.map(|t| t.to_string()).as_deref()),
+            opt(r.last_used_service.as_deref()),
+            opt(r.last_used_region.as_deref()),
+            opt(r.owner.as_deref()),
+            r.result.as_str().to_owned(),
+            r.reason.clone(),
+            opt(r.exemption.as_ref().map(|e| e.reason.as_str())),
+            opt(r.rotation.as_ref().map(|r| r.id.as_str())),
+            r.role_candidate.to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Worst first, then oldest first; ages right-aligned; colour only on a terminal.
+fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut rows: Vec<&KeyRow> = report.keys.iter().collect();
+    rows.sort_by(|a, b| (a.result, -a.age_days, &a.user_name).cmp(&(b.result, -b.age_days, &b.user_name)));
+
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_HORIZONTAL_ONLY);
+    if !colour {
+        t.force_no_tty();
+    }
+    t.set_header(["RESULT", "USER", "ACCESS KEY", "STATUS", "AGE (DAYS)", "LAST USED", "OWNER", "REASON"]);
+    for r in rows {
+        let result = Cell::new(r.result.as_str());
+        let result = match (colour, r.result) {
+            (false, _) => result,
+            (true, Compliance::Failed) => result.fg(Color::Red),
+            (true, Compliance::Warning) => result.fg(Color::Yellow),
+            (true, Compliance::Suppressed) => result.fg(Color::Blue),
+            (true, Compliance::Passed) => result.fg(Color::Green),
+        };
+        let last_used = match (&r.last_used_at, &r.last_used_service) {
+            (None, _) => "never".to_owned(),
+            (Some(at), None) => at.strftime("%Y-%m-%d %H:%M").to_string(),
+            (Some(at), Some(service)) => format!("{} ({service})", at.strftime("%Y-%m-%d %H:%M")),
+        };
+        t.add_row(vec![
+            result,
+            Cell::new(&r.user_name),
+            Cell::new(r.access_key_id.as_deref().unwrap_or("-")),
+            Cell::new(format!("{:?}", r.status)),
+            Cell::new(r.age_days).set_alignment(CellAlignment::Right),
+            Cell::new(last_used),
+            Cell::new(r.owner.as_deref().unwrap_or("-")),
+            Cell::new(&r.reason),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    let s = &report.summary;
+    writeln!(
+        out,
+        "{} users, {} keys: {} failed, {} warning, {} suppressed, {} passed (limit {} days, as of {}, source {})",
+        s.users, s.keys, s.failed, s.warning, s.suppressed, s.passed, report.max_age_days,
+        report.as_of, report.source
+    )?;
+    for e in &report.errors {
+        writeln!(out, "error: {}{}", e.user_name.as_deref().map(|u| format!("{u}: ")).unwrap_or_default(), e.message)?;
+    }
+    Ok(())
+}

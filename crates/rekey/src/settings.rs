@@ -1,0 +1,267 @@
+//! Settings: what the command line, the environment (through clap's `env`),
+//! `rekey.toml` and the built-in defaults say, merged in that order of
+//! precedence. The file's schema is SPEC section 4, validated strictly:
+//! unknown keys, wrong types and impossible values stop rekey before it
+//! calls AWS, with the file, line and key in the message.
+
+use crate::cli::GlobalArgs;
+use anyhow::{bail, Context};
+use rekey_aws::AwsSettings;
+use rekey_core::target::Target;
+use rekey_core::{Duration, Policy};
+use serde::Deserialize;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // sections read by the commands that arrive later
+pub struct ConfigFile {
+    #[serde(default)]
+    pub aws: AwsSection,
+    #[serde(default)]
+    pub policy: PolicySection,
+    #[serde(default)]
+    pub rotation: RotationSection,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub notify: NotifySection,
+    #[serde(default)]
+    pub org: OrgSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    #[serde(default, deserialize_with = "endpoint")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub max_age: Option<Duration>,
+    pub warn_within: Option<Duration>,
+    #[serde(default, deserialize_with = "tag_names")]
+    pub owner_tags: Option<Vec<String>>,
+}
+
+// Parsed and validated now; read by the commands that use it.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSection {
+    pub wait_unused: Option<Duration>,
+    pub last_used_lag: Option<Duration>,
+    pub drain_timeout: Option<Duration>,
+    pub grace: Option<Duration>,
+    pub verify_timeout: Option<Duration>,
+}
+
+// Parsed and validated now; read by the commands that use it.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    pub sns_topic_arn: Option<String>,
+    pub webhook_url: Option<String>,
+    pub out_dir: Option<PathBuf>,
+}
+
+// Parsed and validated now; read by the commands that use it.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSection {
+    pub role_name: Option<String>,
+    pub concurrency: Option<NonZeroUsize>,
+}
+
+const DEFAULT_OWNER_TAGS: [&str; 3] = ["Owner", "owner", "Team"];
+
+/// Per-account request concurrency of `--source api` and of key/tag lookups.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// The merged settings every command starts from.
+#[derive(Debug)]
+pub struct Settings {
+    pub aws: AwsSettings,
+    pub policy: Policy,
+    pub owner_tags: Vec<String>,
+    /// Kept whole for the commands that arrive later (rotation, notify, org).
+    #[allow(dead_code)]
+    pub file: ConfigFile,
+}
+
+impl Settings {
+    pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
+        let file = match config_path(global.config.as_deref())? {
+            Some(path) => ConfigFile::read(&path)?,
+            None => ConfigFile::default(),
+        };
+        let aws = AwsSettings {
+            profile: global.profile.clone().or_else(|| file.aws.profile.clone()),
+            region: global.region.clone().or_else(|| file.aws.region.clone()),
+            endpoint_url: global.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
+        };
+        let defaults = Policy::default();
+        let policy = Policy {
+            max_age: file.policy.max_age.unwrap_or(defaults.max_age),
+            warn_within: file.policy.warn_within.unwrap_or(defaults.warn_within),
+        };
+        let owner_tags = file
+            .policy
+            .owner_tags
+            .clone()
+            .unwrap_or_else(|| DEFAULT_OWNER_TAGS.map(String::from).to_vec());
+        Ok(Settings { aws, policy, owner_tags, file })
+    }
+}
+
+/// An explicit `--config` must exist; the implicit ones are optional.
+fn config_path(explicit: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!("config file {} does not exist; fix --config or REKEY_CONFIG", path.display());
+        }
+        return Ok(Some(path.to_owned()));
+    }
+    let local = PathBuf::from("rekey.toml");
+    if local.is_file() {
+        return Ok(Some(local));
+    }
+    Ok(dirs::config_dir().map(|d| d.join("rekey").join("rekey.toml")).filter(|p| p.is_file()))
+}
+
+impl ConfigFile {
+    pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        ConfigFile::parse(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+
+    /// toml's errors name the line, column and key, and quote the line.
+    pub fn parse(text: &str) -> Result<ConfigFile, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+fn endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    crate::cli::parse_endpoint(&url).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn tag_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let tags = Vec::<String>::deserialize(d)?;
+    if tags.iter().any(|t| t.trim().is_empty()) {
+        return Err(serde::de::Error::custom("tag names cannot be empty"));
+    }
+    Ok(Some(tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rekey_core::target::{Sink, Verifier};
+
+    const FULL: &str = r#"
+[aws]
+profile = "security-admin"
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:4566"
+
+[policy]
+max_age = "90d"
+warn_within = "14d"
+owner_tags = ["Owner", "owner", "Team"]
+
+[rotation]
+wait_unused = "24h"
+last_used_lag = "4h"
+drain_timeout = "14d"
+grace = "7d"
+verify_timeout = "2m"
+
+[[target]]
+user = "ci-deployer"
+account = "123456789012"
+deliver = [
+  { type = "credentials-file", path = "/etc/app/aws/credentials", profile = "default" },
+  { type = "secretsmanager", secret_id = "prod/ci-deployer/aws" },
+  { type = "ssm", name = "/prod/ci-deployer/aws" },
+  { type = "exec", command = ["./push-to-ci.sh"] },
+  { type = "manual" },
+]
+verify = [
+  { type = "sts" },
+  { type = "exec", command = ["aws", "sts", "get-caller-identity", "--profile", "app"] },
+  { type = "http", url = "http://127.0.0.1:8080/health" },
+  { type = "manual" },
+]
+
+[notify]
+sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:key-owners"
+webhook_url = "https://hooks.example.com/x"
+out_dir = "./notices"
+
+[org]
+role_name = "OrganizationAccountAccessRole"
+concurrency = 16
+"#;
+
+    #[test]
+    fn the_spec_example_parses_whole() {
+        let c = ConfigFile::parse(FULL).unwrap();
+        assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(c.policy.max_age, Some(Duration::from_days(90)));
+        assert_eq!(c.rotation.verify_timeout, Some(Duration::from_secs(120)));
+        let t = &c.targets[0];
+        assert_eq!(t.user.as_str(), "ci-deployer");
+        assert_eq!(t.deliver.len(), 5);
+        assert!(matches!(&t.deliver[1], Sink::Secretsmanager { id_field, .. } if id_field == "AccessKeyId"));
+        assert_eq!(t.verify[0], Verifier::Sts {});
+        assert_eq!(c.org.concurrency.map(NonZeroUsize::get), Some(16));
+    }
+
+    fn error_of(text: &str) -> String {
+        ConfigFile::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e = error_of("[policy]\nmax_age = \"90d\"\nmax_agee = \"1d\"\n");
+        assert!(e.contains("line 3") && e.contains("max_agee"), "{e}");
+        let e = error_of("[[target]]\nuser = \"u\"\ndeliver = [{ type = \"credentials-file\", path = \"/x\", profil = \"a\" }]\n");
+        assert!(e.contains("line 3") && e.contains("profil"), "{e}");
+        let e = error_of("[polcy]\n");
+        assert!(e.contains("line 1") && e.contains("polcy"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_are_rejected() {
+        for (text, line, words) in [
+            ("[rotation]\ngrace = \"-1d\"\n", "line 2", "negative"),
+            ("[policy]\n\nmax_age = \"ninety days\"\n", "line 3", "invalid duration"),
+            ("[policy]\nmax_age = 90\n", "line 2", "string"),
+            ("[[target]]\nuser = \"u\"\ndeliver = []\n", "line 3", "at least one"),
+            ("[[target]]\nuser = \"bad user\"\ndeliver = [{ type = \"manual\" }]\n", "line 2", "IAM user name"),
+            ("[[target]]\nuser = \"u\"\naccount = \"12\"\ndeliver = [{ type = \"manual\" }]\n", "line 3", "account id"),
+            ("[[target]]\nuser = \"u\"\ndeliver = [{ type = \"carrier-pigeon\" }]\n", "line 3", "carrier-pigeon"),
+            ("[org]\nconcurrency = 0\n", "line 2", "concurrency"),
+            ("[aws]\nendpoint_url = \"localhost:4566\"\n", "line 2", "http://"),
+            ("[policy]\nowner_tags = [\"Owner\", \"\"]\n", "line 2", "empty"),
+        ] {
+            let e = error_of(text);
+            assert!(e.contains(line) && e.contains(words), "{text:?} gave: {e}");
+        }
+    }
+
+    #[test]
+    fn a_target_needs_deliver() {
+        let e = error_of("[[target]]\nuser = \"u\"\n");
+        assert!(e.contains("deliver"), "{e}");
+    }
+}
