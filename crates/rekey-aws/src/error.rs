@@ -25,6 +25,9 @@ pub enum AwsError {
     #[error("{operation}: {message}")]
     NotFound { operation: &'static str, message: String },
 
+    #[error("there is no IAM user named \"{0}\" in this account")]
+    NoSuchUser(rekey_core::UserName),
+
     #[error("{operation} failed: {code}: {message}{}", request_id.as_ref().map(|id| format!(" (request id {id})")).unwrap_or_default())]
     Service { operation: &'static str, code: String, message: String, request_id: Option<String> },
 
@@ -47,7 +50,7 @@ const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException", "ResourceN
 pub fn classify<E, R>(operation: &'static str, endpoint: &str, err: SdkError<E, R>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let detail = DisplayErrorContext(&err).to_string();
     match &err {
@@ -69,13 +72,13 @@ where
                 AwsError::Service { operation, code, message, request_id }
             }
         }
-        _ if is_missing_credentials(&detail) => AwsError::NoCredentials { detail: short(&detail) },
+        _ if is_missing_credentials(&detail) => AwsError::NoCredentials { detail: root_cause(&err) },
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsError::Unreachable {
             operation,
             endpoint: endpoint.to_owned(),
-            detail: short(&detail),
+            detail: root_cause(&err),
         },
-        _ => AwsError::Unexpected { operation, detail: short(&detail) },
+        _ => AwsError::Unexpected { operation, detail },
     }
 }
 
@@ -84,7 +87,11 @@ fn is_missing_credentials(detail: &str) -> bool {
 }
 
 /// The innermost cause is what a person can act on ("Connection refused");
-/// the SDK's chain of wrappers before it is noise.
-fn short(detail: &str) -> String {
-    detail.rsplit(": ").next().unwrap_or(detail).trim().trim_end_matches(')').to_owned()
+/// the SDK's chain of wrappers around it is noise.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }

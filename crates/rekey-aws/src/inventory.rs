@@ -174,5 +174,5 @@ fn user_from(summary: &UserSummary, keys: Vec<AccessKey>) -> Result<User, AwsErr
 }
 
 fn no_such_user(name: &UserName) -> AwsError {
-    AwsError::NotFound { operation: "iam:GetUser", message: format!("there is no IAM user named {name:?} in this account") }
+    AwsError::NoSuchUser(name.clone())
 }

@@ -34,13 +34,21 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
     })
 }
 
-/// -vv logs rekey's and the SDK's requests; the SDK never logs secret keys.
+/// rekey's own warnings by default; -vv adds rekey's and the SDK's debug
+/// logs, -vvv their traces. The SDK never logs secret keys.
 fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => tracing::Level::ERROR,
-        (_, 0 | 1) => tracing::Level::WARN,
-        (_, 2) => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let (own, sdk) = match (quiet, verbose) {
+        (true, _) => (LevelFilter::ERROR, LevelFilter::OFF),
+        (_, 0 | 1) => (LevelFilter::WARN, LevelFilter::OFF),
+        (_, 2) => (LevelFilter::DEBUG, LevelFilter::DEBUG),
+        _ => (LevelFilter::TRACE, LevelFilter::TRACE),
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    let filter = Targets::new().with_target("rekey", own).with_default(sdk);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+        .with(filter)
+        .init();
 }

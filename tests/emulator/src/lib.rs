@@ -1,0 +1,189 @@
+//! Starts the moto-based AWS emulator harness (`harness.py` beside this
+//! crate) for one test: its own process on a free loopback port, seeded from
+//! a scenario, stopped by PID when the [`Emulator`] is dropped. Tests run in
+//! parallel because none shares an emulator.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The credentials every test signs with; moto accepts any.
+pub const ACCESS_KEY_ID: &str = "testing";
+pub const SECRET_ACCESS_KEY: &str = "testing";
+pub const REGION: &str = "us-east-1";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Emulator {
+    child: Child,
+    pub endpoint: String,
+    pub account_id: String,
+    dir: tempfile::TempDir,
+}
+
+/// The folder of scenario files shipped with the harness.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+impl Emulator {
+    /// An emulator with no users.
+    pub fn empty() -> Emulator {
+        Emulator::start(None, None)
+    }
+
+    /// Seeds a scenario given as JSON (see the harness README for the format).
+    pub fn with_scenario(scenario: &Value) -> Emulator {
+        Emulator::start(Some(scenario), None)
+    }
+
+    /// Seeds a scenario file, with `as_of` overriding the file's.
+    pub fn with_scenario_file(path: &Path, as_of: Option<&str>) -> Emulator {
+        let scenario: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read scenario"))
+            .expect("scenario is JSON");
+        Emulator::start(Some(&scenario), as_of)
+    }
+
+    fn start(scenario: Option<&Value>, as_of: Option<&str>) -> Emulator {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ready = dir.path().join("ready.json");
+        let log = std::fs::File::create(dir.path().join("harness.log")).expect("log file");
+        let mut cmd = Command::new(python());
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("harness.py"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--truth")
+            .arg(dir.path().join("truth.json"))
+            .arg("--watch-parent");
+        if let Some(scenario) = scenario {
+            let path = dir.path().join("scenario.json");
+            std::fs::write(&path, scenario.to_string()).expect("write scenario");
+            cmd.arg("--scenario").arg(path);
+        }
+        if let Some(as_of) = as_of {
+            cmd.arg("--as-of").arg(as_of);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start harness.py");
+        let started = Instant::now();
+        let info: Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break serde_json::from_str(&text).expect("ready file is JSON");
+            }
+            if let Some(status) = child.try_wait().expect("poll harness") {
+                let log = std::fs::read_to_string(dir.path().join("harness.log")).unwrap_or_default();
+                panic!("harness exited with {status} before it was ready:\n{log}");
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                let _ = child.kill();
+                panic!("harness not ready after {READY_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Emulator {
+            child,
+            endpoint: info["endpoint"].as_str().expect("endpoint").to_owned(),
+            account_id: info["account_id"].as_str().unwrap_or("123456789012").to_owned(),
+            dir,
+        }
+    }
+
+    /// The expected IAM.3 result of every seeded key (the harness computes it).
+    pub fn truth(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join("truth.json")).expect("truth file");
+        serde_json::from_str(&text).expect("truth is JSON")
+    }
+
+    /// Environment for a process that should talk to this emulator, and to
+    /// nothing else (no instance metadata lookups).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// AWS requests the emulator served, by `service:Operation`.
+    pub fn calls(&self) -> Value {
+        self.request("GET", "/_rekey/calls", None)
+    }
+
+    pub fn reset_calls(&self) {
+        self.request("POST", "/_rekey/calls/reset", Some(&serde_json::json!({})));
+    }
+
+    /// The next `count` requests of `operation` (`iam:ListUsers`, or `*`) fail
+    /// with `code` (`Throttling`, `AccessDenied`, ...).
+    pub fn inject_fault(&self, operation: &str, code: &str, status: u16, count: u32) {
+        let fault = serde_json::json!({
+            "operation": operation, "code": code, "status": status,
+            "message": format!("injected {code}"), "count": count,
+        });
+        self.request("POST", "/_rekey/faults", Some(&fault));
+    }
+
+    /// The user's keys as the emulator holds them (no secrets).
+    pub fn keys(&self, user: &str) -> Value {
+        self.request("GET", &format!("/_rekey/keys?user={user}"), None)["keys"].clone()
+    }
+
+    /// Back-dates or changes a key: `{"created_at", "status", "last_used"}`.
+    pub fn set_key(&self, access_key_id: &str, change: &Value) {
+        self.request("POST", &format!("/_rekey/keys/{access_key_id}"), Some(change));
+    }
+
+    /// One harness request; panics unless it answers 2xx.
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).expect("connect to harness");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let body = body.map(Value::to_string).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send to harness");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read harness answer");
+        let (head, payload) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        assert!((200..300).contains(&status), "harness {method} {path} answered {status}: {payload}");
+        serde_json::from_str(payload).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // By PID, never by name: other tests' emulators keep running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real interpreter, not a pyenv shim, so that killing the child's PID
+/// stops the server itself. `REKEY_PYTHON` overrides.
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Some(p) = std::env::var_os("REKEY_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 must be installed (see README)");
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+    })
+}

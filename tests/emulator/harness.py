@@ -1,0 +1,1160 @@
+#!/usr/bin/env python3
+"""AWS emulator harness for rekey's integration tests.
+
+Runs moto (in-process, threaded werkzeug server, loopback only) behind a WSGI
+middleware that:
+
+* seeds IAM users/keys/tags from a scenario file directly through moto's
+  backend objects (back-dated create dates, last-used data),
+* writes a ground-truth JSON file computed with rekey's rotation rules,
+* rejects requests signed with an access key that is not an Active key of an
+  existing IAM user (real AWS does, moto does not),
+* counts every AWS request by ``service:Operation``,
+* injects faults (Throttling, AccessDenied, ...) on demand,
+* serves control endpoints under ``/_rekey/``.
+
+It also patches a few moto behaviours where moto differs from real IAM in a
+way rekey cares about (see ``install_moto_fidelity_patches``).
+
+Dependencies: Python 3.11 stdlib, moto 5.x, werkzeug. No network access.
+See README.md in this folder for usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import ipaddress
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+EXIT_BAD_INPUT = 2
+
+INVALID_TOKEN_MESSAGE = "The security token included in the request is invalid."
+
+USER_NAME_RE = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+# IAM path: "/" or "/" + printable ASCII (no spaces) + "/", at most 512 chars.
+PATH_RE = re.compile(r"^/(?:[\x21-\x7e]+/)?$")
+DURATION_RE = re.compile(r"^(?:\d+[dhms])+$")
+DURATION_PART_RE = re.compile(r"(\d+)([dhms])")
+UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+OWNER_TAG_KEYS = ("Owner", "owner", "Team")
+
+
+class InputError(Exception):
+    """A bad scenario file or bad command-line value (exit code 2)."""
+
+
+# --------------------------------------------------------------------------
+# Time helpers. moto stores naive UTC datetimes (moto.core.utils.utcnow()
+# returns datetime.now(UTC).replace(tzinfo=None)), so everything handed to
+# moto is naive UTC with whole seconds.
+# --------------------------------------------------------------------------
+
+
+def parse_rfc3339(value: Any, what: str) -> datetime:
+    """Parse an RFC 3339 timestamp with Z or an offset -> naive UTC, whole seconds."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{what}: expected an RFC 3339 timestamp string, got {value!r}")
+    text = value.strip()
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{what}: not an RFC 3339 timestamp: {value!r}") from None
+    if dt.tzinfo is None:
+        raise InputError(f"{what}: timestamp needs a Z or +hh:mm offset: {value!r}")
+    return dt.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def fmt_time(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_duration(value: Any, what: str) -> timedelta:
+    if not isinstance(value, str) or not DURATION_RE.match(value):
+        raise InputError(
+            f"{what}: expected a duration like '90d', '89d23h59m59s' or '0s', got {value!r}"
+        )
+    seconds = sum(int(n) * UNIT_SECONDS[u] for n, u in DURATION_PART_RE.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def utc_now_whole() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+# --------------------------------------------------------------------------
+# Scenario model and loading
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class KeySpec:
+    status: str
+    created: datetime
+    last_used: tuple[datetime, str, str] | None  # (at, service, region)
+
+
+@dataclass
+class UserSpec:
+    name: str
+    path: str
+    tags: list[tuple[str, str]]
+    created: datetime
+    keys: list[KeySpec] = field(default_factory=list)
+
+
+def _expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise InputError(msg)
+
+
+def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    _expect(not unknown, f"{where}: unknown field(s) {', '.join(unknown)}")
+
+
+def _parse_tags(raw: Any, where: str) -> list[tuple[str, str]]:
+    if raw is None:
+        return []
+    _expect(isinstance(raw, dict), f"{where}.tags: expected an object of strings")
+    _expect(len(raw) <= 50, f"{where}.tags: at most 50 tags")
+    tags = []
+    for k, v in raw.items():
+        _expect(isinstance(v, str), f"{where}.tags.{k}: value must be a string")
+        _expect(1 <= len(k) <= 128, f"{where}.tags: key {k!r} must be 1-128 chars")
+        _expect(len(v) <= 256, f"{where}.tags.{k}: value longer than 256 chars")
+        tags.append((k, v))
+    lowered = [k.lower() for k, _ in tags]
+    _expect(
+        len(set(lowered)) == len(lowered),
+        f"{where}.tags: IAM tag keys are case-insensitive, duplicates found",
+    )
+    return tags
+
+
+def _parse_key(raw: Any, as_of: datetime, where: str) -> KeySpec:
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    _check_keys(raw, {"status", "age", "last_used"}, where)
+    status = raw.get("status", "Active")
+    _expect(status in ("Active", "Inactive"), f"{where}.status: must be Active or Inactive")
+    _expect("age" in raw, f"{where}.age: required")
+    age = parse_duration(raw["age"], f"{where}.age")
+    created = as_of - age
+    lu_raw = raw.get("last_used")
+    last_used = None
+    if lu_raw is not None:
+        lw = f"{where}.last_used"
+        _expect(isinstance(lu_raw, dict), f"{lw}: expected an object or null")
+        _check_keys(lu_raw, {"ago", "service", "region"}, lw)
+        _expect("ago" in lu_raw, f"{lw}.ago: required")
+        ago = parse_duration(lu_raw["ago"], f"{lw}.ago")
+        _expect(ago <= age, f"{lw}.ago: a key cannot be used before it was created (ago > age)")
+        service = lu_raw.get("service", "s3")
+        region = lu_raw.get("region", "us-east-1")
+        _expect(isinstance(service, str) and service, f"{lw}.service: non-empty string")
+        _expect(isinstance(region, str) and region, f"{lw}.region: non-empty string")
+        last_used = (as_of - ago, service, region)
+    return KeySpec(status=status, created=created, last_used=last_used)
+
+
+def _parse_user(raw: Any, as_of: datetime, where: str) -> UserSpec:
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    _check_keys(raw, {"name", "path", "tags", "age", "keys"}, where)
+    name = raw.get("name")
+    _expect(
+        isinstance(name, str) and bool(USER_NAME_RE.match(name)),
+        f"{where}.name: 1-64 chars of letters, digits and +=,.@_- required, got {name!r}",
+    )
+    where = f"user {name!r}"
+    path = raw.get("path", "/")
+    _expect(
+        isinstance(path, str) and len(path) <= 512 and bool(PATH_RE.match(path)),
+        f"{where}.path: must be '/' or like '/a/b/', got {path!r}",
+    )
+    tags = _parse_tags(raw.get("tags"), where)
+    keys_raw = raw.get("keys", [])
+    _expect(isinstance(keys_raw, list), f"{where}.keys: expected a list")
+    _expect(len(keys_raw) <= 2, f"{where}.keys: IAM allows at most 2 access keys per user")
+    keys = [_parse_key(k, as_of, f"{where}.keys[{i}]") for i, k in enumerate(keys_raw)]
+    # Real AWS hands out keys in creation order; seed them that way.
+    keys.sort(key=lambda k: k.created)
+    oldest_key = min((k.created for k in keys), default=as_of)
+    if "age" in raw:
+        created = as_of - parse_duration(raw["age"], f"{where}.age")
+        _expect(created <= oldest_key, f"{where}.age: user must be at least as old as its oldest key")
+    else:
+        created = oldest_key
+    return UserSpec(name=name, path=path, tags=tags, created=created, keys=keys)
+
+
+BULK_NAME_SUFFIXES = ["+ci", "=ops", ",legacy", ".svc", "@corp", "_batch", "-deploy"]
+BULK_PATHS = ["/ci/", "/svc/batch/", "/teams/payments/", "/teams/data/"]
+BULK_SERVICES = ["s3", "ec2", "sts", "s3", "iam", "secretsmanager"]
+
+
+def generate_bulk(n: int, seed: int, prefix: str, as_of: datetime) -> list[UserSpec]:
+    """Deterministic synthetic users: same (n, seed, prefix, as_of) -> same users."""
+    rng = random.Random(seed)
+    day = 86400
+    users = []
+    for i in range(n):
+        name = f"{prefix}{i:05d}"
+        if rng.random() < 0.10:
+            name += rng.choice(BULK_NAME_SUFFIXES)
+        path = rng.choice(BULK_PATHS) if rng.random() < 0.20 else "/"
+        r = rng.random()
+        nkeys = 0 if r < 0.05 else (1 if r < 0.55 else 2)
+        ages = []
+        for _ in range(nkeys):
+            b = rng.random()
+            if b < 0.45:  # comfortably fresh
+                secs = rng.randint(0, 76 * day)
+            elif b < 0.60:  # around the 76-day warning and 90-day max-age boundaries
+                secs = rng.randint(75 * day, 91 * day)
+            else:  # old, up to 400 days
+                secs = rng.randint(90 * day, 400 * day)
+            ages.append(secs)
+        ages.sort(reverse=True)  # oldest first = creation order
+        keys = []
+        for k, secs in enumerate(ages):
+            if nkeys == 2 and k == 0:
+                status = "Inactive" if rng.random() < 0.5 else "Active"
+            else:
+                status = "Inactive" if rng.random() < 0.10 else "Active"
+            if rng.random() < 1 / 3:
+                last_used = None
+            else:
+                max_ago = min(secs, 60 * day)
+                ago = rng.randint(min(3600, max_ago), max_ago)
+                last_used = (as_of - timedelta(seconds=ago), rng.choice(BULK_SERVICES), "us-east-1")
+            keys.append(KeySpec(status=status, created=as_of - timedelta(seconds=secs), last_used=last_used))
+        user_age = (ages[0] if ages else 0) + rng.randint(0, 30 * day)
+        tags: list[tuple[str, str]] = []
+        if rng.random() < 0.5:
+            tags.append((rng.choice(OWNER_TAG_KEYS), f"team-{rng.randint(1, 12)}"))
+        if rng.random() < 0.2:
+            tags.append(("CostCenter", f"cc-{rng.randint(100, 999)}"))
+        users.append(
+            UserSpec(name=name, path=path, tags=tags, created=as_of - timedelta(seconds=user_age), keys=keys)
+        )
+    return users
+
+
+def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetime, list[UserSpec]]:
+    raw: dict = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except OSError as e:
+            raise InputError(f"cannot read scenario: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise InputError(f"scenario is not valid JSON: {e}") from None
+        _expect(isinstance(raw, dict), "scenario: top level must be a JSON object")
+        _check_keys(raw, {"as_of", "users", "bulk", "description"}, "scenario")
+    if as_of_override is not None:
+        as_of = parse_rfc3339(as_of_override, "--as-of")
+    elif "as_of" in raw:
+        as_of = parse_rfc3339(raw["as_of"], "scenario.as_of")
+    else:
+        as_of = utc_now_whole()
+
+    users_raw = raw.get("users", [])
+    _expect(isinstance(users_raw, list), "scenario.users: expected a list")
+    users = [_parse_user(u, as_of, f"users[{i}]") for i, u in enumerate(users_raw)]
+
+    bulk = raw.get("bulk")
+    if bulk is not None:
+        _expect(isinstance(bulk, dict), "scenario.bulk: expected an object")
+        _check_keys(bulk, {"users", "seed", "prefix"}, "scenario.bulk")
+        n = bulk.get("users")
+        seed = bulk.get("seed", 7)
+        prefix = bulk.get("prefix", "bulk-")
+        _expect(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100000,
+                "scenario.bulk.users: integer 0..100000 required")
+        _expect(isinstance(seed, int) and not isinstance(seed, bool), "scenario.bulk.seed: integer required")
+        _expect(isinstance(prefix, str) and re.match(r"^[A-Za-z0-9+=,.@_-]{0,40}$", prefix) is not None,
+                "scenario.bulk.prefix: up to 40 chars of letters, digits and +=,.@_-")
+        users.extend(generate_bulk(n, seed, prefix, as_of))
+
+    seen: set[str] = set()
+    for u in users:
+        # IAM user names are unique case-insensitively.
+        _expect(u.name.lower() not in seen, f"scenario: duplicate user name {u.name!r}")
+        seen.add(u.name.lower())
+    return as_of, users
+
+
+# --------------------------------------------------------------------------
+# moto access (imported lazily so that scenario errors exit fast)
+# --------------------------------------------------------------------------
+
+moto_iam: Any = None  # moto.iam.models, set by import_moto()
+
+
+def import_moto() -> None:
+    global moto_iam
+    import moto.iam.models as m
+
+    moto_iam = m
+
+
+def iam_backend(account_id: str = DEFAULT_ACCOUNT_ID) -> Any:
+    return moto_iam.iam_backends[account_id]["global"]
+
+
+def existing_iam_backends(account_id: str | None = None) -> Iterable[tuple[str, Any]]:
+    """(account_id, backend) for backends that already exist; never creates new ones."""
+    accounts = list(moto_iam.iam_backends.items())
+    for acct, per_partition in accounts:
+        if account_id is not None and acct != account_id:
+            continue
+        for backend in list(per_partition.values()):
+            yield acct, backend
+
+
+def find_key(access_key_id: str, account_id: str | None = None) -> tuple[str, Any, Any] | None:
+    """(account, backend, AccessKey) for a user access key, or None.
+
+    backend.access_keys is moto's own dict keyed by access key id (it also
+    holds ASIA session keys, which have user_name None), so this is a couple
+    of dict lookups per existing account/partition, not a scan of users.
+    """
+    for acct, backend in existing_iam_backends(account_id):
+        key = backend.access_keys.get(access_key_id)
+        if key is not None and key.user_name is not None:
+            return acct, backend, key
+    return None
+
+
+def is_active_user_key(access_key_id: str) -> bool:
+    """True if the key is an Active access key attached to an existing IAM user.
+
+    moto's delete_user leaves the user's keys in backend.access_keys, so the
+    user is checked too.
+    """
+    for _acct, backend in existing_iam_backends():
+        key = backend.access_keys.get(access_key_id)
+        if key is None or key.user_name is None:
+            continue
+        user = backend.users.get(key.user_name)
+        if user is None or not any(k is key for k in user.access_keys):
+            continue
+        return key.status == "Active"
+    return False
+
+
+def last_used_parts(key: Any) -> tuple[datetime | None, str | None, str | None]:
+    lu = key.last_used
+    if lu is None:
+        return None, None, None
+    if isinstance(lu, moto_iam.AccessKeyLastUsed):
+        return lu.timestamp, lu.service, lu.region
+    if isinstance(lu, datetime):  # moto tolerates a bare datetime here
+        return lu, None, None
+    return None, None, None
+
+
+def user_tags(backend: Any, user: Any) -> list[dict[str, str]]:
+    return backend.tagger.list_tags_for_resource(user.arn)["Tags"]
+
+
+def owner_of(tags: list[dict[str, str]]) -> str | None:
+    by_key = {t["Key"]: t["Value"] for t in tags}
+    for k in OWNER_TAG_KEYS:
+        if k in by_key:
+            return by_key[k]
+    return None
+
+
+# --------------------------------------------------------------------------
+# Seeding
+# --------------------------------------------------------------------------
+
+
+def seed(users: list[UserSpec], account_id: str = DEFAULT_ACCOUNT_ID) -> None:
+    backend = iam_backend(account_id)
+    for spec in users:
+        tags = [{"Key": k, "Value": v} for k, v in spec.tags]
+        user = backend.create_user("us-east-1", spec.name, path=spec.path, tags=tags)
+        user.create_date = spec.created
+        for ks in spec.keys:
+            key = backend.create_access_key(spec.name, status=ks.status)
+            key.create_date = ks.created
+            if ks.last_used is not None:
+                at, service, region = ks.last_used
+                key.last_used = moto_iam.AccessKeyLastUsed(timestamp=at, service=service, region=region)
+
+
+# --------------------------------------------------------------------------
+# Ground truth (rekey's rules; whole-second precision)
+# --------------------------------------------------------------------------
+
+
+def classify(status: str, created: datetime, as_of: datetime, max_age: timedelta, warn: timedelta) -> str:
+    if status != "Active":
+        return "PASSED"
+    if as_of - created > max_age:
+        return "FAILED"
+    if as_of + warn - created > max_age:
+        return "WARNING"
+    return "PASSED"
+
+
+def compute_truth(as_of: datetime, max_age_days: int, warn_within_days: int,
+                  account_id: str = DEFAULT_ACCOUNT_ID) -> dict:
+    backend = iam_backend(account_id)
+    max_age = timedelta(days=max_age_days)
+    warn = timedelta(days=warn_within_days)
+    rows = []
+    users = list(backend.users.values())
+    for user in users:
+        owner = owner_of(user_tags(backend, user))
+        for key in list(user.access_keys):
+            created = key.create_date.replace(microsecond=0)
+            at, _svc, _region = last_used_parts(key)
+            rows.append({
+                "user_name": user.name,
+                "user_arn": user.arn,
+                "access_key_id": key.access_key_id,
+                "status": key.status,
+                "created_at": fmt_time(created),
+                "age_days": (as_of - created) // timedelta(days=1),
+                "last_used_at": fmt_time(at.replace(microsecond=0)) if at else None,
+                "owner": owner,
+                "result": classify(key.status, created, as_of, max_age, warn),
+                "_sort": (user.name, created, key.access_key_id),
+            })
+    rows.sort(key=lambda r: r["_sort"])
+    for r in rows:
+        del r["_sort"]
+    count = {res: sum(1 for r in rows if r["result"] == res) for res in ("FAILED", "WARNING", "PASSED")}
+    return {
+        "as_of": fmt_time(as_of),
+        "max_age_days": max_age_days,
+        "warn_within_days": warn_within_days,
+        "account_id": account_id,
+        "summary": {
+            "users": len(users),
+            "keys": len(rows),
+            "failed": count["FAILED"],
+            "warning": count["WARNING"],
+            "suppressed": 0,  # Security Hub suppression comes with a later issue
+            "passed": count["PASSED"],
+        },
+        "keys": rows,
+    }
+
+
+def write_json_atomic(path: str, obj: Any, indent: int | None = None) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent)
+        f.write("\n")
+    os.rename(tmp, path)
+
+
+# --------------------------------------------------------------------------
+# moto fidelity patches: where moto 5.x differs from real IAM in ways that
+# matter to rekey. Each one is small and documented in README.md.
+# --------------------------------------------------------------------------
+
+ROOT_CREATED: dict[str, datetime] = {}  # account -> root "user_creation_time" in the report
+
+
+def install_moto_fidelity_patches() -> None:
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.iam.exceptions import ValidationError
+    from moto.iam.responses import IamResponse
+
+    # 1. ListUsers: moto returns every user in one page and ignores
+    #    MaxItems/Marker. Real IAM pages (default 100, max 1000 items).
+    def list_users(self: Any) -> Any:
+        path_prefix = self._get_param("PathPrefix")
+        marker = self._get_param("Marker")
+        max_items_raw = self._get_param("MaxItems")
+        try:
+            max_items = int(max_items_raw) if max_items_raw is not None else 100
+        except ValueError:
+            raise ValidationError("Invalid MaxItems.") from None
+        if not 1 <= max_items <= 1000:
+            raise ValidationError(
+                f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy "
+                "constraint: Member must have value less than or equal to 1000"
+            )
+        start = 0
+        if marker:
+            try:
+                decoded = base64.b64decode(marker.encode(), validate=True).decode()
+                if not decoded.startswith("rekey-users:"):
+                    raise ValueError
+                start = int(decoded.split(":", 1)[1])
+            except Exception:
+                raise ValidationError("Invalid Marker.") from None
+        users = list(self.backend.list_users(path_prefix, None, None))
+        page = users[start:start + max_items]
+        result: dict[str, Any] = {"Users": page, "IsTruncated": start + max_items < len(users)}
+        if result["IsTruncated"]:
+            result["Marker"] = base64.b64encode(f"rekey-users:{start + max_items}".encode()).decode()
+        return ActionResult(result)
+
+    IamResponse.list_users = list_users
+
+    # 2. Credential report: moto writes unquoted CSV (breaks on user names
+    #    with ','), fills access_key_N_last_used_region/service with
+    #    "not_supported", has no <root_account> row, and a fixed
+    #    GeneratedTime of 2015-02-02. Rebuild it like real IAM.
+    IAMBackend = moto_iam.IAMBackend
+    orig_generate = IAMBackend.generate_report
+
+    def generate_report(self: Any) -> None:
+        orig_generate(self)
+        self._rekey_report_time = utcnow().replace(microsecond=0)
+
+    def get_credential_report(self: Any) -> str:
+        if not self.credential_report:
+            raise moto_iam.ReportNotPresentException("Credential report not present")
+        return build_credential_report(self)
+
+    def get_credential_report_response(self: Any) -> Any:
+        report = self.backend.get_credential_report()
+        generated = getattr(self.backend, "_rekey_report_time", None) or utcnow().replace(microsecond=0)
+        return ActionResult({"Content": report, "ReportFormat": "text/csv", "GeneratedTime": generated})
+
+    IAMBackend.generate_report = generate_report
+    IAMBackend.get_credential_report = get_credential_report
+    IamResponse.get_credential_report = get_credential_report_response
+
+    # 3. Whole seconds: moto stamps users/keys created over the API and the
+    #    last-used time it records on every signed request with microseconds
+    #    ("2026-11-28T16:49:33.159088Z"); IAM's dates are whole seconds.
+    def truncating_init(cls: Any, attr: str) -> None:
+        orig_init = cls.__init__
+
+        def __init__(self: Any, *a: Any, **k: Any) -> None:
+            orig_init(self, *a, **k)
+            value = getattr(self, attr, None)
+            if isinstance(value, datetime):
+                setattr(self, attr, value.replace(microsecond=0))
+
+        cls.__init__ = __init__
+
+    truncating_init(moto_iam.User, "create_date")
+    truncating_init(moto_iam.AccessKey, "create_date")
+    truncating_init(moto_iam.AccessKeyLastUsed, "_timestamp")
+
+
+REPORT_HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
+    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
+    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
+    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
+    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
+    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+).split(",")
+
+
+def build_credential_report(backend: Any) -> str:
+    def d(dt: datetime) -> str:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(REPORT_HEADER)
+    root_created = ROOT_CREATED.get(backend.account_id, datetime(2015, 1, 1))
+    w.writerow(["<root_account>", f"arn:aws:iam::{backend.account_id}:root", d(root_created),
+                "not_supported", "no_information", "not_supported", "not_supported", "true",
+                "false", "N/A", "N/A", "N/A", "N/A", "false", "N/A", "N/A", "N/A", "N/A",
+                "false", "N/A", "false", "N/A"])
+    for user in list(backend.users.values()):
+        if user.password:
+            pw = ["true", d(user.password_last_used) if user.password_last_used else "no_information",
+                  d(user.create_date), "N/A"]
+        else:
+            pw = ["false", "N/A", "N/A", "N/A"]
+        keys = []
+        for i in range(2):
+            if i < len(user.access_keys):
+                k = user.access_keys[i]
+                at, svc, region = last_used_parts(k)
+                keys += ["true" if k.status == "Active" else "false", d(k.create_date),
+                         d(at) if at else "N/A", (region or "N/A") if at else "N/A",
+                         (svc or "N/A") if at else "N/A"]
+            else:
+                keys += ["false", "N/A", "N/A", "N/A", "N/A"]
+        certs = list(user.signing_certificates.values())
+        cert_cols = []
+        for i in range(2):
+            cert_cols += ["true" if i < len(certs) and certs[i].status == "Active" else "false", "N/A"]
+        w.writerow([user.name, user.arn, d(user.create_date), *pw,
+                    "true" if user.mfa_devices else "false", *keys, *cert_cols])
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------
+# WSGI middleware
+# --------------------------------------------------------------------------
+
+AUTH_CRED_RE = re.compile(r"Credential=([^,\s]+)")
+
+
+@dataclass
+class RequestInfo:
+    service: str  # 4th part of the credential scope, or "unknown"
+    operation: str  # Action / X-Amz-Target op / "METHOD /path"
+    protocol: str  # query | ec2 | json | s3 | rest-json
+    access_key_id: str | None
+    session_token: bool = False  # request carries X-Amz-Security-Token
+    json_content_type: str = "application/x-amz-json-1.1"
+
+    @property
+    def op_key(self) -> str:
+        return f"{self.service}:{self.operation}"
+
+
+def read_body(environ: dict) -> bytes:
+    """Read wsgi.input fully and put an equivalent stream back for moto."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    length_raw = environ.get("CONTENT_LENGTH") or ""
+    if length_raw.strip():
+        try:
+            body = stream.read(int(length_raw))
+        except ValueError:
+            body = b""
+    elif environ.get("wsgi.input_terminated"):
+        body = stream.read()  # chunked upload, already de-chunked by werkzeug
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def inspect_request(environ: dict, body: bytes) -> RequestInfo:
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    akid = None
+    scope_service = None
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = AUTH_CRED_RE.search(auth) if auth else None
+    credential = m.group(1) if m else (query.get("X-Amz-Credential") or [None])[0]
+    if credential:
+        parts = credential.split("/")
+        akid = parts[0] or None
+        if len(parts) >= 5:
+            scope_service = parts[3]
+    elif query.get("AWSAccessKeyId"):  # SigV2 presigned URLs
+        akid = query["AWSAccessKeyId"][0]
+
+    session = bool(environ.get("HTTP_X_AMZ_SECURITY_TOKEN") or query.get("X-Amz-Security-Token"))
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    content_type = environ.get("CONTENT_TYPE", "")
+    if target:
+        operation = target.split(".", 1)[1] if "." in target else target
+        service = scope_service or target.split(".", 1)[0].split("_")[0].lower()
+        json_ct = "application/x-amz-json-1.0" if "json-1.0" in content_type else "application/x-amz-json-1.1"
+        return RequestInfo(service, operation, "json", akid, session, json_ct)
+
+    action = None
+    if content_type.startswith("application/x-www-form-urlencoded") and body:
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+            action = (form.get("Action") or [None])[0]
+        except UnicodeDecodeError:
+            action = None
+    if action is None:
+        action = (query.get("Action") or [None])[0]
+    service = scope_service or "unknown"
+    if action:
+        return RequestInfo(service, action, "ec2" if service == "ec2" else "query", akid, session)
+    operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
+    operation = rest_operation_name(service, environ, operation)
+    return RequestInfo(service, operation, "s3" if service == "s3" else "rest-json", akid, session)
+
+
+def _xml_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def aws_error(info: RequestInfo, code: str, message: str, status: int) -> tuple[int, list[tuple[str, str]], bytes]:
+    """An error response in the wire shape of the request's protocol."""
+    rid = str(uuid.uuid4())
+    headers = [("x-amzn-RequestId", rid)]
+    if info.protocol == "query":
+        err_type = "Receiver" if status >= 500 else "Sender"
+        body = (
+            "<ErrorResponse><Error>"
+            f"<Type>{err_type}</Type><Code>{_xml_escape(code)}</Code>"
+            f"<Message>{_xml_escape(message)}</Message>"
+            f"</Error><RequestId>{rid}</RequestId></ErrorResponse>"
+        ).encode()
+        headers.append(("Content-Type", "text/xml"))
+    elif info.protocol == "ec2":
+        body = (
+            "<Response><Errors><Error>"
+            f"<Code>{_xml_escape(code)}</Code><Message>{_xml_escape(message)}</Message>"
+            f"</Error></Errors><RequestID>{rid}</RequestID></Response>"
+        ).encode()
+        headers.append(("Content-Type", "text/xml"))
+    elif info.protocol == "s3":
+        body = (
+            "<Error>"
+            f"<Code>{_xml_escape(code)}</Code><Message>{_xml_escape(message)}</Message>"
+            f"<RequestId>{rid}</RequestId></Error>"
+        ).encode()
+        headers.append(("Content-Type", "application/xml"))
+    elif info.protocol == "json":
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers.append(("Content-Type", info.json_content_type))
+    else:  # rest-json
+        body = json.dumps({"message": message}).encode()
+        headers.append(("Content-Type", "application/json"))
+        headers.append(("x-amzn-ErrorType", code))
+    return status, headers, body
+
+
+def invalid_credentials_error(info: RequestInfo) -> tuple[int, list[tuple[str, str]], bytes]:
+    if info.protocol == "query":
+        return aws_error(info, "InvalidClientTokenId", INVALID_TOKEN_MESSAGE, 403)
+    if info.protocol == "json":
+        return aws_error(info, "UnrecognizedClientException", INVALID_TOKEN_MESSAGE, 400)
+    if info.protocol == "s3":
+        return aws_error(info, "InvalidAccessKeyId",
+                         "The AWS Access Key Id you provided does not exist in our records.", 403)
+    if info.protocol == "ec2":
+        return aws_error(info, "AuthFailure",
+                         "AWS was not able to validate the provided access credentials", 401)
+    return aws_error(info, "UnrecognizedClientException", INVALID_TOKEN_MESSAGE, 403)
+
+
+# --------------------------------------------------------------------------
+# Extension point: Security Hub (a later issue).
+#
+# Planned here, NOT built yet:
+#   * BatchUpdateFindings (POST /findings/batchupdate) recording workflow
+#     status / suppression per finding,
+#   * GetFindings filters moto ignores (GeneratorId, ResourceId, Workflow...),
+#   * synthesis of IAM.3 ("access keys rotated every 90 days") findings from
+#     the IAM backend state at the scenario's as_of,
+#   * summary.suppressed in the ground truth.
+# Mechanism: rest_operation_name() names REST calls (e.g. securityhub
+# "POST /findings" -> "GetFindings") for counting and fault matching, and
+# each function in EXTENSIONS may answer a request instead of moto by
+# returning (status, headers, body); None passes it on.
+# --------------------------------------------------------------------------
+
+REST_OPERATION_NAMES: dict[tuple[str, str, str], str] = {
+    # (service, METHOD, path) -> Operation, e.g.
+    # ("securityhub", "POST", "/findings"): "GetFindings",
+}
+
+Extension = Callable[["Harness", dict, RequestInfo, bytes], "tuple[int, list[tuple[str, str]], bytes] | None"]
+EXTENSIONS: list[Extension] = []
+
+
+def rest_operation_name(service: str, environ: dict, default: str) -> str:
+    key = (service, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
+    return REST_OPERATION_NAMES.get(key, default)
+
+
+# --------------------------------------------------------------------------
+
+
+STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+               404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests",
+               500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {STATUS_TEXT.get(status, 'Status')}"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Fault:
+    operation: str
+    code: str
+    status: int
+    message: str
+    remaining: int
+
+    def matches(self, info: RequestInfo) -> bool:
+        if self.operation == "*":
+            return True
+        if self.operation.endswith(":*"):
+            return self.operation[:-2] == info.service
+        return self.operation == info.op_key
+
+
+class Harness:
+    def __init__(self, moto_app: Callable, as_of: datetime, max_age_days: int, warn_within_days: int):
+        self.moto_app = moto_app
+        self.as_of = as_of
+        self.max_age_days = max_age_days
+        self.warn_within_days = warn_within_days
+        self.lock = threading.Lock()
+        self.total = 0
+        self.by_operation: dict[str, int] = {}
+        self.faults: list[Fault] = []
+
+    # -- AWS traffic -------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        if path == "/_rekey" or path.startswith("/_rekey/"):
+            return self._respond(start_response, *self.control(environ, path))
+        if path.startswith("/moto-api"):
+            return self.moto_app(environ, start_response)
+
+        body = read_body(environ)
+        info = inspect_request(environ, body)
+        with self.lock:
+            self.total += 1
+            self.by_operation[info.op_key] = self.by_operation.get(info.op_key, 0) + 1
+
+        # Strict credentials: a long-term key (AKIA...) must be an Active key
+        # of an existing IAM user. Requests with a session token are STS
+        # credentials; moto's GetSessionToken/GetFederationToken hand out the
+        # fixed id AKIAIOSFODNN7EXAMPLE, so those pass through like ASIA keys.
+        if info.access_key_id and info.access_key_id.startswith("AKIA") and not info.session_token:
+            if not is_active_user_key(info.access_key_id):
+                return self._respond(start_response, *invalid_credentials_error(info))
+
+        fault = self._take_fault(info)
+        if fault is not None:
+            return self._respond(start_response, *aws_error(info, fault.code, fault.message, fault.status))
+
+        for ext in EXTENSIONS:
+            answer = ext(self, environ, info, body)
+            if answer is not None:
+                return self._respond(start_response, *answer)
+
+        return self.moto_app(environ, start_response)
+
+    def _take_fault(self, info: RequestInfo) -> Fault | None:
+        with self.lock:
+            for i, f in enumerate(self.faults):
+                if f.matches(info):
+                    f.remaining -= 1
+                    if f.remaining <= 0:
+                        del self.faults[i]
+                    return f
+        return None
+
+    @staticmethod
+    def _respond(start_response: Callable, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+        headers = headers + [("Content-Length", str(len(body)))]
+        start_response(_status_line(status), headers)
+        return [body]
+
+    # -- /_rekey/ control endpoints ------------------------------------------
+
+    def control(self, environ: dict, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        try:
+            body_bytes = read_body(environ)
+            if body_bytes.strip():
+                try:
+                    body = json.loads(body_bytes)
+                except json.JSONDecodeError as e:
+                    raise HttpError(400, f"body is not valid JSON: {e}") from None
+            else:
+                body = {}
+            if method in ("POST", "PUT") and not isinstance(body, dict):
+                raise HttpError(400, "body must be a JSON object")
+            result = self.route(method, path[len("/_rekey"):], query, body)
+            status, payload = 200, result
+        except HttpError as e:
+            status, payload = e.status, {"error": e.message}
+        except InputError as e:
+            status, payload = 400, {"error": str(e)}
+        data = json.dumps(payload).encode()
+        return status, [("Content-Type", "application/json")], data
+
+    def route(self, method: str, sub: str, query: dict[str, str], body: Any) -> dict:
+        account = query.get("account")
+        parts = [p for p in sub.split("/") if p]
+        if parts == ["health"] and method == "GET":
+            return {"ok": True}
+        if parts == ["calls"] and method == "GET":
+            with self.lock:
+                return {"total": self.total, "by_operation": dict(sorted(self.by_operation.items()))}
+        if parts == ["calls", "reset"] and method == "POST":
+            with self.lock:
+                self.total = 0
+                self.by_operation = {}
+            return {"total": 0, "by_operation": {}}
+        if parts == ["faults"]:
+            if method == "POST":
+                return self.add_fault(body)
+            if method == "DELETE":
+                with self.lock:
+                    n = len(self.faults)
+                    self.faults = []
+                return {"cleared": n}
+            if method == "GET":
+                return {"faults": self.list_faults()}
+        if parts == ["keys"] and method == "GET":
+            return self.get_keys(query.get("user"), account or DEFAULT_ACCOUNT_ID)
+        if len(parts) == 2 and parts[0] == "keys" and method == "POST":
+            return self.update_key(parts[1], body, account)
+        if len(parts) == 2 and parts[0] == "users" and method == "POST":
+            return self.update_user(parts[1], body, account or DEFAULT_ACCOUNT_ID)
+        if parts == ["truth"] and method == "GET":
+            as_of = parse_rfc3339(query["as_of"], "as_of") if "as_of" in query else self.as_of
+            try:
+                max_age = int(query.get("max_age_days", self.max_age_days))
+                warn = int(query.get("warn_within_days", self.warn_within_days))
+            except ValueError:
+                raise HttpError(400, "max_age_days and warn_within_days must be integers") from None
+            return compute_truth(as_of, max_age, warn, account or DEFAULT_ACCOUNT_ID)
+        raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
+
+    def add_fault(self, body: dict) -> dict:
+        op = body.get("operation")
+        code = body.get("code")
+        status = body.get("status", 400)
+        message = body.get("message", "")
+        count = body.get("count", 1)
+        if not isinstance(op, str) or not (op == "*" or re.match(r"^[^:\s]+:\S+$", op)):
+            raise HttpError(400, "operation must be 'service:Operation', 'service:*' or '*'")
+        if not isinstance(code, str) or not code:
+            raise HttpError(400, "code must be a non-empty string")
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise HttpError(400, "status must be an integer 400..599")
+        if not isinstance(message, str):
+            raise HttpError(400, "message must be a string")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise HttpError(400, "count must be a positive integer")
+        with self.lock:
+            self.faults.append(Fault(op, code, status, message, count))
+        return {"faults": self.list_faults()}
+
+    def list_faults(self) -> list[dict]:
+        with self.lock:
+            return [{"operation": f.operation, "code": f.code, "status": f.status,
+                     "message": f.message, "remaining": f.remaining} for f in self.faults]
+
+    @staticmethod
+    def key_view(key: Any) -> dict:
+        at, svc, region = last_used_parts(key)
+        return {
+            "access_key_id": key.access_key_id,
+            "user_name": key.user_name,
+            "status": key.status,
+            "created_at": fmt_time(key.create_date),
+            "last_used_at": fmt_time(at),
+            "last_used_service": svc,
+            "last_used_region": region,
+        }
+
+    def get_keys(self, user_name: str | None, account: str) -> dict:
+        backend = iam_backend(account)
+        if user_name is not None:
+            user = backend.users.get(user_name)
+            if user is None:
+                raise HttpError(404, f"no user {user_name!r} in account {account}")
+            users = [user]
+        else:
+            users = list(backend.users.values())
+        return {"keys": [self.key_view(k) for u in users for k in list(u.access_keys)]}
+
+    def update_key(self, access_key_id: str, body: dict, account: str | None) -> dict:
+        found = find_key(access_key_id, account)
+        if found is None:
+            raise HttpError(404, f"no access key {access_key_id}")
+        _acct, _backend, key = found
+        unknown = sorted(set(body) - {"created_at", "status", "last_used"})
+        if unknown:
+            raise HttpError(400, f"unknown field(s) {', '.join(unknown)}")
+        created = parse_rfc3339(body["created_at"], "created_at") if "created_at" in body else None
+        status = body.get("status")
+        if status is not None and status not in ("Active", "Inactive"):
+            raise HttpError(400, "status must be Active or Inactive")
+        new_last_used: Any = key.last_used
+        if "last_used" in body:
+            lu = body["last_used"]
+            if lu is None:
+                new_last_used = None
+            elif isinstance(lu, dict):
+                if set(lu) - {"at", "service", "region"}:
+                    raise HttpError(400, "last_used takes at, service, region")
+                at = parse_rfc3339(lu.get("at"), "last_used.at")
+                service = lu.get("service", "s3")
+                region = lu.get("region", "us-east-1")
+                if not isinstance(service, str) or not isinstance(region, str):
+                    raise HttpError(400, "last_used.service and .region must be strings")
+                new_last_used = moto_iam.AccessKeyLastUsed(timestamp=at, service=service, region=region)
+            else:
+                raise HttpError(400, "last_used must be an object or null")
+        # all validated: apply
+        if created is not None:
+            key.create_date = created
+        if status is not None:
+            key.status = status
+        key.last_used = new_last_used
+        return self.key_view(key)
+
+    def update_user(self, user_name: str, body: dict, account: str) -> dict:
+        user = iam_backend(account).users.get(user_name)
+        if user is None:
+            raise HttpError(404, f"no user {user_name!r} in account {account}")
+        unknown = sorted(set(body) - {"created_at"})
+        if unknown:
+            raise HttpError(400, f"unknown field(s) {', '.join(unknown)}")
+        if "created_at" in body:
+            user.create_date = parse_rfc3339(body["created_at"], "created_at")
+        return {"user_name": user.name, "user_arn": user.arn, "created_at": fmt_time(user.create_date)}
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="moto-based AWS emulator for rekey tests")
+    p.add_argument("--scenario", help="scenario JSON file (default: empty account)")
+    p.add_argument("--as-of", help="RFC 3339 reference time; overrides the scenario's as_of")
+    p.add_argument("--truth", help="write ground-truth JSON here before READY")
+    p.add_argument("--ready-file", help="write {endpoint, port, pid, account_id} here (atomically) when ready")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port, 0 = any free port (default)")
+    p.add_argument("--max-age-days", type=int, default=90)
+    p.add_argument("--warn-within-days", type=int, default=14)
+    p.add_argument("--watch-parent", action="store_true", help="exit when the parent process goes away")
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return p.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    print(f"harness: {message}", file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    host = "127.0.0.1" if args.host == "localhost" else args.host
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return fail(f"--host must be a loopback address, got {args.host!r}")
+    except ValueError:
+        return fail(f"--host must be a loopback IP address, got {args.host!r}")
+    if not 0 <= args.port <= 65535:
+        return fail("--port must be 0..65535")
+    if args.max_age_days < 0 or args.warn_within_days < 0:
+        return fail("--max-age-days and --warn-within-days must be >= 0")
+
+    original_ppid = os.getppid()
+    try:
+        as_of, users = load_scenario(args.scenario, args.as_of)
+    except InputError as e:
+        where = f"bad scenario {args.scenario}: " if args.scenario else ""
+        return fail(f"{where}{e}")
+
+    t0 = time.monotonic()
+    import_moto()
+    install_moto_fidelity_patches()
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    t1 = time.monotonic()
+    ROOT_CREATED[DEFAULT_ACCOUNT_ID] = as_of - timedelta(days=2000)
+    seed(users)
+    t2 = time.monotonic()
+    if args.truth:
+        write_json_atomic(args.truth, compute_truth(as_of, args.max_age_days, args.warn_within_days), indent=1)
+    t3 = time.monotonic()
+    if args.verbose:
+        print(f"harness: moto import {t1 - t0:.2f}s, seeded {len(users)} users in {t2 - t1:.2f}s, "
+              f"truth {t3 - t2:.2f}s", file=sys.stderr, flush=True)
+
+    verbose = args.verbose
+
+    class Handler(WSGIRequestHandler):
+        def log_request(self, *a: Any, **k: Any) -> None:
+            if verbose:
+                super().log_request(*a, **k)
+
+    app = Harness(DomainDispatcherApplication(create_backend_app), as_of, args.max_age_days, args.warn_within_days)
+    try:
+        server = make_server(host, args.port, app, threaded=True, request_handler=Handler)
+    except OSError as e:
+        return fail(f"cannot bind {host}:{args.port}: {e.strerror}")
+    port = server.server_port
+    endpoint = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    serve_thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    serve_thread.start()
+
+    if args.ready_file:
+        write_json_atomic(args.ready_file, {"endpoint": endpoint, "port": port, "pid": os.getpid(),
+                                            "account_id": DEFAULT_ACCOUNT_ID})
+    print(f"READY {endpoint}", flush=True)
+    if not verbose:
+        # Nothing more goes to stdout: a parent that never drains the pipe must
+        # not be able to block the server (moto prints now and then).
+        sys.stdout = open(os.devnull, "w")
+
+    next_parent_check = time.monotonic() + 0.5
+    while not stop.wait(0.1):  # short waits: a signal is acted on within ~0.1 s
+        if args.watch_parent and time.monotonic() >= next_parent_check:
+            next_parent_check += 0.5
+            if os.getppid() != original_ppid:  # re-parented: our parent died
+                break
+    server.shutdown()
+    server.server_close()
+    if args.ready_file:
+        try:
+            os.remove(args.ready_file)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown (moto holds many objects, request threads may
+    # still sit on keep-alive sockets): exit promptly with the code.
+    os._exit(code)
