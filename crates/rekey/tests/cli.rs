@@ -1,0 +1,118 @@
+//! Bad input gets exit code 2, a message that names the problem, and no AWS
+//! call; settings follow CLI > environment > rekey.toml > default.
+
+mod support;
+
+use rekey_emulator::Emulator;
+use serde_json::json;
+use support::{rekey, rekey_cmd, total_calls, Run};
+
+fn assert_rejected(run: &Run, words: &[&str]) {
+    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+    for w in words {
+        assert!(run.stderr.contains(w), "stderr should mention {w:?}:\n{}", run.stderr);
+    }
+}
+
+#[test]
+fn bad_flags_are_rejected_before_any_aws_call() {
+    let emu = Emulator::empty();
+    for (args, words) in [
+        (&["scan", "--no-such-flag"][..], &["--no-such-flag"][..]),
+        (&["scan", "--max-age", "90x"], &["invalid duration", "90x"]),
+        (&["scan", "--max-age=-5d"], &["negative"]),
+        (&["scan", "--warn-within", "soon"], &["invalid duration"]),
+        (&["scan", "--as-of", "yesterday"], &["--as-of", "yesterday"]),
+        (&["scan", "--user", "no spaces allowed"], &["IAM user name"]),
+        (&["scan", "--format", "yaml"], &["yaml"]),
+        (&["scan", "--fail-on", "sometimes"], &["sometimes"]),
+        (&["scan", "--source", "guess"], &["guess"]),
+        (&["scan", "--endpoint-url", "localhost:4566"], &["http://"]),
+        (&["scan", "--config", "/nonexistent/rekey.toml"], &["/nonexistent/rekey.toml", "does not exist"]),
+        (&["scan", "--output", "/nonexistent/dir/out.json"], &["--output", "/nonexistent/dir/out.json"]),
+        (&["frobnicate"], &["frobnicate"]),
+    ] {
+        let run = rekey(Some(&emu), args);
+        assert_rejected(&run, words);
+    }
+    assert_eq!(total_calls(&emu), 0, "no AWS call for bad input: {}", emu.calls());
+}
+
+#[test]
+fn a_malformed_config_names_file_line_and_key() {
+    let emu = Emulator::empty();
+    let home = tempfile::tempdir().unwrap();
+    for (text, words) in [
+        ("[policy]\nmax_age = \"90d\"\nmax_agee = \"1d\"\n", &["line 3", "max_agee"][..]),
+        ("[rotation]\ngrace = \"-1d\"\n", &["line 2", "grace", "negative"]),
+        ("[[target]]\nuser = \"ci\"\n", &["deliver"]),
+        ("[[target]]\nuser = \"ci\"\ndeliver = []\n", &["line 3", "at least one"]),
+        ("[policy\n", &["line 1"]),
+    ] {
+        std::fs::write(home.path().join("rekey.toml"), text).unwrap();
+        // Found implicitly in the working directory, and given with --config.
+        let implicit: Run = rekey_cmd(Some(&emu), home.path()).arg("scan").output().unwrap().into();
+        assert_rejected(&implicit, &[&["rekey.toml"][..], words].concat());
+        let config = home.path().join("rekey.toml");
+        let explicit = rekey(Some(&emu), &["scan", "--config", config.to_str().unwrap()]);
+        assert_rejected(&explicit, &[&[config.to_str().unwrap()][..], words].concat());
+    }
+    assert_eq!(total_calls(&emu), 0);
+}
+
+#[test]
+fn settings_precedence_cli_env_file_default() {
+    let emu = Emulator::with_scenario(&json!({"as_of": "2026-11-28T12:00:00Z", "users": [
+        {"name": "forty", "keys": [{"status": "Active", "age": "40d"}]},
+    ]}));
+    let home = tempfile::tempdir().unwrap();
+    let result = |file: Option<&str>, env: Option<&str>, cli: Option<&str>| {
+        match file {
+            Some(max_age) => std::fs::write(home.path().join("rekey.toml"), format!("[policy]\nmax_age = \"{max_age}\"\nwarn_within = \"0s\"\n")).unwrap(),
+            None => { let _ = std::fs::remove_file(home.path().join("rekey.toml")); }
+        }
+        let mut cmd = rekey_cmd(Some(&emu), home.path());
+        cmd.args(["scan", "--as-of", "2026-11-28T12:00:00Z", "--format", "json"]);
+        if let Some(v) = env {
+            cmd.env("REKEY_MAX_AGE", v);
+        }
+        if let Some(v) = cli {
+            cmd.args(["--max-age", v]);
+        }
+        let run: Run = cmd.output().unwrap().into();
+        let scan = run.json();
+        (scan["max_age_days"].as_u64().unwrap(), scan["keys"][0]["result"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(result(None, None, None), (90, "PASSED".into()), "default");
+    assert_eq!(result(Some("30d"), None, None), (30, "FAILED".into()), "file over default");
+    assert_eq!(result(Some("30d"), Some("60d"), None), (60, "PASSED".into()), "env over file");
+    assert_eq!(result(Some("30d"), Some("60d"), Some("35d")), (35, "FAILED".into()), "CLI over env");
+}
+
+#[test]
+fn the_endpoint_can_come_from_the_config_file() {
+    let emu = Emulator::with_scenario(&json!({"users": [{"name": "u", "keys": [{"status": "Active", "age": "1d"}]}]}));
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("rekey.toml"), format!("[aws]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n", emu.endpoint)).unwrap();
+    let run: Run = rekey_cmd(None, home.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .args(["scan", "--format", "json"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["summary"]["keys"], 1);
+    assert!(total_calls(&emu) > 0);
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let help = rekey(None, &["scan", "--help"]);
+    assert_eq!(help.code, 0);
+    for flag in ["--source", "--max-age", "--warn-within", "--as-of", "--user", "--owner", "--format", "--output", "--fail-on", "--endpoint-url", "--no-progress"] {
+        assert!(help.stdout.contains(flag), "help lists {flag}");
+    }
+    assert_eq!(rekey(None, &["--version"]).code, 0);
+}
