@@ -74,8 +74,8 @@ pub fn evaluate(key: &AccessKey, policy: &Policy, as_of: Timestamp) -> Evaluatio
         (
             Compliance::Warning,
             format!(
-                "active key is {age_days} days old and fails the {limit_days}-day limit at {}",
-                fails_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                "active key is {age_days} days old, fails at {} UTC (limit {limit_days})",
+                fails_at.strftime("%Y-%m-%d %H:%M")
             ),
         )
     } else {
@@ -130,7 +130,7 @@ mod tests {
     fn warning_reason_names_when_it_fails() {
         let e = evaluate(&key(KeyStatus::Active, 80 * DAY), &Policy::default(), AS_OF.parse().unwrap());
         assert_eq!(e.result, Compliance::Warning);
-        assert_eq!(e.reason, "active key is 80 days old and fails the 90-day limit at 2026-12-08T12:00:01Z");
+        assert_eq!(e.reason, "active key is 80 days old, fails at 2026-12-08 12:00 UTC (limit 90)");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! contract of SPEC section 3), table for people.
 
 use crate::cli::Format;
-use comfy_table::{presets, Cell, CellAlignment, Color, Table};
+use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
 use rekey_core::report::{KeyRow, ScanReport};
 use rekey_core::Compliance;
 use std::io::Write;
@@ -67,8 +67,10 @@ fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Resu
     rows.sort_by(|a, b| (a.result, -a.age_days, &a.user_name).cmp(&(b.result, -b.age_days, &b.user_name)));
 
     let mut t = Table::new();
-    t.load_style(presets::UTF8_HORIZONTAL_ONLY);
-    if !colour {
+    t.load_style(presets::NOTHING);
+    if colour {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
         t.force_no_tty();
     }
     t.set_header(["RESULT", "USER", "ACCESS KEY", "STATUS", "AGE (DAYS)", "LAST USED", "OWNER", "REASON"]);
@@ -97,7 +99,7 @@ fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Resu
             Cell::new(&r.reason),
         ]);
     }
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", t.trim_fmt())?;
     let s = &report.summary;
     writeln!(
         out,

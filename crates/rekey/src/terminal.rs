@@ -60,13 +60,13 @@ impl Progress {
 
 impl rekey_aws::Progress for Progress {
     fn begin(&self, what: &str, total: u64) {
-        self.0.set_length(total);
-        self.0.set_position(0);
         self.0.set_style(
             ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} users")
                 .expect("a valid template"),
         );
         self.0.set_message(what.to_owned());
+        self.0.set_position(0);
+        self.0.set_length(total);
     }
 
     fn advance(&self) {
