@@ -9,8 +9,10 @@ pub mod duration;
 pub mod evaluate;
 pub mod model;
 pub mod report;
+pub mod secret;
 pub mod target;
 
 pub use duration::Duration;
 pub use evaluate::{Compliance, Evaluation, Policy};
+pub use secret::{Credentials, Secret};
 pub use model::{AccessKey, AccessKeyId, AccountId, KeyStatus, LastUsed, User, UserName};
