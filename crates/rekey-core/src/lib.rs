@@ -11,6 +11,7 @@ pub mod model;
 pub mod report;
 pub mod secret;
 pub mod target;
+pub mod workflow;
 
 pub use duration::Duration;
 pub use evaluate::{Compliance, Evaluation, Policy};
