@@ -76,6 +76,10 @@ impl Clients {
         aws_sdk_sts::Client::from_conf(config)
     }
 
+    pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.config
+    }
+
     /// The endpoint requests go to, for error messages.
     pub fn endpoint(&self) -> String {
         self.config

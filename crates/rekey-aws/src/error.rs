@@ -44,7 +44,7 @@ impl AwsError {
 const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"];
 const THROTTLED: &[&str] = &["Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
 const BAD_CREDENTIALS: &[&str] = &["InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId"];
-const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"];
+const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"];
 
 /// Turns an SDK error of `operation` (like `iam:ListUsers`) into an [`AwsError`].
 pub fn classify<E, R>(operation: &'static str, endpoint: &str, err: SdkError<E, R>) -> AwsError

@@ -5,7 +5,8 @@ use crate::error::{classify, AwsError};
 use aws_sdk_iam::types::{ReportStateType, StatusType};
 use jiff::Timestamp;
 use rekey_core::model::whole_seconds;
-use rekey_core::{AccessKey, AccessKeyId, AccountId, KeyStatus, LastUsed, User, UserName};
+use aws_sdk_iam::operation::RequestId as _;
+use rekey_core::{AccessKey, AccessKeyId, AccountId, Credentials, KeyStatus, LastUsed, Secret, User, UserName};
 use std::time::Duration;
 
 /// How long to wait for AWS to finish a credential report before giving up.
@@ -178,6 +179,62 @@ impl Iam {
             .await
             .map_err(self.fail("iam:ListUserTags"))?;
         Ok(tags.into_iter().map(|t| (t.key, t.value)).collect())
+    }
+}
+
+/// The request id of a call that changed something, for the audit log.
+pub type RequestId = Option<String>;
+
+impl Iam {
+    /// Creates a second key for `user`. The secret exists only in the
+    /// returned [`Credentials`] (zeroed on drop).
+    pub async fn create_access_key(&self, user: &UserName) -> Result<(Credentials, RequestId), AwsError> {
+        let out = self
+            .client
+            .create_access_key()
+            .user_name(user.as_str())
+            .send()
+            .await
+            .map_err(self.fail("iam:CreateAccessKey"))?;
+        let request_id = out.request_id().map(str::to_owned);
+        let key = out.access_key.ok_or(AwsError::Unexpected {
+            operation: "iam:CreateAccessKey",
+            detail: "no key in the answer".into(),
+        })?;
+        let creds = Credentials {
+            access_key_id: AccessKeyId::new(key.access_key_id),
+            secret_access_key: Secret::new(key.secret_access_key),
+        };
+        Ok((creds, request_id))
+    }
+
+    pub async fn set_access_key_status(&self, user: &UserName, key: &AccessKeyId, status: KeyStatus) -> Result<RequestId, AwsError> {
+        let status = match status {
+            KeyStatus::Active => StatusType::Active,
+            KeyStatus::Inactive => StatusType::Inactive,
+        };
+        let out = self
+            .client
+            .update_access_key()
+            .user_name(user.as_str())
+            .access_key_id(key.as_str())
+            .status(status)
+            .send()
+            .await
+            .map_err(self.fail("iam:UpdateAccessKey"))?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    /// Deletes a key; a key that is already gone is not an error, so a step
+    /// that crashed after the call can simply run again.
+    pub async fn delete_access_key(&self, user: &UserName, key: &AccessKeyId) -> Result<RequestId, AwsError> {
+        match self.client.delete_access_key().user_name(user.as_str()).access_key_id(key.as_str()).send().await {
+            Ok(out) => Ok(out.request_id().map(str::to_owned)),
+            Err(err) => match classify("iam:DeleteAccessKey", &self.endpoint, err) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`error`]: [`AwsError`], the one place where SDK errors are classified
 //!   (no credentials, unreachable, access denied, throttled, not found).
 //! - [`iam`]: the IAM calls ([`Iam`]) and the credential report parser.
+//! - [`sts`] and [`secrets`]: calls signed with a new key, and the Secrets
+//!   Manager and Parameter Store primitives the sinks use.
 //! - [`inventory`]: reading an account's users and keys from the credential
 //!   report or the API, and filling in key ids and tags where needed.
 
@@ -13,6 +15,8 @@ pub mod client;
 pub mod error;
 pub mod iam;
 pub mod inventory;
+pub mod secrets;
+pub mod sts;
 
 pub use client::{AwsSettings, CallCounter, Clients};
 pub use error::AwsError;

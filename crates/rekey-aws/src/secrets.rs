@@ -1,0 +1,140 @@
+//! Secrets Manager and SSM Parameter Store primitives for the sinks. Values
+//! pass through as [`Secret`]s: they hold key material.
+
+use crate::error::{classify, AwsError};
+use crate::Clients;
+use aws_sdk_ssm::types::ParameterType;
+use rekey_core::Secret;
+
+pub struct SecretsManager {
+    client: aws_sdk_secretsmanager::Client,
+    endpoint: String,
+}
+
+/// A secret's current value and its version id.
+pub struct SecretVersion {
+    pub version_id: String,
+    pub value: Secret,
+}
+
+impl SecretsManager {
+    pub fn new(clients: &Clients) -> Self {
+        let config = aws_sdk_secretsmanager::config::Builder::from(clients.sdk_config())
+            .interceptor(clients.calls().clone())
+            .build();
+        SecretsManager { client: aws_sdk_secretsmanager::Client::from_conf(config), endpoint: clients.endpoint() }
+    }
+
+    /// The version staged `stage` (AWSCURRENT, AWSPREVIOUS), `None` if none.
+    pub async fn get(&self, secret_id: &str, stage: &str) -> Result<Option<SecretVersion>, AwsError> {
+        match self.client.get_secret_value().secret_id(secret_id).version_stage(stage).send().await {
+            Ok(out) => Ok(Some(SecretVersion {
+                version_id: out.version_id.unwrap_or_default(),
+                value: Secret::new(out.secret_string.unwrap_or_default()),
+            })),
+            Err(err) => match classify("secretsmanager:GetSecretValue", &self.endpoint, err) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Stores a new AWSCURRENT version; the old one becomes AWSPREVIOUS.
+    pub async fn put(&self, secret_id: &str, value: &Secret) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .put_secret_value()
+            .secret_id(secret_id)
+            .secret_string(value.expose())
+            .send()
+            .await
+            .map_err(|e| classify("secretsmanager:PutSecretValue", &self.endpoint, e))?;
+        Ok(out.version_id.unwrap_or_default())
+    }
+
+    /// Makes `version_id` AWSCURRENT again.
+    pub async fn make_current(&self, secret_id: &str, version_id: &str, current_version_id: &str) -> Result<(), AwsError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage("AWSCURRENT")
+            .move_to_version_id(version_id)
+            .remove_from_version_id(current_version_id)
+            .send()
+            .await
+            .map_err(|e| classify("secretsmanager:UpdateSecretVersionStage", &self.endpoint, e))?;
+        Ok(())
+    }
+
+    /// Whether the secret exists (preflight: rekey does not create secrets).
+    pub async fn exists(&self, secret_id: &str) -> Result<bool, AwsError> {
+        match self.client.describe_secret().secret_id(secret_id).send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match classify("secretsmanager:DescribeSecret", &self.endpoint, err) {
+                e if e.is_not_found() => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+}
+
+pub struct ParameterStore {
+    client: aws_sdk_ssm::Client,
+    endpoint: String,
+}
+
+/// A parameter's value at one version.
+pub struct ParameterVersion {
+    pub version: i64,
+    pub value: Secret,
+}
+
+impl ParameterStore {
+    pub fn new(clients: &Clients) -> Self {
+        let config = aws_sdk_ssm::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build();
+        ParameterStore { client: aws_sdk_ssm::Client::from_conf(config), endpoint: clients.endpoint() }
+    }
+
+    /// The latest version, or the one named (`Some(3)` reads `name:3`).
+    pub async fn get(&self, name: &str, version: Option<i64>) -> Result<Option<ParameterVersion>, AwsError> {
+        let selector = match version {
+            Some(v) => format!("{name}:{v}"),
+            None => name.to_owned(),
+        };
+        match self.client.get_parameter().name(selector).with_decryption(true).send().await {
+            Ok(out) => {
+                let p = out.parameter.unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
+                Ok(Some(ParameterVersion { version: p.version, value: Secret::new(p.value.unwrap_or_default()) }))
+            }
+            Err(err) => match classify("ssm:GetParameter", &self.endpoint, err) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Writes a new SecureString version.
+    pub async fn put(&self, name: &str, value: &Secret) -> Result<i64, AwsError> {
+        let out = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value.expose())
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| classify("ssm:PutParameter", &self.endpoint, e))?;
+        Ok(out.version)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), AwsError> {
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match classify("ssm:DeleteParameter", &self.endpoint, err) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! STS calls signed with a given key, to prove the key works and names the
+//! right user.
+
+use crate::error::{classify, AwsError};
+use crate::Clients;
+use rekey_core::Credentials;
+
+/// `GetCallerIdentity` signed with `creds`: the ARN it names.
+pub async fn caller_arn(clients: &Clients, creds: &Credentials) -> Result<String, AwsError> {
+    let provider = aws_credential_types::Credentials::new(
+        creds.access_key_id.as_str(),
+        creds.secret_access_key.expose(),
+        None,
+        None,
+        "rekey-new-key",
+    );
+    let config = aws_sdk_sts::config::Builder::from(clients.sdk_config())
+        .credentials_provider(provider)
+        .interceptor(clients.calls().clone())
+        .build();
+    let out = aws_sdk_sts::Client::from_conf(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| classify("sts:GetCallerIdentity", &clients.endpoint(), e))?;
+    out.arn.ok_or(AwsError::Unexpected { operation: "sts:GetCallerIdentity", detail: "no ARN in the answer".into() })
+}

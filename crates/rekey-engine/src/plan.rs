@@ -1,0 +1,77 @@
+//! What a rotation was told to do ([`Plan`], fixed when it starts) and how
+//! far it got ([`Progress`]). Both are stored as JSON in the state store,
+//! so they hold ids, times and flags only: never a secret.
+
+use jiff::Timestamp;
+use rekey_core::target::{Sink, Verifier};
+use rekey_core::workflow::Stage;
+use rekey_core::Duration;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub deliver: Vec<Sink>,
+    pub verify: Vec<Verifier>,
+    pub timings: Timings,
+    /// Delete the user's other, inactive key if it takes the free slot.
+    pub delete_inactive: bool,
+}
+
+/// The waits of SPEC section 4 `[rotation]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub wait_unused: Duration,
+    pub last_used_lag: Duration,
+    pub drain_timeout: Duration,
+    pub grace: Duration,
+    pub verify_timeout: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            wait_unused: Duration::from_secs(24 * 3600),
+            last_used_lag: Duration::from_secs(4 * 3600),
+            drain_timeout: Duration::from_days(14),
+            grace: Duration::from_days(7),
+            verify_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Timings {
+    /// How long the old key must stay unused after delivery: AWS may report
+    /// a use up to `last_used_lag` late.
+    pub fn quiet_period(&self) -> Duration {
+        self.wait_unused.max(self.last_used_lag)
+    }
+}
+
+/// The old key's last use, as seen while draining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenUse {
+    pub at: Timestamp,
+    pub service: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The stage a blocked rotation resumes into.
+    pub blocked_from: Option<Stage>,
+    /// Indexes of the plan's sinks that hold the new key.
+    #[serde(default)]
+    pub delivered: Vec<usize>,
+    pub delivered_at: Option<Timestamp>,
+    pub deactivated_at: Option<Timestamp>,
+    /// The last use of the old key after delivery, if any.
+    pub used_after_delivery: Option<SeenUse>,
+    /// Stages a person confirmed (manual delivery or verification).
+    #[serde(default)]
+    pub confirmed: Vec<Stage>,
+    /// Set by `--force`: deactivate even if the old key is still used.
+    #[serde(default)]
+    pub force: bool,
+    /// What the rotation waits for, in words, for `rekey status`.
+    pub waiting_for: Option<String>,
+}

@@ -1,0 +1,606 @@
+//! The runner: advances rotations through the stages of
+//! `rekey_core::workflow`, one idempotent step at a time, under a lease, with
+//! every change saved and audited before the next step starts. Waits are
+//! stored times (`next_check_at`), never sleeps: the process may stop at any
+//! moment and `rekey run` picks up what is due.
+
+use crate::plan::{Plan, Progress, SeenUse};
+use crate::sinks::{self, Delivered, Restored, SinkCtx};
+use crate::verify::{self, Verdict, VerifyCtx};
+use jiff::{SignedDuration, Timestamp};
+use rekey_aws::{AwsError, Clients, Iam};
+use rekey_core::model::whole_seconds;
+use rekey_core::workflow::{next, Event, IllegalTransition, Stage};
+use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
+use rekey_store::{AuditEntry, RotationRecord, Store, StoreError};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Sink(#[from] sinks::SinkError),
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error("rotation {id}: {message}")]
+    Refused { id: String, message: String },
+    #[error("rotation {id} has a plan or progress rekey cannot read: {source}")]
+    Corrupt { id: String, source: serde_json::Error },
+}
+
+/// A rotation as the engine sees it: the stored record with its plan and
+/// progress decoded.
+pub struct Rotation {
+    pub record: RotationRecord,
+    pub plan: Plan,
+    pub progress: Progress,
+}
+
+impl Rotation {
+    pub fn decode(record: RotationRecord) -> Result<Rotation, EngineError> {
+        let corrupt = |source| EngineError::Corrupt { id: record.id.clone(), source };
+        let plan = serde_json::from_value(record.plan.clone()).map_err(corrupt)?;
+        let progress = serde_json::from_value(record.progress.clone()).map_err(corrupt)?;
+        Ok(Rotation { record, plan, progress })
+    }
+
+    fn encode(&mut self) {
+        self.record.plan = serde_json::to_value(&self.plan).expect("plans serialize");
+        self.record.progress = serde_json::to_value(&self.progress).expect("progress serializes");
+    }
+
+    fn user(&self) -> UserName {
+        UserName::new(&self.record.user_name)
+    }
+
+    fn old_key(&self) -> AccessKeyId {
+        AccessKeyId::new(&self.record.old_key_id)
+    }
+
+    fn new_key(&self) -> Option<AccessKeyId> {
+        self.record.new_key_id.as_deref().map(AccessKeyId::new)
+    }
+
+    pub fn user_arn(&self) -> String {
+        format!("arn:aws:iam::{}:user/{}", self.record.account_id, self.record.user_name)
+    }
+}
+
+/// What one step decided.
+enum Step {
+    Move(Event),
+    Wait(Timestamp, String),
+    Block(String),
+    Fail(String),
+}
+
+pub struct Engine<'a> {
+    pub clients: &'a Clients,
+    pub store: &'a mut Store,
+    pub actor: String,
+    pub may_reveal: bool,
+    /// The ARN path of users is unknown to the state; sts compares the ARN
+    /// IAM reports, looked up once per rotation.
+    arns: HashMap<String, String>,
+    lease_owner: String,
+    /// New keys created by this process: the only copy of a secret outside
+    /// the sinks, in memory and zeroed on drop.
+    secrets: HashMap<String, Credentials>,
+    notes: Vec<AuditEntry>,
+}
+
+/// Minimum lease: longer than any step takes.
+const LEASE: SignedDuration = SignedDuration::from_mins(15);
+/// How soon a step that failed on an AWS error is tried again.
+const RETRY_AFTER: SignedDuration = SignedDuration::from_mins(1);
+
+pub fn now() -> Timestamp {
+    whole_seconds(Timestamp::now())
+}
+
+/// Test hook: `REKEY_CRASH_AFTER=<point>` kills the process (SIGKILL, no
+/// cleanup) right after the named AWS call or save, to prove recovery.
+fn crash_point(point: &str) {
+    if std::env::var("REKEY_CRASH_AFTER").is_ok_and(|p| p == point) {
+        // SAFETY: raise(3) on our own process; it does not return.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(clients: &'a Clients, store: &'a mut Store, actor: String, may_reveal: bool) -> Self {
+        let lease_owner = format!("{}:{}:{}", actor, std::process::id(), now().as_millisecond());
+        Engine { clients, store, actor, may_reveal, arns: HashMap::new(), lease_owner, secrets: HashMap::new(), notes: Vec::new() }
+    }
+
+    /// Hands the engine a key created outside it (by `rekey rotate`'s first run).
+    pub fn remember(&mut self, rotation_id: &str, creds: Credentials) {
+        self.secrets.insert(rotation_id.to_owned(), creds);
+    }
+
+    fn note(&mut self, r: &Rotation, event: &str, request_id: Option<String>, detail: serde_json::Value) {
+        self.notes.push(AuditEntry {
+            at: now(),
+            actor: self.actor.clone(),
+            rotation_id: Some(r.record.id.clone()),
+            event: event.to_owned(),
+            from_stage: None,
+            to_stage: None,
+            aws_request_id: request_id,
+            detail,
+        });
+    }
+
+    fn iam(&self) -> Iam {
+        Iam::new(self.clients)
+    }
+
+    fn sink_ctx<'c>(&'c self, r: &'c Rotation, user: &'c UserName, account: &'c AccountId) -> SinkCtx<'c> {
+        let _ = r;
+        SinkCtx { clients: self.clients, user, account, timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(), may_reveal: self.may_reveal }
+    }
+
+    /// Every rotation with a step due now: advanced as far as each can go.
+    /// Returns the ids it advanced and the errors it met (others go on).
+    pub async fn run_due(&mut self) -> Result<(Vec<String>, Vec<EngineError>), EngineError> {
+        let mut advanced = Vec::new();
+        let mut errors = Vec::new();
+        for id in self.store.due(now())? {
+            match self.advance(&id).await {
+                Ok(true) => advanced.push(id),
+                Ok(false) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((advanced, errors))
+    }
+
+    /// Advances one rotation until it waits, needs a person or ends.
+    /// `false` if another process holds its lease.
+    pub async fn advance(&mut self, id: &str) -> Result<bool, EngineError> {
+        let start = now();
+        if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+            return Ok(false);
+        }
+        let result = self.advance_leased(id).await;
+        self.store.release(id, &self.lease_owner)?;
+        result.map(|_| true)
+    }
+
+    async fn advance_leased(&mut self, id: &str) -> Result<(), EngineError> {
+        loop {
+            let mut r = Rotation::decode(self.store.get(id)?)?;
+            if !r.record.stage.is_working() || r.record.next_check_at.is_some_and(|t| t > now()) {
+                return Ok(());
+            }
+            self.notes.clear();
+            let from = r.record.stage;
+            match self.step(&mut r).await {
+                Ok(Step::Move(event)) => {
+                    self.transition(&mut r, event, None)?;
+                    crash_point(&format!("save:{}", r.record.stage));
+                }
+                Ok(Step::Wait(until, why)) => {
+                    r.record.next_check_at = Some(until);
+                    r.progress.waiting_for = Some(why);
+                    self.save(&mut r)?;
+                    return Ok(());
+                }
+                Ok(Step::Block(reason)) => {
+                    r.progress.blocked_from = Some(from);
+                    self.transition(&mut r, Event::Blocked, Some(reason))?;
+                    return Ok(());
+                }
+                Ok(Step::Fail(reason)) => {
+                    self.transition(&mut r, Event::Failed, Some(reason))?;
+                    return Ok(());
+                }
+                Err(error) => {
+                    // Nothing moved: the step runs again later, from the same stage.
+                    let detail = serde_json::json!({"stage": from.as_str(), "error": error.to_string()});
+                    self.note(&r, "step_failed", None, detail);
+                    r.record.next_check_at = Some(now() + RETRY_AFTER);
+                    r.progress.waiting_for = Some(format!("retry after an error: {error}"));
+                    self.save(&mut r)?;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Applies `event` (checked by the state machine), saves, audits.
+    fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
+        let from = r.record.stage;
+        let to = next(from, &event)?;
+        r.record.stage = to;
+        if to != Stage::Blocked {
+            r.progress.waiting_for = None;
+        }
+        r.record.blocked_reason = reason.clone();
+        self.notes.push(AuditEntry {
+            at: now(),
+            actor: self.actor.clone(),
+            rotation_id: Some(r.record.id.clone()),
+            event: format!("{event:?}").split_whitespace().next().unwrap_or("event").to_lowercase(),
+            from_stage: Some(from),
+            to_stage: Some(to),
+            aws_request_id: None,
+            detail: serde_json::json!({"reason": reason}),
+        });
+        self.save(r)
+    }
+
+    fn save(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
+        r.record.updated_at = now();
+        r.encode();
+        let notes = std::mem::take(&mut self.notes);
+        self.store.save(&r.record, &self.lease_owner, &notes)?;
+        Ok(())
+    }
+
+    async fn step(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        match r.record.stage {
+            Stage::Planned => self.preflight(r).await,
+            Stage::Creating => self.create(r).await,
+            Stage::Delivering => self.deliver(r).await,
+            Stage::VerifyingNew | Stage::VerifyingDeactivated => self.verify(r).await,
+            Stage::Draining => self.drain(r).await,
+            Stage::Deactivating => {
+                let request_id = self.iam().set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
+                self.note(r, "deactivated_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
+                crash_point("deactivate");
+                r.progress.deactivated_at = Some(now());
+                Ok(Step::Move(Event::Deactivated))
+            }
+            Stage::AwaitingDelete => self.await_delete(r).await,
+            Stage::Deleting => {
+                let request_id = self.iam().delete_access_key(&r.user(), &r.old_key()).await?;
+                self.note(r, "deleted_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
+                crash_point("delete-key");
+                for sink in &r.plan.deliver {
+                    sinks::finish(sink)?;
+                }
+                Ok(Step::Move(Event::Deleted))
+            }
+            stage => unreachable!("no step for {stage}: only working stages are advanced"),
+        }
+    }
+
+    /// planned: the old key exists and is active, and a key slot is free.
+    async fn preflight(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let keys = self.iam().list_access_keys(&r.user()).await?;
+        let old = r.old_key();
+        match keys.iter().find(|k| k.id == old) {
+            None => return Ok(Step::Fail(format!("key {old} of {} no longer exists", r.record.user_name))),
+            Some(k) if k.status == KeyStatus::Inactive => {
+                return Ok(Step::Fail(format!("key {old} is inactive: it already passes IAM.3; delete it instead of rotating")));
+            }
+            Some(_) => {}
+        }
+        let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
+        match others.as_slice() {
+            [] => {}
+            [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
+                let request_id = self.iam().delete_access_key(&r.user(), &other.id).await?;
+                self.note(r, "deleted_inactive_key", request_id, serde_json::json!({"key": other.id.as_str(), "reason": "--delete-inactive: it took the free key slot"}));
+                crash_point("delete-inactive");
+            }
+            [other] if other.status == KeyStatus::Inactive => {
+                return Ok(Step::Block(format!(
+                    "both key slots are taken: {other} is inactive; delete it, or abort and rotate again with --delete-inactive",
+                    other = other.id
+                )));
+            }
+            _ => {
+                let ids: Vec<_> = keys.iter().map(|k| k.id.to_string()).collect();
+                return Ok(Step::Block(format!(
+                    "both key slots are taken by active keys ({}); IAM allows two keys per user, so rekey cannot create a third",
+                    ids.join(", ")
+                )));
+            }
+        }
+        Ok(Step::Move(Event::PreflightPassed))
+    }
+
+    /// creating: `CreateAccessKey`, after removing a key a crashed attempt
+    /// created but never recorded.
+    async fn create(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        if r.new_key().is_some() {
+            return Ok(Step::Move(Event::KeyCreated));
+        }
+        if let Some(step) = self.remove_unrecorded_key(r).await? {
+            return Ok(step);
+        }
+        let (creds, request_id) = self.iam().create_access_key(&r.user()).await?;
+        crash_point("create-key");
+        r.record.new_key_id = Some(creds.access_key_id.to_string());
+        self.note(r, "created_new_key", request_id, serde_json::json!({"key": creds.access_key_id.as_str()}));
+        self.secrets.insert(r.record.id.clone(), creds);
+        Ok(Step::Move(Event::KeyCreated))
+    }
+
+    /// A key other than the old one, created since the rotation started, that
+    /// the state does not know: its secret died with a crashed process before
+    /// any sink got it. Unused, it is deleted; used, a person must look.
+    async fn remove_unrecorded_key(&mut self, r: &Rotation) -> Result<Option<Step>, EngineError> {
+        let since = r.record.started_at - SignedDuration::from_mins(1);
+        let keys = self.iam().list_access_keys(&r.user()).await?;
+        for key in keys.iter().filter(|k| k.id != r.old_key() && k.created_at >= since) {
+            if let Some(at) = self.iam().access_key_last_used(&key.id).await?.at {
+                return Ok(Some(Step::Block(format!(
+                    "key {} appeared during this rotation without being recorded, and was used at {at}; find out who created it",
+                    key.id
+                ))));
+            }
+            let request_id = self.iam().delete_access_key(&r.user(), &key.id).await?;
+            self.note(r, "deleted_unrecorded_key", request_id, serde_json::json!({"key": key.id.as_str(), "reason": "created by an interrupted attempt, never used, secret lost"}));
+            crash_point("delete-unrecorded");
+        }
+        Ok(None)
+    }
+
+    /// The new key's secret: in memory, or read back from a sink that holds it.
+    async fn secret_for(&mut self, r: &Rotation) -> Result<Option<Credentials>, EngineError> {
+        let Some(new) = r.new_key() else { return Ok(None) };
+        if let Some(c) = self.secrets.get(&r.record.id).filter(|c| c.access_key_id == new) {
+            return Ok(Some(c.clone()));
+        }
+        let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
+        let ctx = self.sink_ctx(r, &user, &account);
+        for sink in r.plan.deliver.iter().filter(|s| sinks::readable(s)) {
+            if let Some(c) = sinks::read_back(sink, &ctx).await?.filter(|c| c.access_key_id == new) {
+                self.secrets.insert(r.record.id.clone(), c.clone());
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// delivering: the new key into every sink, in order.
+    async fn deliver(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let remaining: Vec<usize> = (0..r.plan.deliver.len()).filter(|i| !r.progress.delivered.contains(i)).collect();
+        if !remaining.is_empty() {
+            let Some(creds) = self.secret_for(r).await? else {
+                return self.secret_lost(r).await;
+            };
+            let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
+            for i in remaining {
+                let sink = r.plan.deliver[i].clone();
+                let manual = matches!(sink, rekey_core::target::Sink::Manual {});
+                let outcome = if manual && r.progress.confirmed.contains(&Stage::Delivering) {
+                    Delivered::AlreadyThere
+                } else {
+                    let ctx = self.sink_ctx(r, &user, &account);
+                    sinks::deliver(&sink, &ctx, &creds).await?
+                };
+                if outcome == Delivered::AwaitsConfirmation {
+                    return Ok(Step::Block(format!(
+                        "waiting for a person to put the new key in place and run `rekey confirm {}`",
+                        r.record.id
+                    )));
+                }
+                r.progress.delivered.push(i);
+                self.note(r, "delivered", None, serde_json::json!({"sink": sinks::describe(&sink), "already_there": outcome == Delivered::AlreadyThere}));
+                crash_point(&format!("deliver-{i}"));
+            }
+        }
+        r.progress.delivered_at = Some(now());
+        Ok(Step::Move(Event::Delivered))
+    }
+
+    /// The secret is nowhere: if the new key was never used, delete it and
+    /// create another; if it was, a person must find out who has it.
+    async fn secret_lost(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let new = r.new_key().expect("a key to deliver");
+        if let Some(at) = self.iam().access_key_last_used(&new).await?.at {
+            return Ok(Step::Block(format!("the secret of new key {new} is lost (no sink can give it back), yet the key was used at {at}")));
+        }
+        let request_id = self.iam().delete_access_key(&r.user(), &new).await?;
+        self.note(r, "deleted_lost_key", request_id, serde_json::json!({"key": new.as_str(), "reason": "secret lost before a readable sink got it; never used"}));
+        crash_point("delete-lost");
+        r.record.new_key_id = None;
+        r.progress.delivered.clear();
+        Ok(Step::Move(Event::SecretLost))
+    }
+
+    /// verifying_new / verifying_deactivated: every verifier must pass. A
+    /// failure rolls the rotation back: the application must not stay broken.
+    async fn verify(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let stage = r.record.stage;
+        let creds = self.secret_for(r).await?;
+        let arn = self.user_arn(r).await?;
+        for verifier in r.plan.verify.clone() {
+            let ctx = VerifyCtx {
+                clients: self.clients,
+                user_arn: &arn,
+                timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+                creds: creds.as_ref(),
+                confirmed: r.progress.confirmed.contains(&stage),
+            };
+            match verify::verify(&verifier, &ctx).await {
+                Verdict::Healthy => self.note(r, "verified", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str()})),
+                Verdict::Undecided(why) => return Ok(Step::Block(why)),
+                Verdict::Unhealthy(why) => {
+                    let reason = format!("{} failed {}: {why}", verify::describe(&verifier), match stage {
+                        Stage::VerifyingNew => "with the new key",
+                        _ => "after the old key was deactivated (something still uses it)",
+                    });
+                    self.note(r, "verification_failed", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "reason": reason}));
+                    self.undo(r).await?;
+                    r.record.blocked_reason = Some(reason.clone());
+                    return Ok(Step::Move(Event::RolledBack)).map(|s| { r.progress.waiting_for = Some(reason); s });
+                }
+            }
+        }
+        if stage == Stage::VerifyingNew {
+            let delivered = r.progress.delivered_at.unwrap_or_else(now);
+            r.record.next_check_at = Some(delivered + r.plan.timings.quiet_period().to_signed());
+            Ok(Step::Move(Event::NewKeyVerified))
+        } else {
+            let deactivated = r.progress.deactivated_at.unwrap_or_else(now);
+            r.record.next_check_at = Some(deactivated + r.plan.timings.grace.to_signed());
+            Ok(Step::Move(Event::DeactivationVerified))
+        }
+    }
+
+    async fn user_arn(&mut self, r: &Rotation) -> Result<String, EngineError> {
+        if let Some(arn) = self.arns.get(&r.record.user_name) {
+            return Ok(arn.clone());
+        }
+        let arn = match self.iam().get_user(&r.user()).await? {
+            Some(u) => u.arn,
+            None => r.user_arn(),
+        };
+        self.arns.insert(r.record.user_name.clone(), arn.clone());
+        Ok(arn)
+    }
+
+    /// draining: the old key must stay unused for the quiet period after
+    /// delivery. A use after delivery restarts the wait; past
+    /// `drain_timeout` a person decides. Never deactivates a key in use.
+    async fn drain(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let t = r.plan.timings;
+        let delivered = r.progress.delivered_at.unwrap_or(r.record.started_at);
+        let quiet_until = delivered + t.quiet_period().to_signed();
+        if now() < quiet_until {
+            return Ok(Step::Wait(quiet_until, format!("the old key must stay unused until {quiet_until}")));
+        }
+        let used = self.iam().access_key_last_used(&r.old_key()).await?;
+        let Some(at) = used.at.filter(|at| *at > delivered) else {
+            return Ok(Step::Move(Event::Drained));
+        };
+        let seen = SeenUse { at, service: used.service.clone(), region: used.region.clone() };
+        let who = format!(
+            "last used at {at} by {} in {}",
+            seen.service.as_deref().unwrap_or("an unknown service"),
+            seen.region.as_deref().unwrap_or("an unknown region")
+        );
+        if r.progress.used_after_delivery.as_ref() != Some(&seen) {
+            self.note(r, "old_key_used_after_delivery", None, serde_json::json!({"at": at, "service": seen.service, "region": seen.region}));
+            r.progress.used_after_delivery = Some(seen);
+        }
+        if r.progress.force {
+            self.note(r, "drain_forced", None, serde_json::json!({"old_key_use": who}));
+            return Ok(Step::Move(Event::Drained));
+        }
+        if now() >= delivered + t.drain_timeout.to_signed() {
+            return Ok(Step::Block(format!(
+                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {}` to keep waiting, or `rekey rollback {}`",
+                t.drain_timeout, r.record.id, r.record.id
+            )));
+        }
+        let until = (at + t.quiet_period().to_signed()).max(now());
+        Ok(Step::Wait(until, format!("the old key was used after delivery ({who}); waiting for it to stay unused for {}", t.quiet_period())))
+    }
+
+    /// awaiting_delete: the grace period passed and the old key is still inactive.
+    async fn await_delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
+        let due = deactivated + r.plan.timings.grace.to_signed();
+        if now() < due {
+            return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
+        }
+        let keys = self.iam().list_access_keys(&r.user()).await?;
+        match keys.iter().find(|k| k.id == r.old_key()) {
+            Some(k) if k.status == KeyStatus::Active => Ok(Step::Block(format!(
+                "the old key {} was reactivated after rekey deactivated it: something still needs it",
+                k.id
+            ))),
+            _ => Ok(Step::Move(Event::GraceElapsed)),
+        }
+    }
+
+    /// Undoes a rotation, each part idempotent: the old key active again
+    /// first (it is what a broken consumer needs), then every sink restored,
+    /// then the new key deleted, unless a sink rekey cannot restore still
+    /// hands it out.
+    async fn undo(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
+        let iam = self.iam();
+        let keys = iam.list_access_keys(&r.user()).await?;
+        if keys.iter().any(|k| k.id == r.old_key() && k.status == KeyStatus::Inactive) {
+            let request_id = iam.set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+            self.note(r, "reactivated_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
+            crash_point("reactivate");
+        }
+        let Some(new) = r.new_key() else {
+            return match self.remove_unrecorded_key(r).await? {
+                Some(Step::Block(why)) => Err(EngineError::Refused { id: r.record.id.clone(), message: why }),
+                _ => Ok(()),
+            };
+        };
+        let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
+        let mut keep_new_key = Vec::new();
+        for (i, sink) in r.plan.deliver.iter().enumerate().rev() {
+            let ctx = self.sink_ctx(r, &user, &account);
+            let outcome = sinks::restore(sink, &ctx, &new).await?;
+            if let Restored::CannotRestore(what) = &outcome {
+                if r.progress.delivered.contains(&i) {
+                    keep_new_key.push(what.clone());
+                }
+            }
+            let detail = serde_json::json!({"sink": sinks::describe(sink), "outcome": format!("{outcome:?}")});
+            self.note(r, "restored_sink", None, detail);
+            crash_point(&format!("restore-{i}"));
+        }
+        if keep_new_key.is_empty() {
+            let request_id = iam.delete_access_key(&r.user(), &new).await?;
+            self.note(r, "deleted_new_key", request_id, serde_json::json!({"key": new.as_str()}));
+            crash_point("delete-new-key");
+        } else {
+            self.note(r, "kept_new_key", None, serde_json::json!({"key": new.as_str(), "because": keep_new_key}));
+        }
+        Ok(())
+    }
+
+    /// `rekey rollback` / `rekey abort`: undo now, whatever is due.
+    pub async fn cancel(&mut self, id: &str, event: Event) -> Result<(), EngineError> {
+        let start = now();
+        if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+            return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
+        }
+        let result = async {
+            let mut r = Rotation::decode(self.store.get(id)?)?;
+            let stage = r.record.stage;
+            if next(stage, &event).is_err() {
+                let why = match (stage, &event) {
+                    (Stage::Deleting | Stage::Completed, _) => "the old key is deleted: there is nothing to roll back to".to_owned(),
+                    (_, Event::Aborted) if stage.is_working() => {
+                        format!("it is past deactivation ({stage}); use `rekey rollback {id}`")
+                    }
+                    _ => format!("it already ended ({stage})"),
+                };
+                return Err(EngineError::Refused { id: id.into(), message: format!("cannot {}: {why}", if event == Event::Aborted { "abort" } else { "roll back" }) });
+            }
+            self.notes.clear();
+            self.undo(&mut r).await?;
+            self.transition(&mut r, event, Some(format!("requested by {}", self.actor)))
+        }
+        .await;
+        self.store.release(id, &self.lease_owner)?;
+        result
+    }
+
+    /// `rekey confirm`: a person did what a blocked rotation waited for.
+    pub async fn confirm(&mut self, id: &str) -> Result<(), EngineError> {
+        let start = now();
+        if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+            return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
+        }
+        let result = (|| {
+            let mut r = Rotation::decode(self.store.get(id)?)?;
+            let (Stage::Blocked, Some(from)) = (r.record.stage, r.progress.blocked_from) else {
+                return Err(EngineError::Refused { id: id.into(), message: format!("nothing to confirm: it is {}", r.record.stage) });
+            };
+            self.notes.clear();
+            r.progress.confirmed.push(from);
+            r.record.next_check_at = None;
+            self.transition(&mut r, Event::Resumed { to: from }, None)
+        })();
+        self.store.release(id, &self.lease_owner)?;
+        result?;
+        self.advance(id).await.map(|_| ())
+    }
+}
