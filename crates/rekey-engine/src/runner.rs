@@ -584,7 +584,7 @@ impl<'a> Engine<'a> {
     }
 
     /// `rekey confirm`: a person did what a blocked rotation waited for.
-    pub async fn confirm(&mut self, id: &str) -> Result<(), EngineError> {
+    pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
         let start = now();
         if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
             return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
@@ -596,6 +596,7 @@ impl<'a> Engine<'a> {
             };
             self.notes.clear();
             r.progress.confirmed.push(from);
+            r.progress.force |= force;
             r.record.next_check_at = None;
             self.transition(&mut r, Event::Resumed { to: from }, None)
         })();

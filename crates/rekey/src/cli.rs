@@ -55,6 +55,125 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Evaluate access keys against IAM.3 and print them
     Scan(ScanArgs),
+    /// Start a rotation of a user's key and advance it as far as it can go now
+    Rotate(RotateArgs),
+    /// Advance every rotation that is due
+    Run(RunArgs),
+    /// Rotations, their stage, and what each waits for
+    Status(StatusArgs),
+    /// Confirm what a blocked rotation waits for (a manual step, a resolved block)
+    Confirm(ConfirmArgs),
+    /// Undo a rotation: old key active, sinks restored, new key deleted
+    Rollback(IdArgs),
+    /// Cancel a rotation before its old key was touched, undoing what it did
+    Abort(IdArgs),
+    /// The audit log
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The IAM user whose key to rotate
+    #[arg(long, value_name = "NAME")]
+    pub user: UserName,
+
+    /// The account the user is in (checked against the credentials' account)
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
+    /// The key to rotate [default: the user's oldest active key]
+    #[arg(long, value_name = "ID")]
+    pub key: Option<String>,
+
+    /// Where to deliver the new key, as in rekey.toml (repeatable), e.g.
+    /// '{ type = "credentials-file", path = "/etc/app/credentials", profile = "app" }'
+    #[arg(long, value_name = "TOML")]
+    pub deliver: Vec<String>,
+
+    /// How to check the application, as in rekey.toml (repeatable), e.g. '{ type = "sts" }'
+    #[arg(long, value_name = "TOML")]
+    pub verify: Vec<String>,
+
+    /// The old key must stay unused this long after delivery [default: rotation.wait_unused, else 24h]
+    #[arg(long, value_name = "DUR")]
+    pub wait_unused: Option<Duration>,
+
+    /// Keep the old key deactivated this long before deleting it [default: rotation.grace, else 7d]
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<Duration>,
+
+    /// If the user's other key is inactive, delete it to free a key slot
+    #[arg(long)]
+    pub delete_inactive: bool,
+
+    /// Print every AWS call and sink write the rotation would make, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Allow a manual sink to print the new secret although stdout is not a terminal
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// One pass over what is due, then exit (the default)
+    #[arg(long, conflicts_with = "interval")]
+    pub once: bool,
+
+    /// Keep running, a pass every DUR
+    #[arg(long, value_name = "DUR")]
+    pub interval: Option<Duration>,
+
+    /// Allow a manual sink to print the new secret although stdout is not a terminal
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this rotation
+    pub id: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    pub id: String,
+
+    /// Deactivate the old key even though it is still being used
+    #[arg(long)]
+    pub force: bool,
+
+    /// Allow a manual sink to print the new secret although stdout is not a terminal
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this rotation
+    pub id: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]

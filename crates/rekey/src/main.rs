@@ -27,9 +27,17 @@ fn main() -> ExitCode {
 fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
     let settings = settings::Settings::load(&cli.global)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    use cli::Command as C;
     runtime.block_on(async {
         match cli.command {
-            cli::Command::Scan(args) => commands::scan::run(args, &settings, term).await,
+            C::Scan(args) => commands::scan::run(args, &settings, term).await,
+            C::Rotate(args) => commands::rotate::run(args, &settings, term).await,
+            C::Run(args) => commands::run::run(args, &settings, term).await,
+            C::Status(args) => commands::status::run(args, &settings),
+            C::Confirm(args) => commands::confirm::confirm(args, &settings, term).await,
+            C::Rollback(args) => commands::confirm::cancel(args, rekey_core::workflow::Event::RolledBack, &settings).await,
+            C::Abort(args) => commands::confirm::cancel(args, rekey_core::workflow::Event::Aborted, &settings).await,
+            C::History(args) => commands::history::run(args, &settings),
         }
     })
 }

@@ -49,8 +49,6 @@ pub struct PolicySection {
     pub owner_tags: Option<Vec<String>>,
 }
 
-// Parsed and validated now; read by the commands that use it.
-#[allow(dead_code)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotationSection {
@@ -91,8 +89,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub policy: Policy,
     pub owner_tags: Vec<String>,
-    /// Kept whole for the commands that arrive later (rotation, notify, org).
-    #[allow(dead_code)]
+    pub state: PathBuf,
     pub file: ConfigFile,
 }
 
@@ -117,7 +114,28 @@ impl Settings {
             .owner_tags
             .clone()
             .unwrap_or_else(|| DEFAULT_OWNER_TAGS.map(String::from).to_vec());
-        Ok(Settings { aws, policy, owner_tags, file })
+        let state = match &global.state {
+            Some(path) => path.clone(),
+            None => dirs::state_dir()
+                .or_else(dirs::data_local_dir)
+                .ok_or_else(|| anyhow::anyhow!("no user state directory; pass --state FILE"))?
+                .join("rekey")
+                .join("state.db"),
+        };
+        Ok(Settings { aws, policy, owner_tags, state, file })
+    }
+
+    /// `[rotation]` over the built-in defaults.
+    pub fn timings(&self) -> rekey_engine::plan::Timings {
+        let d = rekey_engine::plan::Timings::default();
+        let r = &self.file.rotation;
+        rekey_engine::plan::Timings {
+            wait_unused: r.wait_unused.unwrap_or(d.wait_unused),
+            last_used_lag: r.last_used_lag.unwrap_or(d.last_used_lag),
+            drain_timeout: r.drain_timeout.unwrap_or(d.drain_timeout),
+            grace: r.grace.unwrap_or(d.grace),
+            verify_timeout: r.verify_timeout.unwrap_or(d.verify_timeout),
+        }
     }
 }
 

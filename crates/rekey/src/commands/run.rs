@@ -1,0 +1,32 @@
+//! `rekey run`: advances every rotation that is due. Only due rotations cost
+//! AWS calls; the rest is one indexed query of the state store.
+
+use super::{actor, open_store};
+use crate::cli::RunArgs;
+use crate::settings::Settings;
+use crate::terminal::Terminal;
+use rekey_aws::Clients;
+use rekey_engine::runner::Engine;
+
+pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let mut store = open_store(settings)?;
+    let clients = Clients::new(&settings.aws).await;
+    let may_reveal = args.reveal || term.stdout_is_terminal;
+    loop {
+        let mut engine = Engine::new(&clients, &mut store, actor(), may_reveal);
+        let (advanced, errors) = engine.run_due().await?;
+        for id in &advanced {
+            let r = store.get(id)?;
+            let note = r.blocked_reason.as_deref().map(|b| format!(": {b}")).unwrap_or_default();
+            println!("{id}: {}{note}", r.stage);
+        }
+        for e in &errors {
+            term.error(&e.to_string());
+        }
+        term.report_calls(clients.calls());
+        match args.interval {
+            None => return Ok(if errors.is_empty() { 0 } else { 2 }),
+            Some(every) => tokio::time::sleep(every.to_signed().unsigned_abs()).await,
+        }
+    }
+}
