@@ -128,8 +128,31 @@ pub enum Event {
     Failed,
 }
 
+impl Event {
+    /// The name the audit log records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PreflightPassed => "preflight_passed",
+            Event::KeyCreated => "key_created",
+            Event::Delivered => "delivered",
+            Event::SecretLost => "secret_lost",
+            Event::NewKeyVerified => "new_key_verified",
+            Event::Drained => "drained",
+            Event::Deactivated => "deactivated",
+            Event::DeactivationVerified => "deactivation_verified",
+            Event::GraceElapsed => "grace_elapsed",
+            Event::Deleted => "deleted",
+            Event::Blocked => "blocked",
+            Event::Resumed { .. } => "resumed",
+            Event::RolledBack => "rolled_back",
+            Event::Aborted => "aborted",
+            Event::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a rotation in stage {from} cannot take {event:?}")]
+#[error("a rotation in stage {from} cannot take {}", event.name())]
 pub struct IllegalTransition {
     pub from: Stage,
     pub event: Event,

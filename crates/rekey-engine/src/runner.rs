@@ -224,7 +224,7 @@ impl<'a> Engine<'a> {
             at: now(),
             actor: self.actor.clone(),
             rotation_id: Some(r.record.id.clone()),
-            event: format!("{event:?}").split_whitespace().next().unwrap_or("event").to_lowercase(),
+            event: format!("stage_{}", event.name()),
             from_stage: Some(from),
             to_stage: Some(to),
             aws_request_id: None,
