@@ -101,6 +101,18 @@ pub fn now() -> Timestamp {
     whole_seconds(Timestamp::now())
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// A lease owner (`host/pid/start`) whose process is gone from this host.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split('/');
+    let (Some(host), Some(Ok(pid))) = (parts.next(), parts.next().map(str::parse::<i32>)) else { return false };
+    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+    host == hostname() && pid > 0 && unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// Test hook: `REKEY_CRASH_AFTER=<point>` kills the process (SIGKILL, no
 /// cleanup) right after the named AWS call or save, to prove recovery.
 fn crash_point(point: &str) {
@@ -112,7 +124,7 @@ fn crash_point(point: &str) {
 
 impl<'a> Engine<'a> {
     pub fn new(clients: &'a Clients, store: &'a mut Store, actor: String, may_reveal: bool) -> Self {
-        let lease_owner = format!("{}:{}:{}", actor, std::process::id(), now().as_millisecond());
+        let lease_owner = format!("{}/{}/{}", hostname(), std::process::id(), now().as_millisecond());
         Engine { clients, store, actor, may_reveal, arns: HashMap::new(), lease_owner, secrets: HashMap::new(), notes: Vec::new() }
     }
 
@@ -143,6 +155,19 @@ impl<'a> Engine<'a> {
         SinkCtx { clients: self.clients, user, account, timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(), may_reveal: self.may_reveal }
     }
 
+    /// Takes the rotation's lease: free, expired, or held by a process of
+    /// this host that no longer exists (it crashed mid-step).
+    fn lease(&self, id: &str) -> Result<bool, EngineError> {
+        let start = now();
+        if self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+            return Ok(true);
+        }
+        match self.store.lease_holder(id)? {
+            Some(holder) if holder_is_dead(&holder) => Ok(self.store.take_over(id, &holder, &self.lease_owner, start + LEASE)?),
+            _ => Ok(false),
+        }
+    }
+
     /// Every rotation with a step due now: advanced as far as each can go.
     /// Returns the ids it advanced and the errors it met (others go on).
     pub async fn run_due(&mut self) -> Result<(Vec<String>, Vec<EngineError>), EngineError> {
@@ -161,8 +186,7 @@ impl<'a> Engine<'a> {
     /// Advances one rotation until it waits, needs a person or ends.
     /// `false` if another process holds its lease.
     pub async fn advance(&mut self, id: &str) -> Result<bool, EngineError> {
-        let start = now();
-        if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+        if !self.lease(id)? {
             return Ok(false);
         }
         let result = self.advance_leased(id).await;
@@ -458,9 +482,10 @@ impl<'a> Engine<'a> {
         Ok(arn)
     }
 
-    /// draining: the old key must stay unused for the quiet period after
-    /// delivery. A use after delivery restarts the wait; past
-    /// `drain_timeout` a person decides. Never deactivates a key in use.
+    /// draining: the old key must stay unused for the quiet period
+    /// (`max(wait_unused, last_used_lag)`) after delivery, and after its last
+    /// use if it was used since. Past `drain_timeout` a person decides: a key
+    /// in use is never deactivated without `--force`.
     async fn drain(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let t = r.plan.timings;
         let delivered = r.progress.delivered_at.unwrap_or(r.record.started_at);
@@ -482,18 +507,23 @@ impl<'a> Engine<'a> {
             self.note(r, "old_key_used_after_delivery", None, serde_json::json!({"at": at, "service": seen.service, "region": seen.region}));
             r.progress.used_after_delivery = Some(seen);
         }
+        // Quiet for the whole period since its last use: the consumer moved on.
+        let quiet_since_use = at + t.quiet_period().to_signed();
+        if now() >= quiet_since_use {
+            return Ok(Step::Move(Event::Drained));
+        }
         if r.progress.force {
             self.note(r, "drain_forced", None, serde_json::json!({"old_key_use": who}));
             return Ok(Step::Move(Event::Drained));
         }
         if now() >= delivered + t.drain_timeout.to_signed() {
             return Ok(Step::Block(format!(
-                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {}` to keep waiting, or `rekey rollback {}`",
-                t.drain_timeout, r.record.id, r.record.id
+                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {id}` to keep waiting (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
+                t.drain_timeout,
+                id = r.record.id
             )));
         }
-        let until = (at + t.quiet_period().to_signed()).max(now());
-        Ok(Step::Wait(until, format!("the old key was used after delivery ({who}); waiting for it to stay unused for {}", t.quiet_period())))
+        Ok(Step::Wait(quiet_since_use, format!("the old key was used after delivery ({who}); waiting for it to stay unused for {}", t.quiet_period())))
     }
 
     /// awaiting_delete: the grace period passed and the old key is still inactive.
@@ -557,8 +587,7 @@ impl<'a> Engine<'a> {
 
     /// `rekey rollback` / `rekey abort`: undo now, whatever is due.
     pub async fn cancel(&mut self, id: &str, event: Event) -> Result<(), EngineError> {
-        let start = now();
-        if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+        if !self.lease(id)? {
             return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
         }
         let result = async {
@@ -585,8 +614,7 @@ impl<'a> Engine<'a> {
 
     /// `rekey confirm`: a person did what a blocked rotation waited for.
     pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
-        let start = now();
-        if !self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+        if !self.lease(id)? {
             return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
         }
         let result = (|| {

@@ -181,6 +181,21 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Who holds the rotation's lease, if anyone.
+    pub fn lease_holder(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT lease_owner FROM rotations WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
+    }
+
+    /// Takes the lease from `stale_owner` (a process known to be dead),
+    /// only if it still holds it: of two takers, one wins.
+    pub fn take_over(&self, id: &str, stale_owner: &str, owner: &str, until: Timestamp) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE rotations SET lease_owner = ?3, lease_until = ?4 WHERE id = ?1 AND lease_owner = ?2",
+            params![id, stale_owner, owner, until.as_second()],
+        )?;
+        Ok(changed == 1)
+    }
+
     pub fn release(&self, id: &str, owner: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE rotations SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2",
@@ -426,6 +441,11 @@ mod tests {
         assert!(matches!(store.save(&r, "a", &[]), Err(StoreError::LeaseLost(_))));
         store.release("r1", "b").unwrap();
         assert!(store.try_lease("r1", "a", t0, t1).unwrap());
+        // A dead holder's lease is taken over once, by one taker.
+        assert_eq!(store.lease_holder("r1").unwrap().as_deref(), Some("a"));
+        assert!(store.take_over("r1", "a", "c", t1).unwrap());
+        assert!(!store.take_over("r1", "a", "d", t1).unwrap());
+        assert_eq!(store.lease_holder("r1").unwrap().as_deref(), Some("c"));
     }
 
     #[test]

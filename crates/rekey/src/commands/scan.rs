@@ -12,7 +12,7 @@ use crate::terminal::Terminal;
 use rekey_aws::inventory::{Fetch, UserError};
 use rekey_aws::{Clients, Iam, Source};
 use rekey_core::model::whole_seconds;
-use rekey_core::report::{key_rows, user_result, ScanError, ScanReport, Summary};
+use rekey_core::report::{key_rows, user_result, RotationRef, ScanError, ScanReport, Summary};
 use rekey_core::{Compliance, Policy};
 use std::io::Write;
 
@@ -55,7 +55,8 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         users.retain(|u| u.owner(&settings.owner_tags) == Some(owner.as_str()));
     }
 
-    let keys = key_rows(&users, &policy, as_of, &settings.owner_tags);
+    let mut keys = key_rows(&users, &policy, as_of, &settings.owner_tags);
+    mark_rotations(&mut keys, settings)?;
     let report = ScanReport {
         generated_at: now,
         as_of,
@@ -79,6 +80,20 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     } else {
         0
     })
+}
+
+/// Keys under rotation show its id and stage. Reads the state store only if
+/// it exists: a scan never creates one.
+fn mark_rotations(keys: &mut [rekey_core::report::KeyRow], settings: &Settings) -> anyhow::Result<()> {
+    if !settings.state.is_file() {
+        return Ok(());
+    }
+    let open: Vec<_> = super::open_store(settings)?.list()?.into_iter().filter(|r| !r.stage.is_terminal()).collect();
+    for key in keys.iter_mut() {
+        let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id == key.account_id);
+        key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned() });
+    }
+    Ok(())
 }
 
 fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
