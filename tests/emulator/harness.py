@@ -522,6 +522,23 @@ def install_moto_fidelity_patches() -> None:
 
     IamResponse.list_users = list_users
 
+    # 1b. Secrets Manager: moving AWSCURRENT with UpdateSecretVersionStage
+    #     leaves moto's default version behind, so a GetSecretValue without
+    #     a stage still returns the old AWSCURRENT. Real Secrets Manager
+    #     always answers with the version staged AWSCURRENT.
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    orig_update_stage = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(self: Any, secret_id: str, version_stage: str,
+                                    remove_from_version_id: str, move_to_version_id: str) -> Any:
+        result = orig_update_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].default_version_id = move_to_version_id
+        return result
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
     # 2. Credential report: moto writes unquoted CSV (breaks on user names
     #    with ','), fills access_key_N_last_used_region/service with
     #    "not_supported", has no <root_account> row, and a fixed

@@ -59,6 +59,10 @@ pub struct SeenUse {
 pub struct Progress {
     /// The stage a blocked rotation resumes into.
     pub blocked_from: Option<Stage>,
+    /// The user's key ids once preflight passed: any other key that shows up
+    /// later and is not `new_key_id` was created by an interrupted attempt.
+    #[serde(default)]
+    pub keys_at_start: Vec<String>,
     /// Indexes of the plan's sinks that hold the new key.
     #[serde(default)]
     pub delivered: Vec<usize>,

@@ -74,7 +74,9 @@ enum Step {
     Move(Event),
     Wait(Timestamp, String),
     Block(String),
-    Fail(String),
+    /// A terminal event with its reason (failed, or rolled back after a
+    /// failed verification).
+    End(Event, String),
 }
 
 pub struct Engine<'a> {
@@ -218,8 +220,8 @@ impl<'a> Engine<'a> {
                     self.transition(&mut r, Event::Blocked, Some(reason))?;
                     return Ok(());
                 }
-                Ok(Step::Fail(reason)) => {
-                    self.transition(&mut r, Event::Failed, Some(reason))?;
+                Ok(Step::End(event, reason)) => {
+                    self.transition(&mut r, event, Some(reason))?;
                     return Ok(());
                 }
                 Err(error) => {
@@ -298,13 +300,14 @@ impl<'a> Engine<'a> {
         let keys = self.iam().list_access_keys(&r.user()).await?;
         let old = r.old_key();
         match keys.iter().find(|k| k.id == old) {
-            None => return Ok(Step::Fail(format!("key {old} of {} no longer exists", r.record.user_name))),
+            None => return Ok(Step::End(Event::Failed, format!("key {old} of {} no longer exists", r.record.user_name))),
             Some(k) if k.status == KeyStatus::Inactive => {
-                return Ok(Step::Fail(format!("key {old} is inactive: it already passes IAM.3; delete it instead of rotating")));
+                return Ok(Step::End(Event::Failed, format!("key {old} is inactive: it already passes IAM.3; delete it instead of rotating")));
             }
             Some(_) => {}
         }
         let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
+        r.progress.keys_at_start = vec![old.to_string()];
         match others.as_slice() {
             [] => {}
             [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
@@ -346,13 +349,17 @@ impl<'a> Engine<'a> {
         Ok(Step::Move(Event::KeyCreated))
     }
 
-    /// A key other than the old one, created since the rotation started, that
-    /// the state does not know: its secret died with a crashed process before
-    /// any sink got it. Unused, it is deleted; used, a person must look.
+    /// A key that was not there when preflight passed and that the state does
+    /// not know: an interrupted attempt created it and its secret died with
+    /// that process before any sink got it. Unused, it is deleted; used, a
+    /// person must look. Keys are told apart by id, never by clock.
     async fn remove_unrecorded_key(&mut self, r: &Rotation) -> Result<Option<Step>, EngineError> {
-        let since = r.record.started_at - SignedDuration::from_mins(1);
+        if r.progress.keys_at_start.is_empty() {
+            return Ok(None); // preflight never passed: nothing was created
+        }
         let keys = self.iam().list_access_keys(&r.user()).await?;
-        for key in keys.iter().filter(|k| k.id != r.old_key() && k.created_at >= since) {
+        let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
+        for key in keys.iter().filter(|k| !known(&k.id)) {
             if let Some(at) = self.iam().access_key_last_used(&key.id).await?.at {
                 return Ok(Some(Step::Block(format!(
                     "key {} appeared during this rotation without being recorded, and was used at {at}; find out who created it",
@@ -454,8 +461,7 @@ impl<'a> Engine<'a> {
                     });
                     self.note(r, "verification_failed", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "reason": reason}));
                     self.undo(r).await?;
-                    r.record.blocked_reason = Some(reason.clone());
-                    return Ok(Step::Move(Event::RolledBack)).map(|s| { r.progress.waiting_for = Some(reason); s });
+                    return Ok(Step::End(Event::RolledBack, reason));
                 }
             }
         }

@@ -152,7 +152,7 @@ impl Store {
 
     /// Every rotation, oldest first.
     pub fn list(&self) -> Result<Vec<RotationRecord>> {
-        let mut stmt = self.conn.prepare(&format!("{SELECT} ORDER BY started_at, id"))?;
+        let mut stmt = self.conn.prepare(&format!("{SELECT} ORDER BY started_at, rowid"))?;
         let rows = stmt.query_map([], from_row)?;
         rows.map(|r| r?).collect()
     }
@@ -376,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_lists_oldest_first() {
+    fn round_trips_and_lists_oldest_first_then_in_insertion_order() {
         let (_dir, mut store) = open();
         let mut later = rotation("r2", "AKIA2");
         later.started_at = ts("2026-11-29T00:00:00Z");

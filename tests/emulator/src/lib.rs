@@ -110,6 +110,7 @@ impl Emulator {
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
             ("AWS_REGION", REGION.into()),
+            ("AWS_DEFAULT_REGION", REGION.into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }

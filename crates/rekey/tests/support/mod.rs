@@ -61,3 +61,137 @@ pub fn calls_of(emulator: &Emulator, operation: &str) -> u64 {
 pub fn total_calls(emulator: &Emulator) -> u64 {
     emulator.calls()["total"].as_u64().expect("total")
 }
+
+/// A user with one real access key (created with the AWS CLI), an
+/// application profile `[app]` holding it in a credentials file, and a
+/// working directory with rekey.toml and the state store.
+pub struct Rig {
+    pub emu: Emulator,
+    pub dir: tempfile::TempDir,
+    pub user: String,
+    pub old_key: String,
+    pub old_secret: String,
+}
+
+pub const OTHER_PROFILE: &str = "# shared by several tools\n[other]\naws_access_key_id = AKIAOTHEROTHEROTHER1\naws_secret_access_key = otherotherotherotherotherotherotherother\n\n";
+
+impl Rig {
+    pub fn new() -> Rig {
+        Rig::with_user("app-user")
+    }
+
+    pub fn with_user(user: &str) -> Rig {
+        let emu = Emulator::with_scenario(&serde_json::json!({"users": [{"name": user, "tags": {"Owner": "team-app"}, "keys": []}]}));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut rig = Rig { emu, dir, user: user.to_owned(), old_key: String::new(), old_secret: String::new() };
+        let (id, secret) = rig.create_key();
+        rig.old_key = id;
+        rig.old_secret = secret;
+        let creds = format!("{OTHER_PROFILE}[app]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = us-east-1\n", rig.old_key, rig.old_secret);
+        std::fs::write(rig.credentials(), creds).unwrap();
+        rig
+    }
+
+    /// A new key for the user, made with the AWS CLI as an admin would.
+    pub fn create_key(&self) -> (String, String) {
+        let out = self.aws(&["iam", "create-access-key", "--user-name", &self.user]);
+        assert_eq!(out.code, 0, "create-access-key: {}", out.stderr);
+        let key = &out.json()["AccessKey"];
+        (key["AccessKeyId"].as_str().unwrap().to_owned(), key["SecretAccessKey"].as_str().unwrap().to_owned())
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn credentials(&self) -> std::path::PathBuf {
+        self.path("credentials")
+    }
+
+    /// Writes rekey.toml: `[rotation]` timings, then the target for the user.
+    pub fn config(&self, rotation: &str, deliver: &str, verify: &str) {
+        let text = format!("[rotation]\n{rotation}\n\n[[target]]\nuser = \"{}\"\ndeliver = [{deliver}]\nverify = [{verify}]\n", self.user);
+        std::fs::write(self.path("rekey.toml"), text).unwrap();
+    }
+
+    /// The usual target: the credentials file, verified by STS and by the
+    /// application itself (the AWS CLI reading that file).
+    pub fn config_app(&self, rotation: &str) {
+        self.config(
+            rotation,
+            &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", self.credentials().display()),
+            &format!("{{ type = \"sts\" }}, {{ type = \"exec\", command = [\"sh\", \"-c\", \"AWS_SHARED_CREDENTIALS_FILE={} aws sts get-caller-identity --profile app\"] }}", self.credentials().display()),
+        );
+    }
+
+    pub fn rekey_cmd(&self) -> Command {
+        let mut cmd = rekey_cmd(Some(&self.emu), self.dir.path());
+        cmd.arg("--state").arg(self.path("state.db"));
+        cmd
+    }
+
+    pub fn rekey(&self, args: &[&str]) -> Run {
+        self.rekey_cmd().args(args).output().expect("run rekey").into()
+    }
+
+    /// The AWS CLI as an admin, with the emulator's credentials.
+    pub fn aws(&self, args: &[&str]) -> Run {
+        Command::new("aws").envs(self.emu.env()).env("HOME", self.dir.path()).args(args).output().expect("run aws").into()
+    }
+
+    /// The application: the AWS CLI signing with the `[app]` profile of the
+    /// credentials file, as a service reading its key would.
+    pub fn app(&self) -> Run {
+        app_call(&self.emu, &self.credentials())
+    }
+
+    /// The user's keys as (id, status), from the emulator.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        self.emu
+            .keys(&self.user)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["access_key_id"].as_str().unwrap().to_owned(), k["status"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    /// The status JSON of the only rotation.
+    pub fn rotation(&self) -> Value {
+        let run = self.rekey(&["status", "--format", "json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let all = run.json()["rotations"].as_array().unwrap().clone();
+        assert_eq!(all.len(), 1, "one rotation: {all:?}");
+        all[0].clone()
+    }
+
+    /// Runs `rekey run --once` until the rotation reaches `stage` (bounded).
+    pub fn run_until(&self, stage: &str, limit: std::time::Duration) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let run = self.rekey(&["run", "--once"]);
+            assert_eq!(run.code, 0, "rekey run: {}", run.stderr);
+            let r = self.rotation();
+            if r["stage"] == stage {
+                return r;
+            }
+            assert!(started.elapsed() < limit, "not {stage} after {limit:?}: {r}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+}
+
+pub fn app_call(emu: &Emulator, credentials: &Path) -> Run {
+    Command::new("aws")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", credentials.parent().unwrap())
+        .env("AWS_ENDPOINT_URL", &emu.endpoint)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+        .args(["sts", "get-caller-identity", "--profile", "app"])
+        .output()
+        .expect("run aws")
+        .into()
+}
