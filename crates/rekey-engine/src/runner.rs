@@ -307,13 +307,14 @@ impl<'a> Engine<'a> {
             Some(_) => {}
         }
         let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
-        r.progress.keys_at_start = vec![old.to_string()];
+        r.progress.keys_at_start = keys.iter().map(|k| k.id.to_string()).collect();
         match others.as_slice() {
             [] => {}
             [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
                 let request_id = self.iam().delete_access_key(&r.user(), &other.id).await?;
                 self.note(r, "deleted_inactive_key", request_id, serde_json::json!({"key": other.id.as_str(), "reason": "--delete-inactive: it took the free key slot"}));
                 crash_point("delete-inactive");
+                r.progress.keys_at_start.retain(|k| k != other.id.as_str());
             }
             [other] if other.status == KeyStatus::Inactive => {
                 return Ok(Step::Block(format!(

@@ -233,6 +233,7 @@ fn two_keys_one_inactive() {
 
     // Abort it and rotate again, allowing rekey to delete the inactive key.
     assert_eq!(rig.rekey(&["abort", r["id"].as_str().unwrap()]).code, 0);
+    assert_eq!(rig.keys().len(), 2, "aborting never deletes a key the rotation did not create");
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--key", &rig.old_key, "--delete-inactive", "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let all = rig.rekey(&["status", "--format", "json"]).json();
