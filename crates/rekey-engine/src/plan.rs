@@ -68,6 +68,9 @@ pub struct Progress {
     pub delivered: Vec<usize>,
     pub delivered_at: Option<Timestamp>,
     pub deactivated_at: Option<Timestamp>,
+    /// When a person last said "keep waiting" for a draining key:
+    /// `drain_timeout` counts from here instead of from delivery.
+    pub drain_restarted_at: Option<Timestamp>,
     /// The last use of the old key after delivery, if any.
     pub used_after_delivery: Option<SeenUse>,
     /// Stages a person confirmed (manual delivery or verification).

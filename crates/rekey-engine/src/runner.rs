@@ -523,7 +523,7 @@ impl<'a> Engine<'a> {
             self.note(r, "drain_forced", None, serde_json::json!({"old_key_use": who}));
             return Ok(Step::Move(Event::Drained));
         }
-        if now() >= delivered + t.drain_timeout.to_signed() {
+        if now() >= r.progress.drain_restarted_at.unwrap_or(delivered) + t.drain_timeout.to_signed() {
             return Ok(Step::Block(format!(
                 "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {id}` to keep waiting (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
                 t.drain_timeout,
@@ -632,6 +632,9 @@ impl<'a> Engine<'a> {
             self.notes.clear();
             r.progress.confirmed.push(from);
             r.progress.force |= force;
+            if from == Stage::Draining {
+                r.progress.drain_restarted_at = Some(now());
+            }
             r.record.next_check_at = None;
             self.transition(&mut r, Event::Resumed { to: from }, None)
         })();

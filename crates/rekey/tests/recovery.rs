@@ -1,0 +1,234 @@
+//! What happens around a rotation: crashes at every step, two runners at
+//! once, an application calling AWS throughout, a consumer that keeps using
+//! the old key, manual and exec steps.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::{app_call, calls_of, Rig, Run};
+
+const ZERO_WAITS: &str = "wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"";
+
+fn rotate_crashing_at(rig: &Rig, point: &str) -> Run {
+    rig.rekey_cmd()
+        .env("REKEY_CRASH_AFTER", point)
+        .args(["rotate", "--user", &rig.user, "--yes"])
+        .output()
+        .expect("run rekey")
+        .into()
+}
+
+#[test]
+fn a_crash_after_any_step_converges_to_one_new_key() {
+    let points = [
+        "save:creating",
+        "create-key",
+        "save:delivering",
+        "deliver-0",
+        "save:verifying_new",
+        "save:draining",
+        "save:deactivating",
+        "deactivate",
+        "save:verifying_deactivated",
+        "save:awaiting_delete",
+        "save:deleting",
+        "delete-key",
+    ];
+    // Two at a time: each case is its own emulator and state.
+    for pair in points.chunks(2) {
+        std::thread::scope(|s| {
+            for point in pair {
+                s.spawn(move || {
+                    let rig = Rig::new();
+                    rig.config_app(ZERO_WAITS);
+                    let crashed = rotate_crashing_at(&rig, point);
+                    assert_eq!(crashed.code, -1, "{point}: the process was killed: {}", crashed.stderr);
+                    let r = rig.run_until("completed", Duration::from_secs(60));
+                    let new_key = r["new_key_id"].as_str().unwrap().to_owned();
+                    assert_eq!(rig.keys(), [(new_key, "Active".to_owned())], "{point}: exactly one key, the new one");
+                    assert_eq!(rig.app().code, 0, "{point}: the application works");
+                    let history = rig.rekey(&["history", "--format", "json"]).json();
+                    let count = |event: &str| history["events"].as_array().unwrap().iter().filter(|e| e["event"] == event).count();
+                    // A crash before the new key was saved loses its secret:
+                    // that key is deleted (it was never used) and another made.
+                    let (created, removed) = match *point {
+                        "create-key" => (1, count("deleted_unrecorded_key")),
+                        "save:delivering" => (2, count("deleted_lost_key")),
+                        _ => (1, 0),
+                    };
+                    assert_eq!(count("created_new_key"), created, "{point}: keys created");
+                    assert_eq!(removed, usize::from(created == 2 || *point == "create-key"), "{point}: lost keys deleted");
+                    assert_eq!(calls_of(&rig.emu, "iam:CreateAccessKey"), 1 + if *point == "create-key" || *point == "save:delivering" { 2 } else { 1 }, "{point}");
+                });
+            }
+        });
+    }
+}
+
+#[test]
+fn an_undo_interrupted_by_a_crash_converges() {
+    for point in ["reactivate", "restore-0", "delete-new-key"] {
+        let rig = Rig::new();
+        rig.config_app("wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"1h\"\nverify_timeout = \"20s\"");
+        let original = std::fs::read(rig.credentials()).unwrap();
+        assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+        let id = rig.rotation()["id"].as_str().unwrap().to_owned();
+        let crashed: Run = rig.rekey_cmd().env("REKEY_CRASH_AFTER", point).args(["rollback", &id]).output().unwrap().into();
+        assert_eq!(crashed.code, -1, "{point}");
+        let again = rig.rekey(&["rollback", &id]);
+        assert_eq!(again.code, 0, "{point}: {}", again.stderr);
+        assert_eq!(rig.rotation()["stage"], "rolled_back");
+        assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "{point}");
+        assert_eq!(std::fs::read(rig.credentials()).unwrap(), original, "{point}");
+    }
+}
+
+#[test]
+fn two_runners_never_run_a_step_twice() {
+    let rig = Rig::new();
+    rig.config_app(ZERO_WAITS);
+    // Leave a due rotation behind, its lease held by a dead process.
+    assert_eq!(rotate_crashing_at(&rig, "save:creating").code, -1);
+    let children: Vec<_> = (0..2).map(|_| rig.rekey_cmd().args(["run", "--once"]).stdout(std::process::Stdio::null()).spawn().unwrap()).collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let r = rig.run_until("completed", Duration::from_secs(30));
+    assert_eq!(calls_of(&rig.emu, "iam:CreateAccessKey"), 2, "the rig's own key and exactly one new key");
+    assert_eq!(rig.keys(), [(r["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
+}
+
+#[test]
+fn no_outage_while_a_rotation_runs() {
+    let rig = Rig::new();
+    rig.config_app("wait_unused = \"3s\"\nlast_used_lag = \"0s\"\ngrace = \"1s\"\nverify_timeout = \"20s\"");
+    let stop = AtomicBool::new(false);
+    let (calls, failures) = std::thread::scope(|s| {
+        let app = s.spawn(|| {
+            let (mut calls, mut failures) = (0, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let run = rig.app();
+                calls += 1;
+                if run.code != 0 {
+                    failures.push(run.stderr);
+                }
+            }
+            (calls, failures)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        rig.run_until("completed", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+        app.join().unwrap()
+    });
+    assert!(calls >= 5, "the application kept calling AWS ({calls} calls)");
+    assert!(failures.is_empty(), "{} of {calls} application calls failed: {failures:?}", failures.len());
+    let r = rig.rotation();
+    assert_eq!(rig.keys(), [(r["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
+}
+
+#[test]
+fn an_old_key_still_in_use_is_never_deactivated() {
+    let rig = Rig::new();
+    rig.config_app("wait_unused = \"2s\"\nlast_used_lag = \"0s\"\ndrain_timeout = \"6s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"");
+    // A consumer nobody told about: it keeps the old key.
+    let legacy = rig.path("legacy");
+    std::fs::create_dir(&legacy).unwrap();
+    let legacy_file = legacy.join("credentials");
+    std::fs::write(&legacy_file, format!("[app]\naws_access_key_id = {}\naws_secret_access_key = {}\n", rig.old_key, rig.old_secret)).unwrap();
+    assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+    assert_eq!(rig.rotation()["stage"], "draining");
+
+    let stop = AtomicBool::new(false);
+    let blocked = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(app_call(&rig.emu, &legacy_file).code, 0, "the old key keeps working while draining");
+            }
+        });
+        let started = Instant::now();
+        let blocked = loop {
+            assert_eq!(rig.rekey(&["run", "--once"]).code, 0);
+            let r = rig.rotation();
+            assert!(rig.keys().contains(&(rig.old_key.clone(), "Active".to_owned())), "old key still active: {r}");
+            if r["stage"] == "blocked" {
+                break r;
+            }
+            assert_eq!(r["stage"], "draining", "{r}");
+            assert!(started.elapsed() < Duration::from_secs(40), "not blocked after drain_timeout: {r}");
+            std::thread::sleep(Duration::from_millis(400));
+        };
+        stop.store(true, Ordering::Relaxed);
+        blocked
+    });
+    let reason = blocked["blocked_reason"].as_str().unwrap();
+    assert!(reason.contains("still in use") && reason.contains("by sts in us-east-1"), "{reason}");
+    assert_eq!(blocked["old_key_used_after_delivery"]["service"], "sts");
+    assert!(rig.keys().contains(&(rig.old_key.clone(), "Active".to_owned())));
+
+    // The consumer was found and moved: confirm, and the rotation finishes.
+    let confirm = rig.rekey(&["confirm", blocked["id"].as_str().unwrap()]);
+    assert_eq!(confirm.code, 0, "{}", confirm.stderr);
+    let r = rig.run_until("completed", Duration::from_secs(30));
+    assert_eq!(rig.keys(), [(r["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
+}
+
+#[test]
+fn manual_delivery_and_verification_wait_for_a_person() {
+    let rig = Rig::new();
+    rig.config(ZERO_WAITS, r#"{ type = "manual" }"#, r#"{ type = "manual" }"#);
+    let refused = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
+    assert_eq!(refused.code, 2, "a manual sink would print a secret to a pipe");
+    assert!(refused.stderr.contains("--reveal"), "{}", refused.stderr);
+
+    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes", "--reveal"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = rig.rotation();
+    assert_eq!(r["stage"], "blocked");
+    assert!(r["blocked_reason"].as_str().unwrap().contains("rekey confirm"), "{r}");
+    let secret_line = run.stdout.lines().find(|l| l.contains("aws_secret_access_key")).expect("the secret, shown once");
+    let secret = secret_line.rsplit(' ').next().unwrap();
+    assert_eq!(secret.len(), 40);
+    let id = r["id"].as_str().unwrap().to_owned();
+
+    // Delivery confirmed; then manual verification, before and after deactivation.
+    for expected in ["blocked", "blocked", "completed"] {
+        let confirm = rig.rekey(&["confirm", &id]);
+        assert_eq!(confirm.code, 0, "{}", confirm.stderr);
+        assert!(!confirm.stdout.contains(secret), "the secret is shown only once");
+        assert_eq!(rig.rotation()["stage"], expected);
+    }
+    for name in ["state.db", "state.db-wal"] {
+        if let Ok(bytes) = std::fs::read(rig.path(name)) {
+            assert!(!bytes.windows(40).any(|w| w == secret.as_bytes()), "no secret in {name}");
+        }
+    }
+}
+
+#[test]
+fn exec_delivery_passes_the_key_on_stdin_only() {
+    let rig = Rig::new();
+    let out = rig.path("delivered.json");
+    let seen = rig.path("seen.txt");
+    let script = rig.path("deliver.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat > {}\n{{ echo \"$@\"; env; }} > {}\necho 'delivered, thanks' >&2\n", out.display(), seen.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    rig.config(ZERO_WAITS, &format!("{{ type = \"exec\", command = [\"{}\", \"--flag\"] }}", script.display()), r#"{ type = "sts" }"#);
+    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes", "-vv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = rig.rotation();
+    assert_eq!(r["stage"], "completed");
+    let delivered: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(delivered["AccessKeyId"], r["new_key_id"]);
+    assert_eq!(delivered["UserName"], rig.user.as_str());
+    let secret = delivered["SecretAccessKey"].as_str().unwrap();
+    let argv_and_env = std::fs::read_to_string(&seen).unwrap();
+    assert!(argv_and_env.contains("--flag"));
+    assert!(!argv_and_env.contains(secret), "the secret is not in argv or the environment");
+    assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
+}
