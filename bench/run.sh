@@ -8,13 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-500}
-profile=${PROFILE:-release}
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
-scripts/install-test-deps.sh
-cargo build --quiet --profile "$profile" -p rekey
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin=$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")/rekey
-source scripts/emulator.sh
+source bench/prepare.sh
 work=$(mktemp -d)
 python3 - "$n" >"$work/scenario.json" <<'PY'
 import json, sys

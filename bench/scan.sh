@@ -7,13 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-profile=${PROFILE:-release}
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
-scripts/install-test-deps.sh
-cargo build --quiet --profile "$profile" -p rekey
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin=$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")/rekey
-source scripts/emulator.sh
+source bench/prepare.sh
 emulator_start tests/emulator/scenarios/bulk-2000.json --as-of "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 summary=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print("{users} users, {keys} keys, {failed} failed, {warning} warning".format(**s))' "$EMULATOR_DIR/truth.json")
 needing=$(python3 -c 'import json,sys; print(len({k["user_name"] for k in json.load(open(sys.argv[1]))["keys"] if k["result"] != "PASSED"}))' "$EMULATOR_DIR/truth.json")

@@ -69,13 +69,6 @@ impl Clients {
         aws_sdk_iam::Client::from_conf(config)
     }
 
-    pub fn sts(&self) -> aws_sdk_sts::Client {
-        let config = aws_sdk_sts::config::Builder::from(&self.config)
-            .interceptor(self.calls.clone())
-            .build();
-        aws_sdk_sts::Client::from_conf(config)
-    }
-
     pub fn sdk_config(&self) -> &aws_config::SdkConfig {
         &self.config
     }

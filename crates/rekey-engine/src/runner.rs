@@ -84,8 +84,8 @@ pub struct Engine<'a> {
     pub store: &'a mut Store,
     pub actor: String,
     pub may_reveal: bool,
-    /// The ARN path of users is unknown to the state; sts compares the ARN
-    /// IAM reports, looked up once per rotation.
+    /// User ARNs (with their paths) as IAM reports them, for `sts` to
+    /// compare against; looked up once per user.
     arns: HashMap<String, String>,
     lease_owner: String,
     /// New keys created by this process: the only copy of a secret outside
@@ -130,11 +130,6 @@ impl<'a> Engine<'a> {
         Engine { clients, store, actor, may_reveal, arns: HashMap::new(), lease_owner, secrets: HashMap::new(), notes: Vec::new() }
     }
 
-    /// Hands the engine a key created outside it (by `rekey rotate`'s first run).
-    pub fn remember(&mut self, rotation_id: &str, creds: Credentials) {
-        self.secrets.insert(rotation_id.to_owned(), creds);
-    }
-
     fn note(&mut self, r: &Rotation, event: &str, request_id: Option<String>, detail: serde_json::Value) {
         self.notes.push(AuditEntry {
             at: now(),
@@ -152,9 +147,10 @@ impl<'a> Engine<'a> {
         Iam::new(self.clients)
     }
 
-    fn sink_ctx<'c>(&'c self, r: &'c Rotation, user: &'c UserName, account: &'c AccountId) -> SinkCtx<'c> {
-        let _ = r;
-        SinkCtx { clients: self.clients, user, account, timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(), may_reveal: self.may_reveal }
+    /// What sinks need; an `exec` sink gets `verify_timeout` to finish.
+    fn sink_ctx<'c>(&'c self, r: &Rotation, user: &'c UserName, account: &'c AccountId) -> SinkCtx<'c> {
+        let timeout = r.plan.timings.verify_timeout.to_signed().unsigned_abs();
+        SinkCtx { clients: self.clients, user, account, timeout, may_reveal: self.may_reveal }
     }
 
     /// Takes the rotation's lease: free, expired, or held by a process of

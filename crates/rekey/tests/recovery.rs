@@ -232,3 +232,21 @@ fn exec_delivery_passes_the_key_on_stdin_only() {
     assert!(!argv_and_env.contains(secret), "the secret is not in argv or the environment");
     assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
 }
+
+#[test]
+fn abort_after_a_crash_in_creating_or_delivering_restores_everything() {
+    for point in ["create-key", "deliver-0"] {
+        let rig = Rig::new();
+        rig.config_app(ZERO_WAITS);
+        let original = std::fs::read(rig.credentials()).unwrap();
+        assert_eq!(rotate_crashing_at(&rig, point).code, -1, "{point}");
+        let r = rig.rotation();
+        assert_eq!(r["stage"], if point == "create-key" { "creating" } else { "delivering" }, "{point}");
+        let abort = rig.rekey(&["abort", r["id"].as_str().unwrap()]);
+        assert_eq!(abort.code, 0, "{point}: {}", abort.stderr);
+        assert_eq!(rig.rotation()["stage"], "aborted");
+        assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "{point}: the key made before the crash is gone");
+        assert_eq!(std::fs::read(rig.credentials()).unwrap(), original, "{point}");
+        assert_eq!(rig.app().code, 0);
+    }
+}
