@@ -49,6 +49,10 @@ pub struct GlobalArgs {
     /// Never draw a progress bar
     #[arg(long, global = true)]
     pub no_progress: bool,
+
+    /// Who is acting, for the audit log [default: the OS user]
+    #[arg(long, global = true, env = "REKEY_BY", value_name = "WHO")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

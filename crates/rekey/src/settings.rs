@@ -90,6 +90,8 @@ pub struct Settings {
     pub policy: Policy,
     pub owner_tags: Vec<String>,
     pub state: PathBuf,
+    /// Who is acting, for the audit log: `--by`, else the OS user.
+    pub actor: String,
     pub file: ConfigFile,
 }
 
@@ -122,7 +124,8 @@ impl Settings {
                 .join("rekey")
                 .join("state.db"),
         };
-        Ok(Settings { aws, policy, owner_tags, state, file })
+        let actor = global.by.clone().unwrap_or_else(os_user);
+        Ok(Settings { aws, policy, owner_tags, state, actor, file })
     }
 
     /// `[rotation]` over the built-in defaults.
@@ -137,6 +140,17 @@ impl Settings {
             verify_timeout: r.verify_timeout.unwrap_or(d.verify_timeout),
         }
     }
+}
+
+/// The OS user (or its uid).
+fn os_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| match std::fs::metadata("/proc/self") {
+            Ok(m) => format!("uid {}", m.uid()),
+            Err(_) => "unknown".to_owned(),
+        })
 }
 
 /// An explicit `--config` must exist; the implicit ones are optional.

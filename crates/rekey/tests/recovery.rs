@@ -250,3 +250,34 @@ fn abort_after_a_crash_in_creating_or_delivering_restores_everything() {
         assert_eq!(rig.app().code, 0);
     }
 }
+
+#[test]
+fn a_crash_after_deleting_the_inactive_key_converges() {
+    let rig = Rig::new();
+    let (other, _) = rig.create_key();
+    assert_eq!(rig.aws(&["iam", "update-access-key", "--user-name", &rig.user, "--access-key-id", &other, "--status", "Inactive"]).code, 0);
+    rig.config_app(ZERO_WAITS);
+    let crashed: Run = rig
+        .rekey_cmd()
+        .env("REKEY_CRASH_AFTER", "delete-inactive")
+        .args(["rotate", "--user", &rig.user, "--key", &rig.old_key, "--delete-inactive", "--yes"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(crashed.code, -1);
+    let r = rig.run_until("completed", Duration::from_secs(30));
+    assert_eq!(rig.keys(), [(r["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
+}
+
+#[test]
+fn the_audit_log_names_who_acted() {
+    let rig = Rig::new();
+    rig.config_app("wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"20s\"");
+    assert_eq!(rig.rekey(&["--by", "alice@example.com", "rotate", "--user", &rig.user, "--yes"]).code, 0);
+    let id = rig.rotation()["id"].as_str().unwrap().to_owned();
+    assert_eq!(rig.rekey_cmd().env("REKEY_BY", "bob").args(["rollback", &id]).output().unwrap().status.code(), Some(0));
+    let events = rig.rekey(&["history", &id, "--format", "json"]).json()["events"].as_array().unwrap().clone();
+    let actor_of = |event: &str| events.iter().find(|e| e["event"] == event).unwrap()["actor"].clone();
+    assert_eq!(actor_of("created_new_key"), "alice@example.com");
+    assert_eq!(actor_of("deleted_new_key"), "bob");
+}

@@ -2,7 +2,7 @@
 //! sinks, verifiers), then records the rotation and advances it as far as it
 //! can go now. Bad input changes nothing, in AWS or in the state store.
 
-use super::{actor, open_store};
+use super::open_store;
 use crate::cli::RotateArgs;
 use crate::commands::status::print_one;
 use crate::settings::Settings;
@@ -86,7 +86,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     };
     let audit = AuditEntry {
         at: started,
-        actor: actor(),
+        actor: settings.actor.clone(),
         rotation_id: Some(record.id.clone()),
         event: "rotation_started".into(),
         from_stage: None,
@@ -98,7 +98,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         }),
     };
     store.insert(&record, &audit)?;
-    let mut engine = Engine::new(&clients, &mut store, actor(), may_reveal);
+    let mut engine = Engine::new(&clients, &mut store, settings.actor.clone(), may_reveal);
     let advanced = engine.advance(&record.id).await;
     term.report_calls(clients.calls());
     let rotation = store.get(&record.id)?;

@@ -1,7 +1,7 @@
 //! `rekey run`: advances every rotation that is due. Only due rotations cost
 //! AWS calls; the rest is one indexed query of the state store.
 
-use super::{actor, open_store};
+use super::open_store;
 use crate::cli::RunArgs;
 use crate::settings::Settings;
 use crate::terminal::Terminal;
@@ -13,7 +13,7 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
     let clients = Clients::new(&settings.aws).await;
     let may_reveal = args.reveal || term.stdout_is_terminal;
     loop {
-        let mut engine = Engine::new(&clients, &mut store, actor(), may_reveal);
+        let mut engine = Engine::new(&clients, &mut store, settings.actor.clone(), may_reveal);
         let (advanced, errors) = engine.run_due().await?;
         for id in &advanced {
             let r = store.get(id)?;
