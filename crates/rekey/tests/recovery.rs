@@ -134,7 +134,8 @@ fn no_outage_while_a_rotation_runs() {
 #[test]
 fn an_old_key_still_in_use_is_never_deactivated() {
     let rig = Rig::new();
-    rig.config_app("wait_unused = \"2s\"\nlast_used_lag = \"0s\"\ndrain_timeout = \"6s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"");
+    // The consumer calls every second or so; 5 s of quiet never comes.
+    rig.config_app("wait_unused = \"5s\"\nlast_used_lag = \"0s\"\ndrain_timeout = \"8s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"");
     // A consumer nobody told about: it keeps the old key.
     let legacy = rig.path("legacy");
     std::fs::create_dir(&legacy).unwrap();
