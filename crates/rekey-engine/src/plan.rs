@@ -25,6 +25,14 @@ pub struct Timings {
     pub drain_timeout: Duration,
     pub grace: Duration,
     pub verify_timeout: Duration,
+    /// How soon a step that failed on an AWS error (throttling, an outage)
+    /// is tried again. An extension of SPEC section 4.
+    #[serde(default = "default_retry_after")]
+    pub retry_after: Duration,
+}
+
+fn default_retry_after() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for Timings {
@@ -35,6 +43,7 @@ impl Default for Timings {
             drain_timeout: Duration::from_days(14),
             grace: Duration::from_days(7),
             verify_timeout: Duration::from_secs(120),
+            retry_after: default_retry_after(),
         }
     }
 }

@@ -96,8 +96,6 @@ pub struct Engine<'a> {
 
 /// Minimum lease: longer than any step takes.
 const LEASE: SignedDuration = SignedDuration::from_mins(15);
-/// How soon a step that failed on an AWS error is tried again.
-const RETRY_AFTER: SignedDuration = SignedDuration::from_mins(1);
 
 pub fn now() -> Timestamp {
     whole_seconds(Timestamp::now())
@@ -224,7 +222,7 @@ impl<'a> Engine<'a> {
                     // Nothing moved: the step runs again later, from the same stage.
                     let detail = serde_json::json!({"stage": from.as_str(), "error": error.to_string()});
                     self.note(&r, "step_failed", None, detail);
-                    r.record.next_check_at = Some(now() + RETRY_AFTER);
+                    r.record.next_check_at = Some(now() + r.plan.timings.retry_after.to_signed());
                     r.progress.waiting_for = Some(format!("retry after an error: {error}"));
                     self.save(&mut r)?;
                     return Err(error);

@@ -57,6 +57,7 @@ pub struct RotationSection {
     pub drain_timeout: Option<Duration>,
     pub grace: Option<Duration>,
     pub verify_timeout: Option<Duration>,
+    pub retry_after: Option<Duration>,
 }
 
 // Parsed and validated now; read by the commands that use it.
@@ -138,6 +139,7 @@ impl Settings {
             drain_timeout: r.drain_timeout.unwrap_or(d.drain_timeout),
             grace: r.grace.unwrap_or(d.grace),
             verify_timeout: r.verify_timeout.unwrap_or(d.verify_timeout),
+            retry_after: r.retry_after.unwrap_or(d.retry_after),
         }
     }
 }

@@ -282,3 +282,24 @@ fn the_audit_log_names_who_acted() {
     assert_eq!(actor_of("created_new_key"), "alice@example.com");
     assert_eq!(actor_of("deleted_new_key"), "bob");
 }
+
+#[test]
+fn throttling_mid_rotation_stops_cleanly_and_the_next_run_converges() {
+    let rig = Rig::new();
+    rig.config_app(&format!("{ZERO_WAITS}\nretry_after = \"0s\""));
+    rig.emu.inject_fault("iam:UpdateAccessKey", "Throttling", 400, 100);
+    let run: Run = rig.rekey_cmd().env("AWS_MAX_ATTEMPTS", "2").args(["rotate", "--user", &rig.user, "--yes"]).output().unwrap().into();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("iam:UpdateAccessKey was throttled"), "{}", run.stderr);
+    let r = rig.rotation();
+    assert_eq!(r["stage"], "deactivating", "the step did not happen, and nothing says it did");
+    assert!(r["waiting_for"].as_str().unwrap().contains("retry after an error"), "{r}");
+    assert!(rig.keys().contains(&(rig.old_key.clone(), "Active".to_owned())), "the old key is untouched");
+    assert_eq!(rig.app().code, 0);
+
+    rig.emu.clear_faults();
+    let r = rig.run_until("completed", Duration::from_secs(30));
+    assert_eq!(rig.keys(), [(r["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
+    let history = rig.rekey(&["history", "--format", "json"]).json();
+    assert!(history["events"].as_array().unwrap().iter().any(|e| e["event"] == "step_failed"), "the failure is audited");
+}

@@ -134,6 +134,11 @@ impl Emulator {
         self.request("POST", "/_rekey/faults", Some(&fault));
     }
 
+    /// Drops every fault not yet served.
+    pub fn clear_faults(&self) {
+        self.request("DELETE", "/_rekey/faults", None);
+    }
+
     /// The user's keys as the emulator holds them (no secrets).
     pub fn keys(&self, user: &str) -> Value {
         self.request("GET", &format!("/_rekey/keys?user={user}"), None)["keys"].clone()
