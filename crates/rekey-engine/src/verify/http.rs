@@ -1,50 +1,78 @@
-//! `http`: a GET that must answer 2xx. Plain HTTP/1.1 over TCP, enough for a
-//! health endpoint; https is not supported yet and is refused at preflight.
+//! `http`: a GET that must answer 2xx, over http or https (the system's
+//! root certificates), on the same HTTP and TLS stack the AWS SDK uses.
 
-use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
 
-pub struct Url {
-    host: String,
-    port: u16,
-    path: String,
-}
-
-pub fn parse(url: &str) -> Result<Url, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("http verifier: {url:?} must start with http:// (https health checks are not supported yet)")
-    })?;
-    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().map_err(|_| format!("http verifier: bad port in {url:?}"))?),
-        None => (authority, 80),
-    };
-    if host.is_empty() {
-        return Err(format!("http verifier: no host in {url:?}"));
+pub fn parse(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("http verifier: {url:?} is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err(format!("http verifier: {url:?} must be an http:// or https:// URL with a host")),
     }
-    Ok(Url { host: host.to_owned(), port, path })
 }
 
 /// One GET; `Ok` on a 2xx status.
 pub async fn get_ok(url: &str, deadline: Instant) -> Result<(), String> {
-    let u = parse(url)?;
-    let left = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(500));
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect((u.host.as_str(), u.port)).await.map_err(|e| e.to_string())?;
-        let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: rekey\r\n\r\n", u.path, u.host);
-        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut head = vec![0u8; 64];
-        let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-        let status_line = String::from_utf8_lossy(&head[..n]);
-        let code: u16 = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("not an HTTP answer")?;
-        if (200..300).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("{url} answered {code}"))
-        }
-    };
-    match tokio::time::timeout(left, attempt).await {
-        Ok(result) => result,
+    let uri = parse(url)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+        .map_err(|e| format!("http verifier: no TLS roots: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+    match tokio::time::timeout(left, client.get(uri)).await {
         Err(_) => Err(format!("{url} did not answer in time")),
+        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Ok(Ok(answer)) if answer.status().is_success() => Ok(()),
+        Ok(Ok(answer)) => Err(format!("{url} answered {}", answer.status())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_need_a_scheme_and_host() {
+        assert!(parse("http://127.0.0.1:8080/health").is_ok());
+        assert!(parse("https://app.example.com/health").is_ok());
+        assert!(parse("ftp://x/").is_err());
+        assert!(parse("127.0.0.1:8080/health").is_err());
+    }
+
+    /// A one-shot loopback server answering `status` to each request.
+    fn serve(status: &'static str, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            for _ in 0..requests {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn a_2xx_is_healthy_anything_else_is_not() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (ok, server) = serve("204 No Content", 1);
+        assert_eq!(get_ok(&ok, deadline).await, Ok(()));
+        server.join().unwrap();
+        let (bad, server) = serve("503 Service Unavailable", 1);
+        assert!(get_ok(&bad, deadline).await.unwrap_err().contains("503"));
+        server.join().unwrap();
+        // Nothing listens on a port that was just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert!(get_ok(&format!("http://127.0.0.1:{port}/"), deadline).await.is_err());
     }
 }
