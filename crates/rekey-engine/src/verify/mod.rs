@@ -5,7 +5,7 @@
 mod http;
 
 use crate::process;
-use rekey_aws::{AwsError, Clients};
+use rekey_aws::Clients;
 use rekey_core::target::Verifier;
 use rekey_core::Credentials;
 use std::time::{Duration, Instant};
@@ -79,12 +79,12 @@ async fn sts(ctx: &VerifyCtx<'_>, deadline: Instant) -> Verdict {
             "the new secret is not available to this process (no sink can be read back), so sts cannot sign with it".into(),
         );
     };
+    // Errors are retried: IAM rejects a new key for a few seconds after
+    // creating it (InvalidClientTokenId), until it has propagated.
     retry(deadline, || async {
         match rekey_aws::sts::caller_arn(ctx.clients, creds).await {
             Ok(arn) if arn == ctx.user_arn => Ok(()),
             Ok(arn) => Err(format!("the new key signs as {arn}, not {}", ctx.user_arn)),
-            // A new key is rejected for a few seconds after it is created.
-            Err(e @ AwsError::BadCredentials { .. }) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }
     })
