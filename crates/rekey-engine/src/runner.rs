@@ -387,31 +387,34 @@ impl<'a> Engine<'a> {
 
     /// delivering: the new key into every sink, in order.
     async fn deliver(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let confirmed = r.progress.confirmed.contains(&Stage::Delivering);
         let remaining: Vec<usize> = (0..r.plan.deliver.len()).filter(|i| !r.progress.delivered.contains(i)).collect();
-        if !remaining.is_empty() {
-            let Some(creds) = self.secret_for(r).await? else {
-                return self.secret_lost(r).await;
-            };
-            let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
-            for i in remaining {
-                let sink = r.plan.deliver[i].clone();
-                let manual = matches!(sink, rekey_core::target::Sink::Manual {});
-                let outcome = if manual && r.progress.confirmed.contains(&Stage::Delivering) {
-                    Delivered::AlreadyThere
-                } else {
-                    let ctx = self.sink_ctx(r, &user, &account);
-                    sinks::deliver(&sink, &ctx, &creds).await?
-                };
-                if outcome == Delivered::AwaitsConfirmation {
-                    return Ok(Step::Block(format!(
-                        "waiting for a person to put the new key in place and run `rekey confirm {}`",
-                        r.record.id
-                    )));
-                }
-                r.progress.delivered.push(i);
-                self.note(r, "delivered", None, serde_json::json!({"sink": sinks::describe(&sink), "already_there": outcome == Delivered::AlreadyThere}));
-                crash_point(&format!("deliver-{i}"));
+        // A manual sink a person confirmed needs nothing more, not even the secret.
+        let is_confirmed_manual = |i: &usize| confirmed && matches!(r.plan.deliver[*i], rekey_core::target::Sink::Manual {});
+        let creds = if remaining.iter().all(is_confirmed_manual) {
+            None
+        } else {
+            match self.secret_for(r).await? {
+                Some(creds) => Some(creds),
+                None => return self.secret_lost(r).await,
             }
+        };
+        let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
+        for i in remaining {
+            let sink = r.plan.deliver[i].clone();
+            let outcome = match &creds {
+                Some(creds) if !is_confirmed_manual(&i) => sinks::deliver(&sink, &self.sink_ctx(r, &user, &account), creds).await?,
+                _ => Delivered::AlreadyThere,
+            };
+            if outcome == Delivered::AwaitsConfirmation {
+                return Ok(Step::Block(format!(
+                    "waiting for a person to put the new key in place and run `rekey confirm {}`",
+                    r.record.id
+                )));
+            }
+            r.progress.delivered.push(i);
+            self.note(r, "delivered", None, serde_json::json!({"sink": sinks::describe(&sink), "already_there": outcome == Delivered::AlreadyThere}));
+            crash_point(&format!("deliver-{i}"));
         }
         r.progress.delivered_at = Some(now());
         Ok(Step::Move(Event::Delivered))
@@ -429,6 +432,8 @@ impl<'a> Engine<'a> {
         crash_point("delete-lost");
         r.record.new_key_id = None;
         r.progress.delivered.clear();
+        // A person who confirmed the lost key must be shown the next one.
+        r.progress.confirmed.retain(|s| *s != Stage::Delivering);
         Ok(Step::Move(Event::SecretLost))
     }
 

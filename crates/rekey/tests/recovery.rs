@@ -191,9 +191,11 @@ fn manual_delivery_and_verification_wait_for_a_person() {
     let r = rig.rotation();
     assert_eq!(r["stage"], "blocked");
     assert!(r["blocked_reason"].as_str().unwrap().contains("rekey confirm"), "{r}");
-    let secret_line = run.stdout.lines().find(|l| l.contains("aws_secret_access_key")).expect("the secret, shown once");
-    let secret = secret_line.rsplit(' ').next().unwrap();
+    let shown = |name: &str| run.stdout.lines().find(|l| l.contains(name)).expect("the key, shown once").rsplit(' ').next().unwrap().to_owned();
+    let (shown_id, secret) = (shown("aws_access_key_id"), shown("aws_secret_access_key"));
+    let secret = secret.as_str();
     assert_eq!(secret.len(), 40);
+    assert_eq!(r["new_key_id"], shown_id.as_str());
     let id = r["id"].as_str().unwrap().to_owned();
 
     // Delivery confirmed; then manual verification, before and after deactivation.
@@ -203,6 +205,7 @@ fn manual_delivery_and_verification_wait_for_a_person() {
         assert!(!confirm.stdout.contains(secret), "the secret is shown only once");
         assert_eq!(rig.rotation()["stage"], expected);
     }
+    assert_eq!(rig.keys(), [(shown_id, "Active".to_owned())], "the key the person received is the one left");
     for name in ["state.db", "state.db-wal"] {
         if let Ok(bytes) = std::fs::read(rig.path(name)) {
             assert!(!bytes.windows(40).any(|w| w == secret.as_bytes()), "no secret in {name}");
