@@ -450,10 +450,12 @@ impl<'a> Engine<'a> {
                 timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
                 creds: creds.as_ref(),
                 confirmed: r.progress.confirmed.contains(&stage),
+                after_deactivation: stage == Stage::VerifyingDeactivated,
             };
             match verify::verify(&verifier, &ctx).await {
                 Verdict::Healthy => self.note(r, "verified", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str()})),
                 Verdict::Undecided(why) => return Ok(Step::Block(why)),
+                Verdict::NotNeeded(why) => self.note(r, "verification_skipped", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "why": why})),
                 Verdict::Unhealthy(why) => {
                     let reason = format!("{} failed {}: {why}", verify::describe(&verifier), match stage {
                         Stage::VerifyingNew => "with the new key",

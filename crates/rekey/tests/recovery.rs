@@ -306,3 +306,17 @@ fn throttling_mid_rotation_stops_cleanly_and_the_next_run_converges() {
     let history = rig.rekey(&["history", "--format", "json"]).json();
     assert!(history["events"].as_array().unwrap().iter().any(|e| e["event"] == "step_failed"), "the failure is audited");
 }
+
+#[test]
+fn an_exec_only_target_finishes_across_processes() {
+    // The secret went to a command only; a later `rekey run` cannot sign
+    // with it, and need not: the new key was proven before deactivation.
+    let rig = Rig::new();
+    rig.config(ZERO_WAITS, r#"{ type = "exec", command = ["sh", "-c", "cat > /dev/null"] }"#, "");
+    let crashed = rotate_crashing_at(&rig, "save:verifying_deactivated");
+    assert_eq!(crashed.code, -1);
+    let r = rig.run_until("completed", Duration::from_secs(30));
+    assert_eq!(rig.keys(), [(r["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
+    let history = rig.rekey(&["history", "--format", "json"]).json();
+    assert!(history["events"].as_array().unwrap().iter().any(|e| e["event"] == "verification_skipped"));
+}

@@ -19,6 +19,8 @@ pub struct VerifyCtx<'a> {
     pub creds: Option<&'a Credentials>,
     /// A person confirmed this verification (`manual`).
     pub confirmed: bool,
+    /// The second verification, after the old key was deactivated.
+    pub after_deactivation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub enum Verdict {
     Unhealthy(String),
     /// rekey cannot tell; a person must (reason given).
     Undecided(String),
+    /// Nothing this verifier checks can have changed (reason given).
+    NotNeeded(String),
 }
 
 const RETRY_EVERY: Duration = Duration::from_millis(1000);
@@ -75,6 +79,11 @@ pub async fn verify(verifier: &Verifier, ctx: &VerifyCtx<'_>) -> Verdict {
 
 async fn sts(ctx: &VerifyCtx<'_>, deadline: Instant) -> Verdict {
     let Some(creds) = ctx.creds else {
+        if ctx.after_deactivation {
+            return Verdict::NotNeeded(
+                "the new key was proven before deactivation, and deactivating the old key cannot change that; its secret is not kept".into(),
+            );
+        }
         return Verdict::Undecided(
             "the new secret is not available to this process (no sink can be read back), so sts cannot sign with it".into(),
         );
