@@ -321,3 +321,25 @@ fn scan_shows_the_rotation_of_a_key() {
     assert_eq!(old["rotation"], serde_json::json!({"id": id, "stage": "draining"}));
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn a_failing_sink_that_prints_the_secret_does_not_leak_it() {
+    let rig = Rig::new();
+    let got = rig.path("got.json");
+    let script = rig.path("leaky.sh");
+    // A careless delivery script: echoes what it got, then fails.
+    std::fs::write(&script, format!("#!/bin/sh\ntee {} >&2\necho\nexit 1\n", got.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    rig.config(ZERO_WAITS, &format!("{{ type = \"exec\", command = [\"{}\"] }}", script.display()), r#"{ type = "sts" }"#);
+    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes", "-vvv"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("exec sink"), "{}", run.stderr);
+    let delivered: Value = serde_json::from_str(&std::fs::read_to_string(&got).unwrap()).unwrap();
+    let secret = delivered["SecretAccessKey"].as_str().unwrap();
+    let status = rig.rekey(&["status", "--format", "json"]);
+    let history = rig.rekey(&["history", "--format", "json"]);
+    assert!(history.stdout.contains("step_failed"));
+    assert_secret_nowhere(&rig, secret, &[&run, &status, &history]);
+    assert!(rig.keys().contains(&(rig.old_key.clone(), "Active".to_owned())), "the old key is untouched");
+}
