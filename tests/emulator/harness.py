@@ -522,6 +522,37 @@ def install_moto_fidelity_patches() -> None:
 
     IamResponse.list_users = list_users
 
+    # 1a. GetAccountAuthorizationDetails: moto returns everything in one page.
+    #     Real IAM pages it (MaxItems up to 1000, opaque Marker); page the
+    #     users the same way so clients' pagination is exercised.
+    def get_account_authorization_details(self: Any) -> Any:
+        filter_param = self._get_param("Filter", [])
+        max_items_raw = self._get_param("MaxItems")
+        max_items = int(max_items_raw) if max_items_raw is not None else 100
+        if not 1 <= max_items <= 1000:
+            raise ValidationError("MaxItems must be between 1 and 1000.")
+        marker = self._get_param("Marker")
+        start = 0
+        if marker:
+            try:
+                start = int(base64.b64decode(marker.encode(), validate=True).decode().split(":", 1)[1])
+            except Exception:
+                raise ValidationError("Invalid Marker.") from None
+        details = self.backend.get_account_authorization_details(filter_param)
+        users = list(details["users"])
+        result: dict[str, Any] = {
+            "UserDetailList": users[start:start + max_items],
+            "GroupDetailList": details["groups"] if start == 0 else [],
+            "RoleDetailList": details["roles"] if start == 0 else [],
+            "Policies": details["managed_policies"] if start == 0 else [],
+            "IsTruncated": start + max_items < len(users),
+        }
+        if result["IsTruncated"]:
+            result["Marker"] = base64.b64encode(f"rekey-details:{start + max_items}".encode()).decode()
+        return ActionResult(result)
+
+    IamResponse.get_account_authorization_details = get_account_authorization_details
+
     # 1b. Secrets Manager: moving AWSCURRENT with UpdateSecretVersionStage
     #     leaves moto's default version behind, so a GetSecretValue without
     #     a stage still returns the old AWSCURRENT. Real Secrets Manager

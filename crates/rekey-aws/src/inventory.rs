@@ -3,7 +3,7 @@
 //! the report lacks (key ids, tags) only for the users that need it.
 
 use crate::error::AwsError;
-use crate::iam::{parse_credential_report, Iam, UserSummary};
+use crate::iam::{parse_credential_report, Iam, UserSummary, USERS_PER_DETAILS_PAGE};
 use futures::stream::{self, StreamExt};
 use rekey_core::model::match_key_ids;
 use rekey_core::{AccessKey, AccountId, User, UserName};
@@ -120,9 +120,20 @@ impl Fetch<'_> {
         errors
     }
 
-    /// Reads the tags of the users `wanted` picks (those whose owner is needed).
-    pub async fn fill_tags(&self, users: &mut [User], wanted: impl Fn(&User) -> bool) -> Vec<UserError> {
+    /// Reads the tags of the users `wanted` picks (those whose owner is
+    /// needed). When `users` is the whole account and that is cheaper, reads
+    /// every user's tags at once (`GetAccountAuthorizationDetails`, one call
+    /// per 1,000 users); without that permission, one `ListUserTags` each.
+    pub async fn fill_tags(&self, users: &mut [User], whole_account: bool, wanted: impl Fn(&User) -> bool) -> Vec<UserError> {
         let requests = pick(users, |u| wanted(u) && u.tags.is_none());
+        if whole_account && requests.len() > users.len().div_ceil(USERS_PER_DETAILS_PAGE) {
+            if let Ok(mut all) = self.iam.all_user_tags().await {
+                for user in users.iter_mut().filter(|u| u.tags.is_none()) {
+                    user.tags = Some(all.remove(&user.name).unwrap_or_default());
+                }
+                return Vec::new();
+            }
+        }
         let fetched = self.each_user("reading tags", requests, |name| async move {
             self.iam.list_user_tags(&name).await
         });

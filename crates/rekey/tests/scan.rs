@@ -79,31 +79,68 @@ fn boundaries_are_exact_to_the_second() {
     assert_eq!(result("inactive-just-over"), "PASSED");
 }
 
-#[test]
-fn credential_report_costs_three_calls_plus_two_per_user_needing_action() {
-    let emu = mixed();
-    let truth = emu.truth();
-    emu.reset_calls();
-    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json", "-v"]);
-    assert_eq!(run.code, 1, "FAILED keys exist: {}", run.stderr);
-    let needing_action: std::collections::BTreeSet<_> = truth["keys"]
+fn users_needing_action(truth: &Value) -> u64 {
+    let users: std::collections::BTreeSet<_> = truth["keys"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|k| k["result"] != "PASSED")
         .map(|k| k["user_name"].as_str().unwrap())
         .collect();
-    let n = needing_action.len() as u64;
+    users.len() as u64
+}
+
+fn assert_every_owner_matches(scan: &Value, truth: &Value) {
+    let (got, want) = (by_key(&scan["keys"]), by_key(&truth["keys"]));
+    for (id, w) in &want {
+        assert_eq!(got[id]["owner"], w["owner"], "owner of {id:?}");
+    }
+}
+
+#[test]
+fn credential_report_costs_three_calls_plus_one_per_user_needing_action() {
+    let emu = mixed();
+    let truth = emu.truth();
+    emu.reset_calls();
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json", "-v"]);
+    assert_eq!(run.code, 1, "FAILED keys exist: {}", run.stderr);
+    let n = users_needing_action(&truth);
     assert!(n > 5);
     assert_eq!(calls_of(&emu, "iam:GetCredentialReport"), 1);
     assert!(calls_of(&emu, "iam:GenerateCredentialReport") <= 2);
-    assert_eq!(calls_of(&emu, "iam:ListAccessKeys"), n);
-    assert_eq!(calls_of(&emu, "iam:ListUserTags"), n);
+    assert_eq!(calls_of(&emu, "iam:ListAccessKeys"), n, "key ids only for users needing action");
+    assert_eq!(calls_of(&emu, "iam:GetAccountAuthorizationDetails"), 1, "every owner in one call");
+    assert_eq!(calls_of(&emu, "iam:ListUserTags"), 0);
     assert_eq!(calls_of(&emu, "iam:ListUsers"), 0);
-    assert!(total_calls(&emu) <= 3 + 2 * n);
+    assert_eq!(total_calls(&emu), 3 + n + 1);
+    assert_every_owner_matches(&run.json(), &truth);
     // -v reports the same count rekey itself made.
     assert!(run.stderr.contains(&format!("iam:ListAccessKeys: {n}")), "{}", run.stderr);
     assert!(run.stderr.contains(&format!("AWS requests: {} in all", total_calls(&emu))), "{}", run.stderr);
+}
+
+#[test]
+fn without_account_details_owners_cost_one_call_per_user_needing_action() {
+    let emu = mixed();
+    let truth = emu.truth();
+    emu.inject_fault("iam:GetAccountAuthorizationDetails", "AccessDenied", 403, 1);
+    emu.reset_calls();
+    let run = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "a missing optional permission is not an error: {}", run.stderr);
+    assert_eq!(run.json()["errors"], json!([]));
+    assert_eq!(calls_of(&emu, "iam:ListUserTags"), users_needing_action(&truth));
+    assert_matches_truth(&run.json(), &truth, "fallback");
+}
+
+#[test]
+fn owners_of_more_than_a_thousand_users() {
+    let emu = Emulator::with_scenario(&json!({"as_of": AS_OF, "bulk": {"users": 1100, "seed": 3}}));
+    let truth = emu.truth();
+    let run = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json", "--fail-on", "never"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(calls_of(&emu, "iam:GetAccountAuthorizationDetails"), 2, "two pages of 1,000 users");
+    assert_matches_truth(&run.json(), &truth, "1100 users");
+    assert_every_owner_matches(&run.json(), &truth);
 }
 
 #[test]

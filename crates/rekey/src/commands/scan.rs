@@ -1,9 +1,10 @@
 //! `rekey scan`: read keys, evaluate IAM.3, print.
 //!
 //! With the credential report, only users with a FAILED or WARNING key cost
-//! more calls: `ListAccessKeys` for their key ids and `ListUserTags` for
-//! their owner. Owners of passing keys are looked up only when `--owner`
-//! filters on them.
+//! a call each (`ListAccessKeys`, for their key ids). Owners come from
+//! `GetAccountAuthorizationDetails` (a call per 1,000 users); without that
+//! permission, from `ListUserTags` for the users that need action (and for
+//! every user when `--owner` filters on them).
 
 use crate::cli::{FailOn, ScanArgs, SourceArg};
 use crate::output::render_scan;
@@ -48,7 +49,8 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     errors.extend(fetch.fill_key_ids(&mut users, needs_action).await);
     if !settings.owner_tags.is_empty() {
         let filtering = args.owner.is_some();
-        errors.extend(fetch.fill_tags(&mut users, |u| filtering || needs_action(u)).await);
+        let whole_account = args.users.is_empty();
+        errors.extend(fetch.fill_tags(&mut users, whole_account, |u| filtering || needs_action(u)).await);
     }
     progress.finish();
     if let Some(owner) = &args.owner {
