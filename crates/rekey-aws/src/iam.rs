@@ -1,7 +1,7 @@
 //! IAM calls, one method each, errors already classified; and the parser of
 //! the IAM credential report.
 
-use crate::error::{classify, AwsError};
+use crate::error::{classify, found, AwsError};
 use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
 use std::collections::HashMap;
 use jiff::Timestamp;
@@ -104,20 +104,10 @@ impl Iam {
 
     /// `None` if there is no such user.
     pub async fn get_user(&self, name: &UserName) -> Result<Option<UserSummary>, AwsError> {
-        match self.client.get_user().user_name(name.as_str()).send().await {
-            Ok(out) => {
-                let u = out.user.ok_or(AwsError::Unexpected {
-                    operation: "iam:GetUser",
-                    detail: "no user in the answer".into(),
-                })?;
-                let tags = u.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
-                Ok(Some(UserSummary { name: UserName::new(u.user_name), arn: u.arn, tags: Some(tags) }))
-            }
-            Err(err) => match classify("iam:GetUser", &self.endpoint, err) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        let out = self.client.get_user().user_name(name.as_str()).send().await.map_err(self.fail("iam:GetUser"));
+        let Some(user) = found(out)?.and_then(|out| out.user) else { return Ok(None) };
+        let tags = user.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
+        Ok(Some(UserSummary { name: UserName::new(user.user_name), arn: user.arn, tags: Some(tags) }))
     }
 
     pub async fn list_access_keys(&self, user: &UserName) -> Result<Vec<ListedKey>, AwsError> {
@@ -257,13 +247,8 @@ impl Iam {
     /// Deletes a key; a key that is already gone is not an error, so a step
     /// that crashed after the call can simply run again.
     pub async fn delete_access_key(&self, user: &UserName, key: &AccessKeyId) -> Result<RequestId, AwsError> {
-        match self.client.delete_access_key().user_name(user.as_str()).access_key_id(key.as_str()).send().await {
-            Ok(out) => Ok(out.request_id().map(str::to_owned)),
-            Err(err) => match classify("iam:DeleteAccessKey", &self.endpoint, err) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        let out = self.client.delete_access_key().user_name(user.as_str()).access_key_id(key.as_str()).send().await;
+        Ok(found(out.map_err(self.fail("iam:DeleteAccessKey")))?.and_then(|out| out.request_id().map(str::to_owned)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Secrets Manager and SSM Parameter Store primitives for the sinks. Values
 //! pass through as [`Secret`]s: they hold key material.
 
-use crate::error::{classify, AwsError};
+use crate::error::{classify, found, AwsError};
 use crate::Clients;
 use aws_sdk_ssm::types::ParameterType;
 use rekey_core::Secret;
@@ -27,16 +27,12 @@ impl SecretsManager {
 
     /// The version staged `stage` (AWSCURRENT, AWSPREVIOUS), `None` if none.
     pub async fn get(&self, secret_id: &str, stage: &str) -> Result<Option<SecretVersion>, AwsError> {
-        match self.client.get_secret_value().secret_id(secret_id).version_stage(stage).send().await {
-            Ok(out) => Ok(Some(SecretVersion {
-                version_id: out.version_id.unwrap_or_default(),
-                value: Secret::new(out.secret_string.unwrap_or_default()),
-            })),
-            Err(err) => match classify("secretsmanager:GetSecretValue", &self.endpoint, err) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        let out = self.client.get_secret_value().secret_id(secret_id).version_stage(stage).send().await;
+        let out = found(out.map_err(|e| classify("secretsmanager:GetSecretValue", &self.endpoint, e)))?;
+        Ok(out.map(|out| SecretVersion {
+            version_id: out.version_id.unwrap_or_default(),
+            value: Secret::new(out.secret_string.unwrap_or_default()),
+        }))
     }
 
     /// Stores a new AWSCURRENT version; the old one becomes AWSPREVIOUS.
@@ -68,13 +64,8 @@ impl SecretsManager {
 
     /// Whether the secret exists (preflight: rekey does not create secrets).
     pub async fn exists(&self, secret_id: &str) -> Result<bool, AwsError> {
-        match self.client.describe_secret().secret_id(secret_id).send().await {
-            Ok(_) => Ok(true),
-            Err(err) => match classify("secretsmanager:DescribeSecret", &self.endpoint, err) {
-                e if e.is_not_found() => Ok(false),
-                e => Err(e),
-            },
-        }
+        let out = self.client.describe_secret().secret_id(secret_id).send().await;
+        Ok(found(out.map_err(|e| classify("secretsmanager:DescribeSecret", &self.endpoint, e)))?.is_some())
     }
 }
 
@@ -101,16 +92,9 @@ impl ParameterStore {
             Some(v) => format!("{name}:{v}"),
             None => name.to_owned(),
         };
-        match self.client.get_parameter().name(selector).with_decryption(true).send().await {
-            Ok(out) => {
-                let p = out.parameter.unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
-                Ok(Some(ParameterVersion { version: p.version, value: Secret::new(p.value.unwrap_or_default()) }))
-            }
-            Err(err) => match classify("ssm:GetParameter", &self.endpoint, err) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        let out = self.client.get_parameter().name(selector).with_decryption(true).send().await;
+        let parameter = found(out.map_err(|e| classify("ssm:GetParameter", &self.endpoint, e)))?.and_then(|out| out.parameter);
+        Ok(parameter.map(|p| ParameterVersion { version: p.version, value: Secret::new(p.value.unwrap_or_default()) }))
     }
 
     /// Writes a new SecureString version.
@@ -128,13 +112,9 @@ impl ParameterStore {
         Ok(out.version)
     }
 
+    /// Deletes a parameter; one already gone is fine.
     pub async fn delete(&self, name: &str) -> Result<(), AwsError> {
-        match self.client.delete_parameter().name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(err) => match classify("ssm:DeleteParameter", &self.endpoint, err) {
-                e if e.is_not_found() => Ok(()),
-                e => Err(e),
-            },
-        }
+        let out = self.client.delete_parameter().name(name).send().await;
+        found(out.map_err(|e| classify("ssm:DeleteParameter", &self.endpoint, e))).map(|_| ())
     }
 }
