@@ -73,6 +73,8 @@ pub enum Command {
     Abort(IdArgs),
     /// The audit log
     History(HistoryArgs),
+    /// Print the least-privilege IAM policy for what rekey.toml configures
+    Policy,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Rollback(args) => commands::confirm::cancel(args, rekey_core::workflow::Event::RolledBack, &settings).await,
             C::Abort(args) => commands::confirm::cancel(args, rekey_core::workflow::Event::Aborted, &settings).await,
             C::History(args) => commands::history::run(args, &settings),
+            C::Policy => commands::policy::run(&settings),
         }
     })
 }

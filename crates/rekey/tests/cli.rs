@@ -116,3 +116,34 @@ fn help_and_version_exit_0() {
     }
     assert_eq!(rekey(None, &["--version"]).code, 0);
 }
+
+#[test]
+fn policy_covers_scan_and_each_configured_target() {
+    let bare = rekey(None, &["policy"]);
+    assert_eq!(bare.code, 0, "{}", bare.stderr);
+    let policy: serde_json::Value = serde_json::from_str(&bare.stdout).unwrap();
+    assert_eq!(policy["Version"], "2012-10-17");
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "scanning only");
+    let scan_actions = statements[0]["Action"].as_array().unwrap();
+    for action in ["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListUserTags"] {
+        assert!(scan_actions.contains(&json!(action)), "{action}");
+    }
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("rekey.toml"),
+        "[[target]]\nuser = \"ci\"\naccount = \"123456789012\"\ndeliver = [{ type = \"secretsmanager\", secret_id = \"prod/ci\" }, { type = \"ssm\", name = \"/prod/ci\" }]\n",
+    )
+    .unwrap();
+    let run: Run = rekey_cmd(None, home.path()).arg("policy").output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let by_sid = |sid: &str| policy["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid).cloned().unwrap();
+    assert_eq!(
+        by_sid("RekeyRotateKeys")["Resource"],
+        json!(["arn:aws:iam::123456789012:user/ci", "arn:aws:iam::123456789012:user/*/ci"])
+    );
+    assert_eq!(by_sid("RekeyDeliverSecretsManager")["Resource"], json!(["arn:aws:secretsmanager:*:123456789012:secret:prod/ci-*"]));
+    assert_eq!(by_sid("RekeyDeliverParameters")["Resource"], json!(["arn:aws:ssm:*:123456789012:parameter/prod/ci"]));
+}

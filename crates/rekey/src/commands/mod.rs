@@ -2,6 +2,7 @@
 
 pub mod confirm;
 pub mod history;
+pub mod policy;
 pub mod rotate;
 pub mod run;
 pub mod scan;

@@ -1,0 +1,81 @@
+//! `rekey policy`: the least-privilege IAM policy for what rekey.toml
+//! configures: scanning always; rotation of each `[[target]]` user, scoped
+//! to that user, with the sinks it writes to.
+
+use crate::settings::Settings;
+use rekey_core::target::Sink;
+use serde_json::{json, Value};
+
+const SCAN: &[&str] = &[
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:ListUsers",
+    "iam:GetUser",
+    "iam:GetAccountAuthorizationDetails",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:ListUserTags",
+];
+
+const ROTATE: &[&str] = &["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey"];
+
+const SECRETS_MANAGER: &[&str] = &[
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+];
+
+const SSM: &[&str] = &["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"];
+
+pub fn run(settings: &Settings) -> anyhow::Result<u8> {
+    println!("{}", serde_json::to_string_pretty(&policy(settings))?);
+    Ok(0)
+}
+
+fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources})
+}
+
+pub fn policy(settings: &Settings) -> Value {
+    let mut statements = vec![statement("RekeyScan", SCAN, vec!["*".into()])];
+    let targets = &settings.file.targets;
+    if !targets.is_empty() {
+        // A user's ARN carries its path; cover both forms of the name.
+        let users = targets
+            .iter()
+            .flat_map(|t| {
+                let account = t.account.as_ref().map_or("*".to_owned(), ToString::to_string);
+                [format!("arn:aws:iam::{account}:user/{}", t.user), format!("arn:aws:iam::{account}:user/*/{}", t.user)]
+            })
+            .collect();
+        statements.push(statement("RekeyRotateKeys", ROTATE, users));
+    }
+    let account_of = |t: &rekey_core::target::Target| t.account.as_ref().map_or("*".to_owned(), ToString::to_string);
+    let mut secrets = Vec::new();
+    let mut parameters = Vec::new();
+    for target in targets {
+        for sink in &target.deliver {
+            match sink {
+                // Secrets Manager appends a random suffix to secret ARNs.
+                Sink::Secretsmanager { secret_id, .. } if secret_id.starts_with("arn:") => secrets.push(secret_id.clone()),
+                Sink::Secretsmanager { secret_id, .. } => {
+                    secrets.push(format!("arn:aws:secretsmanager:*:{}:secret:{secret_id}-*", account_of(target)))
+                }
+                Sink::Ssm { name, id_name, secret_name } => {
+                    for n in [name, id_name, secret_name].into_iter().flatten() {
+                        parameters.push(format!("arn:aws:ssm:*:{}:parameter/{}", account_of(target), n.trim_start_matches('/')));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if !secrets.is_empty() {
+        statements.push(statement("RekeyDeliverSecretsManager", SECRETS_MANAGER, secrets));
+    }
+    if !parameters.is_empty() {
+        statements.push(statement("RekeyDeliverParameters", SSM, parameters));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
