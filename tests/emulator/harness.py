@@ -491,9 +491,9 @@ def install_moto_fidelity_patches() -> None:
 
     # 1. ListUsers: moto returns every user in one page and ignores
     #    MaxItems/Marker. Real IAM pages (default 100, max 1000 items).
-    def list_users(self: Any) -> Any:
-        path_prefix = self._get_param("PathPrefix")
-        marker = self._get_param("Marker")
+    def page(self: Any, items: list[Any], kind: str) -> tuple[list[Any], dict[str, Any]]:
+        """One IAM-style page of `items` (MaxItems 1..1000, default 100;
+        an opaque Marker): the page and its IsTruncated/Marker fields."""
         max_items_raw = self._get_param("MaxItems")
         try:
             max_items = int(max_items_raw) if max_items_raw is not None else 100
@@ -505,51 +505,41 @@ def install_moto_fidelity_patches() -> None:
                 "constraint: Member must have value less than or equal to 1000"
             )
         start = 0
+        marker = self._get_param("Marker")
         if marker:
             try:
                 decoded = base64.b64decode(marker.encode(), validate=True).decode()
-                if not decoded.startswith("rekey-users:"):
+                if not decoded.startswith(f"rekey-{kind}:"):
                     raise ValueError
                 start = int(decoded.split(":", 1)[1])
             except Exception:
                 raise ValidationError("Invalid Marker.") from None
-        users = list(self.backend.list_users(path_prefix, None, None))
-        page = users[start:start + max_items]
-        result: dict[str, Any] = {"Users": page, "IsTruncated": start + max_items < len(users)}
-        if result["IsTruncated"]:
-            result["Marker"] = base64.b64encode(f"rekey-users:{start + max_items}".encode()).decode()
-        return ActionResult(result)
+        fields: dict[str, Any] = {"IsTruncated": start + max_items < len(items)}
+        if fields["IsTruncated"]:
+            fields["Marker"] = base64.b64encode(f"rekey-{kind}:{start + max_items}".encode()).decode()
+        return items[start:start + max_items], fields
+
+    def list_users(self: Any) -> Any:
+        users = list(self.backend.list_users(self._get_param("PathPrefix"), None, None))
+        page_of_users, fields = page(self, users, "users")
+        return ActionResult({"Users": page_of_users, **fields})
 
     IamResponse.list_users = list_users
 
     # 1a. GetAccountAuthorizationDetails: moto returns everything in one page.
-    #     Real IAM pages it (MaxItems up to 1000, opaque Marker); page the
-    #     users the same way so clients' pagination is exercised.
+    #     Real IAM pages it; page the users the same way so clients'
+    #     pagination is exercised (groups, roles, policies come on page one).
     def get_account_authorization_details(self: Any) -> Any:
-        filter_param = self._get_param("Filter", [])
-        max_items_raw = self._get_param("MaxItems")
-        max_items = int(max_items_raw) if max_items_raw is not None else 100
-        if not 1 <= max_items <= 1000:
-            raise ValidationError("MaxItems must be between 1 and 1000.")
-        marker = self._get_param("Marker")
-        start = 0
-        if marker:
-            try:
-                start = int(base64.b64decode(marker.encode(), validate=True).decode().split(":", 1)[1])
-            except Exception:
-                raise ValidationError("Invalid Marker.") from None
-        details = self.backend.get_account_authorization_details(filter_param)
-        users = list(details["users"])
-        result: dict[str, Any] = {
-            "UserDetailList": users[start:start + max_items],
-            "GroupDetailList": details["groups"] if start == 0 else [],
-            "RoleDetailList": details["roles"] if start == 0 else [],
-            "Policies": details["managed_policies"] if start == 0 else [],
-            "IsTruncated": start + max_items < len(users),
-        }
-        if result["IsTruncated"]:
-            result["Marker"] = base64.b64encode(f"rekey-details:{start + max_items}".encode()).decode()
-        return ActionResult(result)
+        details = self.backend.get_account_authorization_details(self._get_param("Filter", []))
+        users, fields = page(self, list(details["users"]), "details")
+        first = not self._get_param("Marker")
+        return ActionResult({
+            "UserDetailList": users,
+            "GroupDetailList": details["groups"] if first else [],
+            "RoleDetailList": details["roles"] if first else [],
+            "Policies": details["managed_policies"] if first else [],
+            **fields,
+        })
 
     IamResponse.get_account_authorization_details = get_account_authorization_details
 

@@ -151,6 +151,11 @@ impl<'a> Engine<'a> {
         SinkCtx { clients: self.clients, user, account, timeout, may_reveal: self.may_reveal }
     }
 
+    /// Tells the engine a user's ARN the caller already read, saving a call.
+    pub fn know_user_arn(&mut self, user: &UserName, arn: &str) {
+        self.arns.insert(user.to_string(), arn.to_owned());
+    }
+
     /// Takes the rotation's lease: free, expired, or held by a process of
     /// this host that no longer exists (it crashed mid-step).
     fn lease(&self, id: &str) -> Result<bool, EngineError> {

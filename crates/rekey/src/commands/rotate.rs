@@ -99,6 +99,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     };
     store.insert(&record, &audit)?;
     let mut engine = Engine::new(&clients, &mut store, settings.actor.clone(), may_reveal);
+    engine.know_user_arn(&args.user, &user.arn);
     let advanced = engine.advance(&record.id).await;
     term.report_calls(clients.calls());
     let rotation = store.get(&record.id)?;
