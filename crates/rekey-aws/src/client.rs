@@ -96,9 +96,6 @@ impl CallCounter {
         self.0.lock().expect("counter lock").clone()
     }
 
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
-    }
 }
 
 impl Intercept for CallCounter {

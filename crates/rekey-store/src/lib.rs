@@ -1,7 +1,8 @@
 //! The state store: one SQLite file (WAL, foreign keys, embedded versioned
 //! migrations) holding rotations ([`RotationRecord`]), a lease per rotation
 //! so two `rekey run` processes never run the same step, and the append-only
-//! audit log ([`AuditEntry`]). Nothing here ever holds a secret.
+//! audit log ([`AuditEntry`]), written in the same transaction as the change
+//! it records. Nothing here ever holds a secret.
 
 use jiff::Timestamp;
 use rekey_core::workflow::Stage;
@@ -234,11 +235,6 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to the audit log outside a stage change (a confirmation, say).
-    pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
-        append(&self.conn, entry)
-    }
-
     /// The audit log, oldest first, for one rotation or all.
     pub fn history(&self, rotation_id: Option<&str>) -> Result<Vec<AuditEntry>> {
         let mut stmt = self.conn.prepare(
@@ -465,7 +461,9 @@ mod tests {
     fn the_audit_log_is_append_only() {
         let (_dir, mut store) = open();
         store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
-        store.audit(&entry("r1", "confirmed")).unwrap();
+        let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
+        assert!(store.try_lease("r1", "me", t0, t1).unwrap());
+        store.save(&rotation("r1", "AKIA1"), "me", &[entry("r1", "confirmed")]).unwrap();
         let events: Vec<_> = store.history(Some("r1")).unwrap().into_iter().map(|e| e.event).collect();
         assert_eq!(events, ["created", "confirmed"]);
         assert_eq!(store.history(None).unwrap().len(), 2);
