@@ -8,6 +8,7 @@
 //! CLI does. No error message ever quotes a line of the file, since any line
 //! may hold a secret.
 
+use super::{Delivered, Restored};
 use rekey_core::{AccessKeyId, Credentials, Secret};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
@@ -71,20 +72,14 @@ pub fn check(path: &Path, profile: &str) -> Result<()> {
     probe.close().map_err(not_writable)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    Written,
-    AlreadyThere,
-}
-
 /// Writes `creds` into `profile`. Idempotent: if the profile already holds
-/// them, returns [`Delivery::AlreadyThere`] and touches nothing, so the backup
+/// them, returns [`Delivered::AlreadyThere`] and touches nothing, so the backup
 /// keeps the content from before the first delivery of this key. Otherwise
 /// saves the current file as `FILE.rekey-bak` (0600), replaces the profile's
 /// key lines in place (adding a missing one after the section's last key,
 /// removing a session token) or appends the profile, and atomically replaces
 /// the file with permissions no wider than before and at most 0600.
-pub fn deliver(path: &Path, profile: &str, creds: &Credentials) -> Result<Delivery> {
+pub fn deliver(path: &Path, profile: &str, creds: &Credentials) -> Result<Delivered> {
     valid_profile(profile)?;
     let path = resolve(path)?;
     let id = creds.access_key_id.as_str();
@@ -102,7 +97,7 @@ pub fn deliver(path: &Path, profile: &str, creds: &Credentials) -> Result<Delive
     };
     let [now_id, now_secret, ..] = doc.values(profile)?;
     if now_id.as_deref() == Some(id) && now_secret.as_deref() == Some(secret) {
-        return Ok(Delivery::AlreadyThere);
+        return Ok(Delivered::AlreadyThere);
     }
 
     for (key, value) in [(KEY_ID, id), (SECRET, secret)] {
@@ -124,7 +119,7 @@ pub fn deliver(path: &Path, profile: &str, creds: &Credentials) -> Result<Delive
         }
         None => write_atomic(&path, &doc.text(), 0o600, None)?,
     }
-    Ok(Delivery::Written)
+    Ok(Delivered::Now)
 }
 
 /// Reads the profile's credentials back (for crash recovery), if present.
@@ -139,12 +134,6 @@ pub fn read_back(path: &Path, profile: &str) -> Result<Option<Credentials>> {
         }
         _ => None,
     })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restored {
-    Restored,
-    NothingToRestore,
 }
 
 /// Undoes a delivery of `new_key_id`, only if the profile still holds it
@@ -632,7 +621,7 @@ aws_secret_access_key = otherSecret";
             for (profile, changes) in &cases {
                 let original = ORIGINAL.replace('\n', eol);
                 let (_dir, path) = setup(Some(&original), 0o644);
-                assert_eq!(deliver(&path, profile, &new_creds()).unwrap(), Delivery::Written);
+                assert_eq!(deliver(&path, profile, &new_creds()).unwrap(), Delivered::Now);
 
                 let after = read(&path);
                 let before: Vec<&str> = original.split_inclusive('\n').collect();
@@ -678,7 +667,7 @@ aws_secret_access_key = otherSecret";
     #[test]
     fn absent_file_is_created_0600_without_backup() {
         let (_dir, path) = setup(None, 0);
-        assert_eq!(deliver(&path, "app", &new_creds()).unwrap(), Delivery::Written);
+        assert_eq!(deliver(&path, "app", &new_creds()).unwrap(), Delivered::Now);
         assert_eq!(read(&path), "[app]\naws_access_key_id = AKIANEW\naws_secret_access_key = newSecret\n");
         assert_eq!(mode(&path), 0o600);
         assert!(!bak(&path).exists());
@@ -741,9 +730,9 @@ aws_secret_access_key = otherSecret";
     #[test]
     fn deliver_twice_keeps_the_original_backup() {
         let (_dir, path) = setup(Some(ORIGINAL), 0o600);
-        assert_eq!(deliver(&path, "app", &new_creds()).unwrap(), Delivery::Written);
+        assert_eq!(deliver(&path, "app", &new_creds()).unwrap(), Delivered::Now);
         let delivered = read(&path);
-        assert_eq!(deliver(&path, "app", &new_creds()).unwrap(), Delivery::AlreadyThere);
+        assert_eq!(deliver(&path, "app", &new_creds()).unwrap(), Delivered::AlreadyThere);
         assert_eq!(read(&path), delivered);
         assert_eq!(read(&bak(&path)), ORIGINAL);
     }

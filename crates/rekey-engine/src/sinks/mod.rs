@@ -92,10 +92,7 @@ pub async fn check(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
 
 pub async fn deliver(sink: &Sink, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
     match sink {
-        Sink::CredentialsFile { path, profile } => Ok(match credentials_file::deliver(path, profile, creds)? {
-            credentials_file::Delivery::Written => Delivered::Now,
-            credentials_file::Delivery::AlreadyThere => Delivered::AlreadyThere,
-        }),
+        Sink::CredentialsFile { path, profile } => Ok(credentials_file::deliver(path, profile, creds)?),
         Sink::Secretsmanager { secret_id, id_field, secret_field } => {
             secretsmanager::deliver(ctx, secret_id, (id_field, secret_field), creds).await
         }
@@ -118,10 +115,7 @@ pub async fn read_back(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<Credenti
 
 pub async fn restore(sink: &Sink, ctx: &SinkCtx<'_>, new_key: &AccessKeyId) -> Result<Restored, SinkError> {
     match sink {
-        Sink::CredentialsFile { path, profile } => Ok(match credentials_file::restore(path, profile, new_key)? {
-            credentials_file::Restored::Restored => Restored::Restored,
-            credentials_file::Restored::NothingToRestore => Restored::NothingToRestore,
-        }),
+        Sink::CredentialsFile { path, profile } => Ok(credentials_file::restore(path, profile, new_key)?),
         Sink::Secretsmanager { secret_id, id_field, secret_field } => {
             secretsmanager::restore(ctx, secret_id, (id_field, secret_field), new_key).await
         }
