@@ -72,6 +72,10 @@ pub struct Progress {
     /// later and is not `new_key_id` was created by an interrupted attempt.
     #[serde(default)]
     pub keys_at_start: Vec<String>,
+    /// Per sink index, what `restore` goes back to, saved before the first
+    /// delivery to that sink (see `sinks::restore_point`).
+    #[serde(default)]
+    pub restore_points: std::collections::BTreeMap<usize, serde_json::Value>,
     /// Indexes of the plan's sinks that hold the new key.
     #[serde(default)]
     pub delivered: Vec<usize>,

@@ -4,6 +4,7 @@
 //! stored times (`next_check_at`), never sleeps: the process may stop at any
 //! moment and `rekey run` picks up what is due.
 
+use crate::crash_point;
 use crate::plan::{Plan, Progress, SeenUse};
 use crate::sinks::{self, Delivered, Restored, SinkCtx};
 use crate::verify::{self, Verdict, VerifyCtx};
@@ -111,15 +112,6 @@ fn holder_is_dead(holder: &str) -> bool {
     let (Some(host), Some(Ok(pid))) = (parts.next(), parts.next().map(str::parse::<i32>)) else { return false };
     // SAFETY: kill(2) with signal 0 only asks whether the process exists.
     host == hostname() && pid > 0 && unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
-/// Test hook: `REKEY_CRASH_AFTER=<point>` kills the process (SIGKILL, no
-/// cleanup) right after the named AWS call or save, to prove recovery.
-fn crash_point(point: &str) {
-    if std::env::var("REKEY_CRASH_AFTER").is_ok_and(|p| p == point) {
-        // SAFETY: raise(3) on our own process; it does not return.
-        unsafe { libc::raise(libc::SIGKILL) };
-    }
 }
 
 impl<'a> Engine<'a> {
@@ -395,7 +387,8 @@ impl<'a> Engine<'a> {
         let confirmed = r.progress.confirmed.contains(&Stage::Delivering);
         let remaining: Vec<usize> = (0..r.plan.deliver.len()).filter(|i| !r.progress.delivered.contains(i)).collect();
         // A manual sink a person confirmed needs nothing more, not even the secret.
-        let is_confirmed_manual = |i: &usize| confirmed && matches!(r.plan.deliver[*i], rekey_core::target::Sink::Manual {});
+        let manual: Vec<bool> = r.plan.deliver.iter().map(|s| matches!(s, rekey_core::target::Sink::Manual {})).collect();
+        let is_confirmed_manual = |i: &usize| confirmed && manual[*i];
         let creds = if remaining.iter().all(is_confirmed_manual) {
             None
         } else {
@@ -408,7 +401,16 @@ impl<'a> Engine<'a> {
         for i in remaining {
             let sink = r.plan.deliver[i].clone();
             let outcome = match &creds {
-                Some(creds) if !is_confirmed_manual(&i) => sinks::deliver(&sink, &self.sink_ctx(r, &user, &account), creds).await?,
+                Some(creds) if !is_confirmed_manual(&i) => {
+                    if !r.progress.restore_points.contains_key(&i) {
+                        if let Some(point) = sinks::restore_point(&sink, &self.sink_ctx(r, &user, &account)).await? {
+                            // Saved before the sink changes: a crash cannot lose it.
+                            r.progress.restore_points.insert(i, point);
+                            self.save(r)?;
+                        }
+                    }
+                    sinks::deliver(&sink, &self.sink_ctx(r, &user, &account), creds).await?
+                }
                 _ => Delivered::AlreadyThere,
             };
             if outcome == Delivered::AwaitsConfirmation {
@@ -578,7 +580,7 @@ impl<'a> Engine<'a> {
         let mut keep_new_key = Vec::new();
         for (i, sink) in r.plan.deliver.iter().enumerate().rev() {
             let ctx = self.sink_ctx(r, &user, &account);
-            let outcome = sinks::restore(sink, &ctx, &new).await?;
+            let outcome = sinks::restore(sink, &ctx, &new, r.progress.restore_points.get(&i)).await?;
             if let Restored::CannotRestore(what) = &outcome {
                 if r.progress.delivered.contains(&i) {
                     keep_new_key.push(what.clone());

@@ -320,3 +320,26 @@ fn an_exec_only_target_finishes_across_processes() {
     let history = rig.rekey(&["history", "--format", "json"]).json();
     assert!(history["events"].as_array().unwrap().iter().any(|e| e["event"] == "verification_skipped"));
 }
+
+#[test]
+fn an_interrupted_restore_of_an_ssm_pair_restores_both_parameters() {
+    let rig = Rig::new();
+    for (name, value) in [("/app/id", "AKIAOLDOLDOLDOLDOLD1"), ("/app/secret", "old-secret")] {
+        assert_eq!(rig.aws(&["ssm", "put-parameter", "--name", name, "--type", "SecureString", "--value", value]).code, 0);
+    }
+    rig.config(
+        "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"20s\"",
+        r#"{ type = "ssm", id_name = "/app/id", secret_name = "/app/secret" }"#,
+        r#"{ type = "sts" }"#,
+    );
+    assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+    let id = rig.rotation()["id"].as_str().unwrap().to_owned();
+    // Killed between putting back the secret and putting back the id.
+    let crashed: Run = rig.rekey_cmd().env("REKEY_CRASH_AFTER", "ssm-restored:/app/secret").args(["rollback", &id]).output().unwrap().into();
+    assert_eq!(crashed.code, -1);
+    assert_eq!(rig.rekey(&["rollback", &id]).code, 0);
+    let value = |name: &str| rig.aws(&["ssm", "get-parameter", "--name", name, "--with-decryption"]).json()["Parameter"]["Value"].as_str().unwrap().to_owned();
+    assert_eq!(value("/app/secret"), "old-secret");
+    assert_eq!(value("/app/id"), "AKIAOLDOLDOLDOLDOLD1");
+    assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
+}

@@ -6,6 +6,9 @@
 //! - `deliver` is idempotent: a sink that already holds the key is left alone,
 //!   so the restore point stays the value from before the rotation;
 //! - `read_back` returns the key a sink holds, for crash recovery;
+//! - `restore_point` names, before delivery, what `restore` will go back to
+//!   where a sink cannot find it again by itself (ids and versions only, no
+//!   secrets; the runner saves it before delivering);
 //! - `restore` puts back the previous value, only if the sink still holds the
 //!   rotation's key (someone else's later change is never clobbered).
 
@@ -113,13 +116,26 @@ pub async fn read_back(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<Credenti
     }
 }
 
-pub async fn restore(sink: &Sink, ctx: &SinkCtx<'_>, new_key: &AccessKeyId) -> Result<Restored, SinkError> {
+/// What to restore to, read before the first delivery to this sink.
+pub async fn restore_point(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<serde_json::Value>, SinkError> {
+    match sink {
+        Sink::Ssm { .. } => Ok(Some(ssm::restore_point(ctx, &ssm::Names::of(sink)?).await?)),
+        _ => Ok(None),
+    }
+}
+
+pub async fn restore(
+    sink: &Sink,
+    ctx: &SinkCtx<'_>,
+    new_key: &AccessKeyId,
+    point: Option<&serde_json::Value>,
+) -> Result<Restored, SinkError> {
     match sink {
         Sink::CredentialsFile { path, profile } => Ok(credentials_file::restore(path, profile, new_key)?),
         Sink::Secretsmanager { secret_id, id_field, secret_field } => {
             secretsmanager::restore(ctx, secret_id, (id_field, secret_field), new_key).await
         }
-        Sink::Ssm { .. } => ssm::restore(ctx, &ssm::Names::of(sink)?, new_key).await,
+        Sink::Ssm { .. } => ssm::restore(ctx, &ssm::Names::of(sink)?, new_key, point).await,
         Sink::Exec { command } => Ok(Restored::CannotRestore(format!(
             "rekey cannot take a key back through `{}`: make sure its target uses the old key again",
             command.join(" ")

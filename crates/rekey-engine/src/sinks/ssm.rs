@@ -34,23 +34,24 @@ impl Names {
     }
 }
 
-async fn held_key(ps: &ParameterStore, names: &Names) -> Result<Option<(AccessKeyId, i64)>, SinkError> {
-    let Some(p) = ps.get(names.id_param(), None).await? else { return Ok(None) };
-    let id = match names {
-        Names::Json(_) => parse_credentials(p.value.expose(), FIELDS).map(|c| c.access_key_id),
-        Names::Pair { .. } => Some(AccessKeyId::new(p.value.expose())),
-    };
-    Ok(id.map(|id| (id, p.version)))
+impl Names {
+    /// The key id a value of the id parameter names.
+    fn key_in(&self, value: &Secret) -> Option<AccessKeyId> {
+        match self {
+            Names::Json(_) => parse_credentials(value.expose(), FIELDS).map(|c| c.access_key_id),
+            Names::Pair { .. } => Some(AccessKeyId::new(value.expose())),
+        }
+    }
 }
 
 pub async fn deliver(ctx: &SinkCtx<'_>, names: &Names, creds: &Credentials) -> Result<Delivered, SinkError> {
     let ps = ParameterStore::new(ctx.clients);
-    if held_key(&ps, names).await?.is_some_and(|(id, _)| id == creds.access_key_id) {
+    let current = ps.get(names.id_param(), None).await?;
+    if current.as_ref().and_then(|p| names.key_in(&p.value)).as_ref() == Some(&creds.access_key_id) {
         return Ok(Delivered::AlreadyThere);
     }
     match names {
         Names::Json(name) => {
-            let current = ps.get(name, None).await?;
             ps.put(name, &credentials_json(current.as_ref().map(|c| c.value.expose()), FIELDS, creds)).await?;
         }
         // The secret first: the id parameter is what says "delivered".
@@ -76,26 +77,55 @@ pub async fn read_back(ctx: &SinkCtx<'_>, names: &Names) -> Result<Option<Creden
     })
 }
 
-pub async fn restore(ctx: &SinkCtx<'_>, names: &Names, new_key: &AccessKeyId) -> Result<Restored, SinkError> {
-    let ps = ParameterStore::new(ctx.clients);
-    match held_key(&ps, names).await? {
-        Some((id, _)) if &id == new_key => {}
-        _ => return Ok(Restored::NothingToRestore),
-    }
-    let params: Vec<&str> = match names {
-        Names::Json(name) => vec![name],
-        Names::Pair { id, secret } => vec![id, secret],
-    };
-    for name in params {
-        let Some(current) = ps.get(name, None).await? else { continue };
-        // rekey wrote exactly one version (delivery skips a sink that holds
-        // the key), so the one before it is the value to bring back.
-        match ps.get(name, Some(current.version - 1)).await? {
-            Some(previous) if current.version > 1 => {
-                ps.put(name, &previous.value).await?;
-            }
-            _ => ps.delete(name).await?,
+impl Names {
+    /// The parameters, the id one last: it is what says "delivered", so it
+    /// is written last and restored last.
+    fn all(&self) -> Vec<&str> {
+        match self {
+            Names::Json(name) => vec![name],
+            Names::Pair { id, secret } => vec![secret, id],
         }
+    }
+}
+
+/// The current version of each parameter (0: it does not exist yet).
+pub async fn restore_point(ctx: &SinkCtx<'_>, names: &Names) -> Result<serde_json::Value, SinkError> {
+    let ps = ParameterStore::new(ctx.clients);
+    let mut versions = serde_json::Map::new();
+    for name in names.all() {
+        let version = ps.get(name, None).await?.map_or(0, |p| p.version);
+        versions.insert(name.to_owned(), version.into());
+    }
+    Ok(serde_json::Value::Object(versions))
+}
+
+/// Writes back each parameter's version from before the rotation (deletes
+/// one rekey created). Running it again writes the same values again. With
+/// no restore point (delivery began before rekey kept one), the version
+/// before the current one is used.
+pub async fn restore(ctx: &SinkCtx<'_>, names: &Names, new_key: &AccessKeyId, point: Option<&serde_json::Value>) -> Result<Restored, SinkError> {
+    let ps = ParameterStore::new(ctx.clients);
+    let Some(id_param) = ps.get(names.id_param(), None).await? else { return Ok(Restored::NothingToRestore) };
+    if names.key_in(&id_param.value).as_ref() != Some(new_key) {
+        return Ok(Restored::NothingToRestore);
+    }
+    for name in names.all() {
+        let before = match point.and_then(|p| p.get(name)).and_then(|v| v.as_i64()) {
+            Some(version) => version,
+            None => match ps.get(name, None).await? {
+                Some(current) => current.version - 1,
+                None => continue,
+            },
+        };
+        if before == 0 {
+            ps.delete(name).await?;
+            continue;
+        }
+        let previous = ps.get(name, Some(before)).await?.ok_or_else(|| {
+            SinkError::Failed(format!("parameter {name} no longer has version {before}, the one to restore"))
+        })?;
+        ps.put(name, &previous.value).await?;
+        crate::crash_point(&format!("ssm-restored:{name}"));
     }
     Ok(Restored::Restored)
 }
