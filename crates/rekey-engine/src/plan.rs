@@ -64,8 +64,18 @@ pub struct SeenUse {
     pub region: Option<String>,
 }
 
+/// A decision to undo the rotation, saved before undoing starts so that a
+/// crash or an AWS error mid-way resumes the undo, not the rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undoing {
+    /// `rolled_back` or `aborted`.
+    pub ends_as: Stage,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    pub undoing: Option<Undoing>,
     /// The stage a blocked rotation resumes into.
     pub blocked_from: Option<Stage>,
     /// The user's key ids once preflight passed: any other key that shows up

@@ -5,7 +5,7 @@
 //! moment and `rekey run` picks up what is due.
 
 use crate::crash_point;
-use crate::plan::{Plan, Progress, SeenUse};
+use crate::plan::{Plan, Progress, SeenUse, Undoing};
 use crate::sinks::{self, Delivered, Restored, SinkCtx};
 use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::{SignedDuration, Timestamp};
@@ -14,7 +14,7 @@ use rekey_core::model::whole_seconds;
 use rekey_core::workflow::{next, Event, IllegalTransition, Stage};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
 use rekey_store::{AuditEntry, RotationRecord, Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -82,6 +82,7 @@ enum Step {
 
 pub struct Engine<'a> {
     pub clients: &'a Clients,
+    iam: Iam,
     pub store: &'a mut Store,
     pub actor: String,
     pub may_reveal: bool,
@@ -92,6 +93,9 @@ pub struct Engine<'a> {
     /// New keys created by this process: the only copy of a secret outside
     /// the sinks, in memory and zeroed on drop.
     secrets: HashMap<String, Credentials>,
+    /// Rotations this process moved into `creating`: no other process held
+    /// them since, so no unrecorded key can exist to look for.
+    entered_creating: HashSet<String>,
     notes: Vec<AuditEntry>,
 }
 
@@ -117,9 +121,11 @@ fn holder_is_dead(holder: &str) -> bool {
 impl<'a> Engine<'a> {
     pub fn new(clients: &'a Clients, store: &'a mut Store, actor: String, may_reveal: bool) -> Self {
         let lease_owner = format!("{}/{}/{}", hostname(), std::process::id(), now().as_millisecond());
-        Engine { clients, store, actor, may_reveal, arns: HashMap::new(), lease_owner, secrets: HashMap::new(), notes: Vec::new() }
+        let iam = Iam::new(clients);
+        Engine { clients, iam, store, actor, may_reveal, arns: HashMap::new(), lease_owner, secrets: HashMap::new(), entered_creating: HashSet::new(), notes: Vec::new() }
     }
 
+    /// An audit line about `r`, saved with the rotation's next save.
     fn note(&mut self, r: &Rotation, event: &str, request_id: Option<String>, detail: serde_json::Value) {
         self.notes.push(AuditEntry {
             at: now(),
@@ -133,14 +139,11 @@ impl<'a> Engine<'a> {
         });
     }
 
-    fn iam(&self) -> Iam {
-        Iam::new(self.clients)
-    }
-
     /// What sinks need; an `exec` sink gets `verify_timeout` to finish.
-    fn sink_ctx<'c>(&'c self, r: &Rotation, user: &'c UserName, account: &'c AccountId) -> SinkCtx<'c> {
+    fn sink_ctx(&self, r: &Rotation) -> SinkCtx<'a> {
         let timeout = r.plan.timings.verify_timeout.to_signed().unsigned_abs();
-        SinkCtx { clients: self.clients, user, account, timeout, may_reveal: self.may_reveal }
+        let account = AccountId::new(&r.record.account_id);
+        SinkCtx { clients: self.clients, user: r.user(), account, timeout, may_reveal: self.may_reveal }
     }
 
     /// Tells the engine a user's ARN the caller already read, saving a call.
@@ -190,7 +193,8 @@ impl<'a> Engine<'a> {
     async fn advance_leased(&mut self, id: &str) -> Result<(), EngineError> {
         loop {
             let mut r = Rotation::decode(self.store.get(id)?)?;
-            if !r.record.stage.is_working() || r.record.next_check_at.is_some_and(|t| t > now()) {
+            let due = r.record.next_check_at.is_none_or(|t| t <= now());
+            if !(r.record.stage.is_working() || r.progress.undoing.is_some()) || !due {
                 return Ok(());
             }
             self.notes.clear();
@@ -198,6 +202,9 @@ impl<'a> Engine<'a> {
             match self.step(&mut r).await {
                 Ok(Step::Move(event)) => {
                     self.transition(&mut r, event, None)?;
+                    if r.record.stage == Stage::Creating {
+                        self.entered_creating.insert(r.record.id.clone());
+                    }
                     crash_point(&format!("save:{}", r.record.stage));
                 }
                 Ok(Step::Wait(until, why)) => {
@@ -216,7 +223,8 @@ impl<'a> Engine<'a> {
                     return Ok(());
                 }
                 Err(error) => {
-                    // Nothing moved: the step runs again later, from the same stage.
+                    // Nothing moved: the step runs again later, from the same
+                    // stage; what it did before failing is audited.
                     let detail = serde_json::json!({"stage": from.as_str(), "error": error.to_string()});
                     self.note(&r, "step_failed", None, detail);
                     r.record.next_check_at = Some(now() + r.plan.timings.retry_after.to_signed());
@@ -237,16 +245,9 @@ impl<'a> Engine<'a> {
             r.progress.waiting_for = None;
         }
         r.record.blocked_reason = reason.clone();
-        self.notes.push(AuditEntry {
-            at: now(),
-            actor: self.actor.clone(),
-            rotation_id: Some(r.record.id.clone()),
-            event: format!("stage_{}", event.name()),
-            from_stage: Some(from),
-            to_stage: Some(to),
-            aws_request_id: None,
-            detail: serde_json::json!({"reason": reason}),
-        });
+        self.note(r, &format!("stage_{}", event.name()), None, serde_json::json!({"reason": reason}));
+        let line = self.notes.last_mut().expect("just noted");
+        (line.from_stage, line.to_stage) = (Some(from), Some(to));
         self.save(r)
     }
 
@@ -259,6 +260,11 @@ impl<'a> Engine<'a> {
     }
 
     async fn step(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        if let Some(undoing) = r.progress.undoing.clone() {
+            self.undo(r).await?;
+            let event = if undoing.ends_as == Stage::Aborted { Event::Aborted } else { Event::RolledBack };
+            return Ok(Step::End(event, undoing.reason));
+        }
         match r.record.stage {
             Stage::Planned => self.preflight(r).await,
             Stage::Creating => self.create(r).await,
@@ -266,7 +272,7 @@ impl<'a> Engine<'a> {
             Stage::VerifyingNew | Stage::VerifyingDeactivated => self.verify(r).await,
             Stage::Draining => self.drain(r).await,
             Stage::Deactivating => {
-                let request_id = self.iam().set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
+                let request_id = self.iam.set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
                 self.note(r, "deactivated_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
                 crash_point("deactivate");
                 r.progress.deactivated_at = Some(now());
@@ -274,7 +280,7 @@ impl<'a> Engine<'a> {
             }
             Stage::AwaitingDelete => self.await_delete(r).await,
             Stage::Deleting => {
-                let request_id = self.iam().delete_access_key(&r.user(), &r.old_key()).await?;
+                let request_id = self.iam.delete_access_key(&r.user(), &r.old_key()).await?;
                 self.note(r, "deleted_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
                 crash_point("delete-key");
                 for sink in &r.plan.deliver {
@@ -288,7 +294,7 @@ impl<'a> Engine<'a> {
 
     /// planned: the old key exists and is active, and a key slot is free.
     async fn preflight(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        let keys = self.iam().list_access_keys(&r.user()).await?;
+        let keys = self.iam.list_access_keys(&r.user()).await?;
         let old = r.old_key();
         match keys.iter().find(|k| k.id == old) {
             None => return Ok(Step::End(Event::Failed, format!("key {old} of {} no longer exists", r.record.user_name))),
@@ -302,7 +308,7 @@ impl<'a> Engine<'a> {
         match others.as_slice() {
             [] => {}
             [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
-                let request_id = self.iam().delete_access_key(&r.user(), &other.id).await?;
+                let request_id = self.iam.delete_access_key(&r.user(), &other.id).await?;
                 self.note(r, "deleted_inactive_key", request_id, serde_json::json!({"key": other.id.as_str(), "reason": "--delete-inactive: it took the free key slot"}));
                 crash_point("delete-inactive");
                 r.progress.keys_at_start.retain(|k| k != other.id.as_str());
@@ -324,16 +330,16 @@ impl<'a> Engine<'a> {
         Ok(Step::Move(Event::PreflightPassed))
     }
 
-    /// creating: `CreateAccessKey`, after removing a key a crashed attempt
-    /// created but never recorded.
+    /// creating: `CreateAccessKey`, after removing a key an interrupted
+    /// attempt created but never recorded (only another process can have
+    /// left one).
     async fn create(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        if r.new_key().is_some() {
-            return Ok(Step::Move(Event::KeyCreated));
+        if !self.entered_creating.remove(&r.record.id) {
+            if let Some(step) = self.remove_unrecorded_key(r).await? {
+                return Ok(step);
+            }
         }
-        if let Some(step) = self.remove_unrecorded_key(r).await? {
-            return Ok(step);
-        }
-        let (creds, request_id) = self.iam().create_access_key(&r.user()).await?;
+        let (creds, request_id) = self.iam.create_access_key(&r.user()).await?;
         crash_point("create-key");
         r.record.new_key_id = Some(creds.access_key_id.to_string());
         self.note(r, "created_new_key", request_id, serde_json::json!({"key": creds.access_key_id.as_str()}));
@@ -349,16 +355,16 @@ impl<'a> Engine<'a> {
         if r.progress.keys_at_start.is_empty() {
             return Ok(None); // preflight never passed: nothing was created
         }
-        let keys = self.iam().list_access_keys(&r.user()).await?;
+        let keys = self.iam.list_access_keys(&r.user()).await?;
         let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
         for key in keys.iter().filter(|k| !known(&k.id)) {
-            if let Some(at) = self.iam().access_key_last_used(&key.id).await?.at {
+            if let Some(at) = self.iam.access_key_last_used(&key.id).await?.at {
                 return Ok(Some(Step::Block(format!(
                     "key {} appeared during this rotation without being recorded, and was used at {at}; find out who created it",
                     key.id
                 ))));
             }
-            let request_id = self.iam().delete_access_key(&r.user(), &key.id).await?;
+            let request_id = self.iam.delete_access_key(&r.user(), &key.id).await?;
             self.note(r, "deleted_unrecorded_key", request_id, serde_json::json!({"key": key.id.as_str(), "reason": "created by an interrupted attempt, never used, secret lost"}));
             crash_point("delete-unrecorded");
         }
@@ -371,8 +377,7 @@ impl<'a> Engine<'a> {
         if let Some(c) = self.secrets.get(&r.record.id).filter(|c| c.access_key_id == new) {
             return Ok(Some(c.clone()));
         }
-        let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
-        let ctx = self.sink_ctx(r, &user, &account);
+        let ctx = self.sink_ctx(r);
         for sink in r.plan.deliver.iter().filter(|s| sinks::readable(s)) {
             if let Some(c) = sinks::read_back(sink, &ctx).await?.filter(|c| c.access_key_id == new) {
                 self.secrets.insert(r.record.id.clone(), c.clone());
@@ -397,19 +402,18 @@ impl<'a> Engine<'a> {
                 None => return self.secret_lost(r).await,
             }
         };
-        let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
         for i in remaining {
             let sink = r.plan.deliver[i].clone();
             let outcome = match &creds {
                 Some(creds) if !is_confirmed_manual(&i) => {
                     if !r.progress.restore_points.contains_key(&i) {
-                        if let Some(point) = sinks::restore_point(&sink, &self.sink_ctx(r, &user, &account)).await? {
+                        if let Some(point) = sinks::restore_point(&sink, &self.sink_ctx(r)).await? {
                             // Saved before the sink changes: a crash cannot lose it.
                             r.progress.restore_points.insert(i, point);
                             self.save(r)?;
                         }
                     }
-                    sinks::deliver(&sink, &self.sink_ctx(r, &user, &account), creds).await?
+                    sinks::deliver(&sink, &self.sink_ctx(r), creds).await?
                 }
                 _ => Delivered::AlreadyThere,
             };
@@ -431,10 +435,10 @@ impl<'a> Engine<'a> {
     /// create another; if it was, a person must find out who has it.
     async fn secret_lost(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let new = r.new_key().expect("a key to deliver");
-        if let Some(at) = self.iam().access_key_last_used(&new).await?.at {
+        if let Some(at) = self.iam.access_key_last_used(&new).await?.at {
             return Ok(Step::Block(format!("the secret of new key {new} is lost (no sink can give it back), yet the key was used at {at}")));
         }
-        let request_id = self.iam().delete_access_key(&r.user(), &new).await?;
+        let request_id = self.iam.delete_access_key(&r.user(), &new).await?;
         self.note(r, "deleted_lost_key", request_id, serde_json::json!({"key": new.as_str(), "reason": "secret lost before a readable sink got it; never used"}));
         crash_point("delete-lost");
         r.record.new_key_id = None;
@@ -469,8 +473,8 @@ impl<'a> Engine<'a> {
                         _ => "after the old key was deactivated (something still uses it)",
                     });
                     self.note(r, "verification_failed", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "reason": reason}));
-                    self.undo(r).await?;
-                    return Ok(Step::End(Event::RolledBack, reason));
+                    self.decide_undo(r, Stage::RolledBack, reason)?;
+                    return Box::pin(self.step(r)).await;
                 }
             }
         }
@@ -489,7 +493,7 @@ impl<'a> Engine<'a> {
         if let Some(arn) = self.arns.get(&r.record.user_name) {
             return Ok(arn.clone());
         }
-        let arn = match self.iam().get_user(&r.user()).await? {
+        let arn = match self.iam.get_user(&r.user()).await? {
             Some(u) => u.arn,
             None => r.user_arn(),
         };
@@ -508,7 +512,7 @@ impl<'a> Engine<'a> {
         if now() < quiet_until {
             return Ok(Step::Wait(quiet_until, format!("the old key must stay unused until {quiet_until}")));
         }
-        let used = self.iam().access_key_last_used(&r.old_key()).await?;
+        let used = self.iam.access_key_last_used(&r.old_key()).await?;
         let Some(at) = used.at.filter(|at| *at > delivered) else {
             return Ok(Step::Move(Event::Drained));
         };
@@ -548,7 +552,7 @@ impl<'a> Engine<'a> {
         if now() < due {
             return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
         }
-        let keys = self.iam().list_access_keys(&r.user()).await?;
+        let keys = self.iam.list_access_keys(&r.user()).await?;
         match keys.iter().find(|k| k.id == r.old_key()) {
             Some(k) if k.status == KeyStatus::Active => Ok(Step::Block(format!(
                 "the old key {} was reactivated after rekey deactivated it: something still needs it",
@@ -563,10 +567,9 @@ impl<'a> Engine<'a> {
     /// then the new key deleted, unless a sink rekey cannot restore still
     /// hands it out.
     async fn undo(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
-        let iam = self.iam();
-        let keys = iam.list_access_keys(&r.user()).await?;
+        let keys = self.iam.list_access_keys(&r.user()).await?;
         if keys.iter().any(|k| k.id == r.old_key() && k.status == KeyStatus::Inactive) {
-            let request_id = iam.set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+            let request_id = self.iam.set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
             self.note(r, "reactivated_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
             crash_point("reactivate");
         }
@@ -576,10 +579,9 @@ impl<'a> Engine<'a> {
                 _ => Ok(()),
             };
         };
-        let (user, account) = (r.user(), AccountId::new(&r.record.account_id));
+        let ctx = self.sink_ctx(r);
         let mut keep_new_key = Vec::new();
         for (i, sink) in r.plan.deliver.iter().enumerate().rev() {
-            let ctx = self.sink_ctx(r, &user, &account);
             let outcome = sinks::restore(sink, &ctx, &new, r.progress.restore_points.get(&i)).await?;
             if let Restored::CannotRestore(what) = &outcome {
                 if r.progress.delivered.contains(&i) {
@@ -591,7 +593,7 @@ impl<'a> Engine<'a> {
             crash_point(&format!("restore-{i}"));
         }
         if keep_new_key.is_empty() {
-            let request_id = iam.delete_access_key(&r.user(), &new).await?;
+            let request_id = self.iam.delete_access_key(&r.user(), &new).await?;
             self.note(r, "deleted_new_key", request_id, serde_json::json!({"key": new.as_str()}));
             crash_point("delete-new-key");
         } else {
@@ -600,54 +602,61 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// `rekey rollback` / `rekey abort`: undo now, whatever is due.
-    pub async fn cancel(&mut self, id: &str, event: Event) -> Result<(), EngineError> {
+    /// Records the decision to undo before undoing anything.
+    fn decide_undo(&mut self, r: &mut Rotation, ends_as: Stage, reason: String) -> Result<(), EngineError> {
+        r.progress.undoing = Some(Undoing { ends_as, reason });
+        r.record.next_check_at = None;
+        self.save(r)
+    }
+
+    /// Runs `change` on the rotation under its lease, then advances it.
+    async fn act(&mut self, id: &str, change: impl FnOnce(&mut Self, &mut Rotation) -> Result<(), EngineError>) -> Result<(), EngineError> {
         if !self.lease(id)? {
             return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
         }
-        let result = async {
-            let mut r = Rotation::decode(self.store.get(id)?)?;
+        let changed = Rotation::decode(self.store.get(id)?).and_then(|mut r| {
+            self.notes.clear();
+            change(self, &mut r)
+        });
+        self.store.release(id, &self.lease_owner)?;
+        changed?;
+        self.advance(id).await.map(|_| ())
+    }
+
+    /// `rekey rollback` / `rekey abort`: undo now, whatever is due.
+    pub async fn cancel(&mut self, id: &str, event: Event) -> Result<(), EngineError> {
+        let ends_as = if event == Event::Aborted { Stage::Aborted } else { Stage::RolledBack };
+        self.act(id, |engine, r| {
             let stage = r.record.stage;
             if next(stage, &event).is_err() {
                 let why = match (stage, &event) {
                     (Stage::Deleting | Stage::Completed, _) => "the old key is deleted: there is nothing to roll back to".to_owned(),
-                    (_, Event::Aborted) if stage.is_working() => {
-                        format!("it is past deactivation ({stage}); use `rekey rollback {id}`")
-                    }
+                    (_, Event::Aborted) if stage.is_working() => format!("it is past deactivation ({stage}); use `rekey rollback {id}`"),
                     _ => format!("it already ended ({stage})"),
                 };
-                return Err(EngineError::Refused { id: id.into(), message: format!("cannot {}: {why}", if event == Event::Aborted { "abort" } else { "roll back" }) });
+                let verb = if event == Event::Aborted { "abort" } else { "roll back" };
+                return Err(EngineError::Refused { id: id.into(), message: format!("cannot {verb}: {why}") });
             }
-            self.notes.clear();
-            self.undo(&mut r).await?;
-            self.transition(&mut r, event, Some(format!("requested by {}", self.actor)))
-        }
-        .await;
-        self.store.release(id, &self.lease_owner)?;
-        result
+            engine.note(r, "undo_requested", None, serde_json::json!({"ends_as": ends_as.as_str()}));
+            engine.decide_undo(r, ends_as, format!("requested by {}", engine.actor))
+        })
+        .await
     }
 
     /// `rekey confirm`: a person did what a blocked rotation waited for.
     pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
-        if !self.lease(id)? {
-            return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
-        }
-        let result = (|| {
-            let mut r = Rotation::decode(self.store.get(id)?)?;
+        self.act(id, |engine, r| {
             let (Stage::Blocked, Some(from)) = (r.record.stage, r.progress.blocked_from) else {
                 return Err(EngineError::Refused { id: id.into(), message: format!("nothing to confirm: it is {}", r.record.stage) });
             };
-            self.notes.clear();
             r.progress.confirmed.push(from);
             r.progress.force |= force;
             if from == Stage::Draining {
                 r.progress.drain_restarted_at = Some(now());
             }
             r.record.next_check_at = None;
-            self.transition(&mut r, Event::Resumed { to: from }, None)
-        })();
-        self.store.release(id, &self.lease_owner)?;
-        result?;
-        self.advance(id).await.map(|_| ())
+            engine.transition(r, Event::Resumed { to: from }, None)
+        })
+        .await
     }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::{app_call, calls_of, Rig, Run};
 
-const ZERO_WAITS: &str = "wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"";
+/// No waits; a failing verifier gives up after 5 s.
+const ZERO_WAITS: &str = "wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"5s\"";
 
 fn rotate_crashing_at(rig: &Rig, point: &str) -> Run {
     rig.rekey_cmd()
@@ -342,4 +343,45 @@ fn an_interrupted_restore_of_an_ssm_pair_restores_both_parameters() {
     assert_eq!(value("/app/secret"), "old-secret");
     assert_eq!(value("/app/id"), "AKIAOLDOLDOLDOLDOLD1");
     assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
+}
+
+#[test]
+fn an_undo_that_fails_on_aws_is_finished_by_the_next_run_not_undone() {
+    // Rolled back by a failed verification after deactivation, and by a person.
+    for requested in [false, true] {
+        let rig = Rig::new();
+        let original = std::fs::read(rig.credentials()).unwrap();
+        let legacy = rig.path("legacy-credentials");
+        std::fs::write(&legacy, format!("[app]\naws_access_key_id = {}\naws_secret_access_key = {}\n", rig.old_key, rig.old_secret)).unwrap();
+        let forgotten_consumer = format!(
+            "{{ type = \"exec\", command = [\"sh\", \"-c\", \"AWS_SHARED_CREDENTIALS_FILE={} aws sts get-caller-identity --profile app\"] }}",
+            legacy.display()
+        );
+        rig.config(
+            &format!("{}\nretry_after = \"0s\"", if requested { "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"20s\"" } else { ZERO_WAITS }),
+            &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", rig.credentials().display()),
+            &if requested { r#"{ type = "sts" }"#.to_owned() } else { format!("{{ type = \"sts\" }}, {forgotten_consumer}") },
+        );
+        if requested {
+            assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+        }
+        rig.emu.inject_fault("iam:DeleteAccessKey", "Throttling", 400, 100);
+        let args: Vec<String> = if requested {
+            vec!["rollback".into(), rig.rotation()["id"].as_str().unwrap().into()]
+        } else {
+            vec!["rotate".into(), "--user".into(), rig.user.clone(), "--yes".into()]
+        };
+        let failed: Run = rig.rekey_cmd().env("AWS_MAX_ATTEMPTS", "1").args(&args).output().unwrap().into();
+        assert_eq!(failed.code, 2, "requested={requested}: {}", failed.stderr);
+        assert!(failed.stderr.contains("iam:DeleteAccessKey was throttled"), "{}", failed.stderr);
+
+        rig.emu.clear_faults();
+        let r = rig.run_until("rolled_back", Duration::from_secs(30));
+        assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "requested={requested}: {r}");
+        assert_eq!(std::fs::read(rig.credentials()).unwrap(), original, "requested={requested}");
+        let history = rig.rekey(&["history", "--format", "json"]).json();
+        let events: Vec<&str> = history["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert!(events.contains(&"step_failed"), "{events:?}");
+        assert!(!events.contains(&"stage_deactivation_verified"), "the rotation never went forward again: {events:?}");
+    }
 }

@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::time::Duration;
 use support::{calls_of, Rig, OTHER_PROFILE};
 
-const ZERO_WAITS: &str = "wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"";
+/// No waits; a failing verifier gives up after 5 s.
+const ZERO_WAITS: &str = "wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"5s\"";
 /// Stops after verification, in draining, for an hour.
 const STOP_IN_DRAINING: &str = "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"20s\"";
 /// Stops after deactivation, in awaiting_delete, for an hour.

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 pub struct SinkCtx<'a> {
     pub clients: &'a Clients,
-    pub user: &'a UserName,
-    pub account: &'a AccountId,
+    pub user: UserName,
+    pub account: AccountId,
     /// How long an `exec` command may run.
     pub timeout: Duration,
     /// `manual` may print the secret (stdout is a terminal, or `--reveal`).

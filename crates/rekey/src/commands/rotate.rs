@@ -48,8 +48,8 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let may_reveal = args.reveal || term.stdout_is_terminal;
     let ctx = sinks::SinkCtx {
         clients: &clients,
-        user: &args.user,
-        account: &account,
+        user: args.user.clone(),
+        account: account.clone(),
         timeout: plan.timings.verify_timeout.to_signed().unsigned_abs(),
         may_reveal,
     };
