@@ -611,6 +611,7 @@ impl<'a> Engine<'a> {
 
     /// Runs `change` on the rotation under its lease, then advances it.
     async fn act(&mut self, id: &str, change: impl FnOnce(&mut Self, &mut Rotation) -> Result<(), EngineError>) -> Result<(), EngineError> {
+        self.store.get(id)?; // "no rotation ID" before any talk of leases
         if !self.lease(id)? {
             return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
         }

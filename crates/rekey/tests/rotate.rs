@@ -344,3 +344,13 @@ fn a_failing_sink_that_prints_the_secret_does_not_leak_it() {
     assert_secret_nowhere(&rig, secret, &[&run, &status, &history]);
     assert!(rig.keys().contains(&(rig.old_key.clone(), "Active".to_owned())), "the old key is untouched");
 }
+
+#[test]
+fn an_unknown_rotation_id_is_named() {
+    let rig = Rig::new();
+    for command in ["confirm", "rollback", "abort", "status", "history"] {
+        let run = rig.rekey(&[command, "rot-20260101-000000"]);
+        assert_eq!(run.code, 2, "{command}");
+        assert!(run.stderr.contains("no rotation rot-20260101-000000"), "{command}: {}", run.stderr);
+    }
+}

@@ -24,7 +24,6 @@ pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) ->
 
 pub async fn cancel(args: IdArgs, event: Event, settings: &Settings) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
-    store.get(&args.id)?;
     let clients = Clients::new(&settings.aws).await;
     let mut engine = Engine::new(&clients, &mut store, settings.actor.clone(), false);
     engine.cancel(&args.id, event).await?;
