@@ -82,8 +82,10 @@ fn secretsmanager_and_ssm_sinks_hold_the_new_key() {
         r#"{ type = "secretsmanager", secret_id = "app/aws" }, { type = "ssm", name = "/app/aws" }, { type = "ssm", id_name = "/app/id", secret_name = "/app/secret" }"#,
         r#"{ type = "sts" }"#,
     );
-    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
+    // -vvv: the SDK traces requests that carry the secret; none may show it.
+    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes", "-vvv"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("PutSecretValue"), "the SDK traced its requests");
     let r = rig.rotation();
     assert_eq!(r["stage"], "completed");
     let new_key = r["new_key_id"].as_str().unwrap();
