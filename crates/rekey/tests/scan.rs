@@ -364,3 +364,16 @@ fn no_credentials() {
     assert!(run.stderr.contains("no AWS credentials"), "{}", run.stderr);
     assert_eq!(total_calls(&emu), 0);
 }
+
+#[test]
+fn a_failed_scan_leaves_the_previous_output_file_alone() {
+    let emu = mixed();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("iam3.json");
+    std::fs::write(&file, "last week's report").unwrap();
+    emu.inject_fault("iam:GenerateCredentialReport", "AccessDenied", 403, 1);
+    let run = rekey(Some(&emu), &["scan", "--format", "json", "--output", file.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "last week's report");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+}

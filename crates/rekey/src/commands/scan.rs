@@ -31,13 +31,9 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         SourceArg::Auto if !args.users.is_empty() => Source::Api,
         SourceArg::Auto => Source::CredentialReport,
     };
-    // Open the output before any AWS call, so a bad path fails first.
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
-            anyhow::anyhow!("cannot write --output {}: {e}", path.display())
-        })?)),
-        None => Box::new(std::io::stdout().lock()),
-    };
+    // A bad --output path fails before any AWS call; the file is replaced
+    // only by a finished report, never emptied by a failed scan.
+    let output = args.output.as_deref().map(Output::prepare).transpose()?;
 
     let clients = Clients::new(&settings.aws).await;
     let iam = Iam::new(&clients);
@@ -68,8 +64,14 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         errors: errors.iter().map(scan_error).collect(),
         keys,
     };
-    render_scan(&report, args.format, args.output.is_none() && term.stdout_is_terminal, &mut out)?;
-    out.flush()?;
+    match output {
+        Some(output) => output.write(|out| render_scan(&report, args.format, false, out))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            render_scan(&report, args.format, term.stdout_is_terminal, &mut out)?;
+            out.flush()?;
+        }
+    }
     term.report_calls(clients.calls());
 
     for e in &errors {
@@ -82,6 +84,30 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     } else {
         0
     })
+}
+
+/// The `--output` file: written to a temporary file beside it, renamed over
+/// it when complete.
+struct Output<'p> {
+    path: &'p std::path::Path,
+    temp: tempfile::NamedTempFile,
+}
+
+impl<'p> Output<'p> {
+    fn prepare(path: &'p std::path::Path) -> anyhow::Result<Self> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| anyhow::anyhow!("cannot write --output {}: {e}", path.display()))?;
+        Ok(Output { path, temp })
+    }
+
+    fn write(mut self, render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let mut out = std::io::BufWriter::new(self.temp.as_file_mut());
+        render(&mut out)?;
+        out.flush()?;
+        drop(out);
+        self.temp.persist(self.path).map_err(|e| anyhow::anyhow!("cannot write --output {}: {e}", self.path.display()))?;
+        Ok(())
+    }
 }
 
 /// Keys under rotation show its id and stage. Reads the state store only if
