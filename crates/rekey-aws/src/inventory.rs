@@ -59,7 +59,7 @@ impl Fetch<'_> {
                 })?;
                 if !only.is_empty() {
                     if let Some(missing) = only.iter().find(|n| !users.iter().any(|u| &u.name == *n)) {
-                        return Err(no_such_user(missing));
+                        return Err(AwsError::NoSuchUser((*missing).clone()));
                     }
                     users.retain(|u| only.contains(&u.name));
                 }
@@ -71,7 +71,7 @@ impl Fetch<'_> {
                 } else {
                     let mut found = Vec::new();
                     for name in only {
-                        found.push(self.iam.get_user(name).await?.ok_or_else(|| no_such_user(name))?);
+                        found.push(self.iam.get_user(name).await?.ok_or_else(|| AwsError::NoSuchUser(name.clone()))?);
                     }
                     found
                 };
@@ -107,17 +107,10 @@ impl Fetch<'_> {
         let fetched = self.each_user("listing keys", requests, |name| async move {
             self.iam.list_access_keys(&name).await
         });
-        let mut errors = Vec::new();
-        for (i, result) in fetched.await {
-            match result {
-                Ok(listed) => {
-                    let listed: Vec<_> = listed.into_iter().map(|k| (k.id, k.created_at)).collect();
-                    match_key_ids(&mut users[i].keys, &listed);
-                }
-                Err(error) => errors.push(UserError { user: users[i].name.clone(), error }),
-            }
-        }
-        errors
+        apply(users, fetched.await, |user, listed| {
+            let listed: Vec<_> = listed.into_iter().map(|k| (k.id, k.created_at)).collect();
+            match_key_ids(&mut user.keys, &listed);
+        })
     }
 
     /// Reads the tags of the users `wanted` picks (those whose owner is
@@ -137,14 +130,7 @@ impl Fetch<'_> {
         let fetched = self.each_user("reading tags", requests, |name| async move {
             self.iam.list_user_tags(&name).await
         });
-        let mut errors = Vec::new();
-        for (i, result) in fetched.await {
-            match result {
-                Ok(tags) => users[i].tags = Some(tags),
-                Err(error) => errors.push(UserError { user: users[i].name.clone(), error }),
-            }
-        }
-        errors
+        apply(users, fetched.await, |user, tags| user.tags = Some(tags))
     }
 
     /// Runs `call` for each user, `concurrency` at a time.
@@ -172,6 +158,18 @@ impl Fetch<'_> {
     }
 }
 
+/// Gives each user what was fetched for it; failures become [`UserError`]s.
+fn apply<T>(users: &mut [User], fetched: Vec<(usize, Result<T, AwsError>)>, set: impl Fn(&mut User, T)) -> Vec<UserError> {
+    let mut errors = Vec::new();
+    for (i, result) in fetched {
+        match result {
+            Ok(value) => set(&mut users[i], value),
+            Err(error) => errors.push(UserError { user: users[i].name.clone(), error }),
+        }
+    }
+    errors
+}
+
 fn pick(users: &[User], wanted: impl Fn(&User) -> bool) -> Vec<(usize, UserName)> {
     users.iter().enumerate().filter(|(_, u)| wanted(u)).map(|(i, u)| (i, u.name.clone())).collect()
 }
@@ -184,6 +182,3 @@ fn user_from(summary: &UserSummary, keys: Vec<AccessKey>) -> Result<User, AwsErr
     Ok(User { account_id, name: summary.name.clone(), arn: summary.arn.clone(), tags: summary.tags.clone(), keys })
 }
 
-fn no_such_user(name: &UserName) -> AwsError {
-    AwsError::NoSuchUser(name.clone())
-}
