@@ -473,8 +473,9 @@ impl<'a> Engine<'a> {
                         _ => "after the old key was deactivated (something still uses it)",
                     });
                     self.note(r, "verification_failed", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "reason": reason}));
-                    self.decide_undo(r, Stage::RolledBack, reason)?;
-                    return Box::pin(self.step(r)).await;
+                    self.decide_undo(r, Stage::RolledBack, reason.clone())?;
+                    self.undo(r).await?;
+                    return Ok(Step::End(Event::RolledBack, reason));
                 }
             }
         }
