@@ -35,6 +35,7 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 pub struct Clients {
     config: aws_config::SdkConfig,
     calls: CallCounter,
+    clock: AwsClock,
 }
 
 impl Clients {
@@ -59,14 +60,29 @@ impl Clients {
                     .with_initial_backoff(Duration::from_millis(500)),
             );
         }
-        Clients { config: loader.load().await, calls: CallCounter::default() }
+        Clients { config: loader.load().await, calls: CallCounter::default(), clock: AwsClock::default() }
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
         let config = aws_sdk_iam::config::Builder::from(&self.config)
             .interceptor(self.calls.clone())
+            .interceptor(self.clock.clone())
             .build();
         aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// STS with `config`'s credentials (the caller's, or a key under test).
+    pub fn sts(&self, credentials: Option<aws_credential_types::Credentials>) -> aws_sdk_sts::Client {
+        let mut config = aws_sdk_sts::config::Builder::from(&self.config).interceptor(self.calls.clone()).interceptor(self.clock.clone());
+        if let Some(credentials) = credentials {
+            config = config.credentials_provider(credentials);
+        }
+        aws_sdk_sts::Client::from_conf(config.build())
+    }
+
+    /// AWS's clock as its answers tell it.
+    pub fn clock(&self) -> &AwsClock {
+        &self.clock
     }
 
     pub fn sdk_config(&self) -> &aws_config::SdkConfig {
@@ -114,5 +130,70 @@ impl Intercept for CallCounter {
             *self.0.lock().expect("counter lock").entry(name).or_default() += 1;
         }
         Ok(())
+    }
+}
+
+/// How far AWS's clock is ahead of ours, from the `Date` header of its last
+/// answer (whole seconds). Times compared with AWS's own timestamps (a key's
+/// last use) are taken on AWS's clock.
+#[derive(Debug, Clone, Default)]
+pub struct AwsClock(Arc<Mutex<Option<jiff::SignedDuration>>>);
+
+/// How precisely a `Date` header tells AWS's time.
+const PRECISION: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
+
+impl AwsClock {
+    /// Zero until AWS has answered once.
+    pub fn offset(&self) -> jiff::SignedDuration {
+        self.0.lock().expect("clock lock").unwrap_or_default()
+    }
+
+    fn observe(&self, date: &str) {
+        if let Ok(server) = jiff::fmt::rfc2822::parse(date) {
+            let local = jiff::Timestamp::now();
+            let offset = server.timestamp().duration_since(local);
+            // The header has whole seconds and the answer took time to
+            // arrive: within that precision the clocks agree.
+            let offset = if offset.abs() <= PRECISION { jiff::SignedDuration::ZERO } else { offset.round(jiff::Unit::Second).unwrap_or_default() };
+            *self.0.lock().expect("clock lock") = Some(offset);
+        }
+    }
+}
+
+impl Intercept for AwsClock {
+    fn name(&self) -> &'static str {
+        "rekey::AwsClock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(date) = context.response().headers().get("date") {
+            self.observe(date);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_comes_from_the_date_header() {
+        let clock = AwsClock::default();
+        assert_eq!(clock.offset(), jiff::SignedDuration::ZERO);
+        let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+        clock.observe(&ahead.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string());
+        let offset = clock.offset().as_secs();
+        assert!((3598..=3600).contains(&offset), "{offset}");
+        clock.observe(&jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S GMT").to_string());
+        assert_eq!(clock.offset(), jiff::SignedDuration::ZERO, "a second off is the header's precision, not a skew");
+        clock.observe(&ahead.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string());
+        clock.observe("not a date");
+        assert_eq!(clock.offset().as_secs(), offset, "an unreadable header changes nothing");
     }
 }

@@ -3,7 +3,13 @@
 
 use crate::error::{classify, AwsError};
 use crate::Clients;
-use rekey_core::Credentials;
+use rekey_core::{AccountId, Credentials};
+
+/// The account the caller's own credentials act in.
+pub async fn caller_account(clients: &Clients) -> Result<AccountId, AwsError> {
+    let out = clients.sts(None).get_caller_identity().send().await.map_err(|e| classify("sts:GetCallerIdentity", &clients.endpoint(), e))?;
+    out.account.map(AccountId::new).ok_or(AwsError::Unexpected { operation: "sts:GetCallerIdentity", detail: "no account in the answer".into() })
+}
 
 /// `GetCallerIdentity` signed with `creds`: the ARN it names.
 pub async fn caller_arn(clients: &Clients, creds: &Credentials) -> Result<String, AwsError> {
@@ -14,11 +20,8 @@ pub async fn caller_arn(clients: &Clients, creds: &Credentials) -> Result<String
         None,
         "rekey-new-key",
     );
-    let config = aws_sdk_sts::config::Builder::from(clients.sdk_config())
-        .credentials_provider(provider)
-        .interceptor(clients.calls().clone())
-        .build();
-    let out = aws_sdk_sts::Client::from_conf(config)
+    let out = clients
+        .sts(Some(provider))
         .get_caller_identity()
         .send()
         .await

@@ -5,8 +5,13 @@
 //! ```text
 //! planned ─► creating ─► delivering ─► verifying_new ─► draining ─► deactivating
 //!    ─► verifying_deactivated ─► awaiting_delete ─► deleting ─► completed
-//! side exits: blocked (needs a person), rolled_back, aborted, failed
+//! undo:       any stage before deleting ─► rolling_back ─► rolled_back
+//!             any stage before deactivating ─► aborting ─► aborted
+//! side exits: blocked (needs a person, resumes into `came_from`), failed
 //! ```
+//!
+//! A rotation's [`State`] is its stage plus the stage it came from, which
+//! `blocked` resumes into and the undo stages report; both are stored.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -26,13 +31,17 @@ pub enum Stage {
     Deleting,
     Completed,
     Blocked,
+    /// Undoing after a rollback was decided: sinks restored, old key active, new key removed.
+    RollingBack,
+    /// Undoing after an abort was decided, like a rollback.
+    Aborting,
     RolledBack,
     Aborted,
     Failed,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 16] = [
         Stage::Planned,
         Stage::Creating,
         Stage::Delivering,
@@ -44,6 +53,8 @@ impl Stage {
         Stage::Deleting,
         Stage::Completed,
         Stage::Blocked,
+        Stage::RollingBack,
+        Stage::Aborting,
         Stage::RolledBack,
         Stage::Aborted,
         Stage::Failed,
@@ -62,6 +73,8 @@ impl Stage {
             Stage::Deleting => "deleting",
             Stage::Completed => "completed",
             Stage::Blocked => "blocked",
+            Stage::RollingBack => "rolling_back",
+            Stage::Aborting => "aborting",
             Stage::RolledBack => "rolled_back",
             Stage::Aborted => "aborted",
             Stage::Failed => "failed",
@@ -73,14 +86,29 @@ impl Stage {
         matches!(self, Stage::Completed | Stage::RolledBack | Stage::Aborted | Stage::Failed)
     }
 
-    /// A stage of the main path, where the engine has a step to run.
+    /// A stage where the engine has a step to run (the main path and the undo stages).
     pub fn is_working(self) -> bool {
         !self.is_terminal() && self != Stage::Blocked
+    }
+
+    pub fn is_undo(self) -> bool {
+        matches!(self, Stage::RollingBack | Stage::Aborting)
     }
 
     /// Before the old key is touched: abort can still cancel cleanly.
     pub fn is_before_deactivation(self) -> bool {
         matches!(self, Stage::Planned | Stage::Creating | Stage::Delivering | Stage::VerifyingNew | Stage::Draining)
+    }
+
+    /// The old key may already be gone: nothing to roll back to.
+    pub fn is_past_deletion(self) -> bool {
+        matches!(self, Stage::Deleting | Stage::Completed)
+    }
+
+    /// Stages as an SQL list (`'a', 'b'`), so queries and indexes name
+    /// stages from this one definition.
+    pub fn sql_list(filter: impl Fn(Stage) -> bool) -> String {
+        Stage::ALL.into_iter().filter(|s| filter(*s)).map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -101,6 +129,29 @@ impl FromStr for Stage {
     }
 }
 
+/// Where a rotation is: its stage, and for `blocked` the stage it resumes
+/// into, for the undo stages the stage the undo began in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub stage: Stage,
+    pub came_from: Option<Stage>,
+}
+
+impl State {
+    pub const fn at(stage: Stage) -> State {
+        State { stage, came_from: None }
+    }
+
+    /// The stage that counts for "is the old key touched yet": a blocked or
+    /// undoing rotation is where it came from.
+    fn position(self) -> Stage {
+        match (self.stage, self.came_from) {
+            (Stage::Blocked, Some(from)) => from,
+            (stage, _) => stage,
+        }
+    }
+}
+
 /// What happened. Each main-path event leaves exactly one stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -112,18 +163,25 @@ pub enum Event {
     SecretLost,
     NewKeyVerified,
     Drained,
+    /// `deactivating` re-read the old key's last use and found a new use
+    /// after delivery: back to draining.
+    OldKeyUsed,
     Deactivated,
     DeactivationVerified,
+    /// Verification failed after deactivation and the old key was
+    /// reactivated: a person decides (confirm drains again, or roll back).
+    Reactivated,
     GraceElapsed,
     Deleted,
-    /// A person is needed (reason recorded by the engine).
+    /// A person is needed (reason recorded by the engine); resumes into the
+    /// stage it was blocked in.
     Blocked,
-    /// A person resolved the block: go back to the stage it was blocked in.
-    Resumed { to: Stage },
-    /// The rotation was undone: old key active, sinks restored, new key gone.
-    RolledBack,
-    /// Cancelled before the old key was touched, undone like a rollback.
-    Aborted,
+    /// A person resolved the block: back to `came_from`.
+    Resumed,
+    /// Undo decided: `rolling_back` (rollback) or `aborting` (abort).
+    UndoDecided { abort: bool },
+    /// The undo finished: old key active, sinks restored, new key gone.
+    Undone,
     /// Something the engine cannot continue from (reason recorded).
     Failed,
 }
@@ -138,50 +196,66 @@ impl Event {
             Event::SecretLost => "secret_lost",
             Event::NewKeyVerified => "new_key_verified",
             Event::Drained => "drained",
+            Event::OldKeyUsed => "old_key_used",
             Event::Deactivated => "deactivated",
             Event::DeactivationVerified => "deactivation_verified",
+            Event::Reactivated => "reactivated",
             Event::GraceElapsed => "grace_elapsed",
             Event::Deleted => "deleted",
             Event::Blocked => "blocked",
-            Event::Resumed { .. } => "resumed",
-            Event::RolledBack => "rolled_back",
-            Event::Aborted => "aborted",
+            Event::Resumed => "resumed",
+            Event::UndoDecided { abort: false } => "rollback_decided",
+            Event::UndoDecided { abort: true } => "abort_decided",
+            Event::Undone => "undone",
             Event::Failed => "failed",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a rotation in stage {from} cannot take {}", event.name())]
+#[error("a rotation in stage {} cannot take {}", from.stage, event.name())]
 pub struct IllegalTransition {
-    pub from: Stage,
+    pub from: State,
     pub event: Event,
 }
 
 /// The transition function: the only place that says which moves are legal.
-pub fn next(from: Stage, event: &Event) -> Result<Stage, IllegalTransition> {
+pub fn next(from: State, event: &Event) -> Result<State, IllegalTransition> {
     use Event as E;
     use Stage as S;
-    let to = match (from, event) {
-        (S::Planned, E::PreflightPassed) => S::Creating,
-        (S::Creating, E::KeyCreated) => S::Delivering,
-        (S::Delivering, E::Delivered) => S::VerifyingNew,
-        (S::Delivering | S::VerifyingNew, E::SecretLost) => S::Creating,
-        (S::VerifyingNew, E::NewKeyVerified) => S::Draining,
-        (S::Draining, E::Drained) => S::Deactivating,
-        (S::Deactivating, E::Deactivated) => S::VerifyingDeactivated,
-        (S::VerifyingDeactivated, E::DeactivationVerified) => S::AwaitingDelete,
-        (S::AwaitingDelete, E::GraceElapsed) => S::Deleting,
-        (S::Deleting, E::Deleted) => S::Completed,
-        (s, E::Blocked) if s.is_working() && s != S::Deleting => S::Blocked,
-        (S::Blocked, E::Resumed { to }) if to.is_working() => *to,
-        // Once deletion has begun, the old key may be gone: nothing to undo to.
-        (s, E::RolledBack) if (s.is_working() || s == S::Blocked) && s != S::Deleting => S::RolledBack,
-        (s, E::Aborted) if s.is_before_deactivation() || s == S::Blocked => S::Aborted,
-        (s, E::Failed) if s.is_working() || s == S::Blocked => S::Failed,
-        _ => return Err(IllegalTransition { from, event: event.clone() }),
-    };
-    Ok(to)
+    let illegal = || IllegalTransition { from, event: event.clone() };
+    let to = |stage| Ok(State::at(stage));
+    match (from.stage, event) {
+        (S::Planned, E::PreflightPassed) => to(S::Creating),
+        (S::Creating, E::KeyCreated) => to(S::Delivering),
+        (S::Delivering, E::Delivered) => to(S::VerifyingNew),
+        (S::Delivering | S::VerifyingNew, E::SecretLost) => to(S::Creating),
+        (S::VerifyingNew, E::NewKeyVerified) => to(S::Draining),
+        (S::Draining, E::Drained) => to(S::Deactivating),
+        (S::Deactivating, E::OldKeyUsed) => to(S::Draining),
+        (S::Deactivating, E::Deactivated) => to(S::VerifyingDeactivated),
+        (S::VerifyingDeactivated, E::DeactivationVerified) => to(S::AwaitingDelete),
+        (S::VerifyingDeactivated, E::Reactivated) => Ok(State { stage: S::Blocked, came_from: Some(S::Draining) }),
+        (S::AwaitingDelete, E::GraceElapsed) => to(S::Deleting),
+        (S::Deleting, E::Deleted) => to(S::Completed),
+        (s, E::Blocked) if s.is_working() => Ok(State { stage: S::Blocked, came_from: Some(s) }),
+        (S::Blocked, E::Resumed) => match from.came_from {
+            Some(s) if s.is_working() => to(s),
+            _ => Err(illegal()),
+        },
+        (s, E::UndoDecided { abort }) if !s.is_terminal() && !s.is_undo() => {
+            let position = from.position();
+            let allowed = if *abort { position.is_before_deactivation() } else { !position.is_past_deletion() };
+            if !allowed || position.is_undo() || position == S::Blocked {
+                return Err(illegal());
+            }
+            Ok(State { stage: if *abort { S::Aborting } else { S::RollingBack }, came_from: Some(position) })
+        }
+        (S::RollingBack, E::Undone) => to(S::RolledBack),
+        (S::Aborting, E::Undone) => to(S::Aborted),
+        (s, E::Failed) if !s.is_terminal() => to(S::Failed),
+        _ => Err(illegal()),
+    }
 }
 
 #[cfg(test)]
@@ -203,31 +277,41 @@ mod tests {
     ];
 
     fn all_events() -> Vec<Event> {
-        let mut events = vec![
+        vec![
             E::PreflightPassed, E::KeyCreated, E::Delivered, E::SecretLost, E::NewKeyVerified, E::Drained,
-            E::Deactivated, E::DeactivationVerified, E::GraceElapsed, E::Deleted, E::Blocked,
-            E::RolledBack, E::Aborted, E::Failed,
-        ];
-        events.extend(Stage::ALL.map(|to| E::Resumed { to }));
-        events
+            E::OldKeyUsed, E::Deactivated, E::DeactivationVerified, E::Reactivated, E::GraceElapsed, E::Deleted,
+            E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::Failed,
+        ]
+    }
+
+    fn all_states() -> Vec<State> {
+        let mut states: Vec<State> = Stage::ALL.map(State::at).to_vec();
+        for from in Stage::ALL {
+            states.push(State { stage: S::Blocked, came_from: Some(from) });
+        }
+        states
+    }
+
+    fn blocked_in(stage: Stage) -> State {
+        next(State::at(stage), &E::Blocked).unwrap()
     }
 
     #[test]
     fn the_main_path_reaches_completed() {
-        let mut stage = S::Planned;
+        let mut state = State::at(S::Planned);
         for (from, event, to) in MAIN_PATH {
-            assert_eq!(stage, from);
-            stage = next(stage, &event).unwrap();
-            assert_eq!(stage, to);
+            assert_eq!(state.stage, from);
+            state = next(state, &event).unwrap();
+            assert_eq!(state, State::at(to));
         }
-        assert!(stage.is_terminal());
+        assert!(state.stage.is_terminal());
     }
 
     #[test]
     fn each_main_event_is_legal_in_exactly_one_stage() {
         for (from, event, _) in MAIN_PATH {
-            let legal: Vec<Stage> = Stage::ALL.into_iter().filter(|s| next(*s, &event).is_ok()).collect();
-            assert_eq!(legal, [from], "{event:?}");
+            let legal: Vec<State> = all_states().into_iter().filter(|s| next(*s, &event).is_ok()).collect();
+            assert_eq!(legal, [State::at(from)], "{event:?}");
         }
     }
 
@@ -235,50 +319,87 @@ mod tests {
     fn terminal_stages_take_no_event() {
         for stage in Stage::ALL.into_iter().filter(|s| s.is_terminal()) {
             for event in all_events() {
-                assert!(next(stage, &event).is_err(), "{stage} took {event:?}");
+                assert!(next(State::at(stage), &event).is_err(), "{stage} took {event:?}");
             }
         }
     }
 
     #[test]
-    fn rollback_is_impossible_once_deletion_began() {
-        assert!(next(S::Deleting, &E::RolledBack).is_err());
-        assert!(next(S::Completed, &E::RolledBack).is_err());
-        for stage in [S::Planned, S::Delivering, S::Draining, S::VerifyingDeactivated, S::AwaitingDelete, S::Blocked] {
-            assert_eq!(next(stage, &E::RolledBack), Ok(S::RolledBack), "{stage}");
-        }
-    }
-
-    #[test]
-    fn abort_only_before_the_old_key_is_touched() {
+    fn rollback_is_possible_until_deletion_begins_blocked_included() {
+        let rollback = E::UndoDecided { abort: false };
         for stage in Stage::ALL {
-            let allowed = matches!(stage, S::Planned | S::Creating | S::Delivering | S::VerifyingNew | S::Draining | S::Blocked);
-            assert_eq!(next(stage, &E::Aborted).is_ok(), allowed, "{stage}");
+            let allowed = stage.is_working() && !stage.is_undo() && !stage.is_past_deletion();
+            assert_eq!(next(State::at(stage), &rollback).is_ok(), allowed, "{stage}");
+            if stage.is_working() && !stage.is_undo() {
+                assert_eq!(next(blocked_in(stage), &rollback).is_ok(), allowed, "blocked in {stage}");
+            }
+        }
+        let undoing = next(blocked_in(S::Draining), &rollback).unwrap();
+        assert_eq!(undoing, State { stage: S::RollingBack, came_from: Some(S::Draining) }, "the undo says where it began");
+        assert_eq!(next(undoing, &E::Undone).unwrap(), State::at(S::RolledBack));
+    }
+
+    #[test]
+    fn abort_only_before_the_old_key_is_touched_blocked_included() {
+        let abort = E::UndoDecided { abort: true };
+        for stage in Stage::ALL.into_iter().filter(|s| s.is_working() && !s.is_undo()) {
+            let allowed = stage.is_before_deactivation();
+            assert_eq!(next(State::at(stage), &abort).is_ok(), allowed, "{stage}");
+            assert_eq!(next(blocked_in(stage), &abort).is_ok(), allowed, "blocked in {stage}");
+        }
+        assert_eq!(next(State::at(S::Draining), &abort).unwrap().stage, S::Aborting);
+        assert_eq!(next(State::at(S::Aborting), &E::Undone).unwrap(), State::at(S::Aborted));
+    }
+
+    #[test]
+    fn an_undo_is_a_stage_that_can_block_and_resume_but_not_be_undone_again() {
+        for undo in [S::RollingBack, S::Aborting] {
+            let blocked = blocked_in(undo);
+            assert_eq!(blocked, State { stage: S::Blocked, came_from: Some(undo) });
+            assert_eq!(next(blocked, &E::Resumed).unwrap(), State::at(undo));
+            for event in [E::UndoDecided { abort: false }, E::UndoDecided { abort: true }] {
+                assert!(next(State::at(undo), &event).is_err());
+                assert!(next(blocked, &event).is_err());
+            }
         }
     }
 
     #[test]
-    fn blocked_resumes_only_into_a_working_stage() {
-        assert_eq!(next(S::Draining, &E::Blocked), Ok(S::Blocked));
-        assert_eq!(next(S::Blocked, &E::Resumed { to: S::Draining }), Ok(S::Draining));
-        assert!(next(S::Blocked, &E::Resumed { to: S::Completed }).is_err());
-        assert!(next(S::Blocked, &E::Resumed { to: S::Blocked }).is_err());
-        assert!(next(S::Draining, &E::Resumed { to: S::Deactivating }).is_err(), "resume only from blocked");
-        assert!(next(S::Deleting, &E::Blocked).is_err());
+    fn blocked_resumes_only_into_the_stage_it_came_from() {
+        assert_eq!(next(blocked_in(S::Deleting), &E::Resumed).unwrap(), State::at(S::Deleting));
+        assert!(next(State { stage: S::Blocked, came_from: None }, &E::Resumed).is_err());
+        assert!(next(State { stage: S::Blocked, came_from: Some(S::Completed) }, &E::Resumed).is_err());
+        assert!(next(State::at(S::Draining), &E::Resumed).is_err(), "resume only from blocked");
+        assert!(next(blocked_in(S::Draining), &E::Blocked).is_err());
+    }
+
+    #[test]
+    fn a_failure_after_deactivation_blocks_and_then_drains_again() {
+        let blocked = next(State::at(S::VerifyingDeactivated), &E::Reactivated).unwrap();
+        assert_eq!(blocked, State { stage: S::Blocked, came_from: Some(S::Draining) });
+        assert_eq!(next(blocked, &E::Resumed).unwrap(), State::at(S::Draining));
+        assert!(next(blocked, &E::UndoDecided { abort: false }).is_ok(), "or a person rolls back");
+    }
+
+    #[test]
+    fn a_use_seen_while_deactivating_goes_back_to_draining() {
+        assert_eq!(next(State::at(S::Deactivating), &E::OldKeyUsed).unwrap(), State::at(S::Draining));
+        assert!(next(State::at(S::VerifyingDeactivated), &E::OldKeyUsed).is_err());
     }
 
     #[test]
     fn a_lost_secret_goes_back_to_creating() {
-        assert_eq!(next(S::Delivering, &E::SecretLost), Ok(S::Creating));
-        assert_eq!(next(S::VerifyingNew, &E::SecretLost), Ok(S::Creating));
-        assert!(next(S::Draining, &E::SecretLost).is_err());
+        assert_eq!(next(State::at(S::Delivering), &E::SecretLost).unwrap().stage, S::Creating);
+        assert_eq!(next(State::at(S::VerifyingNew), &E::SecretLost).unwrap().stage, S::Creating);
+        assert!(next(State::at(S::Draining), &E::SecretLost).is_err());
     }
 
     #[test]
-    fn stage_names_round_trip() {
+    fn stage_names_round_trip_and_sql_lists_name_them() {
         for stage in Stage::ALL {
             assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));
         }
         assert!("done".parse::<Stage>().is_err());
+        assert_eq!(Stage::sql_list(Stage::is_terminal), "'completed', 'rolled_back', 'aborted', 'failed'");
     }
 }

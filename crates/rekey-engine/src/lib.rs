@@ -1,7 +1,14 @@
-//! The rotation workflow engine: sinks (where a new key is delivered),
-//! verifiers (how the application is checked) and the runner that advances
-//! due rotations.
+//! The rotation workflow engine: the runner ([`runner::Engine`]) that
+//! advances due rotations, sinks (where a new key is delivered), verifiers
+//! (how the application is checked), the drain rule ([`drain`]), leases
+//! ([`lease`]), and the seams that make it testable without AWS: the IAM
+//! calls behind [`keys::KeyApi`] and time behind [`clock::Clock`].
 
+pub mod audit;
+pub mod clock;
+pub mod drain;
+pub mod keys;
+pub mod lease;
 pub mod plan;
 mod process;
 pub mod runner;

@@ -2,7 +2,9 @@
 //! far it got ([`Progress`]). Both are stored as JSON in the state store,
 //! so they hold ids, times and flags only: never a secret.
 
+use crate::sinks::RestorePoint;
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::Stage;
 use rekey_core::Duration;
@@ -29,6 +31,14 @@ pub struct Timings {
     /// is tried again. An extension of SPEC section 4.
     #[serde(default = "default_retry_after")]
     pub retry_after: Duration,
+    /// How coarse AWS's last-used data is: a use this close to delivery is
+    /// ambiguous (1 minute on AWS). An extension of SPEC section 4.
+    #[serde(default = "default_last_used_margin")]
+    pub last_used_margin: Duration,
+}
+
+fn default_last_used_margin() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_retry_after() -> Duration {
@@ -44,15 +54,16 @@ impl Default for Timings {
             grace: Duration::from_days(7),
             verify_timeout: Duration::from_secs(120),
             retry_after: default_retry_after(),
+            last_used_margin: default_last_used_margin(),
         }
     }
 }
 
 impl Timings {
-    /// How long the old key must stay unused after delivery: AWS may report
-    /// a use up to `last_used_lag` late.
-    pub fn quiet_period(&self) -> Duration {
-        self.wait_unused.max(self.last_used_lag)
+    /// How long the old key must stay unused after delivery: `wait_unused`
+    /// of real quiet, observed through reports up to `last_used_lag` late.
+    pub fn drain_window(&self) -> Duration {
+        Duration::from_secs(self.wait_unused.as_secs().saturating_add(self.last_used_lag.as_secs()))
     }
 }
 
@@ -64,43 +75,52 @@ pub struct SeenUse {
     pub region: Option<String>,
 }
 
-/// A decision to undo the rotation, saved before undoing starts so that a
-/// crash or an AWS error mid-way resumes the undo, not the rotation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Undoing {
-    /// `rolled_back` or `aborted`.
-    pub ends_as: Stage,
-    pub reason: String,
+impl SeenUse {
+    /// "last used at T by s3 in eu-west-1", for status and block reasons.
+    pub fn describe(&self) -> String {
+        format!(
+            "last used at {} by {} in {}",
+            self.at,
+            self.service.as_deref().unwrap_or("an unknown service"),
+            self.region.as_deref().unwrap_or("an unknown region")
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Progress {
-    pub undoing: Option<Undoing>,
-    /// The stage a blocked rotation resumes into.
-    pub blocked_from: Option<Stage>,
     /// The user's key ids once preflight passed: any other key that shows up
-    /// later and is not `new_key_id` was created by an interrupted attempt.
-    #[serde(default)]
+    /// later and is not `new_key_id` was not there before this rotation.
     pub keys_at_start: Vec<String>,
+    /// Set (on AWS's clock) just before `CreateAccessKey` is called: a key
+    /// the state does not know, created after it, is this rotation's own.
+    pub create_attempted_at: Option<Timestamp>,
     /// Per sink index, what `restore` goes back to, saved before the first
-    /// delivery to that sink (see `sinks::restore_point`).
-    #[serde(default)]
-    pub restore_points: std::collections::BTreeMap<usize, serde_json::Value>,
+    /// delivery to that sink.
+    pub restore_points: BTreeMap<usize, RestorePoint>,
+    /// Sinks whose delivery began: one that cannot be read back may hold
+    /// the new key even if the process died before it said so.
+    pub attempted: Vec<usize>,
     /// Indexes of the plan's sinks that hold the new key.
-    #[serde(default)]
     pub delivered: Vec<usize>,
+    /// Times on AWS's clock (the local clock corrected by the offset of
+    /// AWS's `Date` headers), since they are compared with its last-used data.
     pub delivered_at: Option<Timestamp>,
+    /// When rekey's own verification last used the new key.
+    pub verified_at: Option<Timestamp>,
+    /// When a person last confirmed a draining key's consumers were fixed:
+    /// the drain window and its timeout count from here instead.
+    pub drain_from: Option<Timestamp>,
     pub deactivated_at: Option<Timestamp>,
-    /// When a person last said "keep waiting" for a draining key:
-    /// `drain_timeout` counts from here instead of from delivery.
-    pub drain_restarted_at: Option<Timestamp>,
+    /// An undo deactivated a new key something else used; deleted after `grace`.
+    pub new_key_deactivated_at: Option<Timestamp>,
     /// The last use of the old key after delivery, if any.
     pub used_after_delivery: Option<SeenUse>,
     /// Stages a person confirmed (manual delivery or verification).
-    #[serde(default)]
     pub confirmed: Vec<Stage>,
-    /// Set by `--force`: deactivate even if the old key is still used.
-    #[serde(default)]
+    /// Set by `confirm --force`: deactivate at the next step even though the
+    /// old key is still used; spent by that step.
     pub force: bool,
     /// What the rotation waits for, in words, for `rekey status`.
     pub waiting_for: Option<String>,

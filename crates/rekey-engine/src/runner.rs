@@ -3,18 +3,28 @@
 //! every change saved and audited before the next step starts. Waits are
 //! stored times (`next_check_at`), never sleeps: the process may stop at any
 //! moment and `rekey run` picks up what is due.
+//!
+//! Before acting on a rotation the engine checks that the caller's
+//! credentials are in the rotation's account; every step re-reads what a
+//! crash or a delay could have changed.
 
+use crate::audit::Audit;
+use crate::clock::Clock;
 use crate::crash_point;
-use crate::plan::{Plan, Progress, SeenUse, Undoing};
+use crate::drain::{self, Drain};
+use crate::keys::KeyApi;
+use crate::lease::{Holder, Renewal, LEASE};
+use crate::plan::{Plan, Progress, SeenUse};
 use crate::sinks::{self, Delivered, Restored, SinkCtx};
 use crate::verify::{self, Verdict, VerifyCtx};
-use jiff::{SignedDuration, Timestamp};
-use rekey_aws::{AwsError, Clients, Iam};
-use rekey_core::model::whole_seconds;
-use rekey_core::workflow::{next, Event, IllegalTransition, Stage};
+use jiff::Timestamp;
+use rekey_aws::{AwsError, Clients};
+use rekey_core::target::{Sink, Verifier};
+use rekey_core::workflow::{next, Event, IllegalTransition, Stage, State};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
 use rekey_store::{AuditEntry, RotationRecord, Store, StoreError};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -26,8 +36,18 @@ pub enum EngineError {
     Sink(#[from] sinks::SinkError),
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
+    #[error("rotation {id} belongs to account {rotation}, but the credentials in use act in account {caller}; nothing was changed. Use credentials of account {rotation}")]
+    WrongAccount { id: String, rotation: AccountId, caller: AccountId },
+    #[error("rotation {id}: another rekey process is working on it; try again in a moment")]
+    Busy { id: String },
     #[error("rotation {id}: {message}")]
     Refused { id: String, message: String },
+    #[error("the target cannot be rotated safely: {0}")]
+    UnsafeTarget(String),
+    #[error("there is no IAM user named \"{0}\"")]
+    NoSuchUser(UserName),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("rotation {id} has a plan or progress rekey cannot read: {source}")]
     Corrupt { id: String, source: serde_json::Error },
 }
@@ -53,6 +73,10 @@ impl Rotation {
         self.record.progress = serde_json::to_value(&self.progress).expect("progress serializes");
     }
 
+    fn state(&self) -> State {
+        State { stage: self.record.stage, came_from: self.record.came_from }
+    }
+
     fn user(&self) -> UserName {
         UserName::new(&self.record.user_name)
     }
@@ -65,73 +89,103 @@ impl Rotation {
         self.record.new_key_id.as_deref().map(AccessKeyId::new)
     }
 
-    pub fn user_arn(&self) -> String {
-        format!("arn:aws:iam::{}:user/{}", self.record.account_id, self.record.user_name)
+    fn refuse(&self, message: impl Into<String>) -> EngineError {
+        EngineError::Refused { id: self.record.id.clone(), message: message.into() }
     }
 }
 
 /// What one step decided.
 enum Step {
-    Move(Event),
+    /// An event of the state machine, with the reason a person reads
+    /// (why it blocked, failed or was undone).
+    Move(Event, Option<String>),
+    /// Look again at this time (on AWS's clock), for this reason.
     Wait(Timestamp, String),
-    Block(String),
-    /// A terminal event with its reason (failed, or rolled back after a
-    /// failed verification).
-    End(Event, String),
+}
+
+fn moved(event: Event) -> Result<Step, EngineError> {
+    Ok(Step::Move(event, None))
+}
+
+fn blocked(reason: String) -> Result<Step, EngineError> {
+    Ok(Step::Move(Event::Blocked, Some(reason)))
+}
+
+/// What `rekey rotate` asks for; [`Engine::prepare`] checks it.
+pub struct Request {
+    pub user: UserName,
+    /// The key to rotate; the oldest active key if `None`.
+    pub key: Option<AccessKeyId>,
+    /// The account the rotation must be in, if the operator said.
+    pub account: Option<AccountId>,
+    pub plan: Plan,
+}
+
+/// A request checked against AWS and the sinks, with nothing changed yet.
+pub struct Prepared {
+    pub user: UserName,
+    pub user_arn: String,
+    pub account: AccountId,
+    pub old_key: AccessKeyId,
+    pub plan: Plan,
 }
 
 pub struct Engine<'a> {
-    pub clients: &'a Clients,
-    iam: Iam,
+    keys: &'a dyn KeyApi,
+    clients: &'a Clients,
+    clock: Arc<dyn Clock>,
     pub store: &'a mut Store,
     pub actor: String,
     pub may_reveal: bool,
-    /// User ARNs (with their paths) as IAM reports them, for `sts` to
-    /// compare against; looked up once per user.
+    holder: Holder,
+    /// The caller's account, asked once per process.
+    caller: Option<AccountId>,
+    /// User ARNs (with their paths) as IAM reports them, for `sts`.
     arns: HashMap<String, String>,
-    lease_owner: String,
     /// New keys created by this process: the only copy of a secret outside
     /// the sinks, in memory and zeroed on drop.
     secrets: HashMap<String, Credentials>,
-    /// Rotations this process moved into `creating`: no other process held
-    /// them since, so no unrecorded key can exist to look for.
-    entered_creating: HashSet<String>,
     notes: Vec<AuditEntry>,
 }
 
-/// Minimum lease: longer than any step takes.
-const LEASE: SignedDuration = SignedDuration::from_mins(15);
-
-pub fn now() -> Timestamp {
-    whole_seconds(Timestamp::now())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
-}
-
-/// A lease owner (`host/pid/start`) whose process is gone from this host.
-fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split('/');
-    let (Some(host), Some(Ok(pid))) = (parts.next(), parts.next().map(str::parse::<i32>)) else { return false };
-    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
-    host == hostname() && pid > 0 && unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
 impl<'a> Engine<'a> {
-    pub fn new(clients: &'a Clients, store: &'a mut Store, actor: String, may_reveal: bool) -> Self {
-        let lease_owner = format!("{}/{}/{}", hostname(), std::process::id(), now().as_millisecond());
-        let iam = Iam::new(clients);
-        Engine { clients, iam, store, actor, may_reveal, arns: HashMap::new(), lease_owner, secrets: HashMap::new(), entered_creating: HashSet::new(), notes: Vec::new() }
+    pub fn new(keys: &'a dyn KeyApi, clients: &'a Clients, clock: Arc<dyn Clock>, store: &'a mut Store, actor: String, may_reveal: bool) -> Self {
+        Engine {
+            keys,
+            clients,
+            clock,
+            store,
+            actor,
+            may_reveal,
+            holder: Holder::this_process(),
+            caller: None,
+            arns: HashMap::new(),
+            secrets: HashMap::new(),
+            notes: Vec::new(),
+        }
     }
 
-    /// An audit line about `r`, saved with the rotation's next save.
-    fn note(&mut self, r: &Rotation, event: &str, request_id: Option<String>, detail: serde_json::Value) {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Now on AWS's clock, for comparing with its last-used data.
+    fn aws_now(&self) -> Timestamp {
+        self.now() + self.keys.clock_offset()
+    }
+
+    /// A time on AWS's clock as this machine's, for `next_check_at`.
+    fn local(&self, aws: Timestamp) -> Timestamp {
+        aws - self.keys.clock_offset()
+    }
+
+    fn note(&mut self, r: &Rotation, event: Audit, request_id: Option<String>) {
+        let (name, detail) = event.split();
         self.notes.push(AuditEntry {
-            at: now(),
+            at: self.now(),
             actor: self.actor.clone(),
             rotation_id: Some(r.record.id.clone()),
-            event: event.to_owned(),
+            event: name,
             from_stage: None,
             to_stage: None,
             aws_request_id: request_id,
@@ -139,29 +193,64 @@ impl<'a> Engine<'a> {
         });
     }
 
-    /// What sinks need; an `exec` sink gets `verify_timeout` to finish.
-    fn sink_ctx(&self, r: &Rotation) -> SinkCtx<'a> {
-        let timeout = r.plan.timings.verify_timeout.to_signed().unsigned_abs();
-        let account = AccountId::new(&r.record.account_id);
-        SinkCtx { clients: self.clients, user: r.user(), account, timeout, may_reveal: self.may_reveal }
+    fn sink_ctx<'r>(&self, r: &'r Rotation, index: usize) -> SinkCtx<'r>
+    where
+        'a: 'r,
+    {
+        SinkCtx {
+            clients: self.clients,
+            user: r.user(),
+            account: AccountId::new(&r.record.account_id),
+            timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+            may_reveal: self.may_reveal,
+            rotation_id: &r.record.id,
+            index,
+        }
     }
 
-    /// Tells the engine a user's ARN the caller already read, saving a call.
-    pub fn know_user_arn(&mut self, user: &UserName, arn: &str) {
-        self.arns.insert(user.to_string(), arn.to_owned());
+    async fn caller_account(&mut self) -> Result<AccountId, EngineError> {
+        if let Some(account) = &self.caller {
+            return Ok(account.clone());
+        }
+        let account = self.keys.caller_account().await?;
+        self.caller = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Refuses, before anything changes, to act on a rotation of another account.
+    async fn check_account(&mut self, record: &RotationRecord) -> Result<(), EngineError> {
+        let caller = self.caller_account().await?;
+        if caller.as_str() != record.account_id {
+            return Err(EngineError::WrongAccount { id: record.id.clone(), rotation: AccountId::new(&record.account_id), caller });
+        }
+        Ok(())
     }
 
     /// Takes the rotation's lease: free, expired, or held by a process of
-    /// this host that no longer exists (it crashed mid-step).
+    /// this machine that no longer exists (it crashed mid-step).
     fn lease(&self, id: &str) -> Result<bool, EngineError> {
-        let start = now();
-        if self.store.try_lease(id, &self.lease_owner, start, start + LEASE)? {
+        let (now, me) = (self.now(), self.holder.to_text());
+        if self.store.try_lease(id, &me, now, now + LEASE)? {
             return Ok(true);
         }
         match self.store.lease_holder(id)? {
-            Some(holder) if holder_is_dead(&holder) => Ok(self.store.take_over(id, &holder, &self.lease_owner, start + LEASE)?),
+            Some(text) if Holder::parse(&text).is_some_and(|other| self.holder.is_gone(&other)) => {
+                Ok(self.store.take_over(id, &text, &me, now + LEASE)?)
+            }
             _ => Ok(false),
         }
+    }
+
+    /// Runs `work` under the rotation's lease, renewed while it runs.
+    async fn leased<T>(&mut self, id: &str, work: impl AsyncFnOnce(&mut Self) -> Result<T, EngineError>) -> Result<Option<T>, EngineError> {
+        if !self.lease(id)? {
+            return Ok(None);
+        }
+        let renewal = Renewal::start(self.store.reopen()?, id.to_owned(), self.holder.to_text(), self.clock.clone());
+        let result = work(self).await;
+        drop(renewal);
+        self.store.release(id, &self.holder.to_text())?;
+        result.map(Some)
     }
 
     /// Every rotation with a step due now: advanced as far as each can go.
@@ -169,7 +258,7 @@ impl<'a> Engine<'a> {
     pub async fn run_due(&mut self) -> Result<(Vec<String>, Vec<EngineError>), EngineError> {
         let mut advanced = Vec::new();
         let mut errors = Vec::new();
-        for id in self.store.due(now())? {
+        for id in self.store.due(self.now())? {
             match self.advance(&id).await {
                 Ok(true) => advanced.push(id),
                 Ok(false) => {}
@@ -182,52 +271,35 @@ impl<'a> Engine<'a> {
     /// Advances one rotation until it waits, needs a person or ends.
     /// `false` if another process holds its lease.
     pub async fn advance(&mut self, id: &str) -> Result<bool, EngineError> {
-        if !self.lease(id)? {
-            return Ok(false);
-        }
-        let result = self.advance_leased(id).await;
-        self.store.release(id, &self.lease_owner)?;
-        result.map(|_| true)
+        let record = self.store.get(id)?;
+        self.check_account(&record).await?;
+        Ok(self.leased(id, async |engine: &mut Self| engine.advance_leased(id).await).await?.is_some())
     }
 
     async fn advance_leased(&mut self, id: &str) -> Result<(), EngineError> {
         loop {
             let mut r = Rotation::decode(self.store.get(id)?)?;
-            let due = r.record.next_check_at.is_none_or(|t| t <= now());
-            if !(r.record.stage.is_working() || r.progress.undoing.is_some()) || !due {
+            let due = r.record.next_check_at.is_none_or(|t| t <= self.now());
+            if !r.record.stage.is_working() || !due {
                 return Ok(());
             }
             self.notes.clear();
-            let from = r.record.stage;
-            match self.step(&mut r).await {
-                Ok(Step::Move(event)) => {
-                    self.transition(&mut r, event, None)?;
-                    if r.record.stage == Stage::Creating {
-                        self.entered_creating.insert(r.record.id.clone());
-                    }
+            let stage = r.record.stage;
+            match Box::pin(self.step(&mut r)).await {
+                Ok(Step::Move(event, reason)) => {
+                    self.transition(&mut r, event, reason)?;
                     crash_point(&format!("save:{}", r.record.stage));
                 }
                 Ok(Step::Wait(until, why)) => {
-                    r.record.next_check_at = Some(until);
+                    r.record.next_check_at = Some(self.local(until));
                     r.progress.waiting_for = Some(why);
-                    self.save(&mut r)?;
-                    return Ok(());
-                }
-                Ok(Step::Block(reason)) => {
-                    r.progress.blocked_from = Some(from);
-                    self.transition(&mut r, Event::Blocked, Some(reason))?;
-                    return Ok(());
-                }
-                Ok(Step::End(event, reason)) => {
-                    self.transition(&mut r, event, Some(reason))?;
-                    return Ok(());
+                    return self.save(&mut r);
                 }
                 Err(error) => {
                     // Nothing moved: the step runs again later, from the same
                     // stage; what it did before failing is audited.
-                    let detail = serde_json::json!({"stage": from.as_str(), "error": error.to_string()});
-                    self.note(&r, "step_failed", None, detail);
-                    r.record.next_check_at = Some(now() + r.plan.timings.retry_after.to_signed());
+                    self.note(&r, Audit::StepFailed { stage, error: error.to_string() }, None);
+                    r.record.next_check_at = Some(self.now() + r.plan.timings.retry_after.to_signed());
                     r.progress.waiting_for = Some(format!("retry after an error: {error}"));
                     self.save(&mut r)?;
                     return Err(error);
@@ -238,134 +310,136 @@ impl<'a> Engine<'a> {
 
     /// Applies `event` (checked by the state machine), saves, audits.
     fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
-        let from = r.record.stage;
+        let from = r.state();
         let to = next(from, &event)?;
-        r.record.stage = to;
-        if to != Stage::Blocked {
-            r.progress.waiting_for = None;
-        }
+        (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
+        r.record.next_check_at = None;
+        r.progress.waiting_for = None;
         r.record.blocked_reason = reason.clone();
-        self.note(r, &format!("stage_{}", event.name()), None, serde_json::json!({"reason": reason}));
+        self.note(r, Audit::Transition { reason }, None);
         let line = self.notes.last_mut().expect("just noted");
-        (line.from_stage, line.to_stage) = (Some(from), Some(to));
+        line.event = format!("stage_{}", event.name());
+        (line.from_stage, line.to_stage) = (Some(from.stage), Some(to.stage));
         self.save(r)
     }
 
     fn save(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
-        r.record.updated_at = now();
+        r.record.updated_at = self.now();
         r.encode();
         let notes = std::mem::take(&mut self.notes);
-        self.store.save(&r.record, &self.lease_owner, &notes)?;
+        self.store.save(&r.record, &self.holder.to_text(), self.now(), &notes)?;
         Ok(())
     }
 
     async fn step(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        if let Some(undoing) = r.progress.undoing.clone() {
-            self.undo(r).await?;
-            let event = if undoing.ends_as == Stage::Aborted { Event::Aborted } else { Event::RolledBack };
-            return Ok(Step::End(event, undoing.reason));
-        }
         match r.record.stage {
             Stage::Planned => self.preflight(r).await,
             Stage::Creating => self.create(r).await,
             Stage::Delivering => self.deliver(r).await,
             Stage::VerifyingNew | Stage::VerifyingDeactivated => self.verify(r).await,
             Stage::Draining => self.drain(r).await,
-            Stage::Deactivating => {
-                let request_id = self.iam.set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
-                self.note(r, "deactivated_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
-                crash_point("deactivate");
-                r.progress.deactivated_at = Some(now());
-                Ok(Step::Move(Event::Deactivated))
-            }
+            Stage::Deactivating => self.deactivate(r).await,
             Stage::AwaitingDelete => self.await_delete(r).await,
-            Stage::Deleting => {
-                let request_id = self.iam.delete_access_key(&r.user(), &r.old_key()).await?;
-                self.note(r, "deleted_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
-                crash_point("delete-key");
-                for sink in &r.plan.deliver {
-                    sinks::finish(sink)?;
-                }
-                Ok(Step::Move(Event::Deleted))
-            }
+            Stage::Deleting => self.delete(r).await,
+            Stage::RollingBack | Stage::Aborting => self.undo(r).await,
             stage => unreachable!("no step for {stage}: only working stages are advanced"),
         }
     }
 
     /// planned: the old key exists and is active, and a key slot is free.
     async fn preflight(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        let keys = self.iam.list_access_keys(&r.user()).await?;
+        let keys = self.keys.list_keys(&r.user()).await?;
         let old = r.old_key();
         match keys.iter().find(|k| k.id == old) {
-            None => return Ok(Step::End(Event::Failed, format!("key {old} of {} no longer exists", r.record.user_name))),
+            None => return Ok(Step::Move(Event::Failed, Some(format!("key {old} of {} no longer exists", r.record.user_name)))),
             Some(k) if k.status == KeyStatus::Inactive => {
-                return Ok(Step::End(Event::Failed, format!("key {old} is inactive: it already passes IAM.3; delete it instead of rotating")));
+                let why = format!("key {old} is inactive: it already passes IAM.3; delete it instead of rotating");
+                return Ok(Step::Move(Event::Failed, Some(why)));
             }
             Some(_) => {}
         }
-        let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
         r.progress.keys_at_start = keys.iter().map(|k| k.id.to_string()).collect();
+        let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
         match others.as_slice() {
             [] => {}
             [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
-                let request_id = self.iam.delete_access_key(&r.user(), &other.id).await?;
-                self.note(r, "deleted_inactive_key", request_id, serde_json::json!({"key": other.id.as_str(), "reason": "--delete-inactive: it took the free key slot"}));
+                if let Some(owner) = self.open_rotation_of(&r.record.account_id, &other.id, &r.record.id)? {
+                    return blocked(format!(
+                        "both key slots are taken: {} is inactive, but it is the old key of rotation {owner}; finish or undo that rotation first",
+                        other.id
+                    ));
+                }
+                let request_id = self.keys.delete_key(&r.user(), &other.id).await?;
+                self.note(r, Audit::DeletedInactiveKey { key: other.id.to_string() }, request_id);
                 crash_point("delete-inactive");
                 r.progress.keys_at_start.retain(|k| k != other.id.as_str());
             }
             [other] if other.status == KeyStatus::Inactive => {
-                return Ok(Step::Block(format!(
-                    "both key slots are taken: {other} is inactive; delete it, or abort and rotate again with --delete-inactive",
-                    other = other.id
-                )));
+                return blocked(format!(
+                    "both key slots are taken: {} is inactive; delete it, or abort and rotate again with --delete-inactive",
+                    other.id
+                ));
             }
             _ => {
                 let ids: Vec<_> = keys.iter().map(|k| k.id.to_string()).collect();
-                return Ok(Step::Block(format!(
+                return blocked(format!(
                     "both key slots are taken by active keys ({}); IAM allows two keys per user, so rekey cannot create a third",
                     ids.join(", ")
-                )));
+                ));
             }
         }
-        Ok(Step::Move(Event::PreflightPassed))
+        moved(Event::PreflightPassed)
     }
 
-    /// creating: `CreateAccessKey`, after removing a key an interrupted
-    /// attempt created but never recorded (only another process can have
-    /// left one).
+    /// The id of another unfinished rotation whose old key is `key`.
+    fn open_rotation_of(&self, account: &str, key: &AccessKeyId, except: &str) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .find(|o| o.id != except && o.account_id == account && o.old_key_id == key.as_str() && !o.stage.is_terminal())
+            .map(|o| o.id))
+    }
+
+    /// creating: `CreateAccessKey`, its id recorded at once. The attempt is
+    /// saved first, so that a key left by an attempt that died before
+    /// recording it is known as this rotation's own.
     async fn create(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        if !self.entered_creating.remove(&r.record.id) {
-            if let Some(step) = self.remove_unrecorded_key(r).await? {
-                return Ok(step);
-            }
+        if let Some(step) = self.remove_unrecorded_key(r).await? {
+            return Ok(step);
         }
-        let (creds, request_id) = self.iam.create_access_key(&r.user()).await?;
+        r.progress.create_attempted_at = Some(self.aws_now());
+        self.save(r)?;
+        let (creds, request_id) = self.keys.create_key(&r.user()).await?;
         crash_point("create-key");
         r.record.new_key_id = Some(creds.access_key_id.to_string());
-        self.note(r, "created_new_key", request_id, serde_json::json!({"key": creds.access_key_id.as_str()}));
+        self.note(r, Audit::CreatedNewKey { key: creds.access_key_id.to_string() }, request_id);
         self.secrets.insert(r.record.id.clone(), creds);
-        Ok(Step::Move(Event::KeyCreated))
+        moved(Event::KeyCreated)
     }
 
-    /// A key that was not there when preflight passed and that the state does
-    /// not know: an interrupted attempt created it and its secret died with
-    /// that process before any sink got it. Unused, it is deleted; used, a
-    /// person must look. Keys are told apart by id, never by clock.
+    /// A key the state does not know (not there at preflight, not the
+    /// recorded new key). Deleted only if this rotation's interrupted attempt
+    /// made it: an attempt was recorded, the key is no older than it, and it
+    /// was never recorded, so no sink and no person ever got it. Any other
+    /// unknown key is someone else's: a person must look.
     async fn remove_unrecorded_key(&mut self, r: &Rotation) -> Result<Option<Step>, EngineError> {
-        if r.progress.keys_at_start.is_empty() {
-            return Ok(None); // preflight never passed: nothing was created
-        }
-        let keys = self.iam.list_access_keys(&r.user()).await?;
+        let Some(attempted) = r.progress.create_attempted_at else { return Ok(None) };
+        let keys = self.keys.list_keys(&r.user()).await?;
         let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
+        let margin = r.plan.timings.last_used_margin.to_signed();
         for key in keys.iter().filter(|k| !known(&k.id)) {
-            if let Some(at) = self.iam.access_key_last_used(&key.id).await?.at {
-                return Ok(Some(Step::Block(format!(
-                    "key {} appeared during this rotation without being recorded, and was used at {at}; find out who created it",
-                    key.id
-                ))));
+            if key.created_at + margin < attempted {
+                return Ok(Some(Step::Move(
+                    Event::Blocked,
+                    Some(format!(
+                        "key {} of {} was created at {}, before rekey tried to create one, and rekey does not know it; find out who created it",
+                        key.id, r.record.user_name, key.created_at
+                    )),
+                )));
             }
-            let request_id = self.iam.delete_access_key(&r.user(), &key.id).await?;
-            self.note(r, "deleted_unrecorded_key", request_id, serde_json::json!({"key": key.id.as_str(), "reason": "created by an interrupted attempt, never used, secret lost"}));
+            let request_id = self.keys.delete_key(&r.user(), &key.id).await?;
+            self.note(r, Audit::DeletedUnrecordedKey { key: key.id.to_string() }, request_id);
             crash_point("delete-unrecorded");
         }
         Ok(None)
@@ -377,9 +451,12 @@ impl<'a> Engine<'a> {
         if let Some(c) = self.secrets.get(&r.record.id).filter(|c| c.access_key_id == new) {
             return Ok(Some(c.clone()));
         }
-        let ctx = self.sink_ctx(r);
-        for sink in r.plan.deliver.iter().filter(|s| sinks::readable(s)) {
-            if let Some(c) = sinks::read_back(sink, &ctx).await?.filter(|c| c.access_key_id == new) {
+        for (i, sink) in r.plan.deliver.iter().enumerate() {
+            let sink = sinks::of(sink);
+            if !sink.readable() {
+                continue;
+            }
+            if let Some(c) = sink.read_back(&self.sink_ctx(r, i)).await?.filter(|c| c.access_key_id == new) {
                 self.secrets.insert(r.record.id.clone(), c.clone());
                 return Ok(Some(c));
             }
@@ -387,69 +464,81 @@ impl<'a> Engine<'a> {
         Ok(None)
     }
 
-    /// delivering: the new key into every sink, in order.
+    /// delivering: the new key into every sink, in order; progress is saved
+    /// after each sink, so a crash never forgets one that has the key.
     async fn deliver(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let confirmed = r.progress.confirmed.contains(&Stage::Delivering);
-        let remaining: Vec<usize> = (0..r.plan.deliver.len()).filter(|i| !r.progress.delivered.contains(i)).collect();
-        // A manual sink a person confirmed needs nothing more, not even the secret.
-        let manual: Vec<bool> = r.plan.deliver.iter().map(|s| matches!(s, rekey_core::target::Sink::Manual {})).collect();
-        let is_confirmed_manual = |i: &usize| confirmed && manual[*i];
-        let creds = if remaining.iter().all(is_confirmed_manual) {
-            None
-        } else {
-            match self.secret_for(r).await? {
-                Some(creds) => Some(creds),
-                None => return self.secret_lost(r).await,
+        for i in 0..r.plan.deliver.len() {
+            if r.progress.delivered.contains(&i) {
+                continue;
             }
-        };
-        for i in remaining {
-            let sink = r.plan.deliver[i].clone();
-            let outcome = match &creds {
-                Some(creds) if !is_confirmed_manual(&i) => {
-                    if !r.progress.restore_points.contains_key(&i) {
-                        if let Some(point) = sinks::restore_point(&sink, &self.sink_ctx(r)).await? {
-                            // Saved before the sink changes: a crash cannot lose it.
-                            r.progress.restore_points.insert(i, point);
-                            self.save(r)?;
-                        }
-                    }
-                    sinks::deliver(&sink, &self.sink_ctx(r), creds).await?
+            let config = r.plan.deliver[i].clone();
+            let sink = sinks::of(&config);
+            // A manual sink a person confirmed needs nothing more, not even the secret.
+            let outcome = if confirmed && matches!(config, Sink::Manual {}) {
+                Delivered::AlreadyThere
+            } else {
+                let Some(creds) = self.secret_for(r).await? else { return self.secret_lost(r).await };
+                if !r.progress.restore_points.contains_key(&i) {
+                    let point = sink.restore_point(&self.sink_ctx(r, i)).await?;
+                    r.progress.restore_points.insert(i, point);
                 }
-                _ => Delivered::AlreadyThere,
+                if !r.progress.attempted.contains(&i) {
+                    r.progress.attempted.push(i);
+                }
+                // The restore point and the attempt are saved before the sink changes.
+                self.save(r)?;
+                sink.deliver(&self.sink_ctx(r, i), &creds).await?
             };
             if outcome == Delivered::AwaitsConfirmation {
-                return Ok(Step::Block(format!(
-                    "waiting for a person to put the new key in place and run `rekey confirm {}`",
-                    r.record.id
-                )));
+                return blocked(format!("waiting for a person to put the new key in place and run `rekey confirm {}`", r.record.id));
             }
             r.progress.delivered.push(i);
-            self.note(r, "delivered", None, serde_json::json!({"sink": sinks::describe(&sink), "already_there": outcome == Delivered::AlreadyThere}));
+            self.note(r, Audit::Delivered { sink: sink.describe(), already_there: outcome == Delivered::AlreadyThere }, None);
+            self.save(r)?;
             crash_point(&format!("deliver-{i}"));
         }
-        r.progress.delivered_at = Some(now());
-        Ok(Step::Move(Event::Delivered))
+        r.progress.delivered_at = Some(self.aws_now());
+        moved(Event::Delivered)
     }
 
-    /// The secret is nowhere: if the new key was never used, delete it and
-    /// create another; if it was, a person must find out who has it.
+    /// The secret is nowhere rekey can read it. If a sink that cannot be read
+    /// back (a command, a person) may have received the key, it is in use
+    /// or about to be: a person decides. Otherwise nobody ever had it: delete
+    /// it and create another.
     async fn secret_lost(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let new = r.new_key().expect("a key to deliver");
-        if let Some(at) = self.iam.access_key_last_used(&new).await?.at {
-            return Ok(Step::Block(format!("the secret of new key {new} is lost (no sink can give it back), yet the key was used at {at}")));
+        let handed_out: Vec<String> = r
+            .progress
+            .attempted
+            .iter()
+            .map(|&i| sinks::of(&r.plan.deliver[i]))
+            .filter(|s| !s.readable())
+            .map(|s| s.describe())
+            .collect();
+        if !handed_out.is_empty() {
+            return blocked(format!(
+                "the secret of new key {new} is lost (no sink can give it back), but {} may already hold it; make sure every consumer has it, or `rekey rollback {}`",
+                handed_out.join(", "),
+                r.record.id
+            ));
         }
-        let request_id = self.iam.delete_access_key(&r.user(), &new).await?;
-        self.note(r, "deleted_lost_key", request_id, serde_json::json!({"key": new.as_str(), "reason": "secret lost before a readable sink got it; never used"}));
+        let request_id = self.keys.delete_key(&r.user(), &new).await?;
+        self.note(r, Audit::DeletedLostKey { key: new.to_string() }, request_id);
         crash_point("delete-lost");
         r.record.new_key_id = None;
+        r.progress.create_attempted_at = None;
         r.progress.delivered.clear();
+        r.progress.attempted.clear();
         // A person who confirmed the lost key must be shown the next one.
         r.progress.confirmed.retain(|s| *s != Stage::Delivering);
-        Ok(Step::Move(Event::SecretLost))
+        moved(Event::SecretLost)
     }
 
     /// verifying_new / verifying_deactivated: every verifier must pass. A
-    /// failure rolls the rotation back: the application must not stay broken.
+    /// new key that does not work is rolled back; a failure after
+    /// deactivation means something still used the old key: it is
+    /// reactivated at once and a person decides.
     async fn verify(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let stage = r.record.stage;
         let creds = self.secret_for(r).await?;
@@ -463,202 +552,441 @@ impl<'a> Engine<'a> {
                 confirmed: r.progress.confirmed.contains(&stage),
                 after_deactivation: stage == Stage::VerifyingDeactivated,
             };
+            let name = verify::describe(&verifier);
             match verify::verify(&verifier, &ctx).await {
-                Verdict::Healthy => self.note(r, "verified", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str()})),
-                Verdict::Undecided(why) => return Ok(Step::Block(why)),
-                Verdict::NotNeeded(why) => self.note(r, "verification_skipped", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "why": why})),
+                Verdict::Healthy => self.note(r, Audit::Verified { verifier: name, stage }, None),
+                Verdict::Undecided(why) => return blocked(why),
+                Verdict::NotNeeded(why) => self.note(r, Audit::VerificationSkipped { verifier: name, stage, why }, None),
                 Verdict::Unhealthy(why) => {
-                    let reason = format!("{} failed {}: {why}", verify::describe(&verifier), match stage {
-                        Stage::VerifyingNew => "with the new key",
-                        _ => "after the old key was deactivated (something still uses it)",
-                    });
-                    self.note(r, "verification_failed", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "reason": reason}));
-                    self.decide_undo(r, Stage::RolledBack, reason.clone())?;
-                    self.undo(r).await?;
-                    return Ok(Step::End(Event::RolledBack, reason));
+                    r.progress.verified_at = Some(self.aws_now());
+                    let reason = format!("{name} failed {}: {why}", if stage == Stage::VerifyingNew { "with the new key" } else { "after the old key was deactivated (something still uses it)" });
+                    self.note(r, Audit::VerificationFailed { verifier: name, stage, reason: reason.clone() }, None);
+                    if stage == Stage::VerifyingNew {
+                        return Ok(Step::Move(Event::UndoDecided { abort: false }, Some(reason)));
+                    }
+                    let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+                    self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                    crash_point("reactivate");
+                    r.progress.deactivated_at = None;
+                    let reason = format!(
+                        "{reason}. The old key {} was reactivated; the new key stays delivered. Find the consumer, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
+                        r.record.old_key_id,
+                        id = r.record.id
+                    );
+                    return Ok(Step::Move(Event::Reactivated, Some(reason)));
                 }
             }
         }
-        if stage == Stage::VerifyingNew {
-            let delivered = r.progress.delivered_at.unwrap_or_else(now);
-            r.record.next_check_at = Some(delivered + r.plan.timings.quiet_period().to_signed());
-            Ok(Step::Move(Event::NewKeyVerified))
-        } else {
-            let deactivated = r.progress.deactivated_at.unwrap_or_else(now);
-            r.record.next_check_at = Some(deactivated + r.plan.timings.grace.to_signed());
-            Ok(Step::Move(Event::DeactivationVerified))
-        }
+        r.progress.verified_at = Some(self.aws_now());
+        moved(if stage == Stage::VerifyingNew { Event::NewKeyVerified } else { Event::DeactivationVerified })
     }
 
     async fn user_arn(&mut self, r: &Rotation) -> Result<String, EngineError> {
         if let Some(arn) = self.arns.get(&r.record.user_name) {
             return Ok(arn.clone());
         }
-        let arn = match self.iam.get_user(&r.user()).await? {
-            Some(u) => u.arn,
-            None => r.user_arn(),
+        let arn = match self.keys.user_arn(&r.user()).await? {
+            Some(arn) => arn,
+            None => format!("arn:aws:iam::{}:user/{}", r.record.account_id, r.record.user_name),
         };
         self.arns.insert(r.record.user_name.clone(), arn.clone());
         Ok(arn)
     }
 
-    /// draining: the old key must stay unused for the quiet period
-    /// (`max(wait_unused, last_used_lag)`) after delivery, and after its last
-    /// use if it was used since. Past `drain_timeout` a person decides: a key
-    /// in use is never deactivated without `--force`.
+    /// The old key's last use, recorded (and audited) when it is a use after
+    /// `baseline`.
+    async fn old_key_use(&mut self, r: &mut Rotation, baseline: Timestamp) -> Result<Option<Timestamp>, EngineError> {
+        let used = self.keys.last_used(&r.old_key()).await?;
+        if drain::used_after(&r.plan.timings, baseline, used.at) {
+            let seen = SeenUse { at: used.at.expect("a use"), service: used.service, region: used.region };
+            if r.progress.used_after_delivery.as_ref() != Some(&seen) {
+                self.note(r, Audit::OldKeyUsedAfterDelivery { at: seen.at, service: seen.service.clone(), region: seen.region.clone() }, None);
+                r.progress.used_after_delivery = Some(seen);
+            }
+        }
+        Ok(used.at)
+    }
+
+    fn drain_baseline(r: &Rotation) -> Timestamp {
+        r.progress.drain_from.or(r.progress.delivered_at).unwrap_or(r.record.started_at)
+    }
+
+    /// draining: see `drain` for the rule.
     async fn drain(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let t = r.plan.timings;
-        let delivered = r.progress.delivered_at.unwrap_or(r.record.started_at);
-        let quiet_until = delivered + t.quiet_period().to_signed();
-        if now() < quiet_until {
-            return Ok(Step::Wait(quiet_until, format!("the old key must stay unused until {quiet_until}")));
+        let baseline = Self::drain_baseline(r);
+        let now = self.aws_now();
+        let window_end = baseline + t.drain_window().to_signed();
+        if now < window_end && r.progress.used_after_delivery.is_none() && !r.progress.force {
+            // Last use only grows: looking once the window ends is enough.
+            return Ok(Step::Wait(window_end, format!("the old key must stay unused until {window_end}")));
         }
-        let used = self.iam.access_key_last_used(&r.old_key()).await?;
-        let Some(at) = used.at.filter(|at| *at > delivered) else {
-            return Ok(Step::Move(Event::Drained));
-        };
-        let seen = SeenUse { at, service: used.service.clone(), region: used.region.clone() };
-        let who = format!(
-            "last used at {at} by {} in {}",
-            seen.service.as_deref().unwrap_or("an unknown service"),
-            seen.region.as_deref().unwrap_or("an unknown region")
-        );
-        if r.progress.used_after_delivery.as_ref() != Some(&seen) {
-            self.note(r, "old_key_used_after_delivery", None, serde_json::json!({"at": at, "service": seen.service, "region": seen.region}));
-            r.progress.used_after_delivery = Some(seen);
+        let last_use = self.old_key_use(r, baseline).await?;
+        let facts = drain::Facts { baseline, timeout_from: baseline, now, last_use, force: r.progress.force };
+        let who = r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default();
+        let id = r.record.id.clone();
+        match drain::decide(&t, facts) {
+            Drain::Wait { until } => Ok(Step::Wait(until, format!("the old key must stay unused until {until}"))),
+            Drain::Drained => moved(Event::Drained),
+            Drain::Forced => {
+                self.note(r, Audit::DrainForced { old_key_use: who }, None);
+                moved(Event::Drained)
+            }
+            Drain::InUse { until } => Ok(Step::Wait(
+                until,
+                format!("the old key was used after delivery ({who}): a consumer still has it. Update it, then `rekey confirm {id}`; without that, blocked at {until}"),
+            )),
+            Drain::TimedOut => blocked(format!(
+                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {id}` to drain again (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
+                t.drain_timeout
+            )),
         }
-        // Quiet for the whole period since its last use: the consumer moved on.
-        let quiet_since_use = at + t.quiet_period().to_signed();
-        if now() >= quiet_since_use {
-            return Ok(Step::Move(Event::Drained));
+    }
+
+    /// deactivating: re-reads the last use (it may have changed since the
+    /// drain decided), then `UpdateAccessKey Inactive`.
+    async fn deactivate(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let baseline = Self::drain_baseline(r);
+        let last_use = self.old_key_use(r, baseline).await?;
+        if !r.progress.force && drain::used_after(&r.plan.timings, baseline, last_use) {
+            return moved(Event::OldKeyUsed);
         }
-        if r.progress.force {
-            self.note(r, "drain_forced", None, serde_json::json!({"old_key_use": who}));
-            return Ok(Step::Move(Event::Drained));
-        }
-        if now() >= r.progress.drain_restarted_at.unwrap_or(delivered) + t.drain_timeout.to_signed() {
-            return Ok(Step::Block(format!(
-                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {id}` to keep waiting (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
-                t.drain_timeout,
-                id = r.record.id
-            )));
-        }
-        Ok(Step::Wait(quiet_since_use, format!("the old key was used after delivery ({who}); waiting for it to stay unused for {}", t.quiet_period())))
+        let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
+        self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+        crash_point("deactivate");
+        r.progress.deactivated_at = Some(self.aws_now());
+        r.progress.force = false; // --force was for this one step
+        moved(Event::Deactivated)
+    }
+
+    /// The old key as IAM has it now, `None` if it is gone.
+    async fn old_key_status(&self, r: &Rotation) -> Result<Option<KeyStatus>, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        Ok(keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status))
+    }
+
+    fn reactivated(r: &Rotation) -> String {
+        format!(
+            "the old key {} was reactivated after rekey deactivated it: something still needs it; find it, then `rekey confirm {id}` (delete after a new grace period) or `rekey rollback {id}`",
+            r.record.old_key_id,
+            id = r.record.id
+        )
     }
 
     /// awaiting_delete: the grace period passed and the old key is still inactive.
     async fn await_delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
         let due = deactivated + r.plan.timings.grace.to_signed();
-        if now() < due {
+        if self.aws_now() < due {
             return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
         }
-        let keys = self.iam.list_access_keys(&r.user()).await?;
-        match keys.iter().find(|k| k.id == r.old_key()) {
-            Some(k) if k.status == KeyStatus::Active => Ok(Step::Block(format!(
-                "the old key {} was reactivated after rekey deactivated it: something still needs it",
-                k.id
-            ))),
-            _ => Ok(Step::Move(Event::GraceElapsed)),
+        match self.old_key_status(r).await? {
+            Some(KeyStatus::Active) => blocked(Self::reactivated(r)),
+            _ => moved(Event::GraceElapsed),
         }
     }
 
-    /// Undoes a rotation, each part idempotent: the old key active again
-    /// first (it is what a broken consumer needs), then every sink restored,
-    /// then the new key deleted, unless a sink rekey cannot restore still
-    /// hands it out.
-    async fn undo(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
-        let keys = self.iam.list_access_keys(&r.user()).await?;
-        if keys.iter().any(|k| k.id == r.old_key() && k.status == KeyStatus::Inactive) {
-            let request_id = self.iam.set_access_key_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
-            self.note(r, "reactivated_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
-            crash_point("reactivate");
-        }
-        let Some(new) = r.new_key() else {
-            return match self.remove_unrecorded_key(r).await? {
-                Some(Step::Block(why)) => Err(EngineError::Refused { id: r.record.id.clone(), message: why }),
-                _ => Ok(()),
-            };
-        };
-        let ctx = self.sink_ctx(r);
-        let mut keep_new_key = Vec::new();
-        for (i, sink) in r.plan.deliver.iter().enumerate().rev() {
-            let outcome = sinks::restore(sink, &ctx, &new, r.progress.restore_points.get(&i)).await?;
-            if let Restored::CannotRestore(what) = &outcome {
-                if r.progress.delivered.contains(&i) {
-                    keep_new_key.push(what.clone());
-                }
+    /// deleting: `DeleteAccessKey`, only on a key still inactive; then the
+    /// sinks drop their restore copies.
+    async fn delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        match self.old_key_status(r).await? {
+            Some(KeyStatus::Active) => return blocked(Self::reactivated(r)),
+            Some(KeyStatus::Inactive) => {
+                let request_id = self.keys.delete_key(&r.user(), &r.old_key()).await?;
+                self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                crash_point("delete-key");
             }
-            let detail = serde_json::json!({"sink": sinks::describe(sink), "outcome": format!("{outcome:?}")});
-            self.note(r, "restored_sink", None, detail);
-            crash_point(&format!("restore-{i}"));
+            None => {}
         }
-        if keep_new_key.is_empty() {
-            let request_id = self.iam.delete_access_key(&r.user(), &new).await?;
-            self.note(r, "deleted_new_key", request_id, serde_json::json!({"key": new.as_str()}));
-            crash_point("delete-new-key");
-        } else {
-            self.note(r, "kept_new_key", None, serde_json::json!({"key": new.as_str(), "because": keep_new_key}));
+        self.finish_sinks(r).await?;
+        moved(Event::Deleted)
+    }
+
+    async fn finish_sinks(&mut self, r: &Rotation) -> Result<(), EngineError> {
+        for (i, point) in &r.progress.restore_points {
+            sinks::of(&r.plan.deliver[*i]).finish(&self.sink_ctx(r, *i), point).await?;
         }
         Ok(())
     }
 
-    /// Records the decision to undo before undoing anything.
-    fn decide_undo(&mut self, r: &mut Rotation, ends_as: Stage, reason: String) -> Result<(), EngineError> {
-        r.progress.undoing = Some(Undoing { ends_as, reason });
-        r.record.next_check_at = None;
-        self.save(r)
-    }
-
-    /// Runs `change` on the rotation under its lease, then advances it.
-    async fn act(&mut self, id: &str, change: impl FnOnce(&mut Self, &mut Rotation) -> Result<(), EngineError>) -> Result<(), EngineError> {
-        self.store.get(id)?; // "no rotation ID" before any talk of leases
-        if !self.lease(id)? {
-            return Err(EngineError::Refused { id: id.into(), message: "another rekey process is working on it; try again in a moment".into() });
+    /// rolling_back / aborting, each part idempotent: the old key must exist
+    /// (else nothing is touched: the new key may be the user's only one) and
+    /// is made active first; then every sink is restored; then the new key is
+    /// deleted if nothing but rekey's verification used it, or deactivated
+    /// and deleted after `grace` if something did.
+    async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        match keys.iter().find(|k| k.id == r.old_key()) {
+            None => {
+                return blocked(format!(
+                    "cannot undo: the old key {} no longer exists, so the new key may be the user's only working key; rekey changed nothing and waits for a person",
+                    r.record.old_key_id
+                ))
+            }
+            Some(k) if k.status == KeyStatus::Inactive => {
+                let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+                self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                crash_point("reactivate");
+            }
+            Some(_) => {}
         }
-        let changed = Rotation::decode(self.store.get(id)?).and_then(|mut r| {
-            self.notes.clear();
-            change(self, &mut r)
-        });
-        self.store.release(id, &self.lease_owner)?;
-        changed?;
-        self.advance(id).await.map(|_| ())
+        let mut keep_new_key = Vec::new();
+        if let Some(new) = r.new_key() {
+            for (i, config) in r.plan.deliver.iter().enumerate().rev() {
+                let sink = sinks::of(config);
+                let outcome = match r.progress.restore_points.get(&i) {
+                    Some(point) => sink.restore(&self.sink_ctx(r, i), &new, point).await?,
+                    None if r.progress.attempted.contains(&i) || r.progress.delivered.contains(&i) => {
+                        Restored::CannotRestore(format!("{} has no restore point", sink.describe()))
+                    }
+                    None => Restored::NothingToRestore,
+                };
+                if let Restored::CannotRestore(what) = &outcome {
+                    keep_new_key.push(what.clone());
+                }
+                self.note(r, Audit::RestoredSink { sink: sink.describe(), outcome: format!("{outcome:?}") }, None);
+                crash_point(&format!("restore-{i}"));
+            }
+        }
+        match r.new_key() {
+            None => {
+                if let Some(step) = self.remove_unrecorded_key(r).await? {
+                    return Ok(step);
+                }
+            }
+            Some(new) if !keep_new_key.is_empty() => {
+                self.note(r, Audit::KeptNewKey { key: new.to_string(), because: keep_new_key }, None);
+            }
+            Some(new) => {
+                if let Some(step) = self.remove_new_key(r, &new, &keys).await? {
+                    return Ok(step);
+                }
+            }
+        }
+        self.finish_sinks(r).await?;
+        // The ended rotation still says why it was undone.
+        Ok(Step::Move(Event::Undone, r.record.blocked_reason.clone()))
     }
 
-    /// `rekey rollback` / `rekey abort`: undo now, whatever is due.
-    pub async fn cancel(&mut self, id: &str, event: Event) -> Result<(), EngineError> {
-        let ends_as = if event == Event::Aborted { Stage::Aborted } else { Stage::RolledBack };
-        self.act(id, |engine, r| {
-            let stage = r.record.stage;
-            if next(stage, &event).is_err() {
-                let why = match (stage, &event) {
-                    (Stage::Deleting | Stage::Completed, _) => "the old key is deleted: there is nothing to roll back to".to_owned(),
-                    (_, Event::Aborted) if stage.is_working() => format!("it is past deactivation ({stage}); use `rekey rollback {id}`"),
+    /// Deletes the new key of an undone rotation, unless something other
+    /// than rekey's verification used it: then it is deactivated (the sinks
+    /// no longer hand it out) and deleted after `grace` if it stays so.
+    async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId, keys: &[rekey_aws::iam::ListedKey]) -> Result<Option<Step>, EngineError> {
+        let status = keys.iter().find(|k| &k.id == new).map(|k| k.status);
+        let t = r.plan.timings;
+        match (status, r.progress.new_key_deactivated_at) {
+            (None, _) => return Ok(None),
+            (Some(KeyStatus::Active), Some(_)) => {
+                return blocked(format!("the new key {new} was reactivated after rekey deactivated it during the undo; delete it by hand once nothing uses it")).map(Some)
+            }
+            (Some(KeyStatus::Inactive), Some(at)) if self.aws_now() < at + t.grace.to_signed() => {
+                let due = at + t.grace.to_signed();
+                return Ok(Some(Step::Wait(due, format!("the new key {new} was used by something other than rekey; deactivated, it is deleted after {due}"))));
+            }
+            (Some(KeyStatus::Inactive), _) => {}
+            (Some(KeyStatus::Active), None) => {
+                let own_use_until = r.progress.verified_at.or(r.progress.delivered_at);
+                let used = self.keys.last_used(new).await?.at;
+                let used_by_others = match own_use_until {
+                    Some(until) => drain::used_after(&t, until, used),
+                    None => used.is_some(),
+                };
+                if used_by_others {
+                    let request_id = self.keys.set_status(&r.user(), new, KeyStatus::Inactive).await?;
+                    let because = format!("used at {} by something other than rekey's verification", used.expect("a use"));
+                    self.note(r, Audit::DeactivatedNewKey { key: new.to_string(), because }, request_id);
+                    let now = self.aws_now();
+                    r.progress.new_key_deactivated_at = Some(now);
+                    let due = now + t.grace.to_signed();
+                    return Ok(Some(Step::Wait(due, format!("the new key {new} was used by something other than rekey; deactivated, it is deleted after {due}"))));
+                }
+            }
+        }
+        let request_id = self.keys.delete_key(&r.user(), new).await?;
+        self.note(r, Audit::DeletedNewKey { key: new.to_string() }, request_id);
+        crash_point("delete-new-key");
+        Ok(None)
+    }
+
+    /// Runs `change` on the rotation under its lease (after the account
+    /// check), then advances it.
+    async fn act(&mut self, id: &str, change: impl AsyncFnOnce(&mut Self, &mut Rotation) -> Result<(), EngineError>) -> Result<(), EngineError> {
+        let record = self.store.get(id)?; // "no rotation ID" before any talk of leases
+        self.check_account(&record).await?;
+        let changed = self
+            .leased(id, async |engine: &mut Self| {
+                let mut r = Rotation::decode(engine.store.get(id)?)?;
+                engine.notes.clear();
+                change(engine, &mut r).await
+            })
+            .await?;
+        if changed.is_none() {
+            return Err(EngineError::Busy { id: id.into() });
+        }
+        // Boxed: keeps the nested futures' types shallow for the compiler.
+        Box::pin(self.advance(id)).await.map(|_| ())
+    }
+
+    /// `rekey rollback` / `rekey abort`: the undo is decided (a stage of its
+    /// own, saved first), then run now. Refused, changing nothing, when the
+    /// old key is gone: the user must never be left without a working key.
+    pub async fn cancel(&mut self, id: &str, abort: bool) -> Result<(), EngineError> {
+        self.act(id, async |engine: &mut Self, r: &mut Rotation| {
+            let event = Event::UndoDecided { abort };
+            let verb = if abort { "abort" } else { "roll back" };
+            let state = r.state();
+            if state.stage.is_undo() || state.came_from.is_some_and(Stage::is_undo) {
+                // Decided before and cut short (a crash, an AWS error, a block): finish it.
+                return match state.stage {
+                    Stage::Blocked => engine.transition(r, Event::Resumed, None),
+                    _ => Ok(()),
+                };
+            }
+            if next(state, &event).is_err() {
+                let stage = r.record.stage;
+                let why = match r.state() {
+                    s if s.stage.is_past_deletion() || s.came_from.is_some_and(Stage::is_past_deletion) => {
+                        "the old key is deleted, or being deleted: there is nothing to roll back to".to_owned()
+                    }
+                    _ if abort && !stage.is_terminal() => format!("it is past deactivation ({stage}); use `rekey rollback {id}`"),
                     _ => format!("it already ended ({stage})"),
                 };
-                let verb = if event == Event::Aborted { "abort" } else { "roll back" };
-                return Err(EngineError::Refused { id: id.into(), message: format!("cannot {verb}: {why}") });
+                return Err(r.refuse(format!("cannot {verb}: {why}")));
             }
-            engine.note(r, "undo_requested", None, serde_json::json!({"ends_as": ends_as.as_str()}));
-            engine.decide_undo(r, ends_as, format!("requested by {}", engine.actor))
+            if engine.old_key_status(r).await?.is_none() {
+                return Err(r.refuse(format!(
+                    "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
+                    r.record.old_key_id
+                )));
+            }
+            let reason = format!("requested by {}", engine.actor);
+            engine.transition(r, event, Some(reason))
         })
         .await
     }
 
-    /// `rekey confirm`: a person did what a blocked rotation waited for.
+    /// `rekey confirm`: a person did what the rotation waited for: a manual
+    /// step, a block resolved, or (while draining) the consumers of the old
+    /// key were fixed, which restarts the drain window from now. `force`
+    /// deactivates at the next step even if the old key is still used.
     pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
-        self.act(id, |engine, r| {
-            let (Stage::Blocked, Some(from)) = (r.record.stage, r.progress.blocked_from) else {
-                return Err(EngineError::Refused { id: id.into(), message: format!("nothing to confirm: it is {}", r.record.stage) });
+        self.act(id, async |engine: &mut Self, r: &mut Rotation| {
+            let stage = match r.state() {
+                State { stage: Stage::Blocked, came_from: Some(from) } => from,
+                State { stage: Stage::Draining, .. } => Stage::Draining,
+                s => return Err(r.refuse(format!("nothing to confirm: it is {}", s.stage))),
             };
-            r.progress.confirmed.push(from);
-            r.progress.force |= force;
-            if from == Stage::Draining {
-                r.progress.drain_restarted_at = Some(now());
+            if force && stage != Stage::Draining {
+                return Err(r.refuse(format!("--force only applies to a draining old key; it is blocked in {stage}")));
             }
-            r.record.next_check_at = None;
-            engine.transition(r, Event::Resumed { to: from }, None)
+            r.progress.confirmed.push(stage);
+            r.progress.force |= force;
+            if stage == Stage::Draining {
+                r.progress.drain_from = Some(engine.aws_now());
+            }
+            engine.note(r, Audit::Confirmed { stage, force }, None);
+            if r.record.stage == Stage::Blocked {
+                engine.transition(r, Event::Resumed, None)
+            } else {
+                r.record.next_check_at = None;
+                engine.save(r)
+            }
         })
         .await
     }
+
+    /// Records a prepared rotation (its first audit line with it) and
+    /// advances it as far as it can go now. Returns its id.
+    pub async fn start(&mut self, prepared: Prepared, id: String) -> Result<String, EngineError> {
+        // What preflight read: one GetCallerIdentity and GetUser per process.
+        self.caller = Some(prepared.account.clone());
+        self.arns.insert(prepared.user.to_string(), prepared.user_arn.clone());
+        let now = self.now();
+        let p = &prepared.plan;
+        let record = RotationRecord {
+            id: id.clone(),
+            account_id: prepared.account.to_string(),
+            user_name: prepared.user.to_string(),
+            old_key_id: prepared.old_key.to_string(),
+            new_key_id: None,
+            stage: Stage::Planned,
+            came_from: None,
+            blocked_reason: None,
+            plan: serde_json::to_value(p).expect("plans serialize"),
+            progress: serde_json::to_value(Progress::default()).expect("progress serializes"),
+            started_at: now,
+            updated_at: now,
+            next_check_at: None,
+        };
+        let started = Audit::RotationStarted {
+            deliver: p.deliver.iter().map(|s| sinks::of(s).describe()).collect(),
+            verify: p.verify.iter().map(verify::describe).collect(),
+        };
+        let (event, detail) = started.split();
+        let line = AuditEntry { at: now, actor: self.actor.clone(), rotation_id: Some(id.clone()), event, from_stage: None, to_stage: Some(Stage::Planned), aws_request_id: None, detail };
+        self.store.insert(&record, &line)?;
+        Box::pin(self.advance(&id)).await?;
+        Ok(id)
+    }
+}
+
+/// Checks a rotation request without changing anything: the target can
+/// be rotated safely, the credentials are in the right account, the user
+/// and key exist, and every sink and verifier can work.
+pub async fn prepare(keys: &dyn KeyApi, clients: &Clients, may_reveal: bool, request: Request) -> Result<Prepared, EngineError> {
+    check_target(&request.plan)?;
+    let account = keys.caller_account().await?;
+    if let Some(wanted) = request.account.as_ref().filter(|w| **w != account) {
+        return Err(EngineError::BadRequest(format!("the credentials in use act in account {account}, not {wanted}")));
+    }
+    let user_arn = keys.user_arn(&request.user).await?.ok_or_else(|| EngineError::NoSuchUser(request.user.clone()))?;
+    let keys = keys.list_keys(&request.user).await?;
+    let user = &request.user;
+    let old = match &request.key {
+        Some(id) => keys.iter().find(|k| &k.id == id).ok_or_else(|| EngineError::BadRequest(format!("user {user} has no access key {id}")))?,
+        None => keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .min_by_key(|k| k.created_at)
+            .ok_or_else(|| EngineError::BadRequest(format!("user {user} has no active access key to rotate")))?,
+    };
+    if old.status == KeyStatus::Inactive {
+        return Err(EngineError::BadRequest(format!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id)));
+    }
+    let ctx = |index| SinkCtx {
+        clients,
+        user: user.clone(),
+        account: account.clone(),
+        timeout: request.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+        may_reveal,
+        rotation_id: "",
+        index,
+    };
+    for (i, sink) in request.plan.deliver.iter().enumerate() {
+        sinks::of(sink).check(&ctx(i)).await?;
+    }
+    for verifier in &request.plan.verify {
+        verify::check(verifier).map_err(EngineError::BadRequest)?;
+    }
+    Ok(Prepared { user: request.user.clone(), user_arn, account, old_key: old.id.clone(), plan: request.plan })
+}
+
+/// Targets whose steps could lose the key a person was given: a `manual`
+/// sink shows the secret and waits for `rekey confirm` in another process,
+/// where only a readable sink can give the secret back.
+pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
+    let manual = plan.deliver.iter().position(|s| matches!(s, Sink::Manual {}));
+    let Some(manual) = manual else { return Ok(()) };
+    if manual + 1 != plan.deliver.len() {
+        return Err(EngineError::UnsafeTarget(
+            "a `manual` sink must come last: the sinks after it would need the secret after `rekey confirm`, in a process that no longer has it. Put credentials-file, secretsmanager, ssm and exec sinks before it".into(),
+        ));
+    }
+    let readable = plan.deliver.iter().any(|s| sinks::of(s).readable());
+    if !readable && plan.verify.iter().any(|v| matches!(v, Verifier::Sts {})) {
+        return Err(EngineError::UnsafeTarget(
+            "the `sts` verifier signs with the new secret, which after a `manual` sink only a readable sink (credentials-file, secretsmanager, ssm) can give back: add one before the manual sink, or verify with exec, http or manual".into(),
+        ));
+    }
+    Ok(())
 }

@@ -11,7 +11,27 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Migrations in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_rotations.sql")];
+const MIGRATIONS: &[fn() -> String] = &[|| include_str!("migrations/001_rotations.sql").to_owned(), came_from_and_undo_stages];
+
+/// 002: the stage a blocked or undoing rotation came from is a column, and a
+/// decided undo is a stage of its own. Lists of stages in the indexes come
+/// from `Stage`, so they cannot drift from the state machine.
+fn came_from_and_undo_stages() -> String {
+    let terminal = Stage::sql_list(Stage::is_terminal);
+    let working = Stage::sql_list(Stage::is_working);
+    format!(
+        "ALTER TABLE rotations ADD COLUMN came_from TEXT;
+         UPDATE rotations SET came_from = json_extract(progress, '$.blocked_from') WHERE stage = 'blocked';
+         UPDATE rotations
+            SET came_from = stage,
+                stage = CASE json_extract(progress, '$.undoing.ends_as') WHEN 'aborted' THEN 'aborting' ELSE 'rolling_back' END
+          WHERE json_extract(progress, '$.undoing') IS NOT NULL AND stage NOT IN ({terminal});
+         DROP INDEX rotations_one_open_per_key;
+         CREATE UNIQUE INDEX rotations_one_open_per_key ON rotations (account_id, old_key_id) WHERE stage NOT IN ({terminal});
+         DROP INDEX rotations_due;
+         CREATE INDEX rotations_due ON rotations (next_check_at) WHERE stage IN ({working});"
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +61,8 @@ pub struct RotationRecord {
     pub old_key_id: String,
     pub new_key_id: Option<String>,
     pub stage: Stage,
+    /// The stage a blocked rotation resumes into, or an undo began in.
+    pub came_from: Option<Stage>,
     pub blocked_reason: Option<String>,
     /// What to do (sinks, verifiers, timings): the engine's, as JSON.
     pub plan: serde_json::Value,
@@ -67,6 +89,7 @@ pub struct AuditEntry {
 
 pub struct Store {
     conn: Connection,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -81,9 +104,15 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
-        let mut store = Store { conn };
+        let mut store = Store { conn, path: path.to_owned() };
         store.migrate(path)?;
         Ok(store)
+    }
+
+    /// A second connection to the same file (for a task that renews leases
+    /// while the first one is busy).
+    pub fn reopen(&self) -> Result<Store> {
+        Store::open(&self.path)
     }
 
     fn migrate(&mut self, path: &Path) -> Result<()> {
@@ -94,7 +123,7 @@ impl Store {
             return Err(StoreError::TooNew { path: path.display().to_string(), found: version, known: MIGRATIONS.len() });
         }
         for sql in &MIGRATIONS[version..] {
-            tx.execute_batch(sql)?;
+            tx.execute_batch(&sql())?;
         }
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
         tx.commit()?;
@@ -107,8 +136,10 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let open: Option<String> = tx
             .query_row(
-                "SELECT id FROM rotations WHERE account_id = ?1 AND old_key_id = ?2
-                 AND stage NOT IN ('completed', 'rolled_back', 'aborted', 'failed')",
+                &format!(
+                    "SELECT id FROM rotations WHERE account_id = ?1 AND old_key_id = ?2 AND stage NOT IN ({})",
+                    Stage::sql_list(Stage::is_terminal)
+                ),
                 params![rotation.account_id, rotation.old_key_id],
                 |r| r.get(0),
             )
@@ -122,8 +153,8 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO rotations (id, account_id, user_name, old_key_id, new_key_id, stage, blocked_reason,
-                plan, progress, started_at, updated_at, next_check_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                plan, progress, started_at, updated_at, next_check_at, came_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 rotation.id,
                 rotation.account_id,
@@ -137,6 +168,7 @@ impl Store {
                 rotation.started_at.as_second(),
                 rotation.updated_at.as_second(),
                 rotation.next_check_at.map(|t| t.as_second()),
+                rotation.came_from.map(Stage::as_str),
             ],
         )?;
         append(&tx, audit)?;
@@ -161,12 +193,12 @@ impl Store {
     /// Ids of rotations with a step due at `now`, most overdue first.
     /// Reads only the index: no AWS call is needed to know nothing is due.
     pub fn due(&self, now: Timestamp) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT id FROM rotations
-             WHERE stage NOT IN ('completed', 'rolled_back', 'aborted', 'failed', 'blocked')
-               AND (next_check_at IS NULL OR next_check_at <= ?1)
+             WHERE stage IN ({}) AND (next_check_at IS NULL OR next_check_at <= ?1)
              ORDER BY next_check_at, started_at",
-        )?;
+            Stage::sql_list(Stage::is_working)
+        ))?;
         let ids = stmt.query_map([now.as_second()], |r| r.get(0))?;
         Ok(ids.collect::<rusqlite::Result<_>>()?)
     }
@@ -177,6 +209,15 @@ impl Store {
         let changed = self.conn.execute(
             "UPDATE rotations SET lease_owner = ?2, lease_until = ?4
              WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until < ?3)",
+            params![id, owner, now.as_second(), until.as_second()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Extends a lease `owner` still holds and that has not expired.
+    pub fn renew(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE rotations SET lease_until = ?4 WHERE id = ?1 AND lease_owner = ?2 AND lease_until >= ?3",
             params![id, owner, now.as_second(), until.as_second()],
         )?;
         Ok(changed == 1)
@@ -206,13 +247,14 @@ impl Store {
     }
 
     /// Writes the rotation's new state and its audit lines in one
-    /// transaction, provided `lease_owner` still holds the lease.
-    pub fn save(&mut self, rotation: &RotationRecord, lease_owner: &str, audit: &[AuditEntry]) -> Result<()> {
+    /// transaction, provided `lease_owner` still holds an unexpired lease at
+    /// `now` (an expired one may have been taken by another process).
+    pub fn save(&mut self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry]) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE rotations SET new_key_id = ?2, stage = ?3, blocked_reason = ?4, plan = ?5, progress = ?6,
-                updated_at = ?7, next_check_at = ?8
-             WHERE id = ?1 AND lease_owner = ?9",
+                updated_at = ?7, next_check_at = ?8, came_from = ?11
+             WHERE id = ?1 AND lease_owner = ?9 AND lease_until >= ?10",
             params![
                 rotation.id,
                 rotation.new_key_id,
@@ -223,6 +265,8 @@ impl Store {
                 rotation.updated_at.as_second(),
                 rotation.next_check_at.map(|t| t.as_second()),
                 lease_owner,
+                now.as_second(),
+                rotation.came_from.map(Stage::as_str),
             ],
         )?;
         if changed != 1 {
@@ -271,11 +315,12 @@ impl Store {
 }
 
 const SELECT: &str = "SELECT id, account_id, user_name, old_key_id, new_key_id, stage, blocked_reason, plan,
-    progress, started_at, updated_at, next_check_at FROM rotations";
+    progress, started_at, updated_at, next_check_at, came_from FROM rotations";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<RotationRecord>> {
     let (stage_name, plan, progress): (String, String, String) = (r.get(5)?, r.get(7)?, r.get(8)?);
     let (started, updated, next): (i64, i64, Option<i64>) = (r.get(9)?, r.get(10)?, r.get(11)?);
+    let came_from: Option<String> = r.get(12)?;
     let (id, account_id, user_name, old_key_id, new_key_id, blocked_reason) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(6)?);
     Ok((|| {
@@ -286,6 +331,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<RotationRecord>> {
             old_key_id,
             new_key_id,
             stage: stage(&stage_name)?,
+            came_from: came_from.as_deref().map(stage).transpose()?,
             blocked_reason,
             plan: json("plan", &plan)?,
             progress: json("progress", &progress)?,
@@ -343,6 +389,7 @@ mod tests {
             old_key_id: key.into(),
             new_key_id: None,
             stage: Stage::Planned,
+            came_from: None,
             blocked_reason: None,
             plan: json!({"deliver": []}),
             progress: json!({}),
@@ -394,7 +441,7 @@ mod tests {
         assert!(store.try_lease("r1", "me", ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z")).unwrap());
         let mut done = store.get("r1").unwrap();
         done.stage = Stage::Aborted;
-        store.save(&done, "me", &[]).unwrap();
+        store.save(&done, "me", ts("2026-11-28T12:00:00Z"), &[]).unwrap();
         store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created")).unwrap();
     }
 
@@ -430,11 +477,13 @@ mod tests {
         assert!(!store.try_lease("r1", "b", t0, t1).unwrap());
         let mut r = store.get("r1").unwrap();
         r.stage = Stage::Creating;
-        assert!(matches!(store.save(&r, "b", &[]), Err(StoreError::LeaseLost(_))));
-        store.save(&r, "a", &[entry("r1", "stage")]).unwrap();
+        assert!(matches!(store.save(&r, "b", t0, &[]), Err(StoreError::LeaseLost(_))));
+        store.save(&r, "a", t0, &[entry("r1", "stage")]).unwrap();
+        // The holder's own lease, once expired, no longer lets it save.
+        assert!(matches!(store.save(&r, "a", ts("2026-11-28T12:10:01Z"), &[]), Err(StoreError::LeaseLost(_))));
         // An expired lease can be taken over (its holder crashed).
         assert!(store.try_lease("r1", "b", ts("2026-11-28T12:11:00Z"), ts("2026-11-28T12:20:00Z")).unwrap());
-        assert!(matches!(store.save(&r, "a", &[]), Err(StoreError::LeaseLost(_))));
+        assert!(matches!(store.save(&r, "a", t1, &[]), Err(StoreError::LeaseLost(_))));
         store.release("r1", "b").unwrap();
         assert!(store.try_lease("r1", "a", t0, t1).unwrap());
         // A dead holder's lease is taken over once, by one taker.
@@ -442,6 +491,60 @@ mod tests {
         assert!(store.take_over("r1", "a", "c", t1).unwrap());
         assert!(!store.take_over("r1", "a", "d", t1).unwrap());
         assert_eq!(store.lease_holder("r1").unwrap().as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_lease_is_renewed_only_by_its_unexpired_holder() {
+        let (_dir, mut store) = open();
+        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        let (t0, t1, t2) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"), ts("2026-11-28T12:20:00Z"));
+        assert!(store.try_lease("r1", "a", t0, t1).unwrap());
+        assert!(!store.renew("r1", "b", t0, t2).unwrap());
+        assert!(store.renew("r1", "a", t1, t2).unwrap());
+        assert!(!store.try_lease("r1", "b", ts("2026-11-28T12:15:00Z"), t2).unwrap(), "renewed: still held");
+        assert!(!store.renew("r1", "a", ts("2026-11-28T12:20:01Z"), t2).unwrap(), "expired: gone");
+    }
+
+    #[test]
+    fn the_stage_a_rotation_came_from_round_trips() {
+        let (_dir, mut store) = open();
+        let mut blocked = rotation("r1", "AKIA1");
+        (blocked.stage, blocked.came_from) = (Stage::Blocked, Some(Stage::Draining));
+        store.insert(&blocked, &entry("r1", "created")).unwrap();
+        assert_eq!(store.get("r1").unwrap().came_from, Some(Stage::Draining));
+        let mut undoing = rotation("r2", "AKIA2");
+        (undoing.stage, undoing.came_from) = (Stage::RollingBack, Some(Stage::Blocked));
+        store.insert(&undoing, &entry("r2", "created")).unwrap();
+        assert_eq!(store.due(ts("2026-11-28T12:00:00Z")).unwrap(), ["r2"], "an undo is due, a block is not");
+    }
+
+    #[test]
+    fn version_1_rows_migrate_to_undo_stages_and_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&MIGRATIONS[0]()).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let insert = |id: &str, key: &str, stage: &str, progress: &str| {
+            conn.execute(
+                "INSERT INTO rotations (id, account_id, user_name, old_key_id, stage, plan, progress, started_at, updated_at)
+                 VALUES (?1, '123456789012', 'ci', ?2, ?3, '{}', ?4, 0, 0)",
+                params![id, key, stage, progress],
+            )
+            .unwrap();
+        };
+        insert("blocked", "AKIA1", "blocked", r#"{"blocked_from": "draining"}"#);
+        insert("undoing", "AKIA2", "verifying_new", r#"{"undoing": {"ends_as": "aborted", "reason": "x"}}"#);
+        insert("plain", "AKIA3", "draining", "{}");
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let state = |id: &str| {
+            let r = store.get(id).unwrap();
+            (r.stage, r.came_from)
+        };
+        assert_eq!(state("blocked"), (Stage::Blocked, Some(Stage::Draining)));
+        assert_eq!(state("undoing"), (Stage::Aborting, Some(Stage::VerifyingNew)));
+        assert_eq!(state("plain"), (Stage::Draining, None));
     }
 
     #[test]
@@ -463,7 +566,7 @@ mod tests {
         store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
         let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
         assert!(store.try_lease("r1", "me", t0, t1).unwrap());
-        store.save(&rotation("r1", "AKIA1"), "me", &[entry("r1", "confirmed")]).unwrap();
+        store.save(&rotation("r1", "AKIA1"), "me", t0, &[entry("r1", "confirmed")]).unwrap();
         let events: Vec<_> = store.history(Some("r1")).unwrap().into_iter().map(|e| e.event).collect();
         assert_eq!(events, ["created", "confirmed"]);
         assert_eq!(store.history(None).unwrap().len(), 2);

@@ -35,8 +35,8 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Run(args) => commands::run::run(args, &settings, term).await,
             C::Status(args) => commands::status::run(args, &settings),
             C::Confirm(args) => commands::confirm::confirm(args, &settings, term).await,
-            C::Rollback(args) => commands::confirm::cancel(args, rekey_core::workflow::Event::RolledBack, &settings).await,
-            C::Abort(args) => commands::confirm::cancel(args, rekey_core::workflow::Event::Aborted, &settings).await,
+            C::Rollback(args) => commands::confirm::cancel(args, false, &settings).await,
+            C::Abort(args) => commands::confirm::cancel(args, true, &settings).await,
             C::History(args) => commands::history::run(args, &settings),
             C::Policy => commands::policy::run(&settings),
         }

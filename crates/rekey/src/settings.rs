@@ -56,8 +56,23 @@ pub struct RotationSection {
     pub last_used_lag: Option<Duration>,
     pub drain_timeout: Option<Duration>,
     pub grace: Option<Duration>,
+    /// Bounded: a step holds the rotation's lease while it verifies.
+    #[serde(default, deserialize_with = "verify_timeout")]
     pub verify_timeout: Option<Duration>,
     pub retry_after: Option<Duration>,
+    pub last_used_margin: Option<Duration>,
+}
+
+/// The longest `verify_timeout`: an application that needs longer to
+/// reload is better checked by a `manual` verifier.
+const MAX_VERIFY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn verify_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let t = Duration::deserialize(d)?;
+    if t > MAX_VERIFY_TIMEOUT || t == Duration::from_secs(0) {
+        return Err(serde::de::Error::custom(format!("must be more than 0s and at most {MAX_VERIFY_TIMEOUT}")));
+    }
+    Ok(Some(t))
 }
 
 // Parsed and validated now; read by the commands that use it.
@@ -140,6 +155,7 @@ impl Settings {
             grace: r.grace.unwrap_or(d.grace),
             verify_timeout: r.verify_timeout.unwrap_or(d.verify_timeout),
             retry_after: r.retry_after.unwrap_or(d.retry_after),
+            last_used_margin: r.last_used_margin.unwrap_or(d.last_used_margin),
         }
     }
 }

@@ -31,6 +31,58 @@ pub struct SinkCtx<'a> {
     pub timeout: Duration,
     /// `manual` may print the secret (stdout is a terminal, or `--reveal`).
     pub may_reveal: bool,
+    pub rotation_id: &'a str,
+    pub index: usize,
+}
+
+/// What `restore` goes back to (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestorePoint(Option<serde_json::Value>);
+
+#[async_trait::async_trait]
+pub trait DeliverySink: Send + Sync {
+    fn describe(&self) -> String;
+    fn readable(&self) -> bool;
+    async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError>;
+    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError>;
+    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError>;
+    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError>;
+    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError>;
+    async fn finish(&self, ctx: &SinkCtx<'_>, point: &RestorePoint) -> Result<(), SinkError>;
+}
+
+struct Adapter<'a>(&'a Sink);
+
+pub fn of(sink: &Sink) -> Box<dyn DeliverySink + '_> {
+    Box::new(Adapter(sink))
+}
+
+#[async_trait::async_trait]
+impl DeliverySink for Adapter<'_> {
+    fn describe(&self) -> String {
+        describe(self.0)
+    }
+    fn readable(&self) -> bool {
+        readable(self.0)
+    }
+    async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
+        check(self.0, ctx).await
+    }
+    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError> {
+        Ok(RestorePoint(restore_point(self.0, ctx).await?))
+    }
+    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
+        deliver(self.0, ctx, creds).await
+    }
+    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
+        read_back(self.0, ctx).await
+    }
+    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError> {
+        restore(self.0, ctx, new_key, point.0.as_ref()).await
+    }
+    async fn finish(&self, _ctx: &SinkCtx<'_>, _point: &RestorePoint) -> Result<(), SinkError> {
+        finish(self.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +112,7 @@ pub enum SinkError {
 }
 
 /// A short description for plans, status and the audit log (no secrets).
-pub fn describe(sink: &Sink) -> String {
+fn describe(sink: &Sink) -> String {
     match sink {
         Sink::CredentialsFile { path, profile } => format!("credentials-file {} [{profile}]", path.display()),
         Sink::Secretsmanager { secret_id, .. } => format!("secretsmanager {secret_id}"),
@@ -79,11 +131,11 @@ pub fn exec_available(command: &[String]) -> bool {
 }
 
 /// Can this sink give the key back after a crash?
-pub fn readable(sink: &Sink) -> bool {
+fn readable(sink: &Sink) -> bool {
     !matches!(sink, Sink::Exec { .. } | Sink::Manual {})
 }
 
-pub async fn check(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
+async fn check(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
     match sink {
         Sink::CredentialsFile { path, profile } => Ok(credentials_file::check(path, profile)?),
         Sink::Secretsmanager { secret_id, .. } => secretsmanager::check(ctx, secret_id).await,
@@ -93,7 +145,7 @@ pub async fn check(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
     }
 }
 
-pub async fn deliver(sink: &Sink, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
+async fn deliver(sink: &Sink, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
     match sink {
         Sink::CredentialsFile { path, profile } => Ok(credentials_file::deliver(path, profile, creds)?),
         Sink::Secretsmanager { secret_id, id_field, secret_field } => {
@@ -105,7 +157,7 @@ pub async fn deliver(sink: &Sink, ctx: &SinkCtx<'_>, creds: &Credentials) -> Res
     }
 }
 
-pub async fn read_back(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
+async fn read_back(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
     match sink {
         Sink::CredentialsFile { path, profile } => Ok(credentials_file::read_back(path, profile)?),
         Sink::Secretsmanager { secret_id, id_field, secret_field } => {
@@ -117,14 +169,14 @@ pub async fn read_back(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<Credenti
 }
 
 /// What to restore to, read before the first delivery to this sink.
-pub async fn restore_point(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<serde_json::Value>, SinkError> {
+async fn restore_point(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<serde_json::Value>, SinkError> {
     match sink {
         Sink::Ssm { .. } => Ok(Some(ssm::restore_point(ctx, &ssm::Names::of(sink)?).await?)),
         _ => Ok(None),
     }
 }
 
-pub async fn restore(
+async fn restore(
     sink: &Sink,
     ctx: &SinkCtx<'_>,
     new_key: &AccessKeyId,
@@ -145,7 +197,7 @@ pub async fn restore(
 }
 
 /// After the old key is deleted: drop what only served a restore.
-pub fn finish(sink: &Sink) -> Result<(), SinkError> {
+fn finish(sink: &Sink) -> Result<(), SinkError> {
     match sink {
         Sink::CredentialsFile { path, .. } => Ok(credentials_file::discard_backup(path)?),
         _ => Ok(()),

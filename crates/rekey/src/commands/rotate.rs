@@ -7,104 +7,42 @@ use crate::cli::RotateArgs;
 use crate::commands::status::print_one;
 use crate::settings::Settings;
 use crate::terminal::Terminal;
-use anyhow::{anyhow, bail, Context};
-use rekey_aws::{Clients, Iam};
+use anyhow::{anyhow, bail};
+use rekey_aws::Clients;
 use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::Stage;
-use rekey_core::{AccessKeyId, AccountId, KeyStatus};
-use rekey_engine::plan::{Plan, Progress};
-use rekey_engine::runner::{now, Engine};
+use rekey_core::AccessKeyId;
+use rekey_engine::clock::SystemClock;
+use rekey_engine::keys::AwsKeys;
+use rekey_engine::plan::Plan;
+use rekey_engine::runner::{prepare, Engine, Prepared, Request};
 use rekey_engine::{sinks, verify};
-use rekey_store::{AuditEntry, RotationRecord};
 use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
 
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let plan = plan(&args, settings)?;
     let clients = Clients::new(&settings.aws).await;
-    let iam = Iam::new(&clients);
-
-    let user = iam.get_user(&args.user).await?.ok_or_else(|| anyhow!("there is no IAM user named \"{}\"", args.user))?;
-    let account = AccountId::from_arn(&user.arn).ok_or_else(|| anyhow!("user {} has a malformed ARN {}", args.user, user.arn))?;
-    if let Some(wanted) = &args.account {
-        if wanted != &account {
-            bail!("user {} is in account {account}, not {wanted}: the credentials reach account {account}", args.user);
-        }
-    }
-    let keys = iam.list_access_keys(&args.user).await?;
-    let old = match &args.key {
-        Some(id) => keys
-            .iter()
-            .find(|k| k.id.as_str() == id)
-            .ok_or_else(|| anyhow!("user {} has no access key {id}", args.user))?,
-        None => keys
-            .iter()
-            .filter(|k| k.status == KeyStatus::Active)
-            .min_by_key(|k| k.created_at)
-            .ok_or_else(|| anyhow!("user {} has no active access key to rotate", args.user))?,
-    };
-    if old.status == KeyStatus::Inactive {
-        bail!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id);
-    }
+    let keys = AwsKeys::new(&clients);
     let may_reveal = args.reveal || term.stdout_is_terminal;
-    let ctx = sinks::SinkCtx {
-        clients: &clients,
-        user: args.user.clone(),
-        account: account.clone(),
-        timeout: plan.timings.verify_timeout.to_signed().unsigned_abs(),
-        may_reveal,
-    };
-    for sink in &plan.deliver {
-        sinks::check(sink, &ctx).await.with_context(|| format!("cannot deliver to {}", sinks::describe(sink)))?;
-    }
-    for verifier in &plan.verify {
-        verify::check(verifier).map_err(|e| anyhow!("{e}"))?;
-    }
-
+    let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: args.account.clone(), plan };
+    // Bad input stops here: nothing changed in AWS, no state store created.
+    let prepared = prepare(&keys, &clients, may_reveal, request).await?;
     if args.dry_run {
-        print_plan(&args, &account, &old.id, &plan);
+        print_plan(&prepared);
         return Ok(0);
     }
     if !args.yes {
-        confirm_on_terminal(&format!("Rotate key {} of {} ({account})?", old.id, args.user))?;
+        confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key, prepared.user, prepared.account))?;
     }
-
     let mut store = open_store(settings)?;
-    let started = now();
-    let record = RotationRecord {
-        id: new_rotation_id(),
-        account_id: account.to_string(),
-        user_name: args.user.to_string(),
-        old_key_id: old.id.to_string(),
-        new_key_id: None,
-        stage: Stage::Planned,
-        blocked_reason: None,
-        plan: serde_json::to_value(&plan)?,
-        progress: serde_json::to_value(Progress::default())?,
-        started_at: started,
-        updated_at: started,
-        next_check_at: None,
-    };
-    let audit = AuditEntry {
-        at: started,
-        actor: settings.actor.clone(),
-        rotation_id: Some(record.id.clone()),
-        event: "rotation_started".into(),
-        from_stage: None,
-        to_stage: Some(Stage::Planned),
-        aws_request_id: None,
-        detail: serde_json::json!({
-            "deliver": plan.deliver.iter().map(sinks::describe).collect::<Vec<_>>(),
-            "verify": plan.verify.iter().map(verify::describe).collect::<Vec<_>>(),
-        }),
-    };
-    store.insert(&record, &audit)?;
-    let mut engine = Engine::new(&clients, &mut store, settings.actor.clone(), may_reveal);
-    engine.know_user_arn(&args.user, &user.arn);
-    let advanced = engine.advance(&record.id).await;
+    let mut engine = Engine::new(&keys, &clients, Arc::new(SystemClock), &mut store, settings.actor.clone(), may_reveal);
+    let id = new_rotation_id();
+    let started = engine.start(prepared, id.clone()).await;
     term.report_calls(clients.calls());
-    let rotation = store.get(&record.id)?;
+    let rotation = store.get(&id)?;
     print_one(&rotation)?;
-    advanced?;
+    started?;
     Ok(exit_code(rotation.stage))
 }
 
@@ -173,9 +111,9 @@ fn confirm_on_terminal(question: &str) -> anyhow::Result<()> {
     }
 }
 
-fn print_plan(args: &RotateArgs, account: &AccountId, old: &AccessKeyId, plan: &Plan) {
+fn print_plan(p: &Prepared) {
+    let (plan, account, old, user) = (&p.plan, &p.account, &p.old_key, &p.user);
     let t = &plan.timings;
-    let user = &args.user;
     println!("Plan: rotate key {old} of {user} in account {account}");
     let mut steps = vec![format!("iam:ListAccessKeys {user}: check that {old} is active and a key slot is free")];
     if plan.delete_inactive {
@@ -184,24 +122,24 @@ fn print_plan(args: &RotateArgs, account: &AccountId, old: &AccessKeyId, plan: &
     steps.push(format!("iam:CreateAccessKey {user}: the new key, its id recorded at once"));
     for sink in &plan.deliver {
         let write = match sink {
-            Sink::CredentialsFile { path, .. } => format!(" (previous content kept as {}.rekey-bak)", path.display()),
+            Sink::CredentialsFile { .. } => " (the profile's previous lines kept beside the file until the rotation ends)".to_owned(),
             Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue; the previous value stays AWSPREVIOUS)".to_owned(),
             Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)".to_owned(),
             _ => String::new(),
         };
-        steps.push(format!("deliver to {}{write}", sinks::describe(sink)));
+        steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
     }
     for v in &plan.verify {
         steps.push(format!("verify: {} (up to {})", verify::describe(v), t.verify_timeout));
     }
     steps.push(format!(
-        "iam:GetAccessKeyLastUsed {old}: wait until it has been unused for {} after delivery (at most {}, then ask a person)",
-        t.quiet_period(),
+        "iam:GetAccessKeyLastUsed {old}: unused for {} after delivery (wait_unused + last_used_lag); a use after delivery waits for a person (blocked after {})",
+        t.drain_window(),
         t.drain_timeout
     ));
     steps.push(format!("iam:UpdateAccessKey {old} Inactive"));
     for v in &plan.verify {
-        steps.push(format!("verify again: {} (on failure: reactivate {old} and roll back)", verify::describe(v)));
+        steps.push(format!("verify again: {} (on failure: reactivate {old} at once, keep the new key, ask a person)", verify::describe(v)));
     }
     steps.push(format!("wait {}, check {old} is still inactive, then iam:DeleteAccessKey {old}", t.grace));
     for (i, step) in steps.iter().enumerate() {
@@ -216,5 +154,5 @@ fn new_rotation_id() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.write_u32(std::process::id());
-    format!("rot-{}-{:06x}", now().strftime("%Y%m%d"), h.finish() & 0xff_ffff)
+    format!("rot-{}-{:06x}", jiff::Timestamp::now().strftime("%Y%m%d"), h.finish() & 0xff_ffff)
 }

@@ -6,14 +6,18 @@ use crate::cli::RunArgs;
 use crate::settings::Settings;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
+use rekey_engine::clock::SystemClock;
+use rekey_engine::keys::AwsKeys;
 use rekey_engine::runner::Engine;
+use std::sync::Arc;
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
     let clients = Clients::new(&settings.aws).await;
+    let keys = AwsKeys::new(&clients);
     let may_reveal = args.reveal || term.stdout_is_terminal;
     loop {
-        let mut engine = Engine::new(&clients, &mut store, settings.actor.clone(), may_reveal);
+        let mut engine = Engine::new(&keys, &clients, Arc::new(SystemClock), &mut store, settings.actor.clone(), may_reveal);
         let (advanced, errors) = engine.run_due().await?;
         for id in &advanced {
             let r = store.get(id)?;

@@ -46,6 +46,7 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
         "old_key_id": r.old_key_id,
         "new_key_id": r.new_key_id,
         "stage": r.stage.as_str(),
+        "came_from": r.came_from.map(|s| s.as_str()),
         "next_check_at": if r.stage.is_working() { r.next_check_at.map(|t| t.to_string()) } else { None },
         "blocked_reason": r.blocked_reason,
         "waiting_for": progress.waiting_for,
@@ -53,6 +54,7 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
         "updated_at": r.updated_at.to_string(),
         "delivered_at": progress.delivered_at.map(|t| t.to_string()),
         "deactivated_at": progress.deactivated_at.map(|t| t.to_string()),
+        "drain_restarted_at": progress.drain_from.map(|t| t.to_string()),
         "old_key_used_after_delivery": progress.used_after_delivery,
     }))
 }
@@ -61,7 +63,10 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
 pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
     let v = to_json(r)?;
     println!("{}: {} of {} -> {}", r.id, r.old_key_id, r.user_name, r.new_key_id.as_deref().unwrap_or("(no new key yet)"));
-    println!("  stage: {}", r.stage);
+    match r.came_from {
+        Some(from) => println!("  stage: {} (from {from})", r.stage),
+        None => println!("  stage: {}", r.stage),
+    }
     if let Some(reason) = v["blocked_reason"].as_str() {
         println!("  reason: {reason}");
     } else if let Some(waiting) = v["waiting_for"].as_str() {

@@ -62,6 +62,19 @@ pub fn total_calls(emulator: &Emulator) -> u64 {
     emulator.calls()["total"].as_u64().expect("total")
 }
 
+/// The bound of waits for something that normally takes seconds: generous,
+/// so a busy machine only makes a test slower, never failed.
+pub const LONG: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Polls `done` every 100 ms until it holds; fails after [`LONG`].
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < LONG, "still waiting for {what} after {LONG:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A user with one real access key (created with the AWS CLI), an
 /// application profile `[app]` holding it in a credentials file, and a
 /// working directory with rekey.toml and the state store.
@@ -120,7 +133,7 @@ impl Rig {
         self.config(
             rotation,
             &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", self.credentials().display()),
-            &format!("{{ type = \"sts\" }}, {{ type = \"exec\", command = [\"sh\", \"-c\", \"AWS_SHARED_CREDENTIALS_FILE={} aws sts get-caller-identity --profile app\"] }}", self.credentials().display()),
+            &format!("{{ type = \"sts\" }}, {}", exec_aws_verifier(&self.emu, &self.credentials())),
         );
     }
 
@@ -179,6 +192,17 @@ impl Rig {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
     }
+}
+
+/// An `exec` verifier: the AWS CLI calling the emulator with the `[app]`
+/// profile of `credentials`, as the application would. It names everything
+/// it needs: commands run with a clean environment.
+pub fn exec_aws_verifier(emu: &Emulator, credentials: &Path) -> String {
+    format!(
+        "{{ type = \"exec\", command = [\"sh\", \"-c\", \"AWS_ENDPOINT_URL={} AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE={} aws sts get-caller-identity --profile app\"] }}",
+        emu.endpoint,
+        credentials.display()
+    )
 }
 
 pub fn app_call(emu: &Emulator, credentials: &Path) -> Run {

@@ -1,0 +1,53 @@
+//! What the audit log records besides stage changes, as one enum: the
+//! names and fields tests and operators rely on are defined here once.
+
+use jiff::Timestamp;
+use rekey_core::workflow::Stage;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Audit {
+    RotationStarted { deliver: Vec<String>, verify: Vec<String> },
+    DeletedInactiveKey { key: String },
+    DeletedUnrecordedKey { key: String },
+    CreatedNewKey { key: String },
+    Delivered { sink: String, already_there: bool },
+    DeletedLostKey { key: String },
+    Verified { verifier: String, stage: Stage },
+    VerificationSkipped { verifier: String, stage: Stage, why: String },
+    VerificationFailed { verifier: String, stage: Stage, reason: String },
+    OldKeyUsedAfterDelivery { at: Timestamp, service: Option<String>, region: Option<String> },
+    DrainForced { old_key_use: String },
+    DeactivatedOldKey { key: String },
+    ReactivatedOldKey { key: String },
+    DeletedOldKey { key: String },
+    RestoredSink { sink: String, outcome: String },
+    DeletedNewKey { key: String },
+    DeactivatedNewKey { key: String, because: String },
+    KeptNewKey { key: String, because: Vec<String> },
+    StepFailed { stage: Stage, error: String },
+    Confirmed { stage: Stage, force: bool },
+    Transition { reason: Option<String> },
+}
+
+impl Audit {
+    /// The event name and its detail, as the store keeps them.
+    pub fn split(&self) -> (String, serde_json::Value) {
+        let mut value = serde_json::to_value(self).expect("audit events serialize");
+        let name = value.as_object_mut().and_then(|o| o.remove("event")).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        (name, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_into_name_and_detail() {
+        let (name, detail) = Audit::Delivered { sink: "exec x".into(), already_there: false }.split();
+        assert_eq!(name, "delivered");
+        assert_eq!(detail, serde_json::json!({"sink": "exec x", "already_there": false}));
+    }
+}
