@@ -560,25 +560,29 @@ def install_moto_fidelity_patches() -> None:
 
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
 
-    # 2. Credential report: moto writes unquoted CSV (breaks on user names
-    #    with ','), fills access_key_N_last_used_region/service with
-    #    "not_supported", has no <root_account> row, and a fixed
-    #    GeneratedTime of 2015-02-02. Rebuild it like real IAM.
+    # 2. Credential report: moto builds it live on every GetCredentialReport,
+    #    writes unquoted CSV, fills access_key_N_last_used_region/service with
+    #    "not_supported", has no <root_account> row, and a fixed GeneratedTime
+    #    of 2015-02-02. Real IAM keeps a snapshot: GenerateCredentialReport
+    #    hands back the existing one while it is younger than 4 hours.
     IAMBackend = moto_iam.IAMBackend
-    orig_generate = IAMBackend.generate_report
 
     def generate_report(self: Any) -> None:
-        orig_generate(self)
-        self._rekey_report_time = utcnow().replace(microsecond=0)
+        now = utcnow().replace(microsecond=0)
+        snapshot = REPORT_SNAPSHOTS.get(self.account_id)
+        if snapshot is None or now - snapshot.generated >= REPORT_MAX_AGE:
+            REPORT_SNAPSHOTS[self.account_id] = ReportSnapshot(now, credential_report_rows(self))
+        self.credential_report = True
 
     def get_credential_report(self: Any) -> str:
-        if not self.credential_report:
+        snapshot = REPORT_SNAPSHOTS.get(self.account_id)
+        if not self.credential_report or snapshot is None:
             raise moto_iam.ReportNotPresentException("Credential report not present")
-        return build_credential_report(self)
+        return render_credential_report(self.account_id, snapshot)
 
     def get_credential_report_response(self: Any) -> Any:
         report = self.backend.get_credential_report()
-        generated = getattr(self.backend, "_rekey_report_time", None) or utcnow().replace(microsecond=0)
+        generated = REPORT_SNAPSHOTS[self.backend.account_id].generated
         return ActionResult({"Content": report, "ReportFormat": "text/csv", "GeneratedTime": generated})
 
     IAMBackend.generate_report = generate_report
@@ -614,18 +618,32 @@ REPORT_HEADER = (
 ).split(",")
 
 
-def build_credential_report(backend: Any) -> str:
+REPORT_MAX_AGE = timedelta(hours=4)
+
+
+@dataclass
+class ReportSnapshot:
+    generated: datetime
+    rows: list[list[str]]  # data rows, <root_account> first
+
+
+REPORT_SNAPSHOTS: dict[str, ReportSnapshot] = {}  # account -> the report IAM would hand back
+REPORT_QUOTED = {"quoted": True}  # False: unquoted CSV, as moto writes it
+REPORT_OVERRIDES: dict[str, dict[tuple[str, str], str]] = {}  # account -> (user, column) -> raw cell
+ROOT_ACTIVE_KEY: dict[str, bool] = {}  # account -> the root user has an active access key
+
+
+def credential_report_rows(backend: Any) -> list[list[str]]:
+    """The report's rows as IAM would write them now."""
     def d(dt: datetime) -> str:
         return dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(REPORT_HEADER)
     root_created = ROOT_CREATED.get(backend.account_id, datetime(2015, 1, 1))
-    w.writerow(["<root_account>", f"arn:aws:iam::{backend.account_id}:root", d(root_created),
-                "not_supported", "no_information", "not_supported", "not_supported", "true",
-                "false", "N/A", "N/A", "N/A", "N/A", "false", "N/A", "N/A", "N/A", "N/A",
-                "false", "N/A", "false", "N/A"])
+    root_key = (["true", d(root_created)] if ROOT_ACTIVE_KEY.get(backend.account_id) else ["false", "N/A"])
+    rows = [["<root_account>", f"arn:aws:iam::{backend.account_id}:root", d(root_created),
+             "not_supported", "no_information", "not_supported", "not_supported", "true",
+             *root_key, "N/A", "N/A", "N/A", "false", "N/A", "N/A", "N/A", "N/A",
+             "false", "N/A", "false", "N/A"]]
     for user in list(backend.users.values()):
         if user.password:
             pw = ["true", d(user.password_last_used) if user.password_last_used else "no_information",
@@ -646,8 +664,23 @@ def build_credential_report(backend: Any) -> str:
         cert_cols = []
         for i in range(2):
             cert_cols += ["true" if i < len(certs) and certs[i].status == "Active" else "false", "N/A"]
-        w.writerow([user.name, user.arn, d(user.create_date), *pw,
-                    "true" if user.mfa_devices else "false", *keys, *cert_cols])
+        rows.append([user.name, user.arn, d(user.create_date), *pw,
+                     "true" if user.mfa_devices else "false", *keys, *cert_cols])
+    return rows
+
+
+def render_credential_report(account_id: str, snapshot: ReportSnapshot) -> str:
+    """The snapshot as CSV: RFC 4180 (fields with ',' quoted) or, like moto,
+    unquoted; with the cells a test overrode."""
+    overrides = REPORT_OVERRIDES.get(account_id, {})
+    rows = [[overrides.get((row[0], REPORT_HEADER[i]), cell) for i, cell in enumerate(row)]
+            for row in snapshot.rows]
+    if not REPORT_QUOTED["quoted"]:
+        return "".join(",".join(r) + "\n" for r in [REPORT_HEADER, *rows])
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(REPORT_HEADER)
+    w.writerows(rows)
     return out.getvalue()
 
 
@@ -968,6 +1001,14 @@ class Harness:
             return self.update_key(parts[1], body, account)
         if len(parts) == 2 and parts[0] == "users" and method == "POST":
             return self.update_user(parts[1], body, account or DEFAULT_ACCOUNT_ID)
+        if parts[:1] == ["credential-report"] and method == "POST":
+            return self.credential_report_control(parts[1:], body, account or DEFAULT_ACCOUNT_ID)
+        if parts == ["root"] and method == "POST":
+            active = body.get("access_key_active")
+            if set(body) != {"access_key_active"} or not isinstance(active, bool):
+                raise HttpError(400, "body must be {\"access_key_active\": true|false}")
+            ROOT_ACTIVE_KEY[account or DEFAULT_ACCOUNT_ID] = active
+            return {"access_key_active": active}
         if parts == ["truth"] and method == "GET":
             as_of = parse_rfc3339(query["as_of"], "as_of") if "as_of" in query else self.as_of
             try:
@@ -977,6 +1018,29 @@ class Harness:
                 raise HttpError(400, "max_age_days and warn_within_days must be integers") from None
             return compute_truth(as_of, max_age, warn, account or DEFAULT_ACCOUNT_ID)
         raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
+
+    @staticmethod
+    def credential_report_control(parts: list[str], body: dict, account: str) -> dict:
+        if parts == ["expire"]:
+            # As if 4 hours had passed: the next GenerateCredentialReport starts a new report.
+            expired = REPORT_SNAPSHOTS.pop(account, None) is not None
+            iam_backend(account).credential_report = None
+            return {"expired": expired}
+        if parts == ["style"]:
+            quoted = body.get("quoted")
+            if set(body) != {"quoted"} or not isinstance(quoted, bool):
+                raise HttpError(400, "body must be {\"quoted\": true|false}")
+            REPORT_QUOTED["quoted"] = quoted
+            return {"quoted": quoted}
+        if parts == ["override"]:
+            user, column, value = body.get("user"), body.get("column"), body.get("value")
+            if set(body) != {"user", "column", "value"} or not all(isinstance(v, str) for v in (user, column, value)):
+                raise HttpError(400, "body must be {\"user\", \"column\", \"value\"} (strings)")
+            if column not in REPORT_HEADER:
+                raise HttpError(400, f"no report column {column!r}")
+            REPORT_OVERRIDES.setdefault(account, {})[(user, column)] = value
+            return {"user": user, "column": column, "value": value}
+        raise HttpError(404, "no harness endpoint POST /_rekey/credential-report/" + "/".join(parts))
 
     def add_fault(self, body: dict) -> dict:
         op = body.get("operation")

@@ -39,6 +39,11 @@ impl AwsError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, AwsError::NotFound { .. })
     }
+
+    /// Access denied for an operation of the credential report.
+    pub fn is_report_denied(&self) -> bool {
+        matches!(self, AwsError::AccessDenied { operation, .. } if operation.ends_with("CredentialReport"))
+    }
 }
 
 /// `None` where the thing asked for does not exist: reads that may find

@@ -50,8 +50,9 @@ impl Iam {
     }
 
     /// Generates the credential report if needed (AWS reuses one younger than
-    /// 4 hours), waits for it with backoff, and returns its CSV.
-    pub async fn credential_report_csv(&self) -> Result<Vec<u8>, AwsError> {
+    /// 4 hours), waits for it with backoff, and returns its CSV and when it
+    /// was generated.
+    pub async fn credential_report_csv(&self) -> Result<(Vec<u8>, Option<Timestamp>), AwsError> {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(200);
         loop {
@@ -83,7 +84,7 @@ impl Iam {
             operation: "iam:GetCredentialReport",
             detail: "the report has no content".into(),
         })?;
-        Ok(content.as_ref().to_vec())
+        Ok((content.as_ref().to_vec(), report.generated_time().map(timestamp)))
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserSummary>, AwsError> {
@@ -268,11 +269,33 @@ fn known(value: &str) -> Option<String> {
 #[error("the credential report is malformed: {0}")]
 pub struct ReportError(String);
 
-/// Parses the credential report CSV into users and keys. Columns are found
-/// by name, not position. Key ids are unknown (the report has none); the
-/// root account's row is skipped (IAM.3 is about IAM users).
-pub fn parse_credential_report(csv: &[u8]) -> Result<Vec<User>, ReportError> {
-    let mut reader = csv::Reader::from_reader(csv);
+/// What the credential report says about an account.
+#[derive(Debug, Default)]
+pub struct CredentialReport {
+    /// Users and keys, without key ids (the report has none).
+    pub users: Vec<User>,
+    /// Rows that could not be read; the rest of the report still holds.
+    pub unreadable: Vec<UnreadableRow>,
+    /// Set when the root user's row shows an active access key (IAM.4).
+    pub root_with_active_key: Option<AccountId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRow {
+    /// The line of the CSV.
+    pub line: u64,
+    /// The user the row is about, when at least that could be read.
+    pub user: Option<UserName>,
+    pub problem: String,
+}
+
+/// Parses the credential report CSV. Columns are found by name, not
+/// position. A row that cannot be read is listed in
+/// [`CredentialReport::unreadable`] instead of failing the report; only a
+/// header without the needed columns is an error.
+pub fn parse_credential_report(csv: &[u8]) -> Result<CredentialReport, ReportError> {
+    // Flexible: rows with unquoted commas have more fields than the header.
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(csv);
     let headers = reader.headers().map_err(|e| ReportError(e.to_string()))?.clone();
     let column = |name: &str| {
         headers
@@ -292,37 +315,88 @@ pub fn parse_credential_report(csv: &[u8]) -> Result<Vec<User>, ReportError> {
         ])
     };
     let key_cols = [key_columns(1)?, key_columns(2)?];
+    let anchored = user_col == 0 && arn_col == 1;
 
-    let mut users = Vec::new();
-    for (line, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| ReportError(e.to_string()))?;
-        let field = |i: usize| record.get(i).unwrap_or("");
-        if field(user_col) == "<root_account>" {
+    let mut report = CredentialReport::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                report.unreadable.push(UnreadableRow { line, user: None, problem: e.to_string() });
+                continue;
+            }
+        }
+        let fields = match row_fields(&record, headers.len(), anchored) {
+            Ok(fields) => fields,
+            Err(problem) => {
+                report.unreadable.push(UnreadableRow { line, user: None, problem });
+                continue;
+            }
+        };
+        let field = |i: usize| fields.get(i).map(String::as_str).unwrap_or("");
+        let name = field(user_col);
+        let arn = field(arn_col);
+        let account_id = AccountId::from_arn(arn);
+        if name == "<root_account>" {
+            let active = key_cols.iter().any(|[active, ..]| field(*active) == "true");
+            if active {
+                report.root_with_active_key = account_id;
+            }
             continue;
         }
-        let arn = field(arn_col).to_owned();
-        let account_id = AccountId::from_arn(&arn)
-            .ok_or_else(|| ReportError(format!("row {}: bad ARN {arn:?}", line + 2)))?;
-        let mut keys = Vec::new();
-        for [active, rotated, used_at, service, region] in key_cols {
-            let Some(created) = known(field(rotated)) else { continue };
-            keys.push(AccessKey {
-                id: None,
-                status: if field(active) == "true" { KeyStatus::Active } else { KeyStatus::Inactive },
-                created_at: parse_time(&created).map_err(|e| ReportError(format!("row {}: {e}", line + 2)))?,
-                last_used: LastUsed {
-                    at: known(field(used_at))
-                        .map(|t| parse_time(&t))
-                        .transpose()
-                        .map_err(|e| ReportError(format!("row {}: {e}", line + 2)))?,
-                    service: known(field(service)),
-                    region: known(field(region)),
-                },
-            });
+        let user = name.parse::<UserName>().ok();
+        let row = || -> Result<User, String> {
+            let user = user.clone().ok_or_else(|| format!("bad user name {name:?}"))?;
+            let account_id = account_id.clone().ok_or_else(|| format!("bad ARN {arn:?}"))?;
+            let mut keys = Vec::new();
+            for [active, rotated, used_at, service, region] in key_cols {
+                let Some(created) = known(field(rotated)) else { continue };
+                keys.push(AccessKey {
+                    id: None,
+                    status: if field(active) == "true" { KeyStatus::Active } else { KeyStatus::Inactive },
+                    created_at: parse_time(&created)?,
+                    last_used: LastUsed {
+                        at: known(field(used_at)).map(|t| parse_time(&t)).transpose()?,
+                        service: known(field(service)),
+                        region: known(field(region)),
+                    },
+                });
+            }
+            Ok(User { account_id, name: user, arn: arn.to_owned(), tags: None, keys })
+        };
+        match row() {
+            Ok(u) => report.users.push(u),
+            Err(problem) => report.unreadable.push(UnreadableRow { line, user, problem }),
         }
-        users.push(User { account_id, name: UserName::new(field(user_col)), arn, tags: None, keys });
     }
-    Ok(users)
+    Ok(report)
+}
+
+/// The row's fields, one per header column. IAM user names (and paths) may
+/// hold `,`, which a writer that does not quote leaves bare; `user` and
+/// `arn` are then the first two columns, the ARN starts with `arn:` (a name
+/// cannot hold `:`), and every later column is comma-free, so the extra
+/// fields are put back together around that anchor.
+fn row_fields(record: &csv::StringRecord, columns: usize, anchored: bool) -> Result<Vec<String>, String> {
+    let fields: Vec<&str> = record.iter().collect();
+    if fields.len() == columns {
+        return Ok(fields.into_iter().map(str::to_owned).collect());
+    }
+    let unreadable = || format!("{} fields where the header has {columns}", fields.len());
+    if !anchored || fields.len() < columns {
+        return Err(unreadable());
+    }
+    let rest = fields.len() - (columns - 2);
+    let arn_at = fields.iter().position(|f| f.starts_with("arn:")).filter(|&a| a >= 1 && a < rest).ok_or_else(unreadable)?;
+    let user = fields[..arn_at].join(",");
+    let arn = fields[arn_at..rest].join(",");
+    if !arn.ends_with(&format!("/{user}")) {
+        return Err(unreadable());
+    }
+    Ok([user, arn].into_iter().chain(fields[rest..].iter().map(|f| (*f).to_owned())).collect())
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {
@@ -346,7 +420,10 @@ ci,arn:aws:iam::123456789012:user/ci/ci,2025-01-01T00:00:00+00:00,false,N/A,N/A,
 nokeys,arn:aws:iam::123456789012:user/nokeys,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n\
 moto,arn:aws:iam::123456789012:user/moto,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2026-03-01T00:00:00+00:00,2026-03-02T00:00:00+00:00,not_supported,not_supported,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n"
         );
-        let users = parse_credential_report(csv.as_bytes()).unwrap();
+        let report = parse_credential_report(csv.as_bytes()).unwrap();
+        assert_eq!(report.root_with_active_key, Some(AccountId::new("123456789012")), "IAM.4");
+        assert!(report.unreadable.is_empty());
+        let users = report.users;
         assert_eq!(users.len(), 3, "root row skipped");
         let ci = &users[0];
         assert_eq!(ci.name.as_str(), "ci");
@@ -367,17 +444,51 @@ moto,arn:aws:iam::123456789012:user/moto,2025-01-01T00:00:00+00:00,false,N/A,N/A
     fn columns_are_found_by_name() {
         let csv = "arn,user,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service\n\
 arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:00+00:00,no_information,N/A,N/A\n";
-        let users = parse_credential_report(csv.as_bytes()).unwrap();
+        let users = parse_credential_report(csv.as_bytes()).unwrap().users;
         assert_eq!(users[0].name.as_str(), "x");
         assert_eq!(users[0].keys.len(), 1);
         assert_eq!(users[0].keys[0].last_used.at, None);
     }
 
     #[test]
-    fn malformed_reports_are_errors() {
+    fn a_header_without_the_columns_is_an_error() {
         assert!(parse_credential_report(b"user,arn\nx,arn:aws:iam::123456789012:user/x\n").is_err());
-        let bad_time = format!("{HEADER}\nx,arn:aws:iam::123456789012:user/x,,,,,,,true,yesterday,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,,,,\n");
-        let err = parse_credential_report(bad_time.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("row 2") && err.contains("yesterday"), "{err}");
+    }
+
+    fn row(name: &str, arn: &str, rotated: &str) -> String {
+        format!("{name},{arn},2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,{rotated},N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n")
+    }
+
+    #[test]
+    fn names_with_commas_read_quoted_or_not() {
+        // Regression: moto writes `a,b` bare, and the whole report failed.
+        let bare = row("a,b", "arn:aws:iam::123456789012:user/x,y/a,b", "2026-01-01T00:00:00+00:00");
+        let quoted = row("\"a,b\"", "\"arn:aws:iam::123456789012:user/x,y/a,b\"", "2026-01-01T00:00:00+00:00");
+        let plain = row("c", "arn:aws:iam::123456789012:user/c", "2026-02-01T00:00:00+00:00");
+        for a_row in [bare, quoted] {
+            let report = parse_credential_report(format!("{HEADER}\n{a_row}{plain}").as_bytes()).unwrap();
+            assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+            let names: Vec<_> = report.users.iter().map(|u| u.name.as_str()).collect();
+            assert_eq!(names, ["a,b", "c"]);
+            assert_eq!(report.users[0].arn, "arn:aws:iam::123456789012:user/x,y/a,b");
+            assert_eq!(report.users[0].keys[0].created_at, "2026-01-01T00:00:00Z".parse().unwrap());
+        }
+    }
+
+    #[test]
+    fn an_odd_row_is_set_aside_and_the_rest_read() {
+        let csv = format!(
+            "{HEADER}\n{}{}{}{}",
+            row("bad-time", "arn:aws:iam::123456789012:user/bad-time", "yesterday"),
+            row("a,b", "arn:aws:iam::123456789012:user/other", "2026-01-01T00:00:00+00:00"),
+            "short,arn:aws:iam::123456789012:user/short,true\n",
+            row("ok", "arn:aws:iam::123456789012:user/ok", "2026-01-01T00:00:00+00:00"),
+        );
+        let report = parse_credential_report(csv.as_bytes()).unwrap();
+        assert_eq!(report.users.len(), 1);
+        assert_eq!(report.users[0].name.as_str(), "ok");
+        let odd: Vec<_> = report.unreadable.iter().map(|r| (r.line, r.user.as_ref().map(UserName::as_str))).collect();
+        assert_eq!(odd, [(2, Some("bad-time")), (3, None), (4, None)]);
+        assert!(report.unreadable[0].problem.contains("yesterday"), "{:?}", report.unreadable[0]);
     }
 }

@@ -2,11 +2,12 @@
 //! number of calls) or the API (calls per user and key), and fills in what
 //! the report lacks (key ids, tags) only for the users that need it.
 
-use crate::error::AwsError;
+use crate::error::{found, AwsError};
 use crate::iam::{parse_credential_report, Iam, UserSummary, USERS_PER_DETAILS_PAGE};
 use futures::stream::{self, StreamExt};
-use rekey_core::model::match_key_ids;
-use rekey_core::{AccessKey, AccountId, User, UserName};
+use jiff::Timestamp;
+use rekey_core::model::refresh_keys;
+use rekey_core::{AccessKey, AccessKeyId, AccountId, LastUsed, User, UserName};
 use std::future::Future;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,48 @@ pub struct UserError {
     pub error: AwsError,
 }
 
+/// Something the scan worked around; its results are complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub user: Option<UserName>,
+    pub message: String,
+}
+
+/// An account's users and keys, and how they were read.
+#[derive(Debug)]
+pub struct Inventory {
+    /// Where the keys came from (the API when the report could not be read).
+    pub source: Source,
+    /// When the credential report was taken; `None` for the API.
+    pub report_generated_at: Option<Timestamp>,
+    /// Set when the root user has an active access key (IAM.4); only the
+    /// credential report shows this.
+    pub root_with_active_key: Option<AccountId>,
+    pub users: Vec<User>,
+    pub errors: Vec<UserError>,
+    pub warnings: Vec<Warning>,
+    /// No permission to read tags: every owner is unknown.
+    pub owners_unknown: bool,
+}
+
+impl Inventory {
+    fn new(source: Source) -> Inventory {
+        Inventory {
+            source,
+            report_generated_at: None,
+            root_with_active_key: None,
+            users: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            owners_unknown: false,
+        }
+    }
+
+    fn warn(&mut self, user: Option<&UserName>, message: String) {
+        self.warnings.push(Warning { user: user.cloned(), message });
+    }
+}
+
 pub struct Fetch<'a> {
     pub iam: &'a Iam,
     /// Requests in flight at once, per account.
@@ -49,46 +92,109 @@ pub struct Fetch<'a> {
 impl Fetch<'_> {
     /// Loads the users named in `only` (every user if empty) with their keys.
     /// A named user that does not exist is an error.
-    pub async fn load(&self, source: Source, only: &[UserName]) -> Result<(Vec<User>, Vec<UserError>), AwsError> {
+    pub async fn load(&self, source: Source, only: &[UserName]) -> Result<Inventory, AwsError> {
         match source {
-            Source::CredentialReport => {
-                let csv = self.iam.credential_report_csv().await?;
-                let mut users = parse_credential_report(&csv).map_err(|e| AwsError::Unexpected {
-                    operation: "iam:GetCredentialReport",
-                    detail: e.to_string(),
-                })?;
-                if !only.is_empty() {
-                    if let Some(missing) = only.iter().find(|n| !users.iter().any(|u| &u.name == *n)) {
-                        return Err(AwsError::NoSuchUser((*missing).clone()));
-                    }
-                    users.retain(|u| only.contains(&u.name));
-                }
-                Ok((users, Vec::new()))
+            Source::CredentialReport => self.from_report(only).await,
+            Source::Api => self.from_api(only).await,
+        }
+    }
+
+    async fn from_api(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
+        let mut inventory = Inventory::new(Source::Api);
+        let summaries = if only.is_empty() {
+            self.iam.list_users().await?
+        } else {
+            let (found, missing) = self.get_users(only).await?;
+            if let Some(name) = missing.into_iter().next() {
+                return Err(AwsError::NoSuchUser(name));
             }
-            Source::Api => {
-                let summaries = if only.is_empty() {
-                    self.iam.list_users().await?
-                } else {
-                    let mut found = Vec::new();
-                    for name in only {
-                        found.push(self.iam.get_user(name).await?.ok_or_else(|| AwsError::NoSuchUser(name.clone()))?);
-                    }
-                    found
-                };
-                let requests = summaries.iter().enumerate().map(|(i, s)| (i, s.name.clone())).collect();
-                let fetched = self.each_user("reading keys", requests, |name| self.keys_with_last_use(name)).await;
-                let mut users = Vec::new();
-                let mut errors = Vec::new();
-                for (i, result) in fetched {
-                    match result.and_then(|keys| user_from(&summaries[i], keys)) {
-                        Ok(user) => users.push(user),
-                        Err(error) => errors.push(UserError { user: summaries[i].name.clone(), error }),
-                    }
-                }
-                users.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok((users, errors))
+            found
+        };
+        self.read_through_api(&mut inventory, &summaries).await;
+        Ok(inventory)
+    }
+
+    /// The report is an index: users whose keys may need action are listed
+    /// again afterwards ([`Fetch::refresh_keys`]). Users the report cannot
+    /// describe (odd rows, or users named in `only` that it lacks) are read
+    /// through the API; one odd row never fails the account.
+    async fn from_report(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
+        let (csv, generated_at) = self.iam.credential_report_csv().await?;
+        let report = match parse_credential_report(&csv) {
+            Ok(report) if report.unreadable.iter().all(|row| row.user.is_some()) => report,
+            Ok(report) => {
+                let lines: Vec<String> = report.unreadable.iter().filter(|r| r.user.is_none()).map(|r| r.line.to_string()).collect();
+                let why = format!("lines {} of the credential report name no user rekey can read", lines.join(", "));
+                return self.from_api_instead(only, why, report.root_with_active_key).await;
+            }
+            Err(e) => return self.from_api_instead(only, e.to_string(), None).await,
+        };
+        let mut inventory = Inventory::new(Source::CredentialReport);
+        inventory.report_generated_at = generated_at;
+        inventory.root_with_active_key = report.root_with_active_key;
+        inventory.users = report.users;
+        let wanted = |name: &UserName| only.is_empty() || only.contains(name);
+        inventory.users.retain(|u| wanted(&u.name));
+
+        let mut odd = Vec::new();
+        for row in report.unreadable {
+            let name = row.user.expect("rows without a user were handled above");
+            if wanted(&name) {
+                let message = format!("line {} of the credential report could not be read ({}); read through the API", row.line, row.problem);
+                inventory.warn(Some(&name), message);
+                odd.push(name);
             }
         }
+        // Named users the report lacks (created since it was taken) must exist now.
+        let unreported: Vec<UserName> = only
+            .iter()
+            .filter(|n| !inventory.users.iter().any(|u| &u.name == *n) && !odd.contains(n))
+            .cloned()
+            .collect();
+        let (found, missing) = self.get_users(&unreported).await?;
+        if let Some(name) = missing.into_iter().next() {
+            return Err(AwsError::NoSuchUser(name));
+        }
+        let (mut by_api, gone) = self.get_users(&odd).await?;
+        for name in gone {
+            inventory.warn(Some(&name), "deleted since the credential report was taken; not listed".into());
+        }
+        by_api.extend(found);
+        self.read_through_api(&mut inventory, &by_api).await;
+        Ok(inventory)
+    }
+
+    async fn from_api_instead(&self, only: &[UserName], why: String, root: Option<AccountId>) -> Result<Inventory, AwsError> {
+        let mut inventory = self.from_api(only).await?;
+        inventory.root_with_active_key = root;
+        inventory.warn(None, format!("{why}; every user was read through the API instead"));
+        Ok(inventory)
+    }
+
+    /// `GetUser` for each name: the users found, and the names with no user.
+    async fn get_users(&self, names: &[UserName]) -> Result<(Vec<UserSummary>, Vec<UserName>), AwsError> {
+        let (mut found, mut missing) = (Vec::new(), Vec::new());
+        for name in names {
+            match self.iam.get_user(name).await? {
+                Some(user) => found.push(user),
+                None => missing.push(name.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    /// Each user's keys and their last use, by API; a user whose keys cannot
+    /// be read is an error and is left out.
+    async fn read_through_api(&self, inventory: &mut Inventory, summaries: &[UserSummary]) {
+        let requests = summaries.iter().enumerate().map(|(i, s)| (i, s.name.clone())).collect();
+        let fetched = self.each_user("reading keys", requests, |name| self.keys_with_last_use(name)).await;
+        for (i, result) in fetched {
+            match result.and_then(|keys| user_from(&summaries[i], keys)) {
+                Ok(user) => inventory.users.push(user),
+                Err(error) => inventory.errors.push(UserError { user: summaries[i].name.clone(), error }),
+            }
+        }
+        inventory.users.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
     async fn keys_with_last_use(&self, user: UserName) -> Result<Vec<AccessKey>, AwsError> {
@@ -100,37 +206,80 @@ impl Fetch<'_> {
         Ok(keys)
     }
 
-    /// Lists the keys of the users `wanted` picks, to learn the ids the
-    /// credential report leaves out.
-    pub async fn fill_key_ids(&self, users: &mut [User], wanted: impl Fn(&User) -> bool) -> Vec<UserError> {
-        let requests = pick(users, |u| wanted(u) && u.keys.iter().any(|k| k.id.is_none()));
-        let fetched = self.each_user("listing keys", requests, |name| async move {
-            self.iam.list_access_keys(&name).await
-        });
-        apply(users, fetched.await, |user, listed| {
-            let listed: Vec<_> = listed.into_iter().map(|k| (k.id, k.created_at)).collect();
-            match_key_ids(&mut user.keys, &listed);
-        })
+    /// Lists now the keys of report users with a key `matters` picks
+    /// (whatever its status in the report: it may have changed since). The
+    /// listing decides which keys exist, their ids, status and creation
+    /// time; the report adds their last use. A user deleted since the report
+    /// is dropped with a warning.
+    pub async fn refresh_keys(&self, inventory: &mut Inventory, matters: impl Fn(&AccessKey) -> bool) {
+        let requests = pick(&inventory.users, |u| u.keys.iter().any(|k| k.id.is_none() && matters(k)));
+        let fetched = self
+            .each_user("listing keys", requests, |name| async move { found(self.iam.list_access_keys(&name).await) })
+            .await;
+        let mut deleted = Vec::new();
+        for (i, result) in fetched {
+            let user = &mut inventory.users[i];
+            match result {
+                Ok(Some(listed)) => {
+                    let listed = listed
+                        .into_iter()
+                        .map(|k| AccessKey { id: Some(k.id), status: k.status, created_at: k.created_at, last_used: LastUsed::default() })
+                        .collect();
+                    let refreshed = refresh_keys(&user.keys, listed);
+                    user.keys = refreshed.keys;
+                    if !refreshed.indistinguishable.is_empty() {
+                        let ids: Vec<&str> = refreshed.indistinguishable.iter().map(AccessKeyId::as_str).collect();
+                        let message = format!(
+                            "keys {} were created in the same second with the same status, and the credential report cannot tell their last uses apart; last use shown as unknown",
+                            ids.join(" and ")
+                        );
+                        let name = user.name.clone();
+                        inventory.warn(Some(&name), message);
+                    }
+                }
+                Ok(None) => deleted.push(i),
+                Err(error) => inventory.errors.push(UserError { user: user.name.clone(), error }),
+            }
+        }
+        deleted.sort_unstable();
+        for i in deleted.into_iter().rev() {
+            let user = inventory.users.remove(i);
+            inventory.warn(Some(&user.name), "deleted since the credential report was taken; not listed".into());
+        }
     }
 
     /// Reads the tags of the users `wanted` picks (those whose owner is
-    /// needed). When `users` is the whole account and that is cheaper, reads
-    /// every user's tags at once (`GetAccountAuthorizationDetails`, one call
-    /// per 1,000 users); without that permission, one `ListUserTags` each.
-    pub async fn fill_tags(&self, users: &mut [User], whole_account: bool, wanted: impl Fn(&User) -> bool) -> Vec<UserError> {
-        let requests = pick(users, |u| wanted(u) && u.tags.is_none());
+    /// needed). When `whole_account` and that is cheaper, reads every
+    /// user's tags at once (`GetAccountAuthorizationDetails`, one call per
+    /// 1,000 users); otherwise, or without that permission, one
+    /// `ListUserTags` each. Without permission for either, owners stay
+    /// unknown with one warning: the results are complete without them.
+    pub async fn fill_tags(&self, inventory: &mut Inventory, whole_account: bool, wanted: impl Fn(&User) -> bool) {
+        let users = &mut inventory.users;
+        let mut requests = pick(users, |u| wanted(u) && u.tags.is_none());
+        if requests.is_empty() {
+            return;
+        }
         if whole_account && requests.len() > users.len().div_ceil(USERS_PER_DETAILS_PAGE) {
             if let Ok(mut all) = self.iam.all_user_tags().await {
                 for user in users.iter_mut().filter(|u| u.tags.is_none()) {
                     user.tags = Some(all.remove(&user.name).unwrap_or_default());
                 }
-                return Vec::new();
+                return;
             }
         }
-        let fetched = self.each_user("reading tags", requests, |name| async move {
-            self.iam.list_user_tags(&name).await
-        });
-        apply(users, fetched.await, |user, tags| user.tags = Some(tags))
+        // Without the permission every call fails alike: ask once first.
+        let (first, name) = requests.remove(0);
+        let mut fetched = vec![(first, self.iam.list_user_tags(&name).await)];
+        if let Some((_, Err(denied @ AwsError::AccessDenied { .. }))) = fetched.first() {
+            let message = format!("owners are unknown (null): the user tags cannot be read ({denied})");
+            inventory.owners_unknown = true;
+            inventory.warn(None, message);
+            return;
+        }
+        fetched.extend(self.each_user("reading tags", requests, |name| async move { self.iam.list_user_tags(&name).await }).await);
+        let errors = apply(users, fetched, |user, tags| user.tags = Some(tags));
+        inventory.errors.extend(errors);
     }
 
     /// Runs `call` for each user, `concurrency` at a time.

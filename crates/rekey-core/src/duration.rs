@@ -15,6 +15,10 @@ const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1
 impl Duration {
     pub const ZERO: Duration = Duration { secs: 0 };
 
+    /// The longest duration accepted (about 7,900 years): added to any date
+    /// since 1970 it stays below the last timestamp there is (year 9999).
+    pub const MAX: Duration = Duration { secs: 250_000_000_000 };
+
     pub const fn from_secs(secs: u64) -> Self {
         Duration { secs }
     }
@@ -80,28 +84,19 @@ impl FromStr for Duration {
         if !digits.is_empty() {
             return Err(fail("a number without a unit"));
         }
-        // Beyond jiff's range nothing is meaningful; keep arithmetic safe.
-        if secs > i64::MAX as u64 / 2 {
-            return Err(fail("number too large"));
+        if secs > Duration::MAX.secs {
+            return Err(fail("longer than a timestamp can hold (about 7,900 years)"));
         }
         Ok(Duration { secs })
     }
 }
 
 impl fmt::Display for Duration {
-    /// The shortest spelling that parses back to the same value: `90d`, `1d12h`.
+    /// In the largest unit that holds it exactly, as people write limits:
+    /// `90d`, `36h` (not `1d12h`), `15m`, `0s`. Parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.secs == 0 {
-            return f.write_str("0s");
-        }
-        let mut rest = self.secs;
-        for (name, unit) in UNITS {
-            if rest >= unit {
-                write!(f, "{}{}", rest / unit, name)?;
-                rest %= unit;
-            }
-        }
-        Ok(())
+        let (name, unit) = UNITS.iter().find(|(_, unit)| self.secs % unit == 0).expect("seconds divide everything");
+        write!(f, "{}{}", self.secs / unit, name)
     }
 }
 
@@ -146,6 +141,18 @@ mod tests {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
         }
-        assert_eq!("36h".parse::<Duration>().unwrap().to_string(), "1d12h");
+        assert_eq!("36h".parse::<Duration>().unwrap().to_string(), "36h");
+        assert_eq!("1d12h".parse::<Duration>().unwrap().to_string(), "36h");
+        assert_eq!("1d1s".parse::<Duration>().unwrap().to_string(), "86401s");
+    }
+
+    #[test]
+    fn durations_a_timestamp_cannot_hold_are_rejected() {
+        // Regression: `scan --max-age 3000000d` overflowed a timestamp and panicked.
+        let err = "3000000d".parse::<Duration>().unwrap_err().to_string();
+        assert!(err.contains("longer than a timestamp can hold"), "{err}");
+        assert!("2800000d".parse::<Duration>().is_ok());
+        assert!(jiff::Timestamp::UNIX_EPOCH.checked_add(Duration::MAX.to_signed()).is_ok());
+        assert_eq!(Duration::MAX.to_string().parse::<Duration>().unwrap(), Duration::MAX);
     }
 }

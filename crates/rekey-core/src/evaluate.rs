@@ -57,31 +57,54 @@ pub struct Evaluation {
     pub reason: String,
 }
 
+/// Whether the key existed at `as_of`: `--as-of` evaluates today's keys at
+/// another time, and a key created later has no age then.
+pub fn existed_at(key: &AccessKey, as_of: Timestamp) -> bool {
+    key.created_at <= as_of
+}
+
+/// Whether the key is old enough to be FAILED or WARNING were it active. A
+/// status read from a credential report hours ago cannot clear such a key:
+/// it may have been reactivated since.
+pub fn old_enough_to_matter(key: &AccessKey, policy: &Policy, as_of: Timestamp) -> bool {
+    let as_if_active = AccessKey { status: KeyStatus::Active, ..key.clone() };
+    existed_at(key, as_of) && evaluate(&as_if_active, policy, as_of).result != Compliance::Passed
+}
+
 /// Evaluates one key at `as_of`. Comparisons are at whole seconds: exactly
 /// `max_age` old passes, one second more fails.
 pub fn evaluate(key: &AccessKey, policy: &Policy, as_of: Timestamp) -> Evaluation {
     let age_secs = as_of.as_second() - key.created_at.as_second();
     let age_days = age_secs.div_euclid(86_400);
+    // Durations are bounded (`Duration::MAX`), so these sums cannot overflow.
     let max_age = policy.max_age.as_secs() as i64;
-    let limit_days = policy.max_age.whole_days();
+    let limit = limit_text(policy.max_age);
 
     let (result, reason) = if key.status == KeyStatus::Inactive {
         (Compliance::Passed, "inactive key".to_string())
     } else if age_secs > max_age {
-        (Compliance::Failed, format!("active key is {age_days} days old (limit {limit_days})"))
+        (Compliance::Failed, format!("active key is {age_days} days old (limit {limit})"))
     } else if age_secs + policy.warn_within.as_secs() as i64 > max_age {
-        let fails_at = key.created_at + jiff::SignedDuration::from_secs(max_age + 1);
-        (
-            Compliance::Warning,
-            format!(
-                "active key is {age_days} days old, fails at {} UTC (limit {limit_days})",
-                fails_at.strftime("%Y-%m-%d %H:%M")
-            ),
-        )
+        let fails_at = key.created_at.checked_add(jiff::SignedDuration::from_secs(max_age + 1));
+        let when = match fails_at {
+            Ok(t) => format!(", fails at {} UTC", t.strftime("%Y-%m-%d %H:%M")),
+            Err(_) => String::new(),
+        };
+        (Compliance::Warning, format!("active key is {age_days} days old{when} (limit {limit})"))
     } else {
-        (Compliance::Passed, format!("active key is {age_days} days old (limit {limit_days})"))
+        (Compliance::Passed, format!("active key is {age_days} days old (limit {limit})"))
     };
     Evaluation { result, age_days, reason }
+}
+
+/// The limit as a person wrote it: whole days as a number of days (`90`,
+/// the wording of Security Hub), anything else as the duration (`36h`).
+fn limit_text(max_age: Duration) -> String {
+    if max_age.as_secs() % 86_400 == 0 {
+        max_age.whole_days().to_string()
+    } else {
+        max_age.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +186,35 @@ mod tests {
         let as_of = AS_OF.parse().unwrap();
         assert_eq!(evaluate(&key(KeyStatus::Active, 30 * DAY + 1), &p, as_of).result, Compliance::Failed);
         assert_eq!(evaluate(&key(KeyStatus::Active, 30 * DAY), &p, as_of).result, Compliance::Passed);
+    }
+
+    #[test]
+    fn a_limit_in_hours_is_named_as_written() {
+        let p = Policy { max_age: "36h".parse().unwrap(), warn_within: Duration::ZERO };
+        let e = evaluate(&key(KeyStatus::Active, 2 * DAY), &p, AS_OF.parse().unwrap());
+        assert_eq!(e.reason, "active key is 2 days old (limit 36h)");
+    }
+
+    #[test]
+    fn the_longest_limits_do_not_overflow() {
+        // Regression: a WARNING's "fails at" date overflowed (exit 101).
+        let p = Policy { max_age: Duration::MAX, warn_within: Duration::MAX };
+        let late = AccessKey { created_at: "9998-12-31T00:00:00Z".parse().unwrap(), ..key(KeyStatus::Active, 0) };
+        let e = evaluate(&late, &p, "9999-01-01T00:00:00Z".parse().unwrap());
+        assert_eq!(e.result, Compliance::Warning);
+        assert!(!e.reason.contains("fails at"), "{}", e.reason);
+    }
+
+    #[test]
+    fn old_keys_matter_whatever_their_reported_status() {
+        let as_of = AS_OF.parse().unwrap();
+        let p = Policy::default();
+        assert!(old_enough_to_matter(&key(KeyStatus::Inactive, 300 * DAY), &p, as_of));
+        assert!(old_enough_to_matter(&key(KeyStatus::Active, 76 * DAY + 1), &p, as_of));
+        assert!(!old_enough_to_matter(&key(KeyStatus::Active, 76 * DAY), &p, as_of));
+        assert!(!old_enough_to_matter(&key(KeyStatus::Active, -DAY), &p, as_of), "did not exist yet");
+        assert!(existed_at(&key(KeyStatus::Active, 0), as_of));
+        assert!(!existed_at(&key(KeyStatus::Active, -1), as_of));
     }
 
     #[test]

@@ -147,16 +147,52 @@ pub fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).expect("a valid timestamp truncated stays valid")
 }
 
-/// Gives report-sourced keys the ids of `listed` keys (from `ListAccessKeys`),
-/// matching by creation time (second precision), never by column position:
-/// the report's key 1 and key 2 need not be in the order the API lists them.
-pub fn match_key_ids(keys: &mut [AccessKey], listed: &[(AccessKeyId, Timestamp)]) {
-    for key in keys.iter_mut().filter(|k| k.id.is_none()) {
-        let created = whole_seconds(key.created_at);
-        if let Some((id, _)) = listed.iter().find(|(_, t)| whole_seconds(*t) == created) {
-            key.id = Some(id.clone());
+/// A user's keys as `ListAccessKeys` just returned them (ids, status and
+/// creation times are current), with the last use that the credential report
+/// recorded for each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedKeys {
+    pub keys: Vec<AccessKey>,
+    /// Keys created in the same second that the report describes with
+    /// different last uses: which use is whose cannot be told, so those keys
+    /// show their last use as unknown.
+    pub indistinguishable: Vec<AccessKeyId>,
+}
+
+/// Takes `listed` (fresh, with ids) as the user's keys and gives each the
+/// last use of the `reported` key it is: same creation second and status
+/// first, then same creation second (the status changed since the report).
+/// Each reported key is used once, never by column position. A key created
+/// after the report has no reported last use; a deleted one is not listed.
+pub fn refresh_keys(reported: &[AccessKey], mut listed: Vec<AccessKey>) -> RefreshedKeys {
+    let mut matched = vec![false; listed.len()];
+    let mut used = vec![false; reported.len()];
+    let mut indistinguishable = Vec::new();
+    let same_second = |a: &AccessKey, b: &AccessKey| whole_seconds(a.created_at) == whole_seconds(b.created_at);
+    let same_second_and_status = |a: &AccessKey, b: &AccessKey| same_second(a, b) && a.status == b.status;
+    let passes: [&dyn Fn(&AccessKey, &AccessKey) -> bool; 2] = [&same_second_and_status, &same_second];
+    for same in passes {
+        for i in 0..listed.len() {
+            if matched[i] {
+                continue;
+            }
+            let twins: Vec<usize> = (0..listed.len()).filter(|&j| !matched[j] && same(&listed[j], &listed[i])).collect();
+            let found: Vec<usize> = (0..reported.len()).filter(|&r| !used[r] && same(&reported[r], &listed[i])).collect();
+            let Some(&first) = found.first() else { continue };
+            let last_used = &reported[first].last_used;
+            let agree = found.iter().all(|&r| reported[r].last_used == *last_used);
+            for &j in &twins {
+                if agree {
+                    listed[j].last_used = last_used.clone();
+                } else {
+                    indistinguishable.extend(listed[j].id.clone());
+                }
+                matched[j] = true;
+            }
+            found.iter().for_each(|&r| used[r] = true);
         }
     }
+    RefreshedKeys { keys: listed, indistinguishable }
 }
 
 #[cfg(test)]
@@ -217,22 +253,78 @@ mod tests {
         assert_eq!(user.owner(&order), None, "tag keys are case-sensitive");
     }
 
-    #[test]
-    fn ids_are_matched_by_creation_time_not_position() {
-        let mut keys = vec![key("2026-01-01T00:00:00Z"), key("2026-06-01T00:00:00Z")];
-        let listed = vec![
-            (AccessKeyId::new("AKIASECOND"), ts("2026-06-01T00:00:00.123456Z")),
-            (AccessKeyId::new("AKIAFIRST"), ts("2026-01-01T00:00:00.999Z")),
-        ];
-        match_key_ids(&mut keys, &listed);
-        assert_eq!(keys[0].id.as_ref().unwrap().as_str(), "AKIAFIRST");
-        assert_eq!(keys[1].id.as_ref().unwrap().as_str(), "AKIASECOND");
+    fn listed(id: &str, created: &str, status: KeyStatus) -> AccessKey {
+        AccessKey { id: Some(AccessKeyId::new(id)), status, created_at: ts(created), last_used: LastUsed::default() }
+    }
+
+    fn used_at(mut k: AccessKey, at: &str) -> AccessKey {
+        k.last_used = LastUsed { at: Some(ts(at)), service: Some("s3".into()), region: None };
+        k
     }
 
     #[test]
-    fn unmatched_keys_stay_unknown() {
-        let mut keys = vec![key("2026-01-01T00:00:00Z")];
-        match_key_ids(&mut keys, &[(AccessKeyId::new("AKIAOTHER"), ts("2026-01-02T00:00:00Z"))]);
-        assert_eq!(keys[0].id, None);
+    fn keys_are_matched_by_creation_time_not_position() {
+        let reported = vec![used_at(key("2026-01-01T00:00:00Z"), "2026-02-01T00:00:00Z"), key("2026-06-01T00:00:00Z")];
+        let fresh = vec![
+            listed("AKIASECOND", "2026-06-01T00:00:00.123456Z", KeyStatus::Active),
+            listed("AKIAFIRST", "2026-01-01T00:00:00.999Z", KeyStatus::Active),
+        ];
+        let r = refresh_keys(&reported, fresh);
+        assert_eq!(r.keys[1].id.as_ref().unwrap().as_str(), "AKIAFIRST");
+        assert_eq!(r.keys[1].last_used.at, Some(ts("2026-02-01T00:00:00Z")));
+        assert_eq!(r.keys[0].last_used, LastUsed::default());
+        assert!(r.indistinguishable.is_empty());
+    }
+
+    #[test]
+    fn the_listing_decides_which_keys_exist_and_their_status() {
+        // Deactivated, deleted and created since the report.
+        let reported = vec![used_at(key("2026-01-01T00:00:00Z"), "2026-02-01T00:00:00Z"), key("2026-03-01T00:00:00Z")];
+        let fresh = vec![
+            listed("AKIAOLD", "2026-01-01T00:00:00Z", KeyStatus::Inactive),
+            listed("AKIANEW", "2026-11-28T00:00:00Z", KeyStatus::Active),
+        ];
+        let r = refresh_keys(&reported, fresh);
+        assert_eq!(r.keys.len(), 2);
+        assert_eq!(r.keys[0].status, KeyStatus::Inactive);
+        assert_eq!(r.keys[0].last_used.at, Some(ts("2026-02-01T00:00:00Z")), "same key, status changed");
+        assert_eq!(r.keys[1].last_used, LastUsed::default());
+    }
+
+    #[test]
+    fn same_second_keys_are_told_apart_by_status() {
+        // Regression: both keys got the first key's id, so the failing
+        // Active key was printed under its Inactive sibling's id.
+        let mut active = used_at(key("2026-01-01T00:00:00Z"), "2026-11-01T00:00:00Z");
+        let mut inactive = key("2026-01-01T00:00:00Z");
+        inactive.status = KeyStatus::Inactive;
+        active.status = KeyStatus::Active;
+        let fresh = vec![
+            listed("AKIAINACTIVE", "2026-01-01T00:00:00Z", KeyStatus::Inactive),
+            listed("AKIAACTIVE", "2026-01-01T00:00:00Z", KeyStatus::Active),
+        ];
+        let r = refresh_keys(&[active, inactive], fresh);
+        assert_eq!(r.keys[1].last_used.at, Some(ts("2026-11-01T00:00:00Z")));
+        assert_eq!(r.keys[0].last_used, LastUsed::default());
+        assert!(r.indistinguishable.is_empty());
+    }
+
+    #[test]
+    fn indistinguishable_keys_are_said_so_not_guessed() {
+        let reported = vec![used_at(key("2026-01-01T00:00:00Z"), "2026-11-01T00:00:00Z"), key("2026-01-01T00:00:00Z")];
+        let fresh = vec![
+            listed("AKIAA", "2026-01-01T00:00:00Z", KeyStatus::Active),
+            listed("AKIAB", "2026-01-01T00:00:00Z", KeyStatus::Active),
+        ];
+        let r = refresh_keys(&reported, fresh);
+        assert_eq!(r.indistinguishable, [AccessKeyId::new("AKIAA"), AccessKeyId::new("AKIAB")]);
+        assert!(r.keys.iter().all(|k| k.last_used == LastUsed::default()));
+        // Twins the report describes alike need no guess.
+        let alike = vec![key("2026-01-01T00:00:00Z"), key("2026-01-01T00:00:00Z")];
+        let fresh = vec![
+            listed("AKIAA", "2026-01-01T00:00:00Z", KeyStatus::Active),
+            listed("AKIAB", "2026-01-01T00:00:00Z", KeyStatus::Active),
+        ];
+        assert!(refresh_keys(&alike, fresh).indistinguishable.is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! The scan report: one row per key with its evaluation, and a summary.
 //! Its field names and `null`s are the JSON contract of `rekey scan`.
 
-use crate::evaluate::{evaluate, Compliance, Policy};
+use crate::evaluate::{evaluate, existed_at, Compliance, Policy};
 use crate::model::{KeyStatus, User};
+use crate::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -11,12 +12,21 @@ pub struct ScanReport {
     pub generated_at: Timestamp,
     pub as_of: Timestamp,
     pub max_age_days: u64,
+    /// The limit as written (`36h`), which whole days cannot always say.
+    pub max_age: Duration,
     pub source: &'static str,
+    /// When the credential report was taken (up to 4 hours before the scan);
+    /// `None` when the keys came from the API.
+    pub report_generated_at: Option<Timestamp>,
     pub summary: Summary,
-    pub errors: Vec<ScanError>,
+    pub errors: Vec<Note>,
+    pub warnings: Vec<Note>,
+    pub other_findings: Vec<OtherFinding>,
     pub keys: Vec<KeyRow>,
 }
 
+/// Key counts (`failed`, ...) and user counts (`users_failed`, ...: a user
+/// with any FAILED key, as Security Hub counts IAM.3).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub users: usize,
@@ -25,14 +35,38 @@ pub struct Summary {
     pub warning: usize,
     pub suppressed: usize,
     pub passed: usize,
+    pub users_failed: usize,
+    pub users_warning: usize,
 }
 
-/// Something the scan could not read; the rest of the report is still valid.
+/// An error (something the scan could not read; the rest of the report is
+/// still valid) or a warning (the report is complete, but read this).
 #[derive(Debug, Clone, Serialize)]
-pub struct ScanError {
+pub struct Note {
     pub account_id: Option<String>,
     pub user_name: Option<String>,
     pub message: String,
+}
+
+/// Not IAM.3, but no one looking at keys should miss it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherFinding {
+    pub control: &'static str,
+    pub account_id: String,
+    pub user_name: String,
+    pub reason: String,
+}
+
+impl OtherFinding {
+    /// Security Hub IAM.4: the root user should have no access key.
+    pub fn root_access_key(account_id: &str) -> OtherFinding {
+        OtherFinding {
+            control: "IAM.4",
+            account_id: account_id.to_owned(),
+            user_name: "<root_account>".to_owned(),
+            reason: "the root user has an active access key".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,16 +106,17 @@ pub struct RotationRef {
 
 /// The worst result among a user's keys at `as_of`.
 pub fn user_result(user: &User, policy: &Policy, as_of: Timestamp) -> Compliance {
-    Compliance::worst(user.keys.iter().map(|k| evaluate(k, policy, as_of).result))
+    Compliance::worst(user.keys.iter().filter(|k| existed_at(k, as_of)).map(|k| evaluate(k, policy, as_of).result))
 }
 
-/// Evaluates every key of `users`, sorted by account, user and creation time.
+/// Evaluates every key of `users` that existed at `as_of`, sorted by
+/// account, user and creation time.
 pub fn key_rows(users: &[User], policy: &Policy, as_of: Timestamp, owner_tags: &[String]) -> Vec<KeyRow> {
     let mut rows: Vec<KeyRow> = users
         .iter()
         .flat_map(|user| {
             let owner = user.owner(owner_tags).map(str::to_owned);
-            user.keys.iter().map(move |key| {
+            user.keys.iter().filter(move |key| existed_at(key, as_of)).map(move |key| {
                 let eval = evaluate(key, policy, as_of);
                 KeyRow {
                     account_id: user.account_id.to_string(),
@@ -113,7 +148,15 @@ pub fn key_rows(users: &[User], policy: &Policy, as_of: Timestamp, owner_tags: &
 impl Summary {
     pub fn of(users: usize, rows: &[KeyRow]) -> Summary {
         let count = |c: Compliance| rows.iter().filter(|r| r.result == c).count();
+        let mut worst = std::collections::BTreeMap::new();
+        for r in rows {
+            let user = worst.entry((&r.account_id, &r.user_name)).or_insert(r.result);
+            *user = (*user).min(r.result);
+        }
+        let users_with = |c: Compliance| worst.values().filter(|w| **w == c).count();
         Summary {
+            users_failed: users_with(Compliance::Failed),
+            users_warning: users_with(Compliance::Warning),
             users,
             keys: rows.len(),
             failed: count(Compliance::Failed),
@@ -162,8 +205,35 @@ mod tests {
         assert_eq!(rows[0].owner.as_deref(), Some("team-a"));
         assert_eq!(rows[1].owner, None);
         let summary = Summary::of(3, &rows);
-        assert_eq!(summary, Summary { users: 3, keys: 4, failed: 1, warning: 1, suppressed: 0, passed: 2 });
+        assert_eq!(
+            summary,
+            Summary { users: 3, keys: 4, failed: 1, warning: 1, suppressed: 0, passed: 2, users_failed: 1, users_warning: 1 }
+        );
         assert_eq!(user_result(&users[0], &Policy::default(), as_of), Compliance::Failed);
         assert_eq!(user_result(&users[2], &Policy::default(), as_of), Compliance::Passed);
+    }
+
+    #[test]
+    fn users_are_counted_by_their_worst_key() {
+        let as_of = "2026-11-28T12:00:00Z".parse().unwrap();
+        let users = vec![
+            user("two-failed", &[(200, KeyStatus::Active), (100, KeyStatus::Active)], None),
+            user("failed-and-warning", &[(200, KeyStatus::Active), (80, KeyStatus::Active)], None),
+            user("warning", &[(80, KeyStatus::Active), (80, KeyStatus::Active)], None),
+        ];
+        let s = Summary::of(3, &key_rows(&users, &Policy::default(), as_of, &[]));
+        assert_eq!((s.failed, s.warning, s.users_failed, s.users_warning), (3, 3, 2, 1));
+    }
+
+    #[test]
+    fn keys_created_after_as_of_are_not_listed() {
+        // Regression: a key created after --as-of was PASSED with a negative age.
+        let as_of = "2026-11-28T12:00:00Z".parse().unwrap();
+        let users = vec![user("u", &[(200, KeyStatus::Active), (-3, KeyStatus::Active)], None)];
+        let rows = key_rows(&users, &Policy::default(), as_of, &[]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].age_days, 200);
+        let only_future = vec![user("v", &[(-3, KeyStatus::Active)], None)];
+        assert_eq!(user_result(&only_future[0], &Policy::default(), as_of), Compliance::Passed);
     }
 }

@@ -196,7 +196,9 @@ pub struct ScanArgs {
     #[arg(long, env = "REKEY_WARN_WITHIN", value_name = "DUR")]
     pub warn_within: Option<Duration>,
 
-    /// Evaluate as of this time (RFC 3339) instead of now
+    /// Evaluate today's keys as of this time (RFC 3339) instead of now: keys
+    /// age or grow younger, but no deleted key comes back; keys created after
+    /// TIME are not listed
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<jiff::Timestamp>,
 

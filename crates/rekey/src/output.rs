@@ -32,13 +32,14 @@ const CSV_COLUMNS: [&str; 16] = [
 ];
 
 /// The key objects' columns; a `null` is an empty cell, the nested
-/// exemption and rotation are their reason and id.
+/// exemption and rotation are their reason and id. Cells a spreadsheet would
+/// run as a formula are neutralised ([`spreadsheet_safe`]).
 fn csv(report: &ScanReport, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(CSV_COLUMNS)?;
     for r in &report.keys {
         let opt = |v: Option<&str>| v.unwrap_or("").to_owned();
-        w.write_record([
+        let cells = [
             r.account_id.clone(),
             r.user_name.clone(),
             r.user_arn.clone(),
@@ -55,10 +56,22 @@ fn csv(report: &ScanReport, out: &mut dyn Write) -> anyhow::Result<()> {
             opt(r.exemption.as_ref().map(|e| e.reason.as_str())),
             opt(r.rotation.as_ref().map(|r| r.id.as_str())),
             r.role_candidate.to_string(),
-        ])?;
+        ];
+        w.write_record(cells.iter().map(|c| spreadsheet_safe(c)))?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// OWASP's advice against CSV injection: a cell starting with `=`, `+`,
+/// `-`, `@`, tab or CR is a formula to a spreadsheet, so it gets a leading
+/// `'`. IAM user names may start with `+`, `=`, `-` or `@`; JSON keeps them exact.
+fn spreadsheet_safe(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
 }
 
 /// Worst first, then oldest first; ages right-aligned; colour only on a terminal.
@@ -103,12 +116,51 @@ fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Resu
     let s = &report.summary;
     writeln!(
         out,
-        "{} users, {} keys: {} failed, {} warning, {} suppressed, {} passed (limit {} days, as of {}, source {})",
-        s.users, s.keys, s.failed, s.warning, s.suppressed, s.passed, report.max_age_days,
-        report.as_of, report.source
+        "{} users, {} keys: {} failed, {} warning, {} suppressed, {} passed; users failing: {}, warning: {} (limit {}, as of {}, source {})",
+        s.users, s.keys, s.failed, s.warning, s.suppressed, s.passed, s.users_failed, s.users_warning,
+        report.max_age, report.as_of, report.source
     )?;
-    for e in &report.errors {
-        writeln!(out, "error: {}{}", e.user_name.as_deref().map(|u| format!("{u}: ")).unwrap_or_default(), e.message)?;
+    if let Some(taken) = report.report_generated_at {
+        writeln!(out, "credential report generated at {taken}, {} before this scan; keys that may need action were re-read now", age_text(report.generated_at.as_second() - taken.as_second()))?;
+    }
+    for f in &report.other_findings {
+        writeln!(out, "{} {} {}: {}", f.control, f.account_id, f.user_name, f.reason)?;
+    }
+    for (label, notes) in [("warning", &report.warnings), ("error", &report.errors)] {
+        for n in notes {
+            writeln!(out, "{label}: {}{}", n.user_name.as_deref().map(|u| format!("{u}: ")).unwrap_or_default(), n.message)?;
+        }
     }
     Ok(())
+}
+
+/// `2h 13m`, `45m`, `0m`.
+fn age_text(secs: i64) -> String {
+    let minutes = secs.max(0) / 60;
+    match minutes / 60 {
+        0 => format!("{minutes}m"),
+        hours => format!("{hours}h {}m", minutes % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised() {
+        for cell in ["=HYPERLINK(\"x\")", "+ci", "-deploy", "@corp", "\tx", "\rx"] {
+            assert_eq!(spreadsheet_safe(cell), format!("'{cell}"));
+        }
+        for cell in ["AKIA123", "2026-01-01T00:00:00Z", "active key is 1 days old", "", "a=b"] {
+            assert_eq!(spreadsheet_safe(cell), cell);
+        }
+    }
+
+    #[test]
+    fn report_age_in_hours_and_minutes() {
+        assert_eq!(age_text(7980), "2h 13m");
+        assert_eq!(age_text(59), "0m");
+        assert_eq!(age_text(-5), "0m");
+    }
 }

@@ -45,6 +45,13 @@ impl Terminal {
         }
     }
 
+    /// Unless -q: the result is complete, but a person should know this.
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("warning: {message}");
+        }
+    }
+
     pub fn error(&self, message: &str) {
         eprintln!("error: {message}");
     }

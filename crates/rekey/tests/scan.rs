@@ -79,6 +79,24 @@ fn boundaries_are_exact_to_the_second() {
     assert_eq!(result("inactive-just-over"), "PASSED");
 }
 
+/// Users with a key old enough to be FAILED or WARNING were it active
+/// (over 76 days at the defaults), whatever its status: the report may be
+/// hours old, so those are listed again.
+fn users_with_an_old_key(truth: &Value) -> u64 {
+    let as_of: jiff::Timestamp = truth["as_of"].as_str().unwrap().parse().unwrap();
+    let users: std::collections::BTreeSet<_> = truth["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| {
+            let created: jiff::Timestamp = k["created_at"].as_str().unwrap().parse().unwrap();
+            as_of.as_second() - created.as_second() > 76 * 86_400
+        })
+        .map(|k| k["user_name"].as_str().unwrap())
+        .collect();
+    users.len() as u64
+}
+
 fn users_needing_action(truth: &Value) -> u64 {
     let users: std::collections::BTreeSet<_> = truth["keys"]
         .as_array()
@@ -98,17 +116,17 @@ fn assert_every_owner_matches(scan: &Value, truth: &Value) {
 }
 
 #[test]
-fn credential_report_costs_three_calls_plus_one_per_user_needing_action() {
+fn credential_report_costs_three_calls_plus_one_per_user_with_an_old_key() {
     let emu = mixed();
     let truth = emu.truth();
     emu.reset_calls();
     let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json", "-v"]);
     assert_eq!(run.code, 1, "FAILED keys exist: {}", run.stderr);
-    let n = users_needing_action(&truth);
-    assert!(n > 5);
+    let n = users_with_an_old_key(&truth);
+    assert!(n > users_needing_action(&truth), "inactive old keys are listed again too");
     assert_eq!(calls_of(&emu, "iam:GetCredentialReport"), 1);
     assert!(calls_of(&emu, "iam:GenerateCredentialReport") <= 2);
-    assert_eq!(calls_of(&emu, "iam:ListAccessKeys"), n, "key ids only for users needing action");
+    assert_eq!(calls_of(&emu, "iam:ListAccessKeys"), n, "keys listed again only for users with an old key");
     assert_eq!(calls_of(&emu, "iam:GetAccountAuthorizationDetails"), 1, "every owner in one call");
     assert_eq!(calls_of(&emu, "iam:ListUserTags"), 0);
     assert_eq!(calls_of(&emu, "iam:ListUsers"), 0);
@@ -289,7 +307,7 @@ fn an_unknown_user_is_an_error() {
 fn aws_errors_exit_2_with_one_clear_line() {
     let emu = mixed();
     emu.inject_fault("iam:GenerateCredentialReport", "AccessDenied", 403, 1);
-    let run = rekey(Some(&emu), &["scan", "--format", "json"]);
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--format", "json"]);
     assert_eq!(run.code, 2);
     assert_eq!(run.stdout, "");
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
@@ -372,8 +390,319 @@ fn a_failed_scan_leaves_the_previous_output_file_alone() {
     let file = dir.path().join("iam3.json");
     std::fs::write(&file, "last week's report").unwrap();
     emu.inject_fault("iam:GenerateCredentialReport", "AccessDenied", 403, 1);
-    let run = rekey(Some(&emu), &["scan", "--format", "json", "--output", file.to_str().unwrap()]);
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--format", "json", "--output", file.to_str().unwrap()]);
     assert_eq!(run.code, 2);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "last week's report");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+}
+
+// ---------------------------------------------------------------------------
+// Regression tests of issue 12 (scan correctness) and of the report parsing
+// part of issue 9.
+// ---------------------------------------------------------------------------
+
+fn key_of<'a>(scan: &'a Value, user: &str) -> Vec<&'a Value> {
+    scan["keys"].as_array().unwrap().iter().filter(|k| k["user_name"] == user).collect()
+}
+
+fn messages(notes: &Value) -> String {
+    notes.as_array().unwrap().iter().map(|n| format!("{}: {}\n", n["user_name"], n["message"].as_str().unwrap())).collect()
+}
+
+/// The emulator's id of the user's only key with `status`.
+fn emulator_key(emu: &Emulator, user: &str, status: &str) -> String {
+    let keys = emu.keys(user);
+    let matching: Vec<_> = keys.as_array().unwrap().iter().filter(|k| k["status"] == status).collect();
+    assert_eq!(matching.len(), 1, "{keys}");
+    matching[0]["access_key_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_report_hours_old_is_only_an_index_of_candidates() {
+    // as_of is now: keys created during the test exist at scan time.
+    let emu = Emulator::with_scenario(&json!({"users": [
+        {"name": "reactivated", "keys": [{"status": "Inactive", "age": "300d"}]},
+        {"name": "deactivated", "keys": [{"status": "Active", "age": "300d"}]},
+        {"name": "rotated", "keys": [{"status": "Active", "age": "300d"}]},
+        {"name": "leaver", "keys": [{"status": "Active", "age": "300d"}]},
+        {"name": "young", "keys": [{"status": "Active", "age": "10d"}]},
+    ]}));
+    let scan = |source: &str| rekey(Some(&emu), &["scan", "--source", source, "--format", "json", "--fail-on", "never"]);
+    let before = scan("credential-report");
+    assert_eq!(before.code, 0, "{}", before.stderr);
+    let taken = before.json()["report_generated_at"].clone();
+    assert!(taken.is_string(), "{}", before.stdout);
+
+    // After the report: changes IAM's snapshot does not show for hours.
+    emu.set_key(&emulator_key(&emu, "reactivated", "Inactive"), &json!({"status": "Active"}));
+    emu.set_key(&emulator_key(&emu, "deactivated", "Active"), &json!({"status": "Inactive"}));
+    let old = emulator_key(&emu, "rotated", "Active");
+    let new = support::aws(&emu, &["iam", "create-access-key", "--user-name", "rotated"]).json()["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    support::aws(&emu, &["iam", "delete-access-key", "--user-name", "rotated", "--access-key-id", &old]);
+    let leaver_key = emulator_key(&emu, "leaver", "Active");
+    support::aws(&emu, &["iam", "delete-access-key", "--user-name", "leaver", "--access-key-id", &leaver_key]);
+    support::aws(&emu, &["iam", "delete-user", "--user-name", "leaver"]);
+
+    emu.reset_calls();
+    let run = scan("credential-report");
+    assert_eq!(run.code, 0, "a user deleted since the report is not an error: {}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["report_generated_at"], taken, "the same snapshot");
+    assert_eq!(calls_of(&emu, "iam:ListAccessKeys"), 4, "every user with an old key, whatever its status");
+    let reactivated = key_of(&report, "reactivated");
+    assert_eq!((&reactivated[0]["status"], &reactivated[0]["result"]), (&json!("Active"), &json!("FAILED")));
+    assert_eq!(reactivated[0]["access_key_id"], emulator_key(&emu, "reactivated", "Active"));
+    let deactivated = key_of(&report, "deactivated");
+    assert_eq!((&deactivated[0]["status"], &deactivated[0]["result"]), (&json!("Inactive"), &json!("PASSED")));
+    let rotated = key_of(&report, "rotated");
+    assert_eq!(rotated.len(), 1, "the deleted key is gone, the new one is there: {rotated:?}");
+    assert_eq!((&rotated[0]["access_key_id"], &rotated[0]["result"]), (&json!(new), &json!("PASSED")));
+    assert!(key_of(&report, "leaver").is_empty());
+    assert!(messages(&report["warnings"]).contains("\"leaver\": deleted since the credential report"), "{}", report["warnings"]);
+    assert_eq!(report["errors"], json!([]));
+    assert!(run.stderr.contains("warning: leaver: deleted since"), "{}", run.stderr);
+
+    // The API gives the same results.
+    let api = scan("api").json();
+    assert_eq!(api["report_generated_at"], Value::Null);
+    for (id, k) in by_key(&api["keys"]) {
+        let r = &by_key(&report["keys"])[&id];
+        for field in ["status", "result"] {
+            assert_eq!(r[field], k[field], "{field} of {id:?}");
+        }
+        if !r["access_key_id"].is_null() {
+            assert_eq!(r["access_key_id"], k["access_key_id"], "id of {id:?}");
+        }
+    }
+
+    // The table says how old the report is.
+    let table = rekey(Some(&emu), &["scan", "--source", "credential-report", "--fail-on", "never"]);
+    assert!(table.stdout.contains("credential report generated at"), "{}", table.stdout);
+
+    // Once the snapshot expires, the new report knows the leaver is gone.
+    emu.expire_credential_report();
+    let fresh = scan("credential-report").json();
+    assert_eq!(fresh["warnings"], json!([]));
+    assert_eq!(by_key(&fresh["keys"]).len(), by_key(&report["keys"]).len());
+}
+
+#[test]
+fn keys_created_in_the_same_second_keep_their_own_ids() {
+    let emu = Emulator::with_scenario(&json!({"as_of": AS_OF, "users": [
+        {"name": "twins", "keys": [{"status": "Active", "age": "300d", "last_used": {"ago": "1d"}},
+                                   {"status": "Inactive", "age": "300d"}]},
+        {"name": "alike", "keys": [{"status": "Active", "age": "300d", "last_used": {"ago": "1d"}},
+                                   {"status": "Active", "age": "300d", "last_used": {"ago": "5d"}}]},
+    ]}));
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let scan = run.json();
+    let twins = key_of(&scan, "twins");
+    let failed: Vec<_> = twins.iter().filter(|k| k["result"] == "FAILED").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["access_key_id"], emulator_key(&emu, "twins", "Active"), "the failing key under its own id");
+    assert_ne!(twins[0]["access_key_id"], twins[1]["access_key_id"]);
+    assert!(failed[0]["last_used_at"].is_string(), "the Active key's last use, told apart by status");
+    // Two Active keys of the same second: ids are right, which last use is
+    // whose cannot be known, and the scan says so.
+    let alike = key_of(&scan, "alike");
+    assert_ne!(alike[0]["access_key_id"], alike[1]["access_key_id"]);
+    assert!(alike.iter().all(|k| k["last_used_at"].is_null()), "{alike:?}");
+    assert!(messages(&scan["warnings"]).contains("same second"), "{}", scan["warnings"]);
+}
+
+#[test]
+fn a_max_age_no_timestamp_can_hold_is_bad_input() {
+    // Regression: exit 101 (a panic) on overflow.
+    let emu = mixed();
+    let run = rekey(Some(&emu), &["scan", "--max-age", "3000000d"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("longer than a timestamp can hold"), "{}", run.stderr);
+    assert_eq!(total_calls(&emu), 0);
+    let long = rekey(Some(&emu), &["scan", "--max-age", "2800000d", "--warn-within", "2800000d", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(long.code, 0, "{}", long.stderr);
+}
+
+#[test]
+fn an_owner_filter_without_owner_tags_is_refused() {
+    // Regression: 0 users and exit 0 although team-a has a FAILED key.
+    let emu = mixed();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("rekey.toml"), "[policy]\nowner_tags = []\n").unwrap();
+    let run: support::Run = support::rekey_cmd(Some(&emu), home.path()).args(["scan", "--owner", "team-a"]).output().unwrap().into();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("owner_tags is empty"), "{}", run.stderr);
+    assert_eq!(total_calls(&emu), 0, "refused before any AWS call");
+}
+
+#[test]
+fn without_permission_to_read_tags_owners_are_null_with_one_warning() {
+    // Regression: one error per user and exit 2.
+    let emu = mixed();
+    let truth = emu.truth();
+    emu.inject_fault("iam:GetAccountAuthorizationDetails", "AccessDenied", 403, 100);
+    emu.inject_fault("iam:ListUserTags", "AccessDenied", 403, 100);
+    let run = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "FAILED keys, no error: {}", run.stderr);
+    let scan = run.json();
+    assert_eq!(scan["errors"], json!([]));
+    assert_eq!(scan["warnings"].as_array().unwrap().len(), 1, "{}", scan["warnings"]);
+    assert!(messages(&scan["warnings"]).contains("owners are unknown"), "{}", scan["warnings"]);
+    assert!(scan["keys"].as_array().unwrap().iter().all(|k| k["owner"].is_null()));
+    assert_eq!(by_key(&scan["keys"]).len(), by_key(&truth["keys"]).len(), "every key is there");
+    // Filtering on owners that cannot be read is an error, not an empty list.
+    let run = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--owner", "team-a"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be read"), "{}", run.stderr);
+}
+
+#[test]
+fn auto_reads_through_the_api_when_the_report_is_denied() {
+    let emu = mixed();
+    emu.inject_fault("iam:GenerateCredentialReport", "AccessDenied", 403, 1);
+    let run = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let scan = run.json();
+    assert_eq!(scan["source"], "api");
+    assert_eq!(scan["report_generated_at"], Value::Null);
+    assert!(messages(&scan["warnings"]).contains("access denied for iam:GenerateCredentialReport"), "{}", scan["warnings"]);
+    assert_matches_truth(&scan, &emu.truth(), "fallback");
+}
+
+#[test]
+fn keys_created_after_as_of_are_not_listed() {
+    // Regression: such a key was PASSED with a negative age.
+    let emu = Emulator::with_scenario(&json!({"as_of": AS_OF, "users": [
+        {"name": "old", "keys": [{"age": "300d"}]},
+        {"name": "new", "keys": [{"age": "1d"}]},
+    ]}));
+    for source in ["credential-report", "api"] {
+        let run = rekey(Some(&emu), &["scan", "--source", source, "--as-of", "2026-11-20T00:00:00Z", "--format", "json"]);
+        let scan = run.json();
+        assert_eq!(key_of(&scan, "new").len(), 0, "{source}");
+        assert_eq!(scan["summary"]["keys"], 1, "{source}");
+        assert!(scan["keys"].as_array().unwrap().iter().all(|k| k["age_days"].as_i64().unwrap() >= 0));
+        assert!(messages(&scan["warnings"]).contains("created after --as-of"), "{source}: {}", scan["warnings"]);
+    }
+    let help = rekey(None, &["scan", "--help"]);
+    assert!(help.stdout.contains("today's keys"), "{}", help.stdout);
+}
+
+#[test]
+fn a_max_age_in_hours_is_carried_as_written() {
+    let emu = Emulator::with_scenario(&json!({"as_of": AS_OF, "users": [{"name": "u", "keys": [{"age": "2d"}]}]}));
+    let scan = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--max-age", "36h", "--format", "json"]).json();
+    assert_eq!((&scan["max_age"], &scan["max_age_days"]), (&json!("36h"), &json!(1)));
+    assert_eq!(scan["keys"][0]["reason"], "active key is 2 days old (limit 36h)");
+    let full = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]).json();
+    assert_eq!(full["max_age"], "90d");
+}
+
+#[test]
+fn csv_cells_cannot_run_as_formulas() {
+    let emu = Emulator::with_scenario(&json!({"as_of": AS_OF, "users": [
+        {"name": "=cmd", "keys": [{"age": "300d"}]},
+        {"name": "+ci", "keys": [{"age": "300d"}]},
+        {"name": "-deploy", "keys": [{"age": "300d"}]},
+        {"name": "@corp", "tags": {"Owner": "=HYPERLINK"}, "keys": [{"age": "300d"}]},
+    ]}));
+    let csv = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "csv"]);
+    let names: Vec<String> = csv.stdout.lines().skip(1).map(|l| parse_csv_line(l)[1].clone()).collect();
+    assert_eq!(names, ["'+ci", "'-deploy", "'=cmd", "'@corp"]);
+    assert!(csv.stdout.contains(",'=HYPERLINK,"), "{}", csv.stdout);
+    let json = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]).json();
+    assert_eq!(key_of(&json, "=cmd").len(), 1, "JSON keeps exact values");
+    assert_eq!(key_of(&json, "@corp")[0]["owner"], "=HYPERLINK");
+}
+
+#[test]
+fn the_summary_counts_users_as_security_hub_does() {
+    let emu = mixed();
+    let truth = emu.truth();
+    let scan = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]).json();
+    let worst = |result: &str| -> u64 {
+        let mut by_user: BTreeMap<&str, u8> = BTreeMap::new();
+        let rank = |r: &str| ["FAILED", "WARNING", "SUPPRESSED", "PASSED"].iter().position(|x| *x == r).unwrap() as u8;
+        for k in truth["keys"].as_array().unwrap() {
+            let e = by_user.entry(k["user_name"].as_str().unwrap()).or_insert(9);
+            *e = (*e).min(rank(k["result"].as_str().unwrap()));
+        }
+        by_user.values().filter(|r| **r == rank(result)).count() as u64
+    };
+    assert_eq!(scan["summary"]["users_failed"], worst("FAILED"));
+    assert_eq!(scan["summary"]["users_warning"], worst("WARNING"));
+    assert!(scan["summary"]["users_failed"].as_u64().unwrap() < scan["summary"]["failed"].as_u64().unwrap());
+}
+
+#[test]
+fn an_active_root_access_key_is_reported_as_iam_4() {
+    let emu = mixed();
+    let plain = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]).json();
+    assert_eq!(plain["other_findings"], json!([]));
+    emu.set_root_access_key(true);
+    emu.expire_credential_report();
+    let run = rekey(Some(&emu), &["scan", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.json()["other_findings"], json!([{"control": "IAM.4", "account_id": "123456789012",
+        "user_name": "<root_account>", "reason": "the root user has an active access key"}]));
+    assert!(run.stderr.contains("IAM.4"), "{}", run.stderr);
+    let table = rekey(Some(&emu), &["scan", "--as-of", AS_OF]);
+    assert!(table.stdout.contains("IAM.4 123456789012 <root_account>"), "{}", table.stdout);
+}
+
+#[test]
+fn a_partial_scan_is_visible_in_every_format() {
+    let emu = mixed();
+    for format in ["csv", "jsonl", "table"] {
+        emu.inject_fault("iam:ListAccessKeys", "AccessDenied", 403, 1);
+        let run = rekey(Some(&emu), &["scan", "--source", "api", "--as-of", AS_OF, "--format", format]);
+        assert_eq!(run.code, 2, "{format}: {}", run.stderr);
+        let line = run.stderr.lines().find(|l| l.contains("the scan is incomplete")).unwrap_or_else(|| panic!("{format}: {}", run.stderr));
+        assert!(line.contains("could not be read"), "{line}");
+        assert!(run.stderr.contains("access denied for iam:ListAccessKeys"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn names_with_commas_read_from_a_quoted_or_unquoted_report() {
+    // Regression: moto's unquoted report failed the whole account.
+    let emu = mixed();
+    let truth = emu.truth();
+    for quoted in [true, false] {
+        emu.quote_credential_report(quoted);
+        let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json"]);
+        assert_eq!(run.code, 1, "quoted {quoted}: {}", run.stderr);
+        let scan = run.json();
+        assert_eq!(scan["source"], "credential-report");
+        assert_eq!(scan["warnings"], json!([]), "quoted {quoted}");
+        assert_matches_truth(&scan, &truth, if quoted { "quoted" } else { "unquoted" });
+    }
+}
+
+#[test]
+fn an_odd_report_row_is_read_through_the_api() {
+    let emu = mixed();
+    let truth = emu.truth();
+    emu.quote_credential_report(false);
+    emu.override_report_cell("ops,legacy", "access_key_1_last_rotated", "last tuesday");
+    emu.reset_calls();
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "one odd row never fails the account: {}", run.stderr);
+    let scan = run.json();
+    assert_eq!(scan["source"], "credential-report");
+    assert!(messages(&scan["warnings"]).contains("\"ops,legacy\": line"), "{}", scan["warnings"]);
+    assert_eq!(calls_of(&emu, "iam:GetUser"), 1, "only that user through the API");
+    assert_matches_truth(&scan, &truth, "odd row");
+
+    // A row whose user cannot be told: the whole account through the API.
+    emu.override_report_cell("svc=ci", "user", "svc=ci (bad)");
+    emu.expire_credential_report();
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let scan = run.json();
+    assert_eq!(scan["source"], "api");
+    assert!(messages(&scan["warnings"]).contains("every user was read through the API"), "{}", scan["warnings"]);
+    assert_matches_truth(&scan, &truth, "unreadable user");
 }

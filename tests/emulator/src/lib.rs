@@ -149,6 +149,30 @@ impl Emulator {
         self.request("POST", &format!("/_rekey/keys/{access_key_id}"), Some(change));
     }
 
+    /// Drops the credential report IAM would hand back (as if it were over
+    /// 4 hours old): the next `GenerateCredentialReport` starts a new one.
+    pub fn expire_credential_report(&self) {
+        self.request("POST", "/_rekey/credential-report/expire", Some(&serde_json::json!({})));
+    }
+
+    /// Whether the credential report quotes fields with `,` (RFC 4180, the
+    /// default) or writes them bare, as moto does.
+    pub fn quote_credential_report(&self, quoted: bool) {
+        self.request("POST", "/_rekey/credential-report/style", Some(&serde_json::json!({"quoted": quoted})));
+    }
+
+    /// Writes `value` as-is into `column` of `user`'s row of every report
+    /// served from now on (a row rekey cannot read, for example).
+    pub fn override_report_cell(&self, user: &str, column: &str, value: &str) {
+        let body = serde_json::json!({"user": user, "column": column, "value": value});
+        self.request("POST", "/_rekey/credential-report/override", Some(&body));
+    }
+
+    /// Gives the root user an active access key in reports generated from now on.
+    pub fn set_root_access_key(&self, active: bool) {
+        self.request("POST", "/_rekey/root", Some(&serde_json::json!({"access_key_active": active})));
+    }
+
     /// One harness request; panics unless it answers 2xx.
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let host = self.endpoint.trim_start_matches("http://");

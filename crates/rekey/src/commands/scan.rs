@@ -1,7 +1,8 @@
 //! `rekey scan`: read keys, evaluate IAM.3, print.
 //!
-//! With the credential report, only users with a FAILED or WARNING key cost
-//! a call each (`ListAccessKeys`, for their key ids). Owners come from
+//! With the credential report (a snapshot up to 4 hours old), only users
+//! with a key old enough to be FAILED or WARNING cost a call each
+//! (`ListAccessKeys`: their keys as they are now, with ids). Owners come from
 //! `GetAccountAuthorizationDetails` (a call per 1,000 users); without that
 //! permission, from `ListUserTags` for the users that need action (and for
 //! every user when `--owner` filters on them).
@@ -10,14 +11,18 @@ use crate::cli::{FailOn, ScanArgs, SourceArg};
 use crate::output::render_scan;
 use crate::settings::{Settings, DEFAULT_CONCURRENCY};
 use crate::terminal::Terminal;
-use rekey_aws::inventory::{Fetch, UserError};
+use rekey_aws::inventory::{Fetch, Inventory, UserError, Warning};
 use rekey_aws::{Clients, Iam, Source};
+use rekey_core::evaluate::{existed_at, old_enough_to_matter};
 use rekey_core::model::whole_seconds;
-use rekey_core::report::{key_rows, user_result, RotationRef, ScanError, ScanReport, Summary};
+use rekey_core::report::{key_rows, user_result, Note, OtherFinding, RotationRef, ScanReport, Summary};
 use rekey_core::{Compliance, Policy};
 use std::io::Write;
 
 pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    if args.owner.is_some() && settings.owner_tags.is_empty() {
+        anyhow::bail!("--owner filters on owner tags, but policy.owner_tags is empty in rekey.toml; list the tags that name owners (e.g. owner_tags = [\"Owner\"]) or drop --owner");
+    }
     let policy = Policy {
         max_age: args.max_age.unwrap_or(settings.policy.max_age),
         warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
@@ -40,28 +45,50 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     let progress = term.progress();
     let fetch = Fetch { iam: &iam, concurrency: DEFAULT_CONCURRENCY, progress: &progress };
 
-    let (mut users, mut errors) = fetch.load(source, &args.users).await?;
-    let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
-    errors.extend(fetch.fill_key_ids(&mut users, needs_action).await);
+    let mut inventory = match fetch.load(source, &args.users).await {
+        // Under auto, a missing report permission is not worth failing for.
+        Err(e) if args.source == SourceArg::Auto && e.is_report_denied() => {
+            let mut inventory = fetch.load(Source::Api, &args.users).await?;
+            let message = format!("{e}; read every user through the API instead (slower, same results)");
+            inventory.warnings.insert(0, Warning { user: None, message });
+            inventory
+        }
+        loaded => loaded?,
+    };
+    fetch.refresh_keys(&mut inventory, |k| old_enough_to_matter(k, &policy, as_of)).await;
     if !settings.owner_tags.is_empty() {
         let filtering = args.owner.is_some();
         let whole_account = args.users.is_empty();
-        errors.extend(fetch.fill_tags(&mut users, whole_account, |u| filtering || needs_action(u)).await);
+        let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
+        fetch.fill_tags(&mut inventory, whole_account, |u| filtering || needs_action(u)).await;
     }
     progress.finish();
     if let Some(owner) = &args.owner {
-        users.retain(|u| u.owner(&settings.owner_tags) == Some(owner.as_str()));
+        if inventory.owners_unknown {
+            anyhow::bail!("--owner {owner} needs the users' owner tags, and they cannot be read: grant iam:GetAccountAuthorizationDetails or iam:ListUserTags (see `rekey policy`)");
+        }
+        inventory.users.retain(|u| u.owner(&settings.owner_tags) == Some(owner.as_str()));
+    }
+    let not_yet_created = inventory.users.iter().flat_map(|u| &u.keys).filter(|k| !existed_at(k, as_of)).count();
+    if not_yet_created > 0 {
+        let message = format!("{not_yet_created} key(s) created after --as-of {as_of} are not listed: they did not exist then");
+        inventory.warnings.push(Warning { user: None, message });
     }
 
-    let mut keys = key_rows(&users, &policy, as_of, &settings.owner_tags);
+    let mut keys = key_rows(&inventory.users, &policy, as_of, &settings.owner_tags);
     mark_rotations(&mut keys, settings)?;
+    let Inventory { source, report_generated_at, root_with_active_key, users, errors, warnings, .. } = inventory;
     let report = ScanReport {
         generated_at: now,
         as_of,
         max_age_days: policy.max_age.whole_days(),
+        max_age: policy.max_age,
         source: source.as_str(),
+        report_generated_at,
         summary: Summary::of(users.len(), &keys),
-        errors: errors.iter().map(scan_error).collect(),
+        errors: errors.iter().map(error_note).collect(),
+        warnings: warnings.iter().map(warning_note).collect(),
+        other_findings: root_with_active_key.iter().map(|a| OtherFinding::root_access_key(a.as_str())).collect(),
         keys,
     };
     match output {
@@ -74,8 +101,18 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     }
     term.report_calls(clients.calls());
 
-    for e in &errors {
-        term.error(&format!("{}: {}", e.user, e.error));
+    for w in &report.warnings {
+        term.warn(&note_text(w));
+    }
+    for f in &report.other_findings {
+        term.warn(&format!("{} {}: {}", f.control, f.account_id, f.reason));
+    }
+    for e in &report.errors {
+        term.error(&note_text(e));
+    }
+    if !errors.is_empty() {
+        let names: Vec<String> = errors.iter().map(|e| e.user.to_string()).collect();
+        term.error(&format!("the scan is incomplete: the keys of {} could not be read and are missing from the output", names.join(", ")));
     }
     Ok(if !errors.is_empty() {
         2
@@ -132,6 +169,17 @@ fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
     }
 }
 
-fn scan_error(e: &UserError) -> ScanError {
-    ScanError { account_id: None, user_name: Some(e.user.to_string()), message: e.error.to_string() }
+fn error_note(e: &UserError) -> Note {
+    Note { account_id: None, user_name: Some(e.user.to_string()), message: e.error.to_string() }
+}
+
+fn warning_note(w: &Warning) -> Note {
+    Note { account_id: None, user_name: w.user.as_ref().map(ToString::to_string), message: w.message.clone() }
+}
+
+fn note_text(n: &Note) -> String {
+    match &n.user_name {
+        Some(user) => format!("{user}: {}", n.message),
+        None => n.message.clone(),
+    }
 }

@@ -219,3 +219,11 @@ pub fn app_call(emu: &Emulator, credentials: &Path) -> Run {
         .expect("run aws")
         .into()
 }
+
+/// The AWS CLI as an admin of the emulator's account.
+pub fn aws(emulator: &Emulator, args: &[&str]) -> Run {
+    let home = tempfile::tempdir().expect("temp home");
+    let run: Run = Command::new("aws").envs(emulator.env()).env("HOME", home.path()).args(args).output().expect("run aws").into();
+    assert_eq!(run.code, 0, "aws {args:?}: {}", run.stderr);
+    run
+}
