@@ -83,9 +83,9 @@ pub struct Progress {
     #[serde(default)]
     pub keys_at_start: Vec<String>,
     /// Per sink index, what `restore` goes back to, saved before the first
-    /// delivery to that sink (see `sinks::restore_point`).
+    /// delivery to that sink (see `DeliverySink::restore_point`).
     #[serde(default)]
-    pub restore_points: std::collections::BTreeMap<usize, serde_json::Value>,
+    pub restore_points: std::collections::BTreeMap<usize, crate::sinks::RestorePoint>,
     /// Indexes of the plan's sinks that hold the new key.
     #[serde(default)]
     pub delivered: Vec<usize>,

@@ -6,7 +6,7 @@
 
 use crate::crash_point;
 use crate::plan::{Plan, Progress, SeenUse, Undoing};
-use crate::sinks::{self, Delivered, Restored, SinkCtx};
+use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
 use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::{SignedDuration, Timestamp};
 use rekey_aws::{AwsError, Clients, Iam};
@@ -139,11 +139,26 @@ impl<'a> Engine<'a> {
         });
     }
 
-    /// What sinks need; an `exec` sink gets `verify_timeout` to finish.
-    fn sink_ctx(&self, r: &Rotation) -> SinkCtx<'a> {
+    /// What sink `index` needs; an `exec` sink gets `verify_timeout` to finish.
+    fn sink_ctx<'r>(&self, r: &'r Rotation, index: usize) -> SinkCtx<'r>
+    where
+        'a: 'r,
+    {
         let timeout = r.plan.timings.verify_timeout.to_signed().unsigned_abs();
         let account = AccountId::new(&r.record.account_id);
-        SinkCtx { clients: self.clients, user: r.user(), account, timeout, may_reveal: self.may_reveal }
+        SinkCtx { clients: self.clients, user: r.user(), account, timeout, may_reveal: self.may_reveal, rotation_id: &r.record.id, index }
+    }
+
+    /// The rotation ends (completed, rolled back or aborted): every sink
+    /// drops what only served a restore, such as a copy of an old secret.
+    /// Sinks without a saved restore point get `Nothing`: a crash may have
+    /// cut in between taking one and saving it.
+    async fn finish_sinks(&self, r: &Rotation) -> Result<(), EngineError> {
+        for (i, sink) in r.plan.deliver.iter().enumerate() {
+            let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
+            sinks::of(sink).finish(&self.sink_ctx(r, i), point).await?;
+        }
+        Ok(())
     }
 
     /// Tells the engine a user's ARN the caller already read, saving a call.
@@ -262,6 +277,7 @@ impl<'a> Engine<'a> {
     async fn step(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         if let Some(undoing) = r.progress.undoing.clone() {
             self.undo(r).await?;
+            self.finish_sinks(r).await?;
             let event = if undoing.ends_as == Stage::Aborted { Event::Aborted } else { Event::RolledBack };
             return Ok(Step::End(event, undoing.reason));
         }
@@ -283,9 +299,7 @@ impl<'a> Engine<'a> {
                 let request_id = self.iam.delete_access_key(&r.user(), &r.old_key()).await?;
                 self.note(r, "deleted_old_key", request_id, serde_json::json!({"key": r.record.old_key_id}));
                 crash_point("delete-key");
-                for sink in &r.plan.deliver {
-                    sinks::finish(sink)?;
-                }
+                self.finish_sinks(r).await?;
                 Ok(Step::Move(Event::Deleted))
             }
             stage => unreachable!("no step for {stage}: only working stages are advanced"),
@@ -377,9 +391,8 @@ impl<'a> Engine<'a> {
         if let Some(c) = self.secrets.get(&r.record.id).filter(|c| c.access_key_id == new) {
             return Ok(Some(c.clone()));
         }
-        let ctx = self.sink_ctx(r);
-        for sink in r.plan.deliver.iter().filter(|s| sinks::readable(s)) {
-            if let Some(c) = sinks::read_back(sink, &ctx).await?.filter(|c| c.access_key_id == new) {
+        for (i, sink) in r.plan.deliver.iter().enumerate().map(|(i, s)| (i, sinks::of(s))).filter(|(_, s)| s.readable()) {
+            if let Some(c) = sink.read_back(&self.sink_ctx(r, i)).await?.filter(|c| c.access_key_id == new) {
                 self.secrets.insert(r.record.id.clone(), c.clone());
                 return Ok(Some(c));
             }
@@ -403,17 +416,17 @@ impl<'a> Engine<'a> {
             }
         };
         for i in remaining {
-            let sink = r.plan.deliver[i].clone();
+            let config = r.plan.deliver[i].clone();
+            let sink = sinks::of(&config);
             let outcome = match &creds {
                 Some(creds) if !is_confirmed_manual(&i) => {
                     if !r.progress.restore_points.contains_key(&i) {
-                        if let Some(point) = sinks::restore_point(&sink, &self.sink_ctx(r)).await? {
-                            // Saved before the sink changes: a crash cannot lose it.
-                            r.progress.restore_points.insert(i, point);
-                            self.save(r)?;
-                        }
+                        let point = sink.restore_point(&self.sink_ctx(r, i)).await?;
+                        // Saved before the sink changes: a crash cannot lose it.
+                        r.progress.restore_points.insert(i, point);
+                        self.save(r)?;
                     }
-                    sinks::deliver(&sink, &self.sink_ctx(r), creds).await?
+                    sink.deliver(&self.sink_ctx(r, i), creds).await?
                 }
                 _ => Delivered::AlreadyThere,
             };
@@ -424,7 +437,7 @@ impl<'a> Engine<'a> {
                 )));
             }
             r.progress.delivered.push(i);
-            self.note(r, "delivered", None, serde_json::json!({"sink": sinks::describe(&sink), "already_there": outcome == Delivered::AlreadyThere}));
+            self.note(r, "delivered", None, serde_json::json!({"sink": sink.describe(), "already_there": outcome == Delivered::AlreadyThere}));
             crash_point(&format!("deliver-{i}"));
         }
         r.progress.delivered_at = Some(now());
@@ -475,6 +488,7 @@ impl<'a> Engine<'a> {
                     self.note(r, "verification_failed", None, serde_json::json!({"verifier": verify::describe(&verifier), "stage": stage.as_str(), "reason": reason}));
                     self.decide_undo(r, Stage::RolledBack, reason.clone())?;
                     self.undo(r).await?;
+                    self.finish_sinks(r).await?;
                     return Ok(Step::End(Event::RolledBack, reason));
                 }
             }
@@ -580,16 +594,18 @@ impl<'a> Engine<'a> {
                 _ => Ok(()),
             };
         };
-        let ctx = self.sink_ctx(r);
         let mut keep_new_key = Vec::new();
         for (i, sink) in r.plan.deliver.iter().enumerate().rev() {
-            let outcome = sinks::restore(sink, &ctx, &new, r.progress.restore_points.get(&i)).await?;
+            let sink = sinks::of(sink);
+            // No restore point: this rotation never wrote to the sink.
+            let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
+            let outcome = sink.restore(&self.sink_ctx(r, i), &new, point).await?;
             if let Restored::CannotRestore(what) = &outcome {
                 if r.progress.delivered.contains(&i) {
                     keep_new_key.push(what.clone());
                 }
             }
-            let detail = serde_json::json!({"sink": sinks::describe(sink), "outcome": format!("{outcome:?}")});
+            let detail = serde_json::json!({"sink": sink.describe(), "outcome": format!("{outcome:?}")});
             self.note(r, "restored_sink", None, detail);
             crash_point(&format!("restore-{i}"));
         }

@@ -46,15 +46,19 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         bail!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id);
     }
     let may_reveal = args.reveal || term.stdout_is_terminal;
-    let ctx = sinks::SinkCtx {
-        clients: &clients,
-        user: args.user.clone(),
-        account: account.clone(),
-        timeout: plan.timings.verify_timeout.to_signed().unsigned_abs(),
-        may_reveal,
-    };
-    for sink in &plan.deliver {
-        sinks::check(sink, &ctx).await.with_context(|| format!("cannot deliver to {}", sinks::describe(sink)))?;
+    let id = new_rotation_id();
+    for (index, sink) in plan.deliver.iter().enumerate() {
+        let ctx = sinks::SinkCtx {
+            clients: &clients,
+            user: args.user.clone(),
+            account: account.clone(),
+            timeout: plan.timings.verify_timeout.to_signed().unsigned_abs(),
+            may_reveal,
+            rotation_id: &id,
+            index,
+        };
+        let sink = sinks::of(sink);
+        sink.check(&ctx).await.with_context(|| format!("cannot deliver to {}", sink.describe()))?;
     }
     for verifier in &plan.verify {
         verify::check(verifier).map_err(|e| anyhow!("{e}"))?;
@@ -71,7 +75,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let mut store = open_store(settings)?;
     let started = now();
     let record = RotationRecord {
-        id: new_rotation_id(),
+        id,
         account_id: account.to_string(),
         user_name: args.user.to_string(),
         old_key_id: old.id.to_string(),
@@ -93,7 +97,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         to_stage: Some(Stage::Planned),
         aws_request_id: None,
         detail: serde_json::json!({
-            "deliver": plan.deliver.iter().map(sinks::describe).collect::<Vec<_>>(),
+            "deliver": plan.deliver.iter().map(|s| sinks::of(s).describe()).collect::<Vec<_>>(),
             "verify": plan.verify.iter().map(verify::describe).collect::<Vec<_>>(),
         }),
     };
@@ -184,12 +188,12 @@ fn print_plan(args: &RotateArgs, account: &AccountId, old: &AccessKeyId, plan: &
     steps.push(format!("iam:CreateAccessKey {user}: the new key, its id recorded at once"));
     for sink in &plan.deliver {
         let write = match sink {
-            Sink::CredentialsFile { path, .. } => format!(" (previous content kept as {}.rekey-bak)", path.display()),
-            Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue; the previous value stays AWSPREVIOUS)".to_owned(),
+            Sink::CredentialsFile { .. } => " (the profile's previous lines kept in a 0600 copy beside the file until the rotation ends)".to_owned(),
+            Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue; restore makes the version current before it AWSCURRENT again)".to_owned(),
             Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)".to_owned(),
             _ => String::new(),
         };
-        steps.push(format!("deliver to {}{write}", sinks::describe(sink)));
+        steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
     }
     for v in &plan.verify {
         steps.push(format!("verify: {} (up to {})", verify::describe(v), t.verify_timeout));
