@@ -36,6 +36,9 @@ fn assert_secret_nowhere(rig: &Rig, secret: &str, outputs: &[&support::Run]) {
 fn happy_path_with_the_aws_cli_reading_a_credentials_file() {
     let rig = Rig::new();
     rig.config_app(ZERO_WAITS);
+    use std::os::unix::fs::PermissionsExt;
+    // Readable by the application's group: a rotation must not take that away.
+    std::fs::set_permissions(rig.credentials(), std::fs::Permissions::from_mode(0o640)).unwrap();
     assert_eq!(rig.app().code, 0, "the application works before");
 
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes", "-vvv"]);
@@ -53,9 +56,8 @@ fn happy_path_with_the_aws_cli_reading_a_credentials_file() {
     assert!(file.starts_with(OTHER_PROFILE), "other profiles untouched");
     assert_eq!(profile_value(&file, "aws_access_key_id"), new_key);
     assert!(file.ends_with("region = us-east-1\n"));
-    assert!(!rig.path("credentials.rekey-bak").exists(), "the backup (a dead key) is removed once the old key is deleted");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(rig.credentials()).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(rig.leftovers(), Vec::<String>::new(), "the restore copy (a dead key) is removed once the old key is deleted");
+    assert_eq!(std::fs::metadata(rig.credentials()).unwrap().permissions().mode() & 0o777, 0o640, "the mode is kept");
 
     let new_secret = profile_value(&file, "aws_secret_access_key");
     let history = rig.rekey(&["history", "--format", "json"]);
@@ -152,6 +154,7 @@ fn abort_and_rollback_leave_the_original_key_and_file() {
         assert_eq!(after["stage"], if command == "abort" { "aborted" } else { "rolled_back" });
         assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "{command} in {stop}: only the original key, active");
         assert_eq!(std::fs::read(rig.credentials()).unwrap(), original, "{command} in {stop}: the file is back byte for byte");
+        assert_eq!(rig.leftovers(), Vec::<String>::new(), "{command} in {stop}: the restore copy is removed when the rotation ends");
         assert_eq!(rig.app().code, 0, "{command} in {stop}: the application works");
         // Undoing twice is refused cleanly and changes nothing.
         let again = rig.rekey(&[command, r["id"].as_str().unwrap()]);
@@ -189,7 +192,7 @@ fn verification_failing_after_deactivation_reactivates_the_old_key() {
     rig.config(
         ZERO_WAITS,
         &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", rig.credentials().display()),
-        &format!("{{ type = \"sts\" }}, {{ type = \"exec\", command = [\"sh\", \"-c\", \"AWS_SHARED_CREDENTIALS_FILE={} aws sts get-caller-identity --profile app\"] }}", legacy.display()),
+        &format!("{{ type = \"sts\" }}, {}", rig.app_verifier(&legacy)),
     );
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
     assert_eq!(run.code, 2, "a rolled-back rotation is an error for scripts: {}", run.stdout);
@@ -303,14 +306,14 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     rig.emu.reset_calls();
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--dry-run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for step in ["iam:CreateAccessKey", "deliver to credentials-file", "rekey-bak", "verify: sts", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "Nothing was changed"] {
+    for step in ["iam:CreateAccessKey", "deliver to credentials-file", "0600 copy", "verify: sts", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "Nothing was changed"] {
         assert!(run.stdout.contains(step), "plan mentions {step}:\n{}", run.stdout);
     }
     let calls = rig.emu.calls();
     let ops: Vec<&String> = calls["by_operation"].as_object().unwrap().keys().collect();
     assert!(ops.iter().all(|op| ["iam:GetUser", "iam:ListAccessKeys"].contains(&op.as_str())), "read-only calls only: {ops:?}");
     assert!(!rig.path("state.db").exists());
-    assert!(!rig.path("credentials.rekey-bak").exists());
+    assert_eq!(rig.leftovers(), Vec::<String>::new());
 }
 
 #[test]
