@@ -135,6 +135,30 @@ fn rollback_restores_secretsmanager_and_ssm() {
     assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
 }
 
+/// Issue 6 item 13: restore went to whatever was AWSPREVIOUS at restore time.
+#[test]
+fn secretsmanager_restores_the_version_current_before_delivery_not_awsprevious() {
+    let rig = Rig::new();
+    let before = r#"{"AccessKeyId":"AKIABEFOREBEFOREXXXX","SecretAccessKey":"before"}"#;
+    assert_eq!(rig.aws(&["secretsmanager", "create-secret", "--name", "app/aws", "--secret-string", before]).code, 0);
+    rig.config(STOP_IN_DRAINING, r#"{ type = "secretsmanager", secret_id = "app/aws" }"#, r#"{ type = "sts" }"#);
+    assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+    let r = rig.rotation();
+    assert_eq!(r["stage"], "draining");
+    // The application's team adds a field: the new key is now current twice
+    // over, and AWSPREVIOUS holds the new key too.
+    let current = rig.aws(&["secretsmanager", "get-secret-value", "--secret-id", "app/aws"]).json();
+    let mut value: Value = serde_json::from_str(current["SecretString"].as_str().unwrap()).unwrap();
+    value["Region"] = "us-east-1".into();
+    assert_eq!(rig.aws(&["secretsmanager", "put-secret-value", "--secret-id", "app/aws", "--secret-string", &value.to_string()]).code, 0);
+
+    let run = rig.rekey(&["rollback", r["id"].as_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let secret = rig.aws(&["secretsmanager", "get-secret-value", "--secret-id", "app/aws"]).json();
+    assert_eq!(secret["SecretString"], before, "back to the value from before the rotation");
+    assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
+}
+
 #[test]
 fn abort_and_rollback_leave_the_original_key_and_file() {
     for (timings, stop, command) in [
