@@ -86,14 +86,16 @@ impl CredentialsFile<'_> {
         if !place.dir().is_dir() {
             return Err(CredentialsFileError::MissingDirectory { dir: place.dir().to_owned() });
         }
-        let _lock = place.lock()?;
-        match load(&place.path)? {
+        // Parse first: a path that is no file must not get a lock file beside it.
+        let perms = match load(&place.path)? {
             Some((meta, doc)) => {
                 doc.entries(self.profile)?;
-                place.probe(Perms::of(&meta))
+                Perms::of(&meta)
             }
-            None => place.probe(Perms::new_file_in(place.dir())?),
-        }
+            None => Perms::new_file_in(place.dir())?,
+        };
+        let _lock = place.lock()?;
+        place.probe(perms)
     }
 
     /// Copies the profile's key lines (0600) for `restore`, or records that
