@@ -7,7 +7,7 @@ pub mod credentials_file;
 mod exec;
 mod manual;
 mod secretsmanager;
-mod ssm;
+pub mod ssm;
 
 use rekey_aws::{AwsError, Clients};
 use rekey_core::target::Sink;
