@@ -1,7 +1,9 @@
 //! Runs the commands of `exec` sinks and verifiers: a real process, input on
 //! stdin only (never argv or environment, which other users can read), a
-//! time limit, and output that never reaches rekey's own output unredacted.
+//! clean environment, a time limit, and output that never reaches rekey's
+//! own output unredacted.
 
+use rekey_core::target::Env;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,11 +26,21 @@ impl Finished {
     }
 }
 
-/// Runs `command` with `input` on stdin; kills it (by PID) after `timeout`.
-pub async fn run(command: &[String], input: Option<&[u8]>, timeout: Duration, redact: Option<&str>) -> std::io::Result<Finished> {
+/// What a command gets of rekey's own environment. Nothing else: rekey's
+/// AWS credentials, profile and settings would make a command act (or a
+/// verifier check) as rekey instead of as the application.
+const PASSED_ON: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+/// Runs `command` with `input` on stdin, in a clean environment plus `env`;
+/// kills it (by PID) after `timeout`.
+pub async fn run(command: &[String], env: &Env, input: Option<&[u8]>, timeout: Duration, redact: Option<&str>) -> std::io::Result<Finished> {
     let (program, args) = command.split_first().ok_or_else(|| std::io::Error::other("empty command"))?;
+    let passed_on = PASSED_ON.iter().filter_map(|name| Some((*name, std::env::var_os(name)?)));
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .env_clear()
+        .envs(passed_on)
+        .envs(env)
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -83,9 +95,9 @@ mod tests {
 
     #[tokio::test]
     async fn passes_stdin_and_reports_exit() {
-        let ok = run(&sh("read line; [ \"$line\" = hello ]"), Some(b"hello\n"), Duration::from_secs(5), None).await.unwrap();
+        let ok = run(&sh("read line; [ \"$line\" = hello ]"), &Env::new(), Some(b"hello\n"), Duration::from_secs(5), None).await.unwrap();
         assert!(ok.success, "{ok:?}");
-        let bad = run(&sh("echo 'went wrong: s3cr3t' >&2; exit 3"), None, Duration::from_secs(5), Some("s3cr3t")).await.unwrap();
+        let bad = run(&sh("echo 'went wrong: s3cr3t' >&2; exit 3"), &Env::new(), None, Duration::from_secs(5), Some("s3cr3t")).await.unwrap();
         assert!(!bad.success);
         assert_eq!(bad.describe(), "exit code 3: went wrong: ***");
     }
@@ -93,7 +105,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_command_is_killed_at_the_timeout() {
         let started = std::time::Instant::now();
-        let slow = run(&sh("sleep 30"), None, Duration::from_millis(300), None).await.unwrap();
+        let slow = run(&sh("sleep 30"), &Env::new(), None, Duration::from_millis(300), None).await.unwrap();
         assert!(!slow.success);
         assert!(slow.status.contains("timed out"));
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -101,6 +113,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_an_error() {
-        assert!(run(&["/nonexistent/program".into()], None, Duration::from_secs(1), None).await.is_err());
+        assert!(run(&["/nonexistent/program".into()], &Env::new(), None, Duration::from_secs(1), None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_clean_but_for_path_home_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("env");
+        let env = Env::from([("FOO".to_owned(), "bar".to_owned())]);
+        let done = run(&sh(&format!("env > {}", seen.display())), &env, None, Duration::from_secs(5), None).await.unwrap();
+        assert!(done.success, "{done:?}");
+        let seen = std::fs::read_to_string(seen).unwrap();
+        let names: Vec<&str> = seen.lines().filter_map(|l| l.split_once('=')).map(|(name, _)| name).collect();
+        assert!(names.contains(&"PATH") && names.contains(&"FOO"), "{names:?}");
+        // The shell adds its own few; nothing of the test runner's environment.
+        let shell = ["PWD", "OLDPWD", "SHLVL", "_"];
+        assert!(names.iter().all(|n| PASSED_ON.contains(n) || *n == "FOO" || shell.contains(n)), "{names:?}");
     }
 }

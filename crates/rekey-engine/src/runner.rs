@@ -15,7 +15,7 @@ use crate::drain::{self, Drain};
 use crate::keys::KeyApi;
 use crate::lease::{Holder, Renewal, LEASE};
 use crate::plan::{Plan, Progress, SeenUse};
-use crate::sinks::{self, Delivered, Restored, SinkCtx};
+use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
 use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::Timestamp;
 use rekey_aws::{AwsError, Clients};
@@ -702,9 +702,13 @@ impl<'a> Engine<'a> {
         moved(Event::Deleted)
     }
 
+    /// The rotation ends: every sink drops what only served a restore (a
+    /// copy holding the old secret), also one written just before a crash
+    /// kept its restore point from being saved.
     async fn finish_sinks(&mut self, r: &Rotation) -> Result<(), EngineError> {
-        for (i, point) in &r.progress.restore_points {
-            sinks::of(&r.plan.deliver[*i]).finish(&self.sink_ctx(r, *i), point).await?;
+        for (i, config) in r.plan.deliver.iter().enumerate() {
+            let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
+            sinks::of(config).finish(&self.sink_ctx(r, i), point).await?;
         }
         Ok(())
     }
@@ -734,13 +738,9 @@ impl<'a> Engine<'a> {
         if let Some(new) = r.new_key() {
             for (i, config) in r.plan.deliver.iter().enumerate().rev() {
                 let sink = sinks::of(config);
-                let outcome = match r.progress.restore_points.get(&i) {
-                    Some(point) => sink.restore(&self.sink_ctx(r, i), &new, point).await?,
-                    None if r.progress.attempted.contains(&i) || r.progress.delivered.contains(&i) => {
-                        Restored::CannotRestore(format!("{} has no restore point", sink.describe()))
-                    }
-                    None => Restored::NothingToRestore,
-                };
+                // No point saved: delivery never began there (it is saved first).
+                let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
+                let outcome = sink.restore(&self.sink_ctx(r, i), &new, point).await?;
                 if let Restored::CannotRestore(what) = &outcome {
                     keep_new_key.push(what.clone());
                 }

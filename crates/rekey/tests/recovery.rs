@@ -246,6 +246,41 @@ fn exec_delivery_passes_the_key_on_stdin_only() {
 }
 
 #[test]
+fn exec_commands_get_a_clean_environment() {
+    let rig = Rig::new();
+    // rekey itself runs with a profile and the admin's keys in its environment.
+    let aws = rig.path(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let env: std::collections::HashMap<_, _> = rig.emu.env().into_iter().collect();
+    let profile = format!("[rekey-admin]\naws_access_key_id = {}\naws_secret_access_key = {}\n", env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]);
+    std::fs::write(aws.join("credentials"), profile).unwrap();
+    let script = |name: &str| {
+        let path = rig.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\ncat > /dev/null\nenv > {}.env\n", path.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        path.display().to_string()
+    };
+    rig.config(
+        ZERO_WAITS,
+        &format!("{{ type = \"exec\", command = [\"{}\"], env = {{ FOO = \"sink\" }} }}", script("deliver.sh")),
+        &format!("{{ type = \"sts\" }}, {{ type = \"exec\", command = [\"{}\"], env = {{ FOO = \"verifier\" }} }}", script("verify.sh")),
+    );
+    let run: Run = rig.rekey_cmd().env("AWS_PROFILE", "rekey-admin").args(["rotate", "--user", &rig.user, "--yes"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(rig.rotation()["stage"], "completed");
+    for (name, foo) in [("deliver.sh", "sink"), ("verify.sh", "verifier")] {
+        let seen = std::fs::read_to_string(rig.path(&format!("{name}.env"))).unwrap();
+        let vars: Vec<&str> = seen.lines().collect();
+        assert!(!vars.iter().any(|v| v.starts_with("AWS_")), "{name} sees none of rekey's AWS settings: {vars:?}");
+        for wanted in [format!("HOME={}", rig.dir.path().display()), format!("FOO={foo}")] {
+            assert!(vars.contains(&wanted.as_str()), "{name} sees {wanted}: {vars:?}");
+        }
+        assert!(vars.iter().any(|v| v.starts_with("PATH=")), "{name}: {vars:?}");
+    }
+}
+
+#[test]
 fn abort_after_a_crash_in_creating_or_delivering_restores_everything() {
     for point in ["create-key", "deliver-0"] {
         let rig = Rig::new();
@@ -259,6 +294,7 @@ fn abort_after_a_crash_in_creating_or_delivering_restores_everything() {
         assert_eq!(rig.rotation()["stage"], "aborted");
         assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "{point}: the key made before the crash is gone");
         assert_eq!(std::fs::read(rig.credentials()).unwrap(), original, "{point}");
+        assert_eq!(rig.leftovers(), Vec::<String>::new(), "{point}: no restore copy or temp file is left");
         assert_eq!(rig.app().code, 0);
     }
 }
@@ -331,25 +367,38 @@ fn an_exec_only_target_finishes_across_processes() {
 
 #[test]
 fn an_interrupted_restore_of_an_ssm_pair_restores_both_parameters() {
-    let rig = Rig::new();
-    for (name, value) in [("/app/id", "AKIAOLDOLDOLDOLDOLD1"), ("/app/secret", "old-secret")] {
-        assert_eq!(rig.aws(&["ssm", "put-parameter", "--name", name, "--type", "SecureString", "--value", value]).code, 0);
+    // Killed between the two parameters: of a restore (the id is back, the
+    // secret not yet), or of the delivery (the secret is new, the id not yet).
+    for (command, crash) in [("rollback", "ssm-restored:/app/id"), ("abort", "ssm-delivered:/app/secret")] {
+        let rig = Rig::new();
+        for (name, value) in [("/app/id", "AKIAOLDOLDOLDOLDOLD1"), ("/app/secret", "old-secret")] {
+            assert_eq!(rig.aws(&["ssm", "put-parameter", "--name", name, "--type", "SecureString", "--value", value]).code, 0);
+        }
+        rig.config(
+            "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"20s\"",
+            r#"{ type = "ssm", id_name = "/app/id", secret_name = "/app/secret" }"#,
+            r#"{ type = "sts" }"#,
+        );
+        let value = |name: &str| rig.aws(&["ssm", "get-parameter", "--name", name, "--with-decryption"]).json()["Parameter"]["Value"].as_str().unwrap().to_owned();
+        if command == "rollback" {
+            assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+            let id = rig.rotation()["id"].as_str().unwrap().to_owned();
+            let crashed: Run = rig.rekey_cmd().env("REKEY_CRASH_AFTER", crash).args(["rollback", &id]).output().unwrap().into();
+            assert_eq!(crashed.code, -1);
+            assert_eq!(value("/app/id"), "AKIAOLDOLDOLDOLDOLD1", "the id goes back first");
+            assert_ne!(value("/app/secret"), "old-secret", "cut short before the secret");
+        } else {
+            assert_eq!(rotate_crashing_at(&rig, crash).code, -1);
+            assert_eq!(value("/app/id"), "AKIAOLDOLDOLDOLDOLD1", "the id goes last");
+            assert_ne!(value("/app/secret"), "old-secret", "the secret went first");
+        }
+        let id = rig.rotation()["id"].as_str().unwrap().to_owned();
+        let again = rig.rekey(&[command, &id]);
+        assert_eq!(again.code, 0, "{command}: {}", again.stderr);
+        assert_eq!(value("/app/secret"), "old-secret", "{command}: never the new secret left behind");
+        assert_eq!(value("/app/id"), "AKIAOLDOLDOLDOLDOLD1", "{command}");
+        assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "{command}");
     }
-    rig.config(
-        "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"120s\"",
-        r#"{ type = "ssm", id_name = "/app/id", secret_name = "/app/secret" }"#,
-        r#"{ type = "sts" }"#,
-    );
-    assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
-    let id = rig.rotation()["id"].as_str().unwrap().to_owned();
-    // Killed between putting back the secret and putting back the id.
-    let crashed: Run = rig.rekey_cmd().env("REKEY_CRASH_AFTER", "ssm-restored:/app/secret").args(["rollback", &id]).output().unwrap().into();
-    assert_eq!(crashed.code, -1);
-    assert_eq!(rig.rekey(&["rollback", &id]).code, 0);
-    let value = |name: &str| rig.aws(&["ssm", "get-parameter", "--name", name, "--with-decryption"]).json()["Parameter"]["Value"].as_str().unwrap().to_owned();
-    assert_eq!(value("/app/secret"), "old-secret");
-    assert_eq!(value("/app/id"), "AKIAOLDOLDOLDOLDOLD1");
-    assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
 }
 
 #[test]

@@ -39,6 +39,9 @@ fn assert_secret_nowhere(rig: &Rig, secret: &str, outputs: &[&support::Run]) {
 fn happy_path_with_the_aws_cli_reading_a_credentials_file() {
     let rig = Rig::new();
     rig.config_app(ZERO_WAITS);
+    use std::os::unix::fs::PermissionsExt;
+    // Readable by the application's group: a rotation must not take that away.
+    std::fs::set_permissions(rig.credentials(), std::fs::Permissions::from_mode(0o640)).unwrap();
     assert_eq!(rig.app().code, 0, "the application works before");
 
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes", "-vvv"]);
@@ -56,9 +59,8 @@ fn happy_path_with_the_aws_cli_reading_a_credentials_file() {
     assert!(file.starts_with(OTHER_PROFILE), "other profiles untouched");
     assert_eq!(profile_value(&file, "aws_access_key_id"), new_key);
     assert!(file.ends_with("region = us-east-1\n"));
-    assert!(!rig.path("credentials.rekey-bak").exists(), "the backup (a dead key) is removed once the old key is deleted");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(rig.credentials()).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(rig.leftovers(), Vec::<String>::new(), "the restore copy (a dead key) is removed once the old key is deleted");
+    assert_eq!(std::fs::metadata(rig.credentials()).unwrap().permissions().mode() & 0o777, 0o640, "the mode is kept");
 
     let new_secret = profile_value(&file, "aws_secret_access_key");
     let history = rig.rekey(&["history", "--format", "json"]);
@@ -136,6 +138,30 @@ fn rollback_restores_secretsmanager_and_ssm() {
     assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
 }
 
+/// Issue 6 item 13: restore went to whatever was AWSPREVIOUS at restore time.
+#[test]
+fn secretsmanager_restores_the_version_current_before_delivery_not_awsprevious() {
+    let rig = Rig::new();
+    let before = r#"{"AccessKeyId":"AKIABEFOREBEFOREXXXX","SecretAccessKey":"before"}"#;
+    assert_eq!(rig.aws(&["secretsmanager", "create-secret", "--name", "app/aws", "--secret-string", before]).code, 0);
+    rig.config(STOP_IN_DRAINING, r#"{ type = "secretsmanager", secret_id = "app/aws" }"#, r#"{ type = "sts" }"#);
+    assert_eq!(rig.rekey(&["rotate", "--user", &rig.user, "--yes"]).code, 0);
+    let r = rig.rotation();
+    assert_eq!(r["stage"], "draining");
+    // The application's team adds a field: the new key is now current twice
+    // over, and AWSPREVIOUS holds the new key too.
+    let current = rig.aws(&["secretsmanager", "get-secret-value", "--secret-id", "app/aws"]).json();
+    let mut value: Value = serde_json::from_str(current["SecretString"].as_str().unwrap()).unwrap();
+    value["Region"] = "us-east-1".into();
+    assert_eq!(rig.aws(&["secretsmanager", "put-secret-value", "--secret-id", "app/aws", "--secret-string", &value.to_string()]).code, 0);
+
+    let run = rig.rekey(&["rollback", r["id"].as_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let secret = rig.aws(&["secretsmanager", "get-secret-value", "--secret-id", "app/aws"]).json();
+    assert_eq!(secret["SecretString"], before, "back to the value from before the rotation");
+    assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
+}
+
 #[test]
 fn abort_and_rollback_leave_the_original_key_and_file() {
     for (timings, stop, command) in [
@@ -155,6 +181,7 @@ fn abort_and_rollback_leave_the_original_key_and_file() {
         assert_eq!(after["stage"], if command == "abort" { "aborted" } else { "rolled_back" });
         assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "{command} in {stop}: only the original key, active");
         assert_eq!(std::fs::read(rig.credentials()).unwrap(), original, "{command} in {stop}: the file is back byte for byte");
+        assert_eq!(rig.leftovers(), Vec::<String>::new(), "{command} in {stop}: the restore copy is removed when the rotation ends");
         assert_eq!(rig.app().code, 0, "{command} in {stop}: the application works");
         // Undoing twice is refused cleanly and changes nothing.
         let again = rig.rekey(&[command, r["id"].as_str().unwrap()]);
@@ -192,7 +219,7 @@ fn verification_failing_after_deactivation_reactivates_the_old_key_and_keeps_the
     rig.config(
         "wait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\nverify_timeout = \"30s\"",
         &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", rig.credentials().display()),
-        &format!("{{ type = \"sts\" }}, {}", support::exec_aws_verifier(&rig.emu, &legacy)),
+        &format!("{{ type = \"sts\" }}, {}", rig.app_verifier(&legacy)),
     );
     let delivered_before = std::fs::read(rig.credentials()).unwrap();
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
@@ -320,7 +347,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let ops: Vec<&String> = calls["by_operation"].as_object().unwrap().keys().collect();
     assert!(ops.iter().all(|op| ["sts:GetCallerIdentity", "iam:GetUser", "iam:ListAccessKeys"].contains(&op.as_str())), "read-only calls only: {ops:?}");
     assert!(!rig.path("state.db").exists());
-    assert!(!rig.path("credentials.rekey-bak").exists());
+    assert_eq!(rig.leftovers(), Vec::<String>::new());
 }
 
 #[test]

@@ -2,15 +2,19 @@
 //! the environment); exit 0 means delivered. rekey cannot read it back or
 //! restore it: the command owns what it writes.
 
-use super::{Delivered, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
 use crate::process;
-use rekey_core::Credentials;
+use rekey_core::target::Env;
+use rekey_core::{AccessKeyId, Credentials};
 
-pub fn check(command: &[String]) -> Result<(), SinkError> {
-    match command.first() {
-        Some(program) if which(program) => Ok(()),
-        Some(program) => Err(SinkError::Failed(format!("exec sink: {program} is not an executable file or on PATH"))),
-        None => Err(SinkError::Failed("exec sink: empty command".into())),
+pub struct ExecSink<'a> {
+    pub command: &'a [String],
+    pub env: &'a Env,
+}
+
+impl ExecSink<'_> {
+    fn shown(&self) -> String {
+        self.command.join(" ")
     }
 }
 
@@ -24,22 +28,59 @@ pub(crate) fn which(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
-pub async fn deliver(ctx: &SinkCtx<'_>, command: &[String], creds: &Credentials) -> Result<Delivered, SinkError> {
-    let input = zeroize::Zeroizing::new(
-        serde_json::json!({
-            "AccessKeyId": creds.access_key_id.as_str(),
-            "SecretAccessKey": creds.secret_access_key.expose(),
-            "UserName": ctx.user.as_str(),
-            "AccountId": ctx.account.as_str(),
-        })
-        .to_string(),
-    );
-    let done = process::run(command, Some(input.as_bytes()), ctx.timeout, Some(creds.secret_access_key.expose()))
-        .await
-        .map_err(|e| SinkError::Failed(format!("exec sink `{}` could not start: {e}", command.join(" "))))?;
-    if done.success {
-        Ok(Delivered::Now)
-    } else {
-        Err(SinkError::Failed(format!("exec sink `{}` failed: {}", command.join(" "), done.describe())))
+#[async_trait::async_trait]
+impl DeliverySink for ExecSink<'_> {
+    fn describe(&self) -> String {
+        format!("exec {}", self.shown())
+    }
+
+    fn readable(&self) -> bool {
+        false
+    }
+
+    async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {
+        match self.command.first() {
+            Some(program) if which(program) => Ok(()),
+            program => Err(SinkError::ProgramNotFound { program: program.cloned().unwrap_or_default() }),
+        }
+    }
+
+    async fn restore_point(&self, _: &SinkCtx<'_>) -> Result<RestorePoint, SinkError> {
+        Ok(RestorePoint::Nothing)
+    }
+
+    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
+        let input = zeroize::Zeroizing::new(
+            serde_json::json!({
+                "AccessKeyId": creds.access_key_id.as_str(),
+                "SecretAccessKey": creds.secret_access_key.expose(),
+                "UserName": ctx.user.as_str(),
+                "AccountId": ctx.account.as_str(),
+            })
+            .to_string(),
+        );
+        let done = process::run(self.command, self.env, Some(input.as_bytes()), ctx.timeout, Some(creds.secret_access_key.expose()))
+            .await
+            .map_err(|source| SinkError::ExecNotStarted { command: self.shown(), source })?;
+        if done.success {
+            Ok(Delivered::Now)
+        } else {
+            Err(SinkError::ExecFailed { command: self.shown(), outcome: done.describe() })
+        }
+    }
+
+    async fn read_back(&self, _: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
+        Ok(None)
+    }
+
+    async fn restore(&self, _: &SinkCtx<'_>, _: &AccessKeyId, _: &RestorePoint) -> Result<Restored, SinkError> {
+        Ok(Restored::CannotRestore(format!(
+            "rekey cannot take a key back through `{}`: make sure its target uses the old key again",
+            self.shown()
+        )))
+    }
+
+    async fn finish(&self, _: &SinkCtx<'_>, _: &RestorePoint) -> Result<(), SinkError> {
+        Ok(())
     }
 }

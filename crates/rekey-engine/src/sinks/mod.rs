@@ -1,26 +1,18 @@
-//! Sinks: where a new key is delivered. One module per kind; this file
-//! dispatches on the configured [`Sink`] and states the contract every kind
-//! keeps:
-//! - `check` (preflight) changes nothing and fails on what would make
-//!   delivery fail, before any key exists;
-//! - `deliver` is idempotent: a sink that already holds the key is left alone,
-//!   so the restore point stays the value from before the rotation;
-//! - `read_back` returns the key a sink holds, for crash recovery;
-//! - `restore_point` names, before delivery, what `restore` will go back to
-//!   where a sink cannot find it again by itself (ids and versions only, no
-//!   secrets; the runner saves it before delivering);
-//! - `restore` puts back the previous value, only if the sink still holds the
-//!   rotation's key (someone else's later change is never clobbered).
+//! Sinks: where a new key is delivered. [`of`] turns a configured [`Sink`]
+//! into a [`DeliverySink`], one module per kind, each keeping the contract
+//! written on the trait. What `restore` goes back to is a typed
+//! [`RestorePoint`], saved by the runner before the first delivery.
 
 pub mod credentials_file;
 mod exec;
 mod manual;
 mod secretsmanager;
-mod ssm;
+pub mod ssm;
 
 use rekey_aws::{AwsError, Clients};
 use rekey_core::target::Sink;
 use rekey_core::{AccessKeyId, AccountId, Credentials, Secret, UserName};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub struct SinkCtx<'a> {
@@ -31,58 +23,24 @@ pub struct SinkCtx<'a> {
     pub timeout: Duration,
     /// `manual` may print the secret (stdout is a terminal, or `--reveal`).
     pub may_reveal: bool,
+    /// Which rotation and which of its sinks: restore copies are kept per rotation and per sink.
     pub rotation_id: &'a str,
     pub index: usize,
 }
 
-/// What `restore` goes back to (no secret).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RestorePoint(Option<serde_json::Value>);
-
-#[async_trait::async_trait]
-pub trait DeliverySink: Send + Sync {
-    fn describe(&self) -> String;
-    fn readable(&self) -> bool;
-    async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError>;
-    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError>;
-    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError>;
-    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError>;
-    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError>;
-    async fn finish(&self, ctx: &SinkCtx<'_>, point: &RestorePoint) -> Result<(), SinkError>;
-}
-
-struct Adapter<'a>(&'a Sink);
-
-pub fn of(sink: &Sink) -> Box<dyn DeliverySink + '_> {
-    Box::new(Adapter(sink))
-}
-
-#[async_trait::async_trait]
-impl DeliverySink for Adapter<'_> {
-    fn describe(&self) -> String {
-        describe(self.0)
-    }
-    fn readable(&self) -> bool {
-        readable(self.0)
-    }
-    async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
-        check(self.0, ctx).await
-    }
-    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError> {
-        Ok(RestorePoint(restore_point(self.0, ctx).await?))
-    }
-    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
-        deliver(self.0, ctx, creds).await
-    }
-    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
-        read_back(self.0, ctx).await
-    }
-    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError> {
-        restore(self.0, ctx, new_key, point.0.as_ref()).await
-    }
-    async fn finish(&self, _ctx: &SinkCtx<'_>, _point: &RestorePoint) -> Result<(), SinkError> {
-        finish(self.0)
-    }
+/// What `restore` goes back to; taken before the first delivery and saved in
+/// the state store by the runner, so it holds ids, versions and paths only,
+/// never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum RestorePoint {
+    CredentialsFile(credentials_file::RestorePoint),
+    /// The version that was AWSCURRENT (`None`: the secret had no value).
+    Secretsmanager { version_id: Option<String> },
+    Ssm(ssm::RestorePoint),
+    /// The sink keeps nothing to go back to (exec, manual), or none was taken
+    /// because the rotation never wrote to it.
+    Nothing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,101 +65,63 @@ pub enum SinkError {
     CredentialsFile(#[from] credentials_file::CredentialsFileError),
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("{0}")]
-    Failed(String),
+    #[error("secret {secret_id} does not exist; create it first (rekey only writes new versions of a secret)")]
+    SecretNotFound { secret_id: String },
+    #[error("parameter {name} no longer has version {version}, the one to restore; put its value from before the rotation back by hand")]
+    ParameterVersionGone { name: String, version: i64 },
+    #[error("exec sink: {program:?} is not an executable file or on PATH; install it or fix the command")]
+    ProgramNotFound { program: String },
+    #[error("exec sink `{command}` could not start: {source}")]
+    ExecNotStarted { command: String, source: std::io::Error },
+    #[error("exec sink `{command}` failed ({outcome}); fix the command, then `rekey run` delivers again")]
+    ExecFailed { command: String, outcome: String },
+    #[error("a manual sink prints the new secret, and stdout is not a terminal: run on a terminal or pass --reveal")]
+    ManualNeedsTerminal,
+    #[error("the saved restore point of {sink} belongs to another kind of sink (was the state edited?); restore this sink by hand")]
+    WrongRestorePoint { sink: String },
 }
 
-/// A short description for plans, status and the audit log (no secrets).
-fn describe(sink: &Sink) -> String {
+/// One kind of sink. Every method may run again after a crash, with the same
+/// result: delivery and restore are idempotent.
+#[async_trait::async_trait]
+pub trait DeliverySink: Send + Sync {
+    /// For plans, status and the audit log (no secrets).
+    fn describe(&self) -> String;
+    /// Can this sink give the key back after a crash?
+    fn readable(&self) -> bool;
+    /// Preflight, before any AWS change: fails on what would make delivery
+    /// fail. Changes nothing the application reads.
+    async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError>;
+    /// What `restore` will go back to, read before the first delivery.
+    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError>;
+    /// Idempotent: a sink that already holds the key is left alone.
+    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError>;
+    /// The key the sink holds, for crash recovery (`None` if unreadable).
+    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError>;
+    /// Goes back to `point`, only if the sink still holds `new_key`: someone
+    /// else's later change is never clobbered.
+    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError>;
+    /// The rotation ended (any way): drop what only served a restore (a copy
+    /// holding an old secret). Idempotent.
+    async fn finish(&self, ctx: &SinkCtx<'_>, point: &RestorePoint) -> Result<(), SinkError>;
+}
+
+/// The one place a configured sink becomes its behaviour.
+pub fn of(sink: &Sink) -> Box<dyn DeliverySink + '_> {
     match sink {
-        Sink::CredentialsFile { path, profile } => format!("credentials-file {} [{profile}]", path.display()),
-        Sink::Secretsmanager { secret_id, .. } => format!("secretsmanager {secret_id}"),
-        Sink::Ssm { name: Some(name), .. } => format!("ssm {name}"),
-        Sink::Ssm { id_name, secret_name, .. } => {
-            format!("ssm {} + {}", id_name.as_deref().unwrap_or("?"), secret_name.as_deref().unwrap_or("?"))
+        Sink::CredentialsFile { path, profile } => Box::new(credentials_file::CredentialsFile { path, profile }),
+        Sink::Secretsmanager { secret_id, id_field, secret_field } => {
+            Box::new(secretsmanager::SecretsManagerSink { secret_id, fields: (id_field, secret_field) })
         }
-        Sink::Exec { command } => format!("exec {}", command.join(" ")),
-        Sink::Manual {} => "manual".to_owned(),
+        Sink::Ssm(parameters) => Box::new(ssm::SsmSink { parameters }),
+        Sink::Exec { command, env } => Box::new(exec::ExecSink { command, env }),
+        Sink::Manual {} => Box::new(manual::ManualSink),
     }
 }
 
 /// Whether an `exec` command's program exists (preflight of sinks and verifiers).
 pub fn exec_available(command: &[String]) -> bool {
     command.first().is_some_and(|program| exec::which(program))
-}
-
-/// Can this sink give the key back after a crash?
-fn readable(sink: &Sink) -> bool {
-    !matches!(sink, Sink::Exec { .. } | Sink::Manual {})
-}
-
-async fn check(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
-    match sink {
-        Sink::CredentialsFile { path, profile } => Ok(credentials_file::check(path, profile)?),
-        Sink::Secretsmanager { secret_id, .. } => secretsmanager::check(ctx, secret_id).await,
-        Sink::Ssm { .. } => ssm::Names::of(sink).map(|_| ()),
-        Sink::Exec { command } => exec::check(command),
-        Sink::Manual {} => manual::check(ctx),
-    }
-}
-
-async fn deliver(sink: &Sink, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
-    match sink {
-        Sink::CredentialsFile { path, profile } => Ok(credentials_file::deliver(path, profile, creds)?),
-        Sink::Secretsmanager { secret_id, id_field, secret_field } => {
-            secretsmanager::deliver(ctx, secret_id, (id_field, secret_field), creds).await
-        }
-        Sink::Ssm { .. } => ssm::deliver(ctx, &ssm::Names::of(sink)?, creds).await,
-        Sink::Exec { command } => exec::deliver(ctx, command, creds).await,
-        Sink::Manual {} => manual::deliver(ctx, creds),
-    }
-}
-
-async fn read_back(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
-    match sink {
-        Sink::CredentialsFile { path, profile } => Ok(credentials_file::read_back(path, profile)?),
-        Sink::Secretsmanager { secret_id, id_field, secret_field } => {
-            secretsmanager::read_back(ctx, secret_id, (id_field, secret_field)).await
-        }
-        Sink::Ssm { .. } => ssm::read_back(ctx, &ssm::Names::of(sink)?).await,
-        Sink::Exec { .. } | Sink::Manual {} => Ok(None),
-    }
-}
-
-/// What to restore to, read before the first delivery to this sink.
-async fn restore_point(sink: &Sink, ctx: &SinkCtx<'_>) -> Result<Option<serde_json::Value>, SinkError> {
-    match sink {
-        Sink::Ssm { .. } => Ok(Some(ssm::restore_point(ctx, &ssm::Names::of(sink)?).await?)),
-        _ => Ok(None),
-    }
-}
-
-async fn restore(
-    sink: &Sink,
-    ctx: &SinkCtx<'_>,
-    new_key: &AccessKeyId,
-    point: Option<&serde_json::Value>,
-) -> Result<Restored, SinkError> {
-    match sink {
-        Sink::CredentialsFile { path, profile } => Ok(credentials_file::restore(path, profile, new_key)?),
-        Sink::Secretsmanager { secret_id, id_field, secret_field } => {
-            secretsmanager::restore(ctx, secret_id, (id_field, secret_field), new_key).await
-        }
-        Sink::Ssm { .. } => ssm::restore(ctx, &ssm::Names::of(sink)?, new_key, point).await,
-        Sink::Exec { command } => Ok(Restored::CannotRestore(format!(
-            "rekey cannot take a key back through `{}`: make sure its target uses the old key again",
-            command.join(" ")
-        ))),
-        Sink::Manual {} => Ok(Restored::CannotRestore("put the old key back where you delivered the new one by hand".into())),
-    }
-}
-
-/// After the old key is deleted: drop what only served a restore.
-fn finish(sink: &Sink) -> Result<(), SinkError> {
-    match sink {
-        Sink::CredentialsFile { path, .. } => Ok(credentials_file::discard_backup(path)?),
-        _ => Ok(()),
-    }
 }
 
 /// The key as JSON (`{"AccessKeyId": ..., "SecretAccessKey": ...}`), merged

@@ -1,131 +1,168 @@
 //! `ssm`: SecureString parameter(s): one holding the key as JSON, or two
-//! (`id_name`, `secret_name`). Restore writes back the previous version
-//! (or deletes a parameter rekey created).
+//! (`id_name`, `secret_name`). The restore point is each parameter's version
+//! before delivery; restore writes those values back (or deletes a
+//! parameter rekey created).
+//!
+//! With two parameters the id one is the commit marker: delivery writes the
+//! secret first and the id last, restore goes the other way (id first). A
+//! reader can meet the old id with the new secret for a moment, never the
+//! new id with the old secret, and a restore cut short between the two is
+//! finished by running it again.
 
-use super::{credentials_json, parse_credentials, Delivered, Restored, SinkCtx, SinkError};
+use super::{credentials_json, parse_credentials, Delivered, DeliverySink, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
 use rekey_aws::secrets::ParameterStore;
-use rekey_core::target::Sink;
+use rekey_core::target::SsmParameters;
 use rekey_core::{AccessKeyId, Credentials, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 const FIELDS: (&str, &str) = ("AccessKeyId", "SecretAccessKey");
 
-pub enum Names {
-    Json(String),
-    Pair { id: String, secret: String },
+/// Each parameter's version before the first delivery (`None`: it did not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    pub versions: BTreeMap<String, Option<i64>>,
 }
 
-impl Names {
-    pub fn of(sink: &Sink) -> Result<Names, SinkError> {
-        match sink {
-            Sink::Ssm { name: Some(name), id_name: None, secret_name: None } => Ok(Names::Json(name.clone())),
-            Sink::Ssm { name: None, id_name: Some(id), secret_name: Some(secret) } => {
-                Ok(Names::Pair { id: id.clone(), secret: secret.clone() })
-            }
-            _ => Err(SinkError::Failed("an ssm sink needs either `name`, or both `id_name` and `secret_name`".into())),
+pub struct SsmSink<'a> {
+    pub parameters: &'a SsmParameters,
+}
+
+impl SsmSink<'_> {
+    /// The parameters in the order delivery writes them: the id one last.
+    fn write_order(&self) -> Vec<&str> {
+        match self.parameters {
+            SsmParameters::Json { name } => vec![name],
+            SsmParameters::Pair { id_name, secret_name } => vec![secret_name, id_name],
         }
     }
 
     /// The parameter whose value says which key the sink holds.
-    fn id_param(&self) -> &str {
-        match self {
-            Names::Json(name) => name,
-            Names::Pair { id, .. } => id,
+    fn id_parameter(&self) -> &str {
+        match self.parameters {
+            SsmParameters::Json { name } => name,
+            SsmParameters::Pair { id_name, .. } => id_name,
         }
     }
-}
 
-impl Names {
     /// The key id a value of the id parameter names.
     fn key_in(&self, value: &Secret) -> Option<AccessKeyId> {
-        match self {
-            Names::Json(_) => parse_credentials(value.expose(), FIELDS).map(|c| c.access_key_id),
-            Names::Pair { .. } => Some(AccessKeyId::new(value.expose())),
+        match self.parameters {
+            SsmParameters::Json { .. } => parse_credentials(value.expose(), FIELDS).map(|c| c.access_key_id),
+            SsmParameters::Pair { .. } => Some(AccessKeyId::new(value.expose())),
         }
     }
-}
 
-pub async fn deliver(ctx: &SinkCtx<'_>, names: &Names, creds: &Credentials) -> Result<Delivered, SinkError> {
-    let ps = ParameterStore::new(ctx.clients);
-    let current = ps.get(names.id_param(), None).await?;
-    if current.as_ref().and_then(|p| names.key_in(&p.value)).as_ref() == Some(&creds.access_key_id) {
-        return Ok(Delivered::AlreadyThere);
-    }
-    match names {
-        Names::Json(name) => {
-            ps.put(name, &credentials_json(current.as_ref().map(|c| c.value.expose()), FIELDS, creds)).await?;
-        }
-        // The secret first: the id parameter is what says "delivered".
-        Names::Pair { id, secret } => {
-            ps.put(secret, &creds.secret_access_key).await?;
-            ps.put(id, &Secret::new(creds.access_key_id.as_str())).await?;
-        }
-    }
-    Ok(Delivered::Now)
-}
-
-pub async fn read_back(ctx: &SinkCtx<'_>, names: &Names) -> Result<Option<Credentials>, SinkError> {
-    let ps = ParameterStore::new(ctx.clients);
-    Ok(match names {
-        Names::Json(name) => ps.get(name, None).await?.and_then(|p| parse_credentials(p.value.expose(), FIELDS)),
-        Names::Pair { id, secret } => match (ps.get(id, None).await?, ps.get(secret, None).await?) {
-            (Some(id), Some(secret)) => Some(Credentials {
-                access_key_id: AccessKeyId::new(id.value.expose()),
-                secret_access_key: secret.value,
-            }),
-            _ => None,
-        },
-    })
-}
-
-impl Names {
-    /// The parameters, the id one last: it is what says "delivered", so it
-    /// is written last and restored last.
-    fn all(&self) -> Vec<&str> {
-        match self {
-            Names::Json(name) => vec![name],
-            Names::Pair { id, secret } => vec![secret, id],
-        }
-    }
-}
-
-/// The current version of each parameter (0: it does not exist yet).
-pub async fn restore_point(ctx: &SinkCtx<'_>, names: &Names) -> Result<serde_json::Value, SinkError> {
-    let ps = ParameterStore::new(ctx.clients);
-    let mut versions = serde_json::Map::new();
-    for name in names.all() {
-        let version = ps.get(name, None).await?.map_or(0, |p| p.version);
-        versions.insert(name.to_owned(), version.into());
-    }
-    Ok(serde_json::Value::Object(versions))
-}
-
-/// Writes back each parameter's version from before the rotation (deletes
-/// one rekey created). Running it again writes the same values again. With
-/// no restore point (delivery began before rekey kept one), the version
-/// before the current one is used.
-pub async fn restore(ctx: &SinkCtx<'_>, names: &Names, new_key: &AccessKeyId, point: Option<&serde_json::Value>) -> Result<Restored, SinkError> {
-    let ps = ParameterStore::new(ctx.clients);
-    let Some(id_param) = ps.get(names.id_param(), None).await? else { return Ok(Restored::NothingToRestore) };
-    if names.key_in(&id_param.value).as_ref() != Some(new_key) {
-        return Ok(Restored::NothingToRestore);
-    }
-    for name in names.all() {
-        let before = match point.and_then(|p| p.get(name)).and_then(|v| v.as_i64()) {
-            Some(version) => version,
-            None => match ps.get(name, None).await? {
-                Some(current) => current.version - 1,
-                None => continue,
-            },
+    /// The value `name` had at the restore point (`None`: it did not exist).
+    async fn value_before(&self, ps: &ParameterStore, point: &RestorePoint, name: &str) -> Result<Option<Secret>, SinkError> {
+        let Some(&version) = point.versions.get(name) else {
+            return Err(SinkError::WrongRestorePoint { sink: self.describe() });
         };
-        if before == 0 {
-            ps.delete(name).await?;
-            continue;
+        let Some(version) = version else { return Ok(None) };
+        match ps.get(name, Some(version)).await? {
+            Some(p) => Ok(Some(p.value)),
+            None => Err(SinkError::ParameterVersionGone { name: name.to_owned(), version }),
         }
-        let previous = ps.get(name, Some(before)).await?.ok_or_else(|| {
-            SinkError::Failed(format!("parameter {name} no longer has version {before}, the one to restore"))
-        })?;
-        ps.put(name, &previous.value).await?;
-        crate::crash_point(&format!("ssm-restored:{name}"));
     }
-    Ok(Restored::Restored)
+}
+
+fn same(a: &Option<Secret>, b: &Option<Secret>) -> bool {
+    a.as_ref().map(Secret::expose) == b.as_ref().map(Secret::expose)
+}
+
+#[async_trait::async_trait]
+impl DeliverySink for SsmSink<'_> {
+    fn describe(&self) -> String {
+        match self.parameters {
+            SsmParameters::Json { name } => format!("ssm {name}"),
+            SsmParameters::Pair { id_name, secret_name } => format!("ssm {id_name} + {secret_name}"),
+        }
+    }
+
+    fn readable(&self) -> bool {
+        true
+    }
+
+    /// The names were checked when the config was read.
+    async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<AnyRestorePoint, SinkError> {
+        let ps = ParameterStore::new(ctx.clients);
+        let mut versions = BTreeMap::new();
+        for name in self.write_order() {
+            versions.insert(name.to_owned(), ps.get(name, None).await?.map(|p| p.version));
+        }
+        Ok(AnyRestorePoint::Ssm(RestorePoint { versions }))
+    }
+
+    async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
+        let ps = ParameterStore::new(ctx.clients);
+        let current = ps.get(self.id_parameter(), None).await?;
+        if current.as_ref().and_then(|p| self.key_in(&p.value)).as_ref() == Some(&creds.access_key_id) {
+            return Ok(Delivered::AlreadyThere);
+        }
+        match self.parameters {
+            SsmParameters::Json { name } => {
+                ps.put(name, &credentials_json(current.as_ref().map(|c| c.value.expose()), FIELDS, creds)).await?;
+            }
+            SsmParameters::Pair { id_name, secret_name } => {
+                ps.put(secret_name, &creds.secret_access_key).await?;
+                crate::crash_point(&format!("ssm-delivered:{secret_name}"));
+                ps.put(id_name, &Secret::new(creds.access_key_id.as_str())).await?;
+            }
+        }
+        Ok(Delivered::Now)
+    }
+
+    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
+        let ps = ParameterStore::new(ctx.clients);
+        Ok(match self.parameters {
+            SsmParameters::Json { name } => ps.get(name, None).await?.and_then(|p| parse_credentials(p.value.expose(), FIELDS)),
+            SsmParameters::Pair { id_name, secret_name } => match (ps.get(id_name, None).await?, ps.get(secret_name, None).await?) {
+                (Some(id), Some(secret)) => Some(Credentials {
+                    access_key_id: AccessKeyId::new(id.value.expose()),
+                    secret_access_key: secret.value,
+                }),
+                _ => None,
+            },
+        })
+    }
+
+    /// Goes back if the id parameter holds the new key, or still (or again)
+    /// its value from before: then the other parameter may hold rekey's
+    /// write, from a delivery or a restore cut short. Any other id is
+    /// someone else's change, and wins.
+    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &AnyRestorePoint) -> Result<Restored, SinkError> {
+        let point = match point {
+            AnyRestorePoint::Ssm(point) => point,
+            AnyRestorePoint::Nothing => return Ok(Restored::NothingToRestore),
+            _ => return Err(SinkError::WrongRestorePoint { sink: self.describe() }),
+        };
+        let ps = ParameterStore::new(ctx.clients);
+        let id_now = ps.get(self.id_parameter(), None).await?.map(|p| p.value);
+        let holds_new_key = id_now.as_ref().and_then(|v| self.key_in(v)).as_ref() == Some(new_key);
+        if !holds_new_key && !same(&id_now, &self.value_before(&ps, point, self.id_parameter()).await?) {
+            return Ok(Restored::NothingToRestore);
+        }
+        let mut outcome = Restored::NothingToRestore;
+        for name in self.write_order().into_iter().rev() {
+            let before = self.value_before(&ps, point, name).await?;
+            if same(&ps.get(name, None).await?.map(|p| p.value), &before) {
+                continue;
+            }
+            match &before {
+                Some(value) => ps.put(name, value).await.map(drop)?,
+                None => ps.delete(name).await?,
+            }
+            outcome = Restored::Restored;
+            crate::crash_point(&format!("ssm-restored:{name}"));
+        }
+        Ok(outcome)
+    }
+
+    async fn finish(&self, _: &SinkCtx<'_>, _: &AnyRestorePoint) -> Result<(), SinkError> {
+        Ok(())
+    }
 }

@@ -39,7 +39,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(1000);
 pub fn describe(verifier: &Verifier) -> String {
     match verifier {
         Verifier::Sts {} => "sts GetCallerIdentity with the new key".to_owned(),
-        Verifier::Exec { command } => format!("exec {}", command.join(" ")),
+        Verifier::Exec { command, .. } => format!("exec {}", command.join(" ")),
         Verifier::Http { url } => format!("http {url}"),
         Verifier::Manual {} => "manual".to_owned(),
     }
@@ -48,7 +48,7 @@ pub fn describe(verifier: &Verifier) -> String {
 /// Problems found before any AWS change (a missing program, a bad URL).
 pub fn check(verifier: &Verifier) -> Result<(), String> {
     match verifier {
-        Verifier::Exec { command } if !crate::sinks::exec_available(command) => {
+        Verifier::Exec { command, .. } if !crate::sinks::exec_available(command) => {
             Err(format!("exec verifier: {} is not an executable file or on PATH", command[0]))
         }
         Verifier::Http { url } => http::parse(url).map(|_| ()),
@@ -60,10 +60,10 @@ pub async fn verify(verifier: &Verifier, ctx: &VerifyCtx<'_>) -> Verdict {
     let deadline = Instant::now() + ctx.timeout;
     match verifier {
         Verifier::Sts {} => sts(ctx, deadline).await,
-        Verifier::Exec { command } => {
+        Verifier::Exec { command, env } => {
             retry(deadline, || async {
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-                match process::run(command, None, left, ctx.creds.map(|c| c.secret_access_key.expose())).await {
+                match process::run(command, env, None, left, ctx.creds.map(|c| c.secret_access_key.expose())).await {
                     Ok(done) if done.success => Ok(()),
                     Ok(done) => Err(format!("`{}` failed: {}", command.join(" "), done.describe())),
                     Err(e) => Err(format!("`{}` could not start: {e}", command.join(" "))),

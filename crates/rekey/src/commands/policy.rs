@@ -62,8 +62,8 @@ pub fn policy(settings: &Settings) -> Value {
                 Sink::Secretsmanager { secret_id, .. } => {
                     secrets.push(format!("arn:aws:secretsmanager:*:{}:secret:{secret_id}-*", account_of(target)))
                 }
-                Sink::Ssm { name, id_name, secret_name } => {
-                    for n in [name, id_name, secret_name].into_iter().flatten() {
+                Sink::Ssm(names) => {
+                    for n in names.names() {
                         parameters.push(format!("arn:aws:ssm:*:{}:parameter/{}", account_of(target), n.trim_start_matches('/')));
                     }
                 }

@@ -133,8 +133,29 @@ impl Rig {
         self.config(
             rotation,
             &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", self.credentials().display()),
-            &format!("{{ type = \"sts\" }}, {}", exec_aws_verifier(&self.emu, &self.credentials())),
+            &format!("{{ type = \"sts\" }}, {}", self.app_verifier(&self.credentials())),
         );
+    }
+
+    /// An exec verifier that is the application: the AWS CLI signing with
+    /// profile `app` of `credentials`. Exec commands get a clean
+    /// environment, so the emulator's address comes through `env`.
+    pub fn app_verifier(&self, credentials: &Path) -> String {
+        format!(
+            "{{ type = \"exec\", command = [\"aws\", \"sts\", \"get-caller-identity\", \"--profile\", \"app\"], env = {{ AWS_SHARED_CREDENTIALS_FILE = \"{}\", AWS_ENDPOINT_URL = \"{}\", AWS_REGION = \"us-east-1\", AWS_DEFAULT_REGION = \"us-east-1\", AWS_EC2_METADATA_DISABLED = \"true\" }} }}",
+            credentials.display(),
+            self.emu.endpoint
+        )
+    }
+
+    /// What rekey left next to the credentials file besides its (empty)
+    /// lock file: temp files and restore copies, which hold secrets.
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(".credentials.rekey-") && name != ".credentials.rekey-lock")
+            .collect()
     }
 
     pub fn rekey_cmd(&self) -> Command {
@@ -192,17 +213,6 @@ impl Rig {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
     }
-}
-
-/// An `exec` verifier: the AWS CLI calling the emulator with the `[app]`
-/// profile of `credentials`, as the application would. It names everything
-/// it needs: commands run with a clean environment.
-pub fn exec_aws_verifier(emu: &Emulator, credentials: &Path) -> String {
-    format!(
-        "{{ type = \"exec\", command = [\"sh\", \"-c\", \"AWS_ENDPOINT_URL={} AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE={} aws sts get-caller-identity --profile app\"] }}",
-        emu.endpoint,
-        credentials.display()
-    )
 }
 
 pub fn app_call(emu: &Emulator, credentials: &Path) -> Run {
