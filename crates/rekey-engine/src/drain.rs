@@ -28,7 +28,7 @@ pub enum Drain {
     Wait { until: Timestamp },
     /// Unused for the whole window: deactivate.
     Drained,
-    /// Used after the baseline, but a person said `--force`.
+    /// A person said `--force`: deactivate now, whatever the last use.
     Forced,
     /// Used after the baseline: keep waiting for a person until `until`.
     InUse { until: Timestamp },
@@ -42,11 +42,12 @@ pub fn used_after(t: &Timings, baseline: Timestamp, last_use: Option<Timestamp>)
 }
 
 pub fn decide(t: &Timings, f: Facts) -> Drain {
+    if f.force {
+        return Drain::Forced;
+    }
     if used_after(t, f.baseline, f.last_use) {
         let deadline = f.timeout_from + t.drain_timeout.to_signed();
-        return if f.force {
-            Drain::Forced
-        } else if f.now >= deadline {
+        return if f.now >= deadline {
             Drain::TimedOut
         } else {
             Drain::InUse { until: deadline }

@@ -881,7 +881,7 @@ impl<'a> Engine<'a> {
             }
             r.progress.confirmed.push(stage);
             r.progress.force |= force;
-            if stage == Stage::Draining {
+            if stage == Stage::Draining && !force {
                 r.progress.drain_from = Some(engine.aws_now());
             }
             engine.note(r, Audit::Confirmed { stage, force }, None);
