@@ -29,6 +29,29 @@ pub struct ConfigFile {
     pub notify: NotifySection,
     #[serde(default)]
     pub org: OrgSection,
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+/// `[state]`: where rotations and the audit log live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// The SQLite file (`~` is the home directory).
+    pub path: Option<PathBuf>,
+    /// The DynamoDB table (validated now, used when that backend arrives).
+    #[allow(dead_code)]
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    #[default]
+    Sqlite,
+    Dynamodb,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +84,9 @@ pub struct RotationSection {
     pub verify_timeout: Option<Duration>,
     pub retry_after: Option<Duration>,
     pub last_used_margin: Option<Duration>,
+    /// Validated now; `rekey run` advances rotations one at a time today.
+    #[allow(dead_code)]
+    pub concurrency: Option<NonZeroUsize>,
 }
 
 /// The longest `verify_timeout`: an application that needs longer to
@@ -132,8 +158,12 @@ impl Settings {
             .owner_tags
             .clone()
             .unwrap_or_else(|| DEFAULT_OWNER_TAGS.map(String::from).to_vec());
-        let state = match &global.state {
-            Some(path) => path.clone(),
+        if file.state.backend == StateBackend::Dynamodb {
+            bail!("[state] backend = \"dynamodb\" is not built yet; use the default \"sqlite\" (a file on a disk that outlives the run)");
+        }
+        let from_file = file.state.path.as_deref().map(expand_home);
+        let state = match global.state.clone().or(from_file) {
+            Some(path) => path,
             None => dirs::state_dir()
                 .or_else(dirs::data_local_dir)
                 .ok_or_else(|| anyhow::anyhow!("no user state directory; pass --state FILE"))?
@@ -157,6 +187,14 @@ impl Settings {
             retry_after: r.retry_after.unwrap_or(d.retry_after),
             last_used_margin: r.last_used_margin.unwrap_or(d.last_used_margin),
         }
+    }
+}
+
+/// `~/x` as a path under the home directory.
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    match (path.strip_prefix("~"), dirs::home_dir()) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_owned(),
     }
 }
 

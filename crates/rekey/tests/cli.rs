@@ -147,3 +147,21 @@ fn policy_covers_scan_and_each_configured_target() {
     assert_eq!(by_sid("RekeyDeliverSecretsManager")["Resource"], json!(["arn:aws:secretsmanager:*:123456789012:secret:prod/ci-*"]));
     assert_eq!(by_sid("RekeyDeliverParameters")["Resource"], json!(["arn:aws:ssm:*:123456789012:parameter/prod/ci"]));
 }
+
+#[test]
+fn the_state_file_comes_from_the_flag_then_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rekey.toml"), "[state]\nbackend = \"sqlite\"\npath = \"~/from-config/state.db\"\n").unwrap();
+    let status = |args: &[&str]| -> Run { support::rekey_cmd(None, dir.path()).args(args).output().unwrap().into() };
+    assert_eq!(status(&["status"]).code, 0);
+    assert!(dir.path().join("from-config/state.db").exists(), "~ is the home directory");
+    assert_eq!(status(&["--state", "flag.db", "status"]).code, 0);
+    assert!(dir.path().join("flag.db").exists(), "the flag wins");
+
+    std::fs::write(dir.path().join("rekey.toml"), "[state]\nbackend = \"dynamodb\"\ntable = \"rekey-state\"\n").unwrap();
+    let run = status(&["status"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("dynamodb") && run.stderr.contains("not built yet"), "{}", run.stderr);
+    std::fs::write(dir.path().join("rekey.toml"), "[state]\nbackend = \"postgres\"\n").unwrap();
+    assert_rejected(&status(&["status"]), &["backend", "line 2"]);
+}
