@@ -89,6 +89,12 @@ impl Rotation {
         self.record.new_key_id.as_deref().map(AccessKeyId::new)
     }
 
+    /// A new key exists or may exist (an attempt to create one was made):
+    /// undoing would remove a key the user may depend on.
+    fn may_have_a_new_key(&self) -> bool {
+        self.record.new_key_id.is_some() || self.progress.create_attempted_at.is_some()
+    }
+
     fn refuse(&self, message: impl Into<String>) -> EngineError {
         EngineError::Refused { id: self.record.id.clone(), message: message.into() }
     }
@@ -721,7 +727,7 @@ impl<'a> Engine<'a> {
     async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         match keys.iter().find(|k| k.id == r.old_key()) {
-            None => {
+            None if r.may_have_a_new_key() => {
                 return blocked(format!(
                     "cannot undo: the old key {} no longer exists, so the new key may be the user's only working key; rekey changed nothing and waits for a person",
                     r.record.old_key_id
@@ -732,7 +738,7 @@ impl<'a> Engine<'a> {
                 self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
                 crash_point("reactivate");
             }
-            Some(_) => {}
+            _ => {}
         }
         let mut keep_new_key = Vec::new();
         if let Some(new) = r.new_key() {
@@ -853,7 +859,7 @@ impl<'a> Engine<'a> {
                 };
                 return Err(r.refuse(format!("cannot {verb}: {why}")));
             }
-            if engine.old_key_status(r).await?.is_none() {
+            if r.may_have_a_new_key() && engine.old_key_status(r).await?.is_none() {
                 return Err(r.refuse(format!(
                     "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
                     r.record.old_key_id
