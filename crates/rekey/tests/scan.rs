@@ -368,18 +368,25 @@ fn unreachable_endpoint() {
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 }
 
+/// Issue 7: the message blamed the network while the endpoint was up.
 #[test]
 fn no_credentials() {
     let emu = Emulator::empty();
     let home = tempfile::tempdir().unwrap();
-    let run: support::Run = support::rekey_cmd(None, home.path())
-        .env("AWS_ENDPOINT_URL", &emu.endpoint)
-        .args(["scan"])
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("no AWS credentials"), "{}", run.stderr);
+    // With the instance role disabled, and with it tried (it then fails
+    // against the emulator's address rather than finding nothing).
+    for imds_disabled in [true, false] {
+        let mut cmd = support::rekey_cmd(None, home.path());
+        if !imds_disabled {
+            cmd.env_remove("AWS_EC2_METADATA_DISABLED");
+        }
+        let run: support::Run = cmd.env("AWS_ENDPOINT_URL", &emu.endpoint).args(["scan"]).output().unwrap().into();
+        assert_eq!(run.code, 2);
+        for words in ["no AWS credentials found", "environment", "AWS_ACCESS_KEY_ID", "profile", "SSO", "instance role"] {
+            assert!(run.stderr.contains(words), "{words:?} in: {}", run.stderr);
+        }
+        assert!(!run.stderr.contains("cannot reach") && !run.stderr.contains("network"), "{}", run.stderr);
+    }
     assert_eq!(total_calls(&emu), 0);
 }
 
