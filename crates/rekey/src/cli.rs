@@ -1,7 +1,7 @@
 //! Every command-line flag, in one place. Precedence of settings is
 //! CLI > environment > rekey.toml > built-in default (see `settings`).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rekey_core::{Duration, UserName};
 use std::path::PathBuf;
 
@@ -14,6 +14,29 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses the command line, or exits with clap's message.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap counts a value from the environment as typed, so the usage
+        // line of a missing-argument error would show AWS_REGION and the
+        // like as `--region <REGION>`, as if required. The same parse
+        // without environment fails the same way (no required flag reads
+        // the environment) with the usage line of what was typed.
+        Err(e) if e.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            fn without_env(cmd: clap::Command) -> clap::Command {
+                cmd.mut_args(|a| a.env(None)).mut_subcommands(without_env)
+            }
+            match without_env(Cli::command()).try_get_matches() {
+                Err(plain) if plain.kind() == e.kind() => plain.exit(),
+                Ok(m) => Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit()),
+                Err(_) => e.exit(),
+            }
+        }
+        Err(e) => e.exit(),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -196,11 +219,12 @@ pub struct ScanArgs {
     #[arg(long, env = "REKEY_WARN_WITHIN", value_name = "DUR")]
     pub warn_within: Option<Duration>,
 
-    /// Evaluate today's keys as of this time (RFC 3339) instead of now: keys
-    /// age or grow younger, but no deleted key comes back; keys created after
-    /// TIME are not listed
-    #[arg(long, value_name = "TIME")]
-    pub as_of: Option<jiff::Timestamp>,
+    /// Evaluate today's keys as of TIME instead of now: an RFC 3339 time
+    /// (2026-11-28T00:00:00Z) or a duration back from now (-1d). Keys age or
+    /// grow younger, but no deleted key comes back; keys created after TIME
+    /// are not listed
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    pub as_of: Option<AsOf>,
 
     /// Only this user (repeatable)
     #[arg(long = "user", value_name = "NAME")]
@@ -242,6 +266,31 @@ pub enum FailOn {
     Failed,
     Warning,
     Never,
+}
+
+/// `--as-of`: a fixed time, or a time relative to when the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    At(jiff::Timestamp),
+    Ago(Duration),
+}
+
+impl AsOf {
+    pub fn resolve(self, now: jiff::Timestamp) -> jiff::Timestamp {
+        match self {
+            AsOf::At(at) => at,
+            AsOf::Ago(ago) => now.saturating_sub(ago.to_signed()).expect("a duration, not a calendar span"),
+        }
+    }
+}
+
+pub fn parse_as_of(text: &str) -> Result<AsOf, String> {
+    match text.strip_prefix('-') {
+        Some(ago) => ago.parse().map(AsOf::Ago).map_err(|e| e.to_string()),
+        None => text.parse().map(AsOf::At).map_err(|_| {
+            "not a time; write an RFC 3339 time like 2026-11-28T00:00:00Z, or a duration back from now like -1d or -36h".to_owned()
+        }),
+    }
 }
 
 /// Rejects what the SDK would only fail on later, with a worse message.

@@ -8,11 +8,10 @@ mod output;
 mod settings;
 mod terminal;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let term = terminal::Terminal::new(&cli.global);
     match run(cli, &term) {

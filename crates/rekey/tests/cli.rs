@@ -23,7 +23,8 @@ fn bad_flags_are_rejected_before_any_aws_call() {
         (&["scan", "--max-age", "90x"], &["invalid duration", "90x"]),
         (&["scan", "--max-age=-5d"], &["negative"]),
         (&["scan", "--warn-within", "soon"], &["invalid duration"]),
-        (&["scan", "--as-of", "yesterday"], &["--as-of", "yesterday"]),
+        (&["scan", "--as-of", "yesterday"], &["--as-of", "yesterday", "RFC 3339", "2026-11-28T00:00:00Z", "-1d"]),
+        (&["scan", "--as-of", "-1x"], &["--as-of", "-1x", "unit"]),
         (&["scan", "--user", "no spaces allowed"], &["IAM user name"]),
         (&["scan", "--format", "yaml"], &["yaml"]),
         (&["scan", "--fail-on", "sometimes"], &["sometimes"]),
@@ -37,6 +38,35 @@ fn bad_flags_are_rejected_before_any_aws_call() {
         assert_rejected(&run, words);
     }
     assert_eq!(total_calls(&emu), 0, "no AWS call for bad input: {}", emu.calls());
+}
+
+#[test]
+fn as_of_accepts_a_duration_back_from_now() {
+    let emu = Emulator::with_scenario(&json!({"users": [{"name": "u", "keys": [{"status": "Active", "age": "1d"}]}]}));
+    for flag in [&["--as-of", "-1d"][..], &["--as-of=-36h"]] {
+        let run = rekey(Some(&emu), &[&["scan", "--format", "json"][..], flag].concat());
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let scan = run.json();
+        let at = |k: &str| scan[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_second();
+        let back = if flag.len() == 2 { 86_400 } else { 36 * 3_600 };
+        assert_eq!(at("generated_at") - at("as_of"), back, "{flag:?}");
+    }
+}
+
+/// Issue 7: `Usage: rekey rotate --user <NAME> --region <REGION> --endpoint-url <URL>`
+/// listed flags set only through the environment, as if required.
+#[test]
+fn the_usage_line_shows_what_is_required_not_the_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let run: Run = rekey_cmd(None, home.path())
+        .envs([("AWS_REGION", "eu-west-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("AWS_PROFILE", "p"), ("REKEY_BY", "me")])
+        .args(["rotate", "--yes"])
+        .output()
+        .unwrap()
+        .into();
+    assert_rejected(&run, &["--user <NAME>"]);
+    let usage = run.stderr.lines().find(|l| l.starts_with("Usage:")).unwrap_or_else(|| panic!("a usage line: {}", run.stderr));
+    assert_eq!(usage, "Usage: rekey rotate --user <NAME> --yes");
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
     };
     let now = whole_seconds(jiff::Timestamp::now());
-    let as_of = args.as_of.map(whole_seconds).unwrap_or(now);
+    let as_of = args.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
     let source = match args.source {
         SourceArg::CredentialReport => Source::CredentialReport,
         SourceArg::Api => Source::Api,
