@@ -2,10 +2,20 @@
 //! subcommand and maps the outcome to an exit code (0 ok, 1 findings at or
 //! above `--fail-on`, 2 error).
 
+/// `println!` that returns the write's error rather than panicking, so that
+/// a closed pipe ends rekey quietly (see [`is_closed_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod cli;
 mod commands;
 mod output;
 mod settings;
+mod table;
 mod terminal;
 
 use std::process::ExitCode;
@@ -16,6 +26,7 @@ fn main() -> ExitCode {
     let term = terminal::Terminal::new(&cli.global);
     match run(cli, &term) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if is_closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             term.error(&format!("{err:#}"));
             ExitCode::from(2)
@@ -39,6 +50,18 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::History(args) => commands::history::run(args, &settings),
             C::Policy => commands::policy::run(&settings),
         }
+    })
+}
+
+/// The reader of stdout went away (`rekey scan | head`): what it wanted
+/// was written, as `rg ... | head` ends. Rust ignores SIGPIPE, so the
+/// write fails with EPIPE, wrapped by whichever writer met it.
+fn is_closed_pipe(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>().is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
+            || e.downcast_ref::<csv::Error>().is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe))
     })
 }
 
