@@ -39,7 +39,9 @@ pub fn parse() -> Cli {
     }
 }
 
+/// Flags every command takes; listed apart from a command's own in `--help`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Config file [default: ./rekey.toml if present, else rekey/rekey.toml in the user config dir]
     #[arg(long, global = true, env = "REKEY_CONFIG", value_name = "FILE")]
@@ -98,6 +100,18 @@ pub enum Command {
     History(HistoryArgs),
     /// Print the least-privilege IAM policy for what rekey.toml configures
     Policy,
+    /// Print shell completions: `rekey completions bash > /etc/bash_completion.d/rekey`
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `rekey man > ~/.local/share/man/man1/rekey.1`
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -168,12 +182,14 @@ pub struct StatusArgs {
     /// Only this rotation
     pub id: Option<String>,
 
+    /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ConfirmArgs {
+    /// The rotation, as `rekey status` lists it
     pub id: String,
 
     /// Deactivate the old key even though it is still being used
@@ -187,6 +203,7 @@ pub struct ConfirmArgs {
 
 #[derive(Debug, Args)]
 pub struct IdArgs {
+    /// The rotation, as `rekey status` lists it
     pub id: String,
 }
 
@@ -195,6 +212,7 @@ pub struct HistoryArgs {
     /// Only this rotation
     pub id: Option<String>,
 
+    /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
 }
@@ -234,6 +252,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 
+    /// A table for people (worst first), or json, jsonl or csv for scripts
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -303,4 +322,35 @@ pub fn parse_endpoint(url: &str) -> Result<String, String> {
         return Err(format!("{url:?} has no host"));
     }
     Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_and_argument_says_what_it_is() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "{path} {id} has no description");
+            }
+            for sub in cmd.get_subcommands() {
+                assert!(sub.get_about().is_some(), "{path} {} has no description", sub.get_name());
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        check(&cmd, "rekey");
+    }
 }

@@ -35,6 +35,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    // Made from the clap definitions alone: no rekey.toml read, no AWS.
+    match &cli.command {
+        cli::Command::Completions(args) => {
+            // clap_complete panics on a failed write: buffer, then write.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cli::Cli::command(), "rekey", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            return Ok(0);
+        }
+        cli::Command::Man => {
+            clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let settings = settings::Settings::load(&cli.global)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     use cli::Command as C;
@@ -49,6 +65,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Abort(args) => commands::confirm::cancel(args, true, &settings).await,
             C::History(args) => commands::history::run(args, &settings),
             C::Policy => commands::policy::run(&settings),
+            C::Completions(_) | C::Man => unreachable!("answered before settings are loaded"),
         }
     })
 }

@@ -148,6 +148,49 @@ fn help_and_version_exit_0() {
 }
 
 #[test]
+fn help_sets_global_flags_apart() {
+    let help = rekey(None, &["scan", "--help"]).stdout;
+    let global = help.find("Global options:").unwrap_or_else(|| panic!("a Global options heading:\n{help}"));
+    for own in ["--format", "--as-of", "--fail-on"] {
+        assert!(help.find(own).unwrap() < global, "{own} is scan's own");
+    }
+    for shared in ["--region", "--endpoint-url", "--state", "--quiet"] {
+        assert!(help.find(shared).unwrap() > global, "{shared} is global");
+    }
+    let format = help.lines().find(|l| l.trim_start().starts_with("--format")).unwrap();
+    assert!(format.contains("table for people"), "{format}");
+}
+
+#[test]
+fn completions_and_man_page() {
+    let home = tempfile::tempdir().unwrap();
+    // A broken rekey.toml does not matter: nothing is read but the flags.
+    std::fs::write(home.path().join("rekey.toml"), "[policy\n").unwrap();
+    let bash: Run = rekey_cmd(None, home.path()).args(["completions", "bash"]).output().unwrap().into();
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(bash.stdout.starts_with("_rekey() {"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("complete -F _rekey"), "registers the function");
+    for word in ["scan", "rotate", "--as-of", "--endpoint-url", "credential-report"] {
+        assert!(bash.stdout.contains(word), "completes {word}");
+    }
+    let check = std::process::Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(bash.stdout.as_bytes())?;
+        c.wait()
+    });
+    assert!(check.unwrap().success(), "bash parses it");
+    for shell in ["zsh", "fish"] {
+        let run: Run = rekey_cmd(None, home.path()).args(["completions", shell]).output().unwrap().into();
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        assert!(run.stdout.contains("rotate"), "{shell}");
+    }
+    assert_eq!(rekey(None, &["completions", "tcsh"]).code, 2);
+    let man: Run = rekey_cmd(None, home.path()).arg("man").output().unwrap().into();
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(man.stdout.contains(".TH rekey 1") && man.stdout.contains("Security Hub IAM.3"), "{}", man.stdout);
+}
+
+#[test]
 fn policy_covers_scan_and_each_configured_target() {
     let bare = rekey(None, &["policy"]);
     assert_eq!(bare.code, 0, "{}", bare.stderr);
