@@ -39,7 +39,7 @@ pub fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
                 Column::whole("ROTATION", cells(&|e| e.rotation_id.clone().unwrap_or_default())),
                 Column::whole("EVENT", cells(&|e| e.event.clone())),
                 Column::whole("STAGE", cells(&stage)).or_shorter(cells(&|e| e.to_stage.map(|s| s.to_string()).unwrap_or_default())),
-                Column::text("DETAIL", cells(&|e| detail_text(&e.detail)), 24),
+                Column::text("DETAIL", cells(&|e| detail_text(&e.detail)), 28),
                 Column::whole("ACTOR", cells(&|e| e.actor.clone())),
                 Column::whole("REQUEST ID", cells(&|e| e.aws_request_id.clone().unwrap_or_default())),
             ];
