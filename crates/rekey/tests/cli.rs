@@ -191,6 +191,24 @@ fn completions_and_man_page() {
 }
 
 #[test]
+fn run_once_says_what_it_did_unless_quiet() {
+    let emu = Emulator::empty();
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state.db");
+    let run = |quiet: bool| -> Run {
+        let mut cmd = rekey_cmd(Some(&emu), home.path());
+        cmd.arg("--state").arg(&state).args(["run", "--once"]);
+        if quiet {
+            cmd.arg("-q");
+        }
+        cmd.output().unwrap().into()
+    };
+    let said = run(false);
+    assert_eq!((said.code, said.stdout.as_str()), (0, "advanced 0 rotations; 0 waiting\n"), "{}", said.stderr);
+    assert_eq!(run(true).stdout, "");
+}
+
+#[test]
 fn policy_covers_scan_and_each_configured_target() {
     let bare = rekey(None, &["policy"]);
     assert_eq!(bare.code, 0, "{}", bare.stderr);
