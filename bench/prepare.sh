@@ -3,6 +3,7 @@
 # and loads the emulator functions (scripts/emulator.sh).
 profile=${PROFILE:-release}
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
+source scripts/venv.sh
 scripts/install-test-deps.sh
 cargo build --quiet --profile "$profile" -p rekey
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

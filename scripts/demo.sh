@@ -6,14 +6,18 @@
 # key, and stops the emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/venv.sh
+echo "== installing the emulator (moto) and the AWS CLI into .venv (about a minute the first time, seconds after)"
 scripts/install-test-deps.sh
-cargo build --quiet -p rekey
+echo "== building rekey (several minutes the first time on 2 cores: the AWS SDK is large; seconds after)"
+cargo build -p rekey
 repo=$(pwd)
 rekey() { cargo run --quiet --manifest-path "$repo/Cargo.toml" -p rekey -- --state "$work/state.db" "$@"; }
 source scripts/emulator.sh
 work=$EMULATOR_DIR/demo
 mkdir -p "$work"
 # Ages in the scenario count back from now, so the demo looks the same any day.
+echo "== starting the emulator (a few seconds)"
 emulator_start tests/emulator/scenarios/demo.json --as-of "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "emulator on $EMULATOR_ENDPOINT with tests/emulator/scenarios/demo.json"
 
@@ -47,7 +51,8 @@ user = "payments-api"
 deliver = [{ type = "credentials-file", path = "$work/credentials", profile = "app" }]
 verify = [
   { type = "sts" },
-  { type = "exec", command = ["sh", "-c", "AWS_SHARED_CREDENTIALS_FILE=$work/credentials aws sts get-caller-identity --profile app"] },
+  # Exec commands get a clean environment: the emulator's address is theirs to set.
+  { type = "exec", command = ["aws", "sts", "get-caller-identity", "--profile", "app"], env = { AWS_SHARED_CREDENTIALS_FILE = "$work/credentials", AWS_ENDPOINT_URL = "$EMULATOR_ENDPOINT", AWS_DEFAULT_REGION = "us-east-1", AWS_EC2_METADATA_DISABLED = "true" } },
 ]
 TOML
 cd "$work"
@@ -70,7 +75,7 @@ app
 echo "key in the file now: $(sed -n 's/^aws_access_key_id = //p' credentials) (was $old_key)"
 
 echo; echo '$ rekey history'
-rekey history | cut -c1-150
+rekey history
 
 echo; echo '$ rekey scan --user payments-api --format json'
 rekey scan --user payments-api --format json --fail-on never

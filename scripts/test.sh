@@ -3,5 +3,6 @@
 # its own emulator). This is the README's test command, and .ci/run runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/venv.sh
 scripts/install-test-deps.sh
 cargo test --workspace --locked --no-fail-fast

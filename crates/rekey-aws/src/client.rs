@@ -7,7 +7,9 @@ use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction, RetryClassifierPriority};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use std::collections::BTreeMap;
@@ -65,6 +67,7 @@ impl Clients {
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
         let config = aws_sdk_iam::config::Builder::from(&self.config)
+            .retry_classifier(RefusedIsFinal)
             .interceptor(self.calls.clone())
             .interceptor(self.clock.clone())
             .build();
@@ -73,7 +76,7 @@ impl Clients {
 
     /// STS with `config`'s credentials (the caller's, or a key under test).
     pub fn sts(&self, credentials: Option<aws_credential_types::Credentials>) -> aws_sdk_sts::Client {
-        let mut config = aws_sdk_sts::config::Builder::from(&self.config).interceptor(self.calls.clone()).interceptor(self.clock.clone());
+        let mut config = aws_sdk_sts::config::Builder::from(&self.config).retry_classifier(RefusedIsFinal).interceptor(self.calls.clone()).interceptor(self.clock.clone());
         if let Some(credentials) = credentials {
             config = config.credentials_provider(credentials);
         }
@@ -99,6 +102,36 @@ impl Clients {
 
     pub fn calls(&self) -> &CallCounter {
         &self.calls
+    }
+}
+
+/// A refused connection means nothing listens at the endpoint (a wrong
+/// `--endpoint-url`, an emulator that is not running): retrying with backoff
+/// only delays the error by seconds. Timeouts, resets and throttling keep
+/// the SDK's retries. Runs after the SDK's own classifiers to override them.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedIsFinal;
+
+impl ClassifyRetry for RefusedIsFinal {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        let Some(connector) = err.as_connector_error() else { return RetryAction::NoActionIndicated };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(connector);
+        while let Some(e) = cause {
+            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+                return RetryAction::RetryForbidden;
+            }
+            cause = e.source();
+        }
+        RetryAction::NoActionIndicated
+    }
+
+    fn name(&self) -> &'static str {
+        "rekey::RefusedIsFinal"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
     }
 }
 
@@ -181,6 +214,21 @@ impl Intercept for AwsClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_connection_is_not_retried_but_a_reset_is() {
+        use aws_smithy_runtime_api::client::interceptors::context::{Error, Input};
+        use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let verdict = |kind: std::io::ErrorKind| {
+            let mut ctx = InterceptorContext::new(Input::erase(()));
+            let io = ConnectorError::io(Box::new(std::io::Error::from(kind)));
+            ctx.set_output_or_error(Err(OrchestratorError::<Error>::connector(io)));
+            RefusedIsFinal.classify_retry(&ctx)
+        };
+        assert_eq!(verdict(std::io::ErrorKind::ConnectionRefused), RetryAction::RetryForbidden);
+        assert_eq!(verdict(std::io::ErrorKind::ConnectionReset), RetryAction::NoActionIndicated);
+    }
 
     #[test]
     fn the_offset_comes_from_the_date_header() {

@@ -1,14 +1,16 @@
 //! [`AwsError`]: what went wrong talking to AWS, phrased for the person who
 //! has to fix it. [`classify`] is the only place that inspects SDK errors.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
-    #[error("no AWS credentials found ({detail}); set AWS_PROFILE or --profile, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
-    NoCredentials { detail: String },
+    /// `detail` is what the last source tried said, when it said more than "nothing here".
+    #[error("no AWS credentials found{}; rekey looks for them as the AWS CLI does: in the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), in a profile (--profile or AWS_PROFILE, from ~/.aws/credentials and ~/.aws/config, SSO included: run `aws sso login`), then web identity, container and EC2 instance role credentials", detail.as_ref().map(|d| format!(" (the last source tried said: {d})")).unwrap_or_default())]
+    NoCredentials { detail: Option<String> },
 
     #[error("cannot reach {endpoint} for {operation}: {detail}; check --endpoint-url, AWS_ENDPOINT_URL and the network")]
     Unreachable { operation: &'static str, endpoint: String, detail: String },
@@ -87,7 +89,13 @@ where
                 AwsError::Service { operation, code, message, request_id }
             }
         }
-        _ if is_missing_credentials(&detail) => AwsError::NoCredentials { detail: root_cause(&err) },
+        _ if credentials_error(&err).is_some() => {
+            let detail = match credentials_error(&err) {
+                Some(CredentialsError::CredentialsNotLoaded(_)) => None,
+                _ => Some(root_cause(&err)),
+            };
+            AwsError::NoCredentials { detail }
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsError::Unreachable {
             operation,
             endpoint: endpoint.to_owned(),
@@ -97,8 +105,17 @@ where
     }
 }
 
-fn is_missing_credentials(detail: &str) -> bool {
-    detail.contains("no credentials") || detail.contains("failed to load credentials") || detail.contains("the credential provider was not enabled")
+/// The credential chain's error, wherever the SDK wrapped it: with none
+/// found, the request never left, whatever the endpoint.
+fn credentials_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a CredentialsError> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<CredentialsError>() {
+            return Some(found);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// The innermost cause is what a person can act on ("Connection refused");

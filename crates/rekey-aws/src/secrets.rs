@@ -20,6 +20,7 @@ pub struct SecretVersion {
 impl SecretsManager {
     pub fn new(clients: &Clients) -> Self {
         let config = aws_sdk_secretsmanager::config::Builder::from(clients.sdk_config())
+            .retry_classifier(crate::client::RefusedIsFinal)
             .interceptor(clients.calls().clone())
             .build();
         SecretsManager { client: aws_sdk_secretsmanager::Client::from_conf(config), endpoint: clients.endpoint() }
@@ -82,7 +83,7 @@ pub struct ParameterVersion {
 
 impl ParameterStore {
     pub fn new(clients: &Clients) -> Self {
-        let config = aws_sdk_ssm::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build();
+        let config = aws_sdk_ssm::config::Builder::from(clients.sdk_config()).retry_classifier(crate::client::RefusedIsFinal).interceptor(clients.calls().clone()).build();
         ParameterStore { client: aws_sdk_ssm::Client::from_conf(config), endpoint: clients.endpoint() }
     }
 

@@ -1,7 +1,7 @@
 //! Every command-line flag, in one place. Precedence of settings is
 //! CLI > environment > rekey.toml > built-in default (see `settings`).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rekey_core::{Duration, UserName};
 use std::path::PathBuf;
 
@@ -16,7 +16,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parses the command line, or exits with clap's message.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap counts a value from the environment as typed, so the usage
+        // line of a missing-argument error would show AWS_REGION and the
+        // like as `--region <REGION>`, as if required. The same parse
+        // without environment fails the same way (no required flag reads
+        // the environment) with the usage line of what was typed.
+        Err(e) if e.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            fn without_env(cmd: clap::Command) -> clap::Command {
+                cmd.mut_args(|a| a.env(None)).mut_subcommands(without_env)
+            }
+            match without_env(Cli::command()).try_get_matches() {
+                Err(plain) if plain.kind() == e.kind() => plain.exit(),
+                Ok(m) => Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit()),
+                Err(_) => e.exit(),
+            }
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// Flags every command takes; listed apart from a command's own in `--help`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Config file [default: ./rekey.toml if present, else rekey/rekey.toml in the user config dir]
     #[arg(long, global = true, env = "REKEY_CONFIG", value_name = "FILE")]
@@ -75,6 +100,18 @@ pub enum Command {
     History(HistoryArgs),
     /// Print the least-privilege IAM policy for what rekey.toml configures
     Policy,
+    /// Print shell completions: `rekey completions bash > /etc/bash_completion.d/rekey`
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `rekey man > ~/.local/share/man/man1/rekey.1`
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -145,12 +182,14 @@ pub struct StatusArgs {
     /// Only this rotation
     pub id: Option<String>,
 
+    /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ConfirmArgs {
+    /// The rotation, as `rekey status` lists it
     pub id: String,
 
     /// Deactivate the old key even though it is still being used
@@ -164,6 +203,7 @@ pub struct ConfirmArgs {
 
 #[derive(Debug, Args)]
 pub struct IdArgs {
+    /// The rotation, as `rekey status` lists it
     pub id: String,
 }
 
@@ -172,6 +212,7 @@ pub struct HistoryArgs {
     /// Only this rotation
     pub id: Option<String>,
 
+    /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
 }
@@ -196,11 +237,12 @@ pub struct ScanArgs {
     #[arg(long, env = "REKEY_WARN_WITHIN", value_name = "DUR")]
     pub warn_within: Option<Duration>,
 
-    /// Evaluate today's keys as of this time (RFC 3339) instead of now: keys
-    /// age or grow younger, but no deleted key comes back; keys created after
-    /// TIME are not listed
-    #[arg(long, value_name = "TIME")]
-    pub as_of: Option<jiff::Timestamp>,
+    /// Evaluate today's keys as of TIME instead of now: an RFC 3339 time
+    /// (2026-11-28T00:00:00Z) or a duration back from now (-1d). Keys age or
+    /// grow younger, but no deleted key comes back; keys created after TIME
+    /// are not listed
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    pub as_of: Option<AsOf>,
 
     /// Only this user (repeatable)
     #[arg(long = "user", value_name = "NAME")]
@@ -210,6 +252,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 
+    /// A table for people (worst first), or json, jsonl or csv for scripts
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -244,6 +287,31 @@ pub enum FailOn {
     Never,
 }
 
+/// `--as-of`: a fixed time, or a time relative to when the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    At(jiff::Timestamp),
+    Ago(Duration),
+}
+
+impl AsOf {
+    pub fn resolve(self, now: jiff::Timestamp) -> jiff::Timestamp {
+        match self {
+            AsOf::At(at) => at,
+            AsOf::Ago(ago) => now.saturating_sub(ago.to_signed()).expect("a duration, not a calendar span"),
+        }
+    }
+}
+
+pub fn parse_as_of(text: &str) -> Result<AsOf, String> {
+    match text.strip_prefix('-') {
+        Some(ago) => ago.parse().map(AsOf::Ago).map_err(|e| e.to_string()),
+        None => text.parse().map(AsOf::At).map_err(|_| {
+            "not a time; write an RFC 3339 time like 2026-11-28T00:00:00Z, or a duration back from now like -1d or -36h".to_owned()
+        }),
+    }
+}
+
 /// Rejects what the SDK would only fail on later, with a worse message.
 pub fn parse_endpoint(url: &str) -> Result<String, String> {
     let rest = url
@@ -254,4 +322,35 @@ pub fn parse_endpoint(url: &str) -> Result<String, String> {
         return Err(format!("{url:?} has no host"));
     }
     Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_and_argument_says_what_it_is() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "{path} {id} has no description");
+            }
+            for sub in cmd.get_subcommands() {
+                assert!(sub.get_about().is_some(), "{path} {} has no description", sub.get_name());
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        check(&cmd, "rekey");
+    }
 }

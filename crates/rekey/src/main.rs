@@ -2,21 +2,31 @@
 //! subcommand and maps the outcome to an exit code (0 ok, 1 findings at or
 //! above `--fail-on`, 2 error).
 
+/// `println!` that returns the write's error rather than panicking, so that
+/// a closed pipe ends rekey quietly (see [`is_closed_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod cli;
 mod commands;
 mod output;
 mod settings;
+mod table;
 mod terminal;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let term = terminal::Terminal::new(&cli.global);
     match run(cli, &term) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if is_closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             term.error(&format!("{err:#}"));
             ExitCode::from(2)
@@ -25,6 +35,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    // Made from the clap definitions alone: no rekey.toml read, no AWS.
+    match &cli.command {
+        cli::Command::Completions(args) => {
+            // clap_complete panics on a failed write: buffer, then write.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cli::Cli::command(), "rekey", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            return Ok(0);
+        }
+        cli::Command::Man => {
+            clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let settings = settings::Settings::load(&cli.global)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     use cli::Command as C;
@@ -39,7 +65,20 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Abort(args) => commands::confirm::cancel(args, true, &settings).await,
             C::History(args) => commands::history::run(args, &settings),
             C::Policy => commands::policy::run(&settings),
+            C::Completions(_) | C::Man => unreachable!("answered before settings are loaded"),
         }
+    })
+}
+
+/// The reader of stdout went away (`rekey scan | head`): what it wanted
+/// was written, as `rg ... | head` ends. Rust ignores SIGPIPE, so the
+/// write fails with EPIPE, wrapped by whichever writer met it.
+fn is_closed_pipe(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>().is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
+            || e.downcast_ref::<csv::Error>().is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe))
     })
 }
 

@@ -2,7 +2,8 @@
 //! contract of SPEC section 3), table for people.
 
 use crate::cli::Format;
-use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
+use crate::table::{self, count, Column};
+use comfy_table::Color;
 use rekey_core::report::{KeyRow, ScanReport};
 use rekey_core::Compliance;
 use std::io::Write;
@@ -74,54 +75,49 @@ fn spreadsheet_safe(cell: &str) -> String {
     }
 }
 
-/// Worst first, then oldest first; ages right-aligned; colour only on a terminal.
+/// Worst first, then oldest first; ages right-aligned; colour only on a
+/// terminal. Fits [`table::width`]: the last use loses its time and service,
+/// then the reason, the last use and the owner go, before a name or key id
+/// would be broken.
 fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut rows: Vec<&KeyRow> = report.keys.iter().collect();
     rows.sort_by(|a, b| (a.result, -a.age_days, &a.user_name).cmp(&(b.result, -b.age_days, &b.user_name)));
-
-    let mut t = Table::new();
-    t.load_style(presets::NOTHING);
-    if colour {
-        t.set_content_arrangement(ContentArrangement::Dynamic);
-    } else {
-        t.force_no_tty();
-    }
-    t.set_header(["RESULT", "USER", "ACCESS KEY", "STATUS", "AGE (DAYS)", "LAST USED", "OWNER", "REASON"]);
-    for r in rows {
-        let result = Cell::new(r.result.as_str());
-        let result = match (colour, r.result) {
-            (false, _) => result,
-            (true, Compliance::Failed) => result.fg(Color::Red),
-            (true, Compliance::Warning) => result.fg(Color::Yellow),
-            (true, Compliance::Suppressed) => result.fg(Color::Blue),
-            (true, Compliance::Passed) => result.fg(Color::Green),
-        };
-        let last_used = match (&r.last_used_at, &r.last_used_service) {
-            (None, _) => "never".to_owned(),
-            (Some(at), None) => at.strftime("%Y-%m-%d %H:%M").to_string(),
-            (Some(at), Some(service)) => format!("{} ({service})", at.strftime("%Y-%m-%d %H:%M")),
-        };
-        t.add_row(vec![
-            result,
-            Cell::new(&r.user_name),
-            Cell::new(r.access_key_id.as_deref().unwrap_or("-")),
-            Cell::new(format!("{:?}", r.status)),
-            Cell::new(r.age_days).set_alignment(CellAlignment::Right),
-            Cell::new(last_used),
-            Cell::new(r.owner.as_deref().unwrap_or("-")),
-            Cell::new(&r.reason),
-        ]);
-    }
-    writeln!(out, "{}", t.trim_fmt())?;
+    let cells = |f: &dyn Fn(&KeyRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let colours = rows.iter().map(|r| match (colour, r.result) {
+        (false, _) => None,
+        (true, Compliance::Failed) => Some(Color::Red),
+        (true, Compliance::Warning) => Some(Color::Yellow),
+        (true, Compliance::Suppressed) => Some(Color::Blue),
+        (true, Compliance::Passed) => Some(Color::Green),
+    });
+    let last_used = |r: &KeyRow, format: &str| match (&r.last_used_at, &r.last_used_service) {
+        (None, _) => "never".to_owned(),
+        (Some(at), Some(service)) if format.contains('H') => format!("{} ({service})", at.strftime(format)),
+        (Some(at), _) => at.strftime(format).to_string(),
+    };
+    let columns = vec![
+        Column::whole("RESULT", cells(&|r| r.result.as_str().to_owned())).colours(colours.collect()),
+        Column::whole("USER", cells(&|r| r.user_name.clone())),
+        Column::whole("ACCESS KEY", cells(&|r| r.access_key_id.clone().unwrap_or_else(|| "-".into()))),
+        Column::whole("STATUS", cells(&|r| format!("{:?}", r.status))),
+        Column::whole("AGE", cells(&|r| format!("{}d", r.age_days))).right(),
+        Column::whole("LAST USED", cells(&|r| last_used(r, "%Y-%m-%d %H:%M"))).or_shorter(cells(&|r| last_used(r, "%Y-%m-%d"))),
+        Column::whole("OWNER", cells(&|r| r.owner.clone().unwrap_or_else(|| "-".into()))),
+        Column::text("REASON", cells(&|r| r.reason.clone()), 24),
+    ];
+    let width = table::width();
+    writeln!(out, "{}", table::render(columns, &["LAST USED", "REASON", "LAST USED", "OWNER"], width, colour))?;
     let s = &report.summary;
     writeln!(
         out,
-        "{} users, {} keys: {} failed, {} warning, {} suppressed, {} passed; users failing: {}, warning: {} (limit {}, as of {}, source {})",
-        s.users, s.keys, s.failed, s.warning, s.suppressed, s.passed, s.users_failed, s.users_warning,
-        report.max_age, report.as_of, report.source
+        "{}, {}: {} failed, {} warning, {} suppressed, {} passed\n{} failing, {} warning",
+        count(s.users, "user"), count(s.keys, "key"), s.failed, s.warning, s.suppressed, s.passed,
+        count(s.users_failed, "user"), count(s.users_warning, "user"),
     )?;
+    writeln!(out, "limit {}, as of {}, source {}", report.max_age, report.as_of, report.source)?;
     if let Some(taken) = report.report_generated_at {
-        writeln!(out, "credential report generated at {taken}, {} before this scan; keys that may need action were re-read now", age_text(report.generated_at.as_second() - taken.as_second()))?;
+        let age = age_text(report.generated_at.as_second() - taken.as_second());
+        writeln!(out, "credential report generated at {taken}, {age} before this scan;\nkeys that may need action were re-read now")?;
     }
     for f in &report.other_findings {
         writeln!(out, "{} {} {}: {}", f.control, f.account_id, f.user_name, f.reason)?;

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 pub struct Terminal {
     pub stdout_is_terminal: bool,
     show_progress: bool,
-    quiet: bool,
+    pub quiet: bool,
     verbose: u8,
 }
 

@@ -23,7 +23,8 @@ fn bad_flags_are_rejected_before_any_aws_call() {
         (&["scan", "--max-age", "90x"], &["invalid duration", "90x"]),
         (&["scan", "--max-age=-5d"], &["negative"]),
         (&["scan", "--warn-within", "soon"], &["invalid duration"]),
-        (&["scan", "--as-of", "yesterday"], &["--as-of", "yesterday"]),
+        (&["scan", "--as-of", "yesterday"], &["--as-of", "yesterday", "RFC 3339", "2026-11-28T00:00:00Z", "-1d"]),
+        (&["scan", "--as-of", "-1x"], &["--as-of", "-1x", "unit"]),
         (&["scan", "--user", "no spaces allowed"], &["IAM user name"]),
         (&["scan", "--format", "yaml"], &["yaml"]),
         (&["scan", "--fail-on", "sometimes"], &["sometimes"]),
@@ -37,6 +38,35 @@ fn bad_flags_are_rejected_before_any_aws_call() {
         assert_rejected(&run, words);
     }
     assert_eq!(total_calls(&emu), 0, "no AWS call for bad input: {}", emu.calls());
+}
+
+#[test]
+fn as_of_accepts_a_duration_back_from_now() {
+    let emu = Emulator::with_scenario(&json!({"users": [{"name": "u", "keys": [{"status": "Active", "age": "1d"}]}]}));
+    for flag in [&["--as-of", "-1d"][..], &["--as-of=-36h"]] {
+        let run = rekey(Some(&emu), &[&["scan", "--format", "json"][..], flag].concat());
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let scan = run.json();
+        let at = |k: &str| scan[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_second();
+        let back = if flag.len() == 2 { 86_400 } else { 36 * 3_600 };
+        assert_eq!(at("generated_at") - at("as_of"), back, "{flag:?}");
+    }
+}
+
+/// Issue 7: `Usage: rekey rotate --user <NAME> --region <REGION> --endpoint-url <URL>`
+/// listed flags set only through the environment, as if required.
+#[test]
+fn the_usage_line_shows_what_is_required_not_the_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let run: Run = rekey_cmd(None, home.path())
+        .envs([("AWS_REGION", "eu-west-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("AWS_PROFILE", "p"), ("REKEY_BY", "me")])
+        .args(["rotate", "--yes"])
+        .output()
+        .unwrap()
+        .into();
+    assert_rejected(&run, &["--user <NAME>"]);
+    let usage = run.stderr.lines().find(|l| l.starts_with("Usage:")).unwrap_or_else(|| panic!("a usage line: {}", run.stderr));
+    assert_eq!(usage, "Usage: rekey rotate --user <NAME> --yes");
 }
 
 #[test]
@@ -115,6 +145,67 @@ fn help_and_version_exit_0() {
         assert!(help.stdout.contains(flag), "help lists {flag}");
     }
     assert_eq!(rekey(None, &["--version"]).code, 0);
+}
+
+#[test]
+fn help_sets_global_flags_apart() {
+    let help = rekey(None, &["scan", "--help"]).stdout;
+    let global = help.find("Global options:").unwrap_or_else(|| panic!("a Global options heading:\n{help}"));
+    for own in ["--format", "--as-of", "--fail-on"] {
+        assert!(help.find(own).unwrap() < global, "{own} is scan's own");
+    }
+    for shared in ["--region", "--endpoint-url", "--state", "--quiet"] {
+        assert!(help.find(shared).unwrap() > global, "{shared} is global");
+    }
+    let format = help.lines().find(|l| l.trim_start().starts_with("--format")).unwrap();
+    assert!(format.contains("table for people"), "{format}");
+}
+
+#[test]
+fn completions_and_man_page() {
+    let home = tempfile::tempdir().unwrap();
+    // A broken rekey.toml does not matter: nothing is read but the flags.
+    std::fs::write(home.path().join("rekey.toml"), "[policy\n").unwrap();
+    let bash: Run = rekey_cmd(None, home.path()).args(["completions", "bash"]).output().unwrap().into();
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(bash.stdout.starts_with("_rekey() {"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("complete -F _rekey"), "registers the function");
+    for word in ["scan", "rotate", "--as-of", "--endpoint-url", "credential-report"] {
+        assert!(bash.stdout.contains(word), "completes {word}");
+    }
+    let check = std::process::Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(bash.stdout.as_bytes())?;
+        c.wait()
+    });
+    assert!(check.unwrap().success(), "bash parses it");
+    for shell in ["zsh", "fish"] {
+        let run: Run = rekey_cmd(None, home.path()).args(["completions", shell]).output().unwrap().into();
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        assert!(run.stdout.contains("rotate"), "{shell}");
+    }
+    assert_eq!(rekey(None, &["completions", "tcsh"]).code, 2);
+    let man: Run = rekey_cmd(None, home.path()).arg("man").output().unwrap().into();
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(man.stdout.contains(".TH rekey 1") && man.stdout.contains("Security Hub IAM.3"), "{}", man.stdout);
+}
+
+#[test]
+fn run_once_says_what_it_did_unless_quiet() {
+    let emu = Emulator::empty();
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state.db");
+    let run = |quiet: bool| -> Run {
+        let mut cmd = rekey_cmd(Some(&emu), home.path());
+        cmd.arg("--state").arg(&state).args(["run", "--once"]);
+        if quiet {
+            cmd.arg("-q");
+        }
+        cmd.output().unwrap().into()
+    };
+    let said = run(false);
+    assert_eq!((said.code, said.stdout.as_str()), (0, "advanced 0 rotations; 0 waiting\n"), "{}", said.stderr);
+    assert_eq!(run(true).stdout, "");
 }
 
 #[test]

@@ -223,7 +223,7 @@ fn every_output_format_parses_back() {
     let first_passed = table.stdout.find("PASSED").unwrap();
     assert!(first_failed < table.stdout.find("WARNING").unwrap() && first_failed < first_passed, "worst first");
     let s = &json["summary"];
-    assert!(table.stdout.contains(&format!("{} users, {} keys: {} failed", s["users"], s["keys"], s["failed"])));
+    assert!(table.stdout.contains(&format!("{} users, {} keys: {} failed", s["users"], s["keys"], s["failed"])), "{}", table.stdout);
 
     // --output writes the same JSON to a file, nothing to stdout.
     let dir = tempfile::tempdir().unwrap();
@@ -368,18 +368,25 @@ fn unreachable_endpoint() {
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 }
 
+/// Issue 7: the message blamed the network while the endpoint was up.
 #[test]
 fn no_credentials() {
     let emu = Emulator::empty();
     let home = tempfile::tempdir().unwrap();
-    let run: support::Run = support::rekey_cmd(None, home.path())
-        .env("AWS_ENDPOINT_URL", &emu.endpoint)
-        .args(["scan"])
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("no AWS credentials"), "{}", run.stderr);
+    // With the instance role disabled, and with it tried (it then fails
+    // against the emulator's address rather than finding nothing).
+    for imds_disabled in [true, false] {
+        let mut cmd = support::rekey_cmd(None, home.path());
+        if !imds_disabled {
+            cmd.env_remove("AWS_EC2_METADATA_DISABLED");
+        }
+        let run: support::Run = cmd.env("AWS_ENDPOINT_URL", &emu.endpoint).args(["scan"]).output().unwrap().into();
+        assert_eq!(run.code, 2);
+        for words in ["no AWS credentials found", "environment", "AWS_ACCESS_KEY_ID", "profile", "SSO", "instance role"] {
+            assert!(run.stderr.contains(words), "{words:?} in: {}", run.stderr);
+        }
+        assert!(!run.stderr.contains("cannot reach") && !run.stderr.contains("network"), "{}", run.stderr);
+    }
     assert_eq!(total_calls(&emu), 0);
 }
 
@@ -705,4 +712,58 @@ fn an_odd_report_row_is_read_through_the_api() {
     assert_eq!(scan["source"], "api");
     assert!(messages(&scan["warnings"]).contains("every user was read through the API"), "{}", scan["warnings"]);
     assert_matches_truth(&scan, &truth, "unreadable user");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 7: output that fits, and a closed pipe.
+// ---------------------------------------------------------------------------
+
+/// The table at a given width (`COLUMNS`), key ids masked (same length,
+/// so the columns stay aligned).
+fn table_at(emu: &Emulator, columns: Option<&str>) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = support::rekey_cmd(Some(emu), home.path());
+    if let Some(c) = columns {
+        cmd.env("COLUMNS", c);
+    }
+    let run: support::Run = cmd.args(["scan", "--source", "api", "--as-of", AS_OF, "--fail-on", "never"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+}
+
+#[test]
+fn the_table_fits_80_and_120_columns_without_breaking_names_or_ids() {
+    let emu = Emulator::with_scenario_file(&scenarios_dir().join("demo.json"), Some(AS_OF));
+    let scan = rekey(Some(&emu), &["scan", "--source", "api", "--as-of", AS_OF, "--format", "json", "--fail-on", "never"]).json();
+    for width in [80, 120] {
+        let table = table_at(&emu, Some(&width.to_string()));
+        assert!(table.lines().all(|l| l.chars().count() <= width), "fits {width}:\n{table}");
+        for key in scan["keys"].as_array().unwrap() {
+            let (user, id) = (key["user_name"].as_str().unwrap(), key["access_key_id"].as_str().unwrap());
+            assert!(table.lines().any(|l| l.contains(user) && l.contains(id)), "{user} and {id} whole on one line at {width}:\n{table}");
+        }
+        insta::with_settings!({filters => vec![(r"AKIA[A-Z0-9]{16}", "AKIAXXXXXXXXXXXXXXXX")], snapshot_suffix => width.to_string()}, {
+            insta::assert_snapshot!("scan_table", table);
+        });
+    }
+    assert_eq!(table_at(&emu, None), table_at(&emu, Some("120")), "no terminal, no COLUMNS: 120 columns");
+}
+
+/// `rekey scan | head`: the reader is gone before rekey writes a byte.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let emu = mixed();
+    for format in ["json", "table", "csv"] {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = support::rekey_cmd(Some(&emu), home.path())
+            .args(["scan", "--as-of", AS_OF, "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{format}: no error text");
+    }
 }

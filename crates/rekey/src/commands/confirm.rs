@@ -20,8 +20,9 @@ pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) ->
     let mut engine = Engine::new(&keys, &clients, Arc::new(SystemClock), &mut store, settings.actor.clone(), args.reveal || term.stdout_is_terminal);
     let result = engine.confirm(&args.id, args.force).await;
     let r = store.get(&args.id)?;
-    print_one(&r)?;
+    let printed = print_one(&r);
     result?;
+    printed?;
     Ok(exit_code(r.stage))
 }
 

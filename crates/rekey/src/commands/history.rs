@@ -3,8 +3,9 @@
 use super::open_store;
 use crate::cli::{HistoryArgs, ListFormat};
 use crate::settings::Settings;
-use comfy_table::{presets, Table};
-use serde_json::json;
+use crate::table::{self, Column};
+use rekey_store::AuditEntry;
+use serde_json::{json, Value};
 
 pub fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
     let store = open_store(settings)?;
@@ -24,30 +25,57 @@ pub fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&json!({ "events": items }))?);
+            outln!("{}", serde_json::to_string_pretty(&json!({ "events": items }))?)?;
         }
         ListFormat::Table => {
-            let mut t = Table::new();
-            t.load_style(presets::NOTHING);
-            t.set_header(["TIME", "ROTATION", "ACTOR", "EVENT", "STAGE", "REQUEST ID", "DETAIL"]);
-            for e in &events {
-                let stage = match (e.from_stage, e.to_stage) {
-                    (Some(f), Some(to)) => format!("{f} -> {to}"),
-                    (None, Some(to)) => to.to_string(),
-                    _ => String::new(),
-                };
-                t.add_row([
-                    e.at.to_string(),
-                    e.rotation_id.clone().unwrap_or_default(),
-                    e.actor.clone(),
-                    e.event.clone(),
-                    stage,
-                    e.aws_request_id.clone().unwrap_or_default(),
-                    e.detail.to_string(),
-                ]);
+            let cells = |f: &dyn Fn(&AuditEntry) -> String| events.iter().map(f).collect::<Vec<_>>();
+            let stage = |e: &AuditEntry| match (e.from_stage, e.to_stage) {
+                (Some(from), Some(to)) => format!("{from} -> {to}"),
+                (None, Some(to)) => to.to_string(),
+                _ => String::new(),
+            };
+            let mut columns = vec![
+                Column::whole("TIME", cells(&|e| e.at.to_string())),
+                Column::whole("ROTATION", cells(&|e| e.rotation_id.clone().unwrap_or_default())),
+                Column::whole("EVENT", cells(&|e| e.event.clone())),
+                Column::whole("STAGE", cells(&stage)).or_shorter(cells(&|e| e.to_stage.map(|s| s.to_string()).unwrap_or_default())),
+                Column::text("DETAIL", cells(&|e| detail_text(&e.detail)), 28),
+                Column::whole("ACTOR", cells(&|e| e.actor.clone())),
+                Column::whole("REQUEST ID", cells(&|e| e.aws_request_id.clone().unwrap_or_default())),
+            ];
+            if args.id.is_some() {
+                columns.remove(1); // one rotation: its id on every line says nothing
             }
-            println!("{}", t.trim_fmt());
+            // A `stage_*` event names its stage; the detail holds what only it says.
+            let reductions = ["REQUEST ID", "ACTOR", "STAGE", "STAGE", "DETAIL", "ROTATION"];
+            outln!("{}", table::render(columns, &reductions, table::width(), false))?;
         }
     }
     Ok(0)
+}
+
+/// An event's detail for people: `key: value` pairs without the JSON
+/// punctuation, unknown (null) values left out. `--format json` has it all.
+fn detail_text(detail: &Value) -> String {
+    fn value(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items.iter().map(value).collect::<Vec<_>>().join("; "),
+            other => other.to_string(),
+        }
+    }
+    match detail {
+        Value::Object(fields) => fields.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| format!("{k}: {}", value(v))).collect::<Vec<_>>().join(", "),
+        Value::Null => String::new(),
+        other => value(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn detail_reads_as_text() {
+        let d = serde_json::json!({"key": "AKIA1", "reason": null, "verify": ["sts", "exec"], "already_there": false});
+        assert_eq!(super::detail_text(&d), "already_there: false, key: AKIA1, verify: sts; exec");
+    }
 }

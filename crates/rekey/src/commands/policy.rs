@@ -29,7 +29,7 @@ const SECRETS_MANAGER: &[&str] = &[
 const SSM: &[&str] = &["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"];
 
 pub fn run(settings: &Settings) -> anyhow::Result<u8> {
-    println!("{}", serde_json::to_string_pretty(&policy(settings))?);
+    outln!("{}", serde_json::to_string_pretty(&policy(settings))?)?;
     Ok(0)
 }
 

@@ -29,7 +29,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     // Bad input stops here: nothing changed in AWS, no state store created.
     let prepared = prepare(&keys, &clients, may_reveal, request).await?;
     if args.dry_run {
-        print_plan(&prepared);
+        print_plan(&prepared)?;
         return Ok(0);
     }
     if !args.yes {
@@ -41,8 +41,10 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let started = engine.start(prepared, id.clone()).await;
     term.report_calls(clients.calls());
     let rotation = store.get(&id)?;
-    print_one(&rotation)?;
+    // A failed rotation is the error to report, even if stdout closed.
+    let printed = print_one(&rotation);
     started?;
+    printed?;
     Ok(exit_code(rotation.stage))
 }
 
@@ -111,10 +113,10 @@ fn confirm_on_terminal(question: &str) -> anyhow::Result<()> {
     }
 }
 
-fn print_plan(p: &Prepared) {
+fn print_plan(p: &Prepared) -> std::io::Result<()> {
     let (plan, account, old, user) = (&p.plan, &p.account, &p.old_key, &p.user);
     let t = &plan.timings;
-    println!("Plan: rotate key {old} of {user} in account {account}");
+    outln!("Plan: rotate key {old} of {user} in account {account}")?;
     let mut steps = vec![format!("iam:ListAccessKeys {user}: check that {old} is active and a key slot is free")];
     if plan.delete_inactive {
         steps.push(format!("iam:DeleteAccessKey {user} <other key>: only if the other slot holds an inactive key"));
@@ -143,9 +145,10 @@ fn print_plan(p: &Prepared) {
     }
     steps.push(format!("wait {}, check {old} is still inactive, then iam:DeleteAccessKey {old}", t.grace));
     for (i, step) in steps.iter().enumerate() {
-        println!("  {:>2}. {step}", i + 1);
+        outln!("  {:>2}. {step}", i + 1)?;
     }
-    println!("Nothing was changed (--dry-run).");
+    outln!("Nothing was changed (--dry-run).")?;
+    Ok(())
 }
 
 /// Short, unique, and sortable by day: `rot-20261128-3f9a1c`.

@@ -4,11 +4,14 @@
 use super::open_store;
 use crate::cli::RunArgs;
 use crate::settings::Settings;
+use crate::table::count;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
 use rekey_engine::clock::SystemClock;
 use rekey_engine::keys::AwsKeys;
 use rekey_engine::runner::Engine;
+use rekey_store::RotationRecord;
+use rekey_core::workflow::Stage;
 use std::sync::Arc;
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -22,10 +25,13 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         for id in &advanced {
             let r = store.get(id)?;
             let note = r.blocked_reason.as_deref().map(|b| format!(": {b}")).unwrap_or_default();
-            println!("{id}: {}{note}", r.stage);
+            outln!("{id}: {}{note}", r.stage)?;
         }
         for e in &errors {
             term.error(&e.to_string());
+        }
+        if !term.quiet {
+            outln!("{}", summary(advanced.len(), &store.list()?))?;
         }
         term.report_calls(clients.calls());
         match args.interval {
@@ -33,4 +39,18 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
             Some(every) => tokio::time::sleep(every.to_signed().unsigned_abs()).await,
         }
     }
+}
+
+/// One line per pass, for a cron log: what it did and when there is more to do.
+fn summary(advanced: usize, rotations: &[RotationRecord]) -> String {
+    let waiting: Vec<_> = rotations.iter().filter(|r| r.stage.is_working()).collect();
+    let mut line = format!("advanced {}; {} waiting", count(advanced, "rotation"), waiting.len());
+    if let Some(next) = waiting.iter().filter_map(|r| r.next_check_at).min() {
+        line += &format!(", next due at {next}");
+    }
+    let blocked = rotations.iter().filter(|r| r.stage == Stage::Blocked).count();
+    if blocked > 0 {
+        line += &format!("; {blocked} blocked, waiting for a person (see rekey status)");
+    }
+    line
 }

@@ -10,6 +10,7 @@
 use crate::cli::{FailOn, ScanArgs, SourceArg};
 use crate::output::render_scan;
 use crate::settings::{Settings, DEFAULT_CONCURRENCY};
+use crate::table::count;
 use crate::terminal::Terminal;
 use rekey_aws::inventory::{Fetch, Inventory, UserError, Warning};
 use rekey_aws::{Clients, Iam, Source};
@@ -28,7 +29,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
     };
     let now = whole_seconds(jiff::Timestamp::now());
-    let as_of = args.as_of.map(whole_seconds).unwrap_or(now);
+    let as_of = args.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
     let source = match args.source {
         SourceArg::CredentialReport => Source::CredentialReport,
         SourceArg::Api => Source::Api,
@@ -71,7 +72,8 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     }
     let not_yet_created = inventory.users.iter().flat_map(|u| &u.keys).filter(|k| !existed_at(k, as_of)).count();
     if not_yet_created > 0 {
-        let message = format!("{not_yet_created} key(s) created after --as-of {as_of} are not listed: they did not exist then");
+        let verb = if not_yet_created == 1 { "is" } else { "are" };
+        let message = format!("{} created after --as-of {as_of} {verb} not listed: they did not exist then", count(not_yet_created, "key"));
         inventory.warnings.push(Warning { user: None, message });
     }
 

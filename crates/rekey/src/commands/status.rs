@@ -4,7 +4,7 @@
 use super::open_store;
 use crate::cli::{ListFormat, StatusArgs};
 use crate::settings::Settings;
-use comfy_table::{presets, Table};
+use crate::table::{self, Column};
 use rekey_engine::runner::Rotation;
 use rekey_store::RotationRecord;
 use serde_json::{json, Value};
@@ -18,19 +18,24 @@ pub fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
     match args.format {
         ListFormat::Json => {
             let items: Vec<Value> = rotations.iter().map(to_json).collect::<anyhow::Result<_>>()?;
-            println!("{}", serde_json::to_string_pretty(&json!({ "rotations": items }))?);
+            outln!("{}", serde_json::to_string_pretty(&json!({ "rotations": items }))?)?;
         }
         ListFormat::Table => {
-            let mut t = Table::new();
-            t.load_style(presets::NOTHING);
-            t.set_header(["ID", "USER", "OLD KEY", "NEW KEY", "STAGE", "NEXT CHECK", "NOTE"]);
-            for r in &rotations {
-                let v = to_json(r)?;
-                let text = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
-                let note = v["blocked_reason"].as_str().or(v["waiting_for"].as_str()).unwrap_or("").to_owned();
-                t.add_row([text("id"), text("user_name"), text("old_key_id"), text("new_key_id"), text("stage"), text("next_check_at"), note]);
-            }
-            println!("{}", t.trim_fmt());
+            let rows: Vec<Value> = rotations.iter().map(to_json).collect::<anyhow::Result<_>>()?;
+            let cells = |k: &str| rows.iter().map(|v| v[k].as_str().unwrap_or("-").to_owned()).collect::<Vec<_>>();
+            let notes = rows.iter().map(|v| v["blocked_reason"].as_str().or(v["waiting_for"].as_str()).unwrap_or("").to_owned()).collect();
+            let columns = vec![
+                Column::whole("ID", cells("id")),
+                Column::whole("USER", cells("user_name")),
+                Column::whole("OLD KEY", cells("old_key_id")),
+                Column::whole("NEW KEY", cells("new_key_id")),
+                Column::whole("STAGE", cells("stage")),
+                Column::whole("NEXT CHECK", cells("next_check_at")),
+                Column::text("NOTE", notes, 24),
+            ];
+            // What a rotation waits for matters more than its keys' ids.
+            let reductions = ["NEW KEY", "NEXT CHECK", "OLD KEY", "NOTE"];
+            outln!("{}", table::render(columns, &reductions, table::width(), false))?;
         }
     }
     Ok(0)
@@ -62,18 +67,18 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
 /// One rotation in a few lines, after `rotate`, `confirm` and the like.
 pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
     let v = to_json(r)?;
-    println!("{}: {} of {} -> {}", r.id, r.old_key_id, r.user_name, r.new_key_id.as_deref().unwrap_or("(no new key yet)"));
+    outln!("{}: {} of {} -> {}", r.id, r.old_key_id, r.user_name, r.new_key_id.as_deref().unwrap_or("(no new key yet)"))?;
     match r.came_from {
-        Some(from) => println!("  stage: {} (from {from})", r.stage),
-        None => println!("  stage: {}", r.stage),
+        Some(from) => outln!("  stage: {} (from {from})", r.stage)?,
+        None => outln!("  stage: {}", r.stage)?,
     }
     if let Some(reason) = v["blocked_reason"].as_str() {
-        println!("  reason: {reason}");
+        outln!("  reason: {reason}")?;
     } else if let Some(waiting) = v["waiting_for"].as_str() {
-        println!("  waiting: {waiting}");
+        outln!("  waiting: {waiting}")?;
     }
     if let Some(at) = v["next_check_at"].as_str() {
-        println!("  next check: {at} (`rekey run` picks it up)");
+        outln!("  next check: {at} (`rekey run` picks it up)")?;
     }
     Ok(())
 }
