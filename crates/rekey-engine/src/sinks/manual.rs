@@ -4,6 +4,7 @@
 
 use super::{Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_core::{AccessKeyId, Credentials};
+use std::io::Write;
 
 pub struct ManualSink;
 
@@ -31,10 +32,16 @@ impl DeliverySink for ManualSink {
 
     async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
         self.check(ctx).await?;
-        // The one place rekey shows a secret, on purpose and once.
-        println!("New access key for {} (shown once; put it in place, then run `rekey confirm`):", ctx.user);
-        println!("  aws_access_key_id     = {}", creds.access_key_id);
-        println!("  aws_secret_access_key = {}", creds.secret_access_key.expose());
+        // The one place rekey shows a secret, on purpose and once. A closed
+        // stdout is an error (nobody saw the key), not a panic.
+        let shown = zeroize::Zeroizing::new(format!(
+            "New access key for {} (shown once; put it in place, then run `rekey confirm`):\n  aws_access_key_id     = {}\n  aws_secret_access_key = {}\n",
+            ctx.user,
+            creds.access_key_id,
+            creds.secret_access_key.expose()
+        ));
+        let mut out = std::io::stdout().lock();
+        out.write_all(shown.as_bytes()).and_then(|()| out.flush()).map_err(SinkError::ManualNotShown)?;
         Ok(Delivered::AwaitsConfirmation)
     }
 

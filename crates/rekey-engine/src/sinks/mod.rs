@@ -77,6 +77,8 @@ pub enum SinkError {
     ExecFailed { command: String, outcome: String },
     #[error("a manual sink prints the new secret, and stdout is not a terminal: run on a terminal or pass --reveal")]
     ManualNeedsTerminal,
+    #[error("the manual sink could not show the new key (stdout: {0}); run on a terminal")]
+    ManualNotShown(std::io::Error),
     #[error("the saved restore point of {sink} belongs to another kind of sink (was the state edited?); restore this sink by hand")]
     WrongRestorePoint { sink: String },
 }
