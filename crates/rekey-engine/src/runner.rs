@@ -679,17 +679,14 @@ impl<'a> Engine<'a> {
         )
     }
 
-    /// awaiting_delete: the grace period passed and the old key is still inactive.
+    /// awaiting_delete: the grace period passes (`deleting` checks the key).
     async fn await_delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
         let due = deactivated + r.plan.timings.grace.to_signed();
         if self.aws_now() < due {
             return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
         }
-        match self.old_key_status(r).await? {
-            Some(KeyStatus::Active) => blocked(Self::reactivated(r)),
-            _ => moved(Event::GraceElapsed),
-        }
+        moved(Event::GraceElapsed)
     }
 
     /// deleting: `DeleteAccessKey`, only on a key still inactive; then the
