@@ -98,6 +98,7 @@ pub struct Progress {
     pub create_attempted_at: Option<Timestamp>,
     /// Per sink index, what `restore` goes back to, saved before the first
     /// delivery to that sink.
+    #[serde(deserialize_with = "restore_points")]
     pub restore_points: BTreeMap<usize, RestorePoint>,
     /// Sinks whose delivery began: one that cannot be read back may hold
     /// the new key even if the process died before it said so.
@@ -124,4 +125,42 @@ pub struct Progress {
     pub force: bool,
     /// What the rotation waits for, in words, for `rekey status`.
     pub waiting_for: Option<String>,
+}
+
+/// Restore points as saved, also in the form rekey 0.1 saved for its only
+/// sink that had one, SSM (`{"/name": version}`, 0 for "did not exist"),
+/// so rotations in flight across an upgrade can still be undone.
+fn restore_points<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<usize, RestorePoint>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        Typed(RestorePoint),
+        SsmVersions(BTreeMap<String, i64>),
+    }
+    let saved = BTreeMap::<usize, Saved>::deserialize(d)?;
+    Ok(saved
+        .into_iter()
+        .map(|(i, point)| match point {
+            Saved::Typed(point) => (i, point),
+            Saved::SsmVersions(versions) => {
+                let versions = versions.into_iter().map(|(name, v)| (name, (v > 0).then_some(v))).collect();
+                (i, RestorePoint::Ssm(crate::sinks::ssm::RestorePoint { versions }))
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_points_saved_by_rekey_0_1_still_load() {
+        let old = serde_json::json!({"restore_points": {"0": {"/app/id": 3, "/app/secret": 0}}});
+        let progress: Progress = serde_json::from_value(old).unwrap();
+        let expected = BTreeMap::from([("/app/id".to_owned(), Some(3)), ("/app/secret".to_owned(), None)]);
+        assert_eq!(progress.restore_points[&0], RestorePoint::Ssm(crate::sinks::ssm::RestorePoint { versions: expected }));
+        let again: Progress = serde_json::from_value(serde_json::to_value(&progress).unwrap()).unwrap();
+        assert_eq!(again, progress, "the typed form round-trips");
+    }
 }
