@@ -741,9 +741,16 @@ impl<'a> Engine<'a> {
         if let Some(new) = r.new_key() {
             for (i, config) in r.plan.deliver.iter().enumerate().rev() {
                 let sink = sinks::of(config);
-                // No point saved: delivery never began there (it is saved first).
-                let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
-                let outcome = sink.restore(&self.sink_ctx(r, i), &new, point).await?;
+                let outcome = match r.progress.restore_points.get(&i) {
+                    Some(point) => sink.restore(&self.sink_ctx(r, i), &new, point).await?,
+                    // Written by a rekey that kept no restore point there:
+                    // the new key stays alive rather than break the sink's reader.
+                    None if r.progress.delivered.contains(&i) => {
+                        Restored::CannotRestore(format!("{} was written without a restore point; put the old key back by hand", sink.describe()))
+                    }
+                    // Delivery never began there (the point is saved first).
+                    None => Restored::NothingToRestore,
+                };
                 if let Restored::CannotRestore(what) = &outcome {
                     keep_new_key.push(what.clone());
                 }
