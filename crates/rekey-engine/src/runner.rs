@@ -117,7 +117,7 @@ fn blocked(reason: String) -> Result<Step, EngineError> {
     Ok(Step::Move(Event::Blocked, Some(reason)))
 }
 
-/// What `rekey rotate` asks for; [`Engine::prepare`] checks it.
+/// What `rekey rotate` asks for; [`prepare`] checks it.
 pub struct Request {
     pub user: UserName,
     /// The key to rotate; the oldest active key if `None`.
@@ -436,13 +436,11 @@ impl<'a> Engine<'a> {
         let margin = r.plan.timings.last_used_margin.to_signed();
         for key in keys.iter().filter(|k| !known(&k.id)) {
             if key.created_at + margin < attempted {
-                return Ok(Some(Step::Move(
-                    Event::Blocked,
-                    Some(format!(
-                        "key {} of {} was created at {}, before rekey tried to create one, and rekey does not know it; find out who created it",
-                        key.id, r.record.user_name, key.created_at
-                    )),
-                )));
+                return blocked(format!(
+                    "key {} of {} was created at {}, before rekey tried to create one, and rekey does not know it; find out who created it",
+                    key.id, r.record.user_name, key.created_at
+                ))
+                .map(Some);
             }
             let request_id = self.keys.delete_key(&r.user(), &key.id).await?;
             self.note(r, Audit::DeletedUnrecordedKey { key: key.id.to_string() }, request_id);
@@ -950,11 +948,11 @@ pub async fn prepare(keys: &dyn KeyApi, clients: &Clients, may_reveal: bool, req
         return Err(EngineError::BadRequest(format!("the credentials in use act in account {account}, not {wanted}")));
     }
     let user_arn = keys.user_arn(&request.user).await?.ok_or_else(|| EngineError::NoSuchUser(request.user.clone()))?;
-    let keys = keys.list_keys(&request.user).await?;
+    let listed = keys.list_keys(&request.user).await?;
     let user = &request.user;
     let old = match &request.key {
-        Some(id) => keys.iter().find(|k| &k.id == id).ok_or_else(|| EngineError::BadRequest(format!("user {user} has no access key {id}")))?,
-        None => keys
+        Some(id) => listed.iter().find(|k| &k.id == id).ok_or_else(|| EngineError::BadRequest(format!("user {user} has no access key {id}")))?,
+        None => listed
             .iter()
             .filter(|k| k.status == KeyStatus::Active)
             .min_by_key(|k| k.created_at)

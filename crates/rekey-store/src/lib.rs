@@ -87,6 +87,14 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// See [`Store::outlook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outlook {
+    pub waiting: usize,
+    pub next_due: Option<Timestamp>,
+    pub blocked: usize,
+}
+
 pub struct Store {
     conn: Connection,
     path: std::path::PathBuf,
@@ -201,6 +209,19 @@ impl Store {
         ))?;
         let ids = stmt.query_map([now.as_second()], |r| r.get(0))?;
         Ok(ids.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// What is left to do, from the indexes only (no plan or progress is
+    /// read): rotations with a step ahead, when the first is due, and how
+    /// many wait for a person.
+    pub fn outlook(&self) -> Result<Outlook> {
+        let (waiting, next_due): (i64, Option<i64>) = self.conn.query_row(
+            &format!("SELECT COUNT(*), MIN(next_check_at) FROM rotations WHERE stage IN ({})", Stage::sql_list(Stage::is_working)),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let blocked: i64 = self.conn.query_row("SELECT COUNT(*) FROM rotations WHERE stage = ?1", [Stage::Blocked.as_str()], |r| r.get(0))?;
+        Ok(Outlook { waiting: waiting as usize, next_due: next_due.map(timestamp).transpose()?, blocked: blocked as usize })
     }
 
     /// Takes the rotation's lease until `until` if nobody else holds an
@@ -491,6 +512,22 @@ mod tests {
         assert!(store.take_over("r1", "a", "c", t1).unwrap());
         assert!(!store.take_over("r1", "a", "d", t1).unwrap());
         assert_eq!(store.lease_holder("r1").unwrap().as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn the_outlook_counts_waiting_and_blocked_rotations() {
+        let (_dir, mut store) = open();
+        assert_eq!(store.outlook().unwrap(), Outlook { waiting: 0, next_due: None, blocked: 0 });
+        let mut waiting = rotation("wait", "AKIA1");
+        waiting.next_check_at = Some(ts("2026-11-29T12:00:00Z"));
+        let mut blocked = rotation("blocked", "AKIA2");
+        (blocked.stage, blocked.came_from) = (Stage::Blocked, Some(Stage::Draining));
+        let mut done = rotation("done", "AKIA3");
+        done.stage = Stage::Completed;
+        for r in [&waiting, &blocked, &done] {
+            store.insert(r, &entry(&r.id, "created")).unwrap();
+        }
+        assert_eq!(store.outlook().unwrap(), Outlook { waiting: 1, next_due: Some(ts("2026-11-29T12:00:00Z")), blocked: 1 });
     }
 
     #[test]

@@ -10,8 +10,7 @@ use rekey_aws::Clients;
 use rekey_engine::clock::SystemClock;
 use rekey_engine::keys::AwsKeys;
 use rekey_engine::runner::Engine;
-use rekey_store::RotationRecord;
-use rekey_core::workflow::Stage;
+use rekey_store::Outlook;
 use std::sync::Arc;
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -31,7 +30,7 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
             term.error(&e.to_string());
         }
         if !term.quiet {
-            outln!("{}", summary(advanced.len(), &store.list()?))?;
+            outln!("{}", summary(advanced.len(), &store.outlook()?))?;
         }
         term.report_calls(clients.calls());
         match args.interval {
@@ -42,15 +41,13 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
 }
 
 /// One line per pass, for a cron log: what it did and when there is more to do.
-fn summary(advanced: usize, rotations: &[RotationRecord]) -> String {
-    let waiting: Vec<_> = rotations.iter().filter(|r| r.stage.is_working()).collect();
-    let mut line = format!("advanced {}; {} waiting", count(advanced, "rotation"), waiting.len());
-    if let Some(next) = waiting.iter().filter_map(|r| r.next_check_at).min() {
+fn summary(advanced: usize, outlook: &Outlook) -> String {
+    let mut line = format!("advanced {}; {} waiting", count(advanced, "rotation"), outlook.waiting);
+    if let Some(next) = outlook.next_due {
         line += &format!(", next due at {next}");
     }
-    let blocked = rotations.iter().filter(|r| r.stage == Stage::Blocked).count();
-    if blocked > 0 {
-        line += &format!("; {blocked} blocked, waiting for a person (see rekey status)");
+    if outlook.blocked > 0 {
+        line += &format!("; {} blocked, waiting for a person (see rekey status)", outlook.blocked);
     }
     line
 }
