@@ -92,6 +92,11 @@ impl Clients {
         &self.config
     }
 
+    /// The region clients sign for.
+    pub fn region(&self) -> String {
+        self.config.region().map_or(FALLBACK_REGION, |r| r.as_ref()).to_owned()
+    }
+
     /// The endpoint requests go to, for error messages.
     pub fn endpoint(&self) -> String {
         self.config

@@ -24,6 +24,11 @@ pub enum AwsError {
     #[error("{operation} was throttled by AWS and still failed after retries ({message}); try again later, or raise AWS_MAX_ATTEMPTS")]
     Throttled { operation: &'static str, message: String },
 
+    /// Security Hub answers `InvalidAccessException` in an account (or
+    /// region) that has not enabled it.
+    #[error("Security Hub is not enabled in this account and region ({operation}: {message}); enable it there, point securityhub.region in rekey.toml at the region that has it, or set securityhub.enabled = false to keep exemptions in rekey only")]
+    HubNotEnabled { operation: &'static str, message: String },
+
     #[error("{operation}: {message}")]
     NotFound { operation: &'static str, message: String },
 
@@ -59,7 +64,7 @@ pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
 }
 
 const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"];
-const THROTTLED: &[&str] = &["Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
+const THROTTLED: &[&str] = &["Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled", "LimitExceededException"];
 const BAD_CREDENTIALS: &[&str] = &["InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId"];
 const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"];
 
@@ -82,6 +87,8 @@ where
                 AwsError::Throttled { operation, message }
             } else if has(BAD_CREDENTIALS) {
                 AwsError::BadCredentials { operation, code, message }
+            } else if code == "InvalidAccessException" {
+                AwsError::HubNotEnabled { operation, message }
             } else if has(NOT_FOUND) {
                 AwsError::NotFound { operation, message }
             } else {

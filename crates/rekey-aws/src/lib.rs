@@ -8,6 +8,8 @@
 //! - [`iam`]: the IAM calls ([`Iam`]) and the credential report parser.
 //! - [`sts`] and [`secrets`]: calls signed with a new key, and the Secrets
 //!   Manager and Parameter Store primitives the sinks use.
+//! - [`securityhub`] and [`sns`]: IAM.3 findings (read, update, import)
+//!   and owner notices.
 //! - [`inventory`]: reading an account's users and keys from the credential
 //!   report or the API, and filling in key ids and tags where needed.
 
@@ -16,6 +18,8 @@ pub mod error;
 pub mod iam;
 pub mod inventory;
 pub mod secrets;
+pub mod securityhub;
+pub mod sns;
 pub mod sts;
 
 pub use client::{AwsSettings, CallCounter, Clients};

@@ -4,10 +4,18 @@
 //!   [`AccessKeyId`]) and the inventory model ([`User`], [`AccessKey`]).
 //! - [`duration`]: the [`Duration`] written in config and flags (`90d`, `36h`).
 //! - [`evaluate`]: the IAM.3 rule ([`Policy`], [`Compliance`], [`Evaluation`]).
+//! - [`hub`]: Security Hub workflow statuses and when rekey may set them.
+//! - [`owners`]: the owners map file (owners of untagged users, contacts).
+//! - [`notice`]: what an owner reads: their keys and the commands to decide.
+//! - [`asff`]: the scan as Security Hub findings, one per user.
 
+pub mod asff;
 pub mod duration;
 pub mod evaluate;
+pub mod hub;
 pub mod model;
+pub mod notice;
+pub mod owners;
 pub mod report;
 pub mod secret;
 pub mod target;

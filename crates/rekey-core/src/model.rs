@@ -98,6 +98,16 @@ pub enum KeyStatus {
     Inactive,
 }
 
+impl KeyStatus {
+    /// As IAM writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "Active",
+            KeyStatus::Inactive => "Inactive",
+        }
+    }
+}
+
 /// The last recorded use of a key. AWS records only the first use in each
 /// 15-minute window, and the credential report may lag by hours.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -84,18 +84,31 @@ pub struct KeyRow {
     pub owner: Option<String>,
     pub result: Compliance,
     pub reason: String,
-    /// The user's exemption; exemptions arrive with `rekey suppress`.
+    /// The user's exemption (`rekey suppress`) in force at `as_of`.
     pub exemption: Option<Exemption>,
     /// The rotation under way for this key; rotations arrive with `rekey rotate`.
     pub rotation: Option<RotationRef>,
     pub role_candidate: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Exemption {
     pub reason: String,
     pub until: Option<Timestamp>,
     pub by: String,
+}
+
+impl KeyRow {
+    /// The user's exemption, in force at the scan's `as_of`: a FAILED or
+    /// WARNING key counts as SUPPRESSED, and says what it would be.
+    pub fn exempt(&mut self, exemption: Exemption) {
+        if matches!(self.result, Compliance::Failed | Compliance::Warning) {
+            let until = exemption.until.map(|t| format!(" until {t}")).unwrap_or_default();
+            self.reason = format!("exempt{until} by {}: {} ({} otherwise: {})", exemption.by, exemption.reason, self.result.as_str(), self.reason);
+            self.result = Compliance::Suppressed;
+        }
+        self.exemption = Some(exemption);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -235,5 +248,22 @@ mod tests {
         assert_eq!(rows[0].age_days, 200);
         let only_future = vec![user("v", &[(-3, KeyStatus::Active)], None)];
         assert_eq!(user_result(&only_future[0], &Policy::default(), as_of), Compliance::Passed);
+    }
+
+    #[test]
+    fn an_exemption_suppresses_failed_and_warning_keys_only() {
+        let as_of = "2026-11-28T12:00:00Z".parse().unwrap();
+        let users = vec![user("u", &[(200, KeyStatus::Active), (80, KeyStatus::Active), (10, KeyStatus::Active)], None)];
+        let mut rows = key_rows(&users, &Policy::default(), as_of, &[]);
+        let exemption = Exemption { reason: "firmware".into(), until: Some("2027-01-01T00:00:00Z".parse().unwrap()), by: "alice".into() };
+        for row in &mut rows {
+            row.exempt(exemption.clone());
+        }
+        let results: Vec<_> = rows.iter().map(|r| r.result).collect();
+        assert_eq!(results, [Compliance::Suppressed, Compliance::Suppressed, Compliance::Passed]);
+        assert_eq!(rows[0].reason, "exempt until 2027-01-01T00:00:00Z by alice: firmware (FAILED otherwise: active key is 200 days old (limit 90))");
+        assert!(rows.iter().all(|r| r.exemption.as_ref() == Some(&exemption)));
+        let s = Summary::of(1, &rows);
+        assert_eq!((s.failed, s.warning, s.suppressed, s.passed, s.users_failed), (0, 0, 2, 1, 0));
     }
 }

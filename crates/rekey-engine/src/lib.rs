@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod http;
 pub mod drain;
 pub mod keys;
 pub mod lease;

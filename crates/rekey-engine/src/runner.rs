@@ -22,7 +22,8 @@ use rekey_aws::{AwsError, Clients};
 use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::{next, Event, IllegalTransition, Stage, State};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
-use rekey_store::{AuditEntry, RotationRecord, Store, StoreError};
+use rekey_core::hub::note_text;
+use rekey_store::{AuditEntry, NewFindingUpdate, RotationRecord, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -143,6 +144,9 @@ pub struct Engine<'a> {
     pub store: &'a mut Store,
     pub actor: String,
     pub may_reveal: bool,
+    /// Each stage change also leaves a note on the user's IAM.3 finding
+    /// (sent later from the store's outbox, so Security Hub never blocks a step).
+    pub finding_notes: bool,
     holder: Holder,
     /// The caller's account, asked once per process.
     caller: Option<AccountId>,
@@ -163,6 +167,7 @@ impl<'a> Engine<'a> {
             store,
             actor,
             may_reveal,
+            finding_notes: false,
             holder: Holder::this_process(),
             caller: None,
             arns: HashMap::new(),
@@ -333,8 +338,17 @@ impl<'a> Engine<'a> {
         r.record.updated_at = self.now();
         r.encode();
         let notes = std::mem::take(&mut self.notes);
-        self.store.save(&r.record, &self.holder.to_text(), self.now(), &notes)?;
+        let updates: Vec<_> = notes.iter().filter_map(|line| self.finding_note(&r.record, line)).collect();
+        self.store.save(&r.record, &self.holder.to_text(), self.now(), &notes, &updates)?;
         Ok(())
+    }
+
+    /// The finding note for an audit line that changes the stage.
+    fn finding_note(&self, record: &RotationRecord, line: &AuditEntry) -> Option<NewFindingUpdate> {
+        let to = line.to_stage.filter(|_| self.finding_notes)?;
+        let why = record.blocked_reason.as_deref().filter(|_| to == Stage::Blocked).map(|r| format!(": {r}")).unwrap_or_default();
+        let note = format!("rekey rotation {} of access key {}: {}{why}", record.id, record.old_key_id, to.as_str());
+        Some(NewFindingUpdate { account_id: record.account_id.clone(), user_name: record.user_name.clone(), workflow: None, note: note_text(&note) })
     }
 
     async fn step(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
@@ -932,7 +946,8 @@ impl<'a> Engine<'a> {
         };
         let (event, detail) = started.split();
         let line = AuditEntry { at: now, actor: self.actor.clone(), rotation_id: Some(id.clone()), event, from_stage: None, to_stage: Some(Stage::Planned), aws_request_id: None, detail };
-        self.store.insert(&record, &line)?;
+        let updates: Vec<_> = self.finding_note(&record, &line).into_iter().collect();
+        self.store.insert(&record, &line, &updates)?;
         Box::pin(self.advance(&id)).await?;
         Ok(id)
     }

@@ -10,8 +10,15 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::time::Duration;
 
+mod stakeholders;
+pub use stakeholders::{Change, EndExemption, Ended, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
+
 /// Migrations in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[fn() -> String] = &[|| include_str!("migrations/001_rotations.sql").to_owned(), came_from_and_undo_stages];
+const MIGRATIONS: &[fn() -> String] = &[
+    || include_str!("migrations/001_rotations.sql").to_owned(),
+    came_from_and_undo_stages,
+    || include_str!("migrations/003_stakeholders.sql").to_owned(),
+];
 
 /// 002: the stage a blocked or undoing rotation came from is a column, and a
 /// decided undo is a stage of its own. Lists of stages in the indexes come
@@ -138,9 +145,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records a new rotation and its first audit line, atomically. Fails if
-    /// the key already has an unfinished rotation.
-    pub fn insert(&mut self, rotation: &RotationRecord, audit: &AuditEntry) -> Result<()> {
+    /// Records a new rotation, its first audit line and its finding note,
+    /// atomically. Fails if the key already has an unfinished rotation.
+    pub fn insert(&mut self, rotation: &RotationRecord, audit: &AuditEntry, updates: &[NewFindingUpdate]) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let open: Option<String> = tx
             .query_row(
@@ -180,6 +187,7 @@ impl Store {
             ],
         )?;
         append(&tx, audit)?;
+        stakeholders::enqueue(&tx, updates, rotation.started_at)?;
         tx.commit()?;
         Ok(())
     }
@@ -267,10 +275,11 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the rotation's new state and its audit lines in one
-    /// transaction, provided `lease_owner` still holds an unexpired lease at
-    /// `now` (an expired one may have been taken by another process).
-    pub fn save(&mut self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry]) -> Result<()> {
+    /// Writes the rotation's new state, its audit lines and its finding
+    /// notes in one transaction, provided `lease_owner` still holds an
+    /// unexpired lease at `now` (an expired one may have been taken by
+    /// another process).
+    pub fn save(&mut self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE rotations SET new_key_id = ?2, stage = ?3, blocked_reason = ?4, plan = ?5, progress = ?6,
@@ -296,6 +305,7 @@ impl Store {
         for entry in audit {
             append(&tx, entry)?;
         }
+        stakeholders::enqueue(&tx, updates, now)?;
         tx.commit()?;
         Ok(())
     }
@@ -444,8 +454,8 @@ mod tests {
         let (_dir, mut store) = open();
         let mut later = rotation("r2", "AKIA2");
         later.started_at = ts("2026-11-29T00:00:00Z");
-        store.insert(&later, &entry("r2", "created")).unwrap();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        store.insert(&later, &entry("r2", "created"), &[]).unwrap();
+        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
         assert_eq!(store.get("r1").unwrap(), rotation("r1", "AKIA1"));
         let ids: Vec<_> = store.list().unwrap().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["r1", "r2"]);
@@ -455,15 +465,15 @@ mod tests {
     #[test]
     fn one_open_rotation_per_key() {
         let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
-        let err = store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created")).unwrap_err();
+        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
+        let err = store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created"), &[]).unwrap_err();
         assert!(matches!(err, StoreError::AlreadyRotating { ref id, .. } if id == "r1"), "{err}");
         // Once finished, the key may be rotated again.
         assert!(store.try_lease("r1", "me", ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z")).unwrap());
         let mut done = store.get("r1").unwrap();
         done.stage = Stage::Aborted;
-        store.save(&done, "me", ts("2026-11-28T12:00:00Z"), &[]).unwrap();
-        store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created")).unwrap();
+        store.save(&done, "me", ts("2026-11-28T12:00:00Z"), &[], &[]).unwrap();
+        store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created"), &[]).unwrap();
     }
 
     #[test]
@@ -480,7 +490,7 @@ mod tests {
         done.stage = Stage::Completed;
         let fresh = rotation("fresh", "AKIA5");
         for r in [&waiting, &due, &blocked, &done, &fresh] {
-            store.insert(r, &entry(&r.id, "created")).unwrap();
+            store.insert(r, &entry(&r.id, "created"), &[]).unwrap();
         }
         let mut ids = store.due(now).unwrap();
         ids.sort();
@@ -491,20 +501,20 @@ mod tests {
     #[test]
     fn leases_exclude_other_owners_until_they_expire() {
         let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
         let t0 = ts("2026-11-28T12:00:00Z");
         let t1 = ts("2026-11-28T12:10:00Z");
         assert!(store.try_lease("r1", "a", t0, t1).unwrap());
         assert!(!store.try_lease("r1", "b", t0, t1).unwrap());
         let mut r = store.get("r1").unwrap();
         r.stage = Stage::Creating;
-        assert!(matches!(store.save(&r, "b", t0, &[]), Err(StoreError::LeaseLost(_))));
-        store.save(&r, "a", t0, &[entry("r1", "stage")]).unwrap();
+        assert!(matches!(store.save(&r, "b", t0, &[], &[]), Err(StoreError::LeaseLost(_))));
+        store.save(&r, "a", t0, &[entry("r1", "stage")], &[]).unwrap();
         // The holder's own lease, once expired, no longer lets it save.
-        assert!(matches!(store.save(&r, "a", ts("2026-11-28T12:10:01Z"), &[]), Err(StoreError::LeaseLost(_))));
+        assert!(matches!(store.save(&r, "a", ts("2026-11-28T12:10:01Z"), &[], &[]), Err(StoreError::LeaseLost(_))));
         // An expired lease can be taken over (its holder crashed).
         assert!(store.try_lease("r1", "b", ts("2026-11-28T12:11:00Z"), ts("2026-11-28T12:20:00Z")).unwrap());
-        assert!(matches!(store.save(&r, "a", t1, &[]), Err(StoreError::LeaseLost(_))));
+        assert!(matches!(store.save(&r, "a", t1, &[], &[]), Err(StoreError::LeaseLost(_))));
         store.release("r1", "b").unwrap();
         assert!(store.try_lease("r1", "a", t0, t1).unwrap());
         // A dead holder's lease is taken over once, by one taker.
@@ -525,7 +535,7 @@ mod tests {
         let mut done = rotation("done", "AKIA3");
         done.stage = Stage::Completed;
         for r in [&waiting, &blocked, &done] {
-            store.insert(r, &entry(&r.id, "created")).unwrap();
+            store.insert(r, &entry(&r.id, "created"), &[]).unwrap();
         }
         assert_eq!(store.outlook().unwrap(), Outlook { waiting: 1, next_due: Some(ts("2026-11-29T12:00:00Z")), blocked: 1 });
     }
@@ -533,7 +543,7 @@ mod tests {
     #[test]
     fn a_lease_is_renewed_only_by_its_unexpired_holder() {
         let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
         let (t0, t1, t2) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"), ts("2026-11-28T12:20:00Z"));
         assert!(store.try_lease("r1", "a", t0, t1).unwrap());
         assert!(!store.renew("r1", "b", t0, t2).unwrap());
@@ -547,11 +557,11 @@ mod tests {
         let (_dir, mut store) = open();
         let mut blocked = rotation("r1", "AKIA1");
         (blocked.stage, blocked.came_from) = (Stage::Blocked, Some(Stage::Draining));
-        store.insert(&blocked, &entry("r1", "created")).unwrap();
+        store.insert(&blocked, &entry("r1", "created"), &[]).unwrap();
         assert_eq!(store.get("r1").unwrap().came_from, Some(Stage::Draining));
         let mut undoing = rotation("r2", "AKIA2");
         (undoing.stage, undoing.came_from) = (Stage::RollingBack, Some(Stage::Blocked));
-        store.insert(&undoing, &entry("r2", "created")).unwrap();
+        store.insert(&undoing, &entry("r2", "created"), &[]).unwrap();
         assert_eq!(store.due(ts("2026-11-28T12:00:00Z")).unwrap(), ["r2"], "an undo is due, a block is not");
     }
 
@@ -590,7 +600,7 @@ mod tests {
         let path = dir.path().join("state.db");
         let mut one = Store::open(&path).unwrap();
         let two = Store::open(&path).unwrap();
-        one.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        one.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
         let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
         let a = one.try_lease("r1", "a", t0, t1).unwrap();
         let b = two.try_lease("r1", "b", t0, t1).unwrap();
@@ -600,10 +610,10 @@ mod tests {
     #[test]
     fn the_audit_log_is_append_only() {
         let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
         let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
         assert!(store.try_lease("r1", "me", t0, t1).unwrap());
-        store.save(&rotation("r1", "AKIA1"), "me", t0, &[entry("r1", "confirmed")]).unwrap();
+        store.save(&rotation("r1", "AKIA1"), "me", t0, &[entry("r1", "confirmed")], &[]).unwrap();
         let events: Vec<_> = store.history(Some("r1")).unwrap().into_iter().map(|e| e.event).collect();
         assert_eq!(events, ["created", "confirmed"]);
         assert_eq!(store.history(None).unwrap().len(), 2);
@@ -616,7 +626,7 @@ mod tests {
     fn reopening_keeps_data_and_schema_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        Store::open(&path).unwrap().insert(&rotation("r1", "AKIA1"), &entry("r1", "created")).unwrap();
+        Store::open(&path).unwrap().insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.list().unwrap().len(), 1);
         let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();

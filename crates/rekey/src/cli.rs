@@ -84,6 +84,16 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Evaluate access keys against IAM.3 and print them
     Scan(ScanArgs),
+    /// Security Hub's IAM.3 findings, with each user's keys
+    Findings(FindingsArgs),
+    /// FAILED and WARNING keys by owner, with the choices each owner has
+    Owners(OwnersArgs),
+    /// Send each owner their list; mark their findings NOTIFIED
+    Notify(NotifyArgs),
+    /// Exempt users: their keys count as SUPPRESSED, in rekey and in Security Hub
+    Suppress(SuppressArgs),
+    /// End users' exemptions: their keys count again, their findings reopen
+    Unsuppress(UnsuppressArgs),
     /// Start a rotation of a user's key and advance it as far as it can go now
     Rotate(RotateArgs),
     /// Advance every rotation that is due
@@ -217,6 +227,164 @@ pub struct HistoryArgs {
     pub format: ListFormat,
 }
 
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    /// Only this user's finding (repeatable)
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<UserName>,
+
+    /// Only findings with this workflow status (repeatable)
+    #[arg(long = "workflow-status", value_enum, value_name = "STATUS")]
+    pub workflow: Vec<WorkflowArg>,
+
+    /// Only findings with this compliance status (repeatable)
+    #[arg(long = "compliance-status", value_enum, value_name = "STATUS")]
+    pub compliance: Vec<ComplianceArg>,
+
+    /// A table for people, or json or csv for scripts
+    #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
+    pub format: FindingsFormat,
+
+    /// Exit 1 when an open finding (not suppressed or resolved) is at or above this
+    #[arg(long, value_enum, default_value_t = FailOn::Failed)]
+    pub fail_on: FailOn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkflowArg {
+    New,
+    Notified,
+    Suppressed,
+    Resolved,
+}
+
+impl From<WorkflowArg> for rekey_core::hub::Workflow {
+    fn from(w: WorkflowArg) -> Self {
+        use rekey_core::hub::Workflow as W;
+        match w {
+            WorkflowArg::New => W::New,
+            WorkflowArg::Notified => W::Notified,
+            WorkflowArg::Suppressed => W::Suppressed,
+            WorkflowArg::Resolved => W::Resolved,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ComplianceArg {
+    Failed,
+    Warning,
+    Passed,
+    NotAvailable,
+}
+
+impl ComplianceArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComplianceArg::Failed => "FAILED",
+            ComplianceArg::Warning => "WARNING",
+            ComplianceArg::Passed => "PASSED",
+            ComplianceArg::NotAvailable => "NOT_AVAILABLE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FindingsFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct OwnersArgs {
+    /// Only this owner ("unowned" for users without one)
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    /// Text for people, or JSON for scripts
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// Only this owner ("unowned" for users without one)
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    /// Print what would be sent; send nothing, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Send even a notice sent within notify.resend_after
+    #[arg(long)]
+    pub force: bool,
+
+    /// Text for people, or JSON for scripts
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressArgs {
+    /// The user to exempt (repeatable)
+    #[arg(long = "user", value_name = "NAME", required = true)]
+    pub users: Vec<UserName>,
+
+    /// The account the users are in (checked against the credentials' account)
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
+    /// Why the key can be neither rotated nor deactivated (recorded, and noted on the finding)
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub reason: String,
+
+    /// When the exemption ends: an RFC 3339 time, or a duration from now (30d) [default: until unsuppressed]
+    #[arg(long, value_name = "TIME", value_parser = parse_until)]
+    pub until: Option<Until>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsuppressArgs {
+    /// The user whose exemption ends (repeatable)
+    #[arg(long = "user", value_name = "NAME", required = true)]
+    pub users: Vec<UserName>,
+
+    /// The account the users are in (checked against the credentials' account)
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
+    /// Why, for the finding's note
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// `--until`: a fixed time, or a time relative to when the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    At(jiff::Timestamp),
+    In(Duration),
+}
+
+impl Until {
+    pub fn resolve(self, now: jiff::Timestamp) -> jiff::Timestamp {
+        match self {
+            Until::At(at) => at,
+            Until::In(d) => now.saturating_add(d.to_signed()).expect("a duration, not a calendar span"),
+        }
+    }
+}
+
+pub fn parse_until(text: &str) -> Result<Until, String> {
+    text.parse()
+        .map(Until::At)
+        .or_else(|_| text.parse().map(Until::In))
+        .map_err(|_| "not a time; write an RFC 3339 time like 2027-01-31T00:00:00Z, or a duration from now like 30d".to_owned())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
     Table,
@@ -252,7 +420,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 
-    /// A table for people (worst first), or json, jsonl or csv for scripts
+    /// A table for people (worst first), or json, jsonl, csv or asff for scripts
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -263,6 +431,11 @@ pub struct ScanArgs {
     /// Exit 1 when a key is at or above this result
     #[arg(long, value_enum, default_value_t = FailOn::Failed)]
     pub fail_on: FailOn,
+
+    /// Also send the findings (one per user) to Security Hub with
+    /// BatchImportFindings, for accounts that do not run the IAM.3 control
+    #[arg(long)]
+    pub import_findings: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -278,6 +451,8 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+    /// AWS Security Finding Format: one finding per user, as Security Hub's own
+    Asff,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod cli;
 mod commands;
+mod hub;
 mod output;
 mod settings;
 mod table;
@@ -57,12 +58,17 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
     runtime.block_on(async {
         match cli.command {
             C::Scan(args) => commands::scan::run(args, &settings, term).await,
+            C::Findings(args) => commands::findings::run(args, &settings, term).await,
+            C::Owners(args) => commands::owners::run(args, &settings, term).await,
+            C::Notify(args) => commands::notify::run(args, &settings, term).await,
+            C::Suppress(args) => commands::suppress::suppress(args, &settings, term).await,
+            C::Unsuppress(args) => commands::suppress::unsuppress(args, &settings, term).await,
             C::Rotate(args) => commands::rotate::run(args, &settings, term).await,
             C::Run(args) => commands::run::run(args, &settings, term).await,
             C::Status(args) => commands::status::run(args, &settings),
             C::Confirm(args) => commands::confirm::confirm(args, &settings, term).await,
-            C::Rollback(args) => commands::confirm::cancel(args, false, &settings).await,
-            C::Abort(args) => commands::confirm::cancel(args, true, &settings).await,
+            C::Rollback(args) => commands::confirm::cancel(args, false, &settings, term).await,
+            C::Abort(args) => commands::confirm::cancel(args, true, &settings, term).await,
             C::History(args) => commands::history::run(args, &settings),
             C::Policy => commands::policy::run(&settings),
             C::Completions(_) | C::Man => unreachable!("answered before settings are loaded"),

@@ -4,12 +4,19 @@
 use crate::cli::Format;
 use crate::table::{self, count, Column};
 use comfy_table::Color;
+use rekey_core::asff::{self, AsffContext};
 use rekey_core::report::{KeyRow, ScanReport};
 use rekey_core::Compliance;
 use std::io::Write;
 
-pub fn render_scan(report: &ScanReport, format: Format, colour: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+/// `region`: the Security Hub region that ASFF findings name.
+pub fn render_scan(report: &ScanReport, format: Format, colour: bool, region: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     match format {
+        Format::Asff => {
+            let ctx = AsffContext::new(region, report.generated_at);
+            serde_json::to_writer_pretty(&mut *out, &asff::findings(&report.keys, &ctx))?;
+            writeln!(out)?;
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
             writeln!(out)?;
@@ -45,7 +52,7 @@ fn csv(report: &ScanReport, out: &mut dyn Write) -> anyhow::Result<()> {
             r.user_name.clone(),
             r.user_arn.clone(),
             opt(r.access_key_id.as_deref()),
-            format!("{:?}", r.status),
+            r.status.as_str().to_owned(),
             r.created_at.to_string(),
             r.age_days.to_string(),
             opt(r.last_used_at.map(|t| t.to_string()).as_deref()),
@@ -67,7 +74,7 @@ fn csv(report: &ScanReport, out: &mut dyn Write) -> anyhow::Result<()> {
 /// OWASP's advice against CSV injection: a cell starting with `=`, `+`,
 /// `-`, `@`, tab or CR is a formula to a spreadsheet, so it gets a leading
 /// `'`. IAM user names may start with `+`, `=`, `-` or `@`; JSON keeps them exact.
-fn spreadsheet_safe(cell: &str) -> String {
+pub fn spreadsheet_safe(cell: &str) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")
     } else {

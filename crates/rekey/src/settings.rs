@@ -7,6 +7,7 @@
 use crate::cli::GlobalArgs;
 use anyhow::{bail, Context};
 use rekey_aws::AwsSettings;
+use rekey_core::owners::OwnersMap;
 use rekey_core::target::Target;
 use rekey_core::{Duration, Policy};
 use serde::Deserialize;
@@ -25,6 +26,8 @@ pub struct ConfigFile {
     pub rotation: RotationSection,
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
+    #[serde(default)]
+    pub securityhub: SecurityHubSection,
     #[serde(default)]
     pub notify: NotifySection,
     #[serde(default)]
@@ -70,6 +73,29 @@ pub struct PolicySection {
     pub warn_within: Option<Duration>,
     #[serde(default, deserialize_with = "tag_names")]
     pub owner_tags: Option<Vec<String>>,
+    /// Owners of untagged users and owners' contacts (relative to rekey.toml).
+    pub owners_file: Option<PathBuf>,
+}
+
+/// `[securityhub]`: whether exemptions, notices and rotations are mirrored
+/// to the users' IAM.3 findings, and where the findings are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityHubSection {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The region whose Security Hub holds the findings [default: the client's].
+    pub region: Option<String>,
+}
+
+impl Default for SecurityHubSection {
+    fn default() -> Self {
+        SecurityHubSection { enabled: true, region: None }
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,14 +127,22 @@ fn verify_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Durat
     Ok(Some(t))
 }
 
-// Parsed and validated now; read by the commands that use it.
-#[allow(dead_code)]
+/// `[notify]`: where owner notices go (any of the three), and how long
+/// before the same notice is sent again.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySection {
     pub sns_topic_arn: Option<String>,
+    #[serde(default, deserialize_with = "webhook")]
     pub webhook_url: Option<String>,
     pub out_dir: Option<PathBuf>,
+    pub resend_after: Option<Duration>,
+}
+
+fn webhook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    rekey_engine::http::parse(&url).map_err(serde::de::Error::custom)?;
+    Ok(Some(url))
 }
 
 // Parsed and validated now; read by the commands that use it.
@@ -131,6 +165,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub policy: Policy,
     pub owner_tags: Vec<String>,
+    pub owners_file: Option<PathBuf>,
     pub state: PathBuf,
     /// Who is acting, for the audit log: `--by`, else the OS user.
     pub actor: String,
@@ -139,10 +174,14 @@ pub struct Settings {
 
 impl Settings {
     pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
-        let file = match config_path(global.config.as_deref())? {
-            Some(path) => ConfigFile::read(&path)?,
+        let path = config_path(global.config.as_deref())?;
+        let file = match &path {
+            Some(path) => ConfigFile::read(path)?,
             None => ConfigFile::default(),
         };
+        // Relative to rekey.toml, wherever rekey runs from.
+        let config_dir = path.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+        let owners_file = file.policy.owners_file.as_deref().map(|f| config_dir.join(expand_home(f)));
         let aws = AwsSettings {
             profile: global.profile.clone().or_else(|| file.aws.profile.clone()),
             region: global.region.clone().or_else(|| file.aws.region.clone()),
@@ -171,7 +210,15 @@ impl Settings {
                 .join("state.db"),
         };
         let actor = global.by.clone().unwrap_or_else(os_user);
-        Ok(Settings { aws, policy, owner_tags, state, actor, file })
+        Ok(Settings { aws, policy, owner_tags, owners_file, state, actor, file })
+    }
+
+    /// The owners file, read and checked, if configured.
+    pub fn owners_map(&self) -> anyhow::Result<Option<OwnersMap>> {
+        let Some(path) = &self.owners_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy.owners_file {}", path.display()))?;
+        let map = OwnersMap::parse(&text).map_err(|e| anyhow::anyhow!("invalid owners file {}: {e}", path.display()))?;
+        Ok(Some(map))
     }
 
     /// `[rotation]` over the built-in defaults.

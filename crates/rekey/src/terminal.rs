@@ -45,6 +45,13 @@ impl Terminal {
         }
     }
 
+    /// Unless -q: what a command did, when its output does not say it.
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
     /// Unless -q: the result is complete, but a person should know this.
     pub fn warn(&self, message: &str) {
         if !self.quiet {

@@ -2,7 +2,7 @@
 //! retries until it passes or `verify_timeout` runs out (IAM is eventually
 //! consistent, applications reload at their own pace).
 
-mod http;
+use crate::http;
 
 use crate::process;
 use rekey_aws::Clients;
@@ -51,7 +51,7 @@ pub fn check(verifier: &Verifier) -> Result<(), String> {
         Verifier::Exec { command, .. } if !crate::sinks::exec_available(command) => {
             Err(format!("exec verifier: {} is not an executable file or on PATH", command[0]))
         }
-        Verifier::Http { url } => http::parse(url).map(|_| ()),
+        Verifier::Http { url } => http::parse(url).map(|_| ()).map_err(|e| format!("http verifier: {e}")),
         _ => Ok(()),
     }
 }

@@ -2,7 +2,7 @@
 //! sinks, verifiers), then records the rotation and advances it as far as it
 //! can go now. Bad input changes nothing, in AWS or in the state store.
 
-use super::open_store;
+use super::{engine, open_store, send_finding_notes};
 use crate::cli::RotateArgs;
 use crate::commands::status::print_one;
 use crate::settings::Settings;
@@ -12,13 +12,11 @@ use rekey_aws::Clients;
 use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::Stage;
 use rekey_core::AccessKeyId;
-use rekey_engine::clock::SystemClock;
 use rekey_engine::keys::AwsKeys;
 use rekey_engine::plan::Plan;
-use rekey_engine::runner::{prepare, Engine, Prepared, Request};
+use rekey_engine::runner::{prepare, Prepared, Request};
 use rekey_engine::{sinks, verify};
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let plan = plan(&args, settings)?;
@@ -36,9 +34,10 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key, prepared.user, prepared.account))?;
     }
     let mut store = open_store(settings)?;
-    let mut engine = Engine::new(&keys, &clients, Arc::new(SystemClock), &mut store, settings.actor.clone(), may_reveal);
+    let mut engine = engine(&keys, &clients, &mut store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
+    send_finding_notes(&mut store, settings, &clients, term).await?;
     term.report_calls(clients.calls());
     let rotation = store.get(&id)?;
     // A failed rotation is the error to report, even if stdout closed.

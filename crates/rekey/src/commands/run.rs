@@ -1,17 +1,17 @@
 //! `rekey run`: advances every rotation that is due. Only due rotations cost
 //! AWS calls; the rest is one indexed query of the state store.
 
-use super::open_store;
+use super::suppress::audit_line;
+use super::{engine, open_store, send_finding_notes};
 use crate::cli::RunArgs;
 use crate::settings::Settings;
 use crate::table::count;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
-use rekey_engine::clock::SystemClock;
+use rekey_core::hub::{note_text, Workflow};
+use rekey_core::model::whole_seconds;
 use rekey_engine::keys::AwsKeys;
-use rekey_engine::runner::Engine;
-use rekey_store::Outlook;
-use std::sync::Arc;
+use rekey_store::{Change, EndExemption, Ended, NewFindingUpdate, Outlook, Store};
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
@@ -19,8 +19,10 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
     let keys = AwsKeys::new(&clients);
     let may_reveal = args.reveal || term.stdout_is_terminal;
     loop {
-        let mut engine = Engine::new(&keys, &clients, Arc::new(SystemClock), &mut store, settings.actor.clone(), may_reveal);
+        reopen_expired(&mut store, settings, term)?;
+        let mut engine = engine(&keys, &clients, &mut store, settings, may_reveal);
         let (advanced, errors) = engine.run_due().await?;
+        send_finding_notes(&mut store, settings, &clients, term).await?;
         for id in &advanced {
             let r = store.get(id)?;
             let note = r.blocked_reason.as_deref().map(|b| format!(": {b}")).unwrap_or_default();
@@ -38,6 +40,31 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
             Some(every) => tokio::time::sleep(every.to_signed().unsigned_abs()).await,
         }
     }
+}
+
+/// Exemptions whose `until` has passed end, and their findings reopen
+/// (NEW, with a note): the users' keys count again.
+fn reopen_expired(store: &mut Store, settings: &Settings, term: &Terminal) -> anyhow::Result<()> {
+    let now = whole_seconds(jiff::Timestamp::now());
+    let expired = store.expired_exemptions(now)?;
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let mut change = Change::default();
+    for e in &expired {
+        change.end.push(EndExemption { account_id: e.account_id.clone(), user_name: e.user_name.clone(), how: Ended::Expired });
+        let until = e.until.map(|t| t.to_string()).unwrap_or_default();
+        let detail = serde_json::json!({"account_id": e.account_id, "user_name": e.user_name, "reason": e.reason, "by": e.by, "until": until});
+        change.audit.push(audit_line(now, &settings.actor, "exemption_expired", detail));
+        if settings.file.securityhub.enabled {
+            let note = note_text(&format!("The exemption by {} ended at {until} (it said: {}); the user's keys count again", e.by, e.reason));
+            change.finding_updates.push(NewFindingUpdate { account_id: e.account_id.clone(), user_name: e.user_name.clone(), workflow: Some(Workflow::New), note });
+        }
+    }
+    store.record(&change, now, &settings.actor)?;
+    let users: Vec<&str> = expired.iter().map(|e| e.user_name.as_str()).collect();
+    term.info(&format!("{} expired and ended: {}", count(expired.len(), "exemption"), users.join(", ")));
+    Ok(())
 }
 
 /// One line per pass, for a cron log: what it did and when there is more to do.

@@ -7,7 +7,8 @@
 //! permission, from `ListUserTags` for the users that need action (and for
 //! every user when `--owner` filters on them).
 
-use crate::cli::{FailOn, ScanArgs, SourceArg};
+use crate::cli::{AsOf, FailOn, ScanArgs, SourceArg};
+use crate::hub;
 use crate::output::render_scan;
 use crate::settings::{Settings, DEFAULT_CONCURRENCY};
 use crate::table::count;
@@ -16,40 +17,93 @@ use rekey_aws::inventory::{Fetch, Inventory, UserError, Warning};
 use rekey_aws::{Clients, Iam, Source};
 use rekey_core::evaluate::{existed_at, old_enough_to_matter};
 use rekey_core::model::whole_seconds;
-use rekey_core::report::{key_rows, user_result, Note, OtherFinding, RotationRef, ScanReport, Summary};
-use rekey_core::{Compliance, Policy};
+use rekey_core::owners::user_path;
+use rekey_core::report::{key_rows, user_result, Exemption, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
+use rekey_core::{Compliance, Policy, UserName};
 use std::io::Write;
 
 pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
-    if args.owner.is_some() && settings.owner_tags.is_empty() {
-        anyhow::bail!("--owner filters on owner tags, but policy.owner_tags is empty in rekey.toml; list the tags that name owners (e.g. owner_tags = [\"Owner\"]) or drop --owner");
-    }
-    let policy = Policy {
-        max_age: args.max_age.unwrap_or(settings.policy.max_age),
-        warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
-    };
-    let now = whole_seconds(jiff::Timestamp::now());
-    let as_of = args.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
-    let source = match args.source {
-        SourceArg::CredentialReport => Source::CredentialReport,
-        SourceArg::Api => Source::Api,
-        // A few named users cost fewer calls, and give fresher data, by API.
-        SourceArg::Auto if !args.users.is_empty() => Source::Api,
-        SourceArg::Auto => Source::CredentialReport,
-    };
     // A bad --output path fails before any AWS call; the file is replaced
     // only by a finished report, never emptied by a failed scan.
     let output = args.output.as_deref().map(Output::prepare).transpose()?;
-
     let clients = Clients::new(&settings.aws).await;
-    let iam = Iam::new(&clients);
+    let scope = Scope {
+        source: args.source,
+        users: &args.users,
+        owner: args.owner.as_deref(),
+        policy: Policy {
+            max_age: args.max_age.unwrap_or(settings.policy.max_age),
+            warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
+        },
+        as_of: args.as_of,
+    };
+    let report = collect(&scope, settings, &clients, term).await?;
+    let region = hub::region(settings, &clients);
+    match output {
+        Some(output) => output.write(|out| render_scan(&report, args.format, false, &region, out))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            render_scan(&report, args.format, term.stdout_is_terminal, &region, &mut out)?;
+            out.flush()?;
+        }
+    }
+    let imported = if args.import_findings { hub::import(&report, settings, &clients, term).await } else { Ok(()) };
+    term.report_calls(clients.calls());
+    tell_problems(&report, term);
+    imported?;
+    Ok(if !report.errors.is_empty() {
+        2
+    } else if report.keys.iter().any(|k| at_or_above(k.result, args.fail_on)) {
+        1
+    } else {
+        0
+    })
+}
+
+/// What to scan: the whole account unless `users` or `owner` narrow it.
+pub struct Scope<'a> {
+    pub source: SourceArg,
+    pub users: &'a [UserName],
+    pub owner: Option<&'a str>,
+    pub policy: Policy,
+    pub as_of: Option<AsOf>,
+}
+
+impl Scope<'_> {
+    /// Every user of the account, as configured: for `owners`, `notify`
+    /// and `findings`.
+    pub fn account(settings: &Settings) -> Scope<'static> {
+        Scope { source: SourceArg::Auto, users: &[], owner: None, policy: settings.policy, as_of: None }
+    }
+}
+
+/// Reads and evaluates the keys in `scope`: the report every command that
+/// looks at keys starts from, with exemptions and rotations from the state
+/// store. A user whose keys could not be read is in `errors`.
+pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<ScanReport> {
+    if scope.owner.is_some() && settings.owner_tags.is_empty() && settings.owners_file.is_none() {
+        anyhow::bail!("--owner filters on owners, but policy.owner_tags is empty and there is no policy.owners_file in rekey.toml; list the tags that name owners (e.g. owner_tags = [\"Owner\"]) or drop --owner");
+    }
+    let owners = settings.owners_map()?;
+    let policy = scope.policy;
+    let now = whole_seconds(jiff::Timestamp::now());
+    let as_of = scope.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
+    let source = match scope.source {
+        SourceArg::CredentialReport => Source::CredentialReport,
+        SourceArg::Api => Source::Api,
+        // A few named users cost fewer calls, and give fresher data, by API.
+        SourceArg::Auto if !scope.users.is_empty() => Source::Api,
+        SourceArg::Auto => Source::CredentialReport,
+    };
+
+    let iam = Iam::new(clients);
     let progress = term.progress();
     let fetch = Fetch { iam: &iam, concurrency: DEFAULT_CONCURRENCY, progress: &progress };
 
-    let mut inventory = match fetch.load(source, &args.users).await {
+    let mut inventory = match fetch.load(source, scope.users).await {
         // Under auto, a missing report permission is not worth failing for.
-        Err(e) if args.source == SourceArg::Auto && e.is_report_denied() => {
-            let mut inventory = fetch.load(Source::Api, &args.users).await?;
+        Err(e) if scope.source == SourceArg::Auto && e.is_report_denied() => {
+            let mut inventory = fetch.load(Source::Api, scope.users).await?;
             let message = format!("{e}; read every user through the API instead (slower, same results)");
             inventory.warnings.insert(0, Warning { user: None, message });
             inventory
@@ -58,18 +112,12 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     };
     fetch.refresh_keys(&mut inventory, |k| old_enough_to_matter(k, &policy, as_of)).await;
     if !settings.owner_tags.is_empty() {
-        let filtering = args.owner.is_some();
-        let whole_account = args.users.is_empty();
+        let filtering = scope.owner.is_some();
+        let whole_account = scope.users.is_empty();
         let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
         fetch.fill_tags(&mut inventory, whole_account, |u| filtering || needs_action(u)).await;
     }
     progress.finish();
-    if let Some(owner) = &args.owner {
-        if inventory.owners_unknown {
-            anyhow::bail!("--owner {owner} needs the users' owner tags, and they cannot be read: grant iam:GetAccountAuthorizationDetails or iam:ListUserTags (see `rekey policy`)");
-        }
-        inventory.users.retain(|u| u.owner(&settings.owner_tags) == Some(owner.as_str()));
-    }
     let not_yet_created = inventory.users.iter().flat_map(|u| &u.keys).filter(|k| !existed_at(k, as_of)).count();
     if not_yet_created > 0 {
         let verb = if not_yet_created == 1 { "is" } else { "are" };
@@ -77,10 +125,25 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         inventory.warnings.push(Warning { user: None, message });
     }
 
+    // The owner: the first owner tag the user has, else the owners file's.
+    let owner_of = |u: &rekey_core::User| {
+        u.owner(&settings.owner_tags)
+            .or_else(|| owners.as_ref().and_then(|map| map.owner_for(u.name.as_str(), user_path(&u.arn))))
+            .map(str::to_owned)
+    };
+    if let Some(owner) = scope.owner {
+        if inventory.owners_unknown && owners.is_none() {
+            anyhow::bail!("--owner {owner} needs the users' owner tags, and they cannot be read: grant iam:GetAccountAuthorizationDetails or iam:ListUserTags (see `rekey policy`)");
+        }
+        inventory.users.retain(|u| owner_of(u).as_deref() == Some(owner));
+    }
     let mut keys = key_rows(&inventory.users, &policy, as_of, &settings.owner_tags);
-    mark_rotations(&mut keys, settings)?;
+    for key in keys.iter_mut().filter(|k| k.owner.is_none()) {
+        key.owner = owners.as_ref().and_then(|map| map.owner_for(&key.user_name, user_path(&key.user_arn))).map(str::to_owned);
+    }
+    mark_state(&mut keys, settings, as_of)?;
     let Inventory { source, report_generated_at, root_with_active_key, users, errors, warnings, .. } = inventory;
-    let report = ScanReport {
+    Ok(ScanReport {
         generated_at: now,
         as_of,
         max_age_days: policy.max_age.whole_days(),
@@ -92,17 +155,11 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         warnings: warnings.iter().map(warning_note).collect(),
         other_findings: root_with_active_key.iter().map(|a| OtherFinding::root_access_key(a.as_str())).collect(),
         keys,
-    };
-    match output {
-        Some(output) => output.write(|out| render_scan(&report, args.format, false, out))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            render_scan(&report, args.format, term.stdout_is_terminal, &mut out)?;
-            out.flush()?;
-        }
-    }
-    term.report_calls(clients.calls());
+    })
+}
 
+/// The report's warnings, other findings and errors, on stderr.
+pub fn tell_problems(report: &ScanReport, term: &Terminal) {
     for w in &report.warnings {
         term.warn(&note_text(w));
     }
@@ -112,17 +169,10 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     for e in &report.errors {
         term.error(&note_text(e));
     }
-    if !errors.is_empty() {
-        let names: Vec<String> = errors.iter().map(|e| e.user.to_string()).collect();
+    if !report.errors.is_empty() {
+        let names: Vec<&str> = report.errors.iter().filter_map(|e| e.user_name.as_deref()).collect();
         term.error(&format!("the scan is incomplete: the keys of {} could not be read and are missing from the output", names.join(", ")));
     }
-    Ok(if !errors.is_empty() {
-        2
-    } else if report.keys.iter().any(|k| at_or_above(k.result, args.fail_on)) {
-        1
-    } else {
-        0
-    })
 }
 
 /// The `--output` file: written to a temporary file beside it, renamed over
@@ -149,21 +199,28 @@ impl<'p> Output<'p> {
     }
 }
 
-/// Keys under rotation show its id and stage. Reads the state store only if
-/// it exists: a scan never creates one.
-fn mark_rotations(keys: &mut [rekey_core::report::KeyRow], settings: &Settings) -> anyhow::Result<()> {
+/// Keys under rotation show its id and stage; users exempt at `as_of`
+/// their exemption. Reads the state store only if it exists: a scan never
+/// creates one.
+fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<()> {
     if !settings.state.is_file() {
         return Ok(());
     }
-    let open: Vec<_> = super::open_store(settings)?.list()?.into_iter().filter(|r| !r.stage.is_terminal()).collect();
+    let store = super::open_store(settings)?;
+    let open: Vec<_> = store.list()?.into_iter().filter(|r| !r.stage.is_terminal()).collect();
+    let exemptions = store.open_exemptions()?;
     for key in keys.iter_mut() {
         let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id == key.account_id);
         key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned() });
+        let exemption = exemptions.iter().find(|e| e.account_id == key.account_id && e.user_name == key.user_name && e.in_force(as_of));
+        if let Some(e) = exemption {
+            key.exempt(Exemption { reason: e.reason.clone(), until: e.until, by: e.by.clone() });
+        }
     }
     Ok(())
 }
 
-fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
+pub fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
     match fail_on {
         FailOn::Failed => result == Compliance::Failed,
         FailOn::Warning => matches!(result, Compliance::Failed | Compliance::Warning),

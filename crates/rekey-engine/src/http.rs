@@ -1,32 +1,56 @@
-//! `http`: a GET that must answer 2xx, over http or https (the system's
+//! HTTP for the `http` verifier (a GET that must answer 2xx) and owner
+//! notices (a JSON POST to a webhook), over http or https (the system's
 //! root certificates), on the same HTTP and TLS stack the AWS SDK uses.
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{Empty, Full};
+use hyper_util::client::legacy::connect::Connect;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, Instant};
 
 pub fn parse(url: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("http verifier: {url:?} is not a URL: {e}"))?;
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) => Ok(uri),
-        _ => Err(format!("http verifier: {url:?} must be an http:// or https:// URL with a host")),
+        _ => Err(format!("{url:?} must be an http:// or https:// URL with a host")),
     }
 }
 
 /// One GET; `Ok` on a 2xx status.
 pub async fn get_ok(url: &str, deadline: Instant) -> Result<(), String> {
     let uri = parse(url)?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector()?);
+    answer_ok(url, deadline, client.get(uri)).await
+}
+
+/// One POST of a JSON document; `Ok` on a 2xx status.
+pub async fn post_json(url: &str, body: &serde_json::Value, deadline: Instant) -> Result<(), String> {
+    let uri = parse(url)?;
+    let request = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector()?);
+    answer_ok(url, deadline, client.request(request)).await
+}
+
+fn connector() -> Result<impl Connect + Clone + Send + Sync + 'static, String> {
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-        .map_err(|e| format!("http verifier: no TLS roots: {e}"))?
+        .map_err(|e| format!("no TLS roots: {e}"))?
         .https_or_http()
         .enable_http1()
-        .build();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        .build())
+}
+
+async fn answer_ok<B>(
+    url: &str,
+    deadline: Instant,
+    call: impl std::future::Future<Output = Result<http::Response<B>, hyper_util::client::legacy::Error>>,
+) -> Result<(), String> {
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
-    match tokio::time::timeout(left, client.get(uri)).await {
+    match tokio::time::timeout(left, call).await {
         Err(_) => Err(format!("{url} did not answer in time")),
         Ok(Err(e)) => Err(format!("{url}: {e}")),
         Ok(Ok(answer)) if answer.status().is_success() => Ok(()),

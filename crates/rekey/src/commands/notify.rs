@@ -1,0 +1,268 @@
+//! `rekey notify`: each owner's notice (see `rekey owners`) sent to every
+//! configured channel (SNS topic, webhook, files), recorded so the same
+//! notice is not sent again within `notify.resend_after`, and the owners'
+//! findings marked NOTIFIED with a note. `--dry-run` sends and records
+//! nothing.
+
+use super::owners::{owner_notices, UNOWNED};
+use super::scan::{collect, tell_problems, Scope};
+use super::suppress::audit_line;
+use crate::cli::{ListFormat, NotifyArgs};
+use crate::hub;
+use crate::settings::{NotifySection, Settings};
+use crate::table::count;
+use crate::terminal::Terminal;
+use anyhow::bail;
+use jiff::Timestamp;
+use rekey_aws::sns::Sns;
+use rekey_aws::Clients;
+use rekey_core::asff::truncate_chars;
+use rekey_core::hub::{note_text, Workflow};
+use rekey_core::notice::Notice;
+use rekey_core::Duration;
+use rekey_store::{Change, NewFindingUpdate, NoticeRecord, Store};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The same notice is not sent again within this long, unless configured.
+const DEFAULT_RESEND_AFTER: Duration = Duration::from_days(7);
+/// SNS limits a subject to 100 characters.
+const SNS_SUBJECT_MAX: usize = 100;
+const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where notices go.
+enum Channel<'a> {
+    Sns(&'a str),
+    Webhook(&'a str),
+    Files(&'a Path),
+}
+
+impl Channel<'_> {
+    fn all(section: &NotifySection) -> Vec<Channel<'_>> {
+        let mut channels = Vec::new();
+        channels.extend(section.sns_topic_arn.as_deref().map(Channel::Sns));
+        channels.extend(section.webhook_url.as_deref().map(Channel::Webhook));
+        channels.extend(section.out_dir.as_deref().map(Channel::Files));
+        channels
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Channel::Sns(_) => "sns",
+            Channel::Webhook(_) => "webhook",
+            Channel::Files(_) => "files",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Channel::Sns(arn) => format!("SNS topic {arn}"),
+            Channel::Webhook(url) => format!("webhook {}", redacted(url)),
+            Channel::Files(dir) => format!("files in {}", dir.display()),
+        }
+    }
+
+    async fn send(&self, notice: &Notice, as_of: Timestamp, sns: &Sns) -> Result<(), String> {
+        let owner = notice.owner.as_deref().unwrap_or(UNOWNED);
+        match self {
+            Channel::Sns(topic) => {
+                let subject = truncate_chars(&notice.subject(), SNS_SUBJECT_MAX);
+                let attributes = [("owner", owner), ("digest", &notice.digest())];
+                sns.publish(topic, &subject, &notice.text(as_of), &attributes).await.map(drop).map_err(|e| e.to_string())
+            }
+            Channel::Webhook(url) => {
+                // `text` is what Slack and its look-alikes show; the rest is for scripts.
+                let body = serde_json::json!({
+                    "text": notice.text(as_of),
+                    "subject": notice.subject(),
+                    "owner": notice.owner,
+                    "contact": notice.contact,
+                    "keys": notice.keys,
+                });
+                rekey_engine::http::post_json(url, &body, Instant::now() + WEBHOOK_TIMEOUT).await.map_err(|e| redacted(&e))
+            }
+            Channel::Files(dir) => {
+                let stem = file_stem(owner);
+                write_atomically(&dir.join(format!("{stem}.md")), &notice.text(as_of))?;
+                write_atomically(&dir.join(format!("{stem}.html")), &notice.html(as_of))
+            }
+        }
+    }
+}
+
+pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let section = &settings.file.notify;
+    let channels = Channel::all(section);
+    if channels.is_empty() && !args.dry_run {
+        bail!("no notice channel: set notify.sns_topic_arn, notify.webhook_url or notify.out_dir in rekey.toml (or try --dry-run)");
+    }
+    let resend_after = section.resend_after.unwrap_or(DEFAULT_RESEND_AFTER);
+    let clients = Clients::new(&settings.aws).await;
+    let report = collect(&Scope::account(settings), settings, &clients, term).await?;
+    let notices = owner_notices(&report, settings, args.owner.as_deref())?;
+    let now = Timestamp::now();
+    // A dry run never creates the store; a real one records what it sent.
+    let mut store = if args.dry_run && !settings.state.is_file() { None } else { Some(super::open_store(settings)?) };
+    let last_sent = |store: Option<&Store>, n: &Notice| -> anyhow::Result<Option<Timestamp>> {
+        Ok(match store {
+            Some(store) => store.last_notice(&n.digest())?,
+            None => None,
+        })
+    };
+    let recent = |sent: Option<Timestamp>| !args.force && sent.is_some_and(|at| now < at + resend_after.to_signed());
+
+    if args.dry_run {
+        let mut planned = Vec::new();
+        for n in &notices {
+            let sent = last_sent(store.as_ref(), n)?;
+            planned.push((n, sent, !recent(sent)));
+        }
+        print_dry_run(&planned, &channels, report.as_of, args.format)?;
+        tell_problems(&report, term);
+        return Ok(if report.errors.is_empty() { 0 } else { 2 });
+    }
+    let store = store.as_mut().expect("opened unless a dry run");
+    let hub = hub::client(settings, &clients);
+    let sns = Sns::new(&clients);
+    let (mut sent, mut skipped, mut failures) = (0, 0, Vec::new());
+    for notice in &notices {
+        if recent(last_sent(Some(store), notice)?) {
+            skipped += 1;
+            continue;
+        }
+        let owner = notice.owner.as_deref().unwrap_or(UNOWNED);
+        let mut change = Change::default();
+        for channel in &channels {
+            match channel.send(notice, report.as_of, &sns).await {
+                Ok(()) => change.notices.push(NoticeRecord {
+                    owner: notice.owner.clone(),
+                    channel: channel.name().to_owned(),
+                    digest: notice.digest(),
+                    keys: notice.keys.len(),
+                }),
+                Err(e) => failures.push(format!("{owner} via {}: {e}", channel.describe())),
+            }
+        }
+        if change.notices.is_empty() {
+            continue;
+        }
+        sent += 1;
+        let via: Vec<&str> = change.notices.iter().map(|n| n.channel.as_str()).collect();
+        let detail = serde_json::json!({"owner": notice.owner, "channels": via, "digest": notice.digest(), "keys": notice.keys.len()});
+        change.audit.push(audit_line(now, &settings.actor, "owner_notified", detail));
+        if hub.is_some() {
+            let note = note_text(&format!("rekey notified {owner} ({}) on {}: rotate, suppress with a reason, or deactivate", via.join(", "), now.strftime("%Y-%m-%d")));
+            let mut users: Vec<(&str, &str)> = notice.keys.iter().map(|k| (k.account_id.as_str(), k.user_name.as_str())).collect();
+            users.dedup();
+            change.finding_updates.extend(users.into_iter().map(|(account, user)| NewFindingUpdate {
+                account_id: account.to_owned(),
+                user_name: user.to_owned(),
+                workflow: Some(Workflow::Notified),
+                note: note.clone(),
+            }));
+        }
+        store.record(&change, now, &settings.actor)?;
+    }
+    let mut line = format!("notified {}", count(sent, "owner"));
+    if skipped > 0 {
+        line += &format!("; {skipped} skipped: the same notice went out within {resend_after} (--force sends it again)");
+    }
+    term.info(&line);
+    if let Some(hub) = &hub {
+        let flushed = hub::flush(store, hub, &settings.actor).await?;
+        if !flushed.failed.is_empty() {
+            failures.push(flushed.summary());
+        }
+    }
+    term.report_calls(clients.calls());
+    tell_problems(&report, term);
+    for f in &failures {
+        term.error(f);
+    }
+    Ok(if failures.is_empty() && report.errors.is_empty() { 0 } else { 2 })
+}
+
+fn print_dry_run(planned: &[(&Notice, Option<Timestamp>, bool)], channels: &[Channel<'_>], as_of: Timestamp, format: ListFormat) -> anyhow::Result<()> {
+    let via: Vec<String> = channels.iter().map(Channel::describe).collect();
+    match format {
+        ListFormat::Json => {
+            let items: Vec<_> = planned
+                .iter()
+                .map(|(n, last, send)| {
+                    serde_json::json!({
+                        "owner": n.owner, "contact": n.contact, "subject": n.subject(), "digest": n.digest(),
+                        "would_send": send, "last_sent_at": last, "channels": via, "text": n.text(as_of), "keys": n.keys,
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&serde_json::json!({"dry_run": true, "notices": items}))?)?;
+        }
+        ListFormat::Table => {
+            if planned.is_empty() {
+                outln!("No FAILED or WARNING keys: no notice to send.")?;
+            }
+            let via = if via.is_empty() { "no channel configured".to_owned() } else { via.join(", ") };
+            for (n, last, send) in planned {
+                let to = n.contact.as_deref().map(|c| format!(" <{c}>")).unwrap_or_default();
+                let status = match (send, last) {
+                    (true, _) => "would send".to_owned(),
+                    (false, Some(at)) => format!("would skip: sent at {at}"),
+                    (false, None) => "would skip".to_owned(),
+                };
+                outln!("To: {}{to} via {via} ({status})\nSubject: {}\n\n{}\n", n.owner.as_deref().unwrap_or(UNOWNED), n.subject(), n.text(as_of))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file name from an owner name: itself when it is plain, else its plain
+/// characters and a hash, so two owners never share a file.
+fn file_stem(owner: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if !owner.is_empty() && !owner.starts_with('.') && owner.chars().all(plain) {
+        return owner.to_owned();
+    }
+    let cleaned: String = owner.chars().map(|c| if plain(c) { c } else { '_' }).collect();
+    let hash = owner.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{}-{hash:016x}", cleaned.trim_start_matches('.'))
+}
+
+fn write_atomically(path: &PathBuf, text: &str) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    temp.persist(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// A webhook URL's path and query often hold its secret token.
+fn redacted(text: &str) -> String {
+    text.split_whitespace()
+        .map(|word| match word.find("://").and_then(|i| word[i + 3..].find('/').map(|j| i + 3 + j)) {
+            Some(path) => format!("{}/…", &word[..path]),
+            None => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_plain_and_distinct() {
+        assert_eq!(file_stem("team-payments"), "team-payments");
+        assert_ne!(file_stem("a/b"), file_stem("a_b"));
+        assert!(file_stem("../etc").chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        assert!(!file_stem("..").starts_with('.'));
+    }
+
+    #[test]
+    fn webhook_tokens_are_not_printed() {
+        assert_eq!(redacted("https://hooks.example.com/services/T000/B000/XXXX"), "https://hooks.example.com/…");
+        assert_eq!(redacted("\"http://127.0.0.1:9/x?token=1\" answered 500"), "\"http://127.0.0.1:9/… answered 500");
+    }
+}

@@ -1,0 +1,156 @@
+//! `rekey suppress` / `rekey unsuppress`: a person's decision that a user's
+//! keys may stay as they are (or no longer may), recorded in the state store
+//! with who and why, and mirrored to the users' IAM.3 findings.
+//!
+//! Everything is checked before anything is recorded: the reason, the end
+//! time, the account, that every user exists, and that Security Hub answers.
+//! Then the exemptions, their finding updates and audit lines are saved in
+//! one transaction, and the updates are sent; what Security Hub does not
+//! take stays in the outbox for `rekey run` (exit 2, saying so).
+
+use super::open_store;
+use crate::cli::{SuppressArgs, UnsuppressArgs};
+use crate::hub;
+use crate::settings::Settings;
+use crate::table::count;
+use crate::terminal::Terminal;
+use anyhow::bail;
+use jiff::Timestamp;
+use rekey_aws::{Clients, Iam};
+use rekey_core::hub::{note_text, Workflow};
+use rekey_core::model::whole_seconds;
+use rekey_core::{AccountId, UserName};
+use rekey_store::{AuditEntry, Change, EndExemption, Ended, ExemptionRecord, NewFindingUpdate};
+
+pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let now = whole_seconds(Timestamp::now());
+    let reason = args.reason.trim();
+    if reason.is_empty() {
+        bail!("--reason is empty: say why the key can be neither rotated nor deactivated (it is recorded and noted on the finding)");
+    }
+    let until = args.until.map(|u| u.resolve(now));
+    if let Some(until) = until.filter(|u| *u <= now) {
+        bail!("--until {until} is not in the future; give a later time, or leave --until out for an exemption that lasts until `rekey unsuppress`");
+    }
+    let clients = Clients::new(&settings.aws).await;
+    let account = checked_account(&clients, args.account.as_ref()).await?;
+    let users = existing_users(&clients, &args.users).await?;
+    let hub = hub::client(settings, &clients);
+    if let Some(hub) = &hub {
+        hub::check_reachable(hub, account.as_str(), &users).await?;
+    }
+
+    let until_text = until.map(|u| format!(" until {u}")).unwrap_or_default();
+    let note = note_text(&format!("Suppressed by rekey for {}{until_text}: {reason}", settings.actor));
+    let mut change = Change::default();
+    for user in &users {
+        change.open.push(ExemptionRecord {
+            account_id: account.to_string(),
+            user_name: user.clone(),
+            reason: reason.to_owned(),
+            until,
+            by: settings.actor.clone(),
+            created_at: now,
+        });
+        let detail = serde_json::json!({"account_id": account.as_str(), "user_name": user, "reason": reason, "until": until});
+        change.audit.push(audit_line(now, &settings.actor, "suppressed", detail));
+        if hub.is_some() {
+            change.finding_updates.push(NewFindingUpdate {
+                account_id: account.to_string(),
+                user_name: user.clone(),
+                workflow: Some(Workflow::Suppressed),
+                note: note.clone(),
+            });
+        }
+    }
+    let mut store = open_store(settings)?;
+    store.record(&change, now, &settings.actor)?;
+    term.info(&format!("exempted {}{until_text}", count(users.len(), "user")));
+    mirror(&mut store, hub.as_ref(), settings, &clients, term).await
+}
+
+pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let now = whole_seconds(Timestamp::now());
+    let clients = Clients::new(&settings.aws).await;
+    let account = checked_account(&clients, args.account.as_ref()).await?;
+    let mut store = open_store(settings)?;
+    let open = store.open_exemptions()?;
+    let wanted: Vec<String> = args.users.iter().map(ToString::to_string).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|u| !open.iter().any(|e| e.account_id == account.as_str() && &e.user_name == *u))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        bail!("no exemption to end for {} in account {account}; `rekey scan` shows the exemptions in force", missing.join(", "));
+    }
+    let hub = hub::client(settings, &clients);
+    if let Some(hub) = &hub {
+        hub::check_reachable(hub, account.as_str(), &wanted).await?;
+    }
+    let why = args.reason.as_deref().map(|r| format!(": {}", r.trim())).unwrap_or_default();
+    let note = note_text(&format!("Exemption ended by {} with rekey{why}; the user's keys count again", settings.actor));
+    let mut change = Change::default();
+    for user in &wanted {
+        change.end.push(EndExemption { account_id: account.to_string(), user_name: user.clone(), how: Ended::Unsuppressed });
+        let detail = serde_json::json!({"account_id": account.as_str(), "user_name": user, "reason": args.reason});
+        change.audit.push(audit_line(now, &settings.actor, "unsuppressed", detail));
+        if hub.is_some() {
+            change.finding_updates.push(NewFindingUpdate { account_id: account.to_string(), user_name: user.clone(), workflow: Some(Workflow::New), note: note.clone() });
+        }
+    }
+    store.record(&change, now, &settings.actor)?;
+    term.info(&format!("ended the exemption of {}", count(wanted.len(), "user")));
+    mirror(&mut store, hub.as_ref(), settings, &clients, term).await
+}
+
+/// Sends the outbox; exit 2 if some update is left for the next run.
+async fn mirror(store: &mut rekey_store::Store, hub: Option<&rekey_aws::securityhub::SecurityHub>, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<u8> {
+    let Some(hub) = hub else {
+        term.info("Security Hub is off in rekey.toml (securityhub.enabled = false): recorded in rekey only");
+        return Ok(0);
+    };
+    let flushed = hub::flush(store, hub, &settings.actor).await?;
+    term.report_calls(clients.calls());
+    if flushed.failed.is_empty() {
+        term.info(&flushed.summary());
+        Ok(0)
+    } else {
+        term.error(&flushed.summary());
+        Ok(2)
+    }
+}
+
+/// The credentials' account, which must be `--account` when given.
+pub async fn checked_account(clients: &Clients, wanted: Option<&AccountId>) -> anyhow::Result<AccountId> {
+    let caller = rekey_aws::sts::caller_account(clients).await?;
+    match wanted {
+        Some(wanted) if *wanted != caller => {
+            bail!("--account {wanted} is not the account of the credentials in use ({caller}); use credentials of {wanted} (rekey changes nothing in another account)")
+        }
+        _ => Ok(caller),
+    }
+}
+
+/// The users, each checked to exist; all unknown ones are named at once.
+async fn existing_users(clients: &Clients, users: &[UserName]) -> anyhow::Result<Vec<String>> {
+    let iam = Iam::new(clients);
+    let mut found = Vec::new();
+    let mut unknown = Vec::new();
+    for user in users {
+        match iam.get_user(user).await? {
+            Some(_) => found.push(user.to_string()),
+            None => unknown.push(user.to_string()),
+        }
+    }
+    if !unknown.is_empty() {
+        bail!("no IAM user named {} in this account; nothing was changed", unknown.join(", "));
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+pub fn audit_line(at: Timestamp, actor: &str, event: &str, detail: serde_json::Value) -> AuditEntry {
+    AuditEntry { at, actor: actor.to_owned(), rotation_id: None, event: event.to_owned(), from_stage: None, to_stage: None, aws_request_id: None, detail }
+}

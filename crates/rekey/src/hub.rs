@@ -1,0 +1,247 @@
+//! Security Hub from the commands' side: sending the store's outbox of
+//! finding updates (exemptions, notices, rotation notes) in batches, and
+//! importing rekey's own findings.
+//!
+//! The outbox is sent in order per user: a user's later update never
+//! overtakes an earlier one that failed, so a retried suppression cannot
+//! land after the unsuppression that followed it.
+
+use crate::settings::Settings;
+use crate::table::count;
+use jiff::Timestamp;
+use crate::terminal::Terminal;
+use rekey_aws::securityhub::{to_sdk, Finding, FindingQuery, SecurityHub, Unprocessed, UPDATE_BATCH};
+use rekey_core::asff::{self, AsffContext};
+use rekey_core::report::ScanReport;
+use rekey_aws::{AwsError, Clients};
+use rekey_core::hub::Workflow;
+use rekey_store::{AuditEntry, FindingUpdate, Store};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+/// Unprocessed findings are retried this many times within one command;
+/// after that the update stays in the outbox for the next `rekey run`.
+const UNPROCESSED_ATTEMPTS: u32 = 3;
+
+/// Security Hub as configured, or `None` when `securityhub.enabled = false`.
+pub fn client(settings: &Settings, clients: &Clients) -> Option<SecurityHub> {
+    let section = &settings.file.securityhub;
+    section.enabled.then(|| SecurityHub::new(clients, section.region.as_deref()))
+}
+
+/// The region whose Security Hub holds the findings.
+pub fn region(settings: &Settings, clients: &Clients) -> String {
+    settings.file.securityhub.region.clone().unwrap_or_else(|| clients.region())
+}
+
+/// Security Hub's rate for `BatchImportFindings`: 10 requests a second.
+const IMPORT_INTERVAL: Duration = Duration::from_millis(100);
+/// Findings in one `BatchImportFindings`.
+const IMPORT_BATCH: usize = 100;
+
+/// `scan --import-findings`: the report's findings (one per user) sent with
+/// `BatchImportFindings`, 100 a call, at most 10 calls a second. A finding
+/// Security Hub refuses is an error naming it.
+pub async fn import(report: &ScanReport, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<()> {
+    if !settings.file.securityhub.enabled {
+        anyhow::bail!("--import-findings sends findings to Security Hub, which is off in rekey.toml (securityhub.enabled = false)");
+    }
+    let hub = SecurityHub::new(clients, settings.file.securityhub.region.as_deref());
+    let ctx = AsffContext::new(&region(settings, clients), report.generated_at);
+    let findings: Vec<_> = asff::findings(&report.keys, &ctx).iter().map(to_sdk).collect();
+    let total = findings.len();
+    let mut refused = Vec::new();
+    let mut pace = tokio::time::interval(IMPORT_INTERVAL);
+    for batch in findings.chunks(IMPORT_BATCH) {
+        pace.tick().await;
+        refused.extend(hub.import(batch.to_vec()).await?);
+    }
+    if !refused.is_empty() {
+        let lines: Vec<String> = refused.iter().map(|u| format!("{} ({}: {})", u.finding_id, u.code, u.message)).collect();
+        anyhow::bail!("Security Hub refused {} of {total}: {}", count(refused.len(), "finding"), lines.join("; "));
+    }
+    term.info(&format!("imported {} into Security Hub", count(total, "finding")));
+    Ok(())
+}
+
+/// What one [`flush`] did.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// Findings updated.
+    pub updated: usize,
+    /// Users with an update but no active IAM.3 finding to put it on.
+    pub without_finding: Vec<String>,
+    /// Why updates stay in the outbox, one line per user or account.
+    pub failed: Vec<String>,
+}
+
+impl Flushed {
+    /// One line for people, with what is left for the next run.
+    pub fn summary(&self) -> String {
+        let mut line = format!("{} updated in Security Hub", count(self.updated, "finding"));
+        if !self.without_finding.is_empty() {
+            line += &format!("; no IAM.3 finding yet for {} (Security Hub evaluates IAM.3 about twice a day)", self.without_finding.join(", "));
+        }
+        if !self.failed.is_empty() {
+            line += &format!("; {} kept for the next `rekey run`: {}", count(self.failed.len(), "update"), self.failed.join("; "));
+        }
+        line
+    }
+}
+
+/// Sends every pending finding update. Failures stay pending (and are
+/// audited); they never fail the caller's own change, which is already saved.
+pub async fn flush(store: &mut Store, hub: &SecurityHub, actor: &str) -> anyhow::Result<Flushed> {
+    let mut flushed = Flushed::default();
+    let mut by_account: BTreeMap<String, Vec<FindingUpdate>> = BTreeMap::new();
+    for update in store.pending_finding_updates()? {
+        by_account.entry(update.update.account_id.clone()).or_default().push(update);
+    }
+    for (account, updates) in by_account {
+        let outcome = flush_account(hub, actor, &account, &updates).await;
+        let now = Timestamp::now();
+        store.finding_updates_sent(&outcome.sent, now)?;
+        for (error, seqs) in &outcome.failed {
+            let users: Vec<&str> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.as_str()).collect();
+            let line = AuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                rotation_id: None,
+                event: "finding_update_failed".into(),
+                from_stage: None,
+                to_stage: None,
+                aws_request_id: None,
+                detail: serde_json::json!({"account_id": account, "users": users, "error": error, "pending": seqs.len()}),
+            };
+            store.finding_updates_failed(seqs, error, &[line])?;
+            flushed.failed.push(format!("{}: {error}", users.join(", ")));
+        }
+        flushed.updated += outcome.updated;
+        flushed.without_finding.extend(outcome.without_finding);
+    }
+    Ok(flushed)
+}
+
+#[derive(Default)]
+struct AccountOutcome {
+    sent: Vec<i64>,
+    /// Error → the updates it kept back.
+    failed: BTreeMap<String, Vec<i64>>,
+    updated: usize,
+    without_finding: Vec<String>,
+}
+
+async fn flush_account(hub: &SecurityHub, actor: &str, account: &str, updates: &[FindingUpdate]) -> AccountOutcome {
+    let mut outcome = AccountOutcome::default();
+    let mut queues: BTreeMap<&str, VecDeque<&FindingUpdate>> = BTreeMap::new();
+    for u in updates {
+        queues.entry(u.update.user_name.as_str()).or_default().push_back(u);
+    }
+    let users: Vec<String> = queues.keys().map(|u| (*u).to_owned()).collect();
+    let query = FindingQuery { account_id: Some(account.to_owned()), users, ..FindingQuery::default() };
+    let findings = match hub.iam3_findings(&query).await {
+        Ok(findings) => findings,
+        Err(e) => {
+            outcome.failed.insert(e.to_string(), updates.iter().map(|u| u.seq).collect());
+            return outcome;
+        }
+    };
+    let mut of_user: HashMap<&str, Vec<&Finding>> = HashMap::new();
+    for f in &findings {
+        of_user.entry(f.user_name.as_str()).or_default().push(f);
+    }
+
+    // Rounds: each user's oldest pending update; a user whose update
+    // failed sits out the rest, keeping its order for the next run.
+    let mut stopped: HashSet<&str> = HashSet::new();
+    loop {
+        let heads: Vec<&FindingUpdate> = queues
+            .iter_mut()
+            .filter(|(user, _)| !stopped.contains(*user))
+            .filter_map(|(_, queue)| queue.pop_front())
+            .collect();
+        if heads.is_empty() {
+            break;
+        }
+        let mut groups: BTreeMap<(Option<Workflow>, &str), Vec<&FindingUpdate>> = BTreeMap::new();
+        for head in heads {
+            match of_user.get(head.update.user_name.as_str()) {
+                Some(_) => groups.entry((head.update.workflow, head.update.note.as_str())).or_default().push(head),
+                None => {
+                    outcome.sent.push(head.seq);
+                    if !outcome.without_finding.contains(&head.update.user_name) {
+                        outcome.without_finding.push(head.update.user_name.clone());
+                    }
+                }
+            }
+        }
+        for ((workflow, note), group) in groups {
+            let targets: Vec<&Finding> = group.iter().flat_map(|u| of_user[u.update.user_name.as_str()].iter().copied()).collect();
+            let failed = update_all(hub, &targets, workflow, note, actor, &mut outcome.updated).await;
+            for u in group {
+                match failed.get(u.update.user_name.as_str()) {
+                    None => outcome.sent.push(u.seq),
+                    Some(error) => {
+                        outcome.failed.entry(error.clone()).or_default().push(u.seq);
+                        stopped.insert(u.update.user_name.as_str());
+                    }
+                }
+            }
+        }
+    }
+    // Updates queued behind a failed one stay pending, in order.
+    outcome
+}
+
+/// Updates `targets` in batches of at most 100: the workflow status where
+/// it applies, the note on all. Retries what Security Hub leaves
+/// unprocessed; returns the users whose findings still failed, with why.
+async fn update_all(hub: &SecurityHub, targets: &[&Finding], workflow: Option<Workflow>, note: &str, by: &str, updated: &mut usize) -> HashMap<String, String> {
+    let (with_status, note_only): (Vec<&Finding>, Vec<&Finding>) =
+        targets.iter().partition(|f| workflow.is_some_and(|w| w.applies_to(f.workflow_status)));
+    let mut failed = HashMap::new();
+    for (set, status) in [(with_status, workflow), (note_only, None)] {
+        for batch in set.chunks(UPDATE_BATCH) {
+            let mut left: Vec<&Finding> = batch.to_vec();
+            for attempt in 1..=UNPROCESSED_ATTEMPTS {
+                match hub.update(&left, status, note, by).await {
+                    Ok(unprocessed) => {
+                        *updated += left.len() - unprocessed.len();
+                        left.retain(|f| unprocessed.iter().any(|u| u.finding_id == f.id));
+                        if left.is_empty() {
+                            break;
+                        }
+                        if attempt == UNPROCESSED_ATTEMPTS {
+                            for f in &left {
+                                let why = unprocessed.iter().find(|u| u.finding_id == f.id).map(describe).unwrap_or_default();
+                                failed.insert(f.user_name.clone(), why);
+                            }
+                        } else {
+                            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                        }
+                    }
+                    Err(e) => {
+                        for f in &left {
+                            failed.insert(f.user_name.clone(), e.to_string());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    failed
+}
+
+fn describe(u: &Unprocessed) -> String {
+    format!("Security Hub did not update finding {} ({}: {})", u.finding_id, u.code, u.message)
+}
+
+/// Reads the IAM.3 findings of `users` before a change that will update
+/// them, so a Security Hub that is off or out of reach stops the command
+/// before anything is recorded.
+pub async fn check_reachable(hub: &SecurityHub, account: &str, users: &[String]) -> Result<(), AwsError> {
+    let probe = users.iter().take(1).cloned().collect();
+    hub.iam3_findings(&FindingQuery { account_id: Some(account.to_owned()), users: probe, ..FindingQuery::default() }).await?;
+    Ok(())
+}
