@@ -451,7 +451,7 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
-    /// AWS Security Finding Format: one finding per user, as Security Hub's own
+    // AWS Security Finding Format: one finding per user, as Security Hub's own.
     Asff,
 }
 

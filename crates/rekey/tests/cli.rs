@@ -215,7 +215,8 @@ fn policy_covers_scan_and_each_configured_target() {
     let policy: serde_json::Value = serde_json::from_str(&bare.stdout).unwrap();
     assert_eq!(policy["Version"], "2012-10-17");
     let statements = policy["Statement"].as_array().unwrap();
-    assert_eq!(statements.len(), 1, "scanning only");
+    let sids: Vec<&str> = statements.iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, ["RekeyScan", "RekeySecurityHubFindings", "RekeyImportFindings"], "scanning, and Security Hub unless it is off");
     let scan_actions = statements[0]["Action"].as_array().unwrap();
     for action in ["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListUserTags"] {
         assert!(scan_actions.contains(&json!(action)), "{action}");
@@ -237,6 +238,15 @@ fn policy_covers_scan_and_each_configured_target() {
     );
     assert_eq!(by_sid("RekeyDeliverSecretsManager")["Resource"], json!(["arn:aws:secretsmanager:*:123456789012:secret:prod/ci-*"]));
     assert_eq!(by_sid("RekeyDeliverParameters")["Resource"], json!(["arn:aws:ssm:*:123456789012:parameter/prod/ci"]));
+
+    let topic = "arn:aws:sns:us-east-1:123456789012:key-owners";
+    std::fs::write(home.path().join("rekey.toml"), format!("[securityhub]\nenabled = false\n[notify]\nsns_topic_arn = \"{topic}\"\n")).unwrap();
+    let run: Run = rekey_cmd(None, home.path()).arg("policy").output().unwrap().into();
+    let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let sids: Vec<&str> = policy["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, ["RekeyScan", "RekeyNotifyOwners"], "no Security Hub when it is off; SNS for the topic");
+    assert_eq!(policy["Statement"][1]["Action"], json!(["sns:Publish"]));
+    assert_eq!(policy["Statement"][1]["Resource"], json!([topic]));
 }
 
 #[test]

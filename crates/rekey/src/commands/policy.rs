@@ -1,6 +1,7 @@
 //! `rekey policy`: the least-privilege IAM policy for what rekey.toml
 //! configures: scanning always; rotation of each `[[target]]` user, scoped
-//! to that user, with the sinks it writes to.
+//! to that user, with the sinks it writes to; Security Hub unless it is off;
+//! SNS for the configured notice topic.
 
 use crate::settings::Settings;
 use rekey_core::target::Sink;
@@ -27,6 +28,14 @@ const SECRETS_MANAGER: &[&str] = &[
 ];
 
 const SSM: &[&str] = &["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"];
+
+/// `findings`, and the notes and statuses of `suppress`, `unsuppress`,
+/// `notify` and rotations. Security Hub's finding actions act on the
+/// account's hub, so `*` is as narrow as they go.
+const SECURITY_HUB: &[&str] = &["securityhub:GetFindings", "securityhub:BatchUpdateFindings"];
+
+/// `scan --import-findings` only: drop it where the IAM.3 control runs.
+const SECURITY_HUB_IMPORT: &[&str] = &["securityhub:BatchImportFindings"];
 
 pub fn run(settings: &Settings) -> anyhow::Result<u8> {
     outln!("{}", serde_json::to_string_pretty(&policy(settings))?)?;
@@ -76,6 +85,13 @@ pub fn policy(settings: &Settings) -> Value {
     }
     if !parameters.is_empty() {
         statements.push(statement("RekeyDeliverParameters", SSM, parameters));
+    }
+    if settings.file.securityhub.enabled {
+        statements.push(statement("RekeySecurityHubFindings", SECURITY_HUB, vec!["*".into()]));
+        statements.push(statement("RekeyImportFindings", SECURITY_HUB_IMPORT, vec!["arn:aws:securityhub:*:*:product/*/default".into()]));
+    }
+    if let Some(topic) = &settings.file.notify.sns_topic_arn {
+        statements.push(statement("RekeyNotifyOwners", &["sns:Publish"], vec![topic.clone()]));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
