@@ -173,6 +173,39 @@ impl Emulator {
         self.request("POST", "/_rekey/root", Some(&serde_json::json!({"access_key_active": active})));
     }
 
+    /// Every Security Hub finding of the default account, with each one's
+    /// `note_history`.
+    pub fn findings(&self) -> Vec<Value> {
+        self.request("GET", "/_rekey/securityhub/findings", None)["findings"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Security Hub evaluates IAM.3 again from the users' keys now (or at `as_of`).
+    pub fn evaluate_findings(&self, as_of: Option<&str>) -> Value {
+        let body = as_of.map_or(serde_json::json!({}), |t| serde_json::json!({"as_of": t}));
+        self.request("POST", "/_rekey/securityhub/evaluate", Some(&body))
+    }
+
+    /// Turns Security Hub on or off in the default account.
+    pub fn set_security_hub(&self, enabled: bool) {
+        self.request("POST", "/_rekey/securityhub/enabled", Some(&serde_json::json!({"enabled": enabled})));
+    }
+
+    /// The next `count` BatchUpdateFindings that include `user`'s finding
+    /// leave it unprocessed.
+    pub fn leave_unprocessed(&self, user: &str, count: u32) {
+        self.request("POST", "/_rekey/securityhub/unprocessed", Some(&serde_json::json!({"user": user, "count": count})));
+    }
+
+    /// Security Hub's request counters (batch sizes, imports, throttling).
+    pub fn security_hub_stats(&self) -> Value {
+        self.request("GET", "/_rekey/securityhub/stats", None)
+    }
+
+    /// Every message published to an SNS topic.
+    pub fn sns_messages(&self, topic: &str) -> Vec<Value> {
+        self.request("GET", &format!("/_rekey/sns/messages?topic={topic}"), None)["messages"].as_array().cloned().unwrap_or_default()
+    }
+
     /// One harness request; panics unless it answers 2xx.
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let host = self.endpoint.trim_start_matches("http://");
