@@ -14,6 +14,7 @@ middleware that:
 * serves Security Hub itself (IAM.3 findings synthesised from moto's IAM
   state, GetFindings filters, BatchUpdateFindings, BatchImportFindings; the
   store is ``securityhub.py`` beside this file),
+* records when SNS messages are published and shows what was published,
 * serves control endpoints under ``/_rekey/``.
 
 It also patches a few moto behaviours where moto differs from real IAM in a
@@ -271,6 +272,11 @@ class Scenario:
     as_of: datetime
     users: list[UserSpec]
     securityhub_enabled: bool = True
+    sns_topics: list[str] = field(default_factory=list)
+
+
+# SNS topic names: 1-256 letters, digits, - and _; a FIFO topic ends in .fifo.
+SNS_TOPIC_RE = re.compile(r"^(?:[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)$")
 
 
 def _parse_securityhub(raw: Any) -> bool:
@@ -280,6 +286,16 @@ def _parse_securityhub(raw: Any) -> bool:
     enabled = raw.get("enabled", True)
     _expect(isinstance(enabled, bool), "scenario.securityhub.enabled: true or false required")
     return enabled
+
+
+def _parse_sns_topics(raw: Any) -> list[str]:
+    _expect(isinstance(raw, list), "scenario.sns_topics: expected a list of topic names")
+    for i, name in enumerate(raw):
+        _expect(isinstance(name, str) and bool(SNS_TOPIC_RE.match(name)),
+                f"scenario.sns_topics[{i}]: 1-256 chars of letters, digits, - and _ "
+                f"(optionally ending in .fifo) required, got {name!r}")
+    _expect(len(set(raw)) == len(raw), "scenario.sns_topics: duplicate topic name")
+    return list(raw)
 
 
 def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetime, list[UserSpec]]:
@@ -298,7 +314,7 @@ def load_scenario_file(path: str | None, as_of_override: str | None) -> Scenario
         except json.JSONDecodeError as e:
             raise InputError(f"scenario is not valid JSON: {e}") from None
         _expect(isinstance(raw, dict), "scenario: top level must be a JSON object")
-        _check_keys(raw, {"as_of", "users", "bulk", "description", "securityhub"}, "scenario")
+        _check_keys(raw, {"as_of", "users", "bulk", "description", "securityhub", "sns_topics"}, "scenario")
     if as_of_override is not None:
         as_of = parse_rfc3339(as_of_override, "--as-of")
     elif "as_of" in raw:
@@ -330,7 +346,8 @@ def load_scenario_file(path: str | None, as_of_override: str | None) -> Scenario
         _expect(u.name.lower() not in seen, f"scenario: duplicate user name {u.name!r}")
         seen.add(u.name.lower())
     enabled = _parse_securityhub(raw["securityhub"]) if "securityhub" in raw else True
-    return Scenario(as_of, users, enabled)
+    topics = _parse_sns_topics(raw["sns_topics"]) if "sns_topics" in raw else []
+    return Scenario(as_of, users, enabled, topics)
 
 
 # --------------------------------------------------------------------------
@@ -963,6 +980,71 @@ def evaluate_securityhub(account_id: str, as_of: datetime, max_age_days: int) ->
                                  timedelta(days=max_age_days), utc_now_whole())
 
 
+# --------------------------------------------------------------------------
+# SNS capture: what was published to a topic. moto keeps every message on
+# the topic (Topic.sent_notifications, documented in moto's SNSBackend); the
+# harness adds the time of publishing.
+# --------------------------------------------------------------------------
+
+SNS_REGION = "us-east-1"
+SNS_PUBLISHED_AT: dict[str, datetime] = {}  # message id -> when it was published (wall clock)
+
+
+def install_sns_capture() -> None:
+    from moto.sns.models import Topic
+
+    orig_publish = Topic.publish
+
+    def publish(self: Any, *a: Any, **k: Any) -> str:
+        message_id = orig_publish(self, *a, **k)
+        SNS_PUBLISHED_AT[message_id] = utc_now_whole()
+        return message_id
+
+    Topic.publish = publish
+
+
+def create_sns_topic(name: str, account_id: str = DEFAULT_ACCOUNT_ID, region: str = SNS_REGION) -> str:
+    from moto.sns.models import sns_backends
+
+    attributes = {"FifoTopic": "true"} if name.endswith(".fifo") else {}
+    return sns_backends[account_id][region].create_topic(name, attributes=attributes).arn
+
+
+def sns_topic(topic: str, account_id: str) -> Any:
+    """A moto Topic by ARN or by name (in account_id, us-east-1), or None."""
+    from moto.sns.models import sns_backends
+
+    arn = topic if topic.startswith("arn:") else f"arn:aws:sns:{SNS_REGION}:{account_id}:{topic}"
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[2] != "sns" or parts[4] not in sns_backends:
+        return None
+    try:
+        backend = sns_backends[parts[4]][parts[3]]
+    except KeyError:  # not a region moto knows
+        return None
+    return backend.topics.get(arn)
+
+
+def sns_attribute(value: Any) -> Any:
+    """moto's {"Type", "Value"} back to the Publish shape {"DataType", "StringValue" | "BinaryValue"}."""
+    if not isinstance(value, dict) or "Type" not in value:
+        return value
+    kind = "BinaryValue" if str(value["Type"]).startswith("Binary") else "StringValue"
+    return {"DataType": value["Type"], kind: value.get("Value")}
+
+
+def sns_message_view(notification: Any) -> dict:
+    message_id, message, subject, attributes, group_id = (tuple(notification) + (None,) * 5)[:5]
+    return {
+        "MessageId": message_id,
+        "Subject": subject,
+        "Message": message,
+        "MessageAttributes": {k: sns_attribute(v) for k, v in (attributes or {}).items()},
+        "MessageGroupId": group_id,
+        "PublishedAt": fmt_time(SNS_PUBLISHED_AT.get(message_id)),
+    }
+
+
 def rest_operation_name(service: str, environ: dict, default: str) -> str:
     key = (service, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
     return REST_OPERATION_NAMES.get(key, default)
@@ -1146,6 +1228,8 @@ class Harness:
             return compute_truth(as_of, max_age, warn, account or DEFAULT_ACCOUNT_ID)
         if parts[:1] == ["securityhub"]:
             return self.securityhub_control(method, parts[1:], body, hub_account(account))
+        if parts[:1] == ["sns"]:
+            return self.sns_control(method, parts[1:], query, body, account or DEFAULT_ACCOUNT_ID)
         raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
 
     def securityhub_control(self, method: str, parts: list[str], body: Any, account: str) -> dict:
@@ -1175,6 +1259,23 @@ class Harness:
         if parts == ["import-rate-limit"] and method == "POST":
             return hub.set_rate_limit(body)
         raise HttpError(404, f"no harness endpoint {method} /_rekey/securityhub/{'/'.join(parts)}")
+
+    @staticmethod
+    def sns_control(method: str, parts: list[str], query: dict[str, str], body: Any, account: str) -> dict:
+        if parts == ["topics"] and method == "POST":
+            name = body.get("name")
+            if set(body) != {"name"} or not isinstance(name, str) or not SNS_TOPIC_RE.match(name):
+                raise HttpError(400, "body must be {\"name\": NAME}: 1-256 chars of letters, digits, - and _ "
+                                     "(optionally ending in .fifo)")
+            return {"arn": create_sns_topic(name, account)}
+        if parts == ["messages"] and method == "GET":
+            if not query.get("topic"):
+                raise HttpError(400, "query parameter topic (a topic ARN or name) is required")
+            topic = sns_topic(query["topic"], account)
+            if topic is None:
+                raise HttpError(404, f"no SNS topic {query['topic']!r}")
+            return {"topic_arn": topic.arn, "messages": [sns_message_view(n) for n in list(topic.sent_notifications)]}
+        raise HttpError(404, f"no harness endpoint {method} /_rekey/sns/{'/'.join(parts)}")
 
     @staticmethod
     def credential_report_control(parts: list[str], body: dict, account: str) -> dict:
@@ -1352,6 +1453,9 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.monotonic()
     ROOT_CREATED[DEFAULT_ACCOUNT_ID] = as_of - timedelta(days=2000)
     seed(users)
+    install_sns_capture()
+    for name in scenario.sns_topics:
+        create_sns_topic(name)
     SECURITY_HUB.set_enabled(DEFAULT_ACCOUNT_ID, scenario.securityhub_enabled)
     for account_id in sorted({acct for acct, _backend in existing_iam_backends()}):
         evaluate_securityhub(account_id, as_of, args.max_age_days)
