@@ -11,6 +11,10 @@ middleware that:
   existing IAM user (real AWS does, moto does not),
 * counts every AWS request by ``service:Operation``,
 * injects faults (Throttling, AccessDenied, ...) on demand,
+* serves Security Hub itself (IAM.3 findings synthesised from moto's IAM
+  state, GetFindings filters, BatchUpdateFindings, BatchImportFindings; the
+  store is ``securityhub.py`` beside this file),
+* records when SNS messages are published and shows what was published,
 * serves control endpoints under ``/_rekey/``.
 
 It also patches a few moto behaviours where moto differs from real IAM in a
@@ -40,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
+
+import securityhub  # beside this file: the Security Hub finding store
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 EXIT_BAD_INPUT = 2
@@ -261,7 +267,43 @@ def generate_bulk(n: int, seed: int, prefix: str, as_of: datetime) -> list[UserS
     return users
 
 
+@dataclass
+class Scenario:
+    as_of: datetime
+    users: list[UserSpec]
+    securityhub_enabled: bool = True
+    sns_topics: list[str] = field(default_factory=list)
+
+
+# SNS topic names: 1-256 letters, digits, - and _; a FIFO topic ends in .fifo.
+SNS_TOPIC_RE = re.compile(r"^(?:[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)$")
+
+
+def _parse_securityhub(raw: Any) -> bool:
+    """The scenario's "securityhub" object -> whether Security Hub is enabled."""
+    _expect(isinstance(raw, dict), "scenario.securityhub: expected an object")
+    _check_keys(raw, {"enabled"}, "scenario.securityhub")
+    enabled = raw.get("enabled", True)
+    _expect(isinstance(enabled, bool), "scenario.securityhub.enabled: true or false required")
+    return enabled
+
+
+def _parse_sns_topics(raw: Any) -> list[str]:
+    _expect(isinstance(raw, list), "scenario.sns_topics: expected a list of topic names")
+    for i, name in enumerate(raw):
+        _expect(isinstance(name, str) and bool(SNS_TOPIC_RE.match(name)),
+                f"scenario.sns_topics[{i}]: 1-256 chars of letters, digits, - and _ "
+                f"(optionally ending in .fifo) required, got {name!r}")
+    _expect(len(set(raw)) == len(raw), "scenario.sns_topics: duplicate topic name")
+    return list(raw)
+
+
 def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetime, list[UserSpec]]:
+    scenario = load_scenario_file(path, as_of_override)
+    return scenario.as_of, scenario.users
+
+
+def load_scenario_file(path: str | None, as_of_override: str | None) -> Scenario:
     raw: dict = {}
     if path is not None:
         try:
@@ -272,7 +314,7 @@ def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetim
         except json.JSONDecodeError as e:
             raise InputError(f"scenario is not valid JSON: {e}") from None
         _expect(isinstance(raw, dict), "scenario: top level must be a JSON object")
-        _check_keys(raw, {"as_of", "users", "bulk", "description"}, "scenario")
+        _check_keys(raw, {"as_of", "users", "bulk", "description", "securityhub", "sns_topics"}, "scenario")
     if as_of_override is not None:
         as_of = parse_rfc3339(as_of_override, "--as-of")
     elif "as_of" in raw:
@@ -303,7 +345,9 @@ def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetim
         # IAM user names are unique case-insensitively.
         _expect(u.name.lower() not in seen, f"scenario: duplicate user name {u.name!r}")
         seen.add(u.name.lower())
-    return as_of, users
+    enabled = _parse_securityhub(raw["securityhub"]) if "securityhub" in raw else True
+    topics = _parse_sns_topics(raw["sns_topics"]) if "sns_topics" in raw else []
+    return Scenario(as_of, users, enabled, topics)
 
 
 # --------------------------------------------------------------------------
@@ -699,6 +743,7 @@ class RequestInfo:
     access_key_id: str | None
     session_token: bool = False  # request carries X-Amz-Security-Token
     json_content_type: str = "application/x-amz-json-1.1"
+    region: str | None = None  # 3rd part of the credential scope
 
     @property
     def op_key(self) -> str:
@@ -729,6 +774,7 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     akid = None
     scope_service = None
+    scope_region = None
     auth = environ.get("HTTP_AUTHORIZATION", "")
     m = AUTH_CRED_RE.search(auth) if auth else None
     credential = m.group(1) if m else (query.get("X-Amz-Credential") or [None])[0]
@@ -736,7 +782,7 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
         parts = credential.split("/")
         akid = parts[0] or None
         if len(parts) >= 5:
-            scope_service = parts[3]
+            scope_region, scope_service = parts[2], parts[3]
     elif query.get("AWSAccessKeyId"):  # SigV2 presigned URLs
         akid = query["AWSAccessKeyId"][0]
 
@@ -747,7 +793,7 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
         operation = target.split(".", 1)[1] if "." in target else target
         service = scope_service or target.split(".", 1)[0].split("_")[0].lower()
         json_ct = "application/x-amz-json-1.0" if "json-1.0" in content_type else "application/x-amz-json-1.1"
-        return RequestInfo(service, operation, "json", akid, session, json_ct)
+        return RequestInfo(service, operation, "json", akid, session, json_ct, scope_region)
 
     action = None
     if content_type.startswith("application/x-www-form-urlencoded") and body:
@@ -760,10 +806,12 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
         action = (query.get("Action") or [None])[0]
     service = scope_service or "unknown"
     if action:
-        return RequestInfo(service, action, "ec2" if service == "ec2" else "query", akid, session)
+        return RequestInfo(service, action, "ec2" if service == "ec2" else "query", akid, session,
+                           region=scope_region)
     operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
     operation = rest_operation_name(service, environ, operation)
-    return RequestInfo(service, operation, "s3" if service == "s3" else "rest-json", akid, session)
+    return RequestInfo(service, operation, "s3" if service == "s3" else "rest-json", akid, session,
+                       region=scope_region)
 
 
 def _xml_escape(s: str) -> str:
@@ -822,28 +870,179 @@ def invalid_credentials_error(info: RequestInfo) -> tuple[int, list[tuple[str, s
 
 
 # --------------------------------------------------------------------------
-# Extension point: Security Hub (a later issue).
-#
-# Planned here, NOT built yet:
-#   * BatchUpdateFindings (POST /findings/batchupdate) recording workflow
-#     status / suppression per finding,
-#   * GetFindings filters moto ignores (GeneratorId, ResourceId, Workflow...),
-#   * synthesis of IAM.3 ("access keys rotated every 90 days") findings from
-#     the IAM backend state at the scenario's as_of,
-#   * summary.suppressed in the ground truth.
-# Mechanism: rest_operation_name() names REST calls (e.g. securityhub
+# Extension point. rest_operation_name() names REST calls (securityhub
 # "POST /findings" -> "GetFindings") for counting and fault matching, and
 # each function in EXTENSIONS may answer a request instead of moto by
 # returning (status, headers, body); None passes it on.
+#
+# Security Hub is the first extension: the harness answers GetFindings,
+# BatchUpdateFindings, BatchImportFindings, EnableSecurityHub,
+# DisableSecurityHub and DescribeHub itself from the store in securityhub.py,
+# with IAM.3 findings synthesised from moto's IAM state. Other Security Hub
+# calls reach moto, unless Security Hub is disabled in the caller's account.
 # --------------------------------------------------------------------------
 
 REST_OPERATION_NAMES: dict[tuple[str, str, str], str] = {
-    # (service, METHOD, path) -> Operation, e.g.
-    # ("securityhub", "POST", "/findings"): "GetFindings",
+    # (service, METHOD, path) -> Operation
+    ("securityhub", "POST", "/findings"): "GetFindings",
+    ("securityhub", "PATCH", "/findings/batchupdate"): "BatchUpdateFindings",
+    ("securityhub", "POST", "/findings/import"): "BatchImportFindings",
+    ("securityhub", "POST", "/accounts"): "EnableSecurityHub",
+    ("securityhub", "DELETE", "/accounts"): "DisableSecurityHub",
+    ("securityhub", "GET", "/accounts"): "DescribeHub",
 }
 
 Extension = Callable[["Harness", dict, RequestInfo, bytes], "tuple[int, list[tuple[str, str]], bytes] | None"]
-EXTENSIONS: list[Extension] = []
+
+SECURITY_HUB = securityhub.SecurityHub()
+
+HubHandler = Callable[[str, str, dict, datetime], dict]  # (account, region, body, now) -> response
+SECURITYHUB_OPERATIONS: dict[str, HubHandler] = {
+    "GetFindings": lambda acct, region, body, now: SECURITY_HUB.get_findings(acct, region, body),
+    "BatchUpdateFindings": SECURITY_HUB.batch_update,
+    "BatchImportFindings": SECURITY_HUB.batch_import,
+    "DisableSecurityHub": lambda acct, region, body, now: SECURITY_HUB.disable_hub(acct),
+    "DescribeHub": lambda acct, region, body, now: SECURITY_HUB.describe_hub(acct, region, now),
+}
+
+
+def request_account(environ: dict, info: RequestInfo) -> str:
+    """The account a request acts in, decided as moto decides it: the
+    MOTO_ACCOUNT_ID variable, then an x-moto-account-id header, then the
+    account whose IAM backend holds the access key (user keys, and the ASIA
+    keys of AssumeRole credentials), else the default account."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return environ["HTTP_X_MOTO_ACCOUNT_ID"]
+    if info.access_key_id:
+        return moto_iam.get_account_id_from(info.access_key_id)
+    return DEFAULT_ACCOUNT_ID
+
+
+def hub_response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [("x-amzn-RequestId", str(uuid.uuid4())), ("Content-Type", "application/json")]
+    return 200, headers, json.dumps(payload).encode()
+
+
+def hub_error(info: RequestInfo, e: securityhub.HubError) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Security Hub's error body carries Code and Message (and x-amzn-ErrorType)."""
+    status, headers, _ = aws_error(info, e.code, e.message, e.status)
+    return status, headers, json.dumps({"Code": e.code, "Message": e.message}).encode()
+
+
+def hub_body(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise securityhub.invalid_input("harness: the request body is not a JSON object")
+    return parsed
+
+
+def securityhub_extension(_harness: "Harness", environ: dict, info: RequestInfo,
+                          body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    if info.service != "securityhub":
+        return None
+    account = request_account(environ, info)
+    region = info.region or securityhub.DEFAULT_REGION
+    now = utc_now_whole()
+    try:
+        if info.operation == "EnableSecurityHub":
+            return hub_response(SECURITY_HUB.enable_hub(account, now))
+        SECURITY_HUB.require_enabled(account)
+        handler = SECURITYHUB_OPERATIONS.get(info.operation)
+        if handler is None:
+            return None  # moto answers the other Security Hub calls
+        return hub_response(handler(account, region, hub_body(body), now))
+    except securityhub.HubError as e:
+        return hub_error(info, e)
+
+
+EXTENSIONS: list[Extension] = [securityhub_extension]
+
+
+def iam_user_snapshots(account_id: str) -> list[securityhub.UserSnapshot]:
+    """What IAM.3 evaluates, read from moto's IAM backend."""
+    return [
+        securityhub.UserSnapshot(
+            name=u.name, arn=u.arn, user_id=u.id, path=u.path, created=u.create_date.replace(microsecond=0),
+            keys=[(k.status, k.create_date.replace(microsecond=0)) for k in list(u.access_keys)])
+        for u in list(iam_backend(account_id).users.values())
+    ]
+
+
+def evaluate_securityhub(account_id: str, as_of: datetime, max_age_days: int) -> dict:
+    return SECURITY_HUB.evaluate(account_id, iam_user_snapshots(account_id), as_of,
+                                 timedelta(days=max_age_days), utc_now_whole())
+
+
+# --------------------------------------------------------------------------
+# SNS capture: what was published to a topic. moto keeps every message on
+# the topic (Topic.sent_notifications, documented in moto's SNSBackend); the
+# harness adds the time of publishing.
+# --------------------------------------------------------------------------
+
+SNS_REGION = "us-east-1"
+SNS_PUBLISHED_AT: dict[str, datetime] = {}  # message id -> when it was published (wall clock)
+
+
+def install_sns_capture() -> None:
+    from moto.sns.models import Topic
+
+    orig_publish = Topic.publish
+
+    def publish(self: Any, *a: Any, **k: Any) -> str:
+        message_id = orig_publish(self, *a, **k)
+        SNS_PUBLISHED_AT[message_id] = utc_now_whole()
+        return message_id
+
+    Topic.publish = publish
+
+
+def create_sns_topic(name: str, account_id: str = DEFAULT_ACCOUNT_ID, region: str = SNS_REGION) -> str:
+    from moto.sns.models import sns_backends
+
+    attributes = {"FifoTopic": "true"} if name.endswith(".fifo") else {}
+    return sns_backends[account_id][region].create_topic(name, attributes=attributes).arn
+
+
+def sns_topic(topic: str, account_id: str) -> Any:
+    """A moto Topic by ARN or by name (in account_id, us-east-1), or None."""
+    from moto.sns.models import sns_backends
+
+    arn = topic if topic.startswith("arn:") else f"arn:aws:sns:{SNS_REGION}:{account_id}:{topic}"
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[2] != "sns" or parts[4] not in sns_backends:
+        return None
+    try:
+        backend = sns_backends[parts[4]][parts[3]]
+    except KeyError:  # not a region moto knows
+        return None
+    return backend.topics.get(arn)
+
+
+def sns_attribute(value: Any) -> Any:
+    """moto's {"Type", "Value"} back to the Publish shape {"DataType", "StringValue" | "BinaryValue"}."""
+    if not isinstance(value, dict) or "Type" not in value:
+        return value
+    kind = "BinaryValue" if str(value["Type"]).startswith("Binary") else "StringValue"
+    return {"DataType": value["Type"], kind: value.get("Value")}
+
+
+def sns_message_view(notification: Any) -> dict:
+    message_id, message, subject, attributes, group_id = (tuple(notification) + (None,) * 5)[:5]
+    return {
+        "MessageId": message_id,
+        "Subject": subject,
+        "Message": message,
+        "MessageAttributes": {k: sns_attribute(v) for k, v in (attributes or {}).items()},
+        "MessageGroupId": group_id,
+        "PublishedAt": fmt_time(SNS_PUBLISHED_AT.get(message_id)),
+    }
 
 
 def rest_operation_name(service: str, environ: dict, default: str) -> str:
@@ -884,6 +1083,14 @@ class Fault:
         if self.operation.endswith(":*"):
             return self.operation[:-2] == info.service
         return self.operation == info.op_key
+
+
+def hub_account(account: str | None) -> str:
+    if account is None:
+        return DEFAULT_ACCOUNT_ID
+    if not securityhub.ACCOUNT_RE.match(account):
+        raise HttpError(400, f"account must be a 12-digit account id, got {account!r}")
+    return account
 
 
 class Harness:
@@ -969,6 +1176,8 @@ class Harness:
             status, payload = e.status, {"error": e.message}
         except InputError as e:
             status, payload = 400, {"error": str(e)}
+        except securityhub.ControlError as e:
+            status, payload = e.status, {"error": e.message}
         data = json.dumps(payload).encode()
         return status, [("Content-Type", "application/json")], data
 
@@ -1017,7 +1226,56 @@ class Harness:
             except ValueError:
                 raise HttpError(400, "max_age_days and warn_within_days must be integers") from None
             return compute_truth(as_of, max_age, warn, account or DEFAULT_ACCOUNT_ID)
+        if parts[:1] == ["securityhub"]:
+            return self.securityhub_control(method, parts[1:], body, hub_account(account))
+        if parts[:1] == ["sns"]:
+            return self.sns_control(method, parts[1:], query, body, account or DEFAULT_ACCOUNT_ID)
         raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
+
+    def securityhub_control(self, method: str, parts: list[str], body: Any, account: str) -> dict:
+        hub = SECURITY_HUB
+        if parts == ["evaluate"] and method == "POST":
+            if set(body) - {"as_of"}:
+                raise HttpError(400, "body must be {} or {\"as_of\": RFC3339}")
+            as_of = parse_rfc3339(body["as_of"], "as_of") if "as_of" in body else self.as_of
+            return evaluate_securityhub(account, as_of, self.max_age_days)
+        if parts == ["findings"] and method == "GET":
+            return hub.findings_view(account)
+        if parts == ["enabled"] and method == "GET":
+            return {"account": account, "enabled": hub.account(account).enabled}
+        if parts == ["enabled"] and method == "POST":
+            if set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
+                raise HttpError(400, "body must be {\"enabled\": true|false}")
+            hub.set_enabled(account, body["enabled"])
+            return {"account": account, "enabled": body["enabled"]}
+        if parts == ["unprocessed"] and method == "POST":
+            return hub.add_unprocessed(account, body)
+        if parts == ["stats"] and method == "GET":
+            return hub.stats(account)
+        if parts == ["stats", "reset"] and method == "POST":
+            return hub.reset_stats(account)
+        if parts == ["import-rate-limit"] and method == "GET":
+            return hub.rate_limit()
+        if parts == ["import-rate-limit"] and method == "POST":
+            return hub.set_rate_limit(body)
+        raise HttpError(404, f"no harness endpoint {method} /_rekey/securityhub/{'/'.join(parts)}")
+
+    @staticmethod
+    def sns_control(method: str, parts: list[str], query: dict[str, str], body: Any, account: str) -> dict:
+        if parts == ["topics"] and method == "POST":
+            name = body.get("name")
+            if set(body) != {"name"} or not isinstance(name, str) or not SNS_TOPIC_RE.match(name):
+                raise HttpError(400, "body must be {\"name\": NAME}: 1-256 chars of letters, digits, - and _ "
+                                     "(optionally ending in .fifo)")
+            return {"arn": create_sns_topic(name, account)}
+        if parts == ["messages"] and method == "GET":
+            if not query.get("topic"):
+                raise HttpError(400, "query parameter topic (a topic ARN or name) is required")
+            topic = sns_topic(query["topic"], account)
+            if topic is None:
+                raise HttpError(404, f"no SNS topic {query['topic']!r}")
+            return {"topic_arn": topic.arn, "messages": [sns_message_view(n) for n in list(topic.sent_notifications)]}
+        raise HttpError(404, f"no harness endpoint {method} /_rekey/sns/{'/'.join(parts)}")
 
     @staticmethod
     def credential_report_control(parts: list[str], body: dict, account: str) -> dict:
@@ -1179,7 +1437,8 @@ def main(argv: list[str] | None = None) -> int:
 
     original_ppid = os.getppid()
     try:
-        as_of, users = load_scenario(args.scenario, args.as_of)
+        scenario = load_scenario_file(args.scenario, args.as_of)
+        as_of, users = scenario.as_of, scenario.users
     except InputError as e:
         where = f"bad scenario {args.scenario}: " if args.scenario else ""
         return fail(f"{where}{e}")
@@ -1194,12 +1453,19 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.monotonic()
     ROOT_CREATED[DEFAULT_ACCOUNT_ID] = as_of - timedelta(days=2000)
     seed(users)
+    install_sns_capture()
+    for name in scenario.sns_topics:
+        create_sns_topic(name)
+    SECURITY_HUB.set_enabled(DEFAULT_ACCOUNT_ID, scenario.securityhub_enabled)
+    for account_id in sorted({acct for acct, _backend in existing_iam_backends()}):
+        evaluate_securityhub(account_id, as_of, args.max_age_days)
     t2 = time.monotonic()
     if args.truth:
         write_json_atomic(args.truth, compute_truth(as_of, args.max_age_days, args.warn_within_days), indent=1)
     t3 = time.monotonic()
     if args.verbose:
-        print(f"harness: moto import {t1 - t0:.2f}s, seeded {len(users)} users in {t2 - t1:.2f}s, "
+        print(f"harness: moto import {t1 - t0:.2f}s, seeded {len(users)} users (and their IAM.3 findings) "
+              f"in {t2 - t1:.2f}s, "
               f"truth {t3 - t2:.2f}s", file=sys.stderr, flush=True)
 
     verbose = args.verbose
