@@ -21,11 +21,23 @@ mod terminal;
 
 use std::process::ExitCode;
 
+/// Reserved, not used: the kernel commits stack pages as they are touched.
+const STACK_SIZE: usize = 64 << 20;
+
 fn main() -> ExitCode {
     let cli = cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let term = terminal::Terminal::new(&cli.global);
-    match run(cli, &term) {
+    // The Security Hub SDK's finding types nest deeply: reading a page of
+    // findings in a debug build needs more than the main thread's 8 MiB.
+    let outcome = std::thread::scope(|s| {
+        let worker = std::thread::Builder::new().stack_size(STACK_SIZE).spawn_scoped(s, || run(cli, &term));
+        match worker {
+            Ok(worker) => worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => Err(anyhow::anyhow!("cannot start rekey's worker thread: {e}")),
+        }
+    });
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -53,7 +65,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
         _ => {}
     }
     let settings = settings::Settings::load(&cli.global)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(STACK_SIZE).build()?;
     use cli::Command as C;
     runtime.block_on(async {
         match cli.command {
