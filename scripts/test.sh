@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The full test suite: unit tests and the emulator tests (each test starts
-# its own emulator). This is the README's test command, and .ci/run runs it.
+# The full test suite: unit tests, the emulator tests (each test starts
+# its own emulator) and the emulator harness's own tests. This is the
+# README's test command, and .ci/run runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 scripts/install-test-deps.sh
-cargo test --workspace --locked --no-fail-fast
+status=0
+cargo test --workspace --locked --no-fail-fast || status=$?
+python -m unittest discover -s tests/emulator -p 'test_*.py' || status=$?
+exit "$status"

@@ -196,7 +196,18 @@ impl Notice {
     /// Plain text that is also Markdown: a heading, the introduction, then
     /// one line per key and the command of each of its choices.
     pub fn text(&self, as_of: Timestamp) -> String {
-        let mut out = format!("# {}\n\n{}\n\n", self.headline(), self.introduction(as_of));
+        format!("# {}\n\n{}\n\n{}", self.headline(), self.introduction(as_of), self.key_lines())
+    }
+
+    /// The short form for the security team (`rekey owners`): the heading
+    /// with the contact, and the keys, without the introduction.
+    pub fn brief(&self) -> String {
+        let contact = self.contact.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+        format!("# {}{contact}\n\n{}", self.headline(), self.key_lines())
+    }
+
+    fn key_lines(&self) -> String {
+        let mut out = String::new();
         for key in &self.keys {
             let line = KeyLine::of(key);
             writeln!(out, "- {}: {}. {}: {}", line.who, line.facts, key.result.as_str(), key.reason).ok();
@@ -447,6 +458,17 @@ mod tests {
         assert_eq!(all[0].contact.as_deref(), Some("alpha@example.com"));
         assert_eq!(all[2].contact, None);
         assert!(notices(&rows[5..], ts(AS_OF), no_contact).is_empty());
+    }
+
+    #[test]
+    fn the_brief_form_has_the_contact_and_the_keys_but_no_introduction() {
+        let rows = [row("a", Some("AKIA1"), Some("team-a"), Compliance::Failed, 100)];
+        let n = Notice { contact: Some("a@example.com".into()), ..one(&rows) };
+        let brief = n.brief();
+        assert!(brief.starts_with("# 1 access key of team-a needs a decision (a@example.com)\n\n- a in account"), "{brief}");
+        assert!(brief.contains("rekey rotate --user a --account 123456789012 --key AKIA1"), "{brief}");
+        assert!(!brief.contains("Security Hub control IAM.3 requires"), "{brief}");
+        assert!(n.text(ts(AS_OF)).ends_with(&brief[brief.find("\n\n").unwrap() + 2..]), "the same key lines");
     }
 
     #[test]

@@ -6,7 +6,6 @@ use super::scan::{collect, tell_problems, Scope};
 use crate::cli::{ListFormat, OwnersArgs};
 use crate::settings::Settings;
 use crate::terminal::Terminal;
-use jiff::Timestamp;
 use rekey_aws::Clients;
 use rekey_core::notice::{notices, Notice};
 use rekey_core::report::ScanReport;
@@ -24,7 +23,7 @@ pub async fn run(args: OwnersArgs, settings: &Settings, term: &Terminal) -> anyh
             outln!("{}", serde_json::to_string_pretty(&out)?)?;
         }
         ListFormat::Table if notices.is_empty() => outln!("No FAILED or WARNING keys: nothing for an owner to decide.")?,
-        ListFormat::Table => outln!("{}", texts(&notices, report.as_of))?,
+        ListFormat::Table => outln!("{}", notices.iter().map(Notice::brief).collect::<Vec<_>>().join("\n"))?,
     }
     term.report_calls(clients.calls());
     tell_problems(&report, term);
@@ -41,9 +40,4 @@ pub fn owner_notices(report: &ScanReport, settings: &Settings, owner: Option<&st
         notices.retain(|n| n.owner.as_deref().unwrap_or(UNOWNED) == owner);
     }
     Ok(notices)
-}
-
-/// The notices as an owner reads them, one section each.
-pub fn texts(notices: &[Notice], as_of: Timestamp) -> String {
-    notices.iter().map(|n| n.text(as_of)).collect::<Vec<_>>().join("\n\n")
 }
