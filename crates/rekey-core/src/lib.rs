@@ -4,6 +4,7 @@
 //!   [`AccessKeyId`]) and the inventory model ([`User`], [`AccessKey`]).
 //! - [`duration`]: the [`Duration`] written in config and flags (`90d`, `36h`).
 //! - [`evaluate`]: the IAM.3 rule ([`Policy`], [`Compliance`], [`Evaluation`]).
+//! - [`html`]: the scan report as one self-contained page.
 //! - [`hub`]: Security Hub workflow statuses and when rekey may set them.
 //! - [`owners`]: the owners map file (owners of untagged users, contacts).
 //! - [`notice`]: what an owner reads: their keys and the commands to decide.
@@ -12,6 +13,7 @@
 pub mod asff;
 pub mod duration;
 pub mod evaluate;
+pub mod html;
 pub mod hub;
 pub mod model;
 pub mod notice;

@@ -420,7 +420,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 
-    /// A table for people (worst first), or json, jsonl, csv or asff for scripts
+    /// A table for people (worst first), json, jsonl, csv or asff for scripts, or an html page
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -453,6 +453,8 @@ pub enum Format {
     Csv,
     // AWS Security Finding Format: one finding per user, as Security Hub's own.
     Asff,
+    // One self-contained page: totals, an age histogram, filters, the keys.
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

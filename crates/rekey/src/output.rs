@@ -12,6 +12,7 @@ use std::io::Write;
 /// `region`: the Security Hub region that ASFF findings name.
 pub fn render_scan(report: &ScanReport, format: Format, colour: bool, region: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     match format {
+        Format::Html => out.write_all(rekey_core::html::render(report).as_bytes())?,
         Format::Asff => {
             let ctx = AsffContext::new(region, report.generated_at);
             serde_json::to_writer_pretty(&mut *out, &asff::findings(&report.keys, &ctx))?;

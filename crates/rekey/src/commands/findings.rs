@@ -14,11 +14,8 @@ use rekey_aws::securityhub::{Finding, FindingQuery, SecurityHub};
 use rekey_aws::Clients;
 use rekey_core::hub::Workflow;
 use rekey_core::report::KeyRow;
-use rekey_core::{Compliance, UserName};
+use rekey_core::Compliance;
 use serde::Serialize;
-
-/// Up to this many users are scanned by name; more, the whole account.
-const SCAN_BY_NAME: usize = 20;
 
 #[derive(Serialize)]
 struct FindingOut<'a> {
@@ -47,11 +44,11 @@ pub async fn run(args: FindingsArgs, settings: &Settings, term: &Terminal) -> an
     let mut findings = hub.iam3_findings(&query).await?;
     findings.sort_by(|a, b| (rank(a), &a.user_name).cmp(&(rank(b), &b.user_name)));
 
-    let names: Vec<UserName> = findings.iter().map(|f| UserName::new(f.user_name.as_str())).collect();
-    let report = match names.len() {
-        0 => None,
-        n if n <= SCAN_BY_NAME => Some(collect(&Scope { users: &names, ..Scope::account(settings) }, settings, &clients, term).await?),
-        _ => Some(collect(&Scope::account(settings), settings, &clients, term).await?),
+    // The credential report costs the same few calls for one user or all,
+    // and a user deleted since Security Hub looked is simply not in it.
+    let report = match findings.is_empty() {
+        true => None,
+        false => Some(collect(&Scope::account(settings), settings, &clients, term).await?),
     };
     let keys = report.as_ref().map(|r| r.keys.as_slice()).unwrap_or_default();
     let out: Vec<FindingOut> = findings
