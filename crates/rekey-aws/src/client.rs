@@ -10,6 +10,9 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction, RetryClassifierPriority};
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use crate::error::{classify, AwsError};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use std::collections::BTreeMap;
@@ -32,6 +35,14 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// IAM throttles at undocumented rates: retry more than the SDK's default 3
 /// attempts unless the user set `AWS_MAX_ATTEMPTS` or a profile's `max_attempts`.
 const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+
+/// A role in another account, for [`Clients::assume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleToAssume {
+    pub arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+}
 
 #[derive(Clone)]
 pub struct Clients {
@@ -56,8 +67,10 @@ impl Clients {
         .or_else(FALLBACK_REGION);
         loader = loader.region(region);
         if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            // Adaptive: an account that throttles slows rekey's requests to
+            // it (a client-side rate limit) instead of failing them.
             loader = loader.retry_config(
-                RetryConfig::standard()
+                RetryConfig::adaptive()
                     .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
                     .with_initial_backoff(Duration::from_millis(500)),
             );
@@ -81,6 +94,27 @@ impl Clients {
             config = config.credentials_provider(credentials);
         }
         aws_sdk_sts::Client::from_conf(config.build())
+    }
+
+    /// The same clients acting in another account: `AssumeRole` into `role`
+    /// with the caller's credentials, once (an hour's credentials). Calls
+    /// are counted with this process's others.
+    pub async fn assume(&self, role: &RoleToAssume) -> Result<Clients, AwsError> {
+        let out = self
+            .sts(None)
+            .assume_role()
+            .role_arn(&role.arn)
+            .role_session_name(&role.session_name)
+            .set_external_id(role.external_id.clone())
+            .duration_seconds(3600)
+            .send()
+            .await
+            .map_err(|e| classify("sts:AssumeRole", &self.endpoint(), e))?;
+        let c = out.credentials.ok_or(AwsError::Unexpected { operation: "sts:AssumeRole", detail: "no credentials in the answer".into() })?;
+        let expiry = std::time::SystemTime::try_from(c.expiration).ok();
+        let credentials = aws_credential_types::Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, "rekey-assumed-role");
+        let config = self.config.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build();
+        Ok(Clients { config, calls: self.calls.clone(), clock: self.clock.clone() })
     }
 
     /// AWS's clock as its answers tell it.
@@ -140,16 +174,27 @@ impl ClassifyRetry for RefusedIsFinal {
     }
 }
 
-/// Counts HTTP requests (retries included) by `service:Operation`, so
-/// `--verbose` can show what a command cost.
+/// Counts HTTP requests (retries included) by `service:Operation`, and
+/// retries alone, so `--verbose` can show what a command cost.
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+pub struct CallCounter(Arc<Mutex<Counts>>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    requests: BTreeMap<String, u64>,
+    retries: BTreeMap<String, u64>,
+}
 
 impl CallCounter {
+    /// Requests by operation, retries included.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().expect("counter lock").clone()
+        self.0.lock().expect("counter lock").requests.clone()
     }
 
+    /// Retried requests by operation (throttling, timeouts, 5xx).
+    pub fn retries(&self) -> BTreeMap<String, u64> {
+        self.0.lock().expect("counter lock").retries.clone()
+    }
 }
 
 impl Intercept for CallCounter {
@@ -165,7 +210,12 @@ impl Intercept for CallCounter {
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
             let name = format!("{}:{}", meta.service().to_lowercase(), meta.name());
-            *self.0.lock().expect("counter lock").entry(name).or_default() += 1;
+            let retry = cfg.load::<RequestAttempts>().is_some_and(|a| a.attempts() > 1);
+            let mut counts = self.0.lock().expect("counter lock");
+            if retry {
+                *counts.retries.entry(name.clone()).or_default() += 1;
+            }
+            *counts.requests.entry(name).or_default() += 1;
         }
         Ok(())
     }

@@ -43,6 +43,35 @@ pub enum AwsError {
 }
 
 impl AwsError {
+    /// The API call that failed (`iam:ListUsers`), where there was one.
+    pub fn operation(&self) -> Option<&'static str> {
+        match self {
+            AwsError::Unreachable { operation, .. }
+            | AwsError::BadCredentials { operation, .. }
+            | AwsError::AccessDenied { operation, .. }
+            | AwsError::Throttled { operation, .. }
+            | AwsError::HubNotEnabled { operation, .. }
+            | AwsError::NotFound { operation, .. }
+            | AwsError::Service { operation, .. }
+            | AwsError::Unexpected { operation, .. } => Some(operation),
+            AwsError::NoCredentials { .. } | AwsError::NoSuchUser(_) => None,
+        }
+    }
+
+    /// AWS's error code, or the kind of failure where AWS gave none.
+    pub fn code(&self) -> &str {
+        match self {
+            AwsError::NoCredentials { .. } => "NoCredentials",
+            AwsError::Unreachable { .. } => "Unreachable",
+            AwsError::BadCredentials { code, .. } | AwsError::Service { code, .. } => code,
+            AwsError::AccessDenied { .. } => "AccessDenied",
+            AwsError::Throttled { .. } => "Throttling",
+            AwsError::HubNotEnabled { .. } => "InvalidAccessException",
+            AwsError::NotFound { .. } | AwsError::NoSuchUser(_) => "NoSuchEntity",
+            AwsError::Unexpected { .. } => "Unexpected",
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, AwsError::NotFound { .. })
     }

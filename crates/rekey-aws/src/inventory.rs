@@ -29,6 +29,7 @@ impl Source {
 pub trait Progress: Sync {
     fn begin(&self, _what: &str, _total: u64) {}
     fn advance(&self) {}
+    fn finish(&self) {}
 }
 
 impl Progress for () {}

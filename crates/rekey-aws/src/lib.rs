@@ -10,6 +10,7 @@
 //!   Manager and Parameter Store primitives the sinks use.
 //! - [`securityhub`] and [`sns`]: IAM.3 findings (read, update, import)
 //!   and owner notices.
+//! - [`org`]: the accounts of an AWS Organization.
 //! - [`inventory`]: reading an account's users and keys from the credential
 //!   report or the API, and filling in key ids and tags where needed.
 
@@ -17,12 +18,13 @@ pub mod client;
 pub mod error;
 pub mod iam;
 pub mod inventory;
+pub mod org;
 pub mod secrets;
 pub mod securityhub;
 pub mod sns;
 pub mod sts;
 
-pub use client::{AwsSettings, CallCounter, Clients};
+pub use client::{AwsSettings, CallCounter, Clients, RoleToAssume};
 pub use error::AwsError;
 pub use iam::Iam;
 pub use inventory::{Progress, Source};

@@ -41,14 +41,7 @@ pub struct AsffContext {
 impl AsffContext {
     /// The context for findings sent to Security Hub in `region`.
     pub fn new(region: &str, generated_at: Timestamp) -> AsffContext {
-        let partition = if region.starts_with("cn-") {
-            "aws-cn"
-        } else if region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        };
-        AsffContext { region: region.to_owned(), generated_at, partition: partition.to_owned() }
+        AsffContext { region: region.to_owned(), generated_at, partition: crate::model::partition_of(region).to_owned() }
     }
 }
 
@@ -264,6 +257,7 @@ fn product_fields(keys: &[&KeyRow], worst: &KeyRow) -> BTreeMap<String, String> 
     set("result", worst.result.as_str().to_owned());
     set("keys", keys.len().to_string());
     set("worst_key_age_days", worst.age_days.to_string());
+    set("role_candidate", keys.iter().all(|k| k.role_candidate).to_string());
     if let Some(id) = &worst.access_key_id {
         set("worst_key_id", id.clone());
     }

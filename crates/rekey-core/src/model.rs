@@ -108,6 +108,17 @@ impl KeyStatus {
     }
 }
 
+/// The AWS partition of a region: `aws`, `aws-cn` or `aws-us-gov`, for ARNs.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// The last recorded use of a key. AWS records only the first use in each
 /// 15-minute window, and the credential report may lag by hours.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

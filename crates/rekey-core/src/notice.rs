@@ -42,6 +42,8 @@ pub struct NoticeKey {
     pub reason: String,
     /// A key already being rotated has nothing to decide: no choices.
     pub rotation: Option<RotationRef>,
+    /// A hint that a role could replace the key (see the scan's field).
+    pub role_candidate: bool,
     pub choices: Vec<Choice>,
 }
 
@@ -111,6 +113,7 @@ fn notice_key(row: &KeyRow, as_of: Timestamp) -> NoticeKey {
         result: row.result,
         reason: row.reason.clone(),
         rotation: row.rotation.clone(),
+        role_candidate: row.role_candidate,
         choices: if row.rotation.is_some() { Vec::new() } else { choices(row, as_of) },
     }
 }

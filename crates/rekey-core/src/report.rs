@@ -19,6 +19,9 @@ pub struct ScanReport {
     /// `None` when the keys came from the API.
     pub report_generated_at: Option<Timestamp>,
     pub summary: Summary,
+    /// Per account, when several were scanned (`--org`, `--accounts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountSummary>,
     pub errors: Vec<Note>,
     pub warnings: Vec<Note>,
     pub other_findings: Vec<OtherFinding>,
@@ -39,12 +42,29 @@ pub struct Summary {
     pub users_warning: usize,
 }
 
+/// One account of a scan of several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountSummary {
+    pub account_id: String,
+    /// The organization's name for it, when listed by `--org`.
+    pub name: Option<String>,
+    /// `false` when it could not be scanned (see `errors`).
+    pub scanned: bool,
+    pub source: Option<&'static str>,
+    pub report_generated_at: Option<Timestamp>,
+    pub summary: Summary,
+}
+
 /// An error (something the scan could not read; the rest of the report is
 /// still valid) or a warning (the report is complete, but read this).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Note {
     pub account_id: Option<String>,
     pub user_name: Option<String>,
+    /// The AWS call that failed (`sts:AssumeRole`), for errors.
+    pub operation: Option<String>,
+    /// AWS's error code (`AccessDenied`), for errors.
+    pub code: Option<String>,
     pub message: String,
 }
 

@@ -130,7 +130,7 @@ pub struct RotateArgs {
     #[arg(long, value_name = "NAME")]
     pub user: UserName,
 
-    /// The account the user is in (checked against the credentials' account)
+    /// The account the user is in [default: the credentials' own; another through org.role_name]
     #[arg(long, value_name = "ID")]
     pub account: Option<rekey_core::AccountId>,
 
@@ -229,6 +229,10 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct FindingsArgs {
+    /// The account whose findings to read [default: the credentials' own; another through org.role_name]
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
     /// Only this user's finding (repeatable)
     #[arg(long = "user", value_name = "NAME")]
     pub users: Vec<UserName>,
@@ -334,7 +338,7 @@ pub struct SuppressArgs {
     #[arg(long = "user", value_name = "NAME", required = true)]
     pub users: Vec<UserName>,
 
-    /// The account the users are in (checked against the credentials' account)
+    /// The account the users are in [default: the credentials' own; another through org.role_name]
     #[arg(long, value_name = "ID")]
     pub account: Option<rekey_core::AccountId>,
 
@@ -353,7 +357,7 @@ pub struct UnsuppressArgs {
     #[arg(long = "user", value_name = "NAME", required = true)]
     pub users: Vec<UserName>,
 
-    /// The account the users are in (checked against the credentials' account)
+    /// The account the users are in [default: the credentials' own; another through org.role_name]
     #[arg(long, value_name = "ID")]
     pub account: Option<rekey_core::AccountId>,
 
@@ -436,6 +440,22 @@ pub struct ScanArgs {
     /// BatchImportFindings, for accounts that do not run the IAM.3 control
     #[arg(long)]
     pub import_findings: bool,
+
+    /// Scan every active account of the AWS Organization (assuming --role-name in each)
+    #[arg(long, conflicts_with = "accounts")]
+    pub org: bool,
+
+    /// Scan these accounts (comma-separated; assuming --role-name in each but the caller's own)
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub accounts: Vec<rekey_core::AccountId>,
+
+    /// The role to assume in other accounts [default: org.role_name]
+    #[arg(long, value_name = "NAME")]
+    pub role_name: Option<String>,
+
+    /// AWS requests in flight at once within an account [default: 16]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

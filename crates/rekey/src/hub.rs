@@ -6,6 +6,7 @@
 //! overtakes an earlier one that failed, so a retried suppression cannot
 //! land after the unsuppression that followed it.
 
+use crate::accounts::Accounts;
 use crate::settings::Settings;
 use crate::table::count;
 use jiff::Timestamp;
@@ -15,6 +16,7 @@ use rekey_core::asff::{self, AsffContext};
 use rekey_core::report::ScanReport;
 use rekey_aws::{AwsError, Clients};
 use rekey_core::hub::Workflow;
+use rekey_core::AccountId;
 use rekey_store::{AuditEntry, FindingUpdate, Store};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -25,8 +27,12 @@ const UNPROCESSED_ATTEMPTS: u32 = 3;
 
 /// Security Hub as configured, or `None` when `securityhub.enabled = false`.
 pub fn client(settings: &Settings, clients: &Clients) -> Option<SecurityHub> {
-    let section = &settings.file.securityhub;
-    section.enabled.then(|| SecurityHub::new(clients, section.region.as_deref()))
+    settings.file.securityhub.enabled.then(|| client_in(settings, clients))
+}
+
+/// Security Hub in the configured region, for `clients`' account.
+fn client_in(settings: &Settings, clients: &Clients) -> SecurityHub {
+    SecurityHub::new(clients, settings.file.securityhub.region.as_deref())
 }
 
 /// The region whose Security Hub holds the findings.
@@ -40,22 +46,29 @@ const IMPORT_INTERVAL: Duration = Duration::from_millis(110);
 /// Findings in one `BatchImportFindings`.
 const IMPORT_BATCH: usize = 100;
 
-/// `scan --import-findings`: the report's findings (one per user) sent with
-/// `BatchImportFindings`, 100 a call, at most 10 calls a second. A finding
-/// Security Hub refuses is an error naming it.
-pub async fn import(report: &ScanReport, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<()> {
+/// `scan --import-findings`: the report's findings (one per user) sent to
+/// the Security Hub of each one's account with `BatchImportFindings`, 100 a
+/// call, at most 10 calls a second. A finding Security Hub refuses is an
+/// error naming it.
+pub async fn import(report: &ScanReport, settings: &Settings, accounts: &Accounts<'_>, term: &Terminal) -> anyhow::Result<()> {
     if !settings.file.securityhub.enabled {
         anyhow::bail!("--import-findings sends findings to Security Hub, which is off in rekey.toml (securityhub.enabled = false)");
     }
-    let hub = SecurityHub::new(clients, settings.file.securityhub.region.as_deref());
-    let ctx = AsffContext::new(&region(settings, clients), report.generated_at);
-    let findings: Vec<_> = asff::findings(&report.keys, &ctx).iter().map(to_sdk).collect();
-    let total = findings.len();
+    let caller = accounts.caller().await?.clone();
+    let ctx = AsffContext::new(&region(settings, &accounts.clients_for(&caller).await?), report.generated_at);
+    let mut by_account: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for finding in asff::findings(&report.keys, &ctx) {
+        by_account.entry(finding.aws_account_id.clone()).or_default().push(to_sdk(&finding));
+    }
+    let total: usize = by_account.values().map(Vec::len).sum();
     let mut refused = Vec::new();
-    let mut pace = tokio::time::interval(IMPORT_INTERVAL);
-    for batch in findings.chunks(IMPORT_BATCH) {
-        pace.tick().await;
-        refused.extend(hub.import(batch.to_vec()).await?);
+    for (account, findings) in by_account {
+        let hub = client_in(settings, &accounts.clients_for(&AccountId::new(account.as_str())).await?);
+        let mut pace = tokio::time::interval(IMPORT_INTERVAL);
+        for batch in findings.chunks(IMPORT_BATCH) {
+            pace.tick().await;
+            refused.extend(hub.import(batch.to_vec()).await?);
+        }
     }
     if !refused.is_empty() {
         let lines: Vec<String> = refused.iter().map(|u| format!("{} ({}: {})", u.finding_id, u.code, u.message)).collect();
@@ -90,16 +103,25 @@ impl Flushed {
     }
 }
 
-/// Sends every pending finding update. Failures stay pending (and are
-/// audited); they never fail the caller's own change, which is already saved.
-pub async fn flush(store: &mut Store, hub: &SecurityHub, actor: &str) -> anyhow::Result<Flushed> {
+/// Sends every pending finding update, each to the Security Hub of its
+/// account. Failures stay pending (and are audited); they never fail the
+/// caller's own change, which is already saved. Nothing when Security Hub
+/// is off in rekey.toml.
+pub async fn flush(store: &mut Store, accounts: &Accounts<'_>, settings: &Settings) -> anyhow::Result<Flushed> {
+    let actor = settings.actor.as_str();
+    if !settings.file.securityhub.enabled {
+        return Ok(Flushed::default());
+    }
     let mut flushed = Flushed::default();
     let mut by_account: BTreeMap<String, Vec<FindingUpdate>> = BTreeMap::new();
     for update in store.pending_finding_updates()? {
         by_account.entry(update.update.account_id.clone()).or_default().push(update);
     }
     for (account, updates) in by_account {
-        let outcome = flush_account(hub, actor, &account, &updates).await;
+        let outcome = match accounts.clients_for(&AccountId::new(account.as_str())).await {
+            Ok(clients) => flush_account(&client_in(settings, &clients), actor, &account, &updates).await,
+            Err(e) => AccountOutcome { failed: [(format!("{e:#}"), updates.iter().map(|u| u.seq).collect())].into(), ..AccountOutcome::default() },
+        };
         let now = Timestamp::now();
         store.finding_updates_sent(&outcome.sent, now)?;
         for (error, seqs) in &outcome.failed {

@@ -11,6 +11,7 @@ macro_rules! outln {
     }};
 }
 
+mod accounts;
 mod cli;
 mod commands;
 mod hub;

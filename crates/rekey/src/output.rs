@@ -83,38 +83,25 @@ pub fn spreadsheet_safe(cell: &str) -> String {
     }
 }
 
-/// Worst first, then oldest first; ages right-aligned; colour only on a
-/// terminal. Fits [`table::width`]: the last use loses its time and service,
-/// then the reason, the last use and the owner go, before a name or key id
-/// would be broken.
+/// Several accounts: one table each, under a line with the account's totals.
 fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut rows: Vec<&KeyRow> = report.keys.iter().collect();
-    rows.sort_by(|a, b| (a.result, -a.age_days, &a.user_name).cmp(&(b.result, -b.age_days, &b.user_name)));
-    let cells = |f: &dyn Fn(&KeyRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let colours = rows.iter().map(|r| match (colour, r.result) {
-        (false, _) => None,
-        (true, Compliance::Failed) => Some(Color::Red),
-        (true, Compliance::Warning) => Some(Color::Yellow),
-        (true, Compliance::Suppressed) => Some(Color::Blue),
-        (true, Compliance::Passed) => Some(Color::Green),
-    });
-    let last_used = |r: &KeyRow, format: &str| match (&r.last_used_at, &r.last_used_service) {
-        (None, _) => "never".to_owned(),
-        (Some(at), Some(service)) if format.contains('H') => format!("{} ({service})", at.strftime(format)),
-        (Some(at), _) => at.strftime(format).to_string(),
-    };
-    let columns = vec![
-        Column::whole("RESULT", cells(&|r| r.result.as_str().to_owned())).colours(colours.collect()),
-        Column::whole("USER", cells(&|r| r.user_name.clone())),
-        Column::whole("ACCESS KEY", cells(&|r| r.access_key_id.clone().unwrap_or_else(|| "-".into()))),
-        Column::whole("STATUS", cells(&|r| format!("{:?}", r.status))),
-        Column::whole("AGE", cells(&|r| format!("{}d", r.age_days))).right(),
-        Column::whole("LAST USED", cells(&|r| last_used(r, "%Y-%m-%d %H:%M"))).or_shorter(cells(&|r| last_used(r, "%Y-%m-%d"))),
-        Column::whole("OWNER", cells(&|r| r.owner.clone().unwrap_or_else(|| "-".into()))),
-        Column::text("REASON", cells(&|r| r.reason.clone()), 24),
-    ];
-    let width = table::width();
-    writeln!(out, "{}", table::render(columns, &["LAST USED", "REASON", "LAST USED", "OWNER"], width, colour))?;
+    if report.accounts.is_empty() {
+        writeln!(out, "{}", key_table(report.keys.iter().collect(), colour))?;
+    }
+    for account in &report.accounts {
+        let name = account.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        let s = &account.summary;
+        if !account.scanned {
+            writeln!(out, "account {}{name}: not scanned (see the errors below)\n", account.account_id)?;
+            continue;
+        }
+        writeln!(out, "account {}{name}: {}, {} failed, {} warning, {} suppressed, {} passed", account.account_id, count(s.keys, "key"), s.failed, s.warning, s.suppressed, s.passed)?;
+        let rows: Vec<&KeyRow> = report.keys.iter().filter(|k| k.account_id == account.account_id).collect();
+        if !rows.is_empty() {
+            writeln!(out, "{}", key_table(rows, colour))?;
+        }
+        writeln!(out)?;
+    }
     let s = &report.summary;
     writeln!(
         out,
@@ -136,6 +123,40 @@ fn table(report: &ScanReport, colour: bool, out: &mut dyn Write) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// Worst first, then oldest first; ages right-aligned; colour only on a
+/// terminal. Fits [`table::width`]: the role hint goes first, then the
+/// last use loses its time and service, then the reason, the last use and
+/// the owner go, before a name or key id would be broken.
+fn key_table(mut rows: Vec<&KeyRow>, colour: bool) -> String {
+    rows.sort_by(|a, b| (a.result, -a.age_days, &a.user_name).cmp(&(b.result, -b.age_days, &b.user_name)));
+    let cells = |f: &dyn Fn(&KeyRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let colours = rows.iter().map(|r| match (colour, r.result) {
+        (false, _) => None,
+        (true, Compliance::Failed) => Some(Color::Red),
+        (true, Compliance::Warning) => Some(Color::Yellow),
+        (true, Compliance::Suppressed) => Some(Color::Blue),
+        (true, Compliance::Passed) => Some(Color::Green),
+    });
+    let last_used = |r: &KeyRow, format: &str| match (&r.last_used_at, &r.last_used_service) {
+        (None, _) => "never".to_owned(),
+        (Some(at), Some(service)) if format.contains('H') => format!("{} ({service})", at.strftime(format)),
+        (Some(at), _) => at.strftime(format).to_string(),
+    };
+    let columns = vec![
+        Column::whole("RESULT", cells(&|r| r.result.as_str().to_owned())).colours(colours.collect()),
+        Column::whole("USER", cells(&|r| r.user_name.clone())),
+        Column::whole("ACCESS KEY", cells(&|r| r.access_key_id.clone().unwrap_or_else(|| "-".into()))),
+        Column::whole("STATUS", cells(&|r| r.status.as_str().to_owned())),
+        Column::whole("AGE", cells(&|r| format!("{}d", r.age_days))).right(),
+        Column::whole("LAST USED", cells(&|r| last_used(r, "%Y-%m-%d %H:%M"))).or_shorter(cells(&|r| last_used(r, "%Y-%m-%d"))),
+        Column::whole("OWNER", cells(&|r| r.owner.clone().unwrap_or_else(|| "-".into()))),
+        Column::text("REASON", cells(&|r| r.reason.clone()), 24),
+        // A hint, not a result: the first column to go on a narrow terminal.
+        Column::whole("ROLE?", cells(&|r| if r.role_candidate { "maybe".into() } else { "-".into() })),
+    ];
+    table::render(columns, &["ROLE?", "LAST USED", "REASON", "LAST USED", "OWNER"], table::width(), colour)
 }
 
 /// `2h 13m`, `45m`, `0m`.

@@ -145,19 +145,24 @@ fn webhook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     Ok(Some(url))
 }
 
-// Parsed and validated now; read by the commands that use it.
-#[allow(dead_code)]
+/// `[org]`: how rekey reaches other accounts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgSection {
+    /// The role assumed in every account but the caller's own.
     pub role_name: Option<String>,
+    /// Accounts scanned at once (default 16).
     pub concurrency: Option<NonZeroUsize>,
+    /// The `ExternalId` the roles' trust policies require, if any.
+    pub external_id: Option<String>,
+    /// The session name CloudTrail records for rekey's calls (default `rekey`).
+    pub session_name: Option<String>,
 }
 
 const DEFAULT_OWNER_TAGS: [&str; 3] = ["Owner", "owner", "Team"];
 
 /// Per-account request concurrency of `--source api` and of key/tag lookups.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// The merged settings every command starts from.
 #[derive(Debug)]

@@ -33,15 +33,30 @@ impl Terminal {
         Progress(bar)
     }
 
-    /// With -v: how many AWS requests each operation took (retries included).
+    /// Accounts scanned, keys seen and accounts failed, on stderr.
+    pub fn accounts_progress(&self, total: usize) -> AccountsProgress {
+        let bar = if self.show_progress { ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} accounts, {msg}").expect("a valid template"));
+        let progress = AccountsProgress { bar, keys: Default::default(), failed: Default::default() };
+        progress.show_counts();
+        progress
+    }
+
+    /// With -v: how many AWS requests each operation took (retries
+    /// included), and how many were retries.
     pub fn report_calls(&self, calls: &CallCounter) {
         if self.verbose == 0 || self.quiet {
             return;
         }
         let counts = calls.snapshot();
-        eprintln!("AWS requests: {} in all", counts.values().sum::<u64>());
+        let retries = calls.retries();
+        let retried: u64 = retries.values().sum();
+        eprintln!("AWS requests: {} in all, {retried} of them retries", counts.values().sum::<u64>());
         for (operation, n) in counts {
-            eprintln!("  {operation}: {n}");
+            match retries.get(&operation) {
+                Some(r) => eprintln!("  {operation}: {n} ({r} retries)"),
+                None => eprintln!("  {operation}: {n}"),
+            }
         }
     }
 
@@ -66,13 +81,40 @@ impl Terminal {
 
 pub struct Progress(ProgressBar);
 
-impl Progress {
+/// See [`Terminal::accounts_progress`].
+pub struct AccountsProgress {
+    bar: ProgressBar,
+    keys: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicUsize,
+}
+
+impl AccountsProgress {
+    /// One account is done: with its key count, or `None` if it failed.
+    pub fn account_done(&self, keys: Option<usize>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match keys {
+            Some(n) => self.keys.fetch_add(n, Relaxed),
+            None => self.failed.fetch_add(1, Relaxed),
+        };
+        self.bar.inc(1);
+        self.show_counts();
+    }
+
+    fn show_counts(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bar.set_message(format!("{} keys, {} failed", self.keys.load(Relaxed), self.failed.load(Relaxed)));
+    }
+
     pub fn finish(&self) {
-        self.0.finish_and_clear();
+        self.bar.finish_and_clear();
     }
 }
 
 impl rekey_aws::Progress for Progress {
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+
     fn begin(&self, what: &str, total: u64) {
         self.0.set_style(
             ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} users")

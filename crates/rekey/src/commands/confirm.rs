@@ -1,7 +1,8 @@
 //! `rekey confirm`, `rekey rollback`, `rekey abort`: a person acting on one
 //! rotation.
 
-use super::{engine, open_store, send_finding_notes};
+use super::{clients_of_rotation, engine, open_store, send_finding_notes};
+use crate::accounts::Accounts;
 use crate::cli::{ConfirmArgs, IdArgs};
 use crate::commands::rotate::exit_code;
 use crate::commands::status::print_one;
@@ -12,11 +13,13 @@ use rekey_engine::keys::AwsKeys;
 
 pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
-    let clients = Clients::new(&settings.aws).await;
+    let base = Clients::new(&settings.aws).await;
+    let accounts = Accounts::new(&base, settings, None);
+    let clients = clients_of_rotation(&store, &accounts, &args.id).await?;
     let keys = AwsKeys::new(&clients);
     let mut engine = engine(&keys, &clients, &mut store, settings, args.reveal || term.stdout_is_terminal);
     let result = engine.confirm(&args.id, args.force).await;
-    send_finding_notes(&mut store, settings, &clients, term).await?;
+    send_finding_notes(&mut store, settings, &accounts, term).await?;
     let r = store.get(&args.id)?;
     let printed = print_one(&r);
     result?;
@@ -27,11 +30,13 @@ pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) ->
 /// `abort` is `true` for `rekey abort`, `false` for `rekey rollback`.
 pub async fn cancel(args: IdArgs, abort: bool, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
-    let clients = Clients::new(&settings.aws).await;
+    let base = Clients::new(&settings.aws).await;
+    let accounts = Accounts::new(&base, settings, None);
+    let clients = clients_of_rotation(&store, &accounts, &args.id).await?;
     let keys = AwsKeys::new(&clients);
     let mut engine = engine(&keys, &clients, &mut store, settings, false);
     let result = engine.cancel(&args.id, abort).await;
-    send_finding_notes(&mut store, settings, &clients, term).await?;
+    send_finding_notes(&mut store, settings, &accounts, term).await?;
     if let Ok(r) = store.get(&args.id) {
         if result.is_ok() || r.stage.is_undo() || r.came_from.is_some_and(|s| s.is_undo()) {
             print_one(&r)?;

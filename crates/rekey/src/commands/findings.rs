@@ -4,7 +4,8 @@
 //! scan sees them.
 
 use super::scan::{at_or_above, collect, tell_problems, Scope};
-use super::suppress::checked_account;
+use super::suppress::account_and_clients;
+use crate::accounts::Accounts;
 use crate::cli::{FailOn, FindingsArgs, FindingsFormat};
 use crate::table::{self, Column};
 use crate::settings::Settings;
@@ -32,8 +33,9 @@ pub async fn run(args: FindingsArgs, settings: &Settings, term: &Terminal) -> an
     if !settings.file.securityhub.enabled {
         bail!("Security Hub is off in rekey.toml (securityhub.enabled = false); `rekey scan` shows the same keys without it");
     }
-    let clients = Clients::new(&settings.aws).await;
-    let account = checked_account(&clients, None).await?;
+    let base = Clients::new(&settings.aws).await;
+    let accounts = Accounts::new(&base, settings, None);
+    let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
     let hub = SecurityHub::new(&clients, settings.file.securityhub.region.as_deref());
     let query = FindingQuery {
         account_id: Some(account.to_string()),
@@ -48,7 +50,7 @@ pub async fn run(args: FindingsArgs, settings: &Settings, term: &Terminal) -> an
     // and a user deleted since Security Hub looked is simply not in it.
     let report = match findings.is_empty() {
         true => None,
-        false => Some(collect(&Scope::account(settings), settings, &clients, term).await?),
+        false => Some(collect(&Scope::account(settings), settings, &clients, &term.progress()).await?),
     };
     let keys = report.as_ref().map(|r| r.keys.as_slice()).unwrap_or_default();
     let out: Vec<FindingOut> = findings

@@ -12,6 +12,7 @@ pub mod scan;
 pub mod status;
 pub mod suppress;
 
+use crate::accounts::Accounts;
 use crate::settings::Settings;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
@@ -33,11 +34,19 @@ pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, store: &'a mut Store,
     engine
 }
 
+/// Clients acting in the rotation's account (the engine checks it again
+/// before every step). An unknown rotation is the engine's to report.
+pub async fn clients_of_rotation(store: &Store, accounts: &Accounts<'_>, id: &str) -> anyhow::Result<Clients> {
+    match store.get(id) {
+        Ok(rotation) => accounts.clients_for(&rekey_core::AccountId::new(rotation.account_id)).await,
+        Err(_) => Ok(accounts.clients_for(accounts.caller().await?).await?),
+    }
+}
+
 /// After rotations moved: their finding notes go to Security Hub. A
 /// Security Hub that fails is a warning; the notes wait for the next run.
-pub async fn send_finding_notes(store: &mut Store, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<()> {
-    let Some(hub) = crate::hub::client(settings, clients) else { return Ok(()) };
-    let flushed = crate::hub::flush(store, &hub, &settings.actor).await?;
+pub async fn send_finding_notes(store: &mut Store, settings: &Settings, accounts: &Accounts<'_>, term: &Terminal) -> anyhow::Result<()> {
+    let flushed = crate::hub::flush(store, accounts, settings).await?;
     if !flushed.failed.is_empty() {
         term.warn(&flushed.summary());
     }

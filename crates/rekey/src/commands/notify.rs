@@ -7,6 +7,7 @@
 use super::owners::{owner_notices, UNOWNED};
 use super::scan::{collect, tell_problems, Scope};
 use super::suppress::audit_line;
+use crate::accounts::Accounts;
 use crate::cli::{ListFormat, NotifyArgs};
 use crate::hub;
 use crate::settings::{NotifySection, Settings};
@@ -98,7 +99,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     }
     let resend_after = section.resend_after.unwrap_or(DEFAULT_RESEND_AFTER);
     let clients = Clients::new(&settings.aws).await;
-    let report = collect(&Scope::account(settings), settings, &clients, term).await?;
+    let report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     let now = Timestamp::now();
     // A dry run never creates the store; a real one records what it sent.
@@ -122,7 +123,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
         return Ok(if report.errors.is_empty() { 0 } else { 2 });
     }
     let store = store.as_mut().expect("opened unless a dry run");
-    let hub = hub::client(settings, &clients);
+    let mirror = settings.file.securityhub.enabled;
     let sns = Sns::new(&clients);
     let (mut sent, mut skipped, mut failures) = (0, 0, Vec::new());
     for notice in &notices {
@@ -150,7 +151,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
         let via: Vec<&str> = change.notices.iter().map(|n| n.channel.as_str()).collect();
         let detail = serde_json::json!({"owner": notice.owner, "channels": via, "digest": notice.digest(), "keys": notice.keys.len()});
         change.audit.push(audit_line(now, &settings.actor, "owner_notified", detail));
-        if hub.is_some() {
+        if mirror {
             let note = note_text(&format!("rekey notified {owner} ({}) on {}: rotate, suppress with a reason, or deactivate", via.join(", "), now.strftime("%Y-%m-%d")));
             let mut users: Vec<(&str, &str)> = notice.keys.iter().map(|k| (k.account_id.as_str(), k.user_name.as_str())).collect();
             users.dedup();
@@ -168,11 +169,9 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
         line += &format!("; {skipped} skipped: the same notice went out within {resend_after} (--force sends it again)");
     }
     term.info(&line);
-    if let Some(hub) = &hub {
-        let flushed = hub::flush(store, hub, &settings.actor).await?;
-        if !flushed.failed.is_empty() {
-            failures.push(flushed.summary());
-        }
+    let flushed = hub::flush(store, &Accounts::new(&clients, settings, None), settings).await?;
+    if !flushed.failed.is_empty() {
+        failures.push(flushed.summary());
     }
     term.report_calls(clients.calls());
     tell_problems(&report, term);

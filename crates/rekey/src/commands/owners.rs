@@ -15,7 +15,7 @@ pub const UNOWNED: &str = "unowned";
 
 pub async fn run(args: OwnersArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let clients = Clients::new(&settings.aws).await;
-    let report = collect(&Scope::account(settings), settings, &clients, term).await?;
+    let report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     match args.format {
         ListFormat::Json => {

@@ -3,6 +3,7 @@
 //! can go now. Bad input changes nothing, in AWS or in the state store.
 
 use super::{engine, open_store, send_finding_notes};
+use crate::accounts::Accounts;
 use crate::cli::RotateArgs;
 use crate::commands::status::print_one;
 use crate::settings::Settings;
@@ -20,7 +21,13 @@ use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let plan = plan(&args, settings)?;
-    let clients = Clients::new(&settings.aws).await;
+    let base = Clients::new(&settings.aws).await;
+    let accounts = Accounts::new(&base, settings, None);
+    // Another account is reached through its role, or not at all.
+    let clients = match &args.account {
+        Some(account) => accounts.clients_for(account).await?,
+        None => base.clone(),
+    };
     let keys = AwsKeys::new(&clients);
     let may_reveal = args.reveal || term.stdout_is_terminal;
     let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: args.account.clone(), plan };
@@ -37,7 +44,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let mut engine = engine(&keys, &clients, &mut store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
-    send_finding_notes(&mut store, settings, &clients, term).await?;
+    send_finding_notes(&mut store, settings, &accounts, term).await?;
     term.report_calls(clients.calls());
     let rotation = store.get(&id)?;
     // A failed rotation is the error to report, even if stdout closed.

@@ -3,6 +3,7 @@
 
 use super::suppress::audit_line;
 use super::{engine, open_store, send_finding_notes};
+use crate::accounts::Accounts;
 use crate::cli::RunArgs;
 use crate::settings::Settings;
 use crate::table::count;
@@ -11,25 +12,27 @@ use rekey_aws::Clients;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::model::whole_seconds;
 use rekey_engine::keys::AwsKeys;
+use rekey_core::AccountId;
 use rekey_store::{Change, EndExemption, Ended, NewFindingUpdate, Outlook, Store};
+use std::collections::BTreeMap;
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
     let clients = Clients::new(&settings.aws).await;
-    let keys = AwsKeys::new(&clients);
     let may_reveal = args.reveal || term.stdout_is_terminal;
     loop {
+        // Per pass: assumed roles' credentials last an hour.
+        let accounts = Accounts::new(&clients, settings, None);
         reopen_expired(&mut store, settings, term)?;
-        let mut engine = engine(&keys, &clients, &mut store, settings, may_reveal);
-        let (advanced, errors) = engine.run_due().await?;
-        send_finding_notes(&mut store, settings, &clients, term).await?;
+        let (advanced, errors) = advance_due(&mut store, &accounts, settings, may_reveal).await?;
+        send_finding_notes(&mut store, settings, &accounts, term).await?;
         for id in &advanced {
             let r = store.get(id)?;
             let note = r.blocked_reason.as_deref().map(|b| format!(": {b}")).unwrap_or_default();
             outln!("{id}: {}{note}", r.stage)?;
         }
         for e in &errors {
-            term.error(&e.to_string());
+            term.error(e);
         }
         if !term.quiet {
             outln!("{}", summary(advanced.len(), &store.outlook()?))?;
@@ -40,6 +43,36 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
             Some(every) => tokio::time::sleep(every.to_signed().unsigned_abs()).await,
         }
     }
+}
+
+/// Every due rotation, advanced in its own account (the caller's, or
+/// through `[org] role_name`). A rotation in an account rekey cannot reach
+/// is an error and is left as it is; the others go on.
+async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, settings: &Settings, may_reveal: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for id in store.due(jiff::Timestamp::now())? {
+        by_account.entry(store.get(&id)?.account_id).or_default().push(id);
+    }
+    let (mut advanced, mut errors) = (Vec::new(), Vec::new());
+    for (account, ids) in by_account {
+        let clients = match accounts.clients_for(&AccountId::new(account)).await {
+            Ok(clients) => clients,
+            Err(e) => {
+                errors.extend(ids.iter().map(|id| format!("rotation {id}: {e:#}")));
+                continue;
+            }
+        };
+        let keys = AwsKeys::new(&clients);
+        let mut engine = engine(&keys, &clients, store, settings, may_reveal);
+        for id in ids {
+            match engine.advance(&id).await {
+                Ok(true) => advanced.push(id),
+                Ok(false) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    Ok((advanced, errors))
 }
 
 /// Exemptions whose `until` has passed end, and their findings reopen

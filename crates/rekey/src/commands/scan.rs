@@ -18,9 +18,13 @@ use rekey_aws::{Clients, Iam, Source};
 use rekey_core::evaluate::{existed_at, old_enough_to_matter};
 use rekey_core::model::whole_seconds;
 use rekey_core::owners::user_path;
-use rekey_core::report::{key_rows, user_result, Exemption, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
-use rekey_core::{Compliance, Policy, UserName};
+use crate::accounts::Accounts;
+use futures::stream::{self, StreamExt};
+use rekey_aws::Progress;
+use rekey_core::report::{key_rows, user_result, AccountSummary, Exemption, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
+use rekey_core::{AccountId, Compliance, Policy, UserName};
 use std::io::Write;
+use std::num::NonZeroUsize;
 
 pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     // A bad --output path fails before any AWS call; the file is replaced
@@ -36,8 +40,17 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
             warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
         },
         as_of: args.as_of,
+        concurrency: args.concurrency.map_or(DEFAULT_CONCURRENCY, NonZeroUsize::get),
     };
-    let report = collect(&scope, settings, &clients, term).await?;
+    let accounts = Accounts::new(&clients, settings, args.role_name.as_deref());
+    let report = if args.org || !args.accounts.is_empty() {
+        let targets = if args.org { org_accounts(&clients, accounts.caller().await?, term).await? } else { args.accounts.iter().map(|a| (a.clone(), None)).collect() };
+        accounts.check_reachable(targets.iter().map(|(a, _)| a)).await?;
+        let across = settings.file.org.concurrency.map_or(DEFAULT_ACCOUNT_CONCURRENCY, NonZeroUsize::get);
+        collect_many(&scope, &targets, &accounts, across, settings, term).await?
+    } else {
+        collect(&scope, settings, &clients, &term.progress()).await?
+    };
     let region = hub::region(settings, &clients);
     match output {
         Some(output) => output.write(|out| render_scan(&report, args.format, false, &region, out))?,
@@ -47,7 +60,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
             out.flush()?;
         }
     }
-    let imported = if args.import_findings { hub::import(&report, settings, &clients, term).await } else { Ok(()) };
+    let imported = if args.import_findings { hub::import(&report, settings, &accounts, term).await } else { Ok(()) };
     term.report_calls(clients.calls());
     tell_problems(&report, term);
     imported?;
@@ -67,20 +80,139 @@ pub struct Scope<'a> {
     pub owner: Option<&'a str>,
     pub policy: Policy,
     pub as_of: Option<AsOf>,
+    /// Requests in flight at once within the account.
+    pub concurrency: usize,
 }
 
 impl Scope<'_> {
     /// Every user of the account, as configured: for `owners`, `notify`
     /// and `findings`.
     pub fn account(settings: &Settings) -> Scope<'static> {
-        Scope { source: SourceArg::Auto, users: &[], owner: None, policy: settings.policy, as_of: None }
+        Scope { source: SourceArg::Auto, users: &[], owner: None, policy: settings.policy, as_of: None, concurrency: DEFAULT_CONCURRENCY }
     }
+}
+
+/// Accounts scanned at once by `--org` and `--accounts` (`[org] concurrency`).
+const DEFAULT_ACCOUNT_CONCURRENCY: usize = 16;
+
+/// The organization's active accounts (`ListAccounts`); the suspended ones
+/// are named in a warning.
+async fn org_accounts(clients: &Clients, caller: &AccountId, term: &Terminal) -> anyhow::Result<Vec<(AccountId, Option<String>)>> {
+    let listed = rekey_aws::org::list_accounts(clients).await.map_err(|e| anyhow::anyhow!("cannot list the organization's accounts from account {caller}: {e}"))?;
+    let skipped: Vec<String> = listed.iter().filter(|a| !a.active).map(|a| a.id.to_string()).collect();
+    if !skipped.is_empty() {
+        term.warn(&format!("skipped {} that {} not active: {}", count(skipped.len(), "account"), if skipped.len() == 1 { "is" } else { "are" }, skipped.join(", ")));
+    }
+    Ok(listed.into_iter().filter(|a| a.active).map(|a| (a.id, a.name)).collect())
+}
+
+/// Scans several accounts, `across` at once, each through
+/// [`Accounts::clients_for`]. An account that fails (its role cannot be
+/// assumed, access denied, throttled past retries) is an error of the
+/// report; the others are scanned all the same.
+async fn collect_many(
+    scope: &Scope<'_>,
+    targets: &[(AccountId, Option<String>)],
+    accounts: &Accounts<'_>,
+    across: usize,
+    settings: &Settings,
+    term: &Terminal,
+) -> anyhow::Result<ScanReport> {
+    let now = whole_seconds(jiff::Timestamp::now());
+    // One as_of for every account, even for a relative --as-of.
+    let as_of = scope.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
+    let scope = Scope { as_of: Some(AsOf::At(as_of)), ..*scope };
+    let bar = term.accounts_progress(targets.len());
+    let results: Vec<(usize, anyhow::Result<ScanReport>)> = stream::iter(targets.iter().enumerate())
+        .map(|(i, (account, _))| {
+            let (scope, bar) = (&scope, &bar);
+            async move {
+                let scanned = async {
+                    let clients = accounts.clients_for(account).await?;
+                    collect(scope, settings, &clients, &()).await
+                }
+                .await;
+                bar.account_done(scanned.as_ref().map(|r| r.keys.len()).ok());
+                (i, scanned)
+            }
+        })
+        .buffer_unordered(across.max(1))
+        .collect()
+        .await;
+    bar.finish();
+    let mut results = results;
+    results.sort_by_key(|(i, _)| *i);
+
+    let mut merged = ScanReport {
+        generated_at: now,
+        as_of,
+        max_age_days: scope.policy.max_age.whole_days(),
+        max_age: scope.policy.max_age,
+        source: "",
+        report_generated_at: None,
+        summary: Summary::default(),
+        accounts: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        other_findings: Vec::new(),
+        keys: Vec::new(),
+    };
+    let mut users = 0;
+    for ((account, name), (_, result)) in targets.iter().zip(results) {
+        match result {
+            Ok(r) => {
+                users += r.summary.users;
+                merged.source = r.source;
+                // The oldest report is the one to be wary of.
+                merged.report_generated_at = match (merged.report_generated_at, r.report_generated_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                merged.accounts.push(AccountSummary {
+                    account_id: account.to_string(),
+                    name: name.clone(),
+                    scanned: true,
+                    source: Some(r.source),
+                    report_generated_at: r.report_generated_at,
+                    summary: r.summary.clone(),
+                });
+                let of_account = |mut n: Note| {
+                    n.account_id = Some(account.to_string());
+                    n
+                };
+                merged.errors.extend(r.errors.into_iter().map(of_account));
+                merged.warnings.extend(r.warnings.into_iter().map(of_account));
+                merged.other_findings.extend(r.other_findings);
+                merged.keys.extend(r.keys);
+            }
+            Err(e) => {
+                let aws = e.downcast_ref::<rekey_aws::AwsError>();
+                merged.accounts.push(AccountSummary {
+                    account_id: account.to_string(),
+                    name: name.clone(),
+                    scanned: false,
+                    source: None,
+                    report_generated_at: None,
+                    summary: Summary::default(),
+                });
+                merged.errors.push(Note {
+                    account_id: Some(account.to_string()),
+                    user_name: None,
+                    operation: aws.and_then(|a| a.operation()).map(str::to_owned),
+                    code: aws.map(|a| a.code().to_owned()),
+                    message: format!("account {account} was not scanned: {e:#}"),
+                });
+            }
+        }
+    }
+    merged.summary = Summary::of(users, &merged.keys);
+    Ok(merged)
 }
 
 /// Reads and evaluates the keys in `scope`: the report every command that
 /// looks at keys starts from, with exemptions and rotations from the state
 /// store. A user whose keys could not be read is in `errors`.
-pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<ScanReport> {
+pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, progress: &dyn Progress) -> anyhow::Result<ScanReport> {
     if scope.owner.is_some() && settings.owner_tags.is_empty() && settings.owners_file.is_none() {
         anyhow::bail!("--owner filters on owners, but policy.owner_tags is empty and there is no policy.owners_file in rekey.toml; list the tags that name owners (e.g. owner_tags = [\"Owner\"]) or drop --owner");
     }
@@ -97,8 +229,7 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
     };
 
     let iam = Iam::new(clients);
-    let progress = term.progress();
-    let fetch = Fetch { iam: &iam, concurrency: DEFAULT_CONCURRENCY, progress: &progress };
+    let fetch = Fetch { iam: &iam, concurrency: scope.concurrency, progress };
 
     let mut inventory = match fetch.load(source, scope.users).await {
         // Under auto, a missing report permission is not worth failing for.
@@ -151,6 +282,7 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
         source: source.as_str(),
         report_generated_at,
         summary: Summary::of(users.len(), &keys),
+        accounts: Vec::new(),
         errors: errors.iter().map(error_note).collect(),
         warnings: warnings.iter().map(warning_note).collect(),
         other_findings: root_with_active_key.iter().map(|a| OtherFinding::root_access_key(a.as_str())).collect(),
@@ -229,11 +361,17 @@ pub fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
 }
 
 fn error_note(e: &UserError) -> Note {
-    Note { account_id: None, user_name: Some(e.user.to_string()), message: e.error.to_string() }
+    Note {
+        user_name: Some(e.user.to_string()),
+        operation: e.error.operation().map(str::to_owned),
+        code: Some(e.error.code().to_owned()),
+        message: e.error.to_string(),
+        ..Note::default()
+    }
 }
 
 fn warning_note(w: &Warning) -> Note {
-    Note { account_id: None, user_name: w.user.as_ref().map(ToString::to_string), message: w.message.clone() }
+    Note { user_name: w.user.as_ref().map(ToString::to_string), message: w.message.clone(), ..Note::default() }
 }
 
 fn note_text(n: &Note) -> String {

@@ -10,6 +10,7 @@
 
 use super::open_store;
 use crate::cli::{SuppressArgs, UnsuppressArgs};
+use crate::accounts::Accounts;
 use crate::hub;
 use crate::settings::Settings;
 use crate::table::count;
@@ -32,8 +33,9 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     if let Some(until) = until.filter(|u| *u <= now) {
         bail!("--until {until} is not in the future; give a later time, or leave --until out for an exemption that lasts until `rekey unsuppress`");
     }
-    let clients = Clients::new(&settings.aws).await;
-    let account = checked_account(&clients, args.account.as_ref()).await?;
+    let base = Clients::new(&settings.aws).await;
+    let accounts = Accounts::new(&base, settings, None);
+    let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
     let users = existing_users(&clients, &args.users).await?;
     let hub = hub::client(settings, &clients);
     if let Some(hub) = &hub {
@@ -66,13 +68,14 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     let mut store = open_store(settings)?;
     store.record(&change, now, &settings.actor)?;
     term.info(&format!("exempted {}{until_text}", count(users.len(), "user")));
-    mirror(&mut store, hub.as_ref(), settings, &clients, term).await
+    mirror(&mut store, &accounts, settings, term).await
 }
 
 pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let now = whole_seconds(Timestamp::now());
-    let clients = Clients::new(&settings.aws).await;
-    let account = checked_account(&clients, args.account.as_ref()).await?;
+    let base = Clients::new(&settings.aws).await;
+    let accounts = Accounts::new(&base, settings, None);
+    let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
     let mut store = open_store(settings)?;
     let open = store.open_exemptions()?;
     let wanted: Vec<String> = args.users.iter().map(ToString::to_string).collect();
@@ -101,17 +104,16 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     }
     store.record(&change, now, &settings.actor)?;
     term.info(&format!("ended the exemption of {}", count(wanted.len(), "user")));
-    mirror(&mut store, hub.as_ref(), settings, &clients, term).await
+    mirror(&mut store, &accounts, settings, term).await
 }
 
 /// Sends the outbox; exit 2 if some update is left for the next run.
-async fn mirror(store: &mut rekey_store::Store, hub: Option<&rekey_aws::securityhub::SecurityHub>, settings: &Settings, clients: &Clients, term: &Terminal) -> anyhow::Result<u8> {
-    let Some(hub) = hub else {
+async fn mirror(store: &mut rekey_store::Store, accounts: &Accounts<'_>, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    if !settings.file.securityhub.enabled {
         term.info("Security Hub is off in rekey.toml (securityhub.enabled = false): recorded in rekey only");
         return Ok(0);
-    };
-    let flushed = hub::flush(store, hub, &settings.actor).await?;
-    term.report_calls(clients.calls());
+    }
+    let flushed = hub::flush(store, accounts, settings).await?;
     if flushed.failed.is_empty() {
         term.info(&flushed.summary());
         Ok(0)
@@ -121,15 +123,14 @@ async fn mirror(store: &mut rekey_store::Store, hub: Option<&rekey_aws::security
     }
 }
 
-/// The credentials' account, which must be `--account` when given.
-pub async fn checked_account(clients: &Clients, wanted: Option<&AccountId>) -> anyhow::Result<AccountId> {
-    let caller = rekey_aws::sts::caller_account(clients).await?;
-    match wanted {
-        Some(wanted) if *wanted != caller => {
-            bail!("--account {wanted} is not the account of the credentials in use ({caller}); use credentials of {wanted} (rekey changes nothing in another account)")
-        }
-        _ => Ok(caller),
-    }
+/// `--account`, else the caller's, with clients acting there.
+pub async fn account_and_clients(accounts: &Accounts<'_>, wanted: Option<&AccountId>) -> anyhow::Result<(AccountId, Clients)> {
+    let account = match wanted {
+        Some(account) => account.clone(),
+        None => accounts.caller().await?.clone(),
+    };
+    let clients = accounts.clients_for(&account).await?;
+    Ok((account, clients))
 }
 
 /// The users, each checked to exist; all unknown ones are named at once.
