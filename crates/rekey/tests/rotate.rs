@@ -308,7 +308,7 @@ fn bad_input_changes_nothing() {
         (vec!["--user".into(), rig.user.clone(), "--deliver".into(), "{ type = \"pigeon\" }".into()], "pigeon"),
         (vec!["--user".into(), rig.user.clone(), "--deliver".into(), "{ type = \"secretsmanager\", secret_id = \"missing\" }".into()], "does not exist"),
         (vec!["--user".into(), rig.user.clone(), "--verify".into(), "{ type = \"exec\", command = [\"/nonexistent/check\"] }".into()], "/nonexistent/check"),
-        (vec!["--user".into(), rig.user.clone(), "--account".into(), "210987654321".into()], "not 210987654321"),
+        (vec!["--user".into(), rig.user.clone(), "--account".into(), "210987654321".into()], "account 210987654321 is not the account of the credentials in use (123456789012), and no role is configured"),
         (vec!["--user".into(), rig.user.clone()], "pass --yes"),
     ];
     for (args, words) in cases {
