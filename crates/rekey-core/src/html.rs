@@ -523,7 +523,7 @@ table#keys { width: 100%; font-size: 0.85em; }
 td.last-used, td.result { white-space: nowrap; } td.reason { min-width: 14em; }
 code { font-family: Menlo, Consolas, monospace; font-size: 0.95em; }
 .sub, .none { color: #666; font-size: 0.9em; }
-ul.notes li { margin-bottom: 0.3em; } .where { font-weight: bold; }
+ul.notes li { margin-bottom: 0.3em; } .where { font-weight: bold; } #errors li, #other-findings li { color: #b00020; }
 tr.failed td.result { color: #b00020; font-weight: bold; } tr.warning td.result { color: #9a5b00; font-weight: bold; }
 tr.suppressed td.result { color: #5b5b8f; } tr.passed td.result { color: #2e7d32; }
 tr.failed { background: #fff5f6; } tr.warning { background: #fffaf0; }
