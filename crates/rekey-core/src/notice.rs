@@ -354,7 +354,7 @@ fn rotation_text(rotation: &RotationRef) -> String {
     format!("already being rotated (rotation {}, stage {}): nothing to decide", rotation.id, rotation.stage)
 }
 
-fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
