@@ -134,6 +134,20 @@ impl Emulator {
         self.request("POST", "/_rekey/faults", Some(&fault));
     }
 
+    /// Like [`Emulator::inject_fault`], for requests acting in `account` only.
+    pub fn inject_fault_in(&self, account: &str, operation: &str, code: &str, status: u16, count: u32) {
+        let fault = serde_json::json!({
+            "operation": operation, "code": code, "status": status,
+            "message": format!("injected {code}"), "count": count, "account": account,
+        });
+        self.request("POST", "/_rekey/faults", Some(&fault));
+    }
+
+    /// Requests the emulator served that acted in `account`.
+    pub fn calls_in(&self, account: &str) -> Value {
+        self.request("GET", &format!("/_rekey/calls?account={account}"), None)
+    }
+
     /// Drops every fault not yet served.
     pub fn clear_faults(&self) {
         self.request("DELETE", "/_rekey/faults", None);
@@ -142,6 +156,11 @@ impl Emulator {
     /// The user's keys as the emulator holds them (no secrets).
     pub fn keys(&self, user: &str) -> Value {
         self.request("GET", &format!("/_rekey/keys?user={user}"), None)["keys"].clone()
+    }
+
+    /// The user's keys in `account`.
+    pub fn keys_in(&self, user: &str, account: &str) -> Value {
+        self.request("GET", &format!("/_rekey/keys?user={user}&account={account}"), None)["keys"].clone()
     }
 
     /// Back-dates or changes a key: `{"created_at", "status", "last_used"}`.

@@ -1,0 +1,161 @@
+//! Many accounts against the emulator: an organization scanned from one
+//! process through assumed roles, an account that refuses, one that
+//! throttles, and rotations in a member account.
+
+mod support;
+
+use rekey_emulator::Emulator;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use support::Run;
+
+const AS_OF: &str = "2026-11-28T12:00:00Z";
+const ROLE: &str = "OrganizationAccountAccessRole";
+const FIRST: u64 = 100000000001;
+const NO_ROLE: &str = "222222222222";
+const APPS: &str = "333333333333";
+
+/// 20 member accounts × 50 users, one without the role, and one with an
+/// application's user.
+fn organization() -> Emulator {
+    Emulator::with_scenario(&json!({
+        "as_of": AS_OF,
+        "users": [{"name": "admin", "keys": [{"status": "Active", "age": "200d"}]}],
+        "organization": {"role_name": ROLE},
+        "accounts_bulk": {"count": 20, "first_id": FIRST, "users": 50, "seed": 3},
+        "accounts": [
+            {"id": NO_ROLE, "name": "locked", "role": false, "users": [{"name": "x", "keys": [{"age": "100d"}]}]},
+            {"id": APPS, "name": "apps", "users": [{"name": "app", "keys": [{"age": "120d"}]}]},
+        ],
+    }))
+}
+
+fn rekey_in(emu: &Emulator, dir: &std::path::Path, args: &[&str]) -> Run {
+    support::rekey_cmd(Some(emu), dir).args(args).output().unwrap().into()
+}
+
+fn with_role() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rekey.toml"), format!("[org]\nrole_name = \"{ROLE}\"\nconcurrency = 8\n")).unwrap();
+    dir
+}
+
+/// (user, key id or creation time, result) of each key, by account.
+fn keys_by_account(keys: &Value) -> BTreeMap<String, BTreeSet<(String, String, String)>> {
+    let mut out: BTreeMap<String, BTreeSet<_>> = BTreeMap::new();
+    for k in keys.as_array().unwrap() {
+        let account = k["account_id"].as_str().unwrap().to_owned();
+        let key = (k["user_name"].as_str().unwrap().to_owned(), k["created_at"].as_str().unwrap().to_owned(), k["result"].as_str().unwrap().to_owned());
+        out.entry(account).or_default().insert(key);
+    }
+    out
+}
+
+#[test]
+fn an_organization_is_scanned_through_roles_and_one_refusing_account_does_not_stop_it() {
+    let emu = organization();
+    let dir = with_role();
+    let run = rekey_in(&emu, dir.path(), &["scan", "--org", "--format", "json", "--as-of", AS_OF, "--fail-on", "never"]);
+    assert_eq!(run.code, 2, "one account failed: exit 2\n{}", run.stderr);
+    let scan = run.json();
+
+    let errors = scan["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["account_id"], NO_ROLE);
+    assert_eq!(errors[0]["operation"], "sts:AssumeRole");
+    assert_eq!(errors[0]["code"], "AccessDenied");
+    assert!(run.stderr.contains(NO_ROLE), "{}", run.stderr);
+
+    let truth = emu.truth();
+    let mut want = BTreeMap::new();
+    for (account, t) in truth["accounts"].as_object().unwrap() {
+        if account != NO_ROLE {
+            want.extend(keys_by_account(&t["keys"]));
+        }
+    }
+    let got = keys_by_account(&scan["keys"]);
+    assert_eq!(got.len(), 22, "the management account and 21 members");
+    assert_eq!(got, want, "every account's keys and results equal its ground truth");
+
+    let accounts = scan["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 23);
+    let locked = accounts.iter().find(|a| a["account_id"] == NO_ROLE).unwrap();
+    assert_eq!((locked["scanned"].clone(), locked["name"].clone()), (json!(false), json!("locked")));
+    let failed: u64 = accounts.iter().map(|a| a["summary"]["failed"].as_u64().unwrap()).sum();
+    assert_eq!(scan["summary"]["failed"].as_u64().unwrap(), failed);
+
+    // Per account: AssumeRole, then the report and the users that need action.
+    let member = format!("{FIRST}");
+    let calls = emu.calls_in(&member);
+    assert!(calls["by_operation"]["iam:GetCredentialReport"].as_u64().unwrap() >= 1, "{calls}");
+
+    let table = rekey_in(&emu, dir.path(), &["scan", "--org", "--as-of", AS_OF, "--fail-on", "never"]);
+    assert!(table.stdout.contains(&format!("account {member}")), "grouped by account:\n{}", table.stdout);
+}
+
+#[test]
+fn a_throttling_account_is_retried_and_completes() {
+    let emu = organization();
+    let dir = with_role();
+    let member = format!("{}", FIRST + 3);
+    emu.inject_fault_in(&member, "iam:*", "Throttling", 400, 3);
+    let run = rekey_in(&emu, dir.path(), &["-v", "scan", "--accounts", &member, "--format", "json", "--as-of", AS_OF, "--fail-on", "never"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let scan = run.json();
+    assert_eq!(keys_by_account(&scan["keys"]), keys_by_account(&emu.truth()["accounts"][&member]["keys"]));
+    assert!(run.stderr.contains("3 of them retries"), "-v shows the retries: {}", run.stderr);
+}
+
+#[test]
+fn other_accounts_need_a_role_and_are_never_reached_with_the_callers_credentials() {
+    let emu = organization();
+    let dir = tempfile::tempdir().unwrap();
+    let member = APPS;
+    for args in [
+        vec!["scan", "--accounts", member],
+        vec!["scan", "--org"],
+        vec!["rotate", "--user", "app", "--account", member, "--deliver", "{ type = \"exec\", command = [\"true\"] }", "--yes"],
+        vec!["suppress", "--user", "app", "--account", member, "--reason", "x"],
+        vec!["findings", "--account", member],
+    ] {
+        emu.reset_calls();
+        let run = rekey_in(&emu, dir.path(), &args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("no role is configured"), "{args:?}: {}", run.stderr);
+        assert_eq!(emu.calls_in(&member)["total"], 0, "{args:?}: nothing reached {member}");
+    }
+}
+
+#[test]
+fn a_rotation_in_a_member_account_runs_through_the_role() {
+    let emu = organization();
+    let dir = with_role();
+    let member = APPS.to_owned();
+    let user = "app";
+    let keys = emu.keys_in(user, &member);
+    let active: Vec<&Value> = keys.as_array().unwrap().iter().filter(|k| k["status"] == "Active").collect();
+    assert!(!active.is_empty() && keys.as_array().unwrap().len() < 2, "a user with one active key: {keys}");
+    let old = active[0]["access_key_id"].as_str().unwrap().to_owned();
+    let config = format!(
+        "[org]\nrole_name = \"{ROLE}\"\n\n[rotation]\nwait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\n\n[[target]]\nuser = \"{user}\"\naccount = \"{member}\"\ndeliver = [{{ type = \"exec\", command = [\"true\"] }}]\nverify = [{{ type = \"sts\" }}]\n"
+    );
+    std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
+    let run = rekey_in(&emu, dir.path(), &["rotate", "--user", user, "--account", &member, "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for _ in 0..10 {
+        let status = rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json();
+        if status["rotations"][0]["stage"] == "completed" {
+            break;
+        }
+        let run = rekey_in(&emu, dir.path(), &["run", "--once"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let status = rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json();
+    let rotation = &status["rotations"][0];
+    assert_eq!(rotation["account_id"], member.as_str());
+    assert_eq!(rotation["stage"], "completed", "{rotation}");
+    let after = emu.keys_in(user, &member);
+    let ids: Vec<&str> = after.as_array().unwrap().iter().map(|k| k["access_key_id"].as_str().unwrap()).collect();
+    assert!(!ids.contains(&old.as_str()) && ids.len() == 1, "the old key is gone in {member}: {after}");
+    assert_eq!(emu.keys("admin").as_array().unwrap().len(), 1, "nothing happened in the management account");
+}
