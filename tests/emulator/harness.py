@@ -1236,7 +1236,7 @@ def org_body(body: bytes) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError):
         parsed = None
     if not isinstance(parsed, dict):
-        raise organizations.invalid_input("harness: the request body is not a JSON object", "INVALID_ENUM")
+        raise organizations.invalid_input("harness: the request body is not a JSON object")
     return parsed
 
 
@@ -1252,7 +1252,7 @@ def organizations_extension(_harness: "Harness", environ: dict, info: RequestInf
             if not ORGANIZATIONS.in_org(caller):
                 raise organizations.not_in_use()
             raise organizations.invalid_input(
-                f"harness: organizations:{info.operation} is not implemented by the emulator", "INVALID_ENUM")
+                f"harness: organizations:{info.operation} is not implemented by the emulator")
         return json_answer(info, handler(caller, org_body(body)))
     except organizations.OrgError as e:
         return org_error(info, e)

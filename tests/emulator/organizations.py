@@ -60,7 +60,7 @@ def access_denied() -> OrgError:
     return OrgError("AccessDeniedException", "You don't have permissions to access this resource.")
 
 
-def invalid_input(message: str, reason: str) -> OrgError:
+def invalid_input(message: str, reason: str | None = None) -> OrgError:
     return OrgError("InvalidInputException", message, reason)
 
 
@@ -101,7 +101,7 @@ def parse_max_results(raw: Any) -> int:
     if raw is None:
         return MAX_RESULTS
     if not isinstance(raw, int) or isinstance(raw, bool):
-        raise invalid_input("MaxResults must be an integer.", "INVALID_ENUM")
+        raise invalid_input("harness: MaxResults must be an integer")
     if raw < 1:
         raise invalid_input("You provided a value that is below the minimum allowed value of 1 for MaxResults.",
                             "MIN_VALUE_EXCEEDED")
@@ -114,7 +114,7 @@ def parse_max_results(raw: Any) -> int:
 def check_members(body: dict, allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise invalid_input(f"harness: unknown request member(s) {', '.join(unknown)}", "INVALID_ENUM")
+        raise invalid_input(f"harness: unknown request member(s) {', '.join(unknown)}")
 
 
 class Organizations:
