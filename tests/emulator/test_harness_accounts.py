@@ -321,6 +321,30 @@ class TruthAndEndpointTests(AccountsTestCase):
         self.assertTrue(got["Findings"])
         self.assertTrue(all(f["AwsAccountId"] == PROD for f in got["Findings"]))
 
+    def test_report_root_and_sns_endpoints_per_account(self) -> None:
+        creds = assume(self.h, EXT, ExternalId=EXTERNAL_ID)
+        iam = client(self.h, "iam", creds)
+        self.h.ok("POST", f"/_rekey/root?account={EXT}", {"access_key_active": True})
+        self.h.ok("POST", f"/_rekey/credential-report/override?account={EXT}",
+                  {"user": "e1", "column": "access_key_1_last_rotated", "value": "garbage"})
+        self.h.ok("POST", f"/_rekey/credential-report/expire?account={EXT}")
+        iam.generate_credential_report()
+        rows = iam.get_credential_report()["Content"].decode().splitlines()
+        self.assertTrue(rows[1].startswith(f"<root_account>,arn:aws:iam::{EXT}:root,"))
+        self.assertEqual(rows[1].split(",")[8], "true")  # access_key_1_active of the root row
+        self.assertIn("garbage", next(r for r in rows if r.startswith("e1,")))
+        client(self.h, "iam").generate_credential_report()  # the default account is untouched
+        mgmt_rows = client(self.h, "iam").get_credential_report()["Content"].decode().splitlines()
+        self.assertEqual(mgmt_rows[1].split(",")[8], "false")
+        self.assertNotIn("garbage", "\n".join(mgmt_rows))
+
+        arn = self.h.ok("POST", f"/_rekey/sns/topics?account={EXT}", {"name": "owners"})["arn"]
+        self.assertEqual(arn, f"arn:aws:sns:us-east-1:{EXT}:owners")
+        client(self.h, "sns", creds).publish(TopicArn=arn, Message="rotate")
+        messages = self.h.ok("GET", f"/_rekey/sns/messages?topic=owners&account={EXT}")["messages"]
+        self.assertEqual([m["Message"] for m in messages], ["rotate"])
+        self.assertEqual(self.h.control("GET", "/_rekey/sns/messages?topic=owners")[0], 404)
+
     def test_calls_by_account(self) -> None:
         self.h.ok("POST", "/_rekey/calls/reset")
         creds = assume(self.h, PROD)
@@ -476,6 +500,23 @@ class ScenarioValidationTests(unittest.TestCase):
             path.write_text(json.dumps(scenario))
             return subprocess.run([sys.executable, str(HARNESS), "--scenario", str(path)],
                                   capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def test_shipped_scenarios_load(self) -> None:
+        import harness
+
+        demo = harness.load_scenario_file(str(HERE / "scenarios" / "org-demo.json"), None)
+        self.assertEqual([(a.id, a.status, a.role_name is not None, a.external_id is not None)
+                          for a in demo.accounts],
+                         [("111111111111", "ACTIVE", True, False), ("222222222222", "ACTIVE", True, False),
+                          ("333333333333", "SUSPENDED", True, False), ("444444444444", "ACTIVE", True, True),
+                          ("555555555555", "ACTIVE", False, False)])
+        bench = harness.load_scenario_file(str(HERE / "scenarios" / "org-50x200.json"), None)
+        self.assertEqual([a.id for a in bench.accounts], [f"{100000000001 + i:012d}" for i in range(50)])
+        self.assertEqual(sum(len(a.users) for a in bench.accounts), 10000)
+        for name in ("demo.json", "mixed.json", "bulk-2000.json"):  # no accounts, as before
+            with self.subTest(name=name):
+                old = harness.load_scenario_file(str(HERE / "scenarios" / name), None)
+                self.assertEqual((old.organization, old.accounts), (None, []))
 
     def test_bad_scenarios_exit_2_with_one_line(self) -> None:
         acct = {"id": DEV}
