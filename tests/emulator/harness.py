@@ -45,6 +45,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
+import organizations  # beside this file: Organizations and cross-account roles
 import securityhub  # beside this file: the Security Hub finding store
 
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -184,7 +185,9 @@ def _parse_key(raw: Any, as_of: datetime, where: str) -> KeySpec:
     return KeySpec(status=status, created=created, last_used=last_used)
 
 
-def _parse_user(raw: Any, as_of: datetime, where: str) -> UserSpec:
+def _parse_user(raw: Any, as_of: datetime, where: str, scope: str = "") -> UserSpec:
+    """One scenario user; `scope` prefixes messages ("accounts[0] (111111111111) ")."""
+    where = scope + where
     _expect(isinstance(raw, dict), f"{where}: expected an object")
     _check_keys(raw, {"name", "path", "tags", "age", "keys"}, where)
     name = raw.get("name")
@@ -192,7 +195,7 @@ def _parse_user(raw: Any, as_of: datetime, where: str) -> UserSpec:
         isinstance(name, str) and bool(USER_NAME_RE.match(name)),
         f"{where}.name: 1-64 chars of letters, digits and +=,.@_- required, got {name!r}",
     )
-    where = f"user {name!r}"
+    where = f"{scope}user {name!r}"
     path = raw.get("path", "/")
     _expect(
         isinstance(path, str) and len(path) <= 512 and bool(PATH_RE.match(path)),
@@ -267,12 +270,45 @@ def generate_bulk(n: int, seed: int, prefix: str, as_of: datetime) -> list[UserS
     return users
 
 
+DEFAULT_ROLE_NAME = "OrganizationAccountAccessRole"
+DEFAULT_ORG_ID = "o-rekeyexample"
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+ACCOUNT_NAME_RE = re.compile(r"^[\x20-\x7e]{1,50}$")
+EMAIL_RE = re.compile(r"^[^\s@]{1,64}@[^\s@]+\.[^\s@]+$")
+ORG_ID_RE = re.compile(r"^o-[a-z0-9]{10,32}$")
+ACCOUNT_STATUSES = ("ACTIVE", "SUSPENDED")
+MAX_ACCOUNTS = 1000
+MAX_BULK_ACCOUNT_USERS = 1_000_000  # accounts_bulk: count * users
+
+
+@dataclass
+class OrganizationSpec:
+    id: str
+    role_name: str  # the role that "role": true creates in member accounts
+
+
+@dataclass
+class AccountSpec:
+    """A member account: its Organizations entry, its AssumeRole target, its users."""
+
+    id: str
+    name: str
+    email: str
+    status: str  # ACTIVE | SUSPENDED
+    role_name: str | None  # the role created in the account; None: no role
+    external_id: str | None  # AssumeRole must pass this ExternalId
+    users: list[UserSpec] = field(default_factory=list)
+
+
 @dataclass
 class Scenario:
     as_of: datetime
     users: list[UserSpec]
     securityhub_enabled: bool = True
     sns_topics: list[str] = field(default_factory=list)
+    organization: OrganizationSpec | None = None
+    accounts: list[AccountSpec] = field(default_factory=list)
 
 
 # SNS topic names: 1-256 letters, digits, - and _; a FIFO topic ends in .fifo.
@@ -298,23 +334,169 @@ def _parse_sns_topics(raw: Any) -> list[str]:
     return list(raw)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_bulk(bulk: Any, as_of: datetime, where: str) -> list[UserSpec]:
+    """A "bulk" object -> its synthetic users."""
+    _expect(isinstance(bulk, dict), f"{where}: expected an object")
+    _check_keys(bulk, {"users", "seed", "prefix"}, where)
+    n = bulk.get("users")
+    seed = bulk.get("seed", 7)
+    prefix = bulk.get("prefix", "bulk-")
+    _expect(_is_int(n) and 0 <= n <= 100000, f"{where}.users: integer 0..100000 required")
+    _expect(_is_int(seed), f"{where}.seed: integer required")
+    _expect(isinstance(prefix, str) and re.match(r"^[A-Za-z0-9+=,.@_-]{0,40}$", prefix) is not None,
+            f"{where}.prefix: up to 40 chars of letters, digits and +=,.@_-")
+    return generate_bulk(n, seed, prefix, as_of)
+
+
+def _check_unique_users(users: list[UserSpec], where: str) -> None:
+    seen: set[str] = set()
+    for u in users:
+        # IAM user names are unique case-insensitively.
+        _expect(u.name.lower() not in seen, f"{where}: duplicate user name {u.name!r}")
+        seen.add(u.name.lower())
+
+
+def _parse_population(raw: dict, as_of: datetime, scope: str, where: str) -> list[UserSpec]:
+    """The "users" and "bulk" of the scenario or of one account."""
+    users_raw = raw.get("users", [])
+    _expect(isinstance(users_raw, list), f"{where}.users: expected a list")
+    users = [_parse_user(u, as_of, f"users[{i}]", scope) for i, u in enumerate(users_raw)]
+    if raw.get("bulk") is not None:
+        users.extend(_parse_bulk(raw["bulk"], as_of, f"{where}.bulk"))
+    _check_unique_users(users, where)
+    return users
+
+
+def _parse_organization(raw: Any) -> OrganizationSpec:
+    where = "scenario.organization"
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    _check_keys(raw, {"role_name", "id"}, where)
+    role_name = raw.get("role_name", DEFAULT_ROLE_NAME)
+    org_id = raw.get("id", DEFAULT_ORG_ID)
+    _expect(isinstance(role_name, str) and bool(ROLE_NAME_RE.match(role_name)),
+            f"{where}.role_name: 1-64 chars of letters, digits and _+=,.@- required, got {role_name!r}")
+    _expect(isinstance(org_id, str) and bool(ORG_ID_RE.match(org_id)),
+            f"{where}.id: 'o-' and 10-32 lowercase letters or digits required, got {org_id!r}")
+    return OrganizationSpec(org_id, role_name)
+
+
+def _parse_role(raw: dict, role_name: str, where: str) -> tuple[str | None, str | None]:
+    """An account's "role" and "external_id" -> (role name or None, external id or None)."""
+    role = raw.get("role", True)
+    _expect(isinstance(role, bool) or (isinstance(role, str) and bool(ROLE_NAME_RE.match(role))),
+            f"{where}.role: true, false or a role name (1-64 chars of letters, digits and _+=,.@-) required")
+    name = role_name if role is True else (role or None)
+    external_id = raw.get("external_id")
+    if external_id is not None:
+        _expect(isinstance(external_id, str) and bool(organizations.EXTERNAL_ID_RE.match(external_id)),
+                f"{where}.external_id: 2-1224 chars of letters, digits and _+=,.@:/- required")
+        _expect(name is not None, f"{where}.external_id: an account without a role has no external id")
+    return name, external_id
+
+
+ACCOUNT_FIELDS = {"id", "name", "email", "status", "role", "external_id", "users", "bulk"}
+
+
+def _parse_account(raw: Any, as_of: datetime, role_name: str, where: str) -> AccountSpec:
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    _check_keys(raw, ACCOUNT_FIELDS, where)
+    account_id = raw.get("id")
+    _expect(isinstance(account_id, str) and bool(ACCOUNT_ID_RE.match(account_id)),
+            f"{where}.id: a 12-digit account id string required, got {account_id!r}")
+    where = f"{where} ({account_id})"
+    name = raw.get("name", f"account-{account_id}")
+    _expect(isinstance(name, str) and bool(ACCOUNT_NAME_RE.match(name)),
+            f"{where}.name: 1-50 printable ASCII characters required, got {name!r}")
+    email = raw.get("email", f"aws+{account_id}@example.com")
+    _expect(isinstance(email, str) and len(email) <= 64 and bool(EMAIL_RE.match(email)),
+            f"{where}.email: an email address of at most 64 characters required, got {email!r}")
+    status = raw.get("status", "ACTIVE")
+    _expect(status in ACCOUNT_STATUSES, f"{where}.status: ACTIVE or SUSPENDED required, got {status!r}")
+    role, external_id = _parse_role(raw, role_name, where)
+    users = _parse_population(raw, as_of, f"{where} ", where)
+    return AccountSpec(account_id, name, email, status, role, external_id, users)
+
+
+ACCOUNTS_BULK_FIELDS = {"count", "first_id", "users", "seed", "prefix", "name_prefix"}
+
+
+def _parse_accounts_bulk(raw: Any, as_of: datetime, role_name: str) -> list[AccountSpec]:
+    """"accounts_bulk" -> `count` ACTIVE accounts with ids first_id, first_id+1, ...;
+    account i gets the bulk users of seed + i."""
+    where = "scenario.accounts_bulk"
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    _check_keys(raw, ACCOUNTS_BULK_FIELDS, where)
+    count, first, n = raw.get("count"), raw.get("first_id"), raw.get("users", 0)
+    seed, prefix = raw.get("seed", 7), raw.get("prefix", "bulk-")
+    name_prefix = raw.get("name_prefix", "bulk-account-")
+    _expect(_is_int(count) and 1 <= count <= MAX_ACCOUNTS, f"{where}.count: integer 1..{MAX_ACCOUNTS} required")
+    if isinstance(first, str) and ACCOUNT_ID_RE.match(first):
+        first = int(first)
+    _expect(_is_int(first) and 0 <= first and first + count - 1 <= 999_999_999_999,
+            f"{where}.first_id: an account id (integer or 12-digit string) required, "
+            "and first_id + count - 1 must have at most 12 digits")
+    _expect(_is_int(n) and 0 <= n <= 100000, f"{where}.users: integer 0..100000 required")
+    _expect(count * n <= MAX_BULK_ACCOUNT_USERS, f"{where}: count * users must be at most {MAX_BULK_ACCOUNT_USERS}")
+    _expect(_is_int(seed), f"{where}.seed: integer required")
+    _expect(isinstance(prefix, str) and re.match(r"^[A-Za-z0-9+=,.@_-]{0,40}$", prefix) is not None,
+            f"{where}.prefix: up to 40 chars of letters, digits and +=,.@_-")
+    _expect(isinstance(name_prefix, str) and re.match(r"^[\x20-\x7e]{0,45}$", name_prefix) is not None,
+            f"{where}.name_prefix: up to 45 printable ASCII characters")
+    accounts = []
+    for i in range(count):
+        account_id = f"{first + i:012d}"
+        accounts.append(AccountSpec(account_id, f"{name_prefix}{i:03d}", f"aws+{account_id}@example.com",
+                                    "ACTIVE", role_name, None, generate_bulk(n, seed + i, prefix, as_of)))
+    return accounts
+
+
+def _parse_accounts(raw: dict, as_of: datetime, role_name: str) -> list[AccountSpec]:
+    """The scenario's "accounts" and "accounts_bulk": unique ids, none the default account."""
+    accounts_raw = raw.get("accounts", [])
+    _expect(isinstance(accounts_raw, list), "scenario.accounts: expected a list")
+    accounts = [_parse_account(a, as_of, role_name, f"accounts[{i}]") for i, a in enumerate(accounts_raw)]
+    if raw.get("accounts_bulk") is not None:
+        accounts.extend(_parse_accounts_bulk(raw["accounts_bulk"], as_of, role_name))
+    _expect(len(accounts) <= MAX_ACCOUNTS, f"scenario: at most {MAX_ACCOUNTS} accounts")
+    seen = {DEFAULT_ACCOUNT_ID}
+    for a in accounts:
+        _expect(a.id != DEFAULT_ACCOUNT_ID,
+                f"scenario: account {a.id} is the default (management) account; its users go in scenario.users")
+        _expect(a.id not in seen, f"scenario: duplicate account id {a.id}")
+        seen.add(a.id)
+    return accounts
+
+
+SCENARIO_FIELDS = {"as_of", "users", "bulk", "description", "securityhub", "sns_topics",
+                   "organization", "accounts", "accounts_bulk"}
+
+
 def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetime, list[UserSpec]]:
     scenario = load_scenario_file(path, as_of_override)
     return scenario.as_of, scenario.users
 
 
+def read_scenario_json(path: str | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise InputError(f"cannot read scenario: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"scenario is not valid JSON: {e}") from None
+    _expect(isinstance(raw, dict), "scenario: top level must be a JSON object")
+    _check_keys(raw, SCENARIO_FIELDS, "scenario")
+    return raw
+
+
 def load_scenario_file(path: str | None, as_of_override: str | None) -> Scenario:
-    raw: dict = {}
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = json.load(f)
-        except OSError as e:
-            raise InputError(f"cannot read scenario: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise InputError(f"scenario is not valid JSON: {e}") from None
-        _expect(isinstance(raw, dict), "scenario: top level must be a JSON object")
-        _check_keys(raw, {"as_of", "users", "bulk", "description", "securityhub", "sns_topics"}, "scenario")
+    raw = read_scenario_json(path)
     if as_of_override is not None:
         as_of = parse_rfc3339(as_of_override, "--as-of")
     elif "as_of" in raw:
@@ -322,32 +504,13 @@ def load_scenario_file(path: str | None, as_of_override: str | None) -> Scenario
     else:
         as_of = utc_now_whole()
 
-    users_raw = raw.get("users", [])
-    _expect(isinstance(users_raw, list), "scenario.users: expected a list")
-    users = [_parse_user(u, as_of, f"users[{i}]") for i, u in enumerate(users_raw)]
-
-    bulk = raw.get("bulk")
-    if bulk is not None:
-        _expect(isinstance(bulk, dict), "scenario.bulk: expected an object")
-        _check_keys(bulk, {"users", "seed", "prefix"}, "scenario.bulk")
-        n = bulk.get("users")
-        seed = bulk.get("seed", 7)
-        prefix = bulk.get("prefix", "bulk-")
-        _expect(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100000,
-                "scenario.bulk.users: integer 0..100000 required")
-        _expect(isinstance(seed, int) and not isinstance(seed, bool), "scenario.bulk.seed: integer required")
-        _expect(isinstance(prefix, str) and re.match(r"^[A-Za-z0-9+=,.@_-]{0,40}$", prefix) is not None,
-                "scenario.bulk.prefix: up to 40 chars of letters, digits and +=,.@_-")
-        users.extend(generate_bulk(n, seed, prefix, as_of))
-
-    seen: set[str] = set()
-    for u in users:
-        # IAM user names are unique case-insensitively.
-        _expect(u.name.lower() not in seen, f"scenario: duplicate user name {u.name!r}")
-        seen.add(u.name.lower())
+    users = _parse_population(raw, as_of, "", "scenario")
     enabled = _parse_securityhub(raw["securityhub"]) if "securityhub" in raw else True
     topics = _parse_sns_topics(raw["sns_topics"]) if "sns_topics" in raw else []
-    return Scenario(as_of, users, enabled, topics)
+    organization = _parse_organization(raw["organization"]) if "organization" in raw else None
+    role_name = organization.role_name if organization else DEFAULT_ROLE_NAME
+    accounts = _parse_accounts(raw, as_of, role_name)
+    return Scenario(as_of, users, enabled, topics, organization, accounts)
 
 
 # --------------------------------------------------------------------------
@@ -452,6 +615,69 @@ def seed(users: list[UserSpec], account_id: str = DEFAULT_ACCOUNT_ID) -> None:
 
 
 # --------------------------------------------------------------------------
+# Several accounts: member accounts' users, their roles, and Organizations
+# (the API itself is in organizations.py)
+# --------------------------------------------------------------------------
+
+MANAGEMENT_NAME = "management"
+MANAGEMENT_EMAIL = "management@example.com"
+ROOT_AGE = timedelta(days=2000)  # the root user's creation, and the management account's joining
+MEMBER_AGE = timedelta(days=1000)  # when member accounts joined the organization
+
+
+def management_account(as_of: datetime) -> organizations.Account:
+    return organizations.Account(DEFAULT_ACCOUNT_ID, MANAGEMENT_NAME, MANAGEMENT_EMAIL, "ACTIVE",
+                                 "INVITED", as_of - ROOT_AGE)
+
+
+ORGANIZATIONS = organizations.Organizations(management_account(datetime(2026, 1, 1)), [], None)
+
+
+def build_organizations(scenario: Scenario) -> organizations.Organizations:
+    members = [organizations.Account(a.id, a.name, a.email, a.status, "CREATED", scenario.as_of - MEMBER_AGE,
+                                     a.role_name, a.external_id) for a in scenario.accounts]
+    org_id = scenario.organization.id if scenario.organization else None
+    return organizations.Organizations(management_account(scenario.as_of), members, org_id)
+
+
+def trust_policy(management_id: str, external_id: str | None) -> str:
+    """The trust policy of a member's role: the management account may assume it."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{management_id}:root"},
+                                 "Action": "sts:AssumeRole"}
+    if external_id is not None:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def create_account_role(account: AccountSpec, management_id: str) -> None:
+    iam_backend(account.id).create_role(
+        account.role_name, trust_policy(management_id, account.external_id), "/", None,
+        "Access from the management account (created by the rekey harness)", [], None)
+
+
+def role_exists(account_id: str, role_arn: str) -> bool:
+    """Whether moto's IAM in that account has a role with exactly this ARN."""
+    try:
+        iam_backend(account_id).get_role_by_arn(role_arn)
+    except Exception:  # moto's NotFoundException
+        return False
+    return True
+
+
+def seed_accounts(scenario: Scenario) -> None:
+    """Users, keys and roles of every scenario account, and its root's creation date."""
+    for account in scenario.accounts:
+        ROOT_CREATED[account.id] = scenario.as_of - ROOT_AGE
+        seed(account.users, account.id)
+        if account.role_name is not None:
+            create_account_role(account, DEFAULT_ACCOUNT_ID)
+
+
+def scenario_account_ids(scenario: Scenario) -> list[str]:
+    return [DEFAULT_ACCOUNT_ID, *(a.id for a in scenario.accounts)]
+
+
+# --------------------------------------------------------------------------
 # Ground truth (rekey's rules; whole-second precision)
 # --------------------------------------------------------------------------
 
@@ -509,6 +735,16 @@ def compute_truth(as_of: datetime, max_age_days: int, warn_within_days: int,
         },
         "keys": rows,
     }
+
+
+def compute_truth_file(as_of: datetime, max_age_days: int, warn_within_days: int, account_ids: list[str]) -> dict:
+    """The --truth file: the default account's truth at the top level (as
+    before there were several accounts), and every account's under "accounts"."""
+    truth = compute_truth(as_of, max_age_days, warn_within_days)
+    truth["accounts"] = {acct: (compute_truth(as_of, max_age_days, warn_within_days, acct)
+                                if acct != DEFAULT_ACCOUNT_ID else dict(truth))
+                         for acct in account_ids}
+    return truth
 
 
 def write_json_atomic(path: str, obj: Any, indent: int | None = None) -> None:
@@ -906,11 +1142,17 @@ SECURITYHUB_OPERATIONS: dict[str, HubHandler] = {
 }
 
 
+ACCOUNT_ENVIRON_KEY = "rekey.account"
+
+
 def request_account(environ: dict, info: RequestInfo) -> str:
     """The account a request acts in, decided as moto decides it: the
     MOTO_ACCOUNT_ID variable, then an x-moto-account-id header, then the
     account whose IAM backend holds the access key (user keys, and the ASIA
-    keys of AssumeRole credentials), else the default account."""
+    keys of AssumeRole credentials), else the default account. The harness
+    decides it once per request and keeps it in the WSGI environ."""
+    if ACCOUNT_ENVIRON_KEY in environ:
+        return environ[ACCOUNT_ENVIRON_KEY]
     if "MOTO_ACCOUNT_ID" in os.environ:
         return os.environ["MOTO_ACCOUNT_ID"]
     if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
@@ -962,7 +1204,109 @@ def securityhub_extension(_harness: "Harness", environ: dict, info: RequestInfo,
         return hub_error(info, e)
 
 
-EXTENSIONS: list[Extension] = [securityhub_extension]
+ORGANIZATIONS_TARGET_PREFIX = "AWSOrganizationsV20161128."
+OrgHandler = Callable[[str, dict], dict]  # (calling account, body) -> response
+ORGANIZATIONS_OPERATIONS: dict[str, OrgHandler] = {
+    "ListAccounts": lambda caller, body: ORGANIZATIONS.list_accounts(caller, body),
+    "DescribeAccount": lambda caller, body: ORGANIZATIONS.describe_account(caller, body),
+    "DescribeOrganization": lambda caller, body: ORGANIZATIONS.describe_organization(caller),
+}
+
+
+def is_organizations(environ: dict, info: RequestInfo) -> bool:
+    return info.service == "organizations" or (environ.get("HTTP_X_AMZ_TARGET") or "").startswith(
+        ORGANIZATIONS_TARGET_PREFIX)
+
+
+def org_error(info: RequestInfo, e: organizations.OrgError) -> tuple[int, list[tuple[str, str]], bytes]:
+    status, headers, _ = aws_error(info, e.code, e.message, e.status)
+    return status, headers, json.dumps(e.body()).encode()
+
+
+def json_answer(info: RequestInfo, payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [("x-amzn-RequestId", str(uuid.uuid4())), ("Content-Type", info.json_content_type)]
+    return 200, headers, json.dumps(payload).encode()
+
+
+def org_body(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise organizations.invalid_input("harness: the request body is not a JSON object")
+    return parsed
+
+
+def organizations_extension(_harness: "Harness", environ: dict, info: RequestInfo,
+                            body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """Every Organizations call: served from the scenario, never by moto."""
+    if not is_organizations(environ, info):
+        return None
+    caller = request_account(environ, info)
+    try:
+        handler = ORGANIZATIONS_OPERATIONS.get(info.operation)
+        if handler is None:
+            if not ORGANIZATIONS.in_org(caller):
+                raise organizations.not_in_use()
+            raise organizations.invalid_input(
+                f"harness: organizations:{info.operation} is not implemented by the emulator")
+        return json_answer(info, handler(caller, org_body(body)))
+    except organizations.OrgError as e:
+        return org_error(info, e)
+
+
+ROLE_ARN_RE = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}$")
+
+
+def query_params(environ: dict, body: bytes) -> dict[str, str]:
+    """The parameters of a query-protocol request (query string, then form body)."""
+    params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+    if (environ.get("CONTENT_TYPE") or "").startswith("application/x-www-form-urlencoded") and body:
+        try:
+            params.update({k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()})
+        except UnicodeDecodeError:
+            pass
+    return params
+
+
+def caller_arn(info: RequestInfo, account: str) -> str:
+    """The caller's ARN, as GetCallerIdentity would give it."""
+    from moto.sts.models import sts_backends
+
+    backend = sts_backends[account]["aws"]
+    _user_id, arn, _acct = backend.get_caller_identity(info.access_key_id or "", info.region or "us-east-1")
+    return arn
+
+
+def assume_role_extension(harness: "Harness", environ: dict, info: RequestInfo,
+                          body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """sts:AssumeRole into a scenario account: AccessDenied unless the role
+    exists, trusts the caller's account and the ExternalId matches; moto
+    answers the allowed ones (and AssumeRole into any other account)."""
+    if info.service != "sts" or info.operation != "AssumeRole":
+        return None
+    params = query_params(environ, body)
+    role_arn = params.get("RoleArn", "")
+    m = ROLE_ARN_RE.match(role_arn)
+    target = ORGANIZATIONS.member(m.group(1)) if m else None
+    if target is None:
+        return None
+    caller = request_account(environ, info)
+    denial = ORGANIZATIONS.assume_role_denial(caller, target, params.get("ExternalId"),
+                                              lambda: role_exists(target.id, role_arn))
+    if denial is None:
+        return None
+    if harness.verbose:
+        print(f"harness: AssumeRole {role_arn} denied: {denial}", file=sys.stderr, flush=True)
+    message = (f"User: {caller_arn(info, caller)} is not authorized to perform: sts:AssumeRole "
+               f"on resource: {role_arn}")
+    return aws_error(info, "AccessDenied", message, 403)
+
+
+EXTENSIONS: list[Extension] = [securityhub_extension, organizations_extension, assume_role_extension]
 
 
 def iam_user_snapshots(account_id: str) -> list[securityhub.UserSnapshot]:
@@ -1075,22 +1419,69 @@ class Fault:
     code: str
     status: int
     message: str
-    remaining: int
+    remaining: int | None  # None for a timed fault
+    account: str | None = None  # only requests acting in this account
+    until: float | None = None  # a timed fault: time.monotonic() when it ends
 
-    def matches(self, info: RequestInfo) -> bool:
+    def expired(self, now: float) -> bool:
+        return self.until is not None and now >= self.until
+
+    def matches(self, info: RequestInfo, account: str) -> bool:
         if self.operation == "*":
-            return True
-        if self.operation.endswith(":*"):
-            return self.operation[:-2] == info.service
-        return self.operation == info.op_key
+            op_ok = True
+        elif self.operation.endswith(":*"):
+            op_ok = self.operation[:-2] == info.service
+        else:
+            op_ok = self.operation == info.op_key
+        return op_ok and (self.account is None or account == self.account)
+
+    def use(self) -> bool:
+        """Uses up one match; True when the fault is spent."""
+        if self.remaining is None:
+            return False
+        self.remaining -= 1
+        return self.remaining <= 0
+
+    def view(self, now: float) -> dict:
+        out: dict[str, Any] = {"operation": self.operation, "code": self.code, "status": self.status,
+                               "message": self.message, "remaining": self.remaining}
+        if self.account is not None:
+            out["account"] = self.account
+        if self.until is not None:
+            out["seconds_left"] = round(max(0.0, self.until - now), 3)
+        return out
 
 
-def hub_account(account: str | None) -> str:
+def account_param(account: str | None) -> str:
+    """A control endpoint's ?account=: 12 digits, default the default account."""
     if account is None:
         return DEFAULT_ACCOUNT_ID
     if not securityhub.ACCOUNT_RE.match(account):
         raise HttpError(400, f"account must be a 12-digit account id, got {account!r}")
     return account
+
+
+def positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+MAX_FAULT_SECONDS = 86400
+
+
+def parse_fault_lifetime(body: dict) -> tuple[int | None, float | None]:
+    """A fault's "count" (default 1) or "seconds" (not both) -> (remaining, until)."""
+    if "count" in body and "seconds" in body:
+        raise HttpError(400, "give count or seconds, not both")
+    if "seconds" in body:
+        seconds = body["seconds"]
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) \
+                or not 0 < seconds <= MAX_FAULT_SECONDS:
+            raise HttpError(400, f"seconds must be a number > 0 and <= {MAX_FAULT_SECONDS}")
+        return None, time.monotonic() + seconds
+    count = body.get("count", 1)
+    if not positive_int(count):
+        raise HttpError(400, "count must be a positive integer")
+    return count, None
 
 
 class Harness:
@@ -1100,8 +1491,10 @@ class Harness:
         self.max_age_days = max_age_days
         self.warn_within_days = warn_within_days
         self.lock = threading.Lock()
+        self.verbose = False
         self.total = 0
         self.by_operation: dict[str, int] = {}
+        self.by_account: dict[str, dict[str, int]] = {}  # account -> operation -> calls
         self.faults: list[Fault] = []
 
     # -- AWS traffic -------------------------------------------------------
@@ -1115,9 +1508,12 @@ class Harness:
 
         body = read_body(environ)
         info = inspect_request(environ, body)
+        account = environ[ACCOUNT_ENVIRON_KEY] = request_account(environ, info)
         with self.lock:
             self.total += 1
             self.by_operation[info.op_key] = self.by_operation.get(info.op_key, 0) + 1
+            ops = self.by_account.setdefault(account, {})
+            ops[info.op_key] = ops.get(info.op_key, 0) + 1
 
         # Strict credentials: a long-term key (AKIA...) must be an Active key
         # of an existing IAM user. Requests with a session token are STS
@@ -1127,7 +1523,7 @@ class Harness:
             if not is_active_user_key(info.access_key_id):
                 return self._respond(start_response, *invalid_credentials_error(info))
 
-        fault = self._take_fault(info)
+        fault = self._take_fault(info, account)
         if fault is not None:
             return self._respond(start_response, *aws_error(info, fault.code, fault.message, fault.status))
 
@@ -1138,12 +1534,13 @@ class Harness:
 
         return self.moto_app(environ, start_response)
 
-    def _take_fault(self, info: RequestInfo) -> Fault | None:
+    def _take_fault(self, info: RequestInfo, account: str) -> Fault | None:
+        now = time.monotonic()
         with self.lock:
+            self.faults = [f for f in self.faults if not f.expired(now)]
             for i, f in enumerate(self.faults):
-                if f.matches(info):
-                    f.remaining -= 1
-                    if f.remaining <= 0:
+                if f.matches(info, account):
+                    if f.use():
                         del self.faults[i]
                     return f
         return None
@@ -1176,24 +1573,19 @@ class Harness:
             status, payload = e.status, {"error": e.message}
         except InputError as e:
             status, payload = 400, {"error": str(e)}
-        except securityhub.ControlError as e:
+        except (securityhub.ControlError, organizations.ControlError) as e:
             status, payload = e.status, {"error": e.message}
         data = json.dumps(payload).encode()
         return status, [("Content-Type", "application/json")], data
 
     def route(self, method: str, sub: str, query: dict[str, str], body: Any) -> dict:
-        account = query.get("account")
+        raw_account = query.get("account")
+        account = account_param(raw_account)
         parts = [p for p in sub.split("/") if p]
         if parts == ["health"] and method == "GET":
             return {"ok": True}
-        if parts == ["calls"] and method == "GET":
-            with self.lock:
-                return {"total": self.total, "by_operation": dict(sorted(self.by_operation.items()))}
-        if parts == ["calls", "reset"] and method == "POST":
-            with self.lock:
-                self.total = 0
-                self.by_operation = {}
-            return {"total": 0, "by_operation": {}}
+        if parts[:1] == ["calls"]:
+            return self.calls_control(method, parts[1:], raw_account)
         if parts == ["faults"]:
             if method == "POST":
                 return self.add_fault(body)
@@ -1204,19 +1596,21 @@ class Harness:
                 return {"cleared": n}
             if method == "GET":
                 return {"faults": self.list_faults()}
+        if parts[:1] == ["accounts"]:
+            return self.accounts_control(method, parts[1:], body)
         if parts == ["keys"] and method == "GET":
-            return self.get_keys(query.get("user"), account or DEFAULT_ACCOUNT_ID)
+            return self.get_keys(query.get("user"), account)
         if len(parts) == 2 and parts[0] == "keys" and method == "POST":
-            return self.update_key(parts[1], body, account)
+            return self.update_key(parts[1], body, account if raw_account is not None else None)
         if len(parts) == 2 and parts[0] == "users" and method == "POST":
-            return self.update_user(parts[1], body, account or DEFAULT_ACCOUNT_ID)
+            return self.update_user(parts[1], body, account)
         if parts[:1] == ["credential-report"] and method == "POST":
-            return self.credential_report_control(parts[1:], body, account or DEFAULT_ACCOUNT_ID)
+            return self.credential_report_control(parts[1:], body, account)
         if parts == ["root"] and method == "POST":
             active = body.get("access_key_active")
             if set(body) != {"access_key_active"} or not isinstance(active, bool):
                 raise HttpError(400, "body must be {\"access_key_active\": true|false}")
-            ROOT_ACTIVE_KEY[account or DEFAULT_ACCOUNT_ID] = active
+            ROOT_ACTIVE_KEY[account] = active
             return {"access_key_active": active}
         if parts == ["truth"] and method == "GET":
             as_of = parse_rfc3339(query["as_of"], "as_of") if "as_of" in query else self.as_of
@@ -1225,11 +1619,11 @@ class Harness:
                 warn = int(query.get("warn_within_days", self.warn_within_days))
             except ValueError:
                 raise HttpError(400, "max_age_days and warn_within_days must be integers") from None
-            return compute_truth(as_of, max_age, warn, account or DEFAULT_ACCOUNT_ID)
+            return compute_truth(as_of, max_age, warn, account)
         if parts[:1] == ["securityhub"]:
-            return self.securityhub_control(method, parts[1:], body, hub_account(account))
+            return self.securityhub_control(method, parts[1:], body, account)
         if parts[:1] == ["sns"]:
-            return self.sns_control(method, parts[1:], query, body, account or DEFAULT_ACCOUNT_ID)
+            return self.sns_control(method, parts[1:], query, body, account)
         raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
 
     def securityhub_control(self, method: str, parts: list[str], body: Any, account: str) -> dict:
@@ -1300,12 +1694,39 @@ class Harness:
             return {"user": user, "column": column, "value": value}
         raise HttpError(404, "no harness endpoint POST /_rekey/credential-report/" + "/".join(parts))
 
+    def calls_control(self, method: str, parts: list[str], account: str | None) -> dict:
+        if parts == [] and method == "GET":
+            with self.lock:
+                if account is not None:
+                    ops = self.by_account.get(account_param(account), {})
+                    return {"account": account, "total": sum(ops.values()), "by_operation": dict(sorted(ops.items()))}
+                return {"total": self.total, "by_operation": dict(sorted(self.by_operation.items())),
+                        "by_account": {a: sum(ops.values()) for a, ops in sorted(self.by_account.items())}}
+        if parts == ["reset"] and method == "POST":
+            with self.lock:
+                self.total = 0
+                self.by_operation = {}
+                self.by_account = {}
+            return {"total": 0, "by_operation": {}, "by_account": {}}
+        raise HttpError(404, f"no harness endpoint {method} /_rekey/calls/{'/'.join(parts)}")
+
+    @staticmethod
+    def accounts_control(method: str, parts: list[str], body: dict) -> dict:
+        if parts == [] and method == "GET":
+            return ORGANIZATIONS.view()
+        if len(parts) == 1 and method == "POST":
+            return ORGANIZATIONS.update(account_param(parts[0]), body)
+        raise HttpError(404, f"no harness endpoint {method} /_rekey/accounts/{'/'.join(parts)}")
+
     def add_fault(self, body: dict) -> dict:
+        unknown = sorted(set(body) - {"operation", "code", "status", "message", "count", "seconds", "account"})
+        if unknown:
+            raise HttpError(400, f"unknown field(s) {', '.join(unknown)}")
         op = body.get("operation")
         code = body.get("code")
         status = body.get("status", 400)
         message = body.get("message", "")
-        count = body.get("count", 1)
+        account = body.get("account")
         if not isinstance(op, str) or not (op == "*" or re.match(r"^[^:\s]+:\S+$", op)):
             raise HttpError(400, "operation must be 'service:Operation', 'service:*' or '*'")
         if not isinstance(code, str) or not code:
@@ -1314,16 +1735,18 @@ class Harness:
             raise HttpError(400, "status must be an integer 400..599")
         if not isinstance(message, str):
             raise HttpError(400, "message must be a string")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise HttpError(400, "count must be a positive integer")
+        if account is not None and not (isinstance(account, str) and securityhub.ACCOUNT_RE.match(account)):
+            raise HttpError(400, f"account must be a 12-digit account id string, got {account!r}")
+        remaining, until = parse_fault_lifetime(body)
         with self.lock:
-            self.faults.append(Fault(op, code, status, message, count))
+            self.faults.append(Fault(op, code, status, message, remaining, account, until))
         return {"faults": self.list_faults()}
 
     def list_faults(self) -> list[dict]:
+        now = time.monotonic()
         with self.lock:
-            return [{"operation": f.operation, "code": f.code, "status": f.status,
-                     "message": f.message, "remaining": f.remaining} for f in self.faults]
+            self.faults = [f for f in self.faults if not f.expired(now)]
+            return [f.view(now) for f in self.faults]
 
     @staticmethod
     def key_view(key: Any) -> dict:
@@ -1435,6 +1858,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_age_days < 0 or args.warn_within_days < 0:
         return fail("--max-age-days and --warn-within-days must be >= 0")
 
+    global ORGANIZATIONS
     original_ppid = os.getppid()
     try:
         scenario = load_scenario_file(args.scenario, args.as_of)
@@ -1451,8 +1875,10 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     t1 = time.monotonic()
-    ROOT_CREATED[DEFAULT_ACCOUNT_ID] = as_of - timedelta(days=2000)
+    ROOT_CREATED[DEFAULT_ACCOUNT_ID] = as_of - ROOT_AGE
     seed(users)
+    seed_accounts(scenario)
+    ORGANIZATIONS = build_organizations(scenario)
     install_sns_capture()
     for name in scenario.sns_topics:
         create_sns_topic(name)
@@ -1461,10 +1887,13 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_securityhub(account_id, as_of, args.max_age_days)
     t2 = time.monotonic()
     if args.truth:
-        write_json_atomic(args.truth, compute_truth(as_of, args.max_age_days, args.warn_within_days), indent=1)
+        write_json_atomic(args.truth, compute_truth_file(as_of, args.max_age_days, args.warn_within_days,
+                                                         scenario_account_ids(scenario)), indent=1)
     t3 = time.monotonic()
     if args.verbose:
-        print(f"harness: moto import {t1 - t0:.2f}s, seeded {len(users)} users (and their IAM.3 findings) "
+        n_users = len(users) + sum(len(a.users) for a in scenario.accounts)
+        print(f"harness: moto import {t1 - t0:.2f}s, seeded {n_users} users in {1 + len(scenario.accounts)} "
+              f"account(s) (and their IAM.3 findings) "
               f"in {t2 - t1:.2f}s, "
               f"truth {t3 - t2:.2f}s", file=sys.stderr, flush=True)
 
@@ -1476,6 +1905,7 @@ def main(argv: list[str] | None = None) -> int:
                 super().log_request(*a, **k)
 
     app = Harness(DomainDispatcherApplication(create_backend_app), as_of, args.max_age_days, args.warn_within_days)
+    app.verbose = verbose
     try:
         server = make_server(host, args.port, app, threaded=True, request_handler=Handler)
     except OSError as e:
