@@ -35,7 +35,7 @@ for variant in credential-report:with-owners credential-report:no-owners api:wit
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$EMULATOR_DIR/time.txt")
     cpu=$(awk -F': ' '/(User|System) time/ {s+=$2} END {printf "%.2f", s}' "$EMULATOR_DIR/time.txt")
     rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$EMULATOR_DIR/time.txt")
-    ours=$(sed -n 's/^AWS requests: \([0-9]*\) in all/\1/p' "$EMULATOR_DIR/err.txt")
+    ours=$(sed -n 's/^AWS requests: \([0-9]*\) in all.*/\1/p' "$EMULATOR_DIR/err.txt")
     theirs=$(emulator_api GET /_rekey/calls | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
     printf '%-30s %4s %8s %8s %8s %13s %14s\n' "$variant" "$run" "$wall" "$cpu" "$rss" "$ours" "$theirs"
   done

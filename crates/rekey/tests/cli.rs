@@ -240,13 +240,14 @@ fn policy_covers_scan_and_each_configured_target() {
     assert_eq!(by_sid("RekeyDeliverParameters")["Resource"], json!(["arn:aws:ssm:*:123456789012:parameter/prod/ci"]));
 
     let topic = "arn:aws:sns:us-east-1:123456789012:key-owners";
-    std::fs::write(home.path().join("rekey.toml"), format!("[securityhub]\nenabled = false\n[notify]\nsns_topic_arn = \"{topic}\"\n")).unwrap();
+    std::fs::write(home.path().join("rekey.toml"), format!("[securityhub]\nenabled = false\n[notify]\nsns_topic_arn = \"{topic}\"\n[org]\nrole_name = \"Audit\"\n")).unwrap();
     let run: Run = rekey_cmd(None, home.path()).arg("policy").output().unwrap().into();
     let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let sids: Vec<&str> = policy["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-    assert_eq!(sids, ["RekeyScan", "RekeyNotifyOwners"], "no Security Hub when it is off; SNS for the topic");
-    assert_eq!(policy["Statement"][1]["Action"], json!(["sns:Publish"]));
-    assert_eq!(policy["Statement"][1]["Resource"], json!([topic]));
+    assert_eq!(sids, ["RekeyScan", "RekeyListOrganization", "RekeyAssumeMemberRoles", "RekeyNotifyOwners"], "no Security Hub when it is off; the org role; SNS for the topic");
+    assert_eq!(policy["Statement"][2]["Resource"], json!(["arn:aws:iam::*:role/Audit"]));
+    assert_eq!(policy["Statement"][3]["Action"], json!(["sns:Publish"]));
+    assert_eq!(policy["Statement"][3]["Resource"], json!([topic]));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `rekey policy`: the least-privilege IAM policy for what rekey.toml
 //! configures: scanning always; rotation of each `[[target]]` user, scoped
 //! to that user, with the sinks it writes to; Security Hub unless it is off;
-//! SNS for the configured notice topic.
+//! SNS for the configured notice topic; with `[org] role_name`, listing the
+//! organization and assuming that role in other accounts.
 
 use crate::settings::Settings;
 use rekey_core::target::Sink;
@@ -89,6 +90,12 @@ pub fn policy(settings: &Settings) -> Value {
     if settings.file.securityhub.enabled {
         statements.push(statement("RekeySecurityHubFindings", SECURITY_HUB, vec!["*".into()]));
         statements.push(statement("RekeyImportFindings", SECURITY_HUB_IMPORT, vec!["arn:aws:securityhub:*:*:product/*/default".into()]));
+    }
+    if let Some(role) = &settings.file.org.role_name {
+        // The caller's side of reaching other accounts; each member account's
+        // role needs this policy too (less the Organizations action).
+        statements.push(statement("RekeyListOrganization", &["organizations:ListAccounts"], vec!["*".into()]));
+        statements.push(statement("RekeyAssumeMemberRoles", &["sts:AssumeRole"], vec![format!("arn:aws:iam::*:role/{role}")]));
     }
     if let Some(topic) = &settings.file.notify.sns_topic_arn {
         statements.push(statement("RekeyNotifyOwners", &["sns:Publish"], vec![topic.clone()]));

@@ -301,9 +301,10 @@ pub fn tell_problems(report: &ScanReport, term: &Terminal) {
     for e in &report.errors {
         term.error(&note_text(e));
     }
-    if !report.errors.is_empty() {
-        let names: Vec<&str> = report.errors.iter().filter_map(|e| e.user_name.as_deref()).collect();
-        term.error(&format!("the scan is incomplete: the keys of {} could not be read and are missing from the output", names.join(", ")));
+    // Accounts that were not scanned say so in their own error.
+    let users: Vec<&str> = report.errors.iter().filter_map(|e| e.user_name.as_deref()).collect();
+    if !users.is_empty() {
+        term.error(&format!("the scan is incomplete: the keys of {} could not be read and are missing from the output", users.join(", ")));
     }
 }
 
