@@ -178,35 +178,31 @@ async fn flush_account(hub: &SecurityHub, actor: &str, account: &str, updates: &
     // failed sits out the rest, keeping its order for the next run.
     let mut stopped: HashSet<&str> = HashSet::new();
     loop {
-        let heads: Vec<&FindingUpdate> = queues
-            .iter_mut()
-            .filter(|(user, _)| !stopped.contains(*user))
-            .filter_map(|(_, queue)| queue.pop_front())
-            .collect();
+        let heads: Vec<Head> = queues.iter_mut().filter(|(user, _)| !stopped.contains(*user)).filter_map(|(_, queue)| next_head(queue)).collect();
         if heads.is_empty() {
             break;
         }
-        let mut groups: BTreeMap<(Option<Workflow>, &str), Vec<&FindingUpdate>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Option<Workflow>, &str), Vec<Head>> = BTreeMap::new();
         for head in heads {
-            match of_user.get(head.update.user_name.as_str()) {
-                Some(_) => groups.entry((head.update.workflow, head.update.note.as_str())).or_default().push(head),
+            match of_user.get(head.last.update.user_name.as_str()) {
+                Some(_) => groups.entry((head.last.update.workflow, head.last.update.note.as_str())).or_default().push(head),
                 None => {
-                    outcome.sent.push(head.seq);
-                    if !outcome.without_finding.contains(&head.update.user_name) {
-                        outcome.without_finding.push(head.update.user_name.clone());
+                    outcome.sent.extend(&head.seqs);
+                    if !outcome.without_finding.contains(&head.last.update.user_name) {
+                        outcome.without_finding.push(head.last.update.user_name.clone());
                     }
                 }
             }
         }
         for ((workflow, note), group) in groups {
-            let targets: Vec<&Finding> = group.iter().flat_map(|u| of_user[u.update.user_name.as_str()].iter().copied()).collect();
+            let targets: Vec<&Finding> = group.iter().flat_map(|h| of_user[h.last.update.user_name.as_str()].iter().copied()).collect();
             let failed = update_all(hub, &targets, workflow, note, actor, &mut outcome.updated).await;
-            for u in group {
-                match failed.get(u.update.user_name.as_str()) {
-                    None => outcome.sent.push(u.seq),
+            for head in group {
+                match failed.get(head.last.update.user_name.as_str()) {
+                    None => outcome.sent.extend(&head.seqs),
                     Some(error) => {
-                        outcome.failed.entry(error.clone()).or_default().push(u.seq);
-                        stopped.insert(u.update.user_name.as_str());
+                        outcome.failed.entry(error.clone()).or_default().extend(&head.seqs);
+                        stopped.insert(head.last.update.user_name.as_str());
                     }
                 }
             }
@@ -214,6 +210,24 @@ async fn flush_account(hub: &SecurityHub, actor: &str, account: &str, updates: &
     }
     // Updates queued behind a failed one stay pending, in order.
     outcome
+}
+
+/// What one round sends for a user: its oldest pending update, or a run of
+/// notes without a status change (a rotation's stages), of which Security
+/// Hub would keep only the last anyway (the audit log keeps them all).
+struct Head<'u> {
+    seqs: Vec<i64>,
+    last: &'u FindingUpdate,
+}
+
+fn next_head<'u>(queue: &mut VecDeque<&'u FindingUpdate>) -> Option<Head<'u>> {
+    let first = queue.pop_front()?;
+    let mut head = Head { seqs: vec![first.seq], last: first };
+    while head.last.update.workflow.is_none() && queue.front().is_some_and(|next| next.update.workflow.is_none()) {
+        head.last = queue.pop_front().expect("just seen");
+        head.seqs.push(head.last.seq);
+    }
+    Some(head)
 }
 
 /// Updates `targets` in batches of at most 100: the workflow status where
