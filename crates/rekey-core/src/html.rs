@@ -665,6 +665,7 @@ mod tests {
             source: "credential-report",
             report_generated_at: Some(as_of),
             summary: Summary::of(keys.len(), &keys),
+            accounts: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
             other_findings: Vec::new(),
@@ -673,7 +674,7 @@ mod tests {
     }
 
     fn note(account: Option<&str>, user: Option<&str>, message: &str) -> Note {
-        Note { account_id: account.map(str::to_owned), user_name: user.map(str::to_owned), message: message.into() }
+        Note { account_id: account.map(str::to_owned), user_name: user.map(str::to_owned), message: message.into(), ..Note::default() }
     }
 
     /// The text of the element with `id`, up to the next tag.

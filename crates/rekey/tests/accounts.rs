@@ -123,7 +123,7 @@ fn other_accounts_need_a_role_and_are_never_reached_with_the_callers_credentials
         let run = rekey_in(&emu, dir.path(), &args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("no role is configured"), "{args:?}: {}", run.stderr);
-        assert_eq!(emu.calls_in(&member)["total"], 0, "{args:?}: nothing reached {member}");
+        assert_eq!(emu.calls_in(member)["total"], 0, "{args:?}: nothing reached {member}");
     }
 }
 
