@@ -185,6 +185,10 @@ pub struct RunArgs {
     /// Allow a manual sink to print the new secret although stdout is not a terminal
     #[arg(long)]
     pub reveal: bool,
+
+    /// Only rotations in this account [default: every account's, each through org.role_name unless it is the credentials' own]
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
 }
 
 #[derive(Debug, Args)]

@@ -138,19 +138,21 @@ fn a_rotation_in_a_member_account_runs_through_the_role() {
     assert!(!active.is_empty() && keys.as_array().unwrap().len() < 2, "a user with one active key: {keys}");
     let old = active[0]["access_key_id"].as_str().unwrap().to_owned();
     let config = format!(
-        "[org]\nrole_name = \"{ROLE}\"\n\n[rotation]\nwait_unused = \"0s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\n\n[[target]]\nuser = \"{user}\"\naccount = \"{member}\"\ndeliver = [{{ type = \"exec\", command = [\"true\"] }}]\nverify = [{{ type = \"sts\" }}]\n"
+        "[org]\nrole_name = \"{ROLE}\"\n\n[rotation]\nwait_unused = \"2s\"\nlast_used_lag = \"0s\"\ngrace = \"0s\"\n\n[[target]]\nuser = \"{user}\"\naccount = \"{member}\"\ndeliver = [{{ type = \"exec\", command = [\"true\"] }}]\nverify = [{{ type = \"sts\" }}]\n"
     );
     std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
     let run = rekey_in(&emu, dir.path(), &["rotate", "--user", user, "--account", &member, "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for _ in 0..10 {
-        let status = rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json();
-        if status["rotations"][0]["stage"] == "completed" {
-            break;
-        }
-        let run = rekey_in(&emu, dir.path(), &["run", "--once"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-    }
+    // Draining for 2 s: then due, and `run` finishes it in the member account.
+    let status = || rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json()["rotations"][0].clone();
+    assert_eq!(status()["stage"], "draining");
+    let due: jiff::Timestamp = status()["next_check_at"].as_str().unwrap().parse().unwrap();
+    support::wait_for("the drain window to pass", || jiff::Timestamp::now() > due);
+    let elsewhere = rekey_in(&emu, dir.path(), &["run", "--once", "--account", "123456789012"]);
+    assert!(elsewhere.stdout.starts_with("advanced 0 rotations"), "only that account's: {}", elsewhere.stdout);
+    assert_eq!(status()["stage"], "draining");
+    let run = rekey_in(&emu, dir.path(), &["run", "--once", "--account", &member]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let status = rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json();
     let rotation = &status["rotations"][0];
     assert_eq!(rotation["account_id"], member.as_str());

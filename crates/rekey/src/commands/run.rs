@@ -24,7 +24,7 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         // Per pass: assumed roles' credentials last an hour.
         let accounts = Accounts::new(&clients, settings, None);
         reopen_expired(&mut store, settings, term)?;
-        let (advanced, errors) = advance_due(&mut store, &accounts, settings, may_reveal).await?;
+        let (advanced, errors) = advance_due(&mut store, &accounts, args.account.as_ref(), settings, may_reveal).await?;
         send_finding_notes(&mut store, settings, &accounts, term).await?;
         for id in &advanced {
             let r = store.get(id)?;
@@ -45,13 +45,17 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
     }
 }
 
-/// Every due rotation, advanced in its own account (the caller's, or
-/// through `[org] role_name`). A rotation in an account rekey cannot reach
-/// is an error and is left as it is; the others go on.
-async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, settings: &Settings, may_reveal: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// Every due rotation (of `only` that account), advanced in its own
+/// account (the caller's, or through `[org] role_name`). A rotation in an
+/// account rekey cannot reach is an error and is left as it is; the others
+/// go on.
+async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, only: Option<&AccountId>, settings: &Settings, may_reveal: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in store.due(jiff::Timestamp::now())? {
-        by_account.entry(store.get(&id)?.account_id).or_default().push(id);
+        let account = store.get(&id)?.account_id;
+        if only.is_none_or(|only| only.as_str() == account) {
+            by_account.entry(account).or_default().push(id);
+        }
     }
     let (mut advanced, mut errors) = (Vec::new(), Vec::new());
     for (account, ids) in by_account {
