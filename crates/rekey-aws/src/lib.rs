@@ -10,11 +10,13 @@
 //!   Manager and Parameter Store primitives the sinks use.
 //! - [`securityhub`] and [`sns`]: IAM.3 findings (read, update, import)
 //!   and owner notices.
+//! - [`cloudtrail`]: a key's events from CloudTrail event history.
 //! - [`org`]: the accounts of an AWS Organization.
 //! - [`inventory`]: reading an account's users and keys from the credential
 //!   report or the API, and filling in key ids and tags where needed.
 
 pub mod client;
+pub mod cloudtrail;
 pub mod error;
 pub mod iam;
 pub mod inventory;

@@ -4,6 +4,7 @@
 //!   [`AccessKeyId`]) and the inventory model ([`User`], [`AccessKey`]).
 //! - [`duration`]: the [`Duration`] written in config and flags (`90d`, `36h`).
 //! - [`evaluate`]: the IAM.3 rule ([`Policy`], [`Compliance`], [`Evaluation`]).
+//! - [`consumers`]: who uses a key, from CloudTrail events.
 //! - [`html`]: the scan report as one self-contained page.
 //! - [`hub`]: Security Hub workflow statuses and when rekey may set them.
 //! - [`owners`]: the owners map file (owners of untagged users, contacts).
@@ -11,6 +12,7 @@
 //! - [`asff`]: the scan as Security Hub findings, one per user.
 
 pub mod asff;
+pub mod consumers;
 pub mod duration;
 pub mod evaluate;
 pub mod html;

@@ -1,0 +1,161 @@
+//! CloudTrail event history (`LookupEvents`): the management events one
+//! access key made, within CloudTrail's 90 days, at most 2 requests a second
+//! per account and region as CloudTrail allows.
+
+use crate::error::{classify, AwsError};
+use crate::Clients;
+use aws_sdk_cloudtrail::primitives::DateTime;
+use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
+use jiff::Timestamp;
+use rekey_core::consumers::TrailEvent;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio::sync::Mutex;
+
+/// CloudTrail's limit on `LookupEvents`, per account and region.
+const LOOKUPS_PER_SECOND: f64 = 2.0;
+/// CloudTrail's page size limit.
+const PAGE: i32 = 50;
+
+/// CloudTrail in one region of one account, with its request budget.
+pub struct Trail {
+    client: aws_sdk_cloudtrail::Client,
+    endpoint: String,
+    pub region: String,
+    limit: RateLimit,
+}
+
+/// The events of one key, and how many could not be read.
+#[derive(Debug, Default)]
+pub struct KeyEvents {
+    pub events: Vec<TrailEvent>,
+    pub unreadable: usize,
+}
+
+impl Trail {
+    pub fn new(clients: &Clients, region: &str) -> Trail {
+        let config = aws_sdk_cloudtrail::config::Builder::from(clients.sdk_config())
+            .region(aws_config::Region::new(region.to_owned()))
+            .retry_classifier(crate::client::RefusedIsFinal)
+            .interceptor(clients.calls().clone())
+            .build();
+        Trail {
+            client: aws_sdk_cloudtrail::Client::from_conf(config),
+            endpoint: clients.endpoint(),
+            region: region.to_owned(),
+            limit: RateLimit::new(LOOKUPS_PER_SECOND),
+        }
+    }
+
+    /// Every management event of `access_key_id` between `from` and `to`,
+    /// every page, each page within CloudTrail's rate.
+    pub async fn key_events(&self, access_key_id: &str, from: Timestamp, to: Timestamp) -> Result<KeyEvents, AwsError> {
+        let unexpected = |detail: String| AwsError::Unexpected { operation: "cloudtrail:LookupEvents", detail };
+        let attribute = LookupAttribute::builder()
+            .attribute_key(LookupAttributeKey::AccessKeyId)
+            .attribute_value(access_key_id)
+            .build()
+            .map_err(|e| unexpected(e.to_string()))?;
+        let mut out = KeyEvents::default();
+        let mut token = None;
+        loop {
+            self.limit.acquire().await;
+            let page = self
+                .client
+                .lookup_events()
+                .lookup_attributes(attribute.clone())
+                .start_time(DateTime::from_secs(from.as_second()))
+                .end_time(DateTime::from_secs(to.as_second()))
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("cloudtrail:LookupEvents", &self.endpoint, e))?;
+            for e in page.events() {
+                match e.cloud_trail_event().and_then(|doc| parse(doc, &self.region)) {
+                    Some(event) => out.events.push(event),
+                    None => out.unreadable += 1,
+                }
+            }
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The parts of a CloudTrail event document rekey reads; `None` when one
+/// is missing or malformed.
+fn parse(doc: &str, region: &str) -> Option<TrailEvent> {
+    let v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    let text = |field: &str| v.get(field).and_then(|f| f.as_str()).map(str::to_owned);
+    Some(TrailEvent {
+        access_key_id: v.get("userIdentity")?.get("accessKeyId")?.as_str()?.to_owned(),
+        time: text("eventTime")?.parse().ok()?,
+        event_name: text("eventName")?,
+        service: TrailEvent::service_of(&text("eventSource")?),
+        region: text("awsRegion").unwrap_or_else(|| region.to_owned()),
+        source_ip: text("sourceIPAddress").unwrap_or_default(),
+        user_agent: text("userAgent").unwrap_or_default(),
+    })
+}
+
+/// A token bucket: `rate` requests a second on average, a burst of one
+/// second's worth. The one place rekey waits for an API's rate.
+struct RateLimit {
+    rate: f64,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    fn new(rate: f64) -> RateLimit {
+        RateLimit { rate, bucket: Mutex::new((rate, Instant::now())) }
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut bucket = self.bucket.lock().await;
+                let (tokens, at) = *bucket;
+                let now = Instant::now();
+                let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.rate);
+                if tokens >= 1.0 {
+                    *bucket = (tokens - 1.0, now);
+                    return;
+                }
+                *bucket = (tokens, now);
+                Duration::from_secs_f64((1.0 - tokens) / self.rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_document_is_read_or_refused() {
+        let doc = r#"{"eventTime": "2026-11-28T09:00:00Z", "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
+            "awsRegion": "eu-west-1", "sourceIPAddress": "10.0.1.5", "userAgent": "aws-cli/2.15.0",
+            "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIA1"}}"#;
+        let e = parse(doc, "us-east-1").unwrap();
+        assert_eq!((e.service.as_str(), e.region.as_str(), e.access_key_id.as_str()), ("s3", "eu-west-1", "AKIA1"));
+        assert!(parse("{}", "us-east-1").is_none());
+        assert!(parse("not json", "us-east-1").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_allows_two_a_second() {
+        let limit = RateLimit::new(2.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..6 {
+            limit.acquire().await;
+        }
+        // Two at once, then one every half second.
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(1900) && waited <= Duration::from_millis(2100), "{waited:?}");
+    }
+}
