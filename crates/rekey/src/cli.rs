@@ -94,6 +94,8 @@ pub enum Command {
     Suppress(SuppressArgs),
     /// End users' exemptions: their keys count again, their findings reopen
     Unsuppress(UnsuppressArgs),
+    /// Who uses a user's keys, from CloudTrail: source, user agent, service, calls
+    Consumers(ConsumersArgs),
     /// Start a rotation of a user's key and advance it as far as it can go now
     Rotate(RotateArgs),
     /// Advance every rotation that is due
@@ -304,6 +306,29 @@ pub enum FindingsFormat {
     Table,
     Json,
     Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumersArgs {
+    /// The IAM user whose keys to look up
+    #[arg(long, value_name = "NAME")]
+    pub user: UserName,
+
+    /// The account the user is in [default: the credentials' own; another through org.role_name]
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
+    /// Only this key of the user [default: all of them]
+    #[arg(long, value_name = "ID")]
+    pub key: Option<String>,
+
+    /// How far back to look (CloudTrail keeps 90 days)
+    #[arg(long, value_name = "DUR", default_value = "90d")]
+    pub since: Duration,
+
+    /// A table for people, or JSON for scripts
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ mod hub;
 mod output;
 mod settings;
 mod table;
+mod trail;
 mod terminal;
 
 use std::process::ExitCode;
@@ -72,6 +73,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
         match cli.command {
             C::Scan(args) => commands::scan::run(args, &settings, term).await,
             C::Findings(args) => commands::findings::run(args, &settings, term).await,
+            C::Consumers(args) => commands::consumers::run(args, &settings, term).await,
             C::Owners(args) => commands::owners::run(args, &settings, term).await,
             C::Notify(args) => commands::notify::run(args, &settings, term).await,
             C::Suppress(args) => commands::suppress::suppress(args, &settings, term).await,

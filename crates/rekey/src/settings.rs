@@ -33,7 +33,29 @@ pub struct ConfigFile {
     #[serde(default)]
     pub org: OrgSection,
     #[serde(default)]
+    pub cloudtrail: CloudTrailSection,
+    #[serde(default)]
     pub state: StateSection,
+}
+
+/// `[cloudtrail]`: where to look for a key's events.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudTrailSection {
+    /// Regions whose event history is read [default: the client's region
+    /// and us-east-1, where IAM and STS events land].
+    pub regions: Option<Vec<String>>,
+}
+
+impl CloudTrailSection {
+    /// The configured regions, else the client's and us-east-1 (once).
+    pub fn regions(&self, client_region: &str) -> Vec<String> {
+        match &self.regions {
+            Some(regions) => regions.clone(),
+            None if client_region == "us-east-1" => vec![client_region.to_owned()],
+            None => vec![client_region.to_owned(), "us-east-1".to_owned()],
+        }
+    }
 }
 
 /// `[state]`: where rotations and the audit log live.

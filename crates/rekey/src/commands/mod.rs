@@ -1,6 +1,7 @@
 //! One file per subcommand, each with a `run()`.
 
 pub mod confirm;
+pub mod consumers;
 pub mod findings;
 pub mod history;
 pub mod notify;
