@@ -322,6 +322,8 @@ mod tests {
             exemption: None,
             rotation: None,
             role_candidate: false,
+            role_reason: None,
+            consumers: None,
         }
     }
 

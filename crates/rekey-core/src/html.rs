@@ -652,6 +652,8 @@ mod tests {
             exemption: None,
             rotation: None,
             role_candidate: true,
+            role_reason: None,
+            consumers: None,
         }
     }
 

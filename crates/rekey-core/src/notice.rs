@@ -44,6 +44,10 @@ pub struct NoticeKey {
     pub rotation: Option<RotationRef>,
     /// A hint that a role could replace the key (see the scan's field).
     pub role_candidate: bool,
+    /// Who uses the key, from CloudTrail, when it was read: what must be
+    /// updated before the key is rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<crate::consumers::Consumer>>,
     pub choices: Vec<Choice>,
 }
 
@@ -114,6 +118,7 @@ fn notice_key(row: &KeyRow, as_of: Timestamp) -> NoticeKey {
         reason: row.reason.clone(),
         rotation: row.rotation.clone(),
         role_candidate: row.role_candidate,
+        consumers: row.consumers.as_ref().map(|c| c.all.clone()),
         choices: if row.rotation.is_some() { Vec::new() } else { choices(row, as_of) },
     }
 }
@@ -214,6 +219,10 @@ impl Notice {
         for key in &self.keys {
             let line = KeyLine::of(key);
             writeln!(out, "- {}: {}. {}: {}", line.who, line.facts, key.result.as_str(), key.reason).ok();
+            for c in key.consumers.iter().flatten() {
+                let seen = c.last_seen.strftime("%Y-%m-%d");
+                writeln!(out, "  - used by {} ({}) calling {} {}, last {seen}", c.source_ip, c.user_agent, c.service, c.top_calls.join("/")).ok();
+            }
             match &key.rotation {
                 Some(rotation) => {
                     writeln!(out, "  - {}", rotation_text(rotation)).ok();
@@ -427,6 +436,8 @@ mod tests {
             exemption: None,
             rotation: None,
             role_candidate: true,
+            role_reason: None,
+            consumers: None,
         }
     }
 

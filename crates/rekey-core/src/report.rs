@@ -109,6 +109,30 @@ pub struct KeyRow {
     /// The rotation under way for this key; rotations arrive with `rekey rotate`.
     pub rotation: Option<RotationRef>,
     pub role_candidate: bool,
+    /// Why a role could replace the key, when its consumers say so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_reason: Option<String>,
+    /// Who uses the key, from CloudTrail (`scan --consumers`, FAILED and
+    /// WARNING keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<ConsumerCount>,
+}
+
+/// A key's consumers in short: how many, and the one seen last; the whole
+/// list stays out of scan output (owners' notices show it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerCount {
+    pub count: usize,
+    pub latest: Option<crate::consumers::Consumer>,
+    #[serde(skip)]
+    pub all: Vec<crate::consumers::Consumer>,
+}
+
+impl ConsumerCount {
+    /// `consumers`, newest first.
+    pub fn of(consumers: Vec<crate::consumers::Consumer>) -> ConsumerCount {
+        ConsumerCount { count: consumers.len(), latest: consumers.first().cloned(), all: consumers }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,6 +194,8 @@ pub fn key_rows(users: &[User], policy: &Policy, as_of: Timestamp, owner_tags: &
                     // A key nothing has ever used is not feeding a workload:
                     // whatever needs access can start on a role instead.
                     role_candidate: key.last_used.at.is_none(),
+                    role_reason: None,
+                    consumers: None,
                 }
             })
         })

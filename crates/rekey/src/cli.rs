@@ -337,6 +337,10 @@ pub struct OwnersArgs {
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
 
+    /// List who uses each key, from CloudTrail
+    #[arg(long)]
+    pub consumers: bool,
+
     /// Text for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
@@ -347,6 +351,10 @@ pub struct NotifyArgs {
     /// Only this owner ("unowned" for users without one)
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
+
+    /// List who uses each key, from CloudTrail
+    #[arg(long)]
+    pub consumers: bool,
 
     /// Print what would be sent; send nothing, change nothing
     #[arg(long)]
@@ -464,6 +472,10 @@ pub struct ScanArgs {
     /// Exit 1 when a key is at or above this result
     #[arg(long, value_enum, default_value_t = FailOn::Failed)]
     pub fail_on: FailOn,
+
+    /// Add who uses each FAILED and WARNING key, from CloudTrail (2 requests a second per region)
+    #[arg(long)]
+    pub consumers: bool,
 
     /// Also send the findings (one per user) to Security Hub with
     /// BatchImportFindings, for accounts that do not run the IAM.3 control

@@ -3,12 +3,16 @@
 //! rotation: every configured region read at once, each within its own
 //! request budget.
 
+use crate::accounts::Accounts;
 use crate::settings::Settings;
 use futures::future::join_all;
 use jiff::Timestamp;
 use rekey_aws::cloudtrail::Trail;
 use rekey_aws::{AwsError, Clients};
-use rekey_core::consumers::TrailEvent;
+use rekey_core::consumers::{consumers, role_reason, TrailEvent};
+use rekey_core::report::{ConsumerCount, Note, ScanReport};
+use rekey_core::{AccountId, Compliance};
+use std::collections::{BTreeMap, HashMap};
 
 /// CloudTrail's event history holds 90 days.
 pub const HISTORY: jiff::SignedDuration = jiff::SignedDuration::from_hours(90 * 24);
@@ -45,5 +49,55 @@ impl Trails {
             n => vec![format!("{n} CloudTrail events could not be read and are not counted")],
         };
         Ok((events, warnings))
+    }
+}
+
+/// Fills in the consumers of the report's FAILED and WARNING keys (the
+/// only ones a person must decide on, which keeps CloudTrail's 2 requests a
+/// second per region affordable), and marks a key whose consumers all run
+/// inside AWS as a role candidate. An account whose event history cannot
+/// be read gets one warning; its keys keep `consumers: null`.
+pub async fn fill_consumers(report: &mut ScanReport, settings: &Settings, accounts: &Accounts<'_>) {
+    let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for k in report.keys.iter().filter(|k| matches!(k.result, Compliance::Failed | Compliance::Warning)) {
+        if let Some(id) = &k.access_key_id {
+            by_account.entry(k.account_id.clone()).or_default().push(id.clone());
+        }
+    }
+    let from = Timestamp::now() - HISTORY;
+    // Accounts have their own budgets: read them at once.
+    let found = join_all(by_account.into_iter().map(|(account, keys)| async move {
+        let read = async {
+            let clients = accounts.clients_for(&AccountId::new(account.as_str())).await?;
+            Ok::<_, anyhow::Error>(Trails::new(settings, &clients).events(&keys, from).await?)
+        }
+        .await;
+        (account, read)
+    }))
+    .await;
+    for (account, read) in found {
+        match read {
+            Ok((events, warnings)) => {
+                let mut of_key: HashMap<String, Vec<TrailEvent>> = HashMap::new();
+                for e in events {
+                    of_key.entry(e.access_key_id.clone()).or_default().push(e);
+                }
+                for key in report.keys.iter_mut().filter(|k| k.account_id == account && matches!(k.result, Compliance::Failed | Compliance::Warning)) {
+                    let Some(id) = &key.access_key_id else { continue };
+                    let found = consumers(of_key.get(id).map(Vec::as_slice).unwrap_or_default());
+                    if let Some(reason) = role_reason(&found) {
+                        key.role_candidate = true;
+                        key.role_reason = Some(reason);
+                    }
+                    key.consumers = Some(ConsumerCount::of(found));
+                }
+                report.warnings.extend(warnings.into_iter().map(|message| Note { account_id: Some(account.clone()), message, ..Note::default() }));
+            }
+            Err(e) => report.warnings.push(Note {
+                account_id: Some(account.clone()),
+                message: format!("consumers are unknown (null): CloudTrail's event history cannot be read in account {account} ({e:#}); the last use shown comes from IAM"),
+                ..Note::default()
+            }),
+        }
     }
 }

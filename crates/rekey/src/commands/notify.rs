@@ -99,7 +99,10 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     }
     let resend_after = section.resend_after.unwrap_or(DEFAULT_RESEND_AFTER);
     let clients = Clients::new(&settings.aws).await;
-    let report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    let mut report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    if args.consumers {
+        crate::trail::fill_consumers(&mut report, settings, &crate::accounts::Accounts::new(&clients, settings, None)).await;
+    }
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     let now = Timestamp::now();
     // A dry run never creates the store; a real one records what it sent.

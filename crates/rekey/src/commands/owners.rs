@@ -15,7 +15,10 @@ pub const UNOWNED: &str = "unowned";
 
 pub async fn run(args: OwnersArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let clients = Clients::new(&settings.aws).await;
-    let report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    let mut report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    if args.consumers {
+        crate::trail::fill_consumers(&mut report, settings, &crate::accounts::Accounts::new(&clients, settings, None)).await;
+    }
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     match args.format {
         ListFormat::Json => {

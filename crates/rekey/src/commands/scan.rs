@@ -43,7 +43,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         concurrency: args.concurrency.map_or(DEFAULT_CONCURRENCY, NonZeroUsize::get),
     };
     let accounts = Accounts::new(&clients, settings, args.role_name.as_deref());
-    let report = if args.org || !args.accounts.is_empty() {
+    let mut report = if args.org || !args.accounts.is_empty() {
         let targets = if args.org { org_accounts(&clients, accounts.caller().await?, term).await? } else { args.accounts.iter().map(|a| (a.clone(), None)).collect() };
         accounts.check_reachable(targets.iter().map(|(a, _)| a)).await?;
         let across = settings.file.org.concurrency.map_or(DEFAULT_ACCOUNT_CONCURRENCY, NonZeroUsize::get);
@@ -51,6 +51,9 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     } else {
         collect(&scope, settings, &clients, &term.progress()).await?
     };
+    if args.consumers {
+        crate::trail::fill_consumers(&mut report, settings, &accounts).await;
+    }
     let region = hub::region(settings, &clients);
     match output {
         Some(output) => output.write(|out| render_scan(&report, args.format, false, &region, out))?,
