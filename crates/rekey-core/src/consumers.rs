@@ -4,7 +4,7 @@
 //! old key have moved to the new one (a drain may then go on by itself).
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// One CloudTrail event, as far as rekey reads it.
@@ -20,6 +20,13 @@ pub struct TrailEvent {
     pub user_agent: String,
 }
 
+impl Consumer {
+    /// `10.0.1.5 (aws-cli/2.15.0) calling s3 ListBuckets/GetObject, last 2026-11-28T09:00:00Z`.
+    pub fn describe(&self) -> String {
+        format!("{} ({}) calling {} {}, last {}", self.source_ip, self.user_agent, self.service, self.top_calls.join("/"), self.last_seen)
+    }
+}
+
 impl TrailEvent {
     /// `s3.amazonaws.com` → `s3`.
     pub fn service_of(event_source: &str) -> String {
@@ -29,7 +36,7 @@ impl TrailEvent {
 
 /// A program using a key: the calls from one source with one user agent
 /// to one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consumer {
     pub access_key_id: String,
     pub source_ip: String,

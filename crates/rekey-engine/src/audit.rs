@@ -19,6 +19,9 @@ pub enum Audit {
     VerificationFailed { verifier: String, stage: Stage, reason: String },
     OldKeyUsedAfterDelivery { at: Timestamp, service: Option<String>, region: Option<String> },
     DrainForced { old_key_use: String },
+    /// Every consumer seen on the old key since delivery moved to the new
+    /// key: the evidence that let the drain go on by itself.
+    ConsumersMoved { consumers: Vec<String>, quiet_since: Timestamp },
     DeactivatedOldKey { key: String },
     ReactivatedOldKey { key: String },
     DeletedOldKey { key: String },

@@ -2,8 +2,10 @@
 //! its decisions (recovery, drain, undo) are unit-tested against a fake and
 //! proven end to end against the emulator with [`AwsKeys`].
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
+use rekey_aws::cloudtrail::Trail;
 use rekey_aws::iam::{ListedKey, RequestId};
+use rekey_core::consumers::TrailEvent;
 use rekey_aws::{AwsError, Clients, Iam};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, LastUsed, UserName};
 
@@ -21,17 +23,30 @@ pub trait KeyApi: Send + Sync {
     async fn delete_key(&self, user: &UserName, key: &AccessKeyId) -> Result<RequestId, AwsError>;
     /// AWS's clock minus this machine's.
     fn clock_offset(&self) -> SignedDuration;
+    /// The key's CloudTrail events since `from`; `None` where CloudTrail is
+    /// not configured for the engine.
+    async fn key_events(&self, _key: &AccessKeyId, _from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
+        Ok(None)
+    }
 }
 
 /// [`KeyApi`] on the AWS SDK.
 pub struct AwsKeys {
     iam: Iam,
     clients: Clients,
+    trails: Vec<Trail>,
 }
 
 impl AwsKeys {
     pub fn new(clients: &Clients) -> Self {
-        AwsKeys { iam: Iam::new(clients), clients: clients.clone() }
+        AwsKeys { iam: Iam::new(clients), clients: clients.clone(), trails: Vec::new() }
+    }
+
+    /// Reads CloudTrail's event history in `regions` for the drain's
+    /// consumer evidence.
+    pub fn with_cloudtrail(mut self, regions: &[String]) -> Self {
+        self.trails = regions.iter().map(|r| Trail::new(&self.clients, r)).collect();
+        self
     }
 }
 
@@ -60,5 +75,16 @@ impl KeyApi for AwsKeys {
     }
     fn clock_offset(&self) -> SignedDuration {
         self.clients.clock().offset()
+    }
+    async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
+        if self.trails.is_empty() {
+            return Ok(None);
+        }
+        let now = Timestamp::now();
+        let mut events = Vec::new();
+        for trail in &self.trails {
+            events.extend(trail.key_events(key.as_str(), from, now).await?.events);
+        }
+        Ok(Some(events))
     }
 }

@@ -118,6 +118,10 @@ pub struct Progress {
     pub new_key_deactivated_at: Option<Timestamp>,
     /// The last use of the old key after delivery, if any.
     pub used_after_delivery: Option<SeenUse>,
+    /// What CloudTrail showed of the old key's consumers since delivery,
+    /// at the drain's last look (for `rekey status`).
+    #[serde(default)]
+    pub consumers: Option<ConsumerWatch>,
     /// Stages a person confirmed (manual delivery or verification).
     pub confirmed: Vec<Stage>,
     /// Set by `confirm --force`: deactivate at the next step even though the
@@ -125,6 +129,15 @@ pub struct Progress {
     pub force: bool,
     /// What the rotation waits for, in words, for `rekey status`.
     pub waiting_for: Option<String>,
+}
+
+/// The old key's consumers since delivery, sorted by whether they moved to
+/// the new key (SPEC section 8).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerWatch {
+    pub checked_at: Timestamp,
+    pub left: Vec<rekey_core::consumers::Consumer>,
+    pub moved: Vec<rekey_core::consumers::Consumer>,
 }
 
 /// Restore points as saved, also in the form rekey 0.1 saved for its only

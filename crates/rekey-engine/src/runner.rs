@@ -14,7 +14,8 @@ use crate::crash_point;
 use crate::drain::{self, Drain};
 use crate::keys::KeyApi;
 use crate::lease::{Holder, Renewal, LEASE};
-use crate::plan::{Plan, Progress, SeenUse};
+use crate::plan::{ConsumerWatch, Plan, Progress, SeenUse};
+use rekey_core::consumers::{consumers, moves, Consumer};
 use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
 use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::Timestamp;
@@ -109,6 +110,9 @@ enum Step {
     /// Look again at this time (on AWS's clock), for this reason.
     Wait(Timestamp, String),
 }
+
+/// How often a drain that CloudTrail can explain looks for moved consumers.
+const CONSUMER_CHECK: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 fn moved(event: Event) -> Result<Step, EngineError> {
     Ok(Step::Move(event, None))
@@ -641,9 +645,16 @@ impl<'a> Engine<'a> {
         }
         let last_use = self.old_key_use(r, baseline).await?;
         let facts = drain::Facts { baseline, timeout_from: baseline, now, last_use, force: r.progress.force };
-        let who = r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default();
+        let decision = drain::decide(&t, facts);
+        if matches!(decision, Drain::InUse { .. } | Drain::TimedOut) && self.consumers_moved(r, baseline, now, last_use).await {
+            return moved(Event::Drained);
+        }
+        let who = match r.progress.consumers.as_ref().filter(|w| !w.left.is_empty()) {
+            Some(watch) => format!("still on it: {}", watch.left.iter().map(Consumer::describe).collect::<Vec<_>>().join("; ")),
+            None => r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default(),
+        };
         let id = r.record.id.clone();
-        match drain::decide(&t, facts) {
+        match decision {
             Drain::Wait { until } => Ok(Step::Wait(until, format!("the old key must stay unused until {until}"))),
             Drain::Drained => moved(Event::Drained),
             Drain::Forced => {
@@ -651,7 +662,8 @@ impl<'a> Engine<'a> {
                 moved(Event::Drained)
             }
             Drain::InUse { until } => Ok(Step::Wait(
-                until,
+                // With CloudTrail, the consumers may move any time: look hourly.
+                if r.progress.consumers.is_some() { until.min(now + CONSUMER_CHECK) } else { until },
                 format!("the old key was used after delivery ({who}): a consumer still has it. Update it, then `rekey confirm {id}`; without that, blocked at {until}"),
             )),
             Drain::TimedOut => blocked(format!(
@@ -659,6 +671,44 @@ impl<'a> Engine<'a> {
                 t.drain_timeout
             )),
         }
+    }
+
+    /// SPEC section 8, with CloudTrail: the old key was used after delivery,
+    /// but if every consumer (source IP, user agent) seen on it since has
+    /// been seen on the new key after its last old use, and not on the old
+    /// key for the drain window, the consumers moved: the drain restarts
+    /// from that last old use and so ends now, with the evidence in the
+    /// audit log. `false` (a person decides, SPEC section 5) when CloudTrail
+    /// is not configured or cannot be read, when a consumer is left, or
+    /// when IAM saw a use later than CloudTrail shows yet. What was seen is
+    /// kept for `rekey status` either way.
+    async fn consumers_moved(&mut self, r: &mut Rotation, baseline: Timestamp, now: Timestamp, last_use: Option<Timestamp>) -> bool {
+        let Some(new_key) = r.new_key() else { return false };
+        let read = async {
+            let old = self.keys.key_events(&r.old_key(), baseline).await?;
+            let new = self.keys.key_events(&new_key, baseline).await?;
+            Ok::<_, AwsError>(old.zip(new))
+        };
+        let (old, new) = match read.await {
+            Ok(Some(events)) => events,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!("rotation {}: CloudTrail cannot tell the old key's consumers ({e}); a person decides", r.record.id);
+                return false;
+            }
+        };
+        let t = r.plan.timings;
+        let quiet_since = now - t.drain_window().to_signed();
+        let m = moves(&consumers(&old), &consumers(&new), quiet_since);
+        r.progress.consumers = Some(ConsumerWatch { checked_at: now, left: m.left.clone(), moved: m.moved.clone() });
+        let Some(last_old) = m.moved.iter().map(|c| c.last_seen).max().filter(|_| m.left.is_empty()) else { return false };
+        let from_last_old = drain::Facts { baseline: last_old, timeout_from: baseline, now, last_use, force: false };
+        if drain::decide(&t, from_last_old) != Drain::Drained {
+            return false;
+        }
+        r.progress.drain_from = Some(last_old);
+        self.note(r, Audit::ConsumersMoved { consumers: m.moved.iter().map(Consumer::describe).collect(), quiet_since }, None);
+        true
     }
 
     /// deactivating: re-reads the last use (it may have changed since the

@@ -14,6 +14,7 @@ use rekey_engine::keys::KeyApi;
 use rekey_engine::plan::{Plan, Timings};
 use rekey_engine::runner::{Engine, EngineError, Prepared};
 use rekey_store::Store;
+use rekey_core::consumers::TrailEvent;
 use std::sync::{Arc, Mutex};
 
 const ACCOUNT: &str = "123456789012";
@@ -33,12 +34,14 @@ struct FakeIam {
     account: String,
     keys: Mutex<Vec<Key>>,
     created: Mutex<u32>,
+    /// CloudTrail's event history; `None`: not configured.
+    trail: Mutex<Option<Vec<TrailEvent>>>,
 }
 
 impl FakeIam {
     fn new(clock: &ManualClock) -> FakeIam {
         let old = Key { id: OLD.into(), status: KeyStatus::Active, created: clock.now() - SignedDuration::from_hours(24 * 200), last_used: None };
-        FakeIam { clock: clock.clone(), account: ACCOUNT.into(), keys: Mutex::new(vec![old]), created: Mutex::new(0) }
+        FakeIam { clock: clock.clone(), account: ACCOUNT.into(), keys: Mutex::new(vec![old]), created: Mutex::new(0), trail: Mutex::new(None) }
     }
 
     fn keys(&self) -> Vec<(String, KeyStatus)> {
@@ -47,6 +50,21 @@ impl FakeIam {
 
     fn use_key(&self, id: &str, at: Timestamp) {
         self.keys.lock().unwrap().iter_mut().find(|k| k.id == id).unwrap().last_used = Some(at);
+    }
+
+    /// A call with `key` from `ip`: in IAM's last use and in CloudTrail.
+    fn call(&self, key: &str, at: Timestamp, ip: &str) {
+        self.use_key(key, at);
+        let event = TrailEvent {
+            access_key_id: key.into(),
+            time: at,
+            event_name: "GetObject".into(),
+            service: "s3".into(),
+            region: "us-east-1".into(),
+            source_ip: ip.into(),
+            user_agent: format!("app on {ip}"),
+        };
+        self.trail.lock().unwrap().get_or_insert_with(Vec::new).push(event);
     }
 
     fn add_key(&self, id: &str, created: Timestamp) {
@@ -89,6 +107,11 @@ impl KeyApi for FakeIam {
     }
     fn clock_offset(&self) -> SignedDuration {
         SignedDuration::ZERO
+    }
+    async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
+        let trail = self.trail.lock().unwrap();
+        let now = self.clock.now();
+        Ok(trail.as_ref().map(|events| events.iter().filter(|e| e.access_key_id == key.as_str() && e.time >= from && e.time <= now).cloned().collect()))
     }
 }
 
@@ -256,4 +279,57 @@ async fn another_accounts_credentials_are_refused_before_anything() {
     }
     drop(engine);
     assert_eq!((w.store.get("rot-1").unwrap(), w.iam.keys()), before);
+}
+
+#[tokio::test]
+async fn consumers_seen_moving_to_the_new_key_let_the_drain_go_on_by_itself() {
+    let mut w = World::new().await;
+    w.start().await;
+    let delivered = w.clock.now();
+    let hours = |h: i64| delivered + SignedDuration::from_hours(h);
+    // The application kept its old key for an hour, then picked up the new one.
+    w.iam.call(OLD, hours(1), "10.0.0.1");
+    w.iam.call("AKIANEW1", hours(2), "10.0.0.1");
+    assert_eq!(w.run_after(29).await, Stage::Draining, "its last old use is not a whole drain window (28h) ago yet");
+    let watch = w.store.get("rot-1").unwrap().progress["consumers"].clone();
+    assert_eq!((watch["left"].as_array().unwrap().len(), watch["moved"].as_array().unwrap().len()), (1, 0), "{watch}");
+    assert_eq!(w.run_after(1).await, Stage::AwaitingDelete, "quiet on the old key since hour 1, seen on the new one: moved");
+    let history = w.store.history(Some("rot-1")).unwrap();
+    let evidence = history.iter().find(|e| e.event == "consumers_moved").expect("the evidence is audited");
+    assert!(evidence.detail["consumers"][0].as_str().unwrap().contains("10.0.0.1"), "{}", evidence.detail);
+}
+
+#[tokio::test]
+async fn a_consumer_left_on_the_old_key_leaves_the_decision_to_a_person() {
+    let mut w = World::new().await;
+    w.start().await;
+    let delivered = w.clock.now();
+    let hours = |h: i64| delivered + SignedDuration::from_hours(h);
+    w.iam.call(OLD, hours(1), "10.0.0.1");
+    w.iam.call("AKIANEW1", hours(2), "10.0.0.1");
+    // A cron host used the old key once after delivery and never the new one.
+    w.iam.call(OLD, hours(3), "10.0.0.9");
+    assert_eq!(w.run_after(48).await, Stage::Draining);
+    let r = w.store.get("rot-1").unwrap();
+    let left: Vec<&str> = r.progress["consumers"]["left"].as_array().unwrap().iter().map(|c| c["source_ip"].as_str().unwrap()).collect();
+    assert_eq!(left, ["10.0.0.9"]);
+    let waiting = r.progress["waiting_for"].as_str().unwrap_or_default().to_owned();
+    assert!(waiting.contains("10.0.0.9"), "status names the host left: {waiting}");
+    assert_eq!(w.run_after(14 * 24).await, Stage::Blocked, "after drain_timeout, as without CloudTrail");
+    assert_eq!(w.iam.keys()[0], (OLD.into(), KeyStatus::Active));
+}
+
+#[tokio::test]
+async fn a_use_iam_saw_that_cloudtrail_does_not_show_yet_keeps_draining() {
+    let mut w = World::new().await;
+    w.start().await;
+    let delivered = w.clock.now();
+    let hours = |h: i64| delivered + SignedDuration::from_hours(h);
+    w.iam.call(OLD, hours(1), "10.0.0.1");
+    w.iam.call("AKIANEW1", hours(2), "10.0.0.1");
+    // IAM saw a later use of the old key; CloudTrail has not delivered it.
+    w.iam.use_key(OLD, hours(20));
+    assert_eq!(w.run_after(31).await, Stage::Draining);
+    assert_eq!(w.iam.keys()[0], (OLD.into(), KeyStatus::Active));
+    assert!(w.store.history(Some("rot-1")).unwrap().iter().all(|e| e.event != "consumers_moved"));
 }

@@ -9,14 +9,13 @@ use crate::commands::status::print_one;
 use crate::settings::Settings;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
-use rekey_engine::keys::AwsKeys;
 
 pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let mut store = open_store(settings)?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
     let clients = clients_of_rotation(&store, &accounts, &args.id).await?;
-    let keys = AwsKeys::new(&clients);
+    let keys = super::keys(&clients, settings);
     let mut engine = engine(&keys, &clients, &mut store, settings, args.reveal || term.stdout_is_terminal);
     let result = engine.confirm(&args.id, args.force).await;
     send_finding_notes(&mut store, settings, &accounts, term).await?;
@@ -33,7 +32,7 @@ pub async fn cancel(args: IdArgs, abort: bool, settings: &Settings, term: &Termi
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
     let clients = clients_of_rotation(&store, &accounts, &args.id).await?;
-    let keys = AwsKeys::new(&clients);
+    let keys = super::keys(&clients, settings);
     let mut engine = engine(&keys, &clients, &mut store, settings, false);
     let result = engine.cancel(&args.id, abort).await;
     send_finding_notes(&mut store, settings, &accounts, term).await?;

@@ -27,6 +27,12 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::open(&settings.state)?)
 }
 
+/// IAM for the engine, with CloudTrail in the configured regions for the
+/// drain's consumer evidence.
+pub fn keys(clients: &Clients, settings: &Settings) -> AwsKeys {
+    AwsKeys::new(clients).with_cloudtrail(&settings.file.cloudtrail.regions(&clients.region()))
+}
+
 /// The rotation engine as configured: the system clock, the actor, and
 /// notes on findings when Security Hub is on.
 pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, store: &'a mut Store, settings: &Settings, may_reveal: bool) -> Engine<'a> {

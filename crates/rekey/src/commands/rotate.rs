@@ -13,7 +13,6 @@ use rekey_aws::Clients;
 use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::Stage;
 use rekey_core::AccessKeyId;
-use rekey_engine::keys::AwsKeys;
 use rekey_engine::plan::Plan;
 use rekey_engine::runner::{prepare, Prepared, Request};
 use rekey_engine::{sinks, verify};
@@ -28,7 +27,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         Some(account) => accounts.clients_for(account).await?,
         None => base.clone(),
     };
-    let keys = AwsKeys::new(&clients);
+    let keys = super::keys(&clients, settings);
     let may_reveal = args.reveal || term.stdout_is_terminal;
     let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: args.account.clone(), plan };
     // Bad input stops here: nothing changed in AWS, no state store created.

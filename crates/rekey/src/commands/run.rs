@@ -11,7 +11,6 @@ use crate::terminal::Terminal;
 use rekey_aws::Clients;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::model::whole_seconds;
-use rekey_engine::keys::AwsKeys;
 use rekey_core::AccountId;
 use rekey_store::{Change, EndExemption, Ended, NewFindingUpdate, Outlook, Store};
 use std::collections::BTreeMap;
@@ -66,7 +65,7 @@ async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, only: Option<&A
                 continue;
             }
         };
-        let keys = AwsKeys::new(&clients);
+        let keys = super::keys(&clients, settings);
         let mut engine = engine(&keys, &clients, store, settings, may_reveal);
         for id in ids {
             match engine.advance(&id).await {

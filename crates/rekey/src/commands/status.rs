@@ -61,6 +61,7 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
         "deactivated_at": progress.deactivated_at.map(|t| t.to_string()),
         "drain_restarted_at": progress.drain_from.map(|t| t.to_string()),
         "old_key_used_after_delivery": progress.used_after_delivery,
+        "old_key_consumers": progress.consumers,
     }))
 }
 
@@ -76,6 +77,15 @@ pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
         outln!("  reason: {reason}")?;
     } else if let Some(waiting) = v["waiting_for"].as_str() {
         outln!("  waiting: {waiting}")?;
+    }
+    // What CloudTrail showed at the drain's last look: who is left on the old key.
+    if let Some(watch) = Rotation::decode(r.clone())?.progress.consumers.filter(|_| r.stage == rekey_core::workflow::Stage::Draining) {
+        for c in &watch.left {
+            outln!("  still on the old key: {}", c.describe())?;
+        }
+        for c in &watch.moved {
+            outln!("  moved to the new key: {}", c.describe())?;
+        }
     }
     if let Some(at) = v["next_check_at"].as_str() {
         outln!("  next check: {at} (`rekey run` picks it up)")?;
