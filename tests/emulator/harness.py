@@ -1026,7 +1026,7 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
     target = environ.get("HTTP_X_AMZ_TARGET")
     content_type = environ.get("CONTENT_TYPE", "")
     if target:
-        operation = target.split(".", 1)[1] if "." in target else target
+        operation = target.rsplit(".", 1)[1] if "." in target else target  # the prefix may have dots
         service = scope_service or target.split(".", 1)[0].split("_")[0].lower()
         json_ct = "application/x-amz-json-1.0" if "json-1.0" in content_type else "application/x-amz-json-1.1"
         return RequestInfo(service, operation, "json", akid, session, json_ct, scope_region)
@@ -1044,10 +1044,72 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
     if action:
         return RequestInfo(service, action, "ec2" if service == "ec2" else "query", akid, session,
                            region=scope_region)
-    operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
-    operation = rest_operation_name(service, environ, operation)
+    if service == "s3":
+        operation = s3_operation_name(environ, query)
+    else:
+        operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
+        operation = rest_operation_name(service, environ, operation)
     return RequestInfo(service, operation, "s3" if service == "s3" else "rest-json", akid, session,
                        region=scope_region)
+
+
+# S3 REST calls by API name: (METHOD, sub-resource in the query) -> operation,
+# for buckets and for objects; METHOD alone is the call without a sub-resource.
+S3_BUCKET_OPERATIONS: dict[tuple[str, str | None], str] = {
+    ("GET", None): "ListObjects", ("PUT", None): "CreateBucket", ("DELETE", None): "DeleteBucket",
+    ("HEAD", None): "HeadBucket", ("POST", "delete"): "DeleteObjects", ("GET", "list-type"): "ListObjectsV2",
+    ("GET", "versions"): "ListObjectVersions", ("GET", "uploads"): "ListMultipartUploads",
+    ("GET", "location"): "GetBucketLocation", ("GET", "lifecycle"): "GetBucketLifecycleConfiguration",
+    ("PUT", "lifecycle"): "PutBucketLifecycleConfiguration", ("DELETE", "lifecycle"): "DeleteBucketLifecycle",
+    ("GET", "notification"): "GetBucketNotificationConfiguration",
+    ("PUT", "notification"): "PutBucketNotificationConfiguration",
+    ("GET", "publicAccessBlock"): "GetPublicAccessBlock", ("PUT", "publicAccessBlock"): "PutPublicAccessBlock",
+    ("DELETE", "publicAccessBlock"): "DeletePublicAccessBlock",
+}
+S3_BUCKET_SUBRESOURCES = ("acl", "cors", "encryption", "logging", "ownershipControls", "policy", "replication",
+                          "tagging", "versioning", "website", "accelerate", "requestPayment")
+S3_OBJECT_OPERATIONS: dict[tuple[str, str | None], str] = {
+    ("GET", None): "GetObject", ("PUT", None): "PutObject", ("DELETE", None): "DeleteObject",
+    ("HEAD", None): "HeadObject", ("POST", "uploads"): "CreateMultipartUpload",
+    ("POST", "uploadId"): "CompleteMultipartUpload", ("PUT", "uploadId"): "UploadPart",
+    ("DELETE", "uploadId"): "AbortMultipartUpload", ("GET", "uploadId"): "ListParts",
+    ("POST", "restore"): "RestoreObject", ("POST", "select"): "SelectObjectContent",
+    ("GET", "attributes"): "GetObjectAttributes", ("GET", "acl"): "GetObjectAcl", ("PUT", "acl"): "PutObjectAcl",
+    ("GET", "tagging"): "GetObjectTagging", ("PUT", "tagging"): "PutObjectTagging",
+    ("DELETE", "tagging"): "DeleteObjectTagging", ("GET", "retention"): "GetObjectRetention",
+    ("PUT", "retention"): "PutObjectRetention", ("GET", "legal-hold"): "GetObjectLegalHold",
+    ("PUT", "legal-hold"): "PutObjectLegalHold",
+}
+S3_VIRTUAL_HOST_RE = re.compile(r"^(.+?)\.(?:s3[.-].*|localhost)$")
+
+
+def s3_operation_name(environ: dict, query: dict[str, list[str]]) -> str:
+    """An S3 REST call's API name (ListBuckets, PutObject, ...), path-style or
+    virtual-hosted (bucket.localhost, bucket.s3...), else "METHOD /path"."""
+    method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/") or "/"
+    host = (environ.get("HTTP_HOST") or "").rsplit(":", 1)[0]
+    virtual = S3_VIRTUAL_HOST_RE.match(host)
+    rest = path.lstrip("/")
+    if virtual:  # the bucket is in the host name; the path is the key
+        parts = ["bucket", *([rest] if rest else [])]
+    else:
+        parts = [p for p in rest.split("/", 1) if p]
+    if not parts:
+        return "ListBuckets" if method == "GET" else f"{method} {path}"
+    if len(parts) == 1:
+        for sub in S3_BUCKET_SUBRESOURCES:
+            if sub in query:
+                verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method)
+                return f"{verb}Bucket{sub[0].upper()}{sub[1:]}" if verb else f"{method} {path}"
+        table = S3_BUCKET_OPERATIONS
+    else:
+        if method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ:
+            return "UploadPartCopy" if "uploadId" in query else "CopyObject"
+        table = S3_OBJECT_OPERATIONS
+    for (verb, sub), name in table.items():
+        if verb == method and sub is not None and sub in query:
+            return name
+    return table.get((method, None), f"{method} {path}")
 
 
 def _xml_escape(s: str) -> str:
