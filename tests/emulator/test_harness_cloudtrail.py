@@ -466,6 +466,32 @@ class AnchorTests(CloudTrailTestCase):
         self.assertEqual(event["EventSource"], "ec2.amazonaws.com")
 
 
+class DemoScenarioTests(CloudTrailTestCase):
+    """scenarios/cloudtrail-demo.json tells its story."""
+
+    scenario = json.loads((HERE / "scenarios" / "cloudtrail-demo.json").read_text())
+
+    def hosts(self, user: str, index: int = 0, region: str = "us-east-1") -> dict[str, int]:
+        events = self.lookup(self.client("cloudtrail", region=region), LookupAttributes=by_key(self.key(user, index)))
+        found: dict[str, int] = {}
+        for e in events:
+            ip = trail_doc(e)["sourceIPAddress"]
+            found[ip] = found.get(ip, 0) + 1
+        return found
+
+    def test_story(self) -> None:
+        self.assertEqual(self.hosts("ci-deployer"), {"10.0.1.5": 240, "10.0.1.6": 240, "203.0.113.40": 1})
+        self.assertEqual(self.hosts("batch-nightly", region="eu-west-1"), {"10.0.2.10": 60})  # no GetObject
+        self.assertEqual(self.hosts("forgotten-bot"), {})
+        old = self.lookup(LookupAttributes=by_key(self.key("svc-rotating", 0)))
+        self.assertLess(old[0]["EventTime"], datetime.now(timezone.utc) - timedelta(days=9))
+        self.assertEqual(len(old), 80)
+        self.assertEqual(self.hosts("svc-rotating", 1), {"10.0.3.7": 10})
+        with self.assertRaises(ClientError) as ctx:
+            self.client("cloudtrail", self.key("legacy", account=LOCKED)).lookup_events()
+        self.assertAwsError(ctx, "AccessDeniedException")
+
+
 class StoreTests(unittest.TestCase):
     """cloudtrail.py in-process, with fake clocks."""
 
