@@ -572,7 +572,9 @@ class CloudTrail:
         if query.category == "insight":  # the harness has no Insights events
             return {"Events": []}
         now = self.now()
-        floor = max(now - RETENTION_SECONDS, query.start if query.start is not None else now - RETENTION_SECONDS)
+        floor = now - RETENTION_SECONDS  # never older than 90 days, whatever StartTime says
+        if query.start is not None:
+            floor = max(floor, query.start)
         ceiling = query.end if query.end is not None else now
         matches = attribute_matcher(query.attribute)
         with self.lock:
