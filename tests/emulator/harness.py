@@ -15,6 +15,8 @@ middleware that:
   state, GetFindings filters, BatchUpdateFindings, BatchImportFindings; the
   store is ``securityhub.py`` beside this file),
 * records when SNS messages are published and shows what was published,
+* records every AWS request it serves as a CloudTrail event and answers
+  CloudTrail LookupEvents over them and seeded history (``cloudtrail.py``),
 * serves control endpoints under ``/_rekey/``.
 
 It also patches a few moto behaviours where moto differs from real IAM in a
@@ -45,6 +47,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
+import cloudtrail  # beside this file: CloudTrail event history and LookupEvents
 import organizations  # beside this file: Organizations and cross-account roles
 import securityhub  # beside this file: the Security Hub finding store
 
@@ -289,6 +292,15 @@ class OrganizationSpec:
 
 
 @dataclass
+class CloudTrailSpec:
+    """An account's "cloudtrail": whether LookupEvents is allowed, and its seeded
+    history as (user name, key index oldest first, series)."""
+
+    enabled: bool = True
+    events: list[tuple[str, int, cloudtrail.SeriesSpec]] = field(default_factory=list)
+
+
+@dataclass
 class AccountSpec:
     """A member account: its Organizations entry, its AssumeRole target, its users."""
 
@@ -299,6 +311,7 @@ class AccountSpec:
     role_name: str | None  # the role created in the account; None: no role
     external_id: str | None  # AssumeRole must pass this ExternalId
     users: list[UserSpec] = field(default_factory=list)
+    cloudtrail: CloudTrailSpec = field(default_factory=CloudTrailSpec)
 
 
 @dataclass
@@ -309,6 +322,8 @@ class Scenario:
     sns_topics: list[str] = field(default_factory=list)
     organization: OrganizationSpec | None = None
     accounts: list[AccountSpec] = field(default_factory=list)
+    cloudtrail: CloudTrailSpec = field(default_factory=CloudTrailSpec)  # the default account's
+    cloudtrail_anchor: str = "now"  # seeded events are "ago" before: now (the start) | as_of
 
 
 # SNS topic names: 1-256 letters, digits, - and _; a FIFO topic ends in .fifo.
@@ -371,6 +386,48 @@ def _parse_population(raw: dict, as_of: datetime, scope: str, where: str) -> lis
     return users
 
 
+CLOUDTRAIL_FIELDS = {"enabled", "events"}
+CLOUDTRAIL_ANCHORS = ("now", "as_of")
+
+
+def _parse_cloudtrail_event(raw: Any, users: dict[str, UserSpec], where: str) -> tuple[str, int, cloudtrail.SeriesSpec]:
+    """One seeded series: whose key ("user", "key" oldest first), and the calls."""
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    try:
+        series = cloudtrail.parse_series(raw, where, frozenset({"user", "key"}))
+    except cloudtrail.SpecError as e:
+        raise InputError(str(e)) from None
+    name = raw.get("user")
+    _expect(isinstance(name, str) and name in users, f"{where}.user: no user {name!r} in this account")
+    key = raw.get("key", 0)
+    n_keys = len(users[name].keys)
+    _expect(_is_int(key) and 0 <= key < n_keys,
+            f"{where}.key: an index of user {name!r}'s keys, oldest first, required "
+            f"(the user has {n_keys} key(s)), got {key!r}")
+    return name, key, series
+
+
+def _parse_cloudtrail(raw: Any, users: list[UserSpec], where: str, top_level: bool) -> tuple[CloudTrailSpec, str]:
+    """A "cloudtrail" object -> the account's spec, and the anchor (top level only)."""
+    _expect(isinstance(raw, dict), f"{where}: expected an object")
+    _check_keys(raw, CLOUDTRAIL_FIELDS | ({"anchor"} if top_level else set()), where)
+    enabled = raw.get("enabled", True)
+    _expect(isinstance(enabled, bool), f"{where}.enabled: true or false required")
+    anchor = raw.get("anchor", "now")
+    _expect(anchor in CLOUDTRAIL_ANCHORS, f"{where}.anchor: 'now' or 'as_of' required, got {anchor!r}")
+    events_raw = raw.get("events", [])
+    _expect(isinstance(events_raw, list), f"{where}.events: expected a list")
+    by_name = {u.name: u for u in users}
+    events = [_parse_cloudtrail_event(e, by_name, f"{where}.events[{i}]") for i, e in enumerate(events_raw)]
+    return CloudTrailSpec(enabled, events), anchor
+
+
+def _check_cloudtrail_total(specs: list[CloudTrailSpec]) -> None:
+    total = sum(series.count for spec in specs for _u, _k, series in spec.events)
+    _expect(total <= cloudtrail.MAX_EVENTS,
+            f"scenario: {total} seeded CloudTrail events; the harness keeps at most {cloudtrail.MAX_EVENTS}")
+
+
 def _parse_organization(raw: Any) -> OrganizationSpec:
     where = "scenario.organization"
     _expect(isinstance(raw, dict), f"{where}: expected an object")
@@ -398,7 +455,7 @@ def _parse_role(raw: dict, role_name: str, where: str) -> tuple[str | None, str 
     return name, external_id
 
 
-ACCOUNT_FIELDS = {"id", "name", "email", "status", "role", "external_id", "users", "bulk"}
+ACCOUNT_FIELDS = {"id", "name", "email", "status", "role", "external_id", "users", "bulk", "cloudtrail"}
 
 
 def _parse_account(raw: Any, as_of: datetime, role_name: str, where: str) -> AccountSpec:
@@ -418,7 +475,9 @@ def _parse_account(raw: Any, as_of: datetime, role_name: str, where: str) -> Acc
     _expect(status in ACCOUNT_STATUSES, f"{where}.status: ACTIVE or SUSPENDED required, got {status!r}")
     role, external_id = _parse_role(raw, role_name, where)
     users = _parse_population(raw, as_of, f"{where} ", where)
-    return AccountSpec(account_id, name, email, status, role, external_id, users)
+    trail = (_parse_cloudtrail(raw["cloudtrail"], users, f"{where}.cloudtrail", False)[0]
+             if "cloudtrail" in raw else CloudTrailSpec())
+    return AccountSpec(account_id, name, email, status, role, external_id, users, trail)
 
 
 ACCOUNTS_BULK_FIELDS = {"count", "first_id", "users", "seed", "prefix", "name_prefix"}
@@ -472,7 +531,7 @@ def _parse_accounts(raw: dict, as_of: datetime, role_name: str) -> list[AccountS
 
 
 SCENARIO_FIELDS = {"as_of", "users", "bulk", "description", "securityhub", "sns_topics",
-                   "organization", "accounts", "accounts_bulk"}
+                   "organization", "accounts", "accounts_bulk", "cloudtrail"}
 
 
 def load_scenario(path: str | None, as_of_override: str | None) -> tuple[datetime, list[UserSpec]]:
@@ -510,7 +569,10 @@ def load_scenario_file(path: str | None, as_of_override: str | None) -> Scenario
     organization = _parse_organization(raw["organization"]) if "organization" in raw else None
     role_name = organization.role_name if organization else DEFAULT_ROLE_NAME
     accounts = _parse_accounts(raw, as_of, role_name)
-    return Scenario(as_of, users, enabled, topics, organization, accounts)
+    trail, anchor = (_parse_cloudtrail(raw["cloudtrail"], users, "scenario.cloudtrail", True)
+                     if "cloudtrail" in raw else (CloudTrailSpec(), "now"))
+    _check_cloudtrail_total([trail, *(a.cloudtrail for a in accounts)])
+    return Scenario(as_of, users, enabled, topics, organization, accounts, trail, anchor)
 
 
 # --------------------------------------------------------------------------
@@ -675,6 +737,81 @@ def seed_accounts(scenario: Scenario) -> None:
 
 def scenario_account_ids(scenario: Scenario) -> list[str]:
     return [DEFAULT_ACCOUNT_ID, *(a.id for a in scenario.accounts)]
+
+
+# --------------------------------------------------------------------------
+# CloudTrail: who an access key is (the event's userIdentity), and the
+# scenario's seeded history (the store and LookupEvents are in cloudtrail.py)
+# --------------------------------------------------------------------------
+
+CLOUDTRAIL = cloudtrail.CloudTrail()
+IDENTITIES: dict[tuple[str, str | None], cloudtrail.Identity] = {}  # (account, key id) -> who
+MAX_IDENTITIES = 100_000
+
+
+def resolve_identity(account: str, access_key_id: str | None) -> cloudtrail.Identity:
+    """The userIdentity of a key in moto's IAM of that account: an IAM user,
+    an AssumeRole session (ASIA keys), or Unknown (the static `testing` keys)."""
+    key = iam_backend(account).access_keys.get(access_key_id) if access_key_id else None
+    if key is None:
+        return cloudtrail.unknown_identity(account)
+    if key.user_name is not None:
+        user = iam_backend(account).users.get(key.user_name)
+        if user is None:  # deleted before its key was first seen
+            return cloudtrail.Identity("IAMUser", account, None, f"arn:aws:iam::{account}:user/{key.user_name}",
+                                       key.user_name, key.user_name)
+        return cloudtrail.Identity("IAMUser", account, user.id, user.arn, user.name, user.name)
+    if key.role_arn:
+        return assumed_role_identity(account, access_key_id, key.role_arn)
+    return cloudtrail.unknown_identity(account)
+
+
+def assumed_role_identity(account: str, access_key_id: str, role_arn: str) -> cloudtrail.Identity:
+    from moto.sts.models import sts_backends
+
+    session = sts_backends[account]["aws"].get_assumed_role_from_access_key(access_key_id)
+    role_name = role_arn.rsplit("/", 1)[-1]
+    if session is None:
+        return cloudtrail.Identity("AssumedRole", account, None, None, None, None,
+                                   {"type": "Role", "arn": role_arn, "accountId": account, "userName": role_name})
+    principal = session.user_id  # AROA...:session-name
+    issuer = {"type": "Role", "principalId": principal.split(":", 1)[0], "arn": role_arn,
+              "accountId": account, "userName": role_name}
+    return cloudtrail.Identity("AssumedRole", account, principal, session.arn, None, session.session_name, issuer)
+
+
+def key_identity(account: str, access_key_id: str | None) -> cloudtrail.Identity:
+    """resolve_identity, cached: a key's owner is read when the key is first seen."""
+    found = IDENTITIES.get((account, access_key_id))
+    if found is None:
+        found = resolve_identity(account, access_key_id)
+        if len(IDENTITIES) >= MAX_IDENTITIES:
+            IDENTITIES.clear()
+        IDENTITIES[(account, access_key_id)] = found
+    return found
+
+
+def cloudtrail_blocks(scenario: Scenario) -> list[tuple[str, CloudTrailSpec]]:
+    return [(DEFAULT_ACCOUNT_ID, scenario.cloudtrail), *((a.id, a.cloudtrail) for a in scenario.accounts)]
+
+
+def epoch(dt: datetime) -> int:
+    """Naive UTC -> epoch seconds."""
+    return int(dt.replace(tzinfo=timezone.utc).timestamp())
+
+
+def seed_cloudtrail(scenario: Scenario, started: int) -> int:
+    """Each account's CloudTrail switch and seeded history; returns how many events."""
+    anchor = epoch(scenario.as_of) if scenario.cloudtrail_anchor == "as_of" else started
+    items = []
+    for account_id, spec in cloudtrail_blocks(scenario):
+        if not spec.enabled:
+            CLOUDTRAIL.set_enabled(account_id, False)
+        backend = iam_backend(account_id)
+        for user_name, index, series in spec.events:
+            akid = backend.users[user_name].access_keys[index].access_key_id
+            items.append((account_id, akid, key_identity(account_id, akid), series))
+    return CLOUDTRAIL.add_series(items, anchor, "scenario")
 
 
 # --------------------------------------------------------------------------
@@ -1026,7 +1163,7 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
     target = environ.get("HTTP_X_AMZ_TARGET")
     content_type = environ.get("CONTENT_TYPE", "")
     if target:
-        operation = target.split(".", 1)[1] if "." in target else target
+        operation = target.rsplit(".", 1)[1] if "." in target else target  # the prefix may have dots
         service = scope_service or target.split(".", 1)[0].split("_")[0].lower()
         json_ct = "application/x-amz-json-1.0" if "json-1.0" in content_type else "application/x-amz-json-1.1"
         return RequestInfo(service, operation, "json", akid, session, json_ct, scope_region)
@@ -1044,10 +1181,72 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
     if action:
         return RequestInfo(service, action, "ec2" if service == "ec2" else "query", akid, session,
                            region=scope_region)
-    operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
-    operation = rest_operation_name(service, environ, operation)
+    if service == "s3":
+        operation = s3_operation_name(environ, query)
+    else:
+        operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
+        operation = rest_operation_name(service, environ, operation)
     return RequestInfo(service, operation, "s3" if service == "s3" else "rest-json", akid, session,
                        region=scope_region)
+
+
+# S3 REST calls by API name: (METHOD, sub-resource in the query) -> operation,
+# for buckets and for objects; METHOD alone is the call without a sub-resource.
+S3_BUCKET_OPERATIONS: dict[tuple[str, str | None], str] = {
+    ("GET", None): "ListObjects", ("PUT", None): "CreateBucket", ("DELETE", None): "DeleteBucket",
+    ("HEAD", None): "HeadBucket", ("POST", "delete"): "DeleteObjects", ("GET", "list-type"): "ListObjectsV2",
+    ("GET", "versions"): "ListObjectVersions", ("GET", "uploads"): "ListMultipartUploads",
+    ("GET", "location"): "GetBucketLocation", ("GET", "lifecycle"): "GetBucketLifecycleConfiguration",
+    ("PUT", "lifecycle"): "PutBucketLifecycleConfiguration", ("DELETE", "lifecycle"): "DeleteBucketLifecycle",
+    ("GET", "notification"): "GetBucketNotificationConfiguration",
+    ("PUT", "notification"): "PutBucketNotificationConfiguration",
+    ("GET", "publicAccessBlock"): "GetPublicAccessBlock", ("PUT", "publicAccessBlock"): "PutPublicAccessBlock",
+    ("DELETE", "publicAccessBlock"): "DeletePublicAccessBlock",
+}
+S3_BUCKET_SUBRESOURCES = ("acl", "cors", "encryption", "logging", "ownershipControls", "policy", "replication",
+                          "tagging", "versioning", "website", "accelerate", "requestPayment")
+S3_OBJECT_OPERATIONS: dict[tuple[str, str | None], str] = {
+    ("GET", None): "GetObject", ("PUT", None): "PutObject", ("DELETE", None): "DeleteObject",
+    ("HEAD", None): "HeadObject", ("POST", "uploads"): "CreateMultipartUpload",
+    ("POST", "uploadId"): "CompleteMultipartUpload", ("PUT", "uploadId"): "UploadPart",
+    ("DELETE", "uploadId"): "AbortMultipartUpload", ("GET", "uploadId"): "ListParts",
+    ("POST", "restore"): "RestoreObject", ("POST", "select"): "SelectObjectContent",
+    ("GET", "attributes"): "GetObjectAttributes", ("GET", "acl"): "GetObjectAcl", ("PUT", "acl"): "PutObjectAcl",
+    ("GET", "tagging"): "GetObjectTagging", ("PUT", "tagging"): "PutObjectTagging",
+    ("DELETE", "tagging"): "DeleteObjectTagging", ("GET", "retention"): "GetObjectRetention",
+    ("PUT", "retention"): "PutObjectRetention", ("GET", "legal-hold"): "GetObjectLegalHold",
+    ("PUT", "legal-hold"): "PutObjectLegalHold",
+}
+S3_VIRTUAL_HOST_RE = re.compile(r"^(.+?)\.(?:s3[.-].*|localhost)$")
+
+
+def s3_operation_name(environ: dict, query: dict[str, list[str]]) -> str:
+    """An S3 REST call's API name (ListBuckets, PutObject, ...), path-style or
+    virtual-hosted (bucket.localhost, bucket.s3...), else "METHOD /path"."""
+    method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/") or "/"
+    host = (environ.get("HTTP_HOST") or "").rsplit(":", 1)[0]
+    virtual = S3_VIRTUAL_HOST_RE.match(host)
+    rest = path.lstrip("/")
+    if virtual:  # the bucket is in the host name; the path is the key
+        parts = ["bucket", *([rest] if rest else [])]
+    else:
+        parts = [p for p in rest.split("/", 1) if p]
+    if not parts:
+        return "ListBuckets" if method == "GET" else f"{method} {path}"
+    if len(parts) == 1:
+        for sub in S3_BUCKET_SUBRESOURCES:
+            if sub in query:
+                verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method)
+                return f"{verb}Bucket{sub[0].upper()}{sub[1:]}" if verb else f"{method} {path}"
+        table = S3_BUCKET_OPERATIONS
+    else:
+        if method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ:
+            return "UploadPartCopy" if "uploadId" in query else "CopyObject"
+        table = S3_OBJECT_OPERATIONS
+    for (verb, sub), name in table.items():
+        if verb == method and sub is not None and sub in query:
+            return name
+    return table.get((method, None), f"{method} {path}")
 
 
 def _xml_escape(s: str) -> str:
@@ -1306,7 +1505,40 @@ def assume_role_extension(harness: "Harness", environ: dict, info: RequestInfo,
     return aws_error(info, "AccessDenied", message, 403)
 
 
-EXTENSIONS: list[Extension] = [securityhub_extension, organizations_extension, assume_role_extension]
+CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
+
+
+def cloudtrail_body(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise cloudtrail.invalid_parameter("harness: the request body is not a JSON object")
+    return parsed
+
+
+def cloudtrail_extension(_harness: "Harness", environ: dict, info: RequestInfo,
+                         body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """CloudTrail LookupEvents, over the recorded and seeded events; moto
+    answers the other CloudTrail calls."""
+    if info.operation != "LookupEvents" or not (
+            info.service == "cloudtrail"
+            or (environ.get("HTTP_X_AMZ_TARGET") or "").startswith(CLOUDTRAIL_TARGET_PREFIX)):
+        return None
+    account = request_account(environ, info)
+    region = info.region or cloudtrail.GLOBAL_REGION
+    try:
+        return json_answer(info, CLOUDTRAIL.lookup_events(account, region, cloudtrail_body(body),
+                                                          lambda: caller_arn(info, account)))
+    except cloudtrail.CtError as e:
+        return aws_error(info, e.code, e.message, e.status)
+
+
+EXTENSIONS: list[Extension] = [securityhub_extension, organizations_extension, assume_role_extension,
+                               cloudtrail_extension]
 
 
 def iam_user_snapshots(account_id: str) -> list[securityhub.UserSnapshot]:
@@ -1452,6 +1684,17 @@ class Fault:
         return out
 
 
+def source_ip(environ: dict) -> str:
+    """The caller's address: the first hop of X-Forwarded-For (so that a test
+    can play several hosts), else the peer's address."""
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    if forwarded:
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            return first[:253]
+    return environ.get("REMOTE_ADDR") or "127.0.0.1"
+
+
 def account_param(account: str | None) -> str:
     """A control endpoint's ?account=: 12 digits, default the default account."""
     if account is None:
@@ -1459,6 +1702,36 @@ def account_param(account: str | None) -> str:
     if not securityhub.ACCOUNT_RE.match(account):
         raise HttpError(400, f"account must be a 12-digit account id, got {account!r}")
     return account
+
+
+MAX_EVENTS_VIEW = 100_000
+
+
+def events_limit(query: dict[str, str]) -> int:
+    """GET /_rekey/cloudtrail/events?limit=: 1..100000, default 1000."""
+    raw = query.get("limit", "1000")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS_VIEW:
+        raise HttpError(400, f"limit must be an integer 1..{MAX_EVENTS_VIEW}, got {raw!r}")
+    return int(raw)
+
+
+def add_cloudtrail_events(body: dict, account: str | None) -> dict:
+    """POST /_rekey/cloudtrail/events: a series of calls made with a user's
+    key, the newest `ago` before now."""
+    access_key_id = body.get("access_key_id")
+    if not isinstance(access_key_id, str) or not access_key_id:
+        raise HttpError(400, "access_key_id: the id of an IAM user's access key required")
+    try:
+        series = cloudtrail.parse_series(body, "body", frozenset({"access_key_id"}))
+    except cloudtrail.SpecError as e:
+        raise HttpError(400, str(e)) from None
+    found = find_key(access_key_id, account)
+    if found is None:
+        raise HttpError(404, f"no access key {access_key_id}" + (f" in account {account}" if account else ""))
+    acct = found[0]
+    added = CLOUDTRAIL.add_series([(acct, access_key_id, key_identity(acct, access_key_id), series)],
+                                  CLOUDTRAIL.now(), "control")
+    return {"account": acct, "access_key_id": access_key_id, "added": added}
 
 
 def positive_int(value: Any) -> bool:
@@ -1509,6 +1782,7 @@ class Harness:
         body = read_body(environ)
         info = inspect_request(environ, body)
         account = environ[ACCOUNT_ENVIRON_KEY] = request_account(environ, info)
+        start_response = self._recording(start_response, environ, info, account)
         with self.lock:
             self.total += 1
             self.by_operation[info.op_key] = self.by_operation.get(info.op_key, 0) + 1
@@ -1533,6 +1807,32 @@ class Harness:
                 return self._respond(start_response, *answer)
 
         return self.moto_app(environ, start_response)
+
+    def _recording(self, start_response: Callable, environ: dict, info: RequestInfo,
+                   account: str) -> Callable:
+        """start_response that first records the request as a CloudTrail event,
+        with the status of the answer (whoever gives it: moto, an extension,
+        a fault or the credential check)."""
+        recorded = False
+
+        def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self._record(environ, info, account, status)
+            return start_response(status, headers, exc_info)
+
+        return recording_start_response
+
+    def _record(self, environ: dict, info: RequestInfo, account: str, status: str) -> None:
+        try:
+            # Interned: 100,000 events of a few hosts share their agent and address strings.
+            CLOUDTRAIL.record(account, info.region, info.service, info.operation, info.access_key_id,
+                              key_identity(account, info.access_key_id), sys.intern(source_ip(environ)),
+                              sys.intern(environ.get("HTTP_USER_AGENT", "")), int(status[:3]))
+        except Exception as e:  # recording must never break a request
+            if self.verbose:
+                print(f"harness: CloudTrail recording failed: {e!r}", file=sys.stderr, flush=True)
 
     def _take_fault(self, info: RequestInfo, account: str) -> Fault | None:
         now = time.monotonic()
@@ -1573,7 +1873,7 @@ class Harness:
             status, payload = e.status, {"error": e.message}
         except InputError as e:
             status, payload = 400, {"error": str(e)}
-        except (securityhub.ControlError, organizations.ControlError) as e:
+        except (securityhub.ControlError, organizations.ControlError, cloudtrail.ControlError) as e:
             status, payload = e.status, {"error": e.message}
         data = json.dumps(payload).encode()
         return status, [("Content-Type", "application/json")], data
@@ -1624,7 +1924,37 @@ class Harness:
             return self.securityhub_control(method, parts[1:], body, account)
         if parts[:1] == ["sns"]:
             return self.sns_control(method, parts[1:], query, body, account)
+        if parts[:1] == ["cloudtrail"]:
+            return self.cloudtrail_control(method, parts[1:], query, body, raw_account)
         raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
+
+    @staticmethod
+    def cloudtrail_control(method: str, parts: list[str], query: dict[str, str], body: Any,
+                           raw_account: str | None) -> dict:
+        trail = CLOUDTRAIL
+        account = account_param(raw_account)
+        only = account if raw_account is not None else None  # ?account narrows; else every account
+        if parts == ["events"] and method == "GET":
+            return trail.events_view(query.get("access_key_id") or None, only, events_limit(query))
+        if parts == ["events"] and method == "POST":
+            return add_cloudtrail_events(body, only)
+        if parts == ["events"] and method == "DELETE":
+            return trail.clear(only)
+        if parts == ["stats"] and method == "GET":
+            return trail.stats(account)
+        if parts == ["stats", "reset"] and method == "POST":
+            return trail.reset_stats(account)
+        if parts == ["rate-limit"] and method == "GET":
+            return trail.rate_limit()
+        if parts == ["rate-limit"] and method == "POST":
+            return trail.set_rate_limit(body)
+        if parts == ["enabled"] and method == "GET":
+            return trail.enabled(account)
+        if parts == ["enabled"] and method == "POST":
+            if set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
+                raise HttpError(400, "body must be {\"enabled\": true|false}")
+            return trail.set_enabled(account, body["enabled"])
+        raise HttpError(404, f"no harness endpoint {method} /_rekey/cloudtrail/{'/'.join(parts)}")
 
     def securityhub_control(self, method: str, parts: list[str], body: Any, account: str) -> dict:
         hub = SECURITY_HUB
@@ -1878,6 +2208,7 @@ def main(argv: list[str] | None = None) -> int:
     ROOT_CREATED[DEFAULT_ACCOUNT_ID] = as_of - ROOT_AGE
     seed(users)
     seed_accounts(scenario)
+    n_events = seed_cloudtrail(scenario, int(time.time()))
     ORGANIZATIONS = build_organizations(scenario)
     install_sns_capture()
     for name in scenario.sns_topics:
@@ -1893,7 +2224,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         n_users = len(users) + sum(len(a.users) for a in scenario.accounts)
         print(f"harness: moto import {t1 - t0:.2f}s, seeded {n_users} users in {1 + len(scenario.accounts)} "
-              f"account(s) (and their IAM.3 findings) "
+              f"account(s) (and their IAM.3 findings, {n_events} CloudTrail events) "
               f"in {t2 - t1:.2f}s, "
               f"truth {t3 - t2:.2f}s", file=sys.stderr, flush=True)
 
