@@ -148,6 +148,33 @@ impl Emulator {
         self.request("GET", &format!("/_rekey/calls?account={account}"), None)
     }
 
+    /// Adds CloudTrail history for a key: `{"service", "event_name", "ago",
+    /// "source_ip", "user_agent", "count", "every", "region"}`.
+    pub fn add_trail_events(&self, access_key_id: &str, series: &Value) {
+        let mut body = series.clone();
+        body["access_key_id"] = Value::from(access_key_id);
+        self.request("POST", "/_rekey/cloudtrail/events", Some(&body));
+    }
+
+    /// The CloudTrail events of a key, newest first.
+    pub fn trail_events(&self, access_key_id: &str) -> Vec<Value> {
+        self.request("GET", &format!("/_rekey/cloudtrail/events?access_key_id={access_key_id}"), None)["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// CloudTrail on or off (`AccessDeniedException`) in the default account.
+    pub fn set_cloudtrail(&self, enabled: bool) {
+        self.request("POST", "/_rekey/cloudtrail/enabled", Some(&serde_json::json!({"enabled": enabled})));
+    }
+
+    /// LookupEvents allowed per window (default 2 a second).
+    pub fn set_trail_rate_limit(&self, limit: u32, window_seconds: f64) {
+        self.request("POST", "/_rekey/cloudtrail/rate-limit", Some(&serde_json::json!({"limit": limit, "window_seconds": window_seconds})));
+    }
+
+    pub fn trail_stats(&self) -> Value {
+        self.request("GET", "/_rekey/cloudtrail/stats", None)
+    }
+
     /// Drops every fault not yet served.
     pub fn clear_faults(&self) {
         self.request("DELETE", "/_rekey/faults", None);

@@ -1,5 +1,5 @@
 //! `rekey status [ID]`: rotations, oldest first, with their stage and what
-//! each waits for.
+//! each waits for; one rotation in full.
 
 use super::open_store;
 use crate::cli::{ListFormat, StatusArgs};
@@ -20,6 +20,8 @@ pub fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
             let items: Vec<Value> = rotations.iter().map(to_json).collect::<anyhow::Result<_>>()?;
             outln!("{}", serde_json::to_string_pretty(&json!({ "rotations": items }))?)?;
         }
+        // One rotation in full: times, what it waits for, who is left on its old key.
+        ListFormat::Table if args.id.is_some() => print_one(&rotations[0])?,
         ListFormat::Table => {
             let rows: Vec<Value> = rotations.iter().map(to_json).collect::<anyhow::Result<_>>()?;
             let cells = |k: &str| rows.iter().map(|v| v[k].as_str().unwrap_or("-").to_owned()).collect::<Vec<_>>();
