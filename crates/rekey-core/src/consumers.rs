@@ -53,11 +53,18 @@ pub struct Consumer {
 
 const TOP_CALLS: usize = 3;
 
+/// A user agent without what changes from call to call: the SDKs'
+/// `m/...` metrics token lists the features one request used, in any order.
+pub fn program_of(user_agent: &str) -> String {
+    user_agent.split_whitespace().filter(|token| !token.starts_with("m/")).collect::<Vec<_>>().join(" ")
+}
+
 /// Groups events into consumers, newest `last_seen` first.
 pub fn consumers(events: &[TrailEvent]) -> Vec<Consumer> {
+    let agents: Vec<String> = events.iter().map(|e| program_of(&e.user_agent)).collect();
     let mut groups: BTreeMap<(&str, &str, &str, &str), Vec<&TrailEvent>> = BTreeMap::new();
-    for e in events {
-        groups.entry((&e.access_key_id, &e.source_ip, &e.user_agent, &e.service)).or_default().push(e);
+    for (e, agent) in events.iter().zip(&agents) {
+        groups.entry((&e.access_key_id, &e.source_ip, agent, &e.service)).or_default().push(e);
     }
     let mut out: Vec<Consumer> = groups
         .into_iter()
@@ -198,6 +205,15 @@ mod tests {
         assert_eq!((cli.calls, cli.first_seen, cli.last_seen), (3, ts("2026-11-20T10:00:00Z"), ts("2026-11-28T09:00:00Z")));
         assert_eq!(cli.top_calls, ["GetObject", "ListBuckets"]);
         assert!(!cli.inside_aws);
+    }
+
+    #[test]
+    fn calls_of_one_program_are_one_consumer_whatever_features_they_used() {
+        let a = "aws-cli/1.46.3 md/Botocore#1.43.62 ua/2.1 m/n,N,b,D,Z cfg/retry-mode#legacy botocore/1.43.62";
+        let b = "aws-cli/1.46.3 md/Botocore#1.43.62 ua/2.1 m/D,Z,n,N,b cfg/retry-mode#legacy botocore/1.43.62";
+        let c = consumers(&[event("AKIA1", "2026-11-28T09:00:00Z", "X", "10.0.0.1", a), event("AKIA1", "2026-11-28T09:01:00Z", "X", "10.0.0.1", b)]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].user_agent, "aws-cli/1.46.3 md/Botocore#1.43.62 ua/2.1 cfg/retry-mode#legacy botocore/1.43.62");
     }
 
     #[test]

@@ -649,10 +649,15 @@ impl<'a> Engine<'a> {
         if matches!(decision, Drain::InUse { .. } | Drain::TimedOut) && self.consumers_moved(r, baseline, now, last_use).await {
             return moved(Event::Drained);
         }
-        let who = match r.progress.consumers.as_ref().filter(|w| !w.left.is_empty()) {
-            Some(watch) => format!("still on it: {}", watch.left.iter().map(Consumer::describe).collect::<Vec<_>>().join("; ")),
-            None => r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default(),
-        };
+        let mut who = r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default();
+        if let Some(watch) = r.progress.consumers.as_ref().filter(|w| !w.left.is_empty()) {
+            const SHOWN: usize = 3;
+            let mut left: Vec<String> = watch.left.iter().take(SHOWN).map(Consumer::describe).collect();
+            if watch.left.len() > SHOWN {
+                left.push(format!("{} more in `rekey status {}`", watch.left.len() - SHOWN, r.record.id));
+            }
+            who += &format!("; still on it: {}", left.join("; "));
+        }
         let id = r.record.id.clone();
         match decision {
             Drain::Wait { until } => Ok(Step::Wait(until, format!("the old key must stay unused until {until}"))),
