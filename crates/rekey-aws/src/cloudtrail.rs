@@ -35,8 +35,12 @@ pub struct KeyEvents {
 
 impl Trail {
     pub fn new(clients: &Clients, region: &str) -> Trail {
+        // The token bucket below paces every LookupEvents, retries included:
+        // the SDK's own retries would spend CloudTrail's budget behind it.
+        let retry = aws_config::retry::RetryConfig::disabled();
         let config = aws_sdk_cloudtrail::config::Builder::from(clients.sdk_config())
             .region(aws_config::Region::new(region.to_owned()))
+            .retry_config(retry)
             .retry_classifier(crate::client::RefusedIsFinal)
             .interceptor(clients.calls().clone())
             .build();
@@ -60,18 +64,7 @@ impl Trail {
         let mut out = KeyEvents::default();
         let mut token = None;
         loop {
-            self.limit.acquire().await;
-            let page = self
-                .client
-                .lookup_events()
-                .lookup_attributes(attribute.clone())
-                .start_time(DateTime::from_secs(from.as_second()))
-                .end_time(DateTime::from_secs(to.as_second()))
-                .max_results(PAGE)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify("cloudtrail:LookupEvents", &self.endpoint, e))?;
+            let page = self.page(&attribute, from, to, token).await?;
             for e in page.events() {
                 match e.cloud_trail_event().and_then(|doc| parse(doc, &self.region)) {
                     Some(event) => out.events.push(event),
@@ -85,6 +78,41 @@ impl Trail {
         }
     }
 }
+
+impl Trail {
+    /// One page, within the rate; throttling (another client sharing the
+    /// account's budget) is retried through the same bucket.
+    async fn page(
+        &self,
+        attribute: &LookupAttribute,
+        from: Timestamp,
+        to: Timestamp,
+        token: Option<String>,
+    ) -> Result<aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput, AwsError> {
+        let mut attempt = 1;
+        loop {
+            self.limit.acquire().await;
+            let sent = self
+                .client
+                .lookup_events()
+                .lookup_attributes(attribute.clone())
+                .start_time(DateTime::from_secs(from.as_second()))
+                .end_time(DateTime::from_secs(to.as_second()))
+                .max_results(PAGE)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify("cloudtrail:LookupEvents", &self.endpoint, e));
+            match sent {
+                Err(AwsError::Throttled { .. }) if attempt < ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Attempts at one page when CloudTrail throttles.
+const ATTEMPTS: u32 = 6;
 
 /// The parts of a CloudTrail event document rekey reads; `None` when one
 /// is missing or malformed.

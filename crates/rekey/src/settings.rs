@@ -240,6 +240,11 @@ impl Settings {
         Ok(Settings { aws, policy, owner_tags, owners_file, state, actor, file })
     }
 
+    /// Accounts read at once by `--org`, `--accounts` and `--consumers`.
+    pub fn account_concurrency(&self) -> usize {
+        self.file.org.concurrency.map_or(16, NonZeroUsize::get)
+    }
+
     /// The owners file, read and checked, if configured.
     pub fn owners_map(&self) -> anyhow::Result<Option<OwnersMap>> {
         let Some(path) = &self.owners_file else { return Ok(None) };

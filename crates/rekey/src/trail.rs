@@ -6,6 +6,7 @@
 use crate::accounts::Accounts;
 use crate::settings::Settings;
 use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 use rekey_aws::cloudtrail::Trail;
 use rekey_aws::{AwsError, Clients};
@@ -65,16 +66,19 @@ pub async fn fill_consumers(report: &mut ScanReport, settings: &Settings, accoun
         }
     }
     let from = Timestamp::now() - HISTORY;
-    // Accounts have their own budgets: read them at once.
-    let found = join_all(by_account.into_iter().map(|(account, keys)| async move {
-        let read = async {
-            let clients = accounts.clients_for(&AccountId::new(account.as_str())).await?;
-            Ok::<_, anyhow::Error>(Trails::new(settings, &clients).events(&keys, from).await?)
-        }
+    // Accounts have their own budgets: read `[org] concurrency` at once.
+    let found: Vec<(String, anyhow::Result<(Vec<TrailEvent>, Vec<String>)>)> = stream::iter(by_account)
+        .map(|(account, keys)| async move {
+            let read = async {
+                let clients = accounts.clients_for(&AccountId::new(account.as_str())).await?;
+                Ok::<_, anyhow::Error>(Trails::new(settings, &clients).events(&keys, from).await?)
+            }
+            .await;
+            (account, read)
+        })
+        .buffer_unordered(settings.account_concurrency())
+        .collect()
         .await;
-        (account, read)
-    }))
-    .await;
     for (account, read) in found {
         match read {
             Ok((events, warnings)) => {

@@ -46,8 +46,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
     let mut report = if args.org || !args.accounts.is_empty() {
         let targets = if args.org { org_accounts(&clients, accounts.caller().await?, term).await? } else { args.accounts.iter().map(|a| (a.clone(), None)).collect() };
         accounts.check_reachable(targets.iter().map(|(a, _)| a)).await?;
-        let across = settings.file.org.concurrency.map_or(DEFAULT_ACCOUNT_CONCURRENCY, NonZeroUsize::get);
-        collect_many(&scope, &targets, &accounts, across, settings, term).await?
+        collect_many(&scope, &targets, &accounts, settings.account_concurrency(), settings, term).await?
     } else {
         collect(&scope, settings, &clients, &term.progress()).await?
     };
@@ -94,9 +93,6 @@ impl Scope<'_> {
         Scope { source: SourceArg::Auto, users: &[], owner: None, policy: settings.policy, as_of: None, concurrency: DEFAULT_CONCURRENCY }
     }
 }
-
-/// Accounts scanned at once by `--org` and `--accounts` (`[org] concurrency`).
-const DEFAULT_ACCOUNT_CONCURRENCY: usize = 16;
 
 /// The organization's active accounts (`ListAccounts`); the suspended ones
 /// are named in a warning.
