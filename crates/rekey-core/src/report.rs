@@ -292,7 +292,7 @@ mod tests {
         let rows = key_rows(&users, &Policy::default(), as_of, &[]);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].age_days, 200);
-        let only_future = vec![user("v", &[(-3, KeyStatus::Active)], None)];
+        let only_future = [user("v", &[(-3, KeyStatus::Active)], None)];
         assert_eq!(user_result(&only_future[0], &Policy::default(), as_of), Compliance::Passed);
     }
 

@@ -31,7 +31,7 @@ impl Trails {
 
     /// The events of `keys` from `from` (at most 90 days back) until now,
     /// from every region, with a warning for events that could not be read.
-    pub async fn events(&self, keys: &[String], from: Timestamp) -> Result<(Vec<TrailEvent>, Vec<String>), AwsError> {
+    pub async fn events(&self, keys: &[String], from: Timestamp) -> Result<Read, AwsError> {
         let now = Timestamp::now();
         let from = from.max(now - HISTORY);
         let mut events = Vec::new();
@@ -53,6 +53,9 @@ impl Trails {
     }
 }
 
+/// Events read, and warnings about the ones that could not be.
+type Read = (Vec<TrailEvent>, Vec<String>);
+
 /// Fills in the consumers of the report's FAILED and WARNING keys (the
 /// only ones a person must decide on, which keeps CloudTrail's 2 requests a
 /// second per region affordable), and marks a key whose consumers all run
@@ -67,7 +70,7 @@ pub async fn fill_consumers(report: &mut ScanReport, settings: &Settings, accoun
     }
     let from = Timestamp::now() - HISTORY;
     // Accounts have their own budgets: read `[org] concurrency` at once.
-    let found: Vec<(String, anyhow::Result<(Vec<TrailEvent>, Vec<String>)>)> = stream::iter(by_account)
+    let found: Vec<(String, anyhow::Result<Read>)> = stream::iter(by_account)
         .map(|(account, keys)| async move {
             let read = async {
                 let clients = accounts.clients_for(&AccountId::new(account.as_str())).await?;
