@@ -1,9 +1,10 @@
-//! CloudTrail event history (`LookupEvents`): the management events one
-//! access key made, within CloudTrail's 90 days, at most 2 requests a second
-//! per account and region as CloudTrail allows.
+//! CloudTrail event history (`LookupEvents`): the management events of
+//! access keys, within CloudTrail's 90 days, at most 2 requests a second per
+//! account and region as CloudTrail allows.
 
 use crate::error::{classify, AwsError};
 use crate::Clients;
+use futures::future::join_all;
 use aws_sdk_cloudtrail::primitives::DateTime;
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use jiff::Timestamp;
@@ -24,6 +25,35 @@ pub struct Trail {
     endpoint: String,
     pub region: String,
     limit: RateLimit,
+}
+
+/// CloudTrail's event history holds 90 days.
+pub const HISTORY: jiff::SignedDuration = jiff::SignedDuration::from_hours(90 * 24);
+
+/// CloudTrail in several regions of one account, read at once (each
+/// region has its own budget).
+pub struct Trails(Vec<Trail>);
+
+impl Trails {
+    pub fn new(clients: &Clients, regions: &[String]) -> Trails {
+        Trails(regions.iter().map(|r| Trail::new(clients, r)).collect())
+    }
+
+    /// The events of `keys` from `from` (at most 90 days back) until now,
+    /// from every region.
+    pub async fn events(&self, keys: &[String], from: Timestamp) -> Result<KeyEvents, AwsError> {
+        let now = Timestamp::now();
+        let from = from.max(now - HISTORY);
+        let mut all = KeyEvents::default();
+        for key in keys {
+            for found in join_all(self.0.iter().map(|t| t.key_events(key, from, now))).await {
+                let found = found?;
+                all.unreadable += found.unreadable;
+                all.events.extend(found.events);
+            }
+        }
+        Ok(all)
+    }
 }
 
 /// The events of one key, and how many could not be read.

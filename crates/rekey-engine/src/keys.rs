@@ -3,7 +3,7 @@
 //! proven end to end against the emulator with [`AwsKeys`].
 
 use jiff::{SignedDuration, Timestamp};
-use rekey_aws::cloudtrail::Trail;
+use rekey_aws::cloudtrail::Trails;
 use rekey_aws::iam::{ListedKey, RequestId};
 use rekey_core::consumers::TrailEvent;
 use rekey_aws::{AwsError, Clients, Iam};
@@ -34,18 +34,18 @@ pub trait KeyApi: Send + Sync {
 pub struct AwsKeys {
     iam: Iam,
     clients: Clients,
-    trails: Vec<Trail>,
+    trails: Option<Trails>,
 }
 
 impl AwsKeys {
     pub fn new(clients: &Clients) -> Self {
-        AwsKeys { iam: Iam::new(clients), clients: clients.clone(), trails: Vec::new() }
+        AwsKeys { iam: Iam::new(clients), clients: clients.clone(), trails: None }
     }
 
     /// Reads CloudTrail's event history in `regions` for the drain's
     /// consumer evidence.
     pub fn with_cloudtrail(mut self, regions: &[String]) -> Self {
-        self.trails = regions.iter().map(|r| Trail::new(&self.clients, r)).collect();
+        self.trails = Some(Trails::new(&self.clients, regions));
         self
     }
 }
@@ -77,14 +77,7 @@ impl KeyApi for AwsKeys {
         self.clients.clock().offset()
     }
     async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
-        if self.trails.is_empty() {
-            return Ok(None);
-        }
-        let now = Timestamp::now();
-        let mut events = Vec::new();
-        for trail in &self.trails {
-            events.extend(trail.key_events(key.as_str(), from, now).await?.events);
-        }
-        Ok(Some(events))
+        let Some(trails) = &self.trails else { return Ok(None) };
+        Ok(Some(trails.events(&[key.to_string()], from).await?.events))
     }
 }

@@ -180,6 +180,14 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The account `clients` act in, when the caller already established
+    /// it (with STS, or by assuming a role there): the account check before
+    /// each step then needs no call of its own.
+    pub fn acting_in(mut self, account: AccountId) -> Self {
+        self.caller = Some(account);
+        self
+    }
+
     fn now(&self) -> Timestamp {
         self.clock.now()
     }

@@ -94,6 +94,13 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+impl AuditEntry {
+    /// A line about no rotation: an exemption, a notice, a Security Hub update.
+    pub fn about_owners(at: Timestamp, actor: &str, event: &str, detail: serde_json::Value) -> AuditEntry {
+        AuditEntry { at, actor: actor.to_owned(), rotation_id: None, event: event.to_owned(), from_stage: None, to_stage: None, aws_request_id: None, detail }
+    }
+}
+
 /// See [`Store::outlook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outlook {

@@ -37,6 +37,18 @@ impl<'a> Accounts<'a> {
         }
     }
 
+    /// The caller's own clients (for settings all accounts share, such as the region).
+    pub fn own_clients(&self) -> &Clients {
+        self.clients
+    }
+
+    /// Records the caller's account where a command already asked STS with
+    /// the caller's credentials, so it is not asked twice.
+    pub fn knowing_caller(self, account: &AccountId) -> Self {
+        let _ = self.caller.set(account.clone());
+        self
+    }
+
     /// The account of the caller's credentials (STS; no permission needed).
     pub async fn caller(&self) -> anyhow::Result<&AccountId> {
         Ok(self.caller.get_or_try_init(|| rekey_aws::sts::caller_account(self.clients)).await?)

@@ -9,13 +9,13 @@
 use crate::accounts::Accounts;
 use crate::settings::Settings;
 use crate::table::count;
-use jiff::Timestamp;
 use crate::terminal::Terminal;
+use jiff::Timestamp;
 use rekey_aws::securityhub::{to_sdk, Finding, FindingQuery, SecurityHub, Unprocessed, UPDATE_BATCH};
-use rekey_core::asff::{self, AsffContext};
-use rekey_core::report::ScanReport;
 use rekey_aws::{AwsError, Clients};
+use rekey_core::asff::{self, AsffContext};
 use rekey_core::hub::Workflow;
+use rekey_core::report::ScanReport;
 use rekey_core::AccountId;
 use rekey_store::{AuditEntry, FindingUpdate, Store};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -54,8 +54,7 @@ pub async fn import(report: &ScanReport, settings: &Settings, accounts: &Account
     if !settings.file.securityhub.enabled {
         anyhow::bail!("--import-findings sends findings to Security Hub, which is off in rekey.toml (securityhub.enabled = false)");
     }
-    let caller = accounts.caller().await?.clone();
-    let ctx = AsffContext::new(&region(settings, &accounts.clients_for(&caller).await?), report.generated_at);
+    let ctx = AsffContext::new(&region(settings, accounts.own_clients()), report.generated_at);
     let mut by_account: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for finding in asff::findings(&report.keys, &ctx) {
         by_account.entry(finding.aws_account_id.clone()).or_default().push(to_sdk(&finding));
@@ -126,16 +125,8 @@ pub async fn flush(store: &mut Store, accounts: &Accounts<'_>, settings: &Settin
         store.finding_updates_sent(&outcome.sent, now)?;
         for (error, seqs) in &outcome.failed {
             let users: Vec<&str> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.as_str()).collect();
-            let line = AuditEntry {
-                at: now,
-                actor: actor.to_owned(),
-                rotation_id: None,
-                event: "finding_update_failed".into(),
-                from_stage: None,
-                to_stage: None,
-                aws_request_id: None,
-                detail: serde_json::json!({"account_id": account, "users": users, "error": error, "pending": seqs.len()}),
-            };
+            let detail = serde_json::json!({"account_id": account, "users": users, "error": error, "pending": seqs.len()});
+            let line = AuditEntry::about_owners(now, actor, "finding_update_failed", detail);
             store.finding_updates_failed(seqs, error, &[line])?;
             flushed.failed.push(format!("{}: {error}", users.join(", ")));
         }
@@ -277,7 +268,7 @@ fn describe(u: &Unprocessed) -> String {
 /// Reads the IAM.3 findings of `users` before a change that will update
 /// them, so a Security Hub that is off or out of reach stops the command
 /// before anything is recorded.
-pub async fn check_reachable(hub: &SecurityHub, account: &str, users: &[String]) -> Result<(), AwsError> {
+pub async fn check_answers(hub: &SecurityHub, account: &str, users: &[String]) -> Result<(), AwsError> {
     let probe = users.iter().take(1).cloned().collect();
     hub.iam3_findings(&FindingQuery { account_id: Some(account.to_owned()), users: probe, ..FindingQuery::default() }).await?;
     Ok(())

@@ -1,56 +1,31 @@
-//! Consumers of keys from CloudTrail, for `rekey consumers`, `scan
-//! --consumers`, `owners`/`notify --consumers` and `status` of a draining
-//! rotation: every configured region read at once, each within its own
-//! request budget.
+//! Consumers of keys from CloudTrail, for `rekey consumers` and `scan`,
+//! `owners`, `notify --consumers`: the configured regions of each account.
 
 use crate::accounts::Accounts;
 use crate::settings::Settings;
-use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
-use rekey_aws::cloudtrail::Trail;
+use rekey_aws::cloudtrail::{Trails, HISTORY};
 use rekey_aws::{AwsError, Clients};
 use rekey_core::consumers::{consumers, role_reason, TrailEvent};
 use rekey_core::report::{ConsumerCount, Note, ScanReport};
 use rekey_core::{AccountId, Compliance};
 use std::collections::{BTreeMap, HashMap};
 
-/// CloudTrail's event history holds 90 days.
-pub const HISTORY: jiff::SignedDuration = jiff::SignedDuration::from_hours(90 * 24);
-
-/// CloudTrail in each configured region of one account.
-pub struct Trails {
-    trails: Vec<Trail>,
+/// CloudTrail in each configured region of `clients`' account.
+pub fn trails(settings: &Settings, clients: &Clients) -> Trails {
+    Trails::new(clients, &settings.file.cloudtrail.regions(&clients.region()))
 }
 
-impl Trails {
-    pub fn new(settings: &Settings, clients: &Clients) -> Trails {
-        let regions = settings.file.cloudtrail.regions(&clients.region());
-        Trails { trails: regions.iter().map(|r| Trail::new(clients, r)).collect() }
-    }
-
-    /// The events of `keys` from `from` (at most 90 days back) until now,
-    /// from every region, with a warning for events that could not be read.
-    pub async fn events(&self, keys: &[String], from: Timestamp) -> Result<Read, AwsError> {
-        let now = Timestamp::now();
-        let from = from.max(now - HISTORY);
-        let mut events = Vec::new();
-        let mut unreadable = 0;
-        for key in keys {
-            // Regions have their own budgets: read them at once.
-            let per_region = join_all(self.trails.iter().map(|t| t.key_events(key, from, now))).await;
-            for found in per_region {
-                let found = found?;
-                unreadable += found.unreadable;
-                events.extend(found.events);
-            }
-        }
-        let warnings = match unreadable {
-            0 => Vec::new(),
-            n => vec![format!("{n} CloudTrail events could not be read and are not counted")],
-        };
-        Ok((events, warnings))
-    }
+/// The events of `keys` since `from`, with a warning for events that could
+/// not be read.
+pub async fn events(trails: &Trails, keys: &[String], from: Timestamp) -> Result<Read, AwsError> {
+    let found = trails.events(keys, from).await?;
+    let warnings = match found.unreadable {
+        0 => Vec::new(),
+        n => vec![format!("{n} CloudTrail events could not be read and are not counted")],
+    };
+    Ok((found.events, warnings))
 }
 
 /// Events read, and warnings about the ones that could not be.
@@ -74,7 +49,7 @@ pub async fn fill_consumers(report: &mut ScanReport, settings: &Settings, accoun
         .map(|(account, keys)| async move {
             let read = async {
                 let clients = accounts.clients_for(&AccountId::new(account.as_str())).await?;
-                Ok::<_, anyhow::Error>(Trails::new(settings, &clients).events(&keys, from).await?)
+                Ok::<_, anyhow::Error>(events(&trails(settings, &clients), &keys, from).await?)
             }
             .await;
             (account, read)

@@ -14,9 +14,9 @@ pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) ->
     let mut store = open_store(settings)?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let clients = clients_of_rotation(&store, &accounts, &args.id).await?;
+    let (account, clients) = clients_of_rotation(&store, &accounts, &args.id).await?;
     let keys = super::keys(&clients, settings);
-    let mut engine = engine(&keys, &clients, &mut store, settings, args.reveal || term.stdout_is_terminal);
+    let mut engine = engine(&keys, &clients, &account, &mut store, settings, args.reveal || term.stdout_is_terminal);
     let result = engine.confirm(&args.id, args.force).await;
     send_finding_notes(&mut store, settings, &accounts, term).await?;
     let r = store.get(&args.id)?;
@@ -31,9 +31,9 @@ pub async fn cancel(args: IdArgs, abort: bool, settings: &Settings, term: &Termi
     let mut store = open_store(settings)?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let clients = clients_of_rotation(&store, &accounts, &args.id).await?;
+    let (account, clients) = clients_of_rotation(&store, &accounts, &args.id).await?;
     let keys = super::keys(&clients, settings);
-    let mut engine = engine(&keys, &clients, &mut store, settings, false);
+    let mut engine = engine(&keys, &clients, &account, &mut store, settings, false);
     let result = engine.cancel(&args.id, abort).await;
     send_finding_notes(&mut store, settings, &accounts, term).await?;
     if let Ok(r) = store.get(&args.id) {

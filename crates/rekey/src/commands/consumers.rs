@@ -8,7 +8,8 @@ use crate::cli::{ConsumersArgs, ListFormat};
 use crate::settings::Settings;
 use crate::table::{self, Column};
 use crate::terminal::Terminal;
-use crate::trail::{Trails, HISTORY};
+use crate::trail::{events, trails};
+use rekey_aws::cloudtrail::HISTORY;
 use anyhow::bail;
 use rekey_aws::error::found;
 use rekey_aws::{AwsError, Clients, Iam};
@@ -31,7 +32,7 @@ pub async fn run(args: ConsumersArgs, settings: &Settings, term: &Terminal) -> a
         warnings.push(format!("--since {} is beyond CloudTrail's 90 days of event history: looking 90 days back", args.since));
     }
     let from = jiff::Timestamp::now() - args.since.to_signed().min(HISTORY);
-    let (events, unread) = match Trails::new(settings, &clients).events(&keys, from).await {
+    let (events, unread) = match events(&trails(settings, &clients), &keys, from).await {
         Ok(found) => found,
         Err(e) => bail!("CloudTrail's event history cannot be read ({e}); the keys' last use is in `rekey scan`"),
     };

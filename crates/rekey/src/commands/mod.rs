@@ -20,6 +20,7 @@ use rekey_aws::Clients;
 use rekey_engine::clock::SystemClock;
 use rekey_engine::keys::AwsKeys;
 use rekey_engine::runner::Engine;
+use rekey_core::AccountId;
 use rekey_store::Store;
 use std::sync::Arc;
 
@@ -33,21 +34,25 @@ pub fn keys(clients: &Clients, settings: &Settings) -> AwsKeys {
     AwsKeys::new(clients).with_cloudtrail(&settings.file.cloudtrail.regions(&clients.region()))
 }
 
-/// The rotation engine as configured: the system clock, the actor, and
-/// notes on findings when Security Hub is on.
-pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, store: &'a mut Store, settings: &Settings, may_reveal: bool) -> Engine<'a> {
-    let mut engine = Engine::new(keys, clients, Arc::new(SystemClock), store, settings.actor.clone(), may_reveal);
+/// The rotation engine as configured: the system clock, the actor, notes
+/// on findings when Security Hub is on, and the account `clients` act in
+/// (as [`Accounts`] established it).
+pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, account: &AccountId, store: &'a mut Store, settings: &Settings, may_reveal: bool) -> Engine<'a> {
+    let mut engine = Engine::new(keys, clients, Arc::new(SystemClock), store, settings.actor.clone(), may_reveal).acting_in(account.clone());
     engine.finding_notes = settings.file.securityhub.enabled;
     engine
 }
 
-/// Clients acting in the rotation's account (the engine checks it again
-/// before every step). An unknown rotation is the engine's to report.
-pub async fn clients_of_rotation(store: &Store, accounts: &Accounts<'_>, id: &str) -> anyhow::Result<Clients> {
-    match store.get(id) {
-        Ok(rotation) => accounts.clients_for(&rekey_core::AccountId::new(rotation.account_id)).await,
-        Err(_) => Ok(accounts.clients_for(accounts.caller().await?).await?),
-    }
+/// The rotation's account and clients acting there (the engine refuses
+/// any other before every step). An unknown rotation is the engine's to
+/// report: the caller's account then.
+pub async fn clients_of_rotation(store: &Store, accounts: &Accounts<'_>, id: &str) -> anyhow::Result<(AccountId, Clients)> {
+    let account = match store.get(id) {
+        Ok(rotation) => AccountId::new(rotation.account_id),
+        Err(_) => accounts.caller().await?.clone(),
+    };
+    let clients = accounts.clients_for(&account).await?;
+    Ok((account, clients))
 }
 
 /// After rotations moved: their finding notes go to Security Hub. A

@@ -6,7 +6,6 @@
 
 use super::owners::{owner_notices, UNOWNED};
 use super::scan::{collect, tell_problems, Scope};
-use super::suppress::audit_line;
 use crate::accounts::Accounts;
 use crate::cli::{ListFormat, NotifyArgs};
 use crate::hub;
@@ -21,7 +20,7 @@ use rekey_core::asff::truncate_chars;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::notice::Notice;
 use rekey_core::Duration;
-use rekey_store::{Change, NewFindingUpdate, NoticeRecord, Store};
+use rekey_store::{AuditEntry, Change, NewFindingUpdate, NoticeRecord, Store};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -153,7 +152,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
         sent += 1;
         let via: Vec<&str> = change.notices.iter().map(|n| n.channel.as_str()).collect();
         let detail = serde_json::json!({"owner": notice.owner, "channels": via, "digest": notice.digest(), "keys": notice.keys.len()});
-        change.audit.push(audit_line(now, &settings.actor, "owner_notified", detail));
+        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "owner_notified", detail));
         if mirror {
             let note = note_text(&format!("rekey notified {owner} ({}) on {}: rotate, suppress with a reason, or deactivate", via.join(", "), now.strftime("%Y-%m-%d")));
             let mut users: Vec<(&str, &str)> = notice.keys.iter().map(|k| (k.account_id.as_str(), k.user_name.as_str())).collect();

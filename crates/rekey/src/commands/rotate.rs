@@ -21,7 +21,7 @@ use std::io::{BufRead, IsTerminal, Write};
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let plan = plan(&args, settings)?;
     let base = Clients::new(&settings.aws).await;
-    let accounts = Accounts::new(&base, settings, None);
+    let mut accounts = Accounts::new(&base, settings, None);
     // Another account is reached through its role, or not at all.
     let clients = match &args.account {
         Some(account) => accounts.clients_for(account).await?,
@@ -32,6 +32,10 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: args.account.clone(), plan };
     // Bad input stops here: nothing changed in AWS, no state store created.
     let prepared = prepare(&keys, &clients, may_reveal, request).await?;
+    if args.account.is_none() {
+        // prepare asked STS with the caller's own credentials.
+        accounts = accounts.knowing_caller(&prepared.account);
+    }
     if args.dry_run {
         print_plan(&prepared)?;
         return Ok(0);
@@ -40,7 +44,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key, prepared.user, prepared.account))?;
     }
     let mut store = open_store(settings)?;
-    let mut engine = engine(&keys, &clients, &mut store, settings, may_reveal);
+    let mut engine = engine(&keys, &clients, &prepared.account, &mut store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
     send_finding_notes(&mut store, settings, &accounts, term).await?;

@@ -1,7 +1,6 @@
 //! `rekey run`: advances every rotation that is due. Only due rotations cost
 //! AWS calls; the rest is one indexed query of the state store.
 
-use super::suppress::audit_line;
 use super::{engine, open_store, send_finding_notes};
 use crate::accounts::Accounts;
 use crate::cli::RunArgs;
@@ -12,7 +11,7 @@ use rekey_aws::Clients;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::model::whole_seconds;
 use rekey_core::AccountId;
-use rekey_store::{Change, EndExemption, Ended, NewFindingUpdate, Outlook, Store};
+use rekey_store::{AuditEntry, Change, EndExemption, Ended, NewFindingUpdate, Outlook, Store};
 use std::collections::BTreeMap;
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -58,7 +57,8 @@ async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, only: Option<&A
     }
     let (mut advanced, mut errors) = (Vec::new(), Vec::new());
     for (account, ids) in by_account {
-        let clients = match accounts.clients_for(&AccountId::new(account)).await {
+        let account = AccountId::new(account);
+        let clients = match accounts.clients_for(&account).await {
             Ok(clients) => clients,
             Err(e) => {
                 errors.extend(ids.iter().map(|id| format!("rotation {id}: {e:#}")));
@@ -66,7 +66,7 @@ async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, only: Option<&A
             }
         };
         let keys = super::keys(&clients, settings);
-        let mut engine = engine(&keys, &clients, store, settings, may_reveal);
+        let mut engine = engine(&keys, &clients, &account, store, settings, may_reveal);
         for id in ids {
             match engine.advance(&id).await {
                 Ok(true) => advanced.push(id),
@@ -91,7 +91,7 @@ fn reopen_expired(store: &mut Store, settings: &Settings, term: &Terminal) -> an
         change.end.push(EndExemption { account_id: e.account_id.clone(), user_name: e.user_name.clone(), how: Ended::Expired });
         let until = e.until.map(|t| t.to_string()).unwrap_or_default();
         let detail = serde_json::json!({"account_id": e.account_id, "user_name": e.user_name, "reason": e.reason, "by": e.by, "until": until});
-        change.audit.push(audit_line(now, &settings.actor, "exemption_expired", detail));
+        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "exemption_expired", detail));
         if settings.file.securityhub.enabled {
             let note = note_text(&format!("The exemption by {} ended at {until} (it said: {}); the user's keys count again", e.by, e.reason));
             change.finding_updates.push(NewFindingUpdate { account_id: e.account_id.clone(), user_name: e.user_name.clone(), workflow: Some(Workflow::New), note });

@@ -5,6 +5,7 @@ use super::open_store;
 use crate::cli::{ListFormat, StatusArgs};
 use crate::settings::Settings;
 use crate::table::{self, Column};
+use rekey_engine::plan::Progress;
 use rekey_engine::runner::Rotation;
 use rekey_store::RotationRecord;
 use serde_json::{json, Value};
@@ -45,8 +46,11 @@ pub fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
 
 /// The JSON object of one rotation (SPEC section 5 fields, and progress).
 pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
-    let progress = Rotation::decode(r.clone())?.progress;
-    Ok(json!({
+    Ok(json_of(r, &Rotation::decode(r.clone())?.progress))
+}
+
+fn json_of(r: &RotationRecord, progress: &Progress) -> Value {
+    json!({
         "id": r.id,
         "account_id": r.account_id,
         "user_name": r.user_name,
@@ -64,12 +68,13 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
         "drain_restarted_at": progress.drain_from.map(|t| t.to_string()),
         "old_key_used_after_delivery": progress.used_after_delivery,
         "old_key_consumers": progress.consumers,
-    }))
+    })
 }
 
 /// One rotation in a few lines, after `rotate`, `confirm` and the like.
 pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
-    let v = to_json(r)?;
+    let progress = Rotation::decode(r.clone())?.progress;
+    let v = json_of(r, &progress);
     outln!("{}: {} of {} -> {}", r.id, r.old_key_id, r.user_name, r.new_key_id.as_deref().unwrap_or("(no new key yet)"))?;
     match r.came_from {
         Some(from) => outln!("  stage: {} (from {from})", r.stage)?,
@@ -81,7 +86,7 @@ pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
         outln!("  waiting: {waiting}")?;
     }
     // What CloudTrail showed at the drain's last look: who is left on the old key.
-    if let Some(watch) = Rotation::decode(r.clone())?.progress.consumers.filter(|_| r.stage == rekey_core::workflow::Stage::Draining) {
+    if let Some(watch) = progress.consumers.filter(|_| r.stage == rekey_core::workflow::Stage::Draining) {
         for c in &watch.left {
             outln!("  still on the old key: {}", c.describe())?;
         }

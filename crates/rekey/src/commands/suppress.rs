@@ -39,7 +39,7 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     let users = existing_users(&clients, &args.users).await?;
     let hub = hub::client(settings, &clients);
     if let Some(hub) = &hub {
-        hub::check_reachable(hub, account.as_str(), &users).await?;
+        hub::check_answers(hub, account.as_str(), &users).await?;
     }
 
     let until_text = until.map(|u| format!(" until {u}")).unwrap_or_default();
@@ -55,7 +55,7 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
             created_at: now,
         });
         let detail = serde_json::json!({"account_id": account.as_str(), "user_name": user, "reason": reason, "until": until});
-        change.audit.push(audit_line(now, &settings.actor, "suppressed", detail));
+        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "suppressed", detail));
         if hub.is_some() {
             change.finding_updates.push(NewFindingUpdate {
                 account_id: account.to_string(),
@@ -89,7 +89,7 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     }
     let hub = hub::client(settings, &clients);
     if let Some(hub) = &hub {
-        hub::check_reachable(hub, account.as_str(), &wanted).await?;
+        hub::check_answers(hub, account.as_str(), &wanted).await?;
     }
     let why = args.reason.as_deref().map(|r| format!(": {}", r.trim())).unwrap_or_default();
     let note = note_text(&format!("Exemption ended by {} with rekey{why}; the user's keys count again", settings.actor));
@@ -97,7 +97,7 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     for user in &wanted {
         change.end.push(EndExemption { account_id: account.to_string(), user_name: user.clone(), how: Ended::Unsuppressed });
         let detail = serde_json::json!({"account_id": account.as_str(), "user_name": user, "reason": args.reason});
-        change.audit.push(audit_line(now, &settings.actor, "unsuppressed", detail));
+        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "unsuppressed", detail));
         if hub.is_some() {
             change.finding_updates.push(NewFindingUpdate { account_id: account.to_string(), user_name: user.clone(), workflow: Some(Workflow::New), note: note.clone() });
         }
@@ -150,8 +150,4 @@ async fn existing_users(clients: &Clients, users: &[UserName]) -> anyhow::Result
     found.sort();
     found.dedup();
     Ok(found)
-}
-
-pub fn audit_line(at: Timestamp, actor: &str, event: &str, detail: serde_json::Value) -> AuditEntry {
-    AuditEntry { at, actor: actor.to_owned(), rotation_id: None, event: event.to_owned(), from_stage: None, to_stage: None, aws_request_id: None, detail }
 }
