@@ -1764,6 +1764,7 @@ class Harness:
         self.max_age_days = max_age_days
         self.warn_within_days = warn_within_days
         self.lock = threading.Lock()
+        self.dynamodb_lock = threading.Lock()
         self.verbose = False
         self.total = 0
         self.by_operation: dict[str, int] = {}
@@ -1806,6 +1807,12 @@ class Harness:
             if answer is not None:
                 return self._respond(start_response, *answer)
 
+        if info.service == "dynamodb":
+            # DynamoDB applies a transaction or a conditional write atomically;
+            # moto checks conditions and writes in separate steps, so two
+            # threads could both pass a condition. One DynamoDB request at a time.
+            with self.dynamodb_lock:
+                return list(self.moto_app(environ, start_response))
         return self.moto_app(environ, start_response)
 
     def _recording(self, start_response: Callable, environ: dict, info: RequestInfo,

@@ -87,6 +87,12 @@ impl Clients {
         aws_sdk_iam::Client::from_conf(config)
     }
 
+    /// DynamoDB, for the state store.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(&self.config).retry_classifier(RefusedIsFinal).interceptor(self.calls.clone()).interceptor(self.clock.clone()).build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
     /// STS with `config`'s credentials (the caller's, or a key under test).
     pub fn sts(&self, credentials: Option<aws_credential_types::Credentials>) -> aws_sdk_sts::Client {
         let mut config = aws_sdk_sts::config::Builder::from(&self.config).retry_classifier(RefusedIsFinal).interceptor(self.calls.clone()).interceptor(self.clock.clone());

@@ -10,6 +10,7 @@
 //! - [`owners`]: the owners map file (owners of untagged users, contacts).
 //! - [`notice`]: what an owner reads: their keys and the commands to decide.
 //! - [`asff`]: the scan as Security Hub findings, one per user.
+//! - [`metrics`]: `rekey run --metrics` as Prometheus gauges.
 
 pub mod asff;
 pub mod consumers;
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod evaluate;
 pub mod html;
 pub mod hub;
+pub mod metrics;
 pub mod model;
 pub mod notice;
 pub mod owners;

@@ -6,7 +6,7 @@
 
 use crate::clock::Clock;
 use jiff::SignedDuration;
-use rekey_store::Store;
+use rekey_store::SharedStore;
 use std::sync::Arc;
 
 /// How long a lease lasts without renewal; renewed every third of it.
@@ -62,14 +62,14 @@ impl Holder {
 pub struct Renewal(tokio::task::JoinHandle<()>);
 
 impl Renewal {
-    pub fn start(store: Store, id: String, holder: String, clock: Arc<dyn Clock>) -> Renewal {
+    pub fn start(store: SharedStore, id: String, holder: String, clock: Arc<dyn Clock>) -> Renewal {
         Renewal(tokio::spawn(async move {
             let every = (LEASE / 3).unsigned_abs();
             loop {
                 tokio::time::sleep(every).await;
                 let now = clock.now();
                 // A lost lease shows at the next save, which then fails.
-                if !matches!(store.renew(&id, &holder, now, now + LEASE), Ok(true)) {
+                if !matches!(store.renew(&id, &holder, now, now + LEASE).await, Ok(true)) {
                     return;
                 }
             }

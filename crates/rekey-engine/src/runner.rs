@@ -24,7 +24,7 @@ use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::{next, Event, IllegalTransition, Stage, State};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
 use rekey_core::hub::note_text;
-use rekey_store::{AuditEntry, NewFindingUpdate, RotationRecord, Store, StoreError};
+use rekey_store::{AuditEntry, NewFindingUpdate, RotationRecord, SharedStore, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -145,7 +145,7 @@ pub struct Engine<'a> {
     keys: &'a dyn KeyApi,
     clients: &'a Clients,
     clock: Arc<dyn Clock>,
-    pub store: &'a mut Store,
+    pub store: SharedStore,
     pub actor: String,
     pub may_reveal: bool,
     /// Each stage change also leaves a note on the user's IAM.3 finding
@@ -163,7 +163,7 @@ pub struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(keys: &'a dyn KeyApi, clients: &'a Clients, clock: Arc<dyn Clock>, store: &'a mut Store, actor: String, may_reveal: bool) -> Self {
+    pub fn new(keys: &'a dyn KeyApi, clients: &'a Clients, clock: Arc<dyn Clock>, store: SharedStore, actor: String, may_reveal: bool) -> Self {
         Engine {
             keys,
             clients,
@@ -251,14 +251,14 @@ impl<'a> Engine<'a> {
 
     /// Takes the rotation's lease: free, expired, or held by a process of
     /// this machine that no longer exists (it crashed mid-step).
-    fn lease(&self, id: &str) -> Result<bool, EngineError> {
+    async fn lease(&self, id: &str) -> Result<bool, EngineError> {
         let (now, me) = (self.now(), self.holder.to_text());
-        if self.store.try_lease(id, &me, now, now + LEASE)? {
+        if self.store.try_lease(id, &me, now, now + LEASE).await? {
             return Ok(true);
         }
-        match self.store.lease_holder(id)? {
+        match self.store.lease_holder(id).await? {
             Some(text) if Holder::parse(&text).is_some_and(|other| self.holder.is_gone(&other)) => {
-                Ok(self.store.take_over(id, &text, &me, now + LEASE)?)
+                Ok(self.store.take_over(id, &text, &me, now + LEASE).await?)
             }
             _ => Ok(false),
         }
@@ -266,13 +266,13 @@ impl<'a> Engine<'a> {
 
     /// Runs `work` under the rotation's lease, renewed while it runs.
     async fn leased<T>(&mut self, id: &str, work: impl AsyncFnOnce(&mut Self) -> Result<T, EngineError>) -> Result<Option<T>, EngineError> {
-        if !self.lease(id)? {
+        if !self.lease(id).await? {
             return Ok(None);
         }
-        let renewal = Renewal::start(self.store.reopen()?, id.to_owned(), self.holder.to_text(), self.clock.clone());
+        let renewal = Renewal::start(self.store.clone(), id.to_owned(), self.holder.to_text(), self.clock.clone());
         let result = work(self).await;
         drop(renewal);
-        self.store.release(id, &self.holder.to_text())?;
+        self.store.release(id, &self.holder.to_text()).await?;
         result.map(Some)
     }
 
@@ -281,9 +281,9 @@ impl<'a> Engine<'a> {
     pub async fn run_due(&mut self) -> Result<(Vec<String>, Vec<EngineError>), EngineError> {
         let mut advanced = Vec::new();
         let mut errors = Vec::new();
-        for id in self.store.due(self.now())? {
-            match self.advance(&id).await {
-                Ok(true) => advanced.push(id),
+        for due in self.store.due(self.now()).await? {
+            match self.advance(&due.id).await {
+                Ok(true) => advanced.push(due.id),
                 Ok(false) => {}
                 Err(e) => errors.push(e),
             }
@@ -294,14 +294,14 @@ impl<'a> Engine<'a> {
     /// Advances one rotation until it waits, needs a person or ends.
     /// `false` if another process holds its lease.
     pub async fn advance(&mut self, id: &str) -> Result<bool, EngineError> {
-        let record = self.store.get(id)?;
+        let record = self.store.get(id).await?;
         self.check_account(&record).await?;
         Ok(self.leased(id, async |engine: &mut Self| engine.advance_leased(id).await).await?.is_some())
     }
 
     async fn advance_leased(&mut self, id: &str) -> Result<(), EngineError> {
         loop {
-            let mut r = Rotation::decode(self.store.get(id)?)?;
+            let mut r = Rotation::decode(self.store.get(id).await?)?;
             let due = r.record.next_check_at.is_none_or(|t| t <= self.now());
             if !r.record.stage.is_working() || !due {
                 return Ok(());
@@ -310,21 +310,23 @@ impl<'a> Engine<'a> {
             let stage = r.record.stage;
             match Box::pin(self.step(&mut r)).await {
                 Ok(Step::Move(event, reason)) => {
-                    self.transition(&mut r, event, reason)?;
+                    self.transition(&mut r, event, reason).await?;
                     crash_point(&format!("save:{}", r.record.stage));
                 }
                 Ok(Step::Wait(until, why)) => {
                     r.record.next_check_at = Some(self.local(until));
+                    tracing::info!(rotation = %r.record.id, account = %r.record.account_id, user = %r.record.user_name, stage = %stage, result = "waiting", until = %self.local(until), reason = %why, "waiting");
                     r.progress.waiting_for = Some(why);
-                    return self.save(&mut r);
+                    return self.save(&mut r).await;
                 }
                 Err(error) => {
                     // Nothing moved: the step runs again later, from the same
                     // stage; what it did before failing is audited.
                     self.note(&r, Audit::StepFailed { stage, error: error.to_string() }, None);
+                    tracing::warn!(rotation = %r.record.id, account = %r.record.account_id, user = %r.record.user_name, stage = %stage, result = "error", error = %error, "step failed; retried later");
                     r.record.next_check_at = Some(self.now() + r.plan.timings.retry_after.to_signed());
                     r.progress.waiting_for = Some(format!("retry after an error: {error}"));
-                    self.save(&mut r)?;
+                    self.save(&mut r).await?;
                     return Err(error);
                 }
             }
@@ -332,26 +334,29 @@ impl<'a> Engine<'a> {
     }
 
     /// Applies `event` (checked by the state machine), saves, audits.
-    fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
+    async fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
         let from = r.state();
         let to = next(from, &event)?;
         (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
         r.record.next_check_at = None;
         r.progress.waiting_for = None;
         r.record.blocked_reason = reason.clone();
-        self.note(r, Audit::Transition { reason }, None);
+        self.note(r, Audit::Transition { reason: reason.clone() }, None);
         let line = self.notes.last_mut().expect("just noted");
         line.event = format!("stage_{}", event.name());
         (line.from_stage, line.to_stage) = (Some(from.stage), Some(to.stage));
-        self.save(r)
+        self.save(r).await?;
+        let (record, reason) = (&r.record, reason.unwrap_or_default());
+        tracing::info!(rotation = %record.id, account = %record.account_id, user = %record.user_name, from = %from.stage, stage = %to.stage, result = "moved", reason = %reason, "{}", event.name());
+        Ok(())
     }
 
-    fn save(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
+    async fn save(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
         r.record.updated_at = self.now();
         r.encode();
         let notes = std::mem::take(&mut self.notes);
         let updates: Vec<_> = notes.iter().filter_map(|line| self.finding_note(&r.record, line)).collect();
-        self.store.save(&r.record, &self.holder.to_text(), self.now(), &notes, &updates)?;
+        self.store.save(&r.record, &self.holder.to_text(), self.now(), &notes, &updates).await?;
         Ok(())
     }
 
@@ -395,7 +400,7 @@ impl<'a> Engine<'a> {
         match others.as_slice() {
             [] => {}
             [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
-                if let Some(owner) = self.open_rotation_of(&r.record.account_id, &other.id, &r.record.id)? {
+                if let Some(owner) = self.open_rotation_of(&r.record.account_id, &other.id, &r.record.id).await? {
                     return blocked(format!(
                         "both key slots are taken: {} is inactive, but it is the old key of rotation {owner}; finish or undo that rotation first",
                         other.id
@@ -424,13 +429,8 @@ impl<'a> Engine<'a> {
     }
 
     /// The id of another unfinished rotation whose old key is `key`.
-    fn open_rotation_of(&self, account: &str, key: &AccessKeyId, except: &str) -> Result<Option<String>, EngineError> {
-        Ok(self
-            .store
-            .list()?
-            .into_iter()
-            .find(|o| o.id != except && o.account_id == account && o.old_key_id == key.as_str() && !o.stage.is_terminal())
-            .map(|o| o.id))
+    async fn open_rotation_of(&self, account: &str, key: &AccessKeyId, except: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.store.open_rotation(account, key.as_str()).await?.filter(|id| id != except))
     }
 
     /// creating: `CreateAccessKey`, its id recorded at once. The attempt is
@@ -441,7 +441,7 @@ impl<'a> Engine<'a> {
             return Ok(step);
         }
         r.progress.create_attempted_at = Some(self.aws_now());
-        self.save(r)?;
+        self.save(r).await?;
         let (creds, request_id) = self.keys.create_key(&r.user()).await?;
         crash_point("create-key");
         r.record.new_key_id = Some(creds.access_key_id.to_string());
@@ -517,7 +517,7 @@ impl<'a> Engine<'a> {
                     r.progress.attempted.push(i);
                 }
                 // The restore point and the attempt are saved before the sink changes.
-                self.save(r)?;
+                self.save(r).await?;
                 sink.deliver(&self.sink_ctx(r, i), &creds).await?
             };
             if outcome == Delivered::AwaitsConfirmation {
@@ -525,7 +525,7 @@ impl<'a> Engine<'a> {
             }
             r.progress.delivered.push(i);
             self.note(r, Audit::Delivered { sink: sink.describe(), already_there: outcome == Delivered::AlreadyThere }, None);
-            self.save(r)?;
+            self.save(r).await?;
             crash_point(&format!("deliver-{i}"));
         }
         r.progress.delivered_at = Some(self.aws_now());
@@ -896,11 +896,11 @@ impl<'a> Engine<'a> {
     /// Runs `change` on the rotation under its lease (after the account
     /// check), then advances it.
     async fn act(&mut self, id: &str, change: impl AsyncFnOnce(&mut Self, &mut Rotation) -> Result<(), EngineError>) -> Result<(), EngineError> {
-        let record = self.store.get(id)?; // "no rotation ID" before any talk of leases
+        let record = self.store.get(id).await?; // "no rotation ID" before any talk of leases
         self.check_account(&record).await?;
         let changed = self
             .leased(id, async |engine: &mut Self| {
-                let mut r = Rotation::decode(engine.store.get(id)?)?;
+                let mut r = Rotation::decode(engine.store.get(id).await?)?;
                 engine.notes.clear();
                 change(engine, &mut r).await
             })
@@ -923,7 +923,7 @@ impl<'a> Engine<'a> {
             if state.stage.is_undo() || state.came_from.is_some_and(Stage::is_undo) {
                 // Decided before and cut short (a crash, an AWS error, a block): finish it.
                 return match state.stage {
-                    Stage::Blocked => engine.transition(r, Event::Resumed, None),
+                    Stage::Blocked => engine.transition(r, Event::Resumed, None).await,
                     _ => Ok(()),
                 };
             }
@@ -945,7 +945,7 @@ impl<'a> Engine<'a> {
                 )));
             }
             let reason = format!("requested by {}", engine.actor);
-            engine.transition(r, event, Some(reason))
+            engine.transition(r, event, Some(reason)).await
         })
         .await
     }
@@ -971,10 +971,10 @@ impl<'a> Engine<'a> {
             }
             engine.note(r, Audit::Confirmed { stage, force }, None);
             if r.record.stage == Stage::Blocked {
-                engine.transition(r, Event::Resumed, None)
+                engine.transition(r, Event::Resumed, None).await
             } else {
                 r.record.next_check_at = None;
-                engine.save(r)
+                engine.save(r).await
             }
         })
         .await
@@ -1010,7 +1010,7 @@ impl<'a> Engine<'a> {
         let (event, detail) = started.split();
         let line = AuditEntry { at: now, actor: self.actor.clone(), rotation_id: Some(id.clone()), event, from_stage: None, to_stage: Some(Stage::Planned), aws_request_id: None, detail };
         let updates: Vec<_> = self.finding_note(&record, &line).into_iter().collect();
-        self.store.insert(&record, &line, &updates)?;
+        self.store.insert(&record, &line, &updates).await?;
         Box::pin(self.advance(&id)).await?;
         Ok(id)
     }

@@ -13,7 +13,7 @@ use rekey_engine::clock::{Clock, ManualClock};
 use rekey_engine::keys::KeyApi;
 use rekey_engine::plan::{Plan, Timings};
 use rekey_engine::runner::{Engine, EngineError, Prepared};
-use rekey_store::Store;
+use rekey_store::{HistoryQuery, SharedStore, SqliteStore};
 use rekey_core::consumers::TrailEvent;
 use std::sync::{Arc, Mutex};
 
@@ -119,7 +119,7 @@ struct World {
     clock: ManualClock,
     iam: FakeIam,
     clients: Clients,
-    store: Store,
+    store: SharedStore,
     _dir: tempfile::TempDir,
     sink_file: std::path::PathBuf,
 }
@@ -136,14 +136,14 @@ impl World {
         let settings = AwsSettings { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), profile: None };
         let clients = Clients::new(&settings).await;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
         let sink_file = dir.path().join("credentials");
         World { clock, iam, clients, store, sink_file, _dir: dir }
     }
 
     fn engine(&mut self) -> Engine<'_> {
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        Engine::new(&self.iam, &self.clients, clock, &mut self.store, "tester".into(), false)
+        Engine::new(&self.iam, &self.clients, clock, self.store.clone(), "tester".into(), false)
     }
 
     async fn start(&mut self) -> String {
@@ -163,14 +163,14 @@ impl World {
         self.engine().start(prepared, "rot-1".into()).await.unwrap()
     }
 
-    fn stage(&self) -> Stage {
-        self.store.get("rot-1").unwrap().stage
+    async fn stage(&self) -> Stage {
+        self.store.get("rot-1").await.unwrap().stage
     }
 
     async fn run_after(&mut self, hours: i64) -> Stage {
         self.clock.advance(SignedDuration::from_hours(hours));
         self.engine().run_due().await.unwrap();
-        self.stage()
+        self.stage().await
     }
 }
 
@@ -178,7 +178,7 @@ impl World {
 async fn an_unused_old_key_drains_after_wait_unused_plus_the_lag() {
     let mut w = World::new().await;
     w.start().await;
-    assert_eq!(w.stage(), Stage::Draining);
+    assert_eq!(w.stage().await, Stage::Draining);
     assert_eq!(w.run_after(27).await, Stage::Draining, "24h + 4h not yet over");
     assert_eq!(w.run_after(1).await, Stage::AwaitingDelete);
     assert_eq!(w.iam.keys(), [(OLD.into(), KeyStatus::Inactive), ("AKIANEW1".into(), KeyStatus::Active)]);
@@ -198,12 +198,12 @@ async fn a_nightly_job_on_the_old_key_is_never_deactivated_without_a_person() {
         assert_eq!(w.iam.keys()[0], (OLD.into(), KeyStatus::Active));
     }
     assert_eq!(w.run_after(24).await, Stage::Blocked, "blocked at drain_timeout, not deactivated");
-    let r = w.store.get("rot-1").unwrap();
+    let r = w.store.get("rot-1").await.unwrap();
     assert!(r.blocked_reason.unwrap().contains("by s3 in eu-west-1"));
 
     // The job was moved to the new key: the window restarts from the confirmation.
     w.engine().confirm("rot-1", false).await.unwrap();
-    assert_eq!(w.stage(), Stage::Draining);
+    assert_eq!(w.stage().await, Stage::Draining);
     assert_eq!(w.run_after(27).await, Stage::Draining);
     assert_eq!(w.run_after(1).await, Stage::AwaitingDelete);
 }
@@ -216,8 +216,8 @@ async fn force_deactivates_at_once_and_only_once() {
     w.iam.use_key(OLD, delivered + SignedDuration::from_hours(2));
     assert_eq!(w.run_after(28).await, Stage::Draining);
     w.engine().confirm("rot-1", true).await.unwrap();
-    assert_eq!(w.stage(), Stage::AwaitingDelete, "--force deactivated at once");
-    let r = rekey_engine::runner::Rotation::decode(w.store.get("rot-1").unwrap()).unwrap();
+    assert_eq!(w.stage().await, Stage::AwaitingDelete, "--force deactivated at once");
+    let r = rekey_engine::runner::Rotation::decode(w.store.get("rot-1").await.unwrap()).unwrap();
     assert!(!r.progress.force, "--force is spent by the one step");
 }
 
@@ -225,8 +225,8 @@ async fn force_deactivates_at_once_and_only_once() {
 async fn a_key_rekey_did_not_create_is_never_deleted_by_recovery() {
     let mut w = World::new().await;
     w.start().await;
-    assert_eq!(w.stage(), Stage::Draining);
-    let mut r = w.store.get("rot-1").unwrap();
+    assert_eq!(w.stage().await, Stage::Draining);
+    let mut r = w.store.get("rot-1").await.unwrap();
     // Rewind to "creating" with an attempt recorded now and no key id: an
     // admin's key made an hour before the attempt appears in the free slot.
     r.stage = Stage::Creating;
@@ -234,11 +234,11 @@ async fn a_key_rekey_did_not_create_is_never_deleted_by_recovery() {
     r.progress["create_attempted_at"] = serde_json::json!(w.clock.now());
     w.iam.delete_key(&UserName::new(USER), &AccessKeyId::new("AKIANEW1")).await.unwrap();
     w.iam.add_key("AKIASOMEONEELSE", w.clock.now() - SignedDuration::from_hours(1));
-    assert!(w.store.try_lease("rot-1", "test", w.clock.now(), w.clock.now() + SignedDuration::from_mins(1)).unwrap());
-    w.store.save(&r, "test", w.clock.now(), &[], &[]).unwrap();
-    w.store.release("rot-1", "test").unwrap();
+    assert!(w.store.try_lease("rot-1", "test", w.clock.now(), w.clock.now() + SignedDuration::from_mins(1)).await.unwrap());
+    w.store.save(&r, "test", w.clock.now(), &[], &[]).await.unwrap();
+    w.store.release("rot-1", "test").await.unwrap();
     w.engine().advance("rot-1").await.unwrap();
-    assert_eq!(w.stage(), Stage::Blocked);
+    assert_eq!(w.stage().await, Stage::Blocked);
     assert!(w.iam.keys().contains(&("AKIASOMEONEELSE".into(), KeyStatus::Active)), "someone else's key is kept");
 
     // A key created after the attempt, never recorded, is this rotation's own: removed.
@@ -247,7 +247,7 @@ async fn a_key_rekey_did_not_create_is_never_deleted_by_recovery() {
     w.engine().confirm("rot-1", false).await.unwrap();
     let keys: Vec<String> = w.iam.keys().into_iter().map(|k| k.0).collect();
     assert!(!keys.contains(&"AKIAORPHAN".to_owned()), "{keys:?}");
-    assert_eq!(w.stage(), Stage::Draining);
+    assert_eq!(w.stage().await, Stage::Draining);
 }
 
 #[tokio::test]
@@ -258,7 +258,7 @@ async fn rollback_without_the_old_key_is_refused_and_changes_nothing() {
     let file = std::fs::read(&w.sink_file).unwrap();
     let err = w.engine().cancel("rot-1", false).await.unwrap_err();
     assert!(matches!(err, EngineError::Refused { .. }) && err.to_string().contains("no longer exists"), "{err}");
-    assert_eq!(w.stage(), Stage::Draining);
+    assert_eq!(w.stage().await, Stage::Draining);
     assert_eq!(w.iam.keys(), [("AKIANEW1".into(), KeyStatus::Active)]);
     assert_eq!(std::fs::read(&w.sink_file).unwrap(), file);
 }
@@ -268,7 +268,7 @@ async fn another_accounts_credentials_are_refused_before_anything() {
     let mut w = World::new().await;
     w.start().await;
     w.iam.account = "210987654321".into();
-    let before = (w.store.get("rot-1").unwrap(), w.iam.keys());
+    let before = (w.store.get("rot-1").await.unwrap(), w.iam.keys());
     w.clock.advance(SignedDuration::from_hours(28));
     let mut engine = w.engine();
     let (advanced, errors) = engine.run_due().await.unwrap();
@@ -278,7 +278,7 @@ async fn another_accounts_credentials_are_refused_before_anything() {
         assert!(matches!(refused, Err(EngineError::WrongAccount { .. })));
     }
     drop(engine);
-    assert_eq!((w.store.get("rot-1").unwrap(), w.iam.keys()), before);
+    assert_eq!((w.store.get("rot-1").await.unwrap(), w.iam.keys()), before);
 }
 
 #[tokio::test]
@@ -291,10 +291,10 @@ async fn consumers_seen_moving_to_the_new_key_let_the_drain_go_on_by_itself() {
     w.iam.call(OLD, hours(1), "10.0.0.1");
     w.iam.call("AKIANEW1", hours(2), "10.0.0.1");
     assert_eq!(w.run_after(29).await, Stage::Draining, "its last old use is not a whole drain window (28h) ago yet");
-    let watch = w.store.get("rot-1").unwrap().progress["consumers"].clone();
+    let watch = w.store.get("rot-1").await.unwrap().progress["consumers"].clone();
     assert_eq!((watch["left"].as_array().unwrap().len(), watch["moved"].as_array().unwrap().len()), (1, 0), "{watch}");
     assert_eq!(w.run_after(1).await, Stage::AwaitingDelete, "quiet on the old key since hour 1, seen on the new one: moved");
-    let history = w.store.history(Some("rot-1")).unwrap();
+    let history = history(&w.store).await;
     let evidence = history.iter().find(|e| e.event == "consumers_moved").expect("the evidence is audited");
     assert!(evidence.detail["consumers"][0].as_str().unwrap().contains("10.0.0.1"), "{}", evidence.detail);
 }
@@ -310,7 +310,7 @@ async fn a_consumer_left_on_the_old_key_leaves_the_decision_to_a_person() {
     // A cron host used the old key once after delivery and never the new one.
     w.iam.call(OLD, hours(3), "10.0.0.9");
     assert_eq!(w.run_after(48).await, Stage::Draining);
-    let r = w.store.get("rot-1").unwrap();
+    let r = w.store.get("rot-1").await.unwrap();
     let left: Vec<&str> = r.progress["consumers"]["left"].as_array().unwrap().iter().map(|c| c["source_ip"].as_str().unwrap()).collect();
     assert_eq!(left, ["10.0.0.9"]);
     let waiting = r.progress["waiting_for"].as_str().unwrap_or_default().to_owned();
@@ -331,5 +331,10 @@ async fn a_use_iam_saw_that_cloudtrail_does_not_show_yet_keeps_draining() {
     w.iam.use_key(OLD, hours(20));
     assert_eq!(w.run_after(31).await, Stage::Draining);
     assert_eq!(w.iam.keys()[0], (OLD.into(), KeyStatus::Active));
-    assert!(w.store.history(Some("rot-1")).unwrap().iter().all(|e| e.event != "consumers_moved"));
+    assert!(history(&w.store).await.iter().all(|e| e.event != "consumers_moved"));
+}
+
+async fn history(store: &SharedStore) -> Vec<rekey_store::AuditEntry> {
+    let query = HistoryQuery { rotation_id: Some("rot-1".into()), ..HistoryQuery::default() };
+    rekey_store::events(&**store, &query).await.unwrap()
 }

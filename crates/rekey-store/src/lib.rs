@@ -1,44 +1,28 @@
-//! The state store: one SQLite file (WAL, foreign keys, embedded versioned
-//! migrations) holding rotations ([`RotationRecord`]), a lease per rotation
-//! so two `rekey run` processes never run the same step, and the append-only
-//! audit log ([`AuditEntry`]), written in the same transaction as the change
-//! it records. Nothing here ever holds a secret.
+//! The state store: rotations ([`RotationRecord`]), a lease per rotation so
+//! two `rekey run` processes never run the same step, the append-only audit
+//! log ([`AuditEntry`]) written atomically with the change it records, and
+//! what owners decided and were told ([`Change`]). Nothing here ever holds a
+//! secret.
+//!
+//! [`StateStore`] is the contract; [`SqliteStore`] (one file, one host) and
+//! [`DynamoStore`] (one table, any number of runners) implement it, and
+//! `tests/contract.rs` runs the same tests against both.
 
+use async_trait::async_trait;
 use jiff::Timestamp;
 use rekey_core::workflow::Stage;
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::path::Path;
-use std::time::Duration;
+use serde::Serialize;
+use std::sync::Arc;
 
+mod dump;
+mod dynamodb;
+mod sqlite;
 mod stakeholders;
+
+pub use dump::{copy, Copied, Item};
+pub use dynamodb::{DynamoStore, TableDescription};
+pub use sqlite::SqliteStore;
 pub use stakeholders::{Change, EndExemption, Ended, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
-
-/// Migrations in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[fn() -> String] = &[
-    || include_str!("migrations/001_rotations.sql").to_owned(),
-    came_from_and_undo_stages,
-    || include_str!("migrations/003_stakeholders.sql").to_owned(),
-];
-
-/// 002: the stage a blocked or undoing rotation came from is a column, and a
-/// decided undo is a stage of its own. Lists of stages in the indexes come
-/// from `Stage`, so they cannot drift from the state machine.
-fn came_from_and_undo_stages() -> String {
-    let terminal = Stage::sql_list(Stage::is_terminal);
-    let working = Stage::sql_list(Stage::is_working);
-    format!(
-        "ALTER TABLE rotations ADD COLUMN came_from TEXT;
-         UPDATE rotations SET came_from = json_extract(progress, '$.blocked_from') WHERE stage = 'blocked';
-         UPDATE rotations
-            SET came_from = stage,
-                stage = CASE json_extract(progress, '$.undoing.ends_as') WHEN 'aborted' THEN 'aborting' ELSE 'rolling_back' END
-          WHERE json_extract(progress, '$.undoing') IS NOT NULL AND stage NOT IN ({terminal});
-         DROP INDEX rotations_one_open_per_key;
-         CREATE UNIQUE INDEX rotations_one_open_per_key ON rotations (account_id, old_key_id) WHERE stage NOT IN ({terminal});
-         DROP INDEX rotations_due;
-         CREATE INDEX rotations_due ON rotations (next_check_at) WHERE stage IN ({working});"
-    )
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,8 +30,10 @@ pub enum StoreError {
     Open { path: String, source: rusqlite::Error },
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("state store: bad JSON in {what}: {source}")]
-    Json { what: &'static str, source: serde_json::Error },
+    #[error("state store (DynamoDB table {table}): {source}")]
+    Dynamo { table: String, source: rekey_aws::AwsError },
+    #[error("state store: bad {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
     #[error("the state store {path} was written by a newer rekey (schema {found}, this rekey knows {known})")]
     TooNew { path: String, found: usize, known: usize },
     #[error("key {old_key_id} of {user_name} is already being rotated by {id}")]
@@ -56,11 +42,16 @@ pub enum StoreError {
     NoSuchRotation(String),
     #[error("rotation {0} is being worked on by another rekey process")]
     LeaseLost(String),
+    #[error("{0}")]
+    Refused(String),
+    /// The receiver of a stream stopped it (its output failed, say).
+    #[error("{0}")]
+    Stopped(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RotationRecord {
     pub id: String,
     pub account_id: String,
@@ -82,7 +73,7 @@ pub struct RotationRecord {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
     pub at: Timestamp,
     pub actor: String,
@@ -101,7 +92,14 @@ impl AuditEntry {
     }
 }
 
-/// See [`Store::outlook`].
+/// A rotation with a step due, and the account it acts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub id: String,
+    pub account_id: String,
+}
+
+/// See [`StateStore::outlook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outlook {
     pub waiting: usize,
@@ -109,546 +107,192 @@ pub struct Outlook {
     pub blocked: usize,
 }
 
-pub struct Store {
-    conn: Connection,
-    path: std::path::PathBuf,
+/// Which rotations [`StateStore::list`] streams: unfinished ones first,
+/// then (with `all`) finished ones; each oldest first; started at or after
+/// `since`; at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub all: bool,
+    pub since: Option<Timestamp>,
+    pub limit: Option<usize>,
 }
 
-impl Store {
-    /// Opens (creating if needed) the store at `path` and brings its schema
-    /// up to date.
-    pub fn open(path: &Path) -> Result<Store> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        }
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
-        let mut store = Store { conn, path: path.to_owned() };
-        store.migrate(path)?;
-        Ok(store)
-    }
+/// Which audit lines [`StateStore::history`] streams, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub rotation_id: Option<String>,
+    pub since: Option<Timestamp>,
+    /// At most this many: the newest `limit` of those selected.
+    pub limit: Option<usize>,
+}
 
-    /// A second connection to the same file (for a task that renews leases
-    /// while the first one is busy).
-    pub fn reopen(&self) -> Result<Store> {
-        Store::open(&self.path)
-    }
+/// Receives streamed items; an error stops the stream.
+pub type Sink<'a, T> = &'a mut (dyn FnMut(T) -> Result<()> + Send);
 
-    fn migrate(&mut self, path: &Path) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let version = version as usize;
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::TooNew { path: path.display().to_string(), found: version, known: MIGRATIONS.len() });
-        }
-        for sql in &MIGRATIONS[version..] {
-            tx.execute_batch(&sql())?;
-        }
-        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-        tx.commit()?;
-        Ok(())
-    }
+/// Where rotations, leases and the audit log live. Every method is one
+/// atomic step: a save, its audit lines and its finding notes commit
+/// together or not at all.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The file or table, for messages.
+    fn location(&self) -> String;
 
-    /// Records a new rotation, its first audit line and its finding note,
-    /// atomically. Fails if the key already has an unfinished rotation.
-    pub fn insert(&mut self, rotation: &RotationRecord, audit: &AuditEntry, updates: &[NewFindingUpdate]) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let open: Option<String> = tx
-            .query_row(
-                &format!(
-                    "SELECT id FROM rotations WHERE account_id = ?1 AND old_key_id = ?2 AND stage NOT IN ({})",
-                    Stage::sql_list(Stage::is_terminal)
-                ),
-                params![rotation.account_id, rotation.old_key_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = open {
-            return Err(StoreError::AlreadyRotating {
-                id,
-                user_name: rotation.user_name.clone(),
-                old_key_id: rotation.old_key_id.clone(),
-            });
-        }
-        tx.execute(
-            "INSERT INTO rotations (id, account_id, user_name, old_key_id, new_key_id, stage, blocked_reason,
-                plan, progress, started_at, updated_at, next_check_at, came_from)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                rotation.id,
-                rotation.account_id,
-                rotation.user_name,
-                rotation.old_key_id,
-                rotation.new_key_id,
-                rotation.stage.as_str(),
-                rotation.blocked_reason,
-                rotation.plan.to_string(),
-                rotation.progress.to_string(),
-                rotation.started_at.as_second(),
-                rotation.updated_at.as_second(),
-                rotation.next_check_at.map(|t| t.as_second()),
-                rotation.came_from.map(Stage::as_str),
-            ],
-        )?;
-        append(&tx, audit)?;
-        stakeholders::enqueue(&tx, updates, rotation.started_at)?;
-        tx.commit()?;
-        Ok(())
-    }
+    /// Records a new rotation, its first audit line and its finding note.
+    /// Fails if the key already has an unfinished rotation.
+    async fn insert(&self, rotation: &RotationRecord, audit: &AuditEntry, updates: &[NewFindingUpdate]) -> Result<()>;
 
-    pub fn get(&self, id: &str) -> Result<RotationRecord> {
-        self.conn
-            .query_row(&format!("{SELECT} WHERE id = ?1"), [id], from_row)
-            .optional()?
-            .ok_or_else(|| StoreError::NoSuchRotation(id.to_owned()))?
-    }
+    async fn get(&self, id: &str) -> Result<RotationRecord>;
 
-    /// Every rotation, oldest first.
-    pub fn list(&self) -> Result<Vec<RotationRecord>> {
-        let mut stmt = self.conn.prepare(&format!("{SELECT} ORDER BY started_at, rowid"))?;
-        let rows = stmt.query_map([], from_row)?;
-        rows.map(|r| r?).collect()
-    }
+    /// Streams rotations (read a page at a time, never all at once).
+    async fn list(&self, query: &ListQuery, each: Sink<'_, RotationRecord>) -> Result<()>;
 
-    /// Ids of rotations with a step due at `now`, most overdue first.
-    /// Reads only the index: no AWS call is needed to know nothing is due.
-    pub fn due(&self, now: Timestamp) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT id FROM rotations
-             WHERE stage IN ({}) AND (next_check_at IS NULL OR next_check_at <= ?1)
-             ORDER BY next_check_at, started_at",
-            Stage::sql_list(Stage::is_working)
-        ))?;
-        let ids = stmt.query_map([now.as_second()], |r| r.get(0))?;
-        Ok(ids.collect::<rusqlite::Result<_>>()?)
-    }
+    /// The unfinished rotation whose old key is `old_key_id`, if any.
+    async fn open_rotation(&self, account_id: &str, old_key_id: &str) -> Result<Option<String>>;
 
-    /// What is left to do, from the indexes only (no plan or progress is
-    /// read): rotations with a step ahead, when the first is due, and how
-    /// many wait for a person.
-    pub fn outlook(&self) -> Result<Outlook> {
-        let (waiting, next_due): (i64, Option<i64>) = self.conn.query_row(
-            &format!("SELECT COUNT(*), MIN(next_check_at) FROM rotations WHERE stage IN ({})", Stage::sql_list(Stage::is_working)),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let blocked: i64 = self.conn.query_row("SELECT COUNT(*) FROM rotations WHERE stage = ?1", [Stage::Blocked.as_str()], |r| r.get(0))?;
-        Ok(Outlook { waiting: waiting as usize, next_due: next_due.map(timestamp).transpose()?, blocked: blocked as usize })
-    }
+    /// Rotations with a step due at `now`, most overdue first. Reads an
+    /// index only: no plan, no progress, and nothing that is not due.
+    async fn due(&self, now: Timestamp) -> Result<Vec<Due>>;
+
+    /// What is left to do, from the indexes only: rotations with a step
+    /// ahead, when the first is due, and how many wait for a person.
+    async fn outlook(&self) -> Result<Outlook>;
+
+    /// Unfinished rotations by stage, and when the oldest of them started.
+    async fn open_by_stage(&self) -> Result<(Vec<(Stage, usize)>, Option<Timestamp>)>;
 
     /// Takes the rotation's lease until `until` if nobody else holds an
     /// unexpired one. Only the holder may save the rotation.
-    pub fn try_lease(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
-        let changed = self.conn.execute(
-            "UPDATE rotations SET lease_owner = ?2, lease_until = ?4
-             WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until < ?3)",
-            params![id, owner, now.as_second(), until.as_second()],
-        )?;
-        Ok(changed == 1)
-    }
+    async fn try_lease(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool>;
 
     /// Extends a lease `owner` still holds and that has not expired.
-    pub fn renew(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
-        let changed = self.conn.execute(
-            "UPDATE rotations SET lease_until = ?4 WHERE id = ?1 AND lease_owner = ?2 AND lease_until >= ?3",
-            params![id, owner, now.as_second(), until.as_second()],
-        )?;
-        Ok(changed == 1)
-    }
+    async fn renew(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool>;
 
     /// Who holds the rotation's lease, if anyone.
-    pub fn lease_holder(&self, id: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT lease_owner FROM rotations WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
-    }
+    async fn lease_holder(&self, id: &str) -> Result<Option<String>>;
 
     /// Takes the lease from `stale_owner` (a process known to be dead),
     /// only if it still holds it: of two takers, one wins.
-    pub fn take_over(&self, id: &str, stale_owner: &str, owner: &str, until: Timestamp) -> Result<bool> {
-        let changed = self.conn.execute(
-            "UPDATE rotations SET lease_owner = ?3, lease_until = ?4 WHERE id = ?1 AND lease_owner = ?2",
-            params![id, stale_owner, owner, until.as_second()],
-        )?;
-        Ok(changed == 1)
-    }
+    async fn take_over(&self, id: &str, stale_owner: &str, owner: &str, until: Timestamp) -> Result<bool>;
 
-    pub fn release(&self, id: &str, owner: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE rotations SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2",
-            params![id, owner],
-        )?;
-        Ok(())
-    }
+    async fn release(&self, id: &str, owner: &str) -> Result<()>;
+
+    /// Unexpired leases at `now`, as (rotation, holder).
+    async fn leases(&self, now: Timestamp) -> Result<Vec<(String, String)>>;
 
     /// Writes the rotation's new state, its audit lines and its finding
-    /// notes in one transaction, provided `lease_owner` still holds an
-    /// unexpired lease at `now` (an expired one may have been taken by
-    /// another process).
-    pub fn save(&mut self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE rotations SET new_key_id = ?2, stage = ?3, blocked_reason = ?4, plan = ?5, progress = ?6,
-                updated_at = ?7, next_check_at = ?8, came_from = ?11
-             WHERE id = ?1 AND lease_owner = ?9 AND lease_until >= ?10",
-            params![
-                rotation.id,
-                rotation.new_key_id,
-                rotation.stage.as_str(),
-                rotation.blocked_reason,
-                rotation.plan.to_string(),
-                rotation.progress.to_string(),
-                rotation.updated_at.as_second(),
-                rotation.next_check_at.map(|t| t.as_second()),
-                lease_owner,
-                now.as_second(),
-                rotation.came_from.map(Stage::as_str),
-            ],
-        )?;
-        if changed != 1 {
-            return Err(StoreError::LeaseLost(rotation.id.clone()));
-        }
-        for entry in audit {
-            append(&tx, entry)?;
-        }
-        stakeholders::enqueue(&tx, updates, now)?;
-        tx.commit()?;
-        Ok(())
+    /// notes at once, provided `lease_owner` still holds an unexpired lease
+    /// at `now` (an expired one may have been taken by another process).
+    async fn save(&self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()>;
+
+    /// Streams the audit log, oldest first.
+    async fn history(&self, query: &HistoryQuery, each: Sink<'_, AuditEntry>) -> Result<()>;
+
+    /// Applies a stakeholder change with its audit lines (see [`Change`]).
+    async fn record(&self, change: &Change, at: Timestamp, actor: &str) -> Result<()>;
+
+    /// Exemptions not ended (in force, or expired and not yet reopened by
+    /// `rekey run`), by account and user.
+    async fn open_exemptions(&self) -> Result<Vec<ExemptionRecord>>;
+
+    /// Open exemptions whose `until` has passed at `now`.
+    async fn expired_exemptions(&self, now: Timestamp) -> Result<Vec<ExemptionRecord>> {
+        let mut expired: Vec<_> = self.open_exemptions().await?.into_iter().filter(|e| !e.in_force(now)).collect();
+        expired.sort_by_key(|e| e.until);
+        Ok(expired)
     }
 
-    /// The audit log, oldest first, for one rotation or all.
-    pub fn history(&self, rotation_id: Option<&str>) -> Result<Vec<AuditEntry>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail
-             FROM audit WHERE ?1 IS NULL OR rotation_id = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([rotation_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, String>(7)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (at, actor, rotation_id, event, from, to, aws_request_id, detail) = row?;
-            Ok(AuditEntry {
-                at: timestamp(at)?,
-                actor,
-                rotation_id,
-                event,
-                from_stage: from.map(|s| stage(&s)).transpose()?,
-                to_stage: to.map(|s| stage(&s)).transpose()?,
-                aws_request_id,
-                detail: json("audit detail", &detail)?,
-            })
+    /// Finding updates not sent yet, oldest first.
+    async fn pending_finding_updates(&self) -> Result<Vec<FindingUpdate>>;
+
+    async fn finding_updates_sent(&self, seqs: &[i64], at: Timestamp) -> Result<()>;
+
+    /// Counts a failed attempt at sending updates, with the audit lines
+    /// that record it: they stay pending for the next run.
+    async fn finding_updates_failed(&self, seqs: &[i64], error: &str, audit: &[AuditEntry]) -> Result<()>;
+
+    /// When a notice with this digest was last sent, if ever.
+    async fn last_notice(&self, digest: &str) -> Result<Option<Timestamp>>;
+
+    /// Everything, in a fixed order, for `rekey state migrate`.
+    async fn export(&self, each: Sink<'_, Item>) -> Result<()>;
+
+    /// Writes exported items as they were (sequence numbers included) into
+    /// an empty store.
+    async fn import(&self, items: &[Item]) -> Result<()>;
+
+    /// True when the store holds nothing yet.
+    async fn is_empty(&self) -> Result<bool>;
+}
+
+pub type SharedStore = Arc<dyn StateStore>;
+
+/// Every rotation `query` selects, in memory: for the few (the unfinished
+/// ones); `status` streams instead.
+pub async fn rotations(store: &dyn StateStore, query: &ListQuery) -> Result<Vec<RotationRecord>> {
+    let mut all = Vec::new();
+    store
+        .list(query, &mut |r| {
+            all.push(r);
+            Ok(())
         })
-        .collect()
-    }
+        .await?;
+    Ok(all)
 }
 
-const SELECT: &str = "SELECT id, account_id, user_name, old_key_id, new_key_id, stage, blocked_reason, plan,
-    progress, started_at, updated_at, next_check_at, came_from FROM rotations";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<RotationRecord>> {
-    let (stage_name, plan, progress): (String, String, String) = (r.get(5)?, r.get(7)?, r.get(8)?);
-    let (started, updated, next): (i64, i64, Option<i64>) = (r.get(9)?, r.get(10)?, r.get(11)?);
-    let came_from: Option<String> = r.get(12)?;
-    let (id, account_id, user_name, old_key_id, new_key_id, blocked_reason) =
-        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(6)?);
-    Ok((|| {
-        Ok(RotationRecord {
-            id,
-            account_id,
-            user_name,
-            old_key_id,
-            new_key_id,
-            stage: stage(&stage_name)?,
-            came_from: came_from.as_deref().map(stage).transpose()?,
-            blocked_reason,
-            plan: json("plan", &plan)?,
-            progress: json("progress", &progress)?,
-            started_at: timestamp(started)?,
-            updated_at: timestamp(updated)?,
-            next_check_at: next.map(timestamp).transpose()?,
+/// Every audit line `query` selects, in memory (`history` streams instead).
+pub async fn events(store: &dyn StateStore, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
+    let mut all = Vec::new();
+    store
+        .history(query, &mut |e| {
+            all.push(e);
+            Ok(())
         })
-    })())
+        .await?;
+    Ok(all)
 }
 
-fn append(conn: &Connection, e: &AuditEntry) -> Result<()> {
-    conn.execute(
-        "INSERT INTO audit (at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            e.at.as_second(),
-            e.actor,
-            e.rotation_id,
-            e.event,
-            e.from_stage.map(Stage::as_str),
-            e.to_stage.map(Stage::as_str),
-            e.aws_request_id,
-            e.detail.to_string(),
-        ],
-    )?;
-    Ok(())
+/// Where `[state]` says the state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Dynamo { table: String },
 }
 
-fn json(what: &'static str, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
-}
-
-fn timestamp(secs: i64) -> Result<Timestamp> {
-    Timestamp::from_second(secs).map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
-}
-
-fn stage(name: &str) -> Result<Stage> {
-    name.parse().map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn rotation(id: &str, key: &str) -> RotationRecord {
-        RotationRecord {
-            id: id.into(),
-            account_id: "123456789012".into(),
-            user_name: "ci".into(),
-            old_key_id: key.into(),
-            new_key_id: None,
-            stage: Stage::Planned,
-            came_from: None,
-            blocked_reason: None,
-            plan: json!({"deliver": []}),
-            progress: json!({}),
-            started_at: ts("2026-11-28T12:00:00Z"),
-            updated_at: ts("2026-11-28T12:00:00Z"),
-            next_check_at: None,
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Location::Dynamo { table } => write!(f, "dynamodb:{table}"),
         }
     }
+}
 
-    fn entry(id: &str, event: &str) -> AuditEntry {
-        AuditEntry {
-            at: ts("2026-11-28T12:00:00Z"),
-            actor: "tester".into(),
-            rotation_id: Some(id.into()),
-            event: event.into(),
-            from_stage: None,
-            to_stage: Some(Stage::Planned),
-            aws_request_id: None,
-            detail: json!({"note": "x"}),
+impl std::str::FromStr for Location {
+    type Err = String;
+
+    /// `sqlite:PATH` or `dynamodb:TABLE`, as `rekey state migrate` takes them.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => Ok(Location::Sqlite(path.into())),
+            Some(("dynamodb", table)) if dynamodb::valid_table_name(table) => Ok(Location::Dynamo { table: table.to_owned() }),
+            Some(("dynamodb", table)) => Err(format!("{table:?} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")),
+            _ => Err(format!("{s:?}: expected sqlite:PATH or dynamodb:TABLE")),
         }
     }
+}
 
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("sub/state.db")).unwrap();
-        (dir, store)
-    }
+pub(crate) fn bad(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { what, detail: detail.to_string() }
+}
 
-    #[test]
-    fn round_trips_and_lists_oldest_first_then_in_insertion_order() {
-        let (_dir, mut store) = open();
-        let mut later = rotation("r2", "AKIA2");
-        later.started_at = ts("2026-11-29T00:00:00Z");
-        store.insert(&later, &entry("r2", "created"), &[]).unwrap();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        assert_eq!(store.get("r1").unwrap(), rotation("r1", "AKIA1"));
-        let ids: Vec<_> = store.list().unwrap().into_iter().map(|r| r.id).collect();
-        assert_eq!(ids, ["r1", "r2"]);
-        assert!(matches!(store.get("nope"), Err(StoreError::NoSuchRotation(_))));
-    }
+pub(crate) fn timestamp(secs: i64) -> Result<Timestamp> {
+    Timestamp::from_second(secs).map_err(|e| bad("time", e))
+}
 
-    #[test]
-    fn one_open_rotation_per_key() {
-        let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        let err = store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created"), &[]).unwrap_err();
-        assert!(matches!(err, StoreError::AlreadyRotating { ref id, .. } if id == "r1"), "{err}");
-        // Once finished, the key may be rotated again.
-        assert!(store.try_lease("r1", "me", ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z")).unwrap());
-        let mut done = store.get("r1").unwrap();
-        done.stage = Stage::Aborted;
-        store.save(&done, "me", ts("2026-11-28T12:00:00Z"), &[], &[]).unwrap();
-        store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created"), &[]).unwrap();
-    }
+pub(crate) fn stage(name: &str) -> Result<Stage> {
+    name.parse().map_err(|e| bad("stage", e))
+}
 
-    #[test]
-    fn due_reads_times_and_skips_finished_and_blocked() {
-        let (_dir, mut store) = open();
-        let now = ts("2026-11-28T12:00:00Z");
-        let mut waiting = rotation("wait", "AKIA1");
-        waiting.next_check_at = Some(ts("2026-11-29T12:00:00Z"));
-        let mut due = rotation("due", "AKIA2");
-        due.next_check_at = Some(ts("2026-11-28T11:00:00Z"));
-        let mut blocked = rotation("blocked", "AKIA3");
-        blocked.stage = Stage::Blocked;
-        let mut done = rotation("done", "AKIA4");
-        done.stage = Stage::Completed;
-        let fresh = rotation("fresh", "AKIA5");
-        for r in [&waiting, &due, &blocked, &done, &fresh] {
-            store.insert(r, &entry(&r.id, "created"), &[]).unwrap();
-        }
-        let mut ids = store.due(now).unwrap();
-        ids.sort();
-        assert_eq!(ids, ["due", "fresh"]);
-        assert!(store.due(ts("2026-11-30T00:00:00Z")).unwrap().contains(&"wait".to_string()));
-    }
-
-    #[test]
-    fn leases_exclude_other_owners_until_they_expire() {
-        let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        let t0 = ts("2026-11-28T12:00:00Z");
-        let t1 = ts("2026-11-28T12:10:00Z");
-        assert!(store.try_lease("r1", "a", t0, t1).unwrap());
-        assert!(!store.try_lease("r1", "b", t0, t1).unwrap());
-        let mut r = store.get("r1").unwrap();
-        r.stage = Stage::Creating;
-        assert!(matches!(store.save(&r, "b", t0, &[], &[]), Err(StoreError::LeaseLost(_))));
-        store.save(&r, "a", t0, &[entry("r1", "stage")], &[]).unwrap();
-        // The holder's own lease, once expired, no longer lets it save.
-        assert!(matches!(store.save(&r, "a", ts("2026-11-28T12:10:01Z"), &[], &[]), Err(StoreError::LeaseLost(_))));
-        // An expired lease can be taken over (its holder crashed).
-        assert!(store.try_lease("r1", "b", ts("2026-11-28T12:11:00Z"), ts("2026-11-28T12:20:00Z")).unwrap());
-        assert!(matches!(store.save(&r, "a", t1, &[], &[]), Err(StoreError::LeaseLost(_))));
-        store.release("r1", "b").unwrap();
-        assert!(store.try_lease("r1", "a", t0, t1).unwrap());
-        // A dead holder's lease is taken over once, by one taker.
-        assert_eq!(store.lease_holder("r1").unwrap().as_deref(), Some("a"));
-        assert!(store.take_over("r1", "a", "c", t1).unwrap());
-        assert!(!store.take_over("r1", "a", "d", t1).unwrap());
-        assert_eq!(store.lease_holder("r1").unwrap().as_deref(), Some("c"));
-    }
-
-    #[test]
-    fn the_outlook_counts_waiting_and_blocked_rotations() {
-        let (_dir, mut store) = open();
-        assert_eq!(store.outlook().unwrap(), Outlook { waiting: 0, next_due: None, blocked: 0 });
-        let mut waiting = rotation("wait", "AKIA1");
-        waiting.next_check_at = Some(ts("2026-11-29T12:00:00Z"));
-        let mut blocked = rotation("blocked", "AKIA2");
-        (blocked.stage, blocked.came_from) = (Stage::Blocked, Some(Stage::Draining));
-        let mut done = rotation("done", "AKIA3");
-        done.stage = Stage::Completed;
-        for r in [&waiting, &blocked, &done] {
-            store.insert(r, &entry(&r.id, "created"), &[]).unwrap();
-        }
-        assert_eq!(store.outlook().unwrap(), Outlook { waiting: 1, next_due: Some(ts("2026-11-29T12:00:00Z")), blocked: 1 });
-    }
-
-    #[test]
-    fn a_lease_is_renewed_only_by_its_unexpired_holder() {
-        let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        let (t0, t1, t2) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"), ts("2026-11-28T12:20:00Z"));
-        assert!(store.try_lease("r1", "a", t0, t1).unwrap());
-        assert!(!store.renew("r1", "b", t0, t2).unwrap());
-        assert!(store.renew("r1", "a", t1, t2).unwrap());
-        assert!(!store.try_lease("r1", "b", ts("2026-11-28T12:15:00Z"), t2).unwrap(), "renewed: still held");
-        assert!(!store.renew("r1", "a", ts("2026-11-28T12:20:01Z"), t2).unwrap(), "expired: gone");
-    }
-
-    #[test]
-    fn the_stage_a_rotation_came_from_round_trips() {
-        let (_dir, mut store) = open();
-        let mut blocked = rotation("r1", "AKIA1");
-        (blocked.stage, blocked.came_from) = (Stage::Blocked, Some(Stage::Draining));
-        store.insert(&blocked, &entry("r1", "created"), &[]).unwrap();
-        assert_eq!(store.get("r1").unwrap().came_from, Some(Stage::Draining));
-        let mut undoing = rotation("r2", "AKIA2");
-        (undoing.stage, undoing.came_from) = (Stage::RollingBack, Some(Stage::Blocked));
-        store.insert(&undoing, &entry("r2", "created"), &[]).unwrap();
-        assert_eq!(store.due(ts("2026-11-28T12:00:00Z")).unwrap(), ["r2"], "an undo is due, a block is not");
-    }
-
-    #[test]
-    fn version_1_rows_migrate_to_undo_stages_and_came_from() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&MIGRATIONS[0]()).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-        let insert = |id: &str, key: &str, stage: &str, progress: &str| {
-            conn.execute(
-                "INSERT INTO rotations (id, account_id, user_name, old_key_id, stage, plan, progress, started_at, updated_at)
-                 VALUES (?1, '123456789012', 'ci', ?2, ?3, '{}', ?4, 0, 0)",
-                params![id, key, stage, progress],
-            )
-            .unwrap();
-        };
-        insert("blocked", "AKIA1", "blocked", r#"{"blocked_from": "draining"}"#);
-        insert("undoing", "AKIA2", "verifying_new", r#"{"undoing": {"ends_as": "aborted", "reason": "x"}}"#);
-        insert("plain", "AKIA3", "draining", "{}");
-        drop(conn);
-        let store = Store::open(&path).unwrap();
-        let state = |id: &str| {
-            let r = store.get(id).unwrap();
-            (r.stage, r.came_from)
-        };
-        assert_eq!(state("blocked"), (Stage::Blocked, Some(Stage::Draining)));
-        assert_eq!(state("undoing"), (Stage::Aborting, Some(Stage::VerifyingNew)));
-        assert_eq!(state("plain"), (Stage::Draining, None));
-    }
-
-    #[test]
-    fn two_connections_cannot_both_take_a_lease() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let mut one = Store::open(&path).unwrap();
-        let two = Store::open(&path).unwrap();
-        one.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
-        let a = one.try_lease("r1", "a", t0, t1).unwrap();
-        let b = two.try_lease("r1", "b", t0, t1).unwrap();
-        assert!(a && !b);
-    }
-
-    #[test]
-    fn the_audit_log_is_append_only() {
-        let (_dir, mut store) = open();
-        store.insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
-        assert!(store.try_lease("r1", "me", t0, t1).unwrap());
-        store.save(&rotation("r1", "AKIA1"), "me", t0, &[entry("r1", "confirmed")], &[]).unwrap();
-        let events: Vec<_> = store.history(Some("r1")).unwrap().into_iter().map(|e| e.event).collect();
-        assert_eq!(events, ["created", "confirmed"]);
-        assert_eq!(store.history(None).unwrap().len(), 2);
-        assert!(store.conn.execute("UPDATE audit SET event = 'forged'", []).is_err());
-        assert!(store.conn.execute("DELETE FROM audit", []).is_err());
-        assert_eq!(store.history(None).unwrap()[1], entry("r1", "confirmed"));
-    }
-
-    #[test]
-    fn reopening_keeps_data_and_schema_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        Store::open(&path).unwrap().insert(&rotation("r1", "AKIA1"), &entry("r1", "created"), &[]).unwrap();
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.list().unwrap().len(), 1);
-        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(version as usize, MIGRATIONS.len());
-        let mode: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
-        assert_eq!(mode, "wal");
-    }
-
-    #[test]
-    fn a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let store = Store::open(&path).unwrap();
-        store.conn.pragma_update(None, "user_version", 99).unwrap();
-        drop(store);
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
-    }
+pub(crate) fn json(what: &'static str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| bad(what, e))
 }

@@ -47,9 +47,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "REKEY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// SQLite state file [default: rekey/state.db in the user state dir]
-    #[arg(long, global = true, env = "REKEY_STATE", value_name = "FILE")]
-    pub state: Option<PathBuf>,
+    /// State store: a SQLite FILE (or sqlite:FILE), or dynamodb:TABLE [default: [state] in the config, else rekey/state.db in the user state dir]
+    #[arg(long, global = true, env = "REKEY_STATE", value_name = "FILE", value_parser = state_location)]
+    pub state: Option<rekey_store::Location>,
 
     /// AWS profile from the shared config files
     #[arg(long, global = true, env = "AWS_PROFILE", value_name = "NAME")]
@@ -74,6 +74,10 @@ pub struct GlobalArgs {
     /// Never draw a progress bar
     #[arg(long, global = true)]
     pub no_progress: bool,
+
+    /// How stderr reads: text for people, or json (one event per line, with each rotation's stage and result) for a scheduler's log
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "REKEY_LOG_FORMAT")]
+    pub log_format: LogFormat,
 
     /// Who is acting, for the audit log [default: the OS user]
     #[arg(long, global = true, env = "REKEY_BY", value_name = "WHO")]
@@ -112,11 +116,44 @@ pub enum Command {
     History(HistoryArgs),
     /// Print the least-privilege IAM policy for what rekey.toml configures
     Policy,
+    /// The state store: create the DynamoDB table, copy state between backends
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print shell completions: `rekey completions bash > /etc/bash_completion.d/rekey`
     Completions(CompletionsArgs),
     /// Print the man page (roff): `rekey man > ~/.local/share/man/man1/rekey.1`
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Create the DynamoDB state table, or check an existing one (idempotent)
+    Init(StateInitArgs),
+    /// Copy every rotation, audit event, exemption and notice into an empty store, verified by count and checksum
+    Migrate(StateMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateInitArgs {
+    /// The table [default: --state dynamodb:TABLE, else [state] table, else rekey-state]
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+
+    /// Print the table as a CloudFormation template instead of creating it
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateMigrateArgs {
+    /// Where the state is now: sqlite:PATH or dynamodb:TABLE
+    #[arg(long, value_name = "STORE")]
+    pub from: rekey_store::Location,
+
+    /// Where to copy it (must hold nothing yet): sqlite:PATH or dynamodb:TABLE
+    #[arg(long, value_name = "STORE")]
+    pub to: rekey_store::Location,
 }
 
 #[derive(Debug, Args)]
@@ -191,12 +228,28 @@ pub struct RunArgs {
     /// Only rotations in this account [default: every account's, each through org.role_name unless it is the credentials' own]
     #[arg(long, value_name = "ID")]
     pub account: Option<rekey_core::AccountId>,
+
+    /// After each pass, write Prometheus text-format gauges to FILE (atomically), for a scheduled job to be watched
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only this rotation
     pub id: Option<String>,
+
+    /// Finished rotations too (after the unfinished ones)
+    #[arg(long, conflicts_with = "id")]
+    pub all: bool,
+
+    /// Only rotations started since: an RFC 3339 time, or a duration back from now (7d)
+    #[arg(long, value_name = "TIME", value_parser = parse_when, conflicts_with = "id")]
+    pub since: Option<When>,
+
+    /// At most this many rotations, oldest first
+    #[arg(long, value_name = "N", conflicts_with = "id")]
+    pub limit: Option<usize>,
 
     /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -227,6 +280,14 @@ pub struct IdArgs {
 pub struct HistoryArgs {
     /// Only this rotation
     pub id: Option<String>,
+
+    /// Only events since: an RFC 3339 time, or a duration back from now (7d)
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    pub since: Option<When>,
+
+    /// Only the newest N events (still printed oldest first)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 
     /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -384,8 +445,8 @@ pub struct SuppressArgs {
     pub reason: String,
 
     /// When the exemption ends: an RFC 3339 time, or a duration from now (30d) [default: until unsuppressed]
-    #[arg(long, value_name = "TIME", value_parser = parse_until)]
-    pub until: Option<Until>,
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    pub until: Option<When>,
 }
 
 #[derive(Debug, Args)]
@@ -403,27 +464,41 @@ pub struct UnsuppressArgs {
     pub reason: Option<String>,
 }
 
-/// `--until`: a fixed time, or a time relative to when the command runs.
+/// `--until` and `--since`: a fixed time, or a duration from when the
+/// command runs (ahead for `--until`, back for `--since`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Until {
+pub enum When {
     At(jiff::Timestamp),
-    In(Duration),
+    Within(Duration),
 }
 
-impl Until {
-    pub fn resolve(self, now: jiff::Timestamp) -> jiff::Timestamp {
+impl When {
+    pub fn ahead_of(self, now: jiff::Timestamp) -> jiff::Timestamp {
         match self {
-            Until::At(at) => at,
-            Until::In(d) => now.saturating_add(d.to_signed()).expect("a duration, not a calendar span"),
+            When::At(at) => at,
+            When::Within(d) => now.saturating_add(d.to_signed()).expect("a duration, not a calendar span"),
+        }
+    }
+
+    pub fn back_from(self, now: jiff::Timestamp) -> jiff::Timestamp {
+        match self {
+            When::At(at) => at,
+            When::Within(d) => now.saturating_sub(d.to_signed()).expect("a duration, not a calendar span"),
         }
     }
 }
 
-pub fn parse_until(text: &str) -> Result<Until, String> {
+pub fn parse_when(text: &str) -> Result<When, String> {
     text.parse()
-        .map(Until::At)
-        .or_else(|_| text.parse().map(Until::In))
-        .map_err(|_| "not a time; write an RFC 3339 time like 2027-01-31T00:00:00Z, or a duration from now like 30d".to_owned())
+        .map(When::At)
+        .or_else(|_| text.parse().map(When::Within))
+        .map_err(|_| "not a time; write an RFC 3339 time like 2027-01-31T00:00:00Z, or a duration like 30d".to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -560,6 +635,15 @@ pub fn parse_endpoint(url: &str) -> Result<String, String> {
         return Err(format!("{url:?} has no host"));
     }
     Ok(url.to_owned())
+}
+
+/// `--state`: a path is a SQLite file; `sqlite:` and `dynamodb:` say which.
+fn state_location(text: &str) -> Result<rekey_store::Location, String> {
+    if text.starts_with("sqlite:") || text.starts_with("dynamodb:") {
+        text.parse()
+    } else {
+        Ok(rekey_store::Location::Sqlite(text.into()))
+    }
 }
 
 #[cfg(test)]

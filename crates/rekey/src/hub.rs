@@ -17,7 +17,7 @@ use rekey_core::asff::{self, AsffContext};
 use rekey_core::hub::Workflow;
 use rekey_core::report::ScanReport;
 use rekey_core::AccountId;
-use rekey_store::{AuditEntry, FindingUpdate, Store};
+use rekey_store::{AuditEntry, FindingUpdate, SharedStore};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
@@ -106,14 +106,14 @@ impl Flushed {
 /// account. Failures stay pending (and are audited); they never fail the
 /// caller's own change, which is already saved. Nothing when Security Hub
 /// is off in rekey.toml.
-pub async fn flush(store: &mut Store, accounts: &Accounts<'_>, settings: &Settings) -> anyhow::Result<Flushed> {
+pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings) -> anyhow::Result<Flushed> {
     let actor = settings.actor.as_str();
     if !settings.file.securityhub.enabled {
         return Ok(Flushed::default());
     }
     let mut flushed = Flushed::default();
     let mut by_account: BTreeMap<String, Vec<FindingUpdate>> = BTreeMap::new();
-    for update in store.pending_finding_updates()? {
+    for update in store.pending_finding_updates().await? {
         by_account.entry(update.update.account_id.clone()).or_default().push(update);
     }
     for (account, updates) in by_account {
@@ -122,12 +122,12 @@ pub async fn flush(store: &mut Store, accounts: &Accounts<'_>, settings: &Settin
             Err(e) => AccountOutcome { failed: [(format!("{e:#}"), updates.iter().map(|u| u.seq).collect())].into(), ..AccountOutcome::default() },
         };
         let now = Timestamp::now();
-        store.finding_updates_sent(&outcome.sent, now)?;
+        store.finding_updates_sent(&outcome.sent, now).await?;
         for (error, seqs) in &outcome.failed {
             let users: Vec<&str> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.as_str()).collect();
             let detail = serde_json::json!({"account_id": account, "users": users, "error": error, "pending": seqs.len()});
             let line = AuditEntry::about_owners(now, actor, "finding_update_failed", detail);
-            store.finding_updates_failed(seqs, error, &[line])?;
+            store.finding_updates_failed(seqs, error, &[line]).await?;
             flushed.failed.push(format!("{}: {error}", users.join(", ")));
         }
         flushed.updated += outcome.updated;

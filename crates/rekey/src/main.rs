@@ -28,7 +28,7 @@ const STACK_SIZE: usize = 64 << 20;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    init_logging(cli.global.verbose, cli.global.quiet);
+    init_logging(&cli.global);
     let term = terminal::Terminal::new(&cli.global);
     // The Security Hub SDK's finding types nest deeply: reading a page of
     // findings in a debug build needs more than the main thread's 8 MiB.
@@ -80,12 +80,13 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Unsuppress(args) => commands::suppress::unsuppress(args, &settings, term).await,
             C::Rotate(args) => commands::rotate::run(args, &settings, term).await,
             C::Run(args) => commands::run::run(args, &settings, term).await,
-            C::Status(args) => commands::status::run(args, &settings),
+            C::Status(args) => commands::status::run(args, &settings).await,
             C::Confirm(args) => commands::confirm::confirm(args, &settings, term).await,
             C::Rollback(args) => commands::confirm::cancel(args, false, &settings, term).await,
             C::Abort(args) => commands::confirm::cancel(args, true, &settings, term).await,
-            C::History(args) => commands::history::run(args, &settings),
+            C::History(args) => commands::history::run(args, &settings).await,
             C::Policy => commands::policy::run(&settings),
+            C::State(command) => commands::state::run(command, &settings, term).await,
             C::Completions(_) | C::Man => unreachable!("answered before settings are loaded"),
         }
     })
@@ -103,21 +104,27 @@ fn is_closed_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// rekey's own warnings by default; -vv adds rekey's and the SDK's debug
-/// logs, -vvv their traces. The SDK never logs secret keys.
-fn init_logging(verbose: u8, quiet: bool) {
+/// rekey's own warnings by default (and its events of each rotation in
+/// JSON); -vv adds rekey's and the SDK's debug logs, -vvv their traces.
+/// The SDK never logs secret keys.
+fn init_logging(global: &cli::GlobalArgs) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let (own, sdk) = match (quiet, verbose) {
+    let json = global.log_format == cli::LogFormat::Json;
+    let (own, sdk) = match (global.quiet, global.verbose) {
         (true, _) => (LevelFilter::ERROR, LevelFilter::OFF),
+        (_, 0 | 1) if json => (LevelFilter::INFO, LevelFilter::OFF),
         (_, 0 | 1) => (LevelFilter::WARN, LevelFilter::OFF),
         (_, 2) => (LevelFilter::DEBUG, LevelFilter::DEBUG),
         _ => (LevelFilter::TRACE, LevelFilter::TRACE),
     };
     let filter = Targets::new().with_target("rekey", own).with_default(sdk);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
-        .with(filter)
-        .init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if json {
+        // One object per line: time, level, target and the event's fields.
+        tracing_subscriber::registry().with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(false)).with(filter).init();
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::registry().with(fmt.with_ansi(ansi)).with(filter).init();
+    }
 }

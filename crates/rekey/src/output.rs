@@ -168,6 +168,22 @@ fn age_text(secs: i64) -> String {
     }
 }
 
+/// Writes `text` to `path` whole or not at all (a temporary file in the
+/// same directory, renamed over it), so a reader never sees half a file.
+/// The file is readable by its owner only, unless `world_readable`.
+pub fn write_atomically(path: &std::path::Path, text: &str, world_readable: bool) -> Result<(), String> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    temp.write_all(text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if world_readable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    temp.persist(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

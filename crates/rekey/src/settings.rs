@@ -10,6 +10,7 @@ use rekey_aws::AwsSettings;
 use rekey_core::owners::OwnersMap;
 use rekey_core::target::Target;
 use rekey_core::{Duration, Policy};
+use rekey_store::Location;
 use serde::Deserialize;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -66,8 +67,7 @@ pub struct StateSection {
     pub backend: StateBackend,
     /// The SQLite file (`~` is the home directory).
     pub path: Option<PathBuf>,
-    /// The DynamoDB table (validated now, used when that backend arrives).
-    #[allow(dead_code)]
+    /// The DynamoDB table (default `rekey-state`).
     pub table: Option<String>,
 }
 
@@ -132,8 +132,7 @@ pub struct RotationSection {
     pub verify_timeout: Option<Duration>,
     pub retry_after: Option<Duration>,
     pub last_used_margin: Option<Duration>,
-    /// Validated now; `rekey run` advances rotations one at a time today.
-    #[allow(dead_code)]
+    /// Due rotations `rekey run` advances at once, each under its own lease.
     pub concurrency: Option<NonZeroUsize>,
 }
 
@@ -183,6 +182,12 @@ pub struct OrgSection {
 
 const DEFAULT_OWNER_TAGS: [&str; 3] = ["Owner", "owner", "Team"];
 
+/// The DynamoDB table `[state] backend = "dynamodb"` uses by default.
+pub const DEFAULT_TABLE: &str = "rekey-state";
+
+/// `[rotation] concurrency` by default.
+pub const DEFAULT_ROTATION_CONCURRENCY: usize = 8;
+
 /// Per-account request concurrency of `--source api` and of key/tag lookups.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
@@ -193,7 +198,8 @@ pub struct Settings {
     pub policy: Policy,
     pub owner_tags: Vec<String>,
     pub owners_file: Option<PathBuf>,
-    pub state: PathBuf,
+    /// Where rotations and the audit log live: `--state`, else `[state]`.
+    pub state: Location,
     /// Who is acting, for the audit log: `--by`, else the OS user.
     pub actor: String,
     pub file: ConfigFile,
@@ -224,20 +230,39 @@ impl Settings {
             .owner_tags
             .clone()
             .unwrap_or_else(|| DEFAULT_OWNER_TAGS.map(String::from).to_vec());
-        if file.state.backend == StateBackend::Dynamodb {
-            bail!("[state] backend = \"dynamodb\" is not built yet; use the default \"sqlite\" (a file on a disk that outlives the run)");
-        }
-        let from_file = file.state.path.as_deref().map(expand_home);
-        let state = match global.state.clone().or(from_file) {
-            Some(path) => path,
-            None => dirs::state_dir()
-                .or_else(dirs::data_local_dir)
-                .ok_or_else(|| anyhow::anyhow!("no user state directory; pass --state FILE"))?
-                .join("rekey")
-                .join("state.db"),
+        let state = match (global.state.clone(), file.state.backend) {
+            (Some(flag), _) => flag,
+            (None, StateBackend::Dynamodb) => {
+                let table = file.state.table.clone().unwrap_or_else(|| DEFAULT_TABLE.to_owned());
+                format!("dynamodb:{table}").parse().map_err(|e: String| anyhow::anyhow!("[state] table: {e}"))?
+            }
+            (None, StateBackend::Sqlite) => match file.state.path.as_deref().map(expand_home) {
+                Some(path) => Location::Sqlite(path),
+                None => Location::Sqlite(
+                    dirs::state_dir()
+                        .or_else(dirs::data_local_dir)
+                        .ok_or_else(|| anyhow::anyhow!("no user state directory; pass --state FILE"))?
+                        .join("rekey")
+                        .join("state.db"),
+                ),
+            },
         };
         let actor = global.by.clone().unwrap_or_else(os_user);
         Ok(Settings { aws, policy, owner_tags, owners_file, state, actor, file })
+    }
+
+    /// Whether the state store exists: a scan or a dry run never creates
+    /// a SQLite file (a DynamoDB table is made by `rekey state init`).
+    pub fn state_exists(&self) -> bool {
+        match &self.state {
+            Location::Sqlite(path) => path.is_file(),
+            Location::Dynamo { .. } => true,
+        }
+    }
+
+    /// Due rotations advanced at once by `rekey run`.
+    pub fn rotation_concurrency(&self) -> usize {
+        self.file.rotation.concurrency.map_or(DEFAULT_ROTATION_CONCURRENCY, NonZeroUsize::get)
     }
 
     /// Accounts read at once by `--org`, `--accounts` and `--consumers`.

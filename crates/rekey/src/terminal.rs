@@ -1,7 +1,7 @@
 //! What rekey shows on the terminal besides its output: progress, call
 //! counts and errors on stderr, within the limits of -q, -v and --no-progress.
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, LogFormat};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rekey_aws::CallCounter;
 use std::io::IsTerminal;
@@ -11,15 +11,18 @@ pub struct Terminal {
     show_progress: bool,
     pub quiet: bool,
     verbose: u8,
+    /// `--log-format json`: messages are log events, one JSON line each.
+    json: bool,
 }
 
 impl Terminal {
     pub fn new(global: &GlobalArgs) -> Self {
         Terminal {
             stdout_is_terminal: std::io::stdout().is_terminal(),
-            show_progress: std::io::stderr().is_terminal() && !global.quiet && !global.no_progress,
+            show_progress: std::io::stderr().is_terminal() && !global.quiet && !global.no_progress && global.log_format == LogFormat::Text,
             quiet: global.quiet,
             verbose: global.verbose,
+            json: global.log_format == LogFormat::Json,
         }
     }
 
@@ -62,20 +65,28 @@ impl Terminal {
 
     /// Unless -q: what a command did, when its output does not say it.
     pub fn info(&self, message: &str) {
-        if !self.quiet {
+        if self.json {
+            tracing::info!("{message}");
+        } else if !self.quiet {
             eprintln!("{message}");
         }
     }
 
     /// Unless -q: the result is complete, but a person should know this.
     pub fn warn(&self, message: &str) {
-        if !self.quiet {
+        if self.json {
+            tracing::warn!("{message}");
+        } else if !self.quiet {
             eprintln!("warning: {message}");
         }
     }
 
     pub fn error(&self, message: &str) {
-        eprintln!("error: {message}");
+        if self.json {
+            tracing::error!("{message}");
+        } else {
+            eprintln!("error: {message}");
+        }
     }
 }
 

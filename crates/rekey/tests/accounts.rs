@@ -144,7 +144,7 @@ fn a_rotation_in_a_member_account_runs_through_the_role() {
     let run = rekey_in(&emu, dir.path(), &["rotate", "--user", user, "--account", &member, "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     // Draining for 2 s: then due, and `run` finishes it in the member account.
-    let status = || rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json()["rotations"][0].clone();
+    let status = || rekey_in(&emu, dir.path(), &["status", "--all", "--format", "json"]).json()["rotations"][0].clone();
     assert_eq!(status()["stage"], "draining");
     let due: jiff::Timestamp = status()["next_check_at"].as_str().unwrap().parse().unwrap();
     support::wait_for("the drain window to pass", || jiff::Timestamp::now() > due);
@@ -153,7 +153,7 @@ fn a_rotation_in_a_member_account_runs_through_the_role() {
     assert_eq!(status()["stage"], "draining");
     let run = rekey_in(&emu, dir.path(), &["run", "--once", "--account", &member]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let status = rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json();
+    let status = rekey_in(&emu, dir.path(), &["status", "--all", "--format", "json"]).json();
     let rotation = &status["rotations"][0];
     assert_eq!(rotation["account_id"], member.as_str());
     assert_eq!(rotation["stage"], "completed", "{rotation}");

@@ -260,10 +260,15 @@ fn the_state_file_comes_from_the_flag_then_the_config_file() {
     assert_eq!(status(&["--state", "flag.db", "status"]).code, 0);
     assert!(dir.path().join("flag.db").exists(), "the flag wins");
 
+    // A table reached with the caller's credentials: none here, said plainly.
     std::fs::write(dir.path().join("rekey.toml"), "[state]\nbackend = \"dynamodb\"\ntable = \"rekey-state\"\n").unwrap();
     let run = status(&["status"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("dynamodb") && run.stderr.contains("not built yet"), "{}", run.stderr);
+    assert!(run.stderr.contains("DynamoDB table rekey-state") && run.stderr.contains("no AWS credentials"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    std::fs::write(dir.path().join("rekey.toml"), "[state]\nbackend = \"dynamodb\"\ntable = \"no\"\n").unwrap();
+    assert_rejected(&status(&["status"]), &["[state] table", "not a DynamoDB table name"]);
+    assert_rejected(&status(&["--state", "dynamodb:a/b", "status"]), &["--state", "not a DynamoDB table name"]);
     std::fs::write(dir.path().join("rekey.toml"), "[state]\nbackend = \"postgres\"\n").unwrap();
     assert_rejected(&status(&["status"]), &["backend", "line 2"]);
 }

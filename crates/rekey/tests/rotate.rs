@@ -273,7 +273,7 @@ fn two_keys_one_inactive() {
     assert_eq!(rig.keys().len(), 2, "aborting never deletes a key the rotation did not create");
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--key", &rig.old_key, "--delete-inactive", "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let all = rig.rekey(&["status", "--format", "json"]).json();
+    let all = rig.rekey(&["status", "--all", "--format", "json"]).json();
     let last = all["rotations"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["stage"], "completed");
     assert_eq!(rig.keys(), [(last["new_key_id"].as_str().unwrap().to_owned(), "Active".to_owned())]);
@@ -330,7 +330,7 @@ fn bad_input_changes_nothing() {
 
     assert_eq!(calls_of(&rig.emu, "iam:CreateAccessKey"), 1, "only the rig's own key was ever created");
     assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
-    assert!(!rig.path("state.db").exists() || rig.rekey(&["status", "--format", "json"]).json()["rotations"] == serde_json::json!([]));
+    assert!(!rig.path("state.db").exists() || rig.rekey(&["status", "--all", "--format", "json"]).json()["rotations"] == serde_json::json!([]));
 }
 
 #[test]
@@ -377,7 +377,7 @@ fn a_failing_sink_that_prints_the_secret_does_not_leak_it() {
     assert!(run.stderr.contains("exec sink"), "{}", run.stderr);
     let delivered: Value = serde_json::from_str(&std::fs::read_to_string(&got).unwrap()).unwrap();
     let secret = delivered["SecretAccessKey"].as_str().unwrap();
-    let status = rig.rekey(&["status", "--format", "json"]);
+    let status = rig.rekey(&["status", "--all", "--format", "json"]);
     let history = rig.rekey(&["history", "--format", "json"]);
     assert!(history.stdout.contains("step_failed"));
     assert_secret_nowhere(&rig, secret, &[&run, &status, &history]);

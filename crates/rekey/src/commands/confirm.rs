@@ -11,15 +11,15 @@ use crate::terminal::Terminal;
 use rekey_aws::Clients;
 
 pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
-    let mut store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
     let (account, clients) = clients_of_rotation(&store, &accounts, &args.id).await?;
     let keys = super::keys(&clients, settings);
-    let mut engine = engine(&keys, &clients, &account, &mut store, settings, args.reveal || term.stdout_is_terminal);
+    let mut engine = engine(&keys, &clients, &account, &store, settings, args.reveal || term.stdout_is_terminal);
     let result = engine.confirm(&args.id, args.force).await;
-    send_finding_notes(&mut store, settings, &accounts, term).await?;
-    let r = store.get(&args.id)?;
+    send_finding_notes(&store, settings, &accounts, term).await?;
+    let r = store.get(&args.id).await?;
     let printed = print_one(&r);
     result?;
     printed?;
@@ -28,15 +28,15 @@ pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) ->
 
 /// `abort` is `true` for `rekey abort`, `false` for `rekey rollback`.
 pub async fn cancel(args: IdArgs, abort: bool, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
-    let mut store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
     let (account, clients) = clients_of_rotation(&store, &accounts, &args.id).await?;
     let keys = super::keys(&clients, settings);
-    let mut engine = engine(&keys, &clients, &account, &mut store, settings, false);
+    let mut engine = engine(&keys, &clients, &account, &store, settings, false);
     let result = engine.cancel(&args.id, abort).await;
-    send_finding_notes(&mut store, settings, &accounts, term).await?;
-    if let Ok(r) = store.get(&args.id) {
+    send_finding_notes(&store, settings, &accounts, term).await?;
+    if let Ok(r) = store.get(&args.id).await {
         if result.is_ok() || r.stage.is_undo() || r.came_from.is_some_and(|s| s.is_undo()) {
             print_one(&r)?;
         }

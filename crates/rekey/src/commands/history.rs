@@ -1,57 +1,77 @@
 //! `rekey history [ID]`: the audit log, oldest first.
 
-use super::open_store;
+use super::{open_store, stop};
 use crate::cli::{HistoryArgs, ListFormat};
 use crate::settings::Settings;
 use crate::table::{self, Column};
-use rekey_store::AuditEntry;
+use rekey_store::{AuditEntry, HistoryQuery};
 use serde_json::{json, Value};
 
-pub fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
-    let store = open_store(settings)?;
+/// Table rows are printed a page at a time: the log is streamed, never
+/// held whole.
+const PAGE: usize = 1000;
+
+pub async fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
+    let store = open_store(settings).await?;
     if let Some(id) = &args.id {
-        store.get(id)?;
+        store.get(id).await?;
     }
-    let events = store.history(args.id.as_deref())?;
-    match args.format {
-        ListFormat::Json => {
-            let items: Vec<_> = events
-                .iter()
-                .map(|e| {
-                    json!({
-                        "at": e.at.to_string(), "actor": e.actor, "rotation_id": e.rotation_id, "event": e.event,
-                        "from_stage": e.from_stage.map(|s| s.as_str()), "to_stage": e.to_stage.map(|s| s.as_str()),
-                        "aws_request_id": e.aws_request_id, "detail": e.detail,
-                    })
-                })
-                .collect();
-            outln!("{}", serde_json::to_string_pretty(&json!({ "events": items }))?)?;
-        }
-        ListFormat::Table => {
-            let cells = |f: &dyn Fn(&AuditEntry) -> String| events.iter().map(f).collect::<Vec<_>>();
-            let stage = |e: &AuditEntry| match (e.from_stage, e.to_stage) {
-                (Some(from), Some(to)) => format!("{from} -> {to}"),
-                (None, Some(to)) => to.to_string(),
-                _ => String::new(),
-            };
-            let mut columns = vec![
-                Column::whole("TIME", cells(&|e| e.at.to_string())),
-                Column::whole("ROTATION", cells(&|e| e.rotation_id.clone().unwrap_or_default())),
-                Column::whole("EVENT", cells(&|e| e.event.clone())),
-                Column::whole("STAGE", cells(&stage)).or_shorter(cells(&|e| e.to_stage.map(|s| s.to_string()).unwrap_or_default())),
-                Column::text("DETAIL", cells(&|e| detail_text(&e.detail)), 28),
-                Column::whole("ACTOR", cells(&|e| e.actor.clone())),
-                Column::whole("REQUEST ID", cells(&|e| e.aws_request_id.clone().unwrap_or_default())),
-            ];
-            if args.id.is_some() {
-                columns.remove(1); // one rotation: its id on every line says nothing
+    let query = HistoryQuery { rotation_id: args.id.clone(), since: args.since.map(|s| s.back_from(jiff::Timestamp::now())), limit: args.limit };
+    if args.format == ListFormat::Json {
+        let mut first = true;
+        outln!("{{\"events\": [")?;
+        store
+            .history(&query, &mut |e| {
+                let line = json!({
+                    "at": e.at.to_string(), "actor": e.actor, "rotation_id": e.rotation_id, "event": e.event,
+                    "from_stage": e.from_stage.map(|s| s.as_str()), "to_stage": e.to_stage.map(|s| s.as_str()),
+                    "aws_request_id": e.aws_request_id, "detail": e.detail,
+                });
+                outln!("{}{line}", if std::mem::take(&mut first) { "" } else { "," }).map_err(stop)
+            })
+            .await?;
+        outln!("]}}")?;
+        return Ok(0);
+    }
+    let mut page = Vec::new();
+    store
+        .history(&query, &mut |e| {
+            page.push(e);
+            if page.len() == PAGE {
+                print_table(&std::mem::take(&mut page), args.id.is_some()).map_err(stop)?;
             }
-            // A `stage_*` event names its stage; the detail holds what only it says.
-            let reductions = ["REQUEST ID", "ACTOR", "STAGE", "STAGE", "DETAIL", "ROTATION"];
-            outln!("{}", table::render(columns, &reductions, table::width(), false))?;
-        }
+            Ok(())
+        })
+        .await?;
+    if !page.is_empty() {
+        print_table(&page, args.id.is_some())?;
     }
     Ok(0)
+}
+
+fn print_table(events: &[AuditEntry], one_rotation: bool) -> anyhow::Result<()> {
+    let cells = |f: &dyn Fn(&AuditEntry) -> String| events.iter().map(f).collect::<Vec<_>>();
+    let stage = |e: &AuditEntry| match (e.from_stage, e.to_stage) {
+        (Some(from), Some(to)) => format!("{from} -> {to}"),
+        (None, Some(to)) => to.to_string(),
+        _ => String::new(),
+    };
+    let mut columns = vec![
+        Column::whole("TIME", cells(&|e| e.at.to_string())),
+        Column::whole("ROTATION", cells(&|e| e.rotation_id.clone().unwrap_or_default())),
+        Column::whole("EVENT", cells(&|e| e.event.clone())),
+        Column::whole("STAGE", cells(&stage)).or_shorter(cells(&|e| e.to_stage.map(|s| s.to_string()).unwrap_or_default())),
+        Column::text("DETAIL", cells(&|e| detail_text(&e.detail)), 28),
+        Column::whole("ACTOR", cells(&|e| e.actor.clone())),
+        Column::whole("REQUEST ID", cells(&|e| e.aws_request_id.clone().unwrap_or_default())),
+    ];
+    if one_rotation {
+        columns.remove(1); // one rotation: its id on every line says nothing
+    }
+    // A `stage_*` event names its stage; the detail holds what only it says.
+    let reductions = ["REQUEST ID", "ACTOR", "STAGE", "STAGE", "DETAIL", "ROTATION"];
+    outln!("{}", table::render(columns, &reductions, table::width(), false))?;
+    Ok(())
 }
 
 /// An event's detail for people: `key: value` pairs without the JSON

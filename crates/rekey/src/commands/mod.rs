@@ -10,6 +10,7 @@ pub mod policy;
 pub mod rotate;
 pub mod run;
 pub mod scan;
+pub mod state;
 pub mod status;
 pub mod suppress;
 
@@ -21,11 +22,26 @@ use rekey_engine::clock::SystemClock;
 use rekey_engine::keys::AwsKeys;
 use rekey_engine::runner::Engine;
 use rekey_core::AccountId;
-use rekey_store::Store;
+use rekey_store::{DynamoStore, Location, SharedStore, SqliteStore};
 use std::sync::Arc;
 
-pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    Ok(Store::open(&settings.state)?)
+/// The state store `--state` / `[state]` names: a SQLite file, or a
+/// DynamoDB table reached with the caller's own credentials.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
+    open_location(&settings.state, settings).await
+}
+
+pub async fn open_location(location: &Location, settings: &Settings) -> anyhow::Result<SharedStore> {
+    Ok(match location {
+        Location::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        Location::Dynamo { table } => Arc::new(DynamoStore::new(Clients::new(&settings.aws).await.dynamodb(), table)),
+    })
+}
+
+/// Stops a stream from the state store with what went wrong on our side
+/// (writing the output, say).
+pub fn stop(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rekey_store::StoreError {
+    rekey_store::StoreError::Stopped(e.into())
 }
 
 /// IAM for the engine, with CloudTrail in the configured regions for the
@@ -37,8 +53,8 @@ pub fn keys(clients: &Clients, settings: &Settings) -> AwsKeys {
 /// The rotation engine as configured: the system clock, the actor, notes
 /// on findings when Security Hub is on, and the account `clients` act in
 /// (as [`Accounts`] established it).
-pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, account: &AccountId, store: &'a mut Store, settings: &Settings, may_reveal: bool) -> Engine<'a> {
-    let mut engine = Engine::new(keys, clients, Arc::new(SystemClock), store, settings.actor.clone(), may_reveal).acting_in(account.clone());
+pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, account: &AccountId, store: &SharedStore, settings: &Settings, may_reveal: bool) -> Engine<'a> {
+    let mut engine = Engine::new(keys, clients, Arc::new(SystemClock), store.clone(), settings.actor.clone(), may_reveal).acting_in(account.clone());
     engine.finding_notes = settings.file.securityhub.enabled;
     engine
 }
@@ -46,8 +62,8 @@ pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, account: &AccountId, 
 /// The rotation's account and clients acting there (the engine refuses
 /// any other before every step). An unknown rotation is the engine's to
 /// report: the caller's account then.
-pub async fn clients_of_rotation(store: &Store, accounts: &Accounts<'_>, id: &str) -> anyhow::Result<(AccountId, Clients)> {
-    let account = match store.get(id) {
+pub async fn clients_of_rotation(store: &SharedStore, accounts: &Accounts<'_>, id: &str) -> anyhow::Result<(AccountId, Clients)> {
+    let account = match store.get(id).await {
         Ok(rotation) => AccountId::new(rotation.account_id),
         Err(_) => accounts.caller().await?.clone(),
     };
@@ -57,7 +73,7 @@ pub async fn clients_of_rotation(store: &Store, accounts: &Accounts<'_>, id: &st
 
 /// After rotations moved: their finding notes go to Security Hub. A
 /// Security Hub that fails is a warning; the notes wait for the next run.
-pub async fn send_finding_notes(store: &mut Store, settings: &Settings, accounts: &Accounts<'_>, term: &Terminal) -> anyhow::Result<()> {
+pub async fn send_finding_notes(store: &SharedStore, settings: &Settings, accounts: &Accounts<'_>, term: &Terminal) -> anyhow::Result<()> {
     let flushed = crate::hub::flush(store, accounts, settings).await?;
     if !flushed.failed.is_empty() {
         term.warn(&flushed.summary());

@@ -20,8 +20,8 @@ use rekey_core::asff::truncate_chars;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::notice::Notice;
 use rekey_core::Duration;
-use rekey_store::{AuditEntry, Change, NewFindingUpdate, NoticeRecord, Store};
-use std::path::{Path, PathBuf};
+use rekey_store::{AuditEntry, Change, NewFindingUpdate, NoticeRecord, SharedStore};
+use std::path::Path;
 use std::time::Instant;
 
 /// The same notice is not sent again within this long, unless configured.
@@ -83,8 +83,8 @@ impl Channel<'_> {
             }
             Channel::Files(dir) => {
                 let stem = file_stem(owner);
-                write_atomically(&dir.join(format!("{stem}.md")), &notice.text(as_of))?;
-                write_atomically(&dir.join(format!("{stem}.html")), &notice.html(as_of))
+                crate::output::write_atomically(&dir.join(format!("{stem}.md")), &notice.text(as_of), false)?;
+                crate::output::write_atomically(&dir.join(format!("{stem}.html")), &notice.html(as_of), false)
             }
         }
     }
@@ -105,31 +105,31 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     let now = Timestamp::now();
     // A dry run never creates the store; a real one records what it sent.
-    let mut store = if args.dry_run && !settings.state.is_file() { None } else { Some(super::open_store(settings)?) };
-    let last_sent = |store: Option<&Store>, n: &Notice| -> anyhow::Result<Option<Timestamp>> {
+    let store = if args.dry_run && !settings.state_exists() { None } else { Some(super::open_store(settings).await?) };
+    async fn last_sent(store: Option<&SharedStore>, n: &Notice) -> anyhow::Result<Option<Timestamp>> {
         Ok(match store {
-            Some(store) => store.last_notice(&n.digest())?,
+            Some(store) => store.last_notice(&n.digest()).await?,
             None => None,
         })
-    };
+    }
     let recent = |sent: Option<Timestamp>| !args.force && sent.is_some_and(|at| now < at + resend_after.to_signed());
 
     if args.dry_run {
         let mut planned = Vec::new();
         for n in &notices {
-            let sent = last_sent(store.as_ref(), n)?;
+            let sent = last_sent(store.as_ref(), n).await?;
             planned.push((n, sent, !recent(sent)));
         }
         print_dry_run(&planned, &channels, report.as_of, args.format)?;
         tell_problems(&report, term);
         return Ok(if report.errors.is_empty() { 0 } else { 2 });
     }
-    let store = store.as_mut().expect("opened unless a dry run");
+    let store = store.as_ref().expect("opened unless a dry run");
     let mirror = settings.file.securityhub.enabled;
     let sns = Sns::new(&clients);
     let (mut sent, mut skipped, mut failures) = (0, 0, Vec::new());
     for notice in &notices {
-        if recent(last_sent(Some(store), notice)?) {
+        if recent(last_sent(Some(store), notice).await?) {
             skipped += 1;
             continue;
         }
@@ -164,7 +164,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
                 note: note.clone(),
             }));
         }
-        store.record(&change, now, &settings.actor)?;
+        store.record(&change, now, &settings.actor).await?;
     }
     let mut line = format!("notified {}", count(sent, "owner"));
     if skipped > 0 {
@@ -229,14 +229,6 @@ fn file_stem(owner: &str) -> String {
     format!("{}-{hash:016x}", cleaned.trim_start_matches('.'))
 }
 
-fn write_atomically(path: &PathBuf, text: &str) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    temp.persist(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(())
-}
 
 /// A webhook URL's path and query often hold its secret token.
 fn redacted(text: &str) -> String {

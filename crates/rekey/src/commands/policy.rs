@@ -38,6 +38,21 @@ const SECURITY_HUB: &[&str] = &["securityhub:GetFindings", "securityhub:BatchUpd
 /// `scan --import-findings` only: drop it where the IAM.3 control runs.
 const SECURITY_HUB_IMPORT: &[&str] = &["securityhub:BatchImportFindings"];
 
+/// The state table: rotations, leases and audit events (a transaction is
+/// authorized by the actions of its items).
+pub const STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"];
+
+/// Creating the table and copying state into it.
+pub const STATE_SETUP: &[&str] = &[
+    "dynamodb:CreateTable",
+    "dynamodb:DescribeTable",
+    "dynamodb:DescribeTimeToLive",
+    "dynamodb:UpdateTimeToLive",
+    "dynamodb:UpdateContinuousBackups",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Scan",
+];
+
 pub fn run(settings: &Settings) -> anyhow::Result<u8> {
     outln!("{}", serde_json::to_string_pretty(&policy(settings))?)?;
     Ok(0)
@@ -96,6 +111,13 @@ pub fn policy(settings: &Settings) -> Value {
         // role needs this policy too (less the Organizations action).
         statements.push(statement("RekeyListOrganization", &["organizations:ListAccounts"], vec!["*".into()]));
         statements.push(statement("RekeyAssumeMemberRoles", &["sts:AssumeRole"], vec![format!("arn:aws:iam::*:role/{role}")]));
+    }
+    if let rekey_store::Location::Dynamo { table } = &settings.state {
+        let resources = vec![format!("arn:aws:dynamodb:*:*:table/{table}"), format!("arn:aws:dynamodb:*:*:table/{table}/index/*")];
+        statements.push(statement("RekeyState", STATE, resources.clone()));
+        // Only for `rekey state init` and `rekey state migrate`: a scheduled
+        // runner's role can leave this statement out.
+        statements.push(statement("RekeyStateSetup", STATE_SETUP, resources));
     }
     if let Some(topic) = &settings.file.notify.sns_topic_arn {
         statements.push(statement("RekeyNotifyOwners", &["sns:Publish"], vec![topic.clone()]));

@@ -43,13 +43,13 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     if !args.yes {
         confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key, prepared.user, prepared.account))?;
     }
-    let mut store = open_store(settings)?;
-    let mut engine = engine(&keys, &clients, &prepared.account, &mut store, settings, may_reveal);
+    let store = open_store(settings).await?;
+    let mut engine = engine(&keys, &clients, &prepared.account, &store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
-    send_finding_notes(&mut store, settings, &accounts, term).await?;
+    send_finding_notes(&store, settings, &accounts, term).await?;
     term.report_calls(clients.calls());
-    let rotation = store.get(&id)?;
+    let rotation = store.get(&id).await?;
     // A failed rotation is the error to report, even if stdout closed.
     let printed = print_one(&rotation);
     started?;

@@ -1,5 +1,7 @@
-//! `rekey run`: advances every rotation that is due. Only due rotations cost
-//! AWS calls; the rest is one indexed query of the state store.
+//! `rekey run`: advances every rotation that is due, up to
+//! `[rotation] concurrency` at once, each under its own lease. Only due
+//! rotations cost AWS calls; the rest is one indexed query of the state
+//! store.
 
 use super::{engine, open_store, send_finding_notes};
 use crate::accounts::Accounts;
@@ -7,33 +9,43 @@ use crate::cli::RunArgs;
 use crate::settings::Settings;
 use crate::table::count;
 use crate::terminal::Terminal;
+use futures::StreamExt;
 use rekey_aws::Clients;
 use rekey_core::hub::{note_text, Workflow};
+use rekey_core::metrics::{self, Gauges};
 use rekey_core::model::whole_seconds;
 use rekey_core::AccountId;
-use rekey_store::{AuditEntry, Change, EndExemption, Ended, NewFindingUpdate, Outlook, Store};
+use rekey_store::{AuditEntry, Change, Due, EndExemption, Ended, NewFindingUpdate, Outlook, SharedStore};
 use std::collections::BTreeMap;
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
-    let mut store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let clients = Clients::new(&settings.aws).await;
     let may_reveal = args.reveal || term.stdout_is_terminal;
     loop {
+        let started = jiff::Timestamp::now();
         // Per pass: assumed roles' credentials last an hour.
         let accounts = Accounts::new(&clients, settings, None);
-        reopen_expired(&mut store, settings, term)?;
-        let (advanced, errors) = advance_due(&mut store, &accounts, args.account.as_ref(), settings, may_reveal).await?;
-        send_finding_notes(&mut store, settings, &accounts, term).await?;
+        reopen_expired(&store, settings, term).await?;
+        let (advanced, errors) = advance_due(&store, &accounts, args.account.as_ref(), settings, may_reveal).await?;
+        send_finding_notes(&store, settings, &accounts, term).await?;
         for id in &advanced {
-            let r = store.get(id)?;
+            let r = store.get(id).await?;
             let note = r.blocked_reason.as_deref().map(|b| format!(": {b}")).unwrap_or_default();
             outln!("{id}: {}{note}", r.stage)?;
         }
         for e in &errors {
             term.error(e);
         }
+        let outlook = store.outlook().await?;
         if !term.quiet {
-            outln!("{}", summary(advanced.len(), &store.outlook()?))?;
+            outln!("{}", summary(advanced.len(), &outlook))?;
+        }
+        if let Some(path) = &args.metrics {
+            let (by_stage, oldest_open) = store.open_by_stage().await?;
+            let gauges = Gauges { by_stage, blocked: outlook.blocked, oldest_open, last_run: started, advanced: advanced.len(), errors: errors.len() };
+            // Read by a collector running as another user: no secret in it.
+            crate::output::write_atomically(path, &metrics::render(&gauges), true).map_err(|e| anyhow::anyhow!("--metrics: {e}"))?;
         }
         term.report_calls(clients.calls());
         match args.interval {
@@ -44,35 +56,39 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
 }
 
 /// Every due rotation (of `only` that account), advanced in its own
-/// account (the caller's, or through `[org] role_name`). A rotation in an
-/// account rekey cannot reach is an error and is left as it is; the others
-/// go on.
-async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, only: Option<&AccountId>, settings: &Settings, may_reveal: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for id in store.due(jiff::Timestamp::now())? {
-        let account = store.get(&id)?.account_id;
-        if only.is_none_or(|only| only.as_str() == account) {
-            by_account.entry(account).or_default().push(id);
+/// account (the caller's, or through `[org] role_name`), up to
+/// `[rotation] concurrency` at once. A rotation in an account rekey cannot
+/// reach is an error and is left as it is; the others go on. Returns the
+/// rotations advanced, most overdue first, and the errors.
+async fn advance_due(store: &SharedStore, accounts: &Accounts<'_>, only: Option<&AccountId>, settings: &Settings, may_reveal: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let due: Vec<Due> = store.due(jiff::Timestamp::now()).await?.into_iter().filter(|d| only.is_none_or(|only| only.as_str() == d.account_id)).collect();
+    let mut reachable = BTreeMap::new();
+    let mut errors = Vec::new();
+    for account in due.iter().map(|d| &d.account_id).collect::<std::collections::BTreeSet<_>>() {
+        let account = AccountId::new(account);
+        match accounts.clients_for(&account).await {
+            Ok(clients) => {
+                let keys = super::keys(&clients, settings);
+                reachable.insert(account.as_str().to_owned(), (account, clients, keys));
+            }
+            Err(e) => errors.extend(due.iter().filter(|d| d.account_id == account.as_str()).map(|d| format!("rotation {}: {e:#}", d.id))),
         }
     }
-    let (mut advanced, mut errors) = (Vec::new(), Vec::new());
-    for (account, ids) in by_account {
-        let account = AccountId::new(account);
-        let clients = match accounts.clients_for(&account).await {
-            Ok(clients) => clients,
-            Err(e) => {
-                errors.extend(ids.iter().map(|id| format!("rotation {id}: {e:#}")));
-                continue;
-            }
-        };
-        let keys = super::keys(&clients, settings);
-        let mut engine = engine(&keys, &clients, &account, store, settings, may_reveal);
-        for id in ids {
-            match engine.advance(&id).await {
-                Ok(true) => advanced.push(id),
-                Ok(false) => {}
-                Err(e) => errors.push(e.to_string()),
-            }
+    let work = due.iter().enumerate().filter_map(|(order, d)| {
+        let (account, clients, keys) = reachable.get(&d.account_id)?;
+        Some(async move {
+            let mut engine = engine(keys, clients, account, store, settings, may_reveal);
+            (order, d.id.clone(), engine.advance(&d.id).await)
+        })
+    });
+    let mut done: Vec<_> = futures::stream::iter(work).buffer_unordered(settings.rotation_concurrency()).collect().await;
+    done.sort_by_key(|(order, ..)| *order);
+    let mut advanced = Vec::new();
+    for (_, id, outcome) in done {
+        match outcome {
+            Ok(true) => advanced.push(id),
+            Ok(false) => tracing::info!(rotation = %id, result = "leased elsewhere", "another rekey process holds the rotation"),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     Ok((advanced, errors))
@@ -80,9 +96,9 @@ async fn advance_due(store: &mut Store, accounts: &Accounts<'_>, only: Option<&A
 
 /// Exemptions whose `until` has passed end, and their findings reopen
 /// (NEW, with a note): the users' keys count again.
-fn reopen_expired(store: &mut Store, settings: &Settings, term: &Terminal) -> anyhow::Result<()> {
+async fn reopen_expired(store: &SharedStore, settings: &Settings, term: &Terminal) -> anyhow::Result<()> {
     let now = whole_seconds(jiff::Timestamp::now());
-    let expired = store.expired_exemptions(now)?;
+    let expired = store.expired_exemptions(now).await?;
     if expired.is_empty() {
         return Ok(());
     }
@@ -97,7 +113,7 @@ fn reopen_expired(store: &mut Store, settings: &Settings, term: &Terminal) -> an
             change.finding_updates.push(NewFindingUpdate { account_id: e.account_id.clone(), user_name: e.user_name.clone(), workflow: Some(Workflow::New), note });
         }
     }
-    store.record(&change, now, &settings.actor)?;
+    store.record(&change, now, &settings.actor).await?;
     let users: Vec<&str> = expired.iter().map(|e| e.user_name.as_str()).collect();
     term.info(&format!("{} expired and ended: {}", count(expired.len(), "exemption"), users.join(", ")));
     Ok(())

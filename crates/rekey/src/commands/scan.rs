@@ -271,7 +271,7 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
     for key in keys.iter_mut().filter(|k| k.owner.is_none()) {
         key.owner = owners.as_ref().and_then(|map| map.owner_for(&key.user_name, user_path(&key.user_arn))).map(str::to_owned);
     }
-    mark_state(&mut keys, settings, as_of)?;
+    mark_state(&mut keys, settings, as_of).await?;
     let Inventory { source, report_generated_at, root_with_active_key, users, errors, warnings, .. } = inventory;
     Ok(ScanReport {
         generated_at: now,
@@ -334,13 +334,13 @@ impl<'p> Output<'p> {
 /// Keys under rotation show its id and stage; users exempt at `as_of`
 /// their exemption. Reads the state store only if it exists: a scan never
 /// creates one.
-fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<()> {
-    if !settings.state.is_file() {
+async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<()> {
+    if !settings.state_exists() {
         return Ok(());
     }
-    let store = super::open_store(settings)?;
-    let open: Vec<_> = store.list()?.into_iter().filter(|r| !r.stage.is_terminal()).collect();
-    let exemptions = store.open_exemptions()?;
+    let store = super::open_store(settings).await?;
+    let open = rekey_store::rotations(&*store, &rekey_store::ListQuery::default()).await?;
+    let exemptions = store.open_exemptions().await?;
     for key in keys.iter_mut() {
         let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id == key.account_id);
         key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned() });

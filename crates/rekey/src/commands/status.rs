@@ -1,45 +1,67 @@
 //! `rekey status [ID]`: rotations, oldest first, with their stage and what
 //! each waits for; one rotation in full.
 
-use super::open_store;
+use super::{open_store, stop};
 use crate::cli::{ListFormat, StatusArgs};
 use crate::settings::Settings;
 use crate::table::{self, Column};
 use rekey_engine::plan::Progress;
 use rekey_engine::runner::Rotation;
-use rekey_store::RotationRecord;
+use rekey_store::{ListQuery, RotationRecord};
 use serde_json::{json, Value};
 
-pub fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
-    let store = open_store(settings)?;
-    let rotations = match &args.id {
-        Some(id) => vec![store.get(id)?],
-        None => store.list()?,
-    };
-    match args.format {
-        ListFormat::Json => {
-            let items: Vec<Value> = rotations.iter().map(to_json).collect::<anyhow::Result<_>>()?;
-            outln!("{}", serde_json::to_string_pretty(&json!({ "rotations": items }))?)?;
+pub async fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
+    let store = open_store(settings).await?;
+    if let Some(id) = &args.id {
+        let rotation = store.get(id).await?;
+        match args.format {
+            ListFormat::Json => outln!("{}", serde_json::to_string_pretty(&json!({ "rotations": [to_json(&rotation)?] }))?)?,
+            // One rotation in full: times, what it waits for, who is left on its old key.
+            ListFormat::Table => print_one(&rotation)?,
         }
-        // One rotation in full: times, what it waits for, who is left on its old key.
-        ListFormat::Table if args.id.is_some() => print_one(&rotations[0])?,
-        ListFormat::Table => {
-            let rows: Vec<Value> = rotations.iter().map(to_json).collect::<anyhow::Result<_>>()?;
-            let cells = |k: &str| rows.iter().map(|v| v[k].as_str().unwrap_or("-").to_owned()).collect::<Vec<_>>();
-            let notes = rows.iter().map(|v| v["blocked_reason"].as_str().or(v["waiting_for"].as_str()).unwrap_or("").to_owned()).collect();
-            let columns = vec![
-                Column::whole("ID", cells("id")),
-                Column::whole("USER", cells("user_name")),
-                Column::whole("OLD KEY", cells("old_key_id")),
-                Column::whole("NEW KEY", cells("new_key_id")),
-                Column::whole("STAGE", cells("stage")),
-                Column::whole("NEXT CHECK", cells("next_check_at")),
-                Column::text("NOTE", notes, 24),
-            ];
-            // What a rotation waits for matters more than its keys' ids.
-            let reductions = ["NEW KEY", "NEXT CHECK", "OLD KEY", "NOTE"];
-            outln!("{}", table::render(columns, &reductions, table::width(), false))?;
-        }
+        return Ok(0);
+    }
+    let query = ListQuery { all: args.all, since: args.since.map(|s| s.back_from(jiff::Timestamp::now())), limit: args.limit };
+    // Streamed: each rotation becomes its JSON line, or its table row, and
+    // is dropped: memory does not grow with plans and progress.
+    let mut rows: Vec<Value> = Vec::new();
+    if args.format == ListFormat::Json {
+        let mut first = true;
+        outln!("{{\"rotations\": [")?;
+        store
+            .list(&query, &mut |r| {
+                let line = serde_json::to_string(&to_json(&r).map_err(stop)?).map_err(stop)?;
+                outln!("{}{line}", if std::mem::take(&mut first) { "" } else { "," }).map_err(stop)
+            })
+            .await?;
+        outln!("]}}")?;
+        return Ok(0);
+    }
+    store
+        .list(&query, &mut |r| {
+            let v = to_json(&r).map_err(stop)?;
+            let note = v["blocked_reason"].as_str().or(v["waiting_for"].as_str()).unwrap_or("").to_owned();
+            let keep = ["id", "user_name", "old_key_id", "new_key_id", "stage", "next_check_at"].map(|k| (k.to_owned(), v[k].clone()));
+            rows.push(Value::Object(keep.into_iter().chain([("note".to_owned(), Value::String(note))]).collect()));
+            Ok(())
+        })
+        .await?;
+    let cells = |k: &str| rows.iter().map(|v| v[k].as_str().unwrap_or("-").to_owned()).collect::<Vec<_>>();
+    let notes = rows.iter().map(|v| v["note"].as_str().unwrap_or("").to_owned()).collect();
+    let columns = vec![
+        Column::whole("ID", cells("id")),
+        Column::whole("USER", cells("user_name")),
+        Column::whole("OLD KEY", cells("old_key_id")),
+        Column::whole("NEW KEY", cells("new_key_id")),
+        Column::whole("STAGE", cells("stage")),
+        Column::whole("NEXT CHECK", cells("next_check_at")),
+        Column::text("NOTE", notes, 24),
+    ];
+    // What a rotation waits for matters more than its keys' ids.
+    let reductions = ["NEW KEY", "NEXT CHECK", "OLD KEY", "NOTE"];
+    outln!("{}", table::render(columns, &reductions, table::width(), false))?;
+    if rows.is_empty() && !args.all {
+        outln!("(no unfinished rotations; --all lists finished ones too)")?;
     }
     Ok(0)
 }

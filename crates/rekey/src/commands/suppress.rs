@@ -21,7 +21,7 @@ use rekey_aws::{Clients, Iam};
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::model::whole_seconds;
 use rekey_core::{AccountId, UserName};
-use rekey_store::{AuditEntry, Change, EndExemption, Ended, ExemptionRecord, NewFindingUpdate};
+use rekey_store::{AuditEntry, Change, EndExemption, Ended, ExemptionRecord, NewFindingUpdate, SharedStore};
 
 pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let now = whole_seconds(Timestamp::now());
@@ -29,7 +29,7 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     if reason.is_empty() {
         bail!("--reason is empty: say why the key can be neither rotated nor deactivated (it is recorded and noted on the finding)");
     }
-    let until = args.until.map(|u| u.resolve(now));
+    let until = args.until.map(|u| u.ahead_of(now));
     if let Some(until) = until.filter(|u| *u <= now) {
         bail!("--until {until} is not in the future; give a later time, or leave --until out for an exemption that lasts until `rekey unsuppress`");
     }
@@ -65,10 +65,10 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
             });
         }
     }
-    let mut store = open_store(settings)?;
-    store.record(&change, now, &settings.actor)?;
+    let store = open_store(settings).await?;
+    store.record(&change, now, &settings.actor).await?;
     term.info(&format!("exempted {}{until_text}", count(users.len(), "user")));
-    mirror(&mut store, &accounts, settings, term).await
+    mirror(&store, &accounts, settings, term).await
 }
 
 pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -76,8 +76,8 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
     let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
-    let mut store = open_store(settings)?;
-    let open = store.open_exemptions()?;
+    let store = open_store(settings).await?;
+    let open = store.open_exemptions().await?;
     let wanted: Vec<String> = args.users.iter().map(ToString::to_string).collect();
     let missing: Vec<&str> = wanted
         .iter()
@@ -102,13 +102,13 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
             change.finding_updates.push(NewFindingUpdate { account_id: account.to_string(), user_name: user.clone(), workflow: Some(Workflow::New), note: note.clone() });
         }
     }
-    store.record(&change, now, &settings.actor)?;
+    store.record(&change, now, &settings.actor).await?;
     term.info(&format!("ended the exemption of {}", count(wanted.len(), "user")));
-    mirror(&mut store, &accounts, settings, term).await
+    mirror(&store, &accounts, settings, term).await
 }
 
 /// Sends the outbox; exit 2 if some update is left for the next run.
-async fn mirror(store: &mut rekey_store::Store, accounts: &Accounts<'_>, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+async fn mirror(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     if !settings.file.securityhub.enabled {
         term.info("Security Hub is off in rekey.toml (securityhub.enabled = false): recorded in rekey only");
         return Ok(0);

@@ -192,7 +192,7 @@ impl Rig {
 
     /// The status JSON of the only rotation.
     pub fn rotation(&self) -> Value {
-        let run = self.rekey(&["status", "--format", "json"]);
+        let run = self.rekey(&["status", "--all", "--format", "json"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let all = run.json()["rotations"].as_array().unwrap().clone();
         assert_eq!(all.len(), 1, "one rotation: {all:?}");
