@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite: unit tests, the emulator tests (each test starts
-# its own emulator) and the emulator harness's own tests. This is the
-# README's test command, and .ci/run runs it.
+# its own emulator), the emulator harness's own tests, and the offline
+# checks of the deployment examples in deploy/ (with their self-tests).
+# This is the README's test command, and .ci/run runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -9,4 +10,6 @@ scripts/install-test-deps.sh
 status=0
 cargo test --workspace --locked --no-fail-fast || status=$?
 python -m unittest discover -s tests/emulator -p 'test_*.py' || status=$?
+scripts/check-deploy.sh || status=$?
+python -m unittest discover -s tests/deploy -p 'test_*.py' || status=$?
 exit "$status"

@@ -28,6 +28,7 @@ Tools are taken from PATH. Python 3.11+ (tomllib) and PyYAML are needed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -617,34 +618,37 @@ def load_cfn(path: Path) -> dict:
     return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 (SafeLoader subclass)
 
 
-def _key(attr, kind):
-    return [{"AttributeName": attr, "KeyType": "HASH"}, {"AttributeName": kind, "KeyType": "RANGE"}]
+def rekey_program() -> str:
+    """The rekey binary the checks ask for the table and the policy (REKEY
+    overrides; the default is the workspace's debug build)."""
+    program = os.environ.get("REKEY", str(REPO / "target" / "debug" / "rekey"))
+    if not os.access(program, os.X_OK):
+        raise SystemExit(f"{program} is not built: run `cargo build` first (or set REKEY to a rekey binary)")
+    return program
 
 
-# The state table rekey creates (`rekey state init`); must match exactly.
-EXPECTED_TABLE = {
-    "TableName": {"Ref": "TableName"},
-    "BillingMode": "PAY_PER_REQUEST",
-    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-    "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
-    "SSESpecification": {"SSEEnabled": True},
-    "AttributeDefinitions": [
-        {"AttributeName": a, "AttributeType": t}
-        for a, t in [("pk", "S"), ("sk", "S"), ("queue", "S"), ("queue_at", "N"), ("open", "S"),
-                     ("started_at", "N"), ("rotation_id", "S"), ("seq", "N")]
-    ],
-    "KeySchema": _key("pk", "sk"),
-    "GlobalSecondaryIndexes": [
-        {"IndexName": "queue", "KeySchema": _key("queue", "queue_at"), "Projection": {"ProjectionType": "KEYS_ONLY"}},
-        {"IndexName": "open", "KeySchema": _key("open", "started_at"), "Projection": {"ProjectionType": "ALL"}},
-        {"IndexName": "audit_by_rotation", "KeySchema": _key("rotation_id", "seq"),
-         "Projection": {"ProjectionType": "ALL"}},
-    ],
-}
-DYNAMODB_ACTIONS = {
-    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
-    "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable",
-}
+def rekey_json(*args: str) -> dict:
+    """What `rekey ARGS` prints, as JSON; with no config file and a DynamoDB
+    state table, whatever the machine's rekey.toml says."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REKEY_", "AWS_"))}
+    cmd = [rekey_program(), "--config", os.devnull, "--state", "dynamodb:rekey-state", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def expected_table() -> dict:
+    """The state table exactly as `rekey state init` creates it (its
+    `--print`), with the template's TableName parameter for its name."""
+    props = rekey_json("state", "init", "--print")["Resources"]["RekeyStateTable"]["Properties"]
+    return {**props, "TableName": {"Ref": "TableName"}}
+
+
+def runtime_actions() -> set[str]:
+    """The DynamoDB actions `rekey policy` gives a runner (statement RekeyState)."""
+    statements = rekey_json("policy")["Statement"]
+    return {a for st in statements if st.get("Sid") == "RekeyState" for a in _as_list(st["Action"])}
 
 
 def _as_list(x):
@@ -665,8 +669,9 @@ def cfn_policy_problems(template: dict) -> list[str]:
         if table.get(policy) != "Retain":
             p.append(f"{name}: {policy} must be Retain (the table holds the audit log)")
     props = table.get("Properties") or {}
-    for field in sorted(set(props) | set(EXPECTED_TABLE)):
-        got, want = props.get(field), EXPECTED_TABLE.get(field)
+    expected = expected_table()
+    for field in sorted(set(props) | set(expected)):
+        got, want = props.get(field), expected.get(field)
         # Order does not matter in these two lists: compare item by item.
         key = {"AttributeDefinitions": "AttributeName", "GlobalSecondaryIndexes": "IndexName"}.get(field)
         if key and isinstance(got, list) and all(isinstance(x, dict) for x in got):
@@ -692,8 +697,9 @@ def cfn_policy_problems(template: dict) -> list[str]:
         p.append(f"one IAM statement with the DynamoDB actions expected, found {len(statements)}")
     else:
         role_name, st = statements[0]
-        if set(_as_list(st.get("Action"))) != DYNAMODB_ACTIONS or st.get("Effect") != "Allow":
-            p.append(f"{role_name}: DynamoDB actions must be exactly {sorted(DYNAMODB_ACTIONS)}")
+        actions = runtime_actions()
+        if set(_as_list(st.get("Action"))) != actions or st.get("Effect") != "Allow":
+            p.append(f"{role_name}: DynamoDB actions must be exactly {sorted(actions)} (rekey policy)")
         resources_ = _as_list(st.get("Resource"))
         if table_arn not in resources_ or index_arn not in resources_ or len(resources_) != 2:
             p.append(f"{role_name}: DynamoDB actions must be on the table and its indexes only, are on {resources_!r}")

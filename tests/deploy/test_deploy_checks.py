@@ -174,7 +174,7 @@ CFN_BREAKAGES = [
     ("unresolved Ref", "Image: !Ref Image", "Image: !Ref ImageUri"),
     ("unused parameter (a warning)", "Parameters:\n", "Parameters:\n  Unused:\n    Type: String\n"),
     # The table rekey creates, exactly.
-    ("projection", "ProjectionType: KEYS_ONLY", "ProjectionType: ALL"),
+    ("projection", "ProjectionType: INCLUDE", "ProjectionType: ALL"),
     ("index renamed", "IndexName: audit_by_rotation", "IndexName: audit"),
     ("attribute type", "- AttributeName: seq\n          AttributeType: N", "- AttributeName: seq\n          AttributeType: S"),
     ("ttl attribute", "AttributeName: expires_at", "AttributeName: ttl"),
@@ -183,9 +183,9 @@ CFN_BREAKAGES = [
      "    UpdateReplacePolicy: Retain\n    Properties:\n      TableName"),
     ("default name", "Default: rekey-state", "Default: rekey"),
     # The task role's DynamoDB statement.
-    ("action missing", "                  - dynamodb:DescribeTable\n", ""),
-    ("action too many", "                  - dynamodb:DescribeTable\n",
-     "                  - dynamodb:DescribeTable\n                  - dynamodb:Scan\n"),
+    ("action missing", "                  - dynamodb:ConditionCheckItem\n", ""),
+    ("action too many", "                  - dynamodb:ConditionCheckItem\n",
+     "                  - dynamodb:ConditionCheckItem\n                  - dynamodb:Scan\n"),
     ("indexes not covered", "                  - !Sub ${StateTable.Arn}/index/*\n", ""),
     ("no rekey policy", "        - !Ref RekeyPolicyArn\n", "        - !Sub arn:${AWS::Partition}:iam::aws:policy/ReadOnlyAccess\n"),
     ("hourly", "rate(15 minutes)", "rate(1 hour)"),
