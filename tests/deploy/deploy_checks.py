@@ -631,8 +631,11 @@ def rekey_json(*args: str) -> dict:
     """What `rekey ARGS` prints, as JSON; with no config file and a DynamoDB
     state table, whatever the machine's rekey.toml says."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REKEY_", "AWS_"))}
-    cmd = [rekey_program(), "--config", os.devnull, "--state", "dynamodb:rekey-state", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    with tempfile.TemporaryDirectory() as home:
+        config = Path(home) / "rekey.toml"
+        config.write_text("")
+        cmd = [rekey_program(), "--config", str(config), "--state", "dynamodb:rekey-state", *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**env, "HOME": home}, cwd=home)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
     return json.loads(out.stdout)
@@ -740,6 +743,14 @@ def check_cloudformation(paths=None) -> list[str]:
     if status != 0 or out:
         raise CheckError(f"cfn-lint (exit {status}):\n{out}")
     notes.append("cfn-lint: no errors, no warnings")
+    # The table template `rekey state init --print` gives users, linted too.
+    with tempfile.TemporaryDirectory() as d:
+        printed = Path(d) / "rekey-state-table.json"
+        printed.write_text(json.dumps(rekey_json("state", "init", "--print")))
+        status, out = run_tool([tool, "--", str(printed)])
+        if status != 0 or out:
+            raise CheckError(f"cfn-lint on `rekey state init --print` (exit {status}):\n{out}")
+    notes.append("cfn-lint: `rekey state init --print` clean too")
     problems = []
     for path in paths:
         template = load_cfn(path)
