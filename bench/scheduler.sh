@@ -50,7 +50,7 @@ timed() {
 }
 
 ddb_calls() {
-  emulator_api GET /_rekey/calls | python3 -c 'import json,sys; d=json.load(sys.stdin)["by_operation"]; ops={k:v for k,v in d.items() if k.startswith("dynamodb:")}; print(sum(ops.values()), " ".join(f"{k.split(":")[1]}={v}" for k,v in sorted(ops.items())))'
+  emulator_api GET /_rekey/calls | python3 -c 'import json,sys; d=json.load(sys.stdin)["by_operation"]; ops={k:v for k,v in d.items() if k.startswith("dynamodb:")}; print(sum(ops.values()), " ".join(k.split(":")[1] + "=" + str(v) for k,v in sorted(ops.items())))'
 }
 
 due() {

@@ -60,6 +60,8 @@ pub struct Rotation {
     pub record: RotationRecord,
     pub plan: Plan,
     pub progress: Progress,
+    /// The stage in the store: a save checks it is still there.
+    stored: Stage,
 }
 
 impl Rotation {
@@ -67,7 +69,7 @@ impl Rotation {
         let corrupt = |source| EngineError::Corrupt { id: record.id.clone(), source };
         let plan = serde_json::from_value(record.plan.clone()).map_err(corrupt)?;
         let progress = serde_json::from_value(record.progress.clone()).map_err(corrupt)?;
-        Ok(Rotation { record, plan, progress })
+        Ok(Rotation { stored: record.stage, record, plan, progress })
     }
 
     fn encode(&mut self) {
@@ -356,7 +358,8 @@ impl<'a> Engine<'a> {
         r.encode();
         let notes = std::mem::take(&mut self.notes);
         let updates: Vec<_> = notes.iter().filter_map(|line| self.finding_note(&r.record, line)).collect();
-        self.store.save(&r.record, &self.holder.to_text(), self.now(), &notes, &updates).await?;
+        self.store.save(&r.record, r.stored, &self.holder.to_text(), self.now(), &notes, &updates).await?;
+        r.stored = r.record.stage;
         Ok(())
     }
 

@@ -235,7 +235,7 @@ async fn a_key_rekey_did_not_create_is_never_deleted_by_recovery() {
     w.iam.delete_key(&UserName::new(USER), &AccessKeyId::new("AKIANEW1")).await.unwrap();
     w.iam.add_key("AKIASOMEONEELSE", w.clock.now() - SignedDuration::from_hours(1));
     assert!(w.store.try_lease("rot-1", "test", w.clock.now(), w.clock.now() + SignedDuration::from_mins(1)).await.unwrap());
-    w.store.save(&r, "test", w.clock.now(), &[], &[]).await.unwrap();
+    w.store.save(&r, Stage::Draining, "test", w.clock.now(), &[], &[]).await.unwrap();
     w.store.release("rot-1", "test").await.unwrap();
     w.engine().advance("rot-1").await.unwrap();
     assert_eq!(w.stage().await, Stage::Blocked);

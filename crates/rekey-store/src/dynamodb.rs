@@ -37,13 +37,13 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
-    ProjectionType, Put, PutRequest, ScalarAttributeType, Select, SseSpecification, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+    ProjectionType, Put, PutRequest, ScalarAttributeType, SseSpecification, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use jiff::{SignedDuration, Timestamp};
 use rekey_core::hub::Workflow;
 use rekey_core::workflow::Stage;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 type Attrs = HashMap<String, AttributeValue>;
 
@@ -177,6 +177,21 @@ enum Write {
     Item { write: Box<TransactWriteItem>, refused: Refusal },
     Audit(AuditEntry),
     Outbox(NewFindingUpdate, Timestamp),
+    /// Unfinished rotations in a stage change by this much (on the counter).
+    Count(Stage, i64),
+}
+
+/// The counter's attribute of unfinished rotations in `stage`, if it counts.
+fn open_count(stage: Stage) -> Option<String> {
+    (!stage.is_terminal()).then(|| format!("open_{}", stage.as_str()))
+}
+
+/// The counts a rotation's move from `was` to `now` changes.
+fn recount(was: Option<Stage>, now: Stage) -> Vec<Write> {
+    if was == Some(now) {
+        return Vec::new();
+    }
+    was.map(|w| Write::Count(w, -1)).into_iter().chain([Write::Count(now, 1)]).filter(|w| matches!(w, Write::Count(s, _) if !s.is_terminal())).collect()
 }
 
 /// What a failed condition on a write means.
@@ -211,7 +226,7 @@ fn get_n(item: &Attrs, name: &'static str) -> Result<i64> {
     opt_n(item, name)?.ok_or_else(|| crate::bad("item", format!("no {name}")))
 }
 
-fn opt_n(item: &Attrs, name: &'static str) -> Result<Option<i64>> {
+fn opt_n(item: &Attrs, name: &str) -> Result<Option<i64>> {
     match field(item, name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|e| crate::bad("item", format!("{name}: {e}"))),
@@ -445,11 +460,26 @@ impl DynamoStore {
 
     /// The next audit and outbox sequence numbers, read consistently.
     async fn counter(&self) -> Result<(i64, i64, bool)> {
-        let out = self.client.get_item().table_name(&self.table).set_key(Some(key("counter", "seq"))).consistent_read(true).send().await.map_err(|e| self.fail("dynamodb:GetItem", e))?;
-        match out.item {
+        match self.get_item(key("counter", "seq")).await? {
             None => Ok((1, 1, false)),
             Some(item) => Ok((get_n(&item, "audit")?, get_n(&item, "outbox")?, true)),
         }
+    }
+
+    /// Unfinished rotations by stage, from the counter (one read, whatever
+    /// their number).
+    async fn open_counts(&self) -> Result<Vec<(Stage, usize)>> {
+        let item = self.get_item(key("counter", "seq")).await?.unwrap_or_default();
+        let mut counts = Vec::new();
+        for stage in Stage::ALL {
+            let Some(name) = open_count(stage) else { continue };
+            match opt_n(&item, &name)? {
+                Some(n) if n > 0 => counts.push((stage, n as usize)),
+                Some(n) if n < 0 => return Err(crate::bad("count", format!("{name} is {n}"))),
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 
     /// Commits `groups` of writes, each group whole in one transaction
@@ -480,8 +510,13 @@ impl DynamoStore {
             let (mut next_audit, mut next_outbox) = (audit, outbox);
             let mut items = Vec::new();
             let mut refusals = Vec::new();
+            let mut counts: HashMap<Stage, i64> = HashMap::new();
             for w in writes {
                 let (item, refused) = match w {
+                    Write::Count(stage, delta) => {
+                        *counts.entry(*stage).or_default() += delta;
+                        continue;
+                    }
                     Write::Item { write, refused } => ((**write).clone(), refused.clone()),
                     Write::Audit(entry) => {
                         next_audit += 1;
@@ -497,7 +532,8 @@ impl DynamoStore {
                 refusals.push(refused);
             }
             let counter_index = items.len();
-            if (next_audit, next_outbox) != (audit, outbox) {
+            counts.retain(|_, delta| *delta != 0);
+            if (next_audit, next_outbox) != (audit, outbox) || !counts.is_empty() {
                 let mut expr = Expr::default();
                 let (a, o) = (expr.name("audit"), expr.name("outbox"));
                 let condition = if exists {
@@ -505,7 +541,11 @@ impl DynamoStore {
                 } else {
                     "attribute_not_exists(pk)".to_owned()
                 };
-                let update = format!("SET {a} = {}, {o} = {}", expr.value(n(next_audit)), expr.value(n(next_outbox)));
+                let mut update = format!("SET {a} = {}, {o} = {}", expr.value(n(next_audit)), expr.value(n(next_outbox)));
+                let adds: Vec<String> = counts.iter().filter_map(|(stage, delta)| Some(format!("{} {}", expr.name(&open_count(*stage)?), expr.value(n(*delta))))).collect();
+                if !adds.is_empty() {
+                    update += &format!(" ADD {}", adds.join(", "));
+                }
                 items.push(TransactWriteItem::builder().update(self.update(key("counter", "seq"), &expr, update, Some(condition))).build());
             }
             let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
@@ -617,20 +657,6 @@ impl DynamoStore {
 
     fn with(query: QueryFluentBuilder, expr: &Expr) -> QueryFluentBuilder {
         query.set_expression_attribute_names(expr.names()).set_expression_attribute_values(expr.values())
-    }
-
-    async fn count(&self, index: &Index, value: &str, range: Option<(&str, i64)>) -> Result<usize> {
-        let (query, expr) = self.index(index, value, range);
-        let query = Self::with(query, &expr).select(Select::Count);
-        let (mut total, mut start) = (0, None);
-        loop {
-            let out = query.clone().set_exclusive_start_key(start).send().await.map_err(|e| self.fail("dynamodb:Query", e))?;
-            total += out.count as usize;
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
     }
 
     /// Creates the table with its indexes, point-in-time recovery and TTL,
@@ -823,6 +849,7 @@ impl StateStore for DynamoStore {
         if !rotation.stage.is_terminal() {
             group.push(self.new_item(guard, Refusal::AlreadyRotating(Box::new(rotation.clone()))));
         }
+        group.extend(recount(None, rotation.stage));
         group.extend(Self::audit_groups(std::slice::from_ref(audit), updates, rotation.started_at));
         self.transact(vec![group]).await
     }
@@ -864,8 +891,9 @@ impl StateStore for DynamoStore {
     }
 
     async fn outlook(&self) -> Result<Outlook> {
-        let waiting = self.count(&INDEXES[0], "due", None).await?;
-        let blocked = self.count(&INDEXES[0], "blocked", None).await?;
+        let counts = self.open_counts().await?;
+        let waiting = counts.iter().filter(|(s, _)| s.is_working()).map(|(_, n)| n).sum();
+        let blocked = counts.iter().filter(|(s, _)| *s == Stage::Blocked).map(|(_, n)| n).sum();
         let (query, expr) = self.index(&INDEXES[0], "due", Some((">=", 1)));
         let mut next_due = None;
         self.pages(Self::with(query, &expr).limit(1), &mut |item| {
@@ -877,19 +905,14 @@ impl StateStore for DynamoStore {
     }
 
     async fn open_by_stage(&self) -> Result<(Vec<(Stage, usize)>, Option<Timestamp>)> {
-        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut oldest = None;
-        let (query, mut expr) = self.index(&INDEXES[1], "open", None);
-        let projection = format!("{}, {}", expr.name("stage"), expr.name("started_at"));
-        self.pages(Self::with(query.projection_expression(projection), &expr), &mut |item| {
-            let st = stage(&get_s(item, "stage")?)?;
-            *counts.entry(st.as_str()).or_default() += 1;
-            oldest = oldest.or(Some(get_time(item, "started_at")?));
-            Ok(true)
+        let (query, expr) = self.index(&INDEXES[1], "open", None);
+        self.pages(Self::with(query, &expr).limit(1), &mut |item| {
+            oldest = Some(get_time(item, "started_at")?);
+            Ok(false)
         })
         .await?;
-        let by_stage = counts.into_iter().map(|(name, n)| Ok((stage(name)?, n))).collect::<Result<_>>()?;
-        Ok((by_stage, oldest))
+        Ok((self.open_counts().await?, oldest))
     }
 
     async fn try_lease(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
@@ -943,19 +966,21 @@ impl StateStore for DynamoStore {
         Ok(held)
     }
 
-    async fn save(&self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()> {
+    async fn save(&self, rotation: &RotationRecord, was: Stage, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()> {
         let mut expr = Expr::default();
         let mut fields = rotation_fields(rotation);
         fields.retain(|(name, _)| !["id", "account_id", "user_name", "old_key_id", "started_at"].contains(name));
         let update = expr.set_or_remove(fields);
         let (o, u) = (expr.name("lease_owner"), expr.name("lease_until"));
-        let condition = format!("{o} = {} AND {u} >= {}", expr.value(s(lease_owner)), expr.value(n(now.as_second())));
+        let stage = expr.name("stage");
+        let condition = format!("{o} = {} AND {u} >= {} AND {stage} = {}", expr.value(s(lease_owner)), expr.value(n(now.as_second())), expr.value(s(was.as_str())));
         let write = TransactWriteItem::builder().update(self.update(rotation_key(&rotation.id), &expr, update, Some(condition))).build();
         let mut group = vec![Write::Item { write: Box::new(write), refused: Refusal::LeaseLost(rotation.id.clone()) }];
         if rotation.stage.is_terminal() {
             // The key may be rotated again; the guard may be gone already.
             group.push(self.plain(TransactWriteItem::builder().delete(self.delete(guard_key(&rotation.account_id, &rotation.old_key_id))).build()));
         }
+        group.extend(recount(Some(was), rotation.stage));
         group.extend(Self::audit_groups(audit, updates, now));
         self.transact(vec![group]).await
     }
@@ -1142,12 +1167,14 @@ impl StateStore for DynamoStore {
 
     async fn import(&self, items: &[Item]) -> Result<()> {
         let (mut audit, mut outbox) = (0, 0);
+        let mut counts: HashMap<Stage, i64> = HashMap::new();
         let mut puts = Vec::new();
         for item in items {
             match item {
                 Item::Rotation(r) => {
                     if !r.stage.is_terminal() {
                         puts.push(present(vec![("rotation_id", Some(s(&r.id)))], guard_key(&r.account_id, &r.old_key_id)));
+                        *counts.entry(r.stage).or_default() += 1;
                     }
                     puts.push(rotation_item(r));
                 }
@@ -1164,10 +1191,31 @@ impl StateStore for DynamoStore {
             }
         }
         self.batch_put(puts).await?;
-        // The counter moves past what was imported (never back).
+        // The counter moves past what was imported (never back), and counts
+        // the unfinished rotations it brought.
         let (next_audit, next_outbox, _) = self.counter().await?;
-        let counter = present(vec![("audit", Some(n(next_audit.max(audit + 1)))), ("outbox", Some(n(next_outbox.max(outbox + 1))))], key("counter", "seq"));
-        self.client.put_item().table_name(&self.table).set_item(Some(counter)).send().await.map_err(|e| self.fail("dynamodb:PutItem", e))?;
+        let mut expr = Expr::default();
+        let mut update = format!(
+            "SET {} = {}, {} = {}",
+            expr.name("audit"),
+            expr.value(n(next_audit.max(audit + 1))),
+            expr.name("outbox"),
+            expr.value(n(next_outbox.max(outbox + 1)))
+        );
+        let adds: Vec<String> = counts.iter().filter_map(|(stage, k)| Some(format!("{} {}", expr.name(&open_count(*stage)?), expr.value(n(*k))))).collect();
+        if !adds.is_empty() {
+            update += &format!(" ADD {}", adds.join(", "));
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key("counter", "seq")))
+            .update_expression(update)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await
+            .map_err(|e| self.fail("dynamodb:UpdateItem", e))?;
         Ok(())
     }
 

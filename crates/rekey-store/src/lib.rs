@@ -181,8 +181,9 @@ pub trait StateStore: Send + Sync {
 
     /// Writes the rotation's new state, its audit lines and its finding
     /// notes at once, provided `lease_owner` still holds an unexpired lease
-    /// at `now` (an expired one may have been taken by another process).
-    async fn save(&self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()>;
+    /// at `now` (an expired one may have been taken by another process)
+    /// and the stored stage is still `was`, the one the caller read.
+    async fn save(&self, rotation: &RotationRecord, was: Stage, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()>;
 
     /// Streams the audit log, oldest first.
     async fn history(&self, query: &HistoryQuery, each: Sink<'_, AuditEntry>) -> Result<()>;

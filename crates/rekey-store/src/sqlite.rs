@@ -265,12 +265,12 @@ impl StateStore for SqliteStore {
         )
     }
 
-    async fn save(&self, rotation: &RotationRecord, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()> {
+    async fn save(&self, rotation: &RotationRecord, was: Stage, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()> {
         self.write(|tx| {
             let changed = tx.execute(
                 "UPDATE rotations SET new_key_id = ?2, stage = ?3, blocked_reason = ?4, plan = ?5, progress = ?6,
                     updated_at = ?7, next_check_at = ?8, came_from = ?11
-                 WHERE id = ?1 AND lease_owner = ?9 AND lease_until >= ?10",
+                 WHERE id = ?1 AND lease_owner = ?9 AND lease_until >= ?10 AND stage = ?12",
                 params![
                     rotation.id,
                     rotation.new_key_id,
@@ -283,6 +283,7 @@ impl StateStore for SqliteStore {
                     lease_owner,
                     now.as_second(),
                     rotation.came_from.map(Stage::as_str),
+                    was.as_str(),
                 ],
             )?;
             if changed != 1 {

@@ -199,7 +199,7 @@ async fn one_open_rotation_per_key(store: Arc<dyn StateStore>) {
     assert!(store.try_lease("r1", "me", t0, ts("2026-11-28T12:10:00Z")).await.unwrap());
     let mut done = store.get("r1").await.unwrap();
     done.stage = Stage::Aborted;
-    store.save(&done, "me", t0, &[], &[]).await.unwrap();
+    store.save(&done, Stage::Planned, "me", t0, &[], &[]).await.unwrap();
     assert_eq!(store.open_rotation("123456789012", "AKIA1").await.unwrap(), None);
     insert(&*store, &rotation("r2", "AKIA1")).await;
 }
@@ -223,7 +223,7 @@ async fn due_reads_times_and_skips_finished_and_blocked(store: Arc<dyn StateStor
     // A save moves a rotation in and out of the due index.
     assert!(store.try_lease("wait", "me", now, ts("2026-11-28T12:10:00Z")).await.unwrap());
     waiting.next_check_at = Some(ts("2026-11-28T11:30:00Z"));
-    store.save(&waiting, "me", now, &[], &[]).await.unwrap();
+    store.save(&waiting, Stage::Planned, "me", now, &[], &[]).await.unwrap();
     assert_eq!(due_ids(&*store, now).await, ["fresh", "due", "wait"]);
     assert_eq!(store.due(now).await.unwrap()[0], Due { id: "fresh".into(), account_id: "123456789012".into() });
 }
@@ -238,14 +238,14 @@ async fn leases_exclude_other_owners_until_they_expire(store: Arc<dyn StateStore
     assert_eq!(store.leases(t0).await.unwrap(), [("r1".to_string(), "a".to_string())]);
     let mut r = store.get("r1").await.unwrap();
     r.stage = Stage::Creating;
-    assert!(matches!(store.save(&r, "b", t0, &[], &[]).await, Err(StoreError::LeaseLost(_))));
-    store.save(&r, "a", t0, &[entry("r1", "stage")], &[]).await.unwrap();
+    assert!(matches!(store.save(&r, Stage::Planned, "b", t0, &[], &[]).await, Err(StoreError::LeaseLost(_))));
+    store.save(&r, Stage::Planned, "a", t0, &[entry("r1", "stage")], &[]).await.unwrap();
     // The holder's own lease, once expired, no longer lets it save.
-    assert!(matches!(store.save(&r, "a", ts("2026-11-28T12:10:01Z"), &[], &[]).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(store.save(&r, Stage::Creating, "a", ts("2026-11-28T12:10:01Z"), &[], &[]).await, Err(StoreError::LeaseLost(_))));
     assert!(store.leases(ts("2026-11-28T12:10:01Z")).await.unwrap().is_empty());
     // An expired lease can be taken over (its holder crashed).
     assert!(store.try_lease("r1", "b", ts("2026-11-28T12:11:00Z"), ts("2026-11-28T12:20:00Z")).await.unwrap());
-    assert!(matches!(store.save(&r, "a", t1, &[], &[]).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(store.save(&r, Stage::Creating, "a", t1, &[], &[]).await, Err(StoreError::LeaseLost(_))));
     store.release("r1", "b").await.unwrap();
     assert!(store.try_lease("r1", "a", t0, t1).await.unwrap());
     // A dead holder's lease is taken over once, by one taker.
@@ -298,6 +298,19 @@ async fn the_outlook_counts_waiting_and_blocked_rotations(store: Arc<dyn StateSt
         insert(&*store, r).await;
     }
     assert_eq!(store.outlook().await.unwrap(), Outlook { waiting: 1, next_due: Some(ts("2026-11-29T12:00:00Z")), blocked: 1 });
+    // Saves move rotations between the counts; one from a stale read changes nothing.
+    let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:10:00Z"));
+    assert!(store.try_lease("wait", "me", t0, t1).await.unwrap());
+    (waiting.stage, waiting.came_from) = (Stage::Blocked, Some(Stage::Planned));
+    store.save(&waiting, Stage::Planned, "me", t0, &[], &[]).await.unwrap();
+    assert_eq!(store.outlook().await.unwrap(), Outlook { waiting: 0, next_due: None, blocked: 2 });
+    waiting.stage = Stage::Aborted;
+    let stale = store.save(&waiting, Stage::Planned, "me", t0, &[], &[]).await;
+    assert!(matches!(stale, Err(StoreError::LeaseLost(_))), "{stale:?}");
+    assert_eq!(store.get("wait").await.unwrap().stage, Stage::Blocked);
+    store.save(&waiting, Stage::Blocked, "me", t0, &[], &[]).await.unwrap();
+    assert_eq!(store.outlook().await.unwrap(), Outlook { waiting: 0, next_due: None, blocked: 1 });
+    assert_eq!(store.open_by_stage().await.unwrap().0, [(Stage::Blocked, 1)]);
 }
 
 async fn open_rotations_by_stage(store: Arc<dyn StateStore>) {
@@ -336,14 +349,14 @@ async fn a_save_and_its_audit_lines_commit_together(store: Arc<dyn StateStore>) 
     let mut r = store.get("r1").await.unwrap();
     r.stage = Stage::Creating;
     // Not the holder: neither the stage, nor the lines, nor the notes.
-    let lost = store.save(&r, "me", t0, &[entry("r1", "stage_created")], &[update("ci", None)]).await;
+    let lost = store.save(&r, Stage::Planned, "me", t0, &[entry("r1", "stage_created")], &[update("ci", None)]).await;
     assert!(matches!(lost, Err(StoreError::LeaseLost(_))));
     assert_eq!(store.get("r1").await.unwrap().stage, Stage::Planned);
     assert_eq!(events(&*store, HistoryQuery::default()).await, ["created"]);
     assert!(store.pending_finding_updates().await.unwrap().is_empty());
     // The holder: all of it.
     assert!(store.try_lease("r1", "me", t0, t1).await.unwrap());
-    store.save(&r, "me", t0, &[entry("r1", "stage_created")], &[update("ci", None)]).await.unwrap();
+    store.save(&r, Stage::Planned, "me", t0, &[entry("r1", "stage_created")], &[update("ci", None)]).await.unwrap();
     assert_eq!(store.get("r1").await.unwrap().stage, Stage::Creating);
     assert_eq!(events(&*store, HistoryQuery::default()).await, ["created", "stage_created"]);
     assert_eq!(store.pending_finding_updates().await.unwrap().len(), 1);
@@ -358,7 +371,7 @@ async fn the_audit_log_keeps_order_and_streams_with_limit_and_since(store: Arc<d
     for (i, minute) in ["12:01", "12:02", "12:03"].iter().enumerate() {
         let mut line = entry("r1", &format!("step{i}"));
         line.at = ts(&format!("2026-11-28T{minute}:00Z"));
-        store.save(&r1, "me", t0, &[line], &[]).await.unwrap();
+        store.save(&r1, Stage::Planned, "me", t0, &[line], &[]).await.unwrap();
     }
     let owners = AuditEntry::about_owners(ts("2026-11-28T12:04:00Z"), "alice", "suppressed", json!({"user_name": "x"}));
     store.record(&Change { audit: vec![owners], ..Change::default() }, t0, "alice").await.unwrap();
@@ -396,7 +409,7 @@ async fn concurrent_saves_leave_a_gapless_audit_sequence(store: Arc<dyn StateSto
                 let id = format!("r{i}");
                 let r = store.get(&id).await.unwrap();
                 for step in 0..5 {
-                    store.save(&r, "me", t0, &[entry(&id, &format!("step{step}"))], &[update(&id, None)]).await.unwrap();
+                    store.save(&r, Stage::Planned, "me", t0, &[entry(&id, &format!("step{step}"))], &[update(&id, None)]).await.unwrap();
                 }
             })
         })
@@ -512,7 +525,7 @@ async fn populate(store: &dyn StateStore) {
     insert(store, &r2).await;
     assert!(store.try_lease("r2", "me", t0, t1).await.unwrap());
     (r2.stage, r2.new_key_id) = (Stage::Completed, Some("AKIANEW".into()));
-    store.save(&r2, "me", t0, &[entry("r2", "stage_completed")], &[update("ci", Some(Workflow::Notified))]).await.unwrap();
+    store.save(&r2, Stage::Planned, "me", t0, &[entry("r2", "stage_completed")], &[update("ci", Some(Workflow::Notified))]).await.unwrap();
     store.release("r2", "me").await.unwrap();
     let pending = store.pending_finding_updates().await.unwrap();
     store.finding_updates_sent(&[pending[0].seq], t0).await.unwrap();
@@ -534,6 +547,7 @@ async fn migration_copies_everything_and_refuses_while_leased(store: Arc<dyn Sta
         let copied = copy(&*store, &*other.store, now).await.unwrap();
         assert_eq!(copied.counts.values().sum::<usize>(), original.len());
         assert_eq!(dump(&*other.store).await, original);
+        assert_eq!(other.store.outlook().await.unwrap(), store.outlook().await.unwrap(), "the counts came along");
         // Not into a store that holds anything.
         let again = copy(&*store, &*other.store, now).await.unwrap_err();
         assert!(again.to_string().contains("migrate only into an empty store"), "{again}");
