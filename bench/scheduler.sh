@@ -4,8 +4,9 @@
 #   bench/scheduler.sh due [N]     N due rotations (default 100; zero waits,
 #                                  sts verifier) advanced by one `run --once`
 #                                  with [rotation] concurrency 1, then 8,
-#                                  behind bench/latency_proxy.py (50 ms per
-#                                  request): wall time of each
+#                                  behind bench/latency_proxy.py (LATENCY_MS,
+#                                  default 50 ms per request): wall time of each;
+#                                  SECURITYHUB=true adds the finding notes
 #   bench/scheduler.sh store [N]   N waiting rotations (default 10,000; each
 #                                  with its audit lines) in SQLite, then
 #                                  copied to DynamoDB with `rekey state
@@ -16,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-due}
+latency=${LATENCY_MS:-50}   # added to every request by the proxy (due)
 source bench/prepare.sh
 work=$(mktemp -d)
 cleanup() { proxy_stop; emulator_stop; rm -rf "$work"; }
@@ -23,7 +25,7 @@ cleanup() { proxy_stop; emulator_stop; rm -rf "$work"; }
 start() { mkdir -p "$EMULATOR_DIR"; emulator_start "$@"; trap cleanup EXIT; }
 
 proxy_start() {
-  python3 bench/latency_proxy.py --target "$EMULATOR_ENDPOINT" --min-ms 50 --max-ms 50 --ready-file "$work/proxy.json" >/dev/null &
+  python3 bench/latency_proxy.py --target "$EMULATOR_ENDPOINT" --min-ms "$latency" --max-ms "$latency" --ready-file "$work/proxy.json" >/dev/null &
   PROXY_PID=$!
   for _ in $(seq 300); do [ -f "$work/proxy.json" ] && break; sleep 0.1; done
   export AWS_ENDPOINT_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/proxy.json")
@@ -55,10 +57,16 @@ ddb_calls() {
 
 due() {
   local n=${1:-100}
-  for concurrency in 1 8; do
+  for concurrency in ${CONCURRENCIES:-1 8}; do
     scenario "$n"
     start "$work/scenario.json"
+    # Security Hub off: its notes are one BatchUpdateFindings per rotation
+    # (each note names its rotation), sent after the pass and bounded by
+    # Security Hub's own quota (10 a second), not by rekey's concurrency.
     cat >"$work/rekey.toml" <<TOML
+[securityhub]
+enabled = ${SECURITYHUB:-false}
+
 [rotation]
 wait_unused = "3s"
 last_used_lag = "0s"
@@ -69,11 +77,12 @@ TOML
     rm -f "$work/state.db"
     seq 0 $((n - 1)) | xargs -P 4 -I{} sh -c 'cd "$1" && "$2" --state "$1/state.db" rotate --user "svc-$(printf %05d {})" --deliver "$3" --yes >/dev/null' _ "$work" "$bin" "$sink"
     sleep 4   # the drain window passes: every rotation is due
+    emulator_api POST /_rekey/calls/reset >/dev/null
     proxy_start
     read -r wall rss < <(cd "$work" && timed "$bin" --state "$work/state.db" run --once)
     proxy_stop
     done_n=$(grep -c ': completed' "$work/out.txt" || true)
-    echo "concurrency $concurrency: $n due rotations -> $done_n completed by one run --once in ${wall} ms (peak RSS ${rss} MB, 50 ms per request)"
+    echo "concurrency $concurrency: $n due rotations -> $done_n completed by one run --once in ${wall} ms (peak RSS ${rss} MB, ${latency} ms per request, $(emulator_api GET /_rekey/calls | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])') requests in all)"
     emulator_stop
   done
 }
@@ -101,6 +110,8 @@ print(c.execute("SELECT COUNT(*) FROM rotations").fetchone()[0], "rotations,", c
 PY
 }
 
+sql() { python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()' "$@"; }
+
 store() {
   local n=${1:-10000}
   scenario 1
@@ -113,10 +124,13 @@ store() {
     read -r wall rss < <(timed "$bin" --state state.db run --once)
     echo "sqlite   run --once over $n waiting: ${wall} ms, peak RSS ${rss} MB ($(tail -1 out.txt))"
   done
-  for args in "status" "status --format json" "status --limit 50" "history --limit 100" "history --format json" "history"; do
+  # As a store ages: all but 100 of them finished (status lists unfinished ones).
+  sql state.db "UPDATE rotations SET stage = 'completed', next_check_at = NULL WHERE id NOT IN (SELECT id FROM rotations ORDER BY started_at DESC LIMIT 100)"
+  for args in "status" "status --format json" "status --all --format json" "status --all --limit 50" "history --limit 100" "history --format json"; do
     read -r wall rss < <(timed "$bin" --state state.db $args)
     echo "sqlite   $args: ${wall} ms, peak RSS ${rss} MB, $(wc -l <out.txt) lines"
   done
+  sql state.db "UPDATE rotations SET stage = 'draining', next_check_at = strftime('%s', 'now') + 86400"
   read -r wall rss < <(timed "$bin" state init --table bench)
   read -r wall rss < <(timed "$bin" state migrate --from sqlite:state.db --to dynamodb:bench)
   echo "migrate  sqlite -> dynamodb: ${wall} ms, peak RSS ${rss} MB: $(head -1 out.txt)"

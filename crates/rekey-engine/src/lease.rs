@@ -57,8 +57,8 @@ impl Holder {
     }
 }
 
-/// Renews a lease in the background until dropped, on its own connection
-/// to the store (the engine's is busy with the step).
+/// Renews a lease in the background until dropped, while the engine's
+/// task is busy with the step.
 pub struct Renewal(tokio::task::JoinHandle<()>);
 
 impl Renewal {

@@ -812,10 +812,12 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Rotations of one phase, oldest first, from `since`.
-    async fn phase(&self, phase: &str, since: Option<Timestamp>, each: &mut (dyn FnMut(&Attrs) -> Result<bool> + Send)) -> Result<()> {
+    /// Rotations of one phase, oldest first, from `since`; pages of at most
+    /// `page` (a `--limit` reads no more than it shows).
+    async fn phase(&self, phase: &str, since: Option<Timestamp>, page: Option<usize>, each: &mut (dyn FnMut(&Attrs) -> Result<bool> + Send)) -> Result<()> {
         let (query, expr) = self.index(&INDEXES[1], phase, since.map(|t| (">=", t.as_second())));
-        self.pages(Self::with(query, &expr), each).await
+        let page = page.map(|n| n.clamp(1, 1000) as i32);
+        self.pages(Self::with(query, &expr).set_limit(page), each).await
     }
 
     async fn batch_put(&self, items: Vec<Attrs>) -> Result<()> {
@@ -865,7 +867,7 @@ impl StateStore for DynamoStore {
             if left == 0 {
                 break;
             }
-            self.phase(phase, query.since, &mut |item| {
+            self.phase(phase, query.since, query.limit, &mut |item| {
                 each(rotation_from(item)?)?;
                 left -= 1;
                 Ok(left > 0)
@@ -952,7 +954,7 @@ impl StateStore for DynamoStore {
     async fn leases(&self, now: Timestamp) -> Result<Vec<(String, String)>> {
         let mut held = Vec::new();
         for phase in ["open", "closed"] {
-            self.phase(phase, None, &mut |item| {
+            self.phase(phase, None, None, &mut |item| {
                 if let (Some(owner), Some(until)) = (opt_s(item, "lease_owner")?, opt_n(item, "lease_until")?) {
                     if until >= now.as_second() {
                         held.push((get_s(item, "id")?, owner));
@@ -1121,7 +1123,7 @@ impl StateStore for DynamoStore {
         // The order SQLite gives, so that checksums compare across backends.
         let mut rotations = Vec::new();
         for phase in ["open", "closed"] {
-            self.phase(phase, None, &mut |item| {
+            self.phase(phase, None, None, &mut |item| {
                 rotations.push(rotation_from(item)?);
                 Ok(true)
             })

@@ -12,6 +12,10 @@ const GAP: usize = 2;
 /// screen or in a log viewer.
 const FALLBACK_WIDTH: usize = 120;
 
+/// Rows per table when a list is streamed (`status`, `history`): each page
+/// is its own table, so memory stays flat however long the list.
+pub const PAGE: usize = 1000;
+
 /// The width to fit: `COLUMNS` if set (as Python's `shutil.get_terminal_size`
 /// does: a person or a script asked for it), else stdout's terminal, else
 /// [`FALLBACK_WIDTH`].

@@ -248,6 +248,17 @@ fn policy_covers_scan_and_each_configured_target() {
     assert_eq!(policy["Statement"][2]["Resource"], json!(["arn:aws:iam::*:role/Audit"]));
     assert_eq!(policy["Statement"][3]["Action"], json!(["sns:Publish"]));
     assert_eq!(policy["Statement"][3]["Resource"], json!([topic]));
+
+    // State in DynamoDB: the runner's actions and the setup's, on that table only.
+    let run: Run = rekey_cmd(None, home.path()).args(["--state", "dynamodb:team-rekey", "policy"]).output().unwrap().into();
+    let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let state: Vec<&serde_json::Value> = policy["Statement"].as_array().unwrap().iter().filter(|s| s["Sid"].as_str().unwrap().starts_with("RekeyState")).collect();
+    assert_eq!(state.len(), 2, "{policy}");
+    for s in &state {
+        assert_eq!(s["Resource"], json!(["arn:aws:dynamodb:*:*:table/team-rekey", "arn:aws:dynamodb:*:*:table/team-rekey/index/*"]));
+    }
+    assert!(state[0]["Action"].as_array().unwrap().contains(&json!("dynamodb:ConditionCheckItem")));
+    assert!(!state[0]["Action"].as_array().unwrap().contains(&json!("dynamodb:Scan")), "a runner never scans the table");
 }
 
 #[test]

@@ -128,13 +128,20 @@ fn two_runners_share_a_table_and_never_run_a_step_twice() {
         assert!(begun.elapsed() < LONG, "runner A never reached a deactivation");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+    // Runner B logs JSON and writes metrics, as a scheduled job would.
+    let metrics = fleet.dir.path().join("metrics/rekey.prom");
+    let mut events = Vec::new();
     loop {
         let (_a_home, mut a) = fleet.runner();
         let (_b_home, mut b) = fleet.runner();
         let a = a.args(["run", "--once"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let b: Run = b.args(["run", "--once"]).output().unwrap().into();
+        let b: Run = b.args(["--log-format", "json", "run", "--once", "--metrics"]).arg(&metrics).output().unwrap().into();
         let a: Run = a.wait_with_output().unwrap().into();
         assert_eq!((a.code, b.code), (0, 0), "runner A: {}\nrunner B: {}", a.stderr, b.stderr);
+        for line in b.stderr.lines() {
+            let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON event per line ({e}): {line}"));
+            events.push(event);
+        }
         let stages: Vec<Value> = fleet.rotations().iter().map(|r| r["stage"].clone()).collect();
         if stages.iter().all(|s| s == "completed") {
             break;
@@ -143,16 +150,40 @@ fn two_runners_share_a_table_and_never_run_a_step_twice() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 
+    // B's log: each stage change of each rotation it advanced is an event.
+    let moved: Vec<&Value> = events.iter().filter(|e| e["result"] == "moved").collect();
+    assert!(!moved.is_empty(), "{events:?}");
+    for e in &moved {
+        assert!(e["rotation"].as_str().is_some_and(|r| r.starts_with("rot-")) && e["stage"].is_string() && e["from"].is_string() && e["level"] == "INFO", "{e}");
+    }
+    // Its metrics, from the last pass: nothing left open.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("rekey_rotations{stage=\"draining\"} 0\n") && text.contains("rekey_rotations_blocked 0\n"), "{text}");
+    assert!(text.contains("# TYPE rekey_last_run_timestamp_seconds gauge\n"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&metrics).unwrap().permissions().mode() & 0o777, 0o644, "a collector of another user reads it");
+
     // Every user: one key, the new one, active, and in the application's file.
-    for (i, r) in fleet.rotations().iter().enumerate() {
+    for r in fleet.rotations() {
         let user = r["user_name"].as_str().unwrap();
+        let i: usize = user.trim_start_matches("svc-").parse().unwrap();
         let new_key = r["new_key_id"].as_str().unwrap();
         let keys = fleet.emu.keys(user);
         assert_eq!(keys.as_array().unwrap().len(), 1, "{user}: {keys}");
         assert_eq!((keys[0]["access_key_id"].as_str(), keys[0]["status"].as_str()), (Some(new_key), Some("Active")));
-        let file = std::fs::read_to_string(fleet.credentials(user.trim_start_matches("svc-").parse().unwrap_or(i))).unwrap();
+        let file = std::fs::read_to_string(fleet.credentials(i)).unwrap();
         assert!(file.contains(new_key), "{user}: {file}");
     }
+    // No secret in the table or in the JSON log: the new secrets are in
+    // the applications' files only.
+    let table = aws(&fleet.emu, &["dynamodb", "scan", "--table-name", TABLE]).stdout;
+    let log = serde_json::to_string(&events).unwrap();
+    for i in 0..USERS {
+        let file = std::fs::read_to_string(fleet.credentials(i)).unwrap();
+        let secret = file.lines().find_map(|l| l.strip_prefix("aws_secret_access_key = ")).unwrap();
+        assert!(!table.contains(secret) && !log.contains(secret), "svc-{i}'s secret is stored or logged");
+    }
+    assert!(table.contains("rotation#"), "the scan read the table");
     // No step ran twice: one new key per rotation, one deactivation and one
     // deletion per old key, and each stage entered once per rotation.
     assert_eq!(calls_of(&fleet.emu, "iam:CreateAccessKey"), 2 * USERS as u64, "the seeds' keys and one new key each");

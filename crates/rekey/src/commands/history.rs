@@ -7,10 +7,6 @@ use crate::table::{self, Column};
 use rekey_store::{AuditEntry, HistoryQuery};
 use serde_json::{json, Value};
 
-/// Table rows are printed a page at a time: the log is streamed, never
-/// held whole.
-const PAGE: usize = 1000;
-
 pub async fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
     let store = open_store(settings).await?;
     if let Some(id) = &args.id {
@@ -37,7 +33,7 @@ pub async fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
     store
         .history(&query, &mut |e| {
             page.push(e);
-            if page.len() == PAGE {
+            if page.len() == table::PAGE {
                 print_table(&std::mem::take(&mut page), args.id.is_some()).map_err(stop)?;
             }
             Ok(())

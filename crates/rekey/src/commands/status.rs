@@ -24,7 +24,6 @@ pub async fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
     let query = ListQuery { all: args.all, since: args.since.map(|s| s.back_from(jiff::Timestamp::now())), limit: args.limit };
     // Streamed: each rotation becomes its JSON line, or its table row, and
     // is dropped: memory does not grow with plans and progress.
-    let mut rows: Vec<Value> = Vec::new();
     if args.format == ListFormat::Json {
         let mut first = true;
         outln!("{{\"rotations\": [")?;
@@ -37,15 +36,30 @@ pub async fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
         outln!("]}}")?;
         return Ok(0);
     }
+    let (mut page, mut shown) = (Vec::new(), 0);
     store
         .list(&query, &mut |r| {
             let v = to_json(&r).map_err(stop)?;
             let note = v["blocked_reason"].as_str().or(v["waiting_for"].as_str()).unwrap_or("").to_owned();
             let keep = ["id", "user_name", "old_key_id", "new_key_id", "stage", "next_check_at"].map(|k| (k.to_owned(), v[k].clone()));
-            rows.push(Value::Object(keep.into_iter().chain([("note".to_owned(), Value::String(note))]).collect()));
+            page.push(Value::Object(keep.into_iter().chain([("note".to_owned(), Value::String(note))]).collect()));
+            shown += 1;
+            if page.len() == table::PAGE {
+                print_table(&std::mem::take(&mut page)).map_err(stop)?;
+            }
             Ok(())
         })
         .await?;
+    if !page.is_empty() {
+        print_table(&page)?;
+    }
+    if shown == 0 && !args.all {
+        outln!("(no unfinished rotations; --all lists finished ones too)")?;
+    }
+    Ok(0)
+}
+
+fn print_table(rows: &[Value]) -> anyhow::Result<()> {
     let cells = |k: &str| rows.iter().map(|v| v[k].as_str().unwrap_or("-").to_owned()).collect::<Vec<_>>();
     let notes = rows.iter().map(|v| v["note"].as_str().unwrap_or("").to_owned()).collect();
     let columns = vec![
@@ -60,10 +74,7 @@ pub async fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
     // What a rotation waits for matters more than its keys' ids.
     let reductions = ["NEW KEY", "NEXT CHECK", "OLD KEY", "NOTE"];
     outln!("{}", table::render(columns, &reductions, table::width(), false))?;
-    if rows.is_empty() && !args.all {
-        outln!("(no unfinished rotations; --all lists finished ones too)")?;
-    }
-    Ok(0)
+    Ok(())
 }
 
 /// The JSON object of one rotation (SPEC section 5 fields, and progress).
