@@ -68,9 +68,18 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema
     /// up to date.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let io_err = |e: std::io::Error| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+        // Private from the start: no secret is in it, but its plans say
+        // where new keys go (SQLite gives its -wal and -shm the same mode).
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err)?;
+        }
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(e)),
         }
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
@@ -693,6 +702,18 @@ mod tests {
         assert_eq!(version as usize, MIGRATIONS.len());
         let mode: String = store.raw().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_new_store_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/state.db");
+        let _store = SqliteStore::open(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("new/state.db-wal")), 0o600, "SQLite gives the WAL the file's mode");
     }
 
     #[test]
