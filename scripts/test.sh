@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The full test suite: unit tests, the emulator tests (each test starts
-# its own emulator), the emulator harness's own tests, and the offline
-# checks of the deployment examples in deploy/ (with their self-tests).
+# The full test suite: the dependency policy (cargo deny: licenses,
+# duplicate versions, sources), unit tests, the emulator tests (each test
+# starts its own emulator), the emulator harness's own tests, and the
+# offline checks of the deployment examples in deploy/ (with their
+# self-tests).
 # This is the README's test command, and .ci/run runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +11,8 @@ source scripts/venv.sh
 scripts/install-test-deps.sh
 status=0
 cargo test --workspace --locked --no-fail-fast || status=$?
+# After the build, which fetched every crate: no network needed here.
+cargo deny --offline check licenses bans sources || status=$?
 python -m unittest discover -s tests/emulator -p 'test_*.py' || status=$?
 scripts/check-deploy.sh || status=$?
 python -m unittest discover -s tests/deploy -p 'test_*.py' || status=$?
