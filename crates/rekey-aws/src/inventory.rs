@@ -95,12 +95,12 @@ impl Fetch<'_> {
     /// A named user that does not exist is an error.
     pub async fn load(&self, source: Source, only: &[UserName]) -> Result<Inventory, AwsError> {
         match source {
-            Source::CredentialReport => self.from_report(only).await,
-            Source::Api => self.from_api(only).await,
+            Source::CredentialReport => self.read_report(only).await,
+            Source::Api => self.read_api(only).await,
         }
     }
 
-    async fn from_api(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
+    async fn read_api(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
         let mut inventory = Inventory::new(Source::Api);
         let summaries = if only.is_empty() {
             self.iam.list_users().await?
@@ -119,16 +119,16 @@ impl Fetch<'_> {
     /// again afterwards ([`Fetch::refresh_keys`]). Users the report cannot
     /// describe (odd rows, or users named in `only` that it lacks) are read
     /// through the API; one odd row never fails the account.
-    async fn from_report(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
+    async fn read_report(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
         let (csv, generated_at) = self.iam.credential_report_csv().await?;
         let report = match parse_credential_report(&csv) {
             Ok(report) if report.unreadable.iter().all(|row| row.user.is_some()) => report,
             Ok(report) => {
                 let lines: Vec<String> = report.unreadable.iter().filter(|r| r.user.is_none()).map(|r| r.line.to_string()).collect();
                 let why = format!("lines {} of the credential report name no user rekey can read", lines.join(", "));
-                return self.from_api_instead(only, why, report.root_with_active_key).await;
+                return self.read_api_instead(only, why, report.root_with_active_key).await;
             }
-            Err(e) => return self.from_api_instead(only, e.to_string(), None).await,
+            Err(e) => return self.read_api_instead(only, e.to_string(), None).await,
         };
         let mut inventory = Inventory::new(Source::CredentialReport);
         inventory.report_generated_at = generated_at;
@@ -165,8 +165,8 @@ impl Fetch<'_> {
         Ok(inventory)
     }
 
-    async fn from_api_instead(&self, only: &[UserName], why: String, root: Option<AccountId>) -> Result<Inventory, AwsError> {
-        let mut inventory = self.from_api(only).await?;
+    async fn read_api_instead(&self, only: &[UserName], why: String, root: Option<AccountId>) -> Result<Inventory, AwsError> {
+        let mut inventory = self.read_api(only).await?;
         inventory.root_with_active_key = root;
         inventory.warn(None, format!("{why}; every user was read through the API instead"));
         Ok(inventory)

@@ -100,7 +100,7 @@ pub fn evaluate(key: &AccessKey, policy: &Policy, as_of: Timestamp) -> Evaluatio
 /// The limit as a person wrote it: whole days as a number of days (`90`,
 /// the wording of Security Hub), anything else as the duration (`36h`).
 fn limit_text(max_age: Duration) -> String {
-    if max_age.as_secs() % 86_400 == 0 {
+    if max_age.as_secs().is_multiple_of(86_400) {
         max_age.whole_days().to_string()
     } else {
         max_age.to_string()

@@ -191,7 +191,8 @@ pub fn refresh_keys(reported: &[AccessKey], mut listed: Vec<AccessKey>) -> Refre
     let mut indistinguishable = Vec::new();
     let same_second = |a: &AccessKey, b: &AccessKey| whole_seconds(a.created_at) == whole_seconds(b.created_at);
     let same_second_and_status = |a: &AccessKey, b: &AccessKey| same_second(a, b) && a.status == b.status;
-    let passes: [&dyn Fn(&AccessKey, &AccessKey) -> bool; 2] = [&same_second_and_status, &same_second];
+    type Same<'a> = &'a dyn Fn(&AccessKey, &AccessKey) -> bool;
+    let passes: [Same; 2] = [&same_second_and_status, &same_second];
     for same in passes {
         for i in 0..listed.len() {
             if matched[i] {
