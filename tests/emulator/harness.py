@@ -1372,7 +1372,8 @@ def hub_error(info: RequestInfo, e: securityhub.HubError) -> tuple[int, list[tup
     return status, headers, json.dumps({"Code": e.code, "Message": e.message}).encode()
 
 
-def hub_body(body: bytes) -> dict:
+def json_object_body(body: bytes, invalid: Callable[[str], Exception]) -> dict:
+    """A JSON request body (empty: {}); anything else raises `invalid`."""
     if not body.strip():
         return {}
     try:
@@ -1380,8 +1381,12 @@ def hub_body(body: bytes) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError):
         parsed = None
     if not isinstance(parsed, dict):
-        raise securityhub.invalid_input("harness: the request body is not a JSON object")
+        raise invalid("harness: the request body is not a JSON object")
     return parsed
+
+
+def hub_body(body: bytes) -> dict:
+    return json_object_body(body, securityhub.invalid_input)
 
 
 def securityhub_extension(_harness: "Harness", environ: dict, info: RequestInfo,
@@ -1509,15 +1514,7 @@ CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_201311
 
 
 def cloudtrail_body(body: bytes) -> dict:
-    if not body.strip():
-        return {}
-    try:
-        parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise cloudtrail.invalid_parameter("harness: the request body is not a JSON object")
-    return parsed
+    return json_object_body(body, cloudtrail.invalid_parameter)
 
 
 def cloudtrail_extension(_harness: "Harness", environ: dict, info: RequestInfo,

@@ -206,16 +206,12 @@ enum Refusal {
     NoSuchRotation(String),
 }
 
-fn field<'a>(item: &'a Attrs, name: &str) -> Option<&'a AttributeValue> {
-    item.get(name)
-}
-
 fn get_s(item: &Attrs, name: &'static str) -> Result<String> {
     opt_s(item, name)?.ok_or_else(|| crate::bad("item", format!("no {name}")))
 }
 
 fn opt_s(item: &Attrs, name: &'static str) -> Result<Option<String>> {
-    match field(item, name) {
+    match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
         Some(other) => Err(crate::bad("item", format!("{name} is {other:?}, not a string"))),
@@ -227,7 +223,7 @@ fn get_n(item: &Attrs, name: &'static str) -> Result<i64> {
 }
 
 fn opt_n(item: &Attrs, name: &str) -> Result<Option<i64>> {
-    match field(item, name) {
+    match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|e| crate::bad("item", format!("{name}: {e}"))),
         Some(other) => Err(crate::bad("item", format!("{name} is {other:?}, not a number"))),
