@@ -38,6 +38,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -1642,6 +1643,14 @@ class HttpError(Exception):
         self.message = message
 
 
+# How a fault shows: an AWS error answer; the answer held back `delay`
+# seconds (then the request is served: a client that gave up meanwhile lost
+# a reply to a request that happened); the connection closed unserved; or
+# the request served and the connection closed before the reply.
+FAULT_KINDS = ("error", "slow", "drop", "lost")
+MAX_FAULT_DELAY = 300
+
+
 @dataclass
 class Fault:
     operation: str
@@ -1651,6 +1660,8 @@ class Fault:
     remaining: int | None  # None for a timed fault
     account: str | None = None  # only requests acting in this account
     until: float | None = None  # a timed fault: time.monotonic() when it ends
+    kind: str = "error"
+    delay: float = 0.0  # seconds, for "slow"
 
     def expired(self, now: float) -> bool:
         return self.until is not None and now >= self.until
@@ -1672,13 +1683,29 @@ class Fault:
         return self.remaining <= 0
 
     def view(self, now: float) -> dict:
-        out: dict[str, Any] = {"operation": self.operation, "code": self.code, "status": self.status,
-                               "message": self.message, "remaining": self.remaining}
+        out: dict[str, Any] = {"operation": self.operation, "kind": self.kind, "remaining": self.remaining}
+        if self.kind == "error":
+            out.update(code=self.code, status=self.status, message=self.message)
+        if self.kind == "slow":
+            out["delay"] = self.delay
         if self.account is not None:
             out["account"] = self.account
         if self.until is not None:
             out["seconds_left"] = round(max(0.0, self.until - now), 3)
         return out
+
+
+def drop_connection(environ: dict) -> None:
+    """Closes the client's connection with no answer. The exception is the
+    one werkzeug expects of a vanished client: it logs nothing and moves on."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+    raise ConnectionResetError("connection dropped by an injected fault")
 
 
 def source_ip(environ: dict) -> str:
@@ -1797,8 +1824,19 @@ class Harness:
 
         fault = self._take_fault(info, account)
         if fault is not None:
-            return self._respond(start_response, *aws_error(info, fault.code, fault.message, fault.status))
+            if fault.kind == "error":
+                return self._respond(start_response, *aws_error(info, fault.code, fault.message, fault.status))
+            if fault.kind == "drop":
+                drop_connection(environ)
+            if fault.kind == "lost":
+                for _ in self._serve(environ, self._recording(lambda *_args: None, environ, info, account), info, body):
+                    pass
+                drop_connection(environ)
+            time.sleep(fault.delay)  # "slow"
+        return self._serve(environ, start_response, info, body)
 
+    def _serve(self, environ: dict, start_response: Callable, info: RequestInfo, body: bytes) -> Iterable[bytes]:
+        """The answer of an extension, or moto's."""
         for ext in EXTENSIONS:
             answer = ext(self, environ, info, body)
             if answer is not None:
@@ -2053,11 +2091,23 @@ class Harness:
         raise HttpError(404, f"no harness endpoint {method} /_rekey/accounts/{'/'.join(parts)}")
 
     def add_fault(self, body: dict) -> dict:
-        unknown = sorted(set(body) - {"operation", "code", "status", "message", "count", "seconds", "account"})
+        unknown = sorted(set(body) - {"operation", "kind", "code", "status", "message", "delay", "count", "seconds",
+                                      "account"})
         if unknown:
             raise HttpError(400, f"unknown field(s) {', '.join(unknown)}")
         op = body.get("operation")
-        code = body.get("code")
+        kind = body.get("kind", "error")
+        if kind not in FAULT_KINDS:
+            raise HttpError(400, f"kind must be one of {', '.join(FAULT_KINDS)}")
+        if (kind == "error") != ("code" in body):
+            raise HttpError(400, "code is required for kind error, and only for it")
+        if (kind == "slow") != ("delay" in body):
+            raise HttpError(400, "delay is required for kind slow, and only for it")
+        delay = body.get("delay", 0.0)
+        if kind == "slow" and (not isinstance(delay, (int, float)) or isinstance(delay, bool)
+                               or not 0 < delay <= MAX_FAULT_DELAY):
+            raise HttpError(400, f"delay must be a number of seconds > 0 and <= {MAX_FAULT_DELAY}")
+        code = body.get("code", kind)
         status = body.get("status", 400)
         message = body.get("message", "")
         account = body.get("account")
@@ -2073,7 +2123,7 @@ class Harness:
             raise HttpError(400, f"account must be a 12-digit account id string, got {account!r}")
         remaining, until = parse_fault_lifetime(body)
         with self.lock:
-            self.faults.append(Fault(op, code, status, message, remaining, account, until))
+            self.faults.append(Fault(op, code, status, message, remaining, account, until, kind, float(delay)))
         return {"faults": self.list_faults()}
 
     def list_faults(self) -> list[dict]:

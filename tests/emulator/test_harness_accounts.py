@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -412,6 +412,60 @@ class FaultTests(AccountsTestCase):
             with self.subTest(extra=extra):
                 status, body = self.h.control("POST", "/_rekey/faults", {**base, **extra})
                 self.assertEqual((status, list(body)), (400, ["error"]))
+        self.assertEqual(self.h.ok("GET", "/_rekey/faults")["faults"], [])
+
+
+# What botocore raises when the server closes the connection unanswered.
+CLOSED = (ConnectionClosedError, EndpointConnectionError)
+
+
+class FaultKindTests(AccountsTestCase):
+    """Faults that are not AWS errors: a late answer, a dropped connection,
+    a reply lost after the request was served."""
+
+    def tearDown(self) -> None:
+        self.h.ok("DELETE", "/_rekey/faults")
+
+    def keys_of(self, user: str) -> list[str]:
+        return [k["access_key_id"] for k in self.h.ok("GET", f"/_rekey/keys?user={user}")["keys"]]
+
+    def test_a_dropped_connection_is_not_served(self) -> None:
+        self.h.ok("POST", "/_rekey/faults", {"operation": "iam:CreateAccessKey", "kind": "drop"})
+        before = self.keys_of("admin")
+        with self.assertRaises(CLOSED):
+            client(self.h, "iam").create_access_key(UserName="admin")
+        self.assertEqual(self.keys_of("admin"), before)
+        self.assertEqual(self.h.ok("GET", "/_rekey/faults")["faults"], [])
+
+    def test_a_lost_reply_was_served(self) -> None:
+        self.h.ok("POST", "/_rekey/faults", {"operation": "iam:CreateAccessKey", "kind": "lost"})
+        before = self.keys_of("admin")
+        with self.assertRaises(CLOSED):
+            client(self.h, "iam").create_access_key(UserName="admin")
+        after = self.keys_of("admin")
+        self.assertEqual(len(after), len(before) + 1, "the key exists; only its reply was lost")
+        client(self.h, "iam").delete_access_key(UserName="admin", AccessKeyId=(set(after) - set(before)).pop())
+
+    def test_a_slow_answer_comes_late_and_a_client_that_gave_up_lost_it(self) -> None:
+        self.h.ok("POST", "/_rekey/faults", {"operation": "iam:ListUsers", "kind": "slow", "delay": 1.5})
+        self.assertEqual(self.h.ok("GET", "/_rekey/faults")["faults"][0]["delay"], 1.5)
+        impatient = boto3.client("iam", endpoint_url=self.h.endpoint, region_name="us-east-1",
+                                 aws_access_key_id="testing", aws_secret_access_key="testing",
+                                 config=Config(read_timeout=0.3, retries={"total_max_attempts": 1}))
+        with self.assertRaises(ReadTimeoutError):
+            impatient.list_users()
+        started = time.monotonic()
+        client(self.h, "iam").list_users()  # the fault is used up: on time
+        self.assertLess(time.monotonic() - started, 1.5)
+
+    def test_bad_fault_kinds(self) -> None:
+        for body in ({"operation": "iam:*", "kind": "late"}, {"operation": "iam:*", "kind": "slow"},
+                     {"operation": "iam:*", "kind": "slow", "delay": 0}, {"operation": "iam:*", "kind": "slow", "delay": 301},
+                     {"operation": "iam:*", "kind": "slow", "delay": "1"}, {"operation": "iam:*", "kind": "drop", "delay": 1},
+                     {"operation": "iam:*", "kind": "drop", "code": "Throttling"}, {"operation": "iam:*"}):
+            with self.subTest(body=body):
+                status, answer = self.h.control("POST", "/_rekey/faults", body)
+                self.assertEqual((status, list(answer)), (400, ["error"]))
         self.assertEqual(self.h.ok("GET", "/_rekey/faults")["faults"], [])
 
 

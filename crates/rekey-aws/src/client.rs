@@ -26,7 +26,16 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// How long one attempt of a request may take; `None` is
+    /// [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Option<Duration>,
 }
+
+/// The SDK sets no read timeout: an endpoint that accepts a request and
+/// never answers would hold a rotation (and its lease) forever. An attempt
+/// that takes longer is abandoned and retried like a throttled one; IAM
+/// answers in well under a second.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// IAM is a global service signed in us-east-1; used when nothing else names
 /// a region, so a bare `rekey scan` works.
@@ -66,6 +75,11 @@ impl Clients {
         .or_default_provider()
         .or_else(FALLBACK_REGION);
         loader = loader.region(region);
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(settings.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT))
+                .build(),
+        );
         if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
             // Adaptive: an account that throttles slows rekey's requests to
             // it (a client-side rate limit) instead of failing them.

@@ -133,7 +133,7 @@ impl World {
     async fn new() -> World {
         let clock = ManualClock::at("2026-11-01T12:00:00Z".parse().unwrap());
         let iam = FakeIam::new(&clock);
-        let settings = AwsSettings { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), profile: None };
+        let settings = AwsSettings { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), ..Default::default() };
         let clients = Clients::new(&settings).await;
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());

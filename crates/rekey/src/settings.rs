@@ -86,6 +86,7 @@ pub struct AwsSection {
     pub region: Option<String>,
     #[serde(default, deserialize_with = "endpoint")]
     pub endpoint_url: Option<String>,
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +220,10 @@ impl Settings {
             profile: global.profile.clone().or_else(|| file.aws.profile.clone()),
             region: global.region.clone().or_else(|| file.aws.region.clone()),
             endpoint_url: global.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
+            request_timeout: match file.aws.request_timeout {
+                Some(t) if t == Duration::ZERO => bail!("[aws] request_timeout must be at least 1s"),
+                t => t.map(|t| std::time::Duration::from_secs(t.as_secs())),
+            },
         };
         let defaults = Policy::default();
         let policy = Policy {

@@ -23,18 +23,6 @@ fn profile_value(file: &str, key: &str) -> String {
     app.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim_start_matches([' ', '=']).trim().to_owned()).expect(key)
 }
 
-/// The secret must be nowhere rekey writes: stdout, stderr, the state store.
-fn assert_secret_nowhere(rig: &Rig, secret: &str, outputs: &[&support::Run]) {
-    for run in outputs {
-        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "a secret reached rekey's output");
-    }
-    for name in ["state.db", "state.db-wal"] {
-        if let Ok(bytes) = std::fs::read(rig.path(name)) {
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret reached {name}");
-        }
-    }
-}
-
 #[test]
 fn happy_path_with_the_aws_cli_reading_a_credentials_file() {
     let rig = Rig::new();
@@ -65,8 +53,8 @@ fn happy_path_with_the_aws_cli_reading_a_credentials_file() {
     let new_secret = profile_value(&file, "aws_secret_access_key");
     let history = rig.rekey(&["history", "--format", "json"]);
     let status = rig.rekey(&["status"]);
-    assert_secret_nowhere(&rig, &new_secret, &[&run, &history, &status]);
-    assert_secret_nowhere(&rig, &rig.old_secret, &[&run, &history, &status]);
+    rig.assert_secret_nowhere(&new_secret, &[&run, &history, &status]);
+    rig.assert_secret_nowhere(&rig.old_secret, &[&run, &history, &status]);
 
     let events: Vec<String> = history.json()["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
     for expected in ["rotation_started", "created_new_key", "delivered", "verified", "deactivated_old_key", "deleted_old_key", "stage_deleted"] {
@@ -109,7 +97,7 @@ fn secretsmanager_and_ssm_sinks_hold_the_new_key() {
     // The stored secret is the one that works: sign with it.
     let secret_value = value["SecretAccessKey"].as_str().unwrap();
     assert_eq!(param("/app/secret"), secret_value);
-    assert_secret_nowhere(&rig, secret_value, &[&run]);
+    rig.assert_secret_nowhere(secret_value, &[&run]);
 }
 
 #[test]
@@ -382,7 +370,7 @@ fn a_failing_sink_that_prints_the_secret_does_not_leak_it() {
     let status = rig.rekey(&["status", "--all", "--format", "json"]);
     let history = rig.rekey(&["history", "--format", "json"]);
     assert!(history.stdout.contains("step_failed"));
-    assert_secret_nowhere(&rig, secret, &[&run, &status, &history]);
+    rig.assert_secret_nowhere(secret, &[&run, &status, &history]);
     assert!(rig.keys().contains(&(rig.old_key.clone(), "Active".to_owned())), "the old key is untouched");
 }
 

@@ -134,6 +134,12 @@ impl Emulator {
         self.request("POST", "/_rekey/faults", Some(&fault));
     }
 
+    /// Queues any fault the harness knows (`kind` error, slow, drop or
+    /// lost; see the harness README): `fault` is the request body.
+    pub fn add_fault(&self, fault: &Value) {
+        self.request("POST", "/_rekey/faults", Some(fault));
+    }
+
     /// Like [`Emulator::inject_fault`], for requests acting in `account` only.
     pub fn inject_fault_in(&self, account: &str, operation: &str, code: &str, status: u16, count: u32) {
         let fault = serde_json::json!({

@@ -199,6 +199,18 @@ impl Rig {
         all[0].clone()
     }
 
+    /// `secret` is in no output of rekey's and not in its state store.
+    pub fn assert_secret_nowhere(&self, secret: &str, outputs: &[&Run]) {
+        for run in outputs {
+            assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "a secret reached rekey's output");
+        }
+        for name in ["state.db", "state.db-wal"] {
+            if let Ok(bytes) = std::fs::read(self.path(name)) {
+                assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret reached {name}");
+            }
+        }
+    }
+
     /// Runs `rekey run --once` until the rotation reaches `stage` (bounded).
     pub fn run_until(&self, stage: &str, limit: std::time::Duration) -> Value {
         let started = std::time::Instant::now();
