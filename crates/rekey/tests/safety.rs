@@ -206,3 +206,25 @@ fn delete_inactive_never_deletes_another_rotations_old_key() {
     assert!(second["blocked_reason"].as_str().unwrap().contains(first["id"].as_str().unwrap()), "{second}");
     assert_eq!(rig.keys(), [inactive(&rig.old_key), active(&new_key)], "the first rotation's old key is kept for its grace period");
 }
+
+/// A credentials file an attacker could swap (its directory is writable by
+/// everyone) or that points at another user's file: refused before any key
+/// exists, and nothing is recorded.
+#[test]
+fn a_hostile_credentials_path_is_refused_before_any_key_exists() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Rig::new();
+    rig.config_app(ZERO_WAITS);
+    std::fs::set_permissions(rig.dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let before = std::fs::read(rig.credentials()).unwrap();
+    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stderr.contains("writable by every user") && run.stderr.contains("chmod o-w"), "{}", run.stderr);
+    assert_eq!(rig.keys(), [active(&rig.old_key)], "no key was created");
+    assert_eq!(std::fs::read(rig.credentials()).unwrap(), before);
+    assert!(rotations(&rig).is_empty(), "nothing recorded");
+
+    std::fs::set_permissions(rig.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
+    assert_eq!(run.code, 0, "the same path, made private, is fine: {}", run.stderr);
+}

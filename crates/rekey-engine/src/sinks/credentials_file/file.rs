@@ -72,8 +72,13 @@ impl Perms {
 impl Place {
     pub fn new(path: &Path) -> Result<Place> {
         let path = match fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                fs::canonicalize(path).map_err(|e| io_error("follow the symbolic link", path, e))?
+            Ok(link) if link.file_type().is_symlink() => {
+                let target = fs::canonicalize(path).map_err(|e| io_error("follow the symbolic link", path, e))?;
+                let owner = fs::metadata(&target).map_err(|e| io_error("read", &target, e))?.uid();
+                if owner != link.uid() {
+                    return Err(CredentialsFileError::ForeignLink { link: path.to_owned(), target, link_owner: link.uid(), target_owner: owner });
+                }
+                target
             }
             _ => path.to_owned(),
         };
@@ -150,6 +155,28 @@ impl Place {
             .prefix(&self.temp_prefix())
             .tempfile_in(&self.dir)
             .map_err(|source| CredentialsFileError::DirectoryNotWritable { dir: self.dir.clone(), source })
+    }
+
+    /// Preflight: a directory anyone may write to lets anyone replace what
+    /// rekey writes (the sticky bit protects names, not a file's first
+    /// creation); a read-only one would fail the delivery after the new key
+    /// exists.
+    pub fn refuse_unsafe_directory(&self) -> Result<()> {
+        let meta = fs::metadata(&self.dir).map_err(|e| io_error("read", &self.dir, e))?;
+        if meta.mode() & 0o002 != 0 {
+            return Err(CredentialsFileError::SharedDirectory { dir: self.dir.clone() });
+        }
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).map_err(|_| CredentialsFileError::NotAFile { path: self.path.clone() })?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: statvfs(3) fills the buffer it is given from a NUL-terminated path.
+        if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+            return Err(io_error("read", &self.dir, io::Error::last_os_error()));
+        }
+        // SAFETY: statvfs returned 0, so it filled the buffer.
+        if unsafe { stat.assume_init() }.f_flag & libc::ST_RDONLY != 0 {
+            return Err(CredentialsFileError::ReadOnly { dir: self.dir.clone() });
+        }
+        Ok(())
     }
 
     /// Preflight: a file with `perms` can be created next to the credentials file.

@@ -32,6 +32,12 @@ pub enum CredentialsFileError {
     DirectoryNotWritable { dir: PathBuf, source: io::Error },
     #[error("{} is not a regular file", path.display())]
     NotAFile { path: PathBuf },
+    #[error("{} is a symbolic link to {}, which belongs to another user (uid {target_owner}, the link's is {link_owner}); rekey follows a link only to a file of the link's own owner, so that nobody can point it at someone else's file", link.display(), target.display())]
+    ForeignLink { link: PathBuf, target: PathBuf, link_owner: u32, target_owner: u32 },
+    #[error("the directory {} is writable by every user, so anyone could swap the credentials file rekey writes there; remove that permission (chmod o-w) or use another directory", dir.display())]
+    SharedDirectory { dir: PathBuf },
+    #[error("the directory {} is on a read-only file system: rekey could not deliver the new key there", dir.display())]
+    ReadOnly { dir: PathBuf },
     #[error("cannot {action} {}: {source}", path.display())]
     Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error("cannot give {} the owner, group and mode the application needs (those of the file it replaces, or of its directory for a new file): {source}; run rekey as that owner or as root", path.display())]
@@ -77,10 +83,11 @@ impl CredentialsFile<'_> {
         Place::new(self.path)
     }
 
-    /// Preflight, before any AWS change: the directory exists, rekey can
-    /// create a file there with the owner and mode a delivery would give it,
-    /// and the file, if it exists, is a regular file that parses. Changes
-    /// nothing but creating the (empty) lock file.
+    /// Preflight, before any AWS change: the directory exists, is not
+    /// writable by everyone nor read-only, rekey can create a file there with
+    /// the owner and mode a delivery would give it, and the file, if it
+    /// exists, is a regular file (or a link to one of the link's owner) that
+    /// parses. Changes nothing but creating the (empty) lock file.
     pub fn check(&self) -> Result<()> {
         let place = self.place()?;
         if !place.dir().is_dir() {
@@ -94,6 +101,7 @@ impl CredentialsFile<'_> {
             }
             None => Perms::new_file_in(place.dir())?,
         };
+        place.refuse_unsafe_directory()?;
         let _lock = place.lock()?;
         place.probe(perms)
     }

@@ -438,6 +438,55 @@ fn a_symlinked_file_is_updated_where_it_lives() {
     assert_eq!(read(&real), ORIGINAL);
 }
 
+/// Refused at preflight, and by every later step: a link planted to
+/// make rekey (often root) rewrite another user's file.
+#[test]
+fn a_link_to_another_users_file_is_refused() {
+    let (dir, real) = setup(Some(ORIGINAL), 0o600);
+    if let Err(e) = std::os::unix::fs::chown(&real, Some(65534), Some(65534)) {
+        eprintln!("skipped: giving a file to another user needs root ({e})");
+        return;
+    }
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = check(&link, "app").unwrap_err();
+    assert!(matches!(err, CredentialsFileError::ForeignLink { target_owner: 65534, .. }), "{err}");
+    assert!(err.to_string().contains("belongs to another user"), "{err}");
+    assert!(deliver(&link, "app", &new_creds()).is_err());
+    assert_eq!(read(&real), ORIGINAL);
+}
+
+#[test]
+fn a_directory_anyone_may_write_to_is_refused() {
+    for mode in [0o777, 0o1777, 0o703] {
+        let (dir, path) = setup(Some(ORIGINAL), 0o600);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+        let err = check(&path, "app").unwrap_err();
+        assert!(matches!(err, CredentialsFileError::SharedDirectory { .. }), "{mode:o}: {err}");
+        assert!(err.to_string().contains("chmod o-w"), "{err}");
+    }
+    let (dir, path) = setup(Some(ORIGINAL), 0o600);
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o775)).unwrap();
+    check(&path, "app").expect("a group may share the directory");
+}
+
+#[test]
+fn a_read_only_file_system_is_refused() {
+    let (dir, _) = setup(None, 0o600);
+    let mount = dir.path().join("ro");
+    fs::create_dir(&mount).unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "ro,mode=0755", "tmpfs"]).arg(&mount).output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: mounting a read-only file system needs root ({mounted:?})");
+        return;
+    }
+    let err = check(&mount.join("credentials"), "app").unwrap_err();
+    let unmounted = std::process::Command::new("umount").arg(&mount).status();
+    assert!(matches!(err, CredentialsFileError::ReadOnly { .. }), "{err}");
+    assert!(err.to_string().contains("read-only file system"), "{err}");
+    assert!(unmounted.is_ok_and(|s| s.success()), "unmount {}", mount.display());
+}
+
 #[test]
 fn check_accepts_a_good_file_or_none_and_changes_nothing() {
     let (dir, path) = setup(Some(ORIGINAL), 0o600);
