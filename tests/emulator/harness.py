@@ -929,9 +929,17 @@ def install_moto_fidelity_patches() -> None:
                 decoded = base64.b64decode(marker.encode(), validate=True).decode()
                 if not decoded.startswith(f"rekey-{kind}:"):
                     raise ValueError
-                start = int(decoded.split(":", 1)[1])
+                start = int(decoded.split(":")[1])
             except Exception:
                 raise ValidationError("Invalid Marker.") from None
+        with EMPTY_PAGES_LOCK:
+            empty = EMPTY_PAGES["left"]
+            EMPTY_PAGES["left"] = max(0, empty - 1)
+        if empty:
+            # IAM may answer fewer items than asked, even none, with more to
+            # come; each marker differs (clients stop on a repeated one).
+            return [], {"IsTruncated": True,
+                        "Marker": base64.b64encode(f"rekey-{kind}:{start}:empty{empty}".encode()).decode()}
         fields: dict[str, Any] = {"IsTruncated": start + max_items < len(items)}
         if fields["IsTruncated"]:
             fields["Marker"] = base64.b64encode(f"rekey-{kind}:{start + max_items}".encode()).decode()
@@ -1047,6 +1055,8 @@ class ReportSnapshot:
 
 REPORT_SNAPSHOTS: dict[str, ReportSnapshot] = {}  # account -> the report IAM would hand back
 REPORT_QUOTED = {"quoted": True}  # False: unquoted CSV, as moto writes it
+EMPTY_PAGES = {"left": 0}  # IAM list pages still to answer empty (with a Marker to the same place)
+EMPTY_PAGES_LOCK = threading.Lock()
 REPORT_OVERRIDES: dict[str, dict[tuple[str, str], str]] = {}  # account -> (user, column) -> raw cell
 ROOT_ACTIVE_KEY: dict[str, bool] = {}  # account -> the root user has an active access key
 
@@ -1646,8 +1656,10 @@ class HttpError(Exception):
 # How a fault shows: an AWS error answer; the answer held back `delay`
 # seconds (then the request is served: a client that gave up meanwhile lost
 # a reply to a request that happened); the connection closed unserved; or
-# the request served and the connection closed before the reply.
-FAULT_KINDS = ("error", "slow", "drop", "lost")
+# the request served and the connection closed before the reply; or the
+# request served and only the first half of its answer sent (well-formed
+# HTTP around a broken body).
+FAULT_KINDS = ("error", "slow", "drop", "lost", "garbled")
 MAX_FAULT_DELAY = 300
 
 
@@ -1832,8 +1844,22 @@ class Harness:
                 for _ in self._serve(environ, self._recording(lambda *_args: None, environ, info, account), info, body):
                     pass
                 drop_connection(environ)
+            if fault.kind == "garbled":
+                return self._garbled(environ, start_response, info, body)
             time.sleep(fault.delay)  # "slow"
         return self._serve(environ, start_response, info, body)
+
+    def _garbled(self, environ: dict, start_response: Callable, info: RequestInfo, body: bytes) -> list[bytes]:
+        answer: dict[str, Any] = {}
+
+        def keep(status: str, headers: list, exc_info: Any = None) -> None:
+            answer.update(status=status, headers=headers)
+
+        data = b"".join(self._serve(environ, keep, info, body))
+        half = data[:len(data) // 2]
+        headers = [(k, v) for k, v in answer["headers"] if k.lower() != "content-length"]
+        start_response(answer["status"], headers + [("Content-Length", str(len(half)))])
+        return [half]
 
     def _serve(self, environ: dict, start_response: Callable, info: RequestInfo, body: bytes) -> Iterable[bytes]:
         """The answer of an extension, or moto's."""
@@ -1948,6 +1974,13 @@ class Harness:
             return self.update_user(parts[1], body, account)
         if parts[:1] == ["credential-report"] and method == "POST":
             return self.credential_report_control(parts[1:], body, account)
+        if parts == ["iam", "empty-pages"] and method == "POST":
+            count = body.get("count")
+            if set(body) != {"count"} or not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
+                raise HttpError(400, "body must be {\"count\": 0..1000}")
+            with EMPTY_PAGES_LOCK:
+                EMPTY_PAGES["left"] = count
+            return {"count": count}
         if parts == ["root"] and method == "POST":
             active = body.get("access_key_active")
             if set(body) != {"access_key_active"} or not isinstance(active, bool):

@@ -458,6 +458,28 @@ class FaultKindTests(AccountsTestCase):
         client(self.h, "iam").list_users()  # the fault is used up: on time
         self.assertLess(time.monotonic() - started, 1.5)
 
+    def test_a_garbled_answer_is_half_a_body_after_the_request_was_served(self) -> None:
+        self.h.ok("POST", "/_rekey/faults", {"operation": "iam:CreateAccessKey", "kind": "garbled"})
+        before = self.keys_of("admin")
+        with self.assertRaises(Exception) as ctx:
+            client(self.h, "iam").create_access_key(UserName="admin")
+        self.assertNotIsInstance(ctx.exception, ClientError, "not an AWS error: an unreadable answer")
+        after = self.keys_of("admin")
+        self.assertEqual(len(after), len(before) + 1)
+        client(self.h, "iam").delete_access_key(UserName="admin", AccessKeyId=(set(after) - set(before)).pop())
+
+    def test_empty_pages_with_a_marker_lose_nothing(self) -> None:
+        iam = client(self.h, "iam")
+        everyone = [u["UserName"] for u in iam.list_users()["Users"]]
+        self.h.ok("POST", "/_rekey/iam/empty-pages", {"count": 3})
+        pages = list(iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": 1}))
+        self.assertEqual([len(p["Users"]) for p in pages[:3]], [0, 0, 0])
+        self.assertTrue(all(p["IsTruncated"] for p in pages[:3]))
+        self.assertEqual([u["UserName"] for p in pages for u in p["Users"]], everyone)
+        for body in ({"count": -1}, {"count": 1001}, {"count": "1"}, {}, {"count": 1, "x": 1}):
+            with self.subTest(body=body):
+                self.assertEqual(self.h.control("POST", "/_rekey/iam/empty-pages", body)[0], 400)
+
     def test_bad_fault_kinds(self) -> None:
         for body in ({"operation": "iam:*", "kind": "late"}, {"operation": "iam:*", "kind": "slow"},
                      {"operation": "iam:*", "kind": "slow", "delay": 0}, {"operation": "iam:*", "kind": "slow", "delay": 301},

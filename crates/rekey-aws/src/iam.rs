@@ -208,11 +208,17 @@ pub type RequestId = Option<String>;
 impl Iam {
     /// Creates a second key for `user`. The secret exists only in the
     /// returned [`Credentials`] (zeroed on drop).
+    /// Never retried by the SDK: an attempt whose reply was lost or late may
+    /// still make a key, and a retry would make another (IAM has no
+    /// idempotency token for this call). The caller's step fails instead,
+    /// and its next try first removes the key such an attempt left.
     pub async fn create_access_key(&self, user: &UserName) -> Result<(Credentials, RequestId), AwsError> {
         let out = self
             .client
             .create_access_key()
             .user_name(user.as_str())
+            .customize()
+            .config_override(aws_sdk_iam::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled()))
             .send()
             .await
             .map_err(self.fail("iam:CreateAccessKey"))?;
@@ -292,8 +298,9 @@ pub struct UnreadableRow {
 /// Parses the credential report CSV. Columns are found by name, not
 /// position. A row that cannot be read is listed in
 /// [`CredentialReport::unreadable`] instead of failing the report; only a
-/// header without the needed columns is an error.
-pub fn parse_credential_report(csv: &[u8]) -> Result<CredentialReport, ReportError> {
+/// header without the needed columns is an error. `taken` is when IAM
+/// generated the report: a row dated after it is unreadable.
+pub fn parse_credential_report(csv: &[u8], taken: Option<Timestamp>) -> Result<CredentialReport, ReportError> {
     // Flexible: rows with unquoted commas have more fields than the header.
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(csv);
     let headers = reader.headers().map_err(|e| ReportError(e.to_string()))?.clone();
@@ -352,14 +359,27 @@ pub fn parse_credential_report(csv: &[u8]) -> Result<CredentialReport, ReportErr
             let user = user.clone().ok_or_else(|| format!("bad user name {name:?}"))?;
             let account_id = account_id.clone().ok_or_else(|| format!("bad ARN {arn:?}"))?;
             let mut keys = Vec::new();
+            // A date after the report was taken, or a status IAM does not
+            // have, is a broken row, not a fact to act on.
+            let dated = |text: &str| -> Result<Timestamp, String> {
+                let at = parse_time(text)?;
+                match taken {
+                    Some(taken) if at > taken => Err(format!("time {text:?} is after the report was generated ({taken})")),
+                    _ => Ok(at),
+                }
+            };
             for [active, rotated, used_at, service, region] in key_cols {
                 let Some(created) = known(field(rotated)) else { continue };
                 keys.push(AccessKey {
                     id: None,
-                    status: if field(active) == "true" { KeyStatus::Active } else { KeyStatus::Inactive },
-                    created_at: parse_time(&created)?,
+                    status: match field(active) {
+                        "true" => KeyStatus::Active,
+                        "false" => KeyStatus::Inactive,
+                        other => return Err(format!("key status {other:?} is neither true nor false")),
+                    },
+                    created_at: dated(&created)?,
                     last_used: LastUsed {
-                        at: known(field(used_at)).map(|t| parse_time(&t)).transpose()?,
+                        at: known(field(used_at)).map(|t| dated(&t)).transpose()?,
                         service: known(field(service)),
                         region: known(field(region)),
                     },
@@ -420,7 +440,7 @@ ci,arn:aws:iam::123456789012:user/ci/ci,2025-01-01T00:00:00+00:00,false,N/A,N/A,
 nokeys,arn:aws:iam::123456789012:user/nokeys,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n\
 moto,arn:aws:iam::123456789012:user/moto,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2026-03-01T00:00:00+00:00,2026-03-02T00:00:00+00:00,not_supported,not_supported,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n"
         );
-        let report = parse_credential_report(csv.as_bytes()).unwrap();
+        let report = parse_credential_report(csv.as_bytes(), None).unwrap();
         assert_eq!(report.root_with_active_key, Some(AccountId::new("123456789012")), "IAM.4");
         assert!(report.unreadable.is_empty());
         let users = report.users;
@@ -444,7 +464,7 @@ moto,arn:aws:iam::123456789012:user/moto,2025-01-01T00:00:00+00:00,false,N/A,N/A
     fn columns_are_found_by_name() {
         let csv = "arn,user,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service\n\
 arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:00+00:00,no_information,N/A,N/A\n";
-        let users = parse_credential_report(csv.as_bytes()).unwrap().users;
+        let users = parse_credential_report(csv.as_bytes(), None).unwrap().users;
         assert_eq!(users[0].name.as_str(), "x");
         assert_eq!(users[0].keys.len(), 1);
         assert_eq!(users[0].keys[0].last_used.at, None);
@@ -452,7 +472,7 @@ arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:0
 
     #[test]
     fn a_header_without_the_columns_is_an_error() {
-        assert!(parse_credential_report(b"user,arn\nx,arn:aws:iam::123456789012:user/x\n").is_err());
+        assert!(parse_credential_report(b"user,arn\nx,arn:aws:iam::123456789012:user/x\n", None).is_err());
     }
 
     fn row(name: &str, arn: &str, rotated: &str) -> String {
@@ -466,7 +486,7 @@ arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:0
         let quoted = row("\"a,b\"", "\"arn:aws:iam::123456789012:user/x,y/a,b\"", "2026-01-01T00:00:00+00:00");
         let plain = row("c", "arn:aws:iam::123456789012:user/c", "2026-02-01T00:00:00+00:00");
         for a_row in [bare, quoted] {
-            let report = parse_credential_report(format!("{HEADER}\n{a_row}{plain}").as_bytes()).unwrap();
+            let report = parse_credential_report(format!("{HEADER}\n{a_row}{plain}").as_bytes(), None).unwrap();
             assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
             let names: Vec<_> = report.users.iter().map(|u| u.name.as_str()).collect();
             assert_eq!(names, ["a,b", "c"]);
@@ -484,11 +504,36 @@ arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:0
             "short,arn:aws:iam::123456789012:user/short,true\n",
             row("ok", "arn:aws:iam::123456789012:user/ok", "2026-01-01T00:00:00+00:00"),
         );
-        let report = parse_credential_report(csv.as_bytes()).unwrap();
+        let report = parse_credential_report(csv.as_bytes(), None).unwrap();
         assert_eq!(report.users.len(), 1);
         assert_eq!(report.users[0].name.as_str(), "ok");
         let odd: Vec<_> = report.unreadable.iter().map(|r| (r.line, r.user.as_ref().map(UserName::as_str))).collect();
         assert_eq!(odd, [(2, Some("bad-time")), (3, None), (4, None)]);
         assert!(report.unreadable[0].problem.contains("yesterday"), "{:?}", report.unreadable[0]);
+    }
+
+    #[test]
+    fn a_row_dated_after_the_report_or_with_an_unknown_status_is_unreadable() {
+        let key = |active: &str, rotated: &str, used: &str| {
+            format!("{active},{rotated},{used},us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A")
+        };
+        let row = |name: &str, k: String| format!("{name},arn:aws:iam::123456789012:user/{name},2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,{k}\n");
+        let csv = format!(
+            "{HEADER}\n{}{}{}{}",
+            row("future", key("true", "2999-01-01T00:00:00+00:00", "N/A")),
+            row("used-later", key("true", "2026-01-01T00:00:00+00:00", "2026-12-01T00:00:00+00:00")),
+            row("perhaps", key("perhaps", "2026-01-01T00:00:00+00:00", "N/A")),
+            row("ok", key("false", "2026-01-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00")),
+        );
+        let taken: Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+        let report = parse_credential_report(csv.as_bytes(), Some(taken)).unwrap();
+        assert_eq!(report.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(report.users[0].keys[0].status, KeyStatus::Inactive);
+        let problems: Vec<_> = report.unreadable.iter().map(|r| (r.user.as_ref().unwrap().as_str(), r.problem.as_str())).collect();
+        assert!(problems[0].1.contains("after the report was generated"), "{problems:?}");
+        assert!(problems[1].1.contains("after the report was generated"), "{problems:?}");
+        assert!(problems[2].1.contains("\"perhaps\" is neither true nor false"), "{problems:?}");
+        let without_taken = parse_credential_report(csv.as_bytes(), None).unwrap();
+        assert_eq!(without_taken.users.len(), 3, "without the report's time, only the status is checked");
     }
 }

@@ -121,7 +121,7 @@ impl Fetch<'_> {
     /// through the API; one odd row never fails the account.
     async fn read_report(&self, only: &[UserName]) -> Result<Inventory, AwsError> {
         let (csv, generated_at) = self.iam.credential_report_csv().await?;
-        let report = match parse_credential_report(&csv) {
+        let report = match parse_credential_report(&csv, generated_at) {
             Ok(report) if report.unreadable.iter().all(|row| row.user.is_some()) => report,
             Ok(report) => {
                 let lines: Vec<String> = report.unreadable.iter().filter(|r| r.user.is_none()).map(|r| r.line.to_string()).collect();

@@ -714,6 +714,28 @@ fn an_odd_report_row_is_read_through_the_api() {
     assert_matches_truth(&scan, &truth, "unreadable user");
 }
 
+/// Answers that are well-formed but odd: empty pages that say more is to
+/// come, a key created in the future, a status IAM does not have. Read
+/// right or named, never a panic.
+#[test]
+fn odd_answers_are_read_right_or_named() {
+    let emu = mixed();
+    let truth = emu.truth();
+    emu.empty_iam_pages(3);
+    let run = rekey(Some(&emu), &["scan", "--source", "api", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_matches_truth(&run.json(), &truth, "empty pages");
+
+    emu.override_report_cell("ops,legacy", "access_key_1_last_rotated", "2999-01-01T00:00:00+00:00");
+    emu.override_report_cell("svc=ci", "access_key_1_active", "perhaps");
+    let run = rekey(Some(&emu), &["scan", "--source", "credential-report", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let scan = run.json();
+    let warnings = messages(&scan["warnings"]);
+    assert!(warnings.contains("\"ops,legacy\"") && warnings.contains("\"svc=ci\""), "both rows are named: {warnings}");
+    assert_matches_truth(&scan, &truth, "future date and unknown status, read through the API");
+}
+
 // ---------------------------------------------------------------------------
 // Issue 7: output that fits, and a closed pipe.
 // ---------------------------------------------------------------------------

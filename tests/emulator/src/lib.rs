@@ -140,6 +140,12 @@ impl Emulator {
         self.request("POST", "/_rekey/faults", Some(fault));
     }
 
+    /// The next `count` pages of IAM's paged user lists come back empty,
+    /// with a marker to the same place, as IAM may answer.
+    pub fn empty_iam_pages(&self, count: u32) {
+        self.request("POST", "/_rekey/iam/empty-pages", Some(&serde_json::json!({"count": count})));
+    }
+
     /// Like [`Emulator::inject_fault`], for requests acting in `account` only.
     pub fn inject_fault_in(&self, account: &str, operation: &str, code: &str, status: u16, count: u32) {
         let fault = serde_json::json!({
