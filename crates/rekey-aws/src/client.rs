@@ -95,6 +95,7 @@ impl Clients {
     pub fn iam(&self) -> aws_sdk_iam::Client {
         let config = aws_sdk_iam::config::Builder::from(&self.config)
             .retry_classifier(RefusedIsFinal)
+            .interceptor(WholeXmlAnswer)
             .interceptor(self.calls.clone())
             .interceptor(self.clock.clone())
             .build();
@@ -109,7 +110,11 @@ impl Clients {
 
     /// STS with `config`'s credentials (the caller's, or a key under test).
     pub fn sts(&self, credentials: Option<aws_credential_types::Credentials>) -> aws_sdk_sts::Client {
-        let mut config = aws_sdk_sts::config::Builder::from(&self.config).retry_classifier(RefusedIsFinal).interceptor(self.calls.clone()).interceptor(self.clock.clone());
+        let mut config = aws_sdk_sts::config::Builder::from(&self.config)
+            .retry_classifier(RefusedIsFinal)
+            .interceptor(WholeXmlAnswer)
+            .interceptor(self.calls.clone())
+            .interceptor(self.clock.clone());
         if let Some(credentials) = credentials {
             config = config.credentials_provider(credentials);
         }
@@ -192,6 +197,48 @@ impl ClassifyRetry for RefusedIsFinal {
     fn priority(&self) -> RetryClassifierPriority {
         RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
     }
+}
+
+/// IAM and STS answer in XML, and the SDK's reader takes a document cut
+/// short (a proxy or a connection that dropped mid-answer under a matching
+/// `Content-Length`) for a whole one: half a `ListUsers` page would read as
+/// fewer users. An answer must close the element it opens.
+#[derive(Debug, Clone, Copy)]
+pub struct WholeXmlAnswer;
+
+impl Intercept for WholeXmlAnswer {
+    fn name(&self) -> &'static str {
+        "rekey::WholeXmlAnswer"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        match context.response().body().bytes() {
+            Some(body) if !closes_its_root(body) => Err("the answer was cut short (its XML document does not end)".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether an XML document ends by closing the element it starts with.
+fn closes_its_root(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    let mut rest = text.trim_start();
+    // Skip the declaration, comments and processing instructions.
+    while let Some(after) = rest.strip_prefix("<?").or_else(|| rest.strip_prefix("<!")) {
+        match after.find('>') {
+            Some(end) => rest = after[end + 1..].trim_start(),
+            None => return false,
+        }
+    }
+    let Some(open) = rest.strip_prefix('<') else { return false };
+    let name: String = open.chars().take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/').collect();
+    let trimmed = text.trim_end();
+    !name.is_empty() && (trimmed.ends_with(&format!("</{name}>")) || (open[name.len()..].trim_start().starts_with("/>") && trimmed.ends_with("/>")))
 }
 
 /// Counts HTTP requests (retries included) by `service:Operation`, and
@@ -303,6 +350,17 @@ mod tests {
         };
         assert_eq!(verdict(std::io::ErrorKind::ConnectionRefused), RetryAction::RetryForbidden);
         assert_eq!(verdict(std::io::ErrorKind::ConnectionReset), RetryAction::NoActionIndicated);
+    }
+
+    #[test]
+    fn an_xml_answer_must_close_its_root() {
+        let whole = "<?xml version=\"1.0\"?>\n<ListUsersResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ListUsersResult><Users><member><UserName>a</UserName></member></Users></ListUsersResult></ListUsersResponse>\n";
+        assert!(closes_its_root(whole.as_bytes()));
+        assert!(closes_its_root(b"<Empty/>"));
+        for cut in [whole.len() / 2, whole.len() - 3, 10, 0] {
+            assert!(!closes_its_root(&whole.as_bytes()[..cut]), "cut at {cut}");
+        }
+        assert!(!closes_its_root(b"<A><B></B>"), "another element's end is not the root's");
     }
 
     #[test]
