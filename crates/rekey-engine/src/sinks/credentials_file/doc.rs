@@ -85,7 +85,7 @@ impl Doc {
         for key in &KEYS[2..] {
             self.put(profile, key, &[])?;
         }
-        self.expect(profile, [Some(id.to_owned()), Some(secret.to_owned()), None, None])
+        self.check_values(profile, [Some(id.to_owned()), Some(secret.to_owned()), None, None])
     }
 
     /// `profile`'s key lines, in file order under its header: a credentials
@@ -121,11 +121,11 @@ impl Doc {
         if old.is_none() {
             self.remove_section_if_empty(profile)?;
         }
-        self.expect(profile, wanted)
+        self.check_values(profile, wanted)
     }
 
     /// Refuses an edit that did not give `profile` the values meant.
-    fn expect(&self, profile: &str, wanted: [Option<String>; 4]) -> Result<()> {
+    fn check_values(&self, profile: &str, wanted: [Option<String>; 4]) -> Result<()> {
         if self.values(profile)? == wanted {
             Ok(())
         } else {
