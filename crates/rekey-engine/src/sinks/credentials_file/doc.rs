@@ -190,10 +190,11 @@ impl Doc {
 
     /// The lines of each of [`KEYS`] in `profile`, if the profile exists.
     pub(super) fn entries(&self, profile: &str) -> Result<Option<[Vec<usize>; 4]>> {
-        // configparser gives every profile the keys of its [DEFAULT] section.
+        // configparser gives every profile the keys of its [DEFAULT] section,
+        // also a profile rekey adds, and a key of it that breaks one breaks all.
         if let Some(sec) = self.section(DEFAULT_SECTION)? {
-            if let Some(key) = KEYS.into_iter().find(|key| self.entry(&sec, DEFAULT_SECTION, key).is_ok_and(|l| !l.is_empty())) {
-                return Err(CredentialsFileError::DefaultSection { path: self.path.clone(), key });
+            if let Some(Kind::Entry { key, .. }) = sec.map(|i| &self.kinds[i]).find(|k| matches!(k, Kind::Entry { .. })) {
+                return Err(CredentialsFileError::DefaultSection { path: self.path.clone(), key: key.clone() });
             }
         }
         let Some(sec) = self.section(profile)? else {

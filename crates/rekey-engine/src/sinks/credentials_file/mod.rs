@@ -43,7 +43,7 @@ pub enum CredentialsFileError {
     #[error("profile [{profile}] in {} sets {key} twice (lines {first} and {second}); rekey will not guess which one counts", path.display())]
     DuplicateKey { path: PathBuf, profile: String, key: &'static str, first: usize, second: usize },
     #[error("the [DEFAULT] section of {} sets {key}, which Python's configparser (the AWS CLI's) gives to every profile; rekey will not edit this file", path.display())]
-    DefaultSection { path: PathBuf, key: &'static str },
+    DefaultSection { path: PathBuf, key: String },
     #[error("rekey could not rewrite profile [{profile}] of {} without changing what it means (unusual indentation?); the file was left unchanged", path.display())]
     Unsafe { path: PathBuf, profile: String },
 }

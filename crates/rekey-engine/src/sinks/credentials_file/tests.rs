@@ -562,8 +562,13 @@ fn keys_in_the_default_section_are_refused() {
     let original = "[DEFAULT]\naws_session_token = tok\n[app]\naws_access_key_id = AKIAOLD\naws_secret_access_key = old\n";
     let (_dir, path) = setup(Some(original), 0o600);
     let err = deliver(&path, "app", &new_creds()).unwrap_err();
-    assert!(matches!(err, CredentialsFileError::DefaultSection { key: "aws_session_token", .. }), "{err}");
+    assert!(matches!(&err, CredentialsFileError::DefaultSection { key, .. } if key == "aws_session_token"), "{err}");
     assert_eq!(read(&path), original);
     let err = check(&path, "DEFAULT").unwrap_err();
     assert!(matches!(err, CredentialsFileError::InvalidProfile { .. }), "{err}");
+    // Any key: a new profile would get this broken nested value, and botocore then reads no profile at all.
+    let original = "[DEFAULT]\noutput:\n  z = 6\n  no-equals\n";
+    let (_dir, path) = setup(Some(original), 0o600);
+    assert!(matches!(deliver(&path, "new", &new_creds()), Err(CredentialsFileError::DefaultSection { .. })));
+    assert_eq!(read(&path), original);
 }
