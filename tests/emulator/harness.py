@@ -1771,6 +1771,19 @@ ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Acti
 ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}  # AWS allows it to every caller, even with a Deny
 
 
+def install_iam_wildcards() -> None:
+    """IAM's wildcards in moto's policy evaluation: `*` any run, `?` any one
+    character, everything else literal (moto turns only `*` into a regex and
+    leaves `?` and `.` to regex rules)."""
+    from moto.iam.access_control import IAMPolicyStatement
+
+    def match(pattern: str, string: str) -> re.Match[str] | None:
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        return re.match(f"^{regex}$", string, re.DOTALL)
+
+    IAMPolicyStatement._match = staticmethod(match)
+
+
 def create_admin() -> tuple[str, str]:
     """The user whose key the tests' own requests (seeding, the AWS CLI as an
     admin) sign with when authorization is on: every action allowed."""
@@ -2362,7 +2375,10 @@ def main(argv: list[str] | None = None) -> int:
             if verbose:
                 super().log_request(*a, **k)
 
-    admin = create_admin() if args.iam_auth else None
+    admin = None
+    if args.iam_auth:
+        install_iam_wildcards()
+        admin = create_admin()
     app = Harness(DomainDispatcherApplication(create_backend_app), as_of, args.max_age_days, args.warn_within_days,
                   iam_auth=args.iam_auth)
     app.verbose = verbose

@@ -93,7 +93,7 @@ class IamAuthTest(unittest.TestCase):
     def test_statements_scoped_to_the_user_parameter_secret_and_topic(self) -> None:
         self.allow((["iam:CreateAccessKey", "iam:DeleteAccessKey"], ["arn:aws:iam::*:user/app"]),
                    (["ssm:GetParameter"], [f"arn:aws:ssm:*:{ACCOUNT}:parameter/app/aws"]),
-                   (["secretsmanager:DescribeSecret"], [f"arn:aws:secretsmanager:*:{ACCOUNT}:secret:app/aws-*"]),
+                   (["secretsmanager:DescribeSecret"], [f"arn:aws:secretsmanager:*:{ACCOUNT}:secret:app/aws-??????"]),
                    (["sns:Publish"], [TOPIC]))
         iam = client(self.h, "iam", self.op)
         key = iam.create_access_key(UserName="app")["AccessKey"]["AccessKeyId"]
@@ -109,6 +109,9 @@ class IamAuthTest(unittest.TestCase):
                     "ssm:PutParameter", f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/app/aws")
         sm = client(self.h, "secretsmanager", self.op)
         sm.describe_secret(SecretId="app/aws")
+        # `?` is one character: app/aws-?????? is not app/aws-prod-AbCdEf.
+        other = client(self.h, "secretsmanager", self.admin).create_secret(Name="app/aws-prod", SecretString="{}")
+        self.denied(lambda: sm.describe_secret(SecretId="app/aws-prod"), "secretsmanager:DescribeSecret", other["ARN"])
         self.denied(lambda: sm.get_secret_value(SecretId="app/aws"), "secretsmanager:GetSecretValue",
                     self.secret_arn)
         client(self.h, "sns", self.op).publish(TopicArn=TOPIC, Message="hello")
