@@ -1831,7 +1831,8 @@ def request_resources(info: RequestInfo, params: dict, account: str) -> list[str
     if service == "iam" and params.get("RoleName"):
         return [f"arn:aws:iam::{account}:role/{params['RoleName']}"]
     if service == "ssm" and isinstance(params.get("Name"), str):
-        return [f"arn:aws:ssm:{region}:{account}:parameter/{params['Name'].lstrip('/')}"]
+        name = params["Name"].split(":", 1)[0]  # a version or label selector (NAME:2) is not in the ARN
+        return [f"arn:aws:ssm:{region}:{account}:parameter/{name.lstrip('/')}"]
     if service == "secretsmanager" and isinstance(params.get("SecretId"), str):
         return [secret_arn(account, region, params["SecretId"])]
     if service == "sns" and params.get("TopicArn"):
