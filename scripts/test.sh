@@ -11,6 +11,8 @@ source scripts/venv.sh
 scripts/install-test-deps.sh
 status=0
 cargo test --workspace --locked --no-fail-fast || status=$?
+# Every unwrap/expect outside tests is a commented invariant.
+scripts/check-unwrap.sh || status=$?
 # After the build, which fetched every crate: no network needed here.
 cargo deny --offline check licenses bans sources || status=$?
 python -m unittest discover -s tests/emulator -p 'test_*.py' || status=$?

@@ -255,11 +255,13 @@ struct Counts {
 impl CallCounter {
     /// Requests by operation, retries included.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        // invariant: a poisoned lock means a thread already panicked
         self.0.lock().expect("counter lock").requests.clone()
     }
 
     /// Retried requests by operation (throttling, timeouts, 5xx).
     pub fn retries(&self) -> BTreeMap<String, u64> {
+        // invariant: a poisoned lock means a thread already panicked
         self.0.lock().expect("counter lock").retries.clone()
     }
 }
@@ -278,6 +280,7 @@ impl Intercept for CallCounter {
         if let Some(meta) = cfg.load::<Metadata>() {
             let name = format!("{}:{}", meta.service().to_lowercase(), meta.name());
             let retry = cfg.load::<RequestAttempts>().is_some_and(|a| a.attempts() > 1);
+            // invariant: a poisoned lock means a thread already panicked
             let mut counts = self.0.lock().expect("counter lock");
             if retry {
                 *counts.retries.entry(name.clone()).or_default() += 1;
@@ -300,6 +303,7 @@ const PRECISION: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 impl AwsClock {
     /// Zero until AWS has answered once.
     pub fn offset(&self) -> jiff::SignedDuration {
+        // invariant: a poisoned lock means a thread already panicked
         self.0.lock().expect("clock lock").unwrap_or_default()
     }
 
@@ -310,6 +314,7 @@ impl AwsClock {
             // The header has whole seconds and the answer took time to
             // arrive: within that precision the clocks agree.
             let offset = if offset.abs() <= PRECISION { jiff::SignedDuration::ZERO } else { offset.round(jiff::Unit::Second).unwrap_or_default() };
+            // invariant: a poisoned lock means a thread already panicked
             *self.0.lock().expect("clock lock") = Some(offset);
         }
     }

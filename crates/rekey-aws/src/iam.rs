@@ -536,4 +536,235 @@ arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:0
         let without_taken = parse_credential_report(csv.as_bytes(), None).unwrap();
         assert_eq!(without_taken.users.len(), 3, "without the report's time, only the status is checked");
     }
+
+    /// Property tests (`PROPTEST_CASES` cases each; bench/fuzz.sh runs 10⁶):
+    /// hostile bytes never panic, generated reports in either of IAM's styles
+    /// read back as built, and a report cut anywhere reads a correct prefix.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::{select, Index};
+
+        /// How a report spells "unknown" (IAM, moto, or an empty field).
+        const UNKNOWN: [&str; 4] = ["N/A", "not_supported", "no_information", ""];
+
+        /// What rows are made of, to build odd ones from.
+        const ROW_PIECES: [&str; 16] =
+            [",", "\"", "\n", "\r", " ", "a", "0", "/", ":", "arn:", "arn:aws:iam::123456789012:user/", "true", "N/A", "<root_account>", "2026-01-01T00:00:00+00:00", "\u{e9}"];
+
+        #[derive(Debug, Clone)]
+        enum Cell<T> {
+            Known(T),
+            Unknown(&'static str),
+        }
+
+        impl<T: Clone> Cell<T> {
+            fn known(&self) -> Option<T> {
+                match self {
+                    Cell::Known(v) => Some(v.clone()),
+                    Cell::Unknown(_) => None,
+                }
+            }
+        }
+
+        fn cell<T: Clone + std::fmt::Debug>(known: impl Strategy<Value = T>) -> impl Strategy<Value = Cell<T>> {
+            prop_oneof![3 => known.prop_map(Cell::Known), 1 => select(UNKNOWN.as_slice()).prop_map(Cell::Unknown)]
+        }
+
+        /// Year 1 to 9999, as IAM writes times: long past or far future.
+        fn time() -> impl Strategy<Value = Timestamp> {
+            (-62_135_596_800i64..=253_402_300_799).prop_map(|s| Timestamp::from_second(s).unwrap())
+        }
+
+        fn time_text(cell: &Cell<Timestamp>) -> String {
+            match cell {
+                Cell::Known(t) => t.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+                Cell::Unknown(u) => (*u).to_owned(),
+            }
+        }
+
+        fn word_text(cell: &Cell<String>) -> String {
+            match cell {
+                Cell::Known(w) => w.clone(),
+                Cell::Unknown(u) => (*u).to_owned(),
+            }
+        }
+
+        /// One access-key slot of a row; no key when `rotated` is unknown.
+        #[derive(Debug, Clone)]
+        struct Slot {
+            active: bool,
+            rotated: Cell<Timestamp>,
+            used_at: Cell<Timestamp>,
+            service: Cell<String>,
+            region: Cell<String>,
+        }
+
+        fn slot() -> impl Strategy<Value = Slot> {
+            (any::<bool>(), cell(time()), cell(time()), cell("[a-z0-9-]{1,12}"), cell("[a-z0-9-]{1,14}"))
+                .prop_map(|(active, rotated, used_at, service, region)| Slot { active, rotated, used_at, service, region })
+        }
+
+        #[derive(Debug, Clone)]
+        struct Row {
+            /// Any IAM user name, commas included.
+            name: String,
+            /// An IAM path, commas included.
+            path: String,
+            account: String,
+            slots: [Slot; 2],
+        }
+
+        fn row() -> impl Strategy<Value = Row> {
+            ("[A-Za-z0-9+=,.@_-]{1,64}", "/([A-Za-z0-9,._-]{1,8}/){0,2}", "[0-9]{12}", slot(), slot())
+                .prop_map(|(name, path, account, a, b)| Row { name, path, account, slots: [a, b] })
+        }
+
+        impl Row {
+            fn arn(&self) -> String {
+                format!("arn:aws:iam::{}:user{}{}", self.account, self.path, self.name)
+            }
+
+            /// The 22 fields in the order of [`HEADER`].
+            fn fields(&self) -> Vec<String> {
+                let mut fields = vec![self.name.clone(), self.arn(), "2020-01-01T00:00:00+00:00".into()];
+                fields.extend(["false", "N/A", "N/A", "N/A", "false"].map(String::from));
+                for s in &self.slots {
+                    fields.push(s.active.to_string());
+                    fields.push(time_text(&s.rotated));
+                    fields.push(time_text(&s.used_at));
+                    fields.push(word_text(&s.region));
+                    fields.push(word_text(&s.service));
+                }
+                fields.extend(["false", "N/A", "false", "N/A"].map(String::from));
+                fields
+            }
+
+            fn user(&self) -> User {
+                let keys = self
+                    .slots
+                    .iter()
+                    .filter_map(|s| {
+                        Some(AccessKey {
+                            id: None,
+                            status: if s.active { KeyStatus::Active } else { KeyStatus::Inactive },
+                            created_at: s.rotated.known()?,
+                            last_used: LastUsed { at: s.used_at.known(), service: s.service.known(), region: s.region.known() },
+                        })
+                    })
+                    .collect();
+                User { account_id: AccountId::new(&self.account), name: UserName::new(&self.name), arn: self.arn(), tags: None, keys }
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        struct Report {
+            /// IAM sometimes quotes every field, sometimes none.
+            quoted: bool,
+            quoted_header: bool,
+            eol: &'static str,
+            final_eol: bool,
+            /// The root user's row, if any: its account and whether its key is active.
+            root: Option<(String, bool)>,
+            rows: Vec<Row>,
+        }
+
+        fn report() -> impl Strategy<Value = Report> {
+            (
+                any::<bool>(),
+                any::<bool>(),
+                select(["\n", "\r\n"].as_slice()),
+                any::<bool>(),
+                proptest::option::of(("[0-9]{12}", any::<bool>())),
+                prop::collection::vec(row(), 0..6),
+            )
+                .prop_map(|(quoted, quoted_header, eol, final_eol, root, rows)| Report { quoted, quoted_header, eol, final_eol, root, rows })
+        }
+
+        impl Report {
+            fn text(&self) -> String {
+                let line = |fields: Vec<String>, quoted: bool| {
+                    let fields: Vec<String> = fields.into_iter().map(|f| if quoted { format!("\"{f}\"") } else { f }).collect();
+                    fields.join(",")
+                };
+                let mut lines = vec![line(HEADER.split(',').map(String::from).collect(), self.quoted_header)];
+                if let Some((account, active)) = &self.root {
+                    let mut fields = Row { name: String::new(), path: String::new(), account: account.clone(), slots: Default::default() }.fields();
+                    fields[0] = "<root_account>".into();
+                    fields[1] = format!("arn:aws:iam::{account}:root");
+                    fields[8] = active.to_string();
+                    lines.push(line(fields, self.quoted));
+                }
+                lines.extend(self.rows.iter().map(|r| line(r.fields(), self.quoted)));
+                let mut text = lines.join(self.eol);
+                if self.final_eol {
+                    text.push_str(self.eol);
+                }
+                text
+            }
+
+            fn users(&self) -> Vec<User> {
+                self.rows.iter().map(Row::user).collect()
+            }
+
+            fn root_with_active_key(&self) -> Option<AccountId> {
+                self.root.as_ref().filter(|(_, active)| *active).map(|(account, _)| AccountId::new(account))
+            }
+        }
+
+        impl Default for Slot {
+            fn default() -> Self {
+                let (time, word) = (Cell::Unknown("N/A"), Cell::Unknown("N/A"));
+                Slot { active: false, rotated: time.clone(), used_at: time, service: word.clone(), region: word }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+                let _ = parse_credential_report(&bytes, None);
+            }
+
+            #[test]
+            fn arbitrary_rows_under_a_good_header_never_panic(pieces in prop::collection::vec(select(ROW_PIECES.as_slice()), 0..200)) {
+                let _ = parse_credential_report(format!("{HEADER}\n{}", pieces.concat()).as_bytes(), None);
+            }
+
+            #[test]
+            fn mutated_reports_never_panic(report in report(), edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..8)) {
+                let mut bytes = report.text().into_bytes();
+                for (at, byte) in edits {
+                    let at = at.index(bytes.len() + 1);
+                    match byte % 3 {
+                        0 => bytes.insert(at, byte),
+                        1 if at < bytes.len() => { bytes.remove(at); }
+                        _ if at < bytes.len() => bytes[at] = byte,
+                        _ => bytes.push(byte),
+                    }
+                }
+                let _ = parse_credential_report(&bytes, None);
+            }
+
+            #[test]
+            fn well_formed_reports_read_as_built(report in report()) {
+                let parsed = parse_credential_report(report.text().as_bytes(), None).unwrap();
+                prop_assert_eq!(&parsed.unreadable, &[]);
+                prop_assert_eq!(parsed.users, report.users());
+                prop_assert_eq!(parsed.root_with_active_key, report.root_with_active_key());
+            }
+
+            #[test]
+            fn a_cut_report_reads_a_correct_prefix_or_fails(report in report(), cut in any::<Index>()) {
+                let text = report.text();
+                let cut = cut.index(text.len() + 1);
+                if let Ok(parsed) = parse_credential_report(&text.as_bytes()[..cut], None) {
+                    let users = report.users();
+                    prop_assert!(users.starts_with(&parsed.users), "cut at {}: {:?}", cut, parsed.users);
+                    prop_assert!(parsed.unreadable.len() <= 1, "only the cut row: {:?}", parsed.unreadable);
+                    let root = parsed.root_with_active_key;
+                    prop_assert!(root.is_none() || root == report.root_with_active_key());
+                }
+            }
+        }
+    }
 }

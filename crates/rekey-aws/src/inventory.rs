@@ -139,6 +139,7 @@ impl Fetch<'_> {
 
         let mut odd = Vec::new();
         for row in report.unreadable {
+            // invariant: rows without a user sent the report to the API above
             let name = row.user.expect("rows without a user were handled above");
             if wanted(&name) {
                 let message = format!("line {} of the credential report could not be read ({}); read through the API", row.line, row.problem);

@@ -95,6 +95,7 @@ impl fmt::Display for Duration {
     /// In the largest unit that holds it exactly, as people write limits:
     /// `90d`, `36h` (not `1d12h`), `15m`, `0s`. Parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // invariant: the last unit, 1 s, divides everything
         let (name, unit) = UNITS.iter().find(|(_, unit)| self.secs.is_multiple_of(*unit)).expect("seconds divide everything");
         write!(f, "{}{}", self.secs / unit, name)
     }

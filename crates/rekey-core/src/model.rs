@@ -165,6 +165,7 @@ impl User {
 
 /// Truncates to whole seconds, the precision every source shares.
 pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    // invariant: a valid timestamp truncated to the second stays valid
     Timestamp::from_second(t.as_second()).expect("a valid timestamp truncated stays valid")
 }
 

@@ -37,6 +37,7 @@ pub enum Audit {
 impl Audit {
     /// The event name and its detail, as the store keeps them.
     pub fn split(&self) -> (String, serde_json::Value) {
+        // invariant: our own types, with string keys, always serialize
         let mut value = serde_json::to_value(self).expect("audit events serialize");
         let name = value.as_object_mut().and_then(|o| o.remove("event")).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         (name, value)

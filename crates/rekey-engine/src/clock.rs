@@ -28,12 +28,14 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: jiff::SignedDuration) {
+        // invariant: a poisoned lock means a thread already panicked
         *self.0.lock().expect("clock lock") += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
+        // invariant: a poisoned lock means a thread already panicked
         *self.0.lock().expect("clock lock")
     }
 }

@@ -52,6 +52,7 @@ pub async fn run(command: &[String], env: &Env, input: Option<&[u8]>, timeout: D
         // A command that exits without reading its input is its own business.
         let _ = stdin.write_all(input).await;
     }
+    // invariant: stderr was set to piped above
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let outcome = tokio::time::timeout(timeout, async {
         let mut err = Vec::new();

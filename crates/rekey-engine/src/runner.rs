@@ -73,7 +73,9 @@ impl Rotation {
     }
 
     fn encode(&mut self) {
+        // invariant: our own types, with string keys, always serialize
         self.record.plan = serde_json::to_value(&self.plan).expect("plans serialize");
+        // invariant: our own types, with string keys, always serialize
         self.record.progress = serde_json::to_value(&self.progress).expect("progress serializes");
     }
 
@@ -344,6 +346,7 @@ impl<'a> Engine<'a> {
         r.progress.waiting_for = None;
         r.record.blocked_reason = reason.clone();
         self.note(r, Audit::Transition { reason: reason.clone() }, None);
+        // invariant: note() just pushed a line
         let line = self.notes.last_mut().expect("just noted");
         line.event = format!("stage_{}", event.name());
         (line.from_stage, line.to_stage) = (Some(from.stage), Some(to.stage));
@@ -540,7 +543,8 @@ impl<'a> Engine<'a> {
     /// or about to be: a person decides. Otherwise nobody ever had it: delete
     /// it and create another.
     async fn secret_lost(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        let new = r.new_key().expect("a key to deliver");
+        // A stored record may lack it (damaged by hand): refuse, not panic.
+        let Some(new) = r.new_key() else { return Err(r.refuse("it is delivering a new key but records none")) };
         let handed_out: Vec<String> = r
             .progress
             .attempted
@@ -630,8 +634,8 @@ impl<'a> Engine<'a> {
     /// `baseline`.
     async fn old_key_use(&mut self, r: &mut Rotation, baseline: Timestamp) -> Result<Option<Timestamp>, EngineError> {
         let used = self.keys.last_used(&r.old_key()).await?;
-        if drain::used_after(&r.plan.timings, baseline, used.at) {
-            let seen = SeenUse { at: used.at.expect("a use"), service: used.service, region: used.region };
+        if let Some(at) = used.at.filter(|&at| drain::used_after(&r.plan.timings, baseline, Some(at))) {
+            let seen = SeenUse { at, service: used.service, region: used.region };
             if r.progress.used_after_delivery.as_ref() != Some(&seen) {
                 self.note(r, Audit::OldKeyUsedAfterDelivery { at: seen.at, service: seen.service.clone(), region: seen.region.clone() }, None);
                 r.progress.used_after_delivery = Some(seen);
@@ -879,9 +883,9 @@ impl<'a> Engine<'a> {
                     Some(until) => drain::used_after(&t, until, used),
                     None => used.is_some(),
                 };
-                if used_by_others {
+                if let (true, Some(at)) = (used_by_others, used) {
                     let request_id = self.keys.set_status(&r.user(), new, KeyStatus::Inactive).await?;
-                    let because = format!("used at {} by something other than rekey's verification", used.expect("a use"));
+                    let because = format!("used at {at} by something other than rekey's verification");
                     self.note(r, Audit::DeactivatedNewKey { key: new.to_string(), because }, request_id);
                     let now = self.aws_now();
                     r.progress.new_key_deactivated_at = Some(now);
@@ -1000,7 +1004,9 @@ impl<'a> Engine<'a> {
             stage: Stage::Planned,
             came_from: None,
             blocked_reason: None,
+            // invariant: our own types, with string keys, always serialize
             plan: serde_json::to_value(p).expect("plans serialize"),
+            // invariant: our own types, with string keys, always serialize
             progress: serde_json::to_value(Progress::default()).expect("progress serializes"),
             started_at: now,
             updated_at: now,

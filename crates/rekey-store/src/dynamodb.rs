@@ -427,10 +427,12 @@ impl DynamoStore {
     }
 
     fn put(&self, item: Attrs, condition: Option<&str>) -> Put {
+        // invariant: the builder's required fields are all set here
         Put::builder().table_name(&self.table).set_item(Some(item)).set_condition_expression(condition.map(str::to_owned)).build().expect("table and item are set")
     }
 
     fn delete(&self, key: Attrs) -> Delete {
+        // invariant: the builder's required fields are all set here
         Delete::builder().table_name(&self.table).set_key(Some(key)).build().expect("table and key are set")
     }
 
@@ -443,6 +445,7 @@ impl DynamoStore {
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.values())
             .build()
+            // invariant: the builder's required fields are all set here
             .expect("table, key and expression are set")
     }
 
@@ -667,11 +670,14 @@ impl DynamoStore {
                 let mut create = self.client.create_table().table_name(&self.table).billing_mode(BillingMode::PayPerRequest);
                 for (name, kind) in KEY_ATTRIBUTES {
                     let kind = if kind == "S" { ScalarAttributeType::S } else { ScalarAttributeType::N };
+                    // invariant: the builder's required fields are all set here
                     create = create.attribute_definitions(AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().expect("name and type"));
                 }
                 let schema = |hash: &str, range: &str| {
                     vec![
+                        // invariant: the builder's required fields are all set here
                         KeySchemaElement::builder().attribute_name(hash).key_type(KeyType::Hash).build().expect("name and type"),
+                        // invariant: the builder's required fields are all set here
                         KeySchemaElement::builder().attribute_name(range).key_type(KeyType::Range).build().expect("name and type"),
                     ]
                 };
@@ -686,6 +692,7 @@ impl DynamoStore {
                         .set_key_schema(Some(schema(index.hash, index.range)))
                         .projection(projection)
                         .build()
+                        // invariant: the builder's required fields are all set here
                         .expect("name, schema and projection");
                     create = create.global_secondary_indexes(gsi);
                 }
@@ -694,11 +701,13 @@ impl DynamoStore {
             }
         };
         let arn = self.wait_active().await?;
+        // invariant: the builder's required fields are all set here
         let ttl = TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL_ATTRIBUTE).build().expect("enabled and name");
         let ttl_now = self.client.describe_time_to_live().table_name(&self.table).send().await.map_err(|e| self.fail("dynamodb:DescribeTimeToLive", e))?;
         if ttl_now.time_to_live_description.and_then(|d| d.attribute_name).as_deref() != Some(TTL_ATTRIBUTE) {
             self.client.update_time_to_live().table_name(&self.table).time_to_live_specification(ttl).send().await.map_err(|e| self.fail("dynamodb:UpdateTimeToLive", e))?;
         }
+        // invariant: the builder's required fields are all set here
         let pitr = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().expect("enabled");
         self.client
             .update_continuous_backups()
@@ -797,6 +806,7 @@ impl DynamoStore {
         let ids: std::collections::BTreeSet<&str> = audit.iter().filter_map(|a| a.rotation_id.as_deref()).collect();
         ids.into_iter()
             .map(|id| {
+                // invariant: the builder's required fields are all set here
                 let check = ConditionCheck::builder().table_name(&self.table).set_key(Some(rotation_key(id))).condition_expression("attribute_exists(pk)").build().expect("table, key, condition");
                 Write::Item { write: Box::new(TransactWriteItem::builder().condition_check(check).build()), refused: Refusal::NoSuchRotation(id.to_owned()) }
             })
@@ -818,6 +828,7 @@ impl DynamoStore {
 
     async fn batch_put(&self, items: Vec<Attrs>) -> Result<()> {
         for chunk in items.chunks(25) {
+            // invariant: the builder's required fields are all set here
             let mut requests: Vec<WriteRequest> = chunk.iter().map(|i| WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(i.clone())).build().expect("item")).build()).collect();
             for attempt in 0..10u64 {
                 let out = self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(|e| self.fail("dynamodb:BatchWriteItem", e))?;

@@ -476,6 +476,7 @@ impl When {
     pub fn ahead_of(self, now: jiff::Timestamp) -> jiff::Timestamp {
         match self {
             When::At(at) => at,
+            // invariant: a SignedDuration has no calendar units, the only failure
             When::Within(d) => now.saturating_add(d.to_signed()).expect("a duration, not a calendar span"),
         }
     }
@@ -483,6 +484,7 @@ impl When {
     pub fn back_from(self, now: jiff::Timestamp) -> jiff::Timestamp {
         match self {
             When::At(at) => at,
+            // invariant: a SignedDuration has no calendar units, the only failure
             When::Within(d) => now.saturating_sub(d.to_signed()).expect("a duration, not a calendar span"),
         }
     }
@@ -611,6 +613,7 @@ impl AsOf {
     pub fn resolve(self, now: jiff::Timestamp) -> jiff::Timestamp {
         match self {
             AsOf::At(at) => at,
+            // invariant: a SignedDuration has no calendar units, the only failure
             AsOf::Ago(ago) => now.saturating_sub(ago.to_signed()).expect("a duration, not a calendar span"),
         }
     }

@@ -215,6 +215,7 @@ fn next_head<'u>(queue: &mut VecDeque<&'u FindingUpdate>) -> Option<Head<'u>> {
     let first = queue.pop_front()?;
     let mut head = Head { seqs: vec![first.seq], last: first };
     while head.last.update.workflow.is_none() && queue.front().is_some_and(|next| next.update.workflow.is_none()) {
+        // invariant: front() was just Some
         head.last = queue.pop_front().expect("just seen");
         head.seqs.push(head.last.seq);
     }

@@ -85,7 +85,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Rollback(args) => commands::confirm::cancel(args, false, &settings, term).await,
             C::Abort(args) => commands::confirm::cancel(args, true, &settings, term).await,
             C::History(args) => commands::history::run(args, &settings).await,
-            C::Policy => commands::policy::run(&settings),
+            C::Policy => commands::policy::run(&settings).await,
             C::State(command) => commands::state::run(command, &settings, term).await,
             C::Completions(_) | C::Man => unreachable!("answered before settings are loaded"),
         }

@@ -461,4 +461,62 @@ concurrency = 16
         let e = error_of("[[target]]\nuser = \"u\"\n");
         assert!(e.contains("deliver"), "{e}");
     }
+
+    /// Property tests (`PROPTEST_CASES` cases each; bench/fuzz.sh runs 10⁶):
+    /// any text, and near-valid configs built from edge values of the known
+    /// keys, load or fail with a message, never panic; valid values are kept.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        const DURATIONS: [&str; 10] = ["90d", "0s", "1d12h", "-1d", "", "5x", "250000000000s", "250000000001s", "99999999999999999999d", "30m"];
+        const ACCOUNTS: [&str; 4] = ["123456789012", "12", "12345678901a", ""];
+        const SINKS: [&str; 6] = [
+            r#"{ type = "credentials-file", path = "/etc/app/credentials", profile = "app" }"#,
+            r#"{ type = "ssm", name = "/aws/x" }"#,
+            r#"{ type = "exec", command = [] }"#,
+            r#"{ type = "manual" }"#,
+            r#"{ type = "secretsmanager", secret_id = "" }"#,
+            r#"{ type = "nope" }"#,
+        ];
+        const VERIFIERS: [&str; 4] = [r#"{ type = "sts" }"#, r#"{ type = "http", url = "ftp://x" }"#, r#"{ type = "exec", command = ["x"], env = { "A=B" = "c" } }"#, r#"{ type = "manual" }"#];
+
+        /// A config: [policy] and [rotation] durations, [org] concurrency, one target.
+        fn config() -> impl Strategy<Value = (String, String, String, i64, String, String)> {
+            (select(DURATIONS.as_slice()), select(DURATIONS.as_slice()), select(DURATIONS.as_slice()), -1i64..40, select(ACCOUNTS.as_slice()), select(SINKS.as_slice()))
+                .prop_map(|(a, b, c, n, acct, sink)| (a.into(), b.into(), c.into(), n, acct.into(), sink.into()))
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_loads_or_fails_with_a_message(text in "(\\PC|\n|\\[|\\]|=|\"){0,200}") {
+                if let Err(e) = ConfigFile::parse(&text) {
+                    prop_assert!(!e.to_string().trim().is_empty());
+                }
+            }
+
+            #[test]
+            fn near_valid_configs_load_as_written_or_fail_with_a_message(
+                (max_age, grace, verify, concurrency, account, sink) in config(),
+                verifier in select(VERIFIERS.as_slice()),
+                user in "[A-Za-z0-9+=,.@_ -]{0,66}",
+            ) {
+                let text = format!(
+                    "[policy]\nmax_age = \"{max_age}\"\n[rotation]\ngrace = \"{grace}\"\nverify_timeout = \"{verify}\"\n[org]\nconcurrency = {concurrency}\n\n[[target]]\nuser = \"{user}\"\naccount = \"{account}\"\ndeliver = [{sink}]\nverify = [{verifier}]\n"
+                );
+                match ConfigFile::parse(&text) {
+                    Err(e) => prop_assert!(!e.to_string().trim().is_empty()),
+                    Ok(c) => {
+                        prop_assert_eq!(c.policy.max_age, max_age.parse().ok());
+                        prop_assert_eq!(c.rotation.grace, grace.parse().ok());
+                        prop_assert_eq!(c.rotation.verify_timeout.map(|d| d.to_string()), verify.parse::<Duration>().ok().map(|d| d.to_string()));
+                        prop_assert_eq!(c.org.concurrency.map(|n| n.get() as i64), Some(concurrency));
+                        prop_assert_eq!(c.targets[0].user.as_str(), user.as_str());
+                        prop_assert_eq!(c.targets[0].account.as_ref().map(|a| a.as_str()), Some(account.as_str()));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -124,6 +124,7 @@ pub fn render(mut columns: Vec<Column>, reductions: &[&str], width: usize, colou
         }));
     }
     for (i, (c, _)) in kept.iter().enumerate() {
+        // invariant: the table has a column per header, set above
         let column = t.column_mut(i).expect("a column per header");
         column.set_padding((0, GAP as u16));
         if c.wrap_min.is_none() {

@@ -39,6 +39,7 @@ impl Terminal {
     /// Accounts scanned, keys seen and accounts failed, on stderr.
     pub fn accounts_progress(&self, total: usize) -> AccountsProgress {
         let bar = if self.show_progress { ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+        // invariant: a constant template
         bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} accounts, {msg}").expect("a valid template"));
         let progress = AccountsProgress { bar, keys: Default::default(), failed: Default::default() };
         progress.show_counts();
@@ -129,6 +130,7 @@ impl rekey_aws::Progress for Progress {
     fn begin(&self, what: &str, total: u64) {
         self.0.set_style(
             ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} users")
+                // invariant: a constant template
                 .expect("a valid template"),
         );
         self.0.set_message(what.to_owned());

@@ -22,6 +22,8 @@ pub struct Emulator {
     child: Child,
     pub endpoint: String,
     pub account_id: String,
+    /// With IAM authorization on: the admin user's key, which [`Emulator::env`] hands out.
+    admin: Option<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -33,22 +35,29 @@ pub fn scenarios_dir() -> PathBuf {
 impl Emulator {
     /// An emulator with no users.
     pub fn empty() -> Emulator {
-        Emulator::start(None, None)
+        Emulator::start(None, None, false)
     }
 
     /// Seeds a scenario given as JSON (see the harness README for the format).
     pub fn with_scenario(scenario: &Value) -> Emulator {
-        Emulator::start(Some(scenario), None)
+        Emulator::start(Some(scenario), None, false)
+    }
+
+    /// A scenario with IAM authorization enforced (`harness.py --iam-auth`):
+    /// every request is allowed only by its caller's policies. [`Emulator::env`]
+    /// then signs as an admin user allowed everything.
+    pub fn with_iam_auth(scenario: &Value) -> Emulator {
+        Emulator::start(Some(scenario), None, true)
     }
 
     /// Seeds a scenario file, with `as_of` overriding the file's.
     pub fn with_scenario_file(path: &Path, as_of: Option<&str>) -> Emulator {
         let scenario: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read scenario"))
             .expect("scenario is JSON");
-        Emulator::start(Some(&scenario), as_of)
+        Emulator::start(Some(&scenario), as_of, false)
     }
 
-    fn start(scenario: Option<&Value>, as_of: Option<&str>) -> Emulator {
+    fn start(scenario: Option<&Value>, as_of: Option<&str>, iam_auth: bool) -> Emulator {
         let dir = tempfile::tempdir().expect("temp dir");
         let ready = dir.path().join("ready.json");
         let log = std::fs::File::create(dir.path().join("harness.log")).expect("log file");
@@ -66,6 +75,9 @@ impl Emulator {
         }
         if let Some(as_of) = as_of {
             cmd.arg("--as-of").arg(as_of);
+        }
+        if iam_auth {
+            cmd.arg("--iam-auth");
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -92,6 +104,7 @@ impl Emulator {
             child,
             endpoint: info["endpoint"].as_str().expect("endpoint").to_owned(),
             account_id: info["account_id"].as_str().unwrap_or("123456789012").to_owned(),
+            admin: info["admin_access_key_id"].as_str().map(|id| (id.to_owned(), info["admin_secret_access_key"].as_str().expect("admin secret").to_owned())),
             dir,
         }
     }
@@ -104,11 +117,13 @@ impl Emulator {
 
     /// Environment for a process that should talk to this emulator, and to
     /// nothing else (no instance metadata lookups).
+    /// With IAM authorization on, it signs as the admin user.
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        let (id, secret) = self.admin.clone().unwrap_or((ACCESS_KEY_ID.into(), SECRET_ACCESS_KEY.into()));
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+            ("AWS_ACCESS_KEY_ID", id),
+            ("AWS_SECRET_ACCESS_KEY", secret),
             ("AWS_REGION", REGION.into()),
             ("AWS_DEFAULT_REGION", REGION.into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),

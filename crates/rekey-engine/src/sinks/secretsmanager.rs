@@ -30,12 +30,15 @@ impl DeliverySink for SecretsManagerSink<'_> {
         true
     }
 
+    /// Reading the value too finds a denied `GetSecretValue` (or KMS
+    /// decrypt) before any AWS change.
     async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
-        if SecretsManager::new(ctx.clients).exists(self.secret_id).await? {
-            Ok(())
-        } else {
-            Err(SinkError::SecretNotFound { secret_id: self.secret_id.to_owned() })
+        let sm = SecretsManager::new(ctx.clients);
+        if !sm.exists(self.secret_id).await? {
+            return Err(SinkError::SecretNotFound { secret_id: self.secret_id.to_owned() });
         }
+        sm.get(self.secret_id, CURRENT).await?;
+        Ok(())
     }
 
     async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError> {

@@ -83,8 +83,13 @@ impl DeliverySink for SsmSink<'_> {
         true
     }
 
-    /// The names were checked when the config was read.
-    async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {
+    /// The names were checked when the config was read; reading each
+    /// parameter now finds a denied `ssm:GetParameter` before any AWS change.
+    async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {
+        let ps = ParameterStore::new(ctx.clients);
+        for name in self.write_order() {
+            ps.get(name, None).await?;
+        }
         Ok(())
     }
 

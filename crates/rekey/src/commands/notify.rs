@@ -124,6 +124,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
         tell_problems(&report, term);
         return Ok(if report.errors.is_empty() { 0 } else { 2 });
     }
+    // invariant: the store is None only in a dry run, which returned above
     let store = store.as_ref().expect("opened unless a dry run");
     let mirror = settings.file.securityhub.enabled;
     let sns = Sns::new(&clients);

@@ -15,6 +15,8 @@ const SECRET: &str = "aws_secret_access_key";
 /// The keys rekey owns in a profile. botocore reads a session token under
 /// either of the last two names; with a long-term key it breaks signing.
 const KEYS: [&str; 4] = [KEY_ID, SECRET, "aws_session_token", "aws_security_token"];
+/// configparser's section of defaults for every other one: no profile to the AWS CLI.
+const DEFAULT_SECTION: &str = "DEFAULT";
 
 /// What a line is, under configparser's rules.
 #[derive(Clone, PartialEq)]
@@ -37,19 +39,31 @@ pub(super) struct Doc {
     kinds: Vec<Kind>,
     /// The file's line ending, used for the lines rekey writes.
     eol: &'static str,
+    /// Whether the text ends with a line ending (an empty one counts as
+    /// ending with one). Every line in `lines` has one; `text` takes the
+    /// last one off again if the file had none, whatever lines were edited.
+    final_eol: bool,
 }
 
 impl Doc {
     pub(super) fn new(path: &Path, text: String) -> Result<Doc> {
-        let lines: Vec<String> = text.split_inclusive('\n').map(String::from).collect();
+        let mut lines: Vec<String> = text.split_inclusive('\n').map(String::from).collect();
         let eol = if lines.first().is_some_and(|l| l.ends_with("\r\n")) { "\r\n" } else { "\n" };
-        let mut doc = Doc { path: path.to_owned(), lines, kinds: Vec::new(), eol };
+        let final_eol = text.is_empty() || text.ends_with('\n');
+        if let Some(last) = lines.last_mut().filter(|_| !final_eol) {
+            last.push_str(eol);
+        }
+        let mut doc = Doc { path: path.to_owned(), lines, kinds: Vec::new(), eol, final_eol };
         doc.rescan()?;
         Ok(doc)
     }
 
     pub(super) fn text(&self) -> String {
-        self.lines.concat()
+        let text = self.lines.concat();
+        match self.final_eol {
+            true => text,
+            false => content(&text).to_owned(),
+        }
     }
 
     /// Puts `creds` into `profile`: replaces its key lines in place (adding
@@ -71,7 +85,7 @@ impl Doc {
         for key in &KEYS[2..] {
             self.put(profile, key, &[])?;
         }
-        self.expect(profile, [Some(id.to_owned()), Some(secret.to_owned()), None, None])
+        self.check_values(profile, [Some(id.to_owned()), Some(secret.to_owned()), None, None])
     }
 
     /// `profile`'s key lines, in file order under its header: a credentials
@@ -107,11 +121,11 @@ impl Doc {
         if old.is_none() {
             self.remove_section_if_empty(profile)?;
         }
-        self.expect(profile, wanted)
+        self.check_values(profile, wanted)
     }
 
     /// Refuses an edit that did not give `profile` the values meant.
-    fn expect(&self, profile: &str, wanted: [Option<String>; 4]) -> Result<()> {
+    fn check_values(&self, profile: &str, wanted: [Option<String>; 4]) -> Result<()> {
         if self.values(profile)? == wanted {
             Ok(())
         } else {
@@ -176,6 +190,13 @@ impl Doc {
 
     /// The lines of each of [`KEYS`] in `profile`, if the profile exists.
     pub(super) fn entries(&self, profile: &str) -> Result<Option<[Vec<usize>; 4]>> {
+        // configparser gives every profile the keys of its [DEFAULT] section,
+        // also a profile rekey adds, and a key of it that breaks one breaks all.
+        if let Some(sec) = self.section(DEFAULT_SECTION)? {
+            if let Some(Kind::Entry { key, .. }) = sec.map(|i| &self.kinds[i]).find(|k| matches!(k, Kind::Entry { .. })) {
+                return Err(CredentialsFileError::DefaultSection { path: self.path.clone(), key: key.clone() });
+            }
+        }
         let Some(sec) = self.section(profile)? else {
             return Ok(None);
         };
@@ -186,16 +207,20 @@ impl Doc {
         Ok(Some(out))
     }
 
-    /// The values of [`KEYS`] in `profile`, as the AWS CLI reads them.
+    /// The values of [`KEYS`] in `profile`, as the AWS CLI reads them:
+    /// a value's blank lines count, up to its last continuation line.
     pub(super) fn values(&self, profile: &str) -> Result<[Option<String>; 4]> {
         let entries = self.entries(profile)?.unwrap_or_default();
         Ok(entries.map(|lines| {
-            let (&head, rest) = lines.split_first()?;
+            let (&head, &last) = (lines.first()?, lines.last()?);
             let (_, value) = split_key(content(&self.lines[head]))?;
             let mut value = value.trim().to_owned();
-            for &i in rest {
-                value.push('\n');
-                value.push_str(content(&self.lines[i]).trim());
+            for i in head + 1..=last {
+                let text = content(&self.lines[i]).trim();
+                if lines.contains(&i) || text.is_empty() {
+                    value.push('\n');
+                    value.push_str(text);
+                }
             }
             Some(value)
         }))
@@ -263,27 +288,12 @@ impl Doc {
         Ok(())
     }
 
-    /// Inserts a line at `i`. At the end of a file lacking a final newline,
-    /// the new line becomes the one lacking it, so that property is kept.
     fn insert(&mut self, i: usize, text: &str) {
-        let at_end = i == self.lines.len();
-        match self.lines.last_mut() {
-            Some(last) if at_end && !last.ends_with('\n') => {
-                last.push_str(self.eol);
-                self.lines.push(text.to_owned());
-            }
-            _ => self.lines.insert(i, format!("{text}{}", self.eol)),
-        }
+        self.lines.insert(i, format!("{text}{}", self.eol));
     }
 
-    /// Removes line `i`, keeping a missing final newline missing (see `insert`).
     fn remove(&mut self, i: usize) {
-        let line = self.lines.remove(i);
-        if i == self.lines.len() && !line.ends_with('\n') {
-            if let Some(last) = self.lines.last_mut() {
-                last.truncate(content(last).len());
-            }
-        }
+        self.lines.remove(i);
     }
 }
 
@@ -298,8 +308,15 @@ fn scan(lines: &[String]) -> std::result::Result<Vec<Kind>, (usize, &'static str
     let mut open: Option<(String, usize)> = None;
     for (i, line) in lines.iter().enumerate() {
         let text = content(line);
+        // Python reads a lone carriage return as a line break, and some
+        // control characters as spaces: such a file could mean one thing to
+        // rekey and another to the AWS CLI.
+        if text.contains(|c: char| c.is_control() && c != '\t') {
+            return Err((i + 1, "a control character (other than tab) inside a line"));
+        }
         let trimmed = text.trim();
-        let indent = text.len() - text.trim_start().len();
+        // In characters, as Python counts it.
+        let indent = text.chars().take_while(|c| c.is_whitespace()).count();
         let kind = if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
             Kind::Filler
         } else if let Some((key, _)) = open.as_ref().filter(|(_, at)| indent > *at) {
@@ -325,11 +342,12 @@ fn scan(lines: &[String]) -> std::result::Result<Vec<Kind>, (usize, &'static str
     Ok(kinds)
 }
 
-/// The name of a `[name]` header line (trimmed), as configparser's `\[(.+)\]`.
+/// The name of a `[name]` header line, as configparser's `\[(.+)\]`: not
+/// trimmed, so `[ x ]` is profile " x " to the AWS CLI, not "x".
 fn header(trimmed: &str) -> Option<&str> {
     let inner = trimmed.strip_prefix('[')?;
     let end = inner.rfind(']').filter(|&end| end > 0)?;
-    Some(inner[..end].trim())
+    Some(&inner[..end])
 }
 
 /// Splits a key line into the part up to and including its delimiter, and the rest.
@@ -346,7 +364,7 @@ fn content(line: &str) -> &str {
 
 pub(super) fn valid_profile(profile: &str) -> Result<()> {
     let bad = |c: char| c.is_control() || c == '[' || c == ']';
-    if profile.is_empty() || profile.trim() != profile || profile.contains(bad) {
+    if profile.is_empty() || profile.trim() != profile || profile.contains(bad) || profile == DEFAULT_SECTION {
         return Err(CredentialsFileError::InvalidProfile { profile: profile.to_owned() });
     }
     Ok(())

@@ -104,6 +104,7 @@ impl Place {
     }
 
     fn temp_prefix(&self) -> OsString {
+        // invariant: a sidecar is a name joined to a directory
         self.sidecar("rekey-tmp-").file_name().expect("a file name").to_owned()
     }
 

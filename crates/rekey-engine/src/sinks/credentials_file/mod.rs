@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsFileError {
-    #[error("profile name {profile:?} cannot be used in a credentials file: it must be non-empty, without surrounding spaces, brackets or line breaks")]
+    #[error("profile name {profile:?} cannot be used in a credentials file: it must be non-empty, without surrounding spaces, brackets or line breaks, and not DEFAULT (the defaults of every profile)")]
     InvalidProfile { profile: String },
     #[error("the {what} to deliver into profile [{profile}] of {} is empty, has surrounding spaces or spans several lines", path.display())]
     InvalidValue { path: PathBuf, profile: String, what: &'static str },
@@ -48,6 +48,8 @@ pub enum CredentialsFileError {
     DuplicateProfile { path: PathBuf, profile: String, first: usize, second: usize },
     #[error("profile [{profile}] in {} sets {key} twice (lines {first} and {second}); rekey will not guess which one counts", path.display())]
     DuplicateKey { path: PathBuf, profile: String, key: &'static str, first: usize, second: usize },
+    #[error("the [DEFAULT] section of {} sets {key}, which Python's configparser (the AWS CLI's) gives to every profile; rekey will not edit this file", path.display())]
+    DefaultSection { path: PathBuf, key: String },
     #[error("rekey could not rewrite profile [{profile}] of {} without changing what it means (unusual indentation?); the file was left unchanged", path.display())]
     Unsafe { path: PathBuf, profile: String },
 }
@@ -247,3 +249,5 @@ impl DeliverySink for CredentialsFile<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod properties;

@@ -4,7 +4,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use tempfile::TempDir;
 
 /// Comments, blank lines, three profiles, odd spacing, extra keys, a
-/// header with inner spaces and no final newline.
+/// header with trailing spaces and no final newline.
 const ORIGINAL: &str = "\
 # managed by hand
 ; second comment style
@@ -21,7 +21,7 @@ aws_access_key_id = AKIAOLDAPP
 aws_secret_access_key = oldAppSecret
 output = json
 
-[ other ]
+[other]  
 aws_access_key_id = AKIAOTHER
 aws_secret_access_key = otherSecret";
 
@@ -531,11 +531,11 @@ fn check_rejects_a_directory_and_bad_files() {
     let err = check(&path, "app").unwrap_err();
     assert!(matches!(err, CredentialsFileError::Syntax { line: 3, .. }), "{err}");
 
-    let (_dir, path) = setup(Some("[app]\nk = v\n[ app ]\nk = w\n"), 0o600);
+    let (_dir, path) = setup(Some("[app]\nk = v\n[app]  \nk = w\n"), 0o600);
     let err = check(&path, "app").unwrap_err();
     assert!(matches!(err, CredentialsFileError::DuplicateProfile { first: 1, second: 3, .. }), "{err}");
     assert!(matches!(deliver(&path, "app", &new_creds()), Err(CredentialsFileError::DuplicateProfile { .. })));
-    assert_eq!(read(&path), "[app]\nk = v\n[ app ]\nk = w\n");
+    assert_eq!(read(&path), "[app]\nk = v\n[app]  \nk = w\n");
 
     let err = check(&path, "bad]name").unwrap_err();
     assert!(matches!(err, CredentialsFileError::InvalidProfile { .. }), "{err}");
@@ -573,4 +573,51 @@ fn errors_never_show_secrets() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("wJalr") && shown.contains("secret access key"), "{shown}");
     assert!(!path.exists());
+}
+
+// Found by the property tests (properties.rs), each read differently by botocore before the fix.
+
+#[test]
+fn a_header_with_inner_spaces_is_another_profile() {
+    // configparser does not trim `[ other ]`: the AWS CLI calls it " other ".
+    let original = "[ other ]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = otherSecret\n";
+    let (_dir, path) = setup(Some(original), 0o600);
+    assert_eq!(read_back(&path, "other").unwrap(), None);
+    deliver(&path, "other", &new_creds()).unwrap();
+    assert_eq!(read(&path), format!("{original}[other]\naws_access_key_id = AKIANEW\naws_secret_access_key = newSecret\n"));
+}
+
+#[test]
+fn control_characters_are_refused() {
+    // Python splits lines at a lone carriage return, and reads \x1c as a space.
+    for odd in ["\r", "\u{1c}"] {
+        let original = format!("[app]\naws_access_key_id = AKIAOLD{odd}[b]\naws_secret_access_key = old\n");
+        let (_dir, path) = setup(Some(&original), 0o600);
+        let err = deliver(&path, "app", &new_creds()).unwrap_err();
+        assert!(matches!(err, CredentialsFileError::Syntax { line: 2, .. }), "{err}");
+        assert_eq!(read(&path), original);
+    }
+}
+
+#[test]
+fn blank_lines_inside_a_value_count() {
+    let (_dir, path) = setup(Some("[app]\naws_access_key_id = AKIAOLD\naws_secret_access_key = a\n\n  b\n"), 0o600);
+    assert_eq!(read_back(&path, "app").unwrap(), Some(creds("AKIAOLD", "a\n\nb")));
+}
+
+#[test]
+fn keys_in_the_default_section_are_refused() {
+    // configparser gives [DEFAULT]'s keys to every profile.
+    let original = "[DEFAULT]\naws_session_token = tok\n[app]\naws_access_key_id = AKIAOLD\naws_secret_access_key = old\n";
+    let (_dir, path) = setup(Some(original), 0o600);
+    let err = deliver(&path, "app", &new_creds()).unwrap_err();
+    assert!(matches!(&err, CredentialsFileError::DefaultSection { key, .. } if key == "aws_session_token"), "{err}");
+    assert_eq!(read(&path), original);
+    let err = check(&path, "DEFAULT").unwrap_err();
+    assert!(matches!(err, CredentialsFileError::InvalidProfile { .. }), "{err}");
+    // Any key: a new profile would get this broken nested value, and botocore then reads no profile at all.
+    let original = "[DEFAULT]\noutput:\n  z = 6\n  no-equals\n";
+    let (_dir, path) = setup(Some(original), 0o600);
+    assert!(matches!(deliver(&path, "new", &new_creds()), Err(CredentialsFileError::DefaultSection { .. })));
+    assert_eq!(read(&path), original);
 }
