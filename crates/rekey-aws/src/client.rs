@@ -93,28 +93,19 @@ impl Clients {
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
-        let config = aws_sdk_iam::config::Builder::from(&self.config)
-            .retry_classifier(RefusedIsFinal)
-            .interceptor(WholeXmlAnswer)
-            .interceptor(self.calls.clone())
-            .interceptor(self.clock.clone())
-            .build();
+        let config = common_layers!(aws_sdk_iam::config::Builder::from(&self.config), self).interceptor(self.clock.clone()).build();
         aws_sdk_iam::Client::from_conf(config)
     }
 
     /// DynamoDB, for the state store.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let config = aws_sdk_dynamodb::config::Builder::from(&self.config).retry_classifier(RefusedIsFinal).interceptor(self.calls.clone()).interceptor(self.clock.clone()).build();
+        let config = common_layers!(aws_sdk_dynamodb::config::Builder::from(&self.config), self).interceptor(self.clock.clone()).build();
         aws_sdk_dynamodb::Client::from_conf(config)
     }
 
     /// STS with `config`'s credentials (the caller's, or a key under test).
     pub fn sts(&self, credentials: Option<aws_credential_types::Credentials>) -> aws_sdk_sts::Client {
-        let mut config = aws_sdk_sts::config::Builder::from(&self.config)
-            .retry_classifier(RefusedIsFinal)
-            .interceptor(WholeXmlAnswer)
-            .interceptor(self.calls.clone())
-            .interceptor(self.clock.clone());
+        let mut config = common_layers!(aws_sdk_sts::config::Builder::from(&self.config), self).interceptor(self.clock.clone());
         if let Some(credentials) = credentials {
             config = config.credentials_provider(credentials);
         }
@@ -199,16 +190,16 @@ impl ClassifyRetry for RefusedIsFinal {
     }
 }
 
-/// IAM and STS answer in XML, and the SDK's reader takes a document cut
-/// short (a proxy or a connection that dropped mid-answer under a matching
-/// `Content-Length`) for a whole one: half a `ListUsers` page would read as
-/// fewer users. An answer must close the element it opens.
+/// The SDK's readers take an answer cut short (a proxy, or a connection
+/// that dropped mid-answer under a matching `Content-Length`) for a whole
+/// one: half a `ListUsers` page read as fewer users, half a DynamoDB
+/// `GetItem` as no item. A successful answer must be a whole document.
 #[derive(Debug, Clone, Copy)]
-pub struct WholeXmlAnswer;
+pub struct WholeAnswer;
 
-impl Intercept for WholeXmlAnswer {
+impl Intercept for WholeAnswer {
     fn name(&self) -> &'static str {
-        "rekey::WholeXmlAnswer"
+        "rekey::WholeAnswer"
     }
 
     fn read_after_deserialization(
@@ -218,16 +209,23 @@ impl Intercept for WholeXmlAnswer {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         match context.response().body().bytes() {
-            Some(body) if !closes_its_root(body) => Err("the answer was cut short (its XML document does not end)".into()),
+            Some(body) if !is_whole(body) => Err("the answer was cut short (its document does not end)".into()),
             _ => Ok(()),
         }
     }
 }
 
-/// Whether an XML document ends by closing the element it starts with.
-fn closes_its_root(body: &[u8]) -> bool {
+/// Whether a body is empty, a whole JSON document, or an XML document that
+/// closes the element it starts with.
+fn is_whole(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body);
     let mut rest = text.trim_start();
+    if rest.is_empty() {
+        return true;
+    }
+    if rest.starts_with(['{', '[']) {
+        return serde_json::from_str::<serde::de::IgnoredAny>(rest).is_ok();
+    }
     // Skip the declaration, comments and processing instructions.
     while let Some(after) = rest.strip_prefix("<?").or_else(|| rest.strip_prefix("<!")) {
         match after.find('>') {
@@ -240,6 +238,18 @@ fn closes_its_root(body: &[u8]) -> bool {
     let trimmed = text.trim_end();
     !name.is_empty() && (trimmed.ends_with(&format!("</{name}>")) || (open[name.len()..].trim_start().starts_with("/>") && trimmed.ends_with("/>")))
 }
+
+/// What every client gets, whatever its service: a refused connection is
+/// final, a cut-short answer is an error, and its requests are counted.
+macro_rules! common_layers {
+    ($builder:expr, $clients:expr) => {
+        $builder
+            .retry_classifier($crate::client::RefusedIsFinal)
+            .interceptor($crate::client::WholeAnswer)
+            .interceptor($clients.calls().clone())
+    };
+}
+pub(crate) use common_layers;
 
 /// Counts HTTP requests (retries included) by `service:Operation`, and
 /// retries alone, so `--verbose` can show what a command cost.
@@ -358,14 +368,19 @@ mod tests {
     }
 
     #[test]
-    fn an_xml_answer_must_close_its_root() {
+    fn an_answer_must_be_a_whole_document() {
         let whole = "<?xml version=\"1.0\"?>\n<ListUsersResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ListUsersResult><Users><member><UserName>a</UserName></member></Users></ListUsersResult></ListUsersResponse>\n";
-        assert!(closes_its_root(whole.as_bytes()));
-        assert!(closes_its_root(b"<Empty/>"));
-        for cut in [whole.len() / 2, whole.len() - 3, 10, 0] {
-            assert!(!closes_its_root(&whole.as_bytes()[..cut]), "cut at {cut}");
+        assert!(is_whole(whole.as_bytes()));
+        assert!(is_whole(b"<Empty/>"));
+        for cut in [whole.len() / 2, whole.len() - 3, 10] {
+            assert!(!is_whole(&whole.as_bytes()[..cut]), "cut at {cut}");
         }
-        assert!(!closes_its_root(b"<A><B></B>"), "another element's end is not the root's");
+        assert!(!is_whole(b"<A><B></B>"), "another element's end is not the root's");
+        let json = r#"{"Item": {"pk": {"S": "rotation#1"}, "stage": {"S": "draining"}}}"#;
+        assert!(is_whole(json.as_bytes()) && is_whole(b"{}") && is_whole(b"") && is_whole(b" \n"));
+        for cut in [json.len() / 2, json.len() - 1, 1] {
+            assert!(!is_whole(&json.as_bytes()[..cut]), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -70,10 +70,8 @@ impl Trail {
         let retry = aws_config::retry::RetryConfig::disabled();
         let config = aws_sdk_cloudtrail::config::Builder::from(clients.sdk_config())
             .region(aws_config::Region::new(region.to_owned()))
-            .retry_config(retry)
-            .retry_classifier(crate::client::RefusedIsFinal)
-            .interceptor(clients.calls().clone())
-            .build();
+            .retry_config(retry);
+        let config = crate::client::common_layers!(config, clients).build();
         Trail {
             client: aws_sdk_cloudtrail::Client::from_conf(config),
             endpoint: clients.endpoint(),

@@ -137,6 +137,9 @@ where
             endpoint: endpoint.to_owned(),
             detail: root_cause(&err),
         },
+        // An answer that could not be read: what was wrong with it, not the
+        // SDK's dump of the whole response.
+        SdkError::ResponseError(_) => AwsError::Unexpected { operation, detail: root_cause(&err) },
         _ => AwsError::Unexpected { operation, detail },
     }
 }

@@ -17,10 +17,7 @@ pub struct OrgAccount {
 
 /// Every account of the organization (`ListAccounts`, every page).
 pub async fn list_accounts(clients: &Clients) -> Result<Vec<OrgAccount>, AwsError> {
-    let config = aws_sdk_organizations::config::Builder::from(clients.sdk_config())
-        .retry_classifier(crate::client::RefusedIsFinal)
-        .interceptor(clients.calls().clone())
-        .build();
+    let config = crate::client::common_layers!(aws_sdk_organizations::config::Builder::from(clients.sdk_config()), clients).build();
     let client = aws_sdk_organizations::Client::from_conf(config);
     let mut accounts = Vec::new();
     let mut token = None;

@@ -19,10 +19,7 @@ pub struct SecretVersion {
 
 impl SecretsManager {
     pub fn new(clients: &Clients) -> Self {
-        let config = aws_sdk_secretsmanager::config::Builder::from(clients.sdk_config())
-            .retry_classifier(crate::client::RefusedIsFinal)
-            .interceptor(clients.calls().clone())
-            .build();
+        let config = crate::client::common_layers!(aws_sdk_secretsmanager::config::Builder::from(clients.sdk_config()), clients).build();
         SecretsManager { client: aws_sdk_secretsmanager::Client::from_conf(config), endpoint: clients.endpoint() }
     }
 
@@ -83,7 +80,7 @@ pub struct ParameterVersion {
 
 impl ParameterStore {
     pub fn new(clients: &Clients) -> Self {
-        let config = aws_sdk_ssm::config::Builder::from(clients.sdk_config()).retry_classifier(crate::client::RefusedIsFinal).interceptor(clients.calls().clone()).build();
+        let config = crate::client::common_layers!(aws_sdk_ssm::config::Builder::from(clients.sdk_config()), clients).build();
         ParameterStore { client: aws_sdk_ssm::Client::from_conf(config), endpoint: clients.endpoint() }
     }
 

@@ -54,9 +54,7 @@ pub struct Unprocessed {
 
 impl SecurityHub {
     pub fn new(clients: &Clients, region: Option<&str>) -> Self {
-        let mut config = aws_sdk_securityhub::config::Builder::from(clients.sdk_config())
-            .retry_classifier(crate::client::RefusedIsFinal)
-            .interceptor(clients.calls().clone());
+        let mut config = crate::client::common_layers!(aws_sdk_securityhub::config::Builder::from(clients.sdk_config()), clients);
         if let Some(region) = region {
             config = config.region(aws_config::Region::new(region.to_owned()));
         }

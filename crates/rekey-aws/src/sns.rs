@@ -11,9 +11,7 @@ pub struct Sns {
 
 impl Sns {
     pub fn new(clients: &Clients) -> Self {
-        let config = aws_sdk_sns::config::Builder::from(clients.sdk_config())
-            .retry_classifier(crate::client::RefusedIsFinal)
-            .interceptor(clients.calls().clone());
+        let config = crate::client::common_layers!(aws_sdk_sns::config::Builder::from(clients.sdk_config()), clients);
         Sns { client: aws_sdk_sns::Client::from_conf(config.build()), endpoint: clients.endpoint() }
     }
 

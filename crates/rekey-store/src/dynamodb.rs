@@ -423,7 +423,7 @@ impl DynamoStore {
         if e.code() == Some("ResourceNotFoundException") {
             return StoreError::Refused(format!("the DynamoDB state table {} does not exist: create it with `rekey state init` (or correct [state] table or --state)", self.table));
         }
-        StoreError::Dynamo { table: self.table.clone(), source: rekey_aws::error::classify(operation, "DynamoDB", e) }
+        StoreError::Dynamo { table: self.table.clone(), cause: rekey_aws::error::classify(operation, "DynamoDB", e) }
     }
 
     fn put(&self, item: Attrs, condition: Option<&str>) -> Put {

@@ -30,8 +30,8 @@ pub enum StoreError {
     Open { path: String, source: rusqlite::Error },
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("state store (DynamoDB table {table}): {source}")]
-    Dynamo { table: String, source: rekey_aws::AwsError },
+    #[error("state store (DynamoDB table {table}): {cause}")]
+    Dynamo { table: String, cause: rekey_aws::AwsError },
     #[error("state store: bad {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("the state store {path} was written by a newer rekey (schema {found}, this rekey knows {known})")]

@@ -118,19 +118,48 @@ fn profile_value(file: &str, key: &str) -> String {
     app.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim_start_matches([' ', '=']).trim().to_owned()).expect(key)
 }
 
-/// The stage of the rotation, if one was started.
-fn stage(rig: &Rig) -> Option<String> {
-    let run = rig.rekey(&["status", "--all", "--format", "json"]);
+/// Where the rotation's state lives: the rig's SQLite file, or a DynamoDB
+/// table in the emulator (its requests are then faulted too).
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Sqlite,
+    Dynamodb,
+}
+
+const TABLE: &str = "rekey-state";
+
+fn rekey_cmd(rig: &Rig, store: Store) -> Command {
+    match store {
+        Store::Sqlite => rig.rekey_cmd(),
+        Store::Dynamodb => {
+            let mut cmd = support::rekey_cmd(Some(&rig.emu), rig.dir.path());
+            cmd.arg("--state").arg(format!("dynamodb:{TABLE}"));
+            cmd
+        }
+    }
+}
+
+fn rekey(rig: &Rig, store: Store, args: &[&str]) -> Run {
+    rekey_cmd(rig, store).args(args).output().expect("run rekey").into()
+}
+
+/// The rotation, if one was started.
+fn rotation(rig: &Rig, store: Store) -> Option<Value> {
+    let run = rekey(rig, store, &["status", "--all", "--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let all = run.json()["rotations"].as_array().unwrap().clone();
     assert!(all.len() <= 1, "one rotation at most: {all:?}");
-    all.first().map(|r| r["stage"].as_str().unwrap().to_owned())
+    all.first().cloned()
+}
+
+fn stage(rig: &Rig, store: Store) -> Option<String> {
+    rotation(rig, store).map(|r| r["stage"].as_str().unwrap().to_owned())
 }
 
 /// What must hold whenever rekey stops, faults or not: every sink holds a
 /// key that is active (the application works), and no secret was written
 /// where rekey keeps its own files.
-fn assert_safe(rig: &Rig, case: &str, finished: bool, outputs: &[&Run]) {
+fn assert_safe(rig: &Rig, store: Store, case: &str, finished: bool, outputs: &[&Run]) {
     let keys = rig.keys();
     for (sink, key) in ["credentials file", "secret", "parameter"].iter().zip(sink_keys(rig)) {
         assert!(keys.contains(&(key.clone(), "Active".to_owned())), "{case}: the {sink} holds {key}, which is not an active key: {keys:?}");
@@ -142,19 +171,28 @@ fn assert_safe(rig: &Rig, case: &str, finished: bool, outputs: &[&Run]) {
     let secret = profile_value(&std::fs::read_to_string(rig.credentials()).unwrap(), "aws_secret_access_key");
     rig.assert_secret_nowhere(&secret, outputs);
     rig.assert_secret_nowhere(&rig.old_secret, outputs);
+    if let Store::Dynamodb = store {
+        let dump = python(rig, &format!("import boto3\nprint(boto3.client('dynamodb').scan(TableName='{TABLE}')['Items'])"), &[]);
+        assert_eq!(dump.code, 0, "{}", dump.stderr);
+        assert!(!dump.stdout.contains(&secret) && !dump.stdout.contains(&rig.old_secret), "{case}: a secret reached the table");
+    }
 }
 
 /// One case: the fault on `op`, `rekey rotate`, the checks, the fault gone,
 /// `rekey run` until completed, the checks. Returns the matrix line.
-fn case(op: &str, fault: Fault, lasting: Lasting) -> String {
-    let name = format!("{op} × {fault:?} ({lasting:?})");
+fn case(store: Store, op: &str, fault: Fault, lasting: Lasting) -> String {
+    let name = format!("{op} × {fault:?} ({lasting:?}), state in {store:?}");
     let rig = rig_with_three_sinks();
+    if let Store::Dynamodb = store {
+        let init = rekey(&rig, store, &["state", "init"]);
+        assert_eq!(init.code, 0, "{}", init.stderr);
+    }
     let count = match lasting {
         Lasting::Once => 1,
         Lasting::Outlasting => 100,
     };
     rig.emu.add_fault(&fault.body(op, count));
-    let mut cmd = rig.rekey_cmd();
+    let mut cmd = rekey_cmd(&rig, store);
     if let Lasting::Outlasting = lasting {
         cmd.env("AWS_MAX_ATTEMPTS", "2"); // the fault outlasts the retries sooner
     }
@@ -163,32 +201,33 @@ fn case(op: &str, fault: Fault, lasting: Lasting) -> String {
     if first.code == 2 {
         assert!(first.stderr.contains(op), "{name}: the error names the operation:\n{}", first.stderr);
     }
-    let stopped_at = stage(&rig).unwrap_or_else(|| "before starting".to_owned());
     rig.emu.clear_faults();
     if let Fault::Slow = fault {
         // Requests held back are served once their delay is over; let them
         // land, so that what follows does not race them.
         std::thread::sleep(std::time::Duration::from_secs(SLOW_SECS + 1));
     }
-    assert_safe(&rig, &format!("{name}, after the fault"), false, &[&first]);
+    let stopped_at = stage(&rig, store).unwrap_or_else(|| "before starting".to_owned());
+    assert_safe(&rig, store, &format!("{name}, after the fault"), false, &[&first]);
 
     let started = std::time::Instant::now();
     let mut runs = 0;
     let done = loop {
-        if stage(&rig).as_deref() == Some("completed") {
-            break rig.rotation();
+        let now = rotation(&rig, store);
+        match &now {
+            Some(r) if r["stage"] == "completed" => break r.clone(),
+            _ => assert!(started.elapsed() < LONG, "{name}: not completed after {LONG:?}: {now:?}"),
         }
-        assert!(started.elapsed() < LONG, "{name}: not completed after {LONG:?}: {:?}", stage(&rig));
         // Refused before it started, it is started again, as a person would.
-        let run = if stage(&rig).is_none() { rig.rekey(&["rotate", "--user", &rig.user, "--yes"]) } else { rig.rekey(&["run", "--once"]) };
+        let run = if now.is_none() { rekey(&rig, store, &["rotate", "--user", &rig.user, "--yes"]) } else { rekey(&rig, store, &["run", "--once"]) };
         runs += 1;
         assert_eq!(run.code, 0, "{name}: rekey run after the fault: {}", run.stderr);
     };
     let new_key = done["new_key_id"].as_str().unwrap().to_owned();
     assert_eq!(rig.keys(), [(new_key.clone(), "Active".to_owned())], "{name}: exactly one key, the new one");
     assert_eq!(sink_keys(&rig), [new_key.clone(), new_key.clone(), new_key], "{name}: every sink has the new key");
-    assert_safe(&rig, &format!("{name}, at the end"), true, &[&first]);
-    let history = rig.rekey(&["history", "--format", "json"]).json();
+    assert_safe(&rig, store, &format!("{name}, at the end"), true, &[&first]);
+    let history = rekey(&rig, store, &["history", "--format", "json"]).json();
     let noted: Vec<String> = history["events"]
         .as_array()
         .unwrap()
@@ -198,9 +237,10 @@ fn case(op: &str, fault: Fault, lasting: Lasting) -> String {
         .map(str::to_owned)
         .collect();
     let line = format!(
-        "{op:32} {:10} {:10} first exit {}, stopped {stopped_at:20} then {runs} run(s) to completed; {}",
+        "{op:32} {:10} {:10} {:8} first exit {}, stopped {stopped_at:20} then {runs} run(s) to completed; {}",
         format!("{fault:?}"),
         format!("{lasting:?}"),
+        format!("{store:?}"),
         first.code,
         if noted.is_empty() { "-".to_owned() } else { noted.join(", ") }
     );
@@ -211,7 +251,7 @@ fn case(op: &str, fault: Fault, lasting: Lasting) -> String {
 fn matrix(faults: &[(Fault, Lasting)]) {
     for op in ROTATION_OPS {
         for &(fault, lasting) in faults {
-            case(op, fault, lasting);
+            case(Store::Sqlite, op, fault, lasting);
         }
     }
 }
@@ -245,6 +285,24 @@ fn garbled_replies() {
 #[test]
 fn lost_replies() {
     matrix(&[(Fault::Lost, Lasting::Once), (Fault::Lost, Lasting::Outlasting)]);
+}
+
+/// The state in DynamoDB: every DynamoDB operation a rotation makes (found
+/// by a rotation without faults) under the faults that can leave a write
+/// done but unknown to rekey, or undone but believed done.
+#[test]
+fn dynamodb_state() {
+    let rig = rig_with_three_sinks();
+    assert_eq!(rekey(&rig, Store::Dynamodb, &["state", "init"]).code, 0);
+    rig.emu.reset_calls();
+    assert_eq!(rekey(&rig, Store::Dynamodb, &["rotate", "--user", &rig.user, "--yes"]).code, 0);
+    let ops: Vec<String> = rig.emu.calls()["by_operation"].as_object().unwrap().keys().filter(|op| op.starts_with("dynamodb:")).cloned().collect();
+    assert!(ops.len() >= 3, "{ops:?}");
+    for op in &ops {
+        for (fault, lasting) in [(Fault::Error500, Lasting::Outlasting), (Fault::Dropped, Lasting::Outlasting), (Fault::Lost, Lasting::Once), (Fault::Lost, Lasting::Outlasting), (Fault::Garbled, Lasting::Once)] {
+            case(Store::Dynamodb, op, fault, lasting);
+        }
+    }
 }
 
 /// A scan under every fault on every operation it calls (found by a scan

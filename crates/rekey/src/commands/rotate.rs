@@ -49,7 +49,14 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let started = engine.start(prepared, id.clone()).await;
     send_finding_notes(&store, settings, &accounts, term).await?;
     term.report_calls(clients.calls());
-    let rotation = store.get(&id).await?;
+    let rotation = match store.get(&id).await {
+        Ok(rotation) => rotation,
+        // Not recorded: why the start failed is the error to report.
+        Err(e) => {
+            started?;
+            return Err(e.into());
+        }
+    };
     // A failed rotation is the error to report, even if stdout closed.
     let printed = print_one(&rotation);
     started?;
