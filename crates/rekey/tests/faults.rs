@@ -1,12 +1,14 @@
 //! The fault matrix: every AWS operation a rotation calls, times every way
 //! AWS misbehaves (throttling, HTTP 500 and 503, a reply slower than rekey's
 //! request timeout, a dropped connection, a reply lost after the request
-//! succeeded, half a reply). The rotation delivers to a credentials file, a Secrets
-//! Manager secret and an SSM parameter. After the faulty command, whatever
-//! it did: no sink points at a key that is not active, the old key is still
-//! there or the new one was proven, nothing secret is stored. After the fault
-//! is gone, `rekey run` converges to exactly one key, the new one, in every
-//! sink. Each case prints a line of the matrix (`--nocapture` shows them).
+//! succeeded, half a reply). The rotation delivers to a credentials file, a
+//! Secrets Manager secret and an SSM parameter. After the faulty command,
+//! whatever it did: every sink holds an active key, no half-written file is
+//! left, no secret is in rekey's output or state. After the fault is gone,
+//! `rekey run` converges to exactly one key, the new one, in every sink. The
+//! same with the state in DynamoDB, its operations faulted; and scans, which
+//! read right or stop naming the operation. Each case prints a line of the
+//! matrix (`--nocapture` shows them).
 
 mod support;
 
@@ -14,7 +16,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use support::{Rig, Run, LONG, OTHER_PROFILE};
 
-/// What a rotation calls, in the order it first does.
+/// Every AWS operation a rotation with these sinks calls.
 const ROTATION_OPS: &[&str] = &[
     "sts:GetCallerIdentity",
     "iam:GetUser",
