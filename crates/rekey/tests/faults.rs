@@ -366,3 +366,67 @@ fn scans() {
         }
     }
 }
+
+/// The other commands that read AWS: an organization scan (Organizations,
+/// AssumeRole, then each account), `consumers` (CloudTrail) and `findings`
+/// (Security Hub). Every operation each calls, under an error, a lost reply
+/// and a cut-short answer: the same output as without the fault, or exit 2
+/// naming the operation.
+#[test]
+fn other_commands() {
+    let emu = rekey_emulator::Emulator::with_scenario_file(&rekey_emulator::scenarios_dir().join("cloudtrail-demo.json"), None);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("rekey.toml"), "[org]\nrole_name = \"OrganizationAccountAccessRole\"\n").unwrap();
+    let commands: [&[&str]; 3] = [
+        &["scan", "--org", "--format", "json", "--as-of", "2026-11-28T12:00:00Z", "--fail-on", "never"],
+        &["consumers", "--user", "ci-deployer", "--format", "json"],
+        &["findings", "--format", "json"],
+    ];
+    let rekey = |args: &[&str], env: &[(&str, &str)]| -> Run {
+        support::rekey_cmd(Some(&emu), home.path()).envs(env.iter().copied()).args(args).output().expect("run rekey").into()
+    };
+    // What a command said, without the moments it said it (a new report is
+    // generated for each run).
+    fn timeless(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                o.retain(|k, _| !k.contains("generated"));
+                o.values_mut().for_each(timeless);
+            }
+            Value::Array(a) => a.iter_mut().for_each(timeless),
+            _ => {}
+        }
+    }
+    let said = |run: &Run| -> Value {
+        let mut v = run.json();
+        timeless(&mut v);
+        v
+    };
+    for args in commands {
+        emu.reset_calls();
+        let baseline = rekey(args, &[]);
+        assert!((0..=2).contains(&baseline.code), "{args:?}: {}", baseline.stderr);
+        let ops: Vec<String> = emu.calls()["by_operation"].as_object().unwrap().keys().cloned().collect();
+        for op in &ops {
+            for (fault, lasting) in [(Fault::Error500, Lasting::Outlasting), (Fault::Lost, Lasting::Outlasting), (Fault::Garbled, Lasting::Once)] {
+                let name = format!("{} {op} × {fault:?} ({lasting:?})", args[0]);
+                emu.add_fault(&fault.body(op, if let Lasting::Once = lasting { 1 } else { 100 }));
+                emu.expire_credential_report();
+                let run = rekey(args, &[("AWS_MAX_ATTEMPTS", "2")]);
+                emu.clear_faults();
+                let outcome = if run.code == baseline.code && said(&run) == said(&baseline) {
+                    "same output"
+                } else {
+                    if run.code != 2 {
+                        let (a, b) = (said(&run), said(&baseline));
+                        let differ: Vec<_> = a.as_object().unwrap().iter().filter(|(k, v)| b.get(k.as_str()) != Some(v)).map(|(k, v)| format!("{k}: {v} vs {}", b[k.as_str()])).collect();
+                        panic!("{name}: a different answer must be an error: {differ:?}\n{}", run.stderr);
+                    }
+                    assert!(run.stderr.contains(op.as_str()), "{name}: the error names the operation:\n{}", run.stderr);
+                    "exit 2, named"
+                };
+                eprintln!("{:10} {op:36} {:10} {:10} {outcome}", args[0], format!("{fault:?}"), format!("{lasting:?}"));
+            }
+        }
+    }
+}
