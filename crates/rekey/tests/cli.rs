@@ -216,7 +216,7 @@ fn policy_covers_scan_and_each_configured_target() {
     assert_eq!(policy["Version"], "2012-10-17");
     let statements = policy["Statement"].as_array().unwrap();
     let sids: Vec<&str> = statements.iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-    assert_eq!(sids, ["RekeyScan", "RekeySecurityHubFindings", "RekeyImportFindings"], "scanning, and Security Hub unless it is off");
+    assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeySecurityHubFindings", "RekeyImportFindings"], "scanning, consumers, and Security Hub unless it is off");
     let scan_actions = statements[0]["Action"].as_array().unwrap();
     for action in ["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListUserTags"] {
         assert!(scan_actions.contains(&json!(action)), "{action}");
@@ -236,7 +236,7 @@ fn policy_covers_scan_and_each_configured_target() {
         by_sid("RekeyRotateKeys")["Resource"],
         json!(["arn:aws:iam::123456789012:user/ci", "arn:aws:iam::123456789012:user/*/ci"])
     );
-    assert_eq!(by_sid("RekeyDeliverSecretsManager")["Resource"], json!(["arn:aws:secretsmanager:*:123456789012:secret:prod/ci-*"]));
+    assert_eq!(by_sid("RekeyDeliverSecretsManager")["Resource"], json!(["arn:aws:secretsmanager:*:123456789012:secret:prod/ci-??????"]));
     assert_eq!(by_sid("RekeyDeliverParameters")["Resource"], json!(["arn:aws:ssm:*:123456789012:parameter/prod/ci"]));
 
     let topic = "arn:aws:sns:us-east-1:123456789012:key-owners";
@@ -244,10 +244,10 @@ fn policy_covers_scan_and_each_configured_target() {
     let run: Run = rekey_cmd(None, home.path()).arg("policy").output().unwrap().into();
     let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let sids: Vec<&str> = policy["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-    assert_eq!(sids, ["RekeyScan", "RekeyListOrganization", "RekeyAssumeMemberRoles", "RekeyNotifyOwners"], "no Security Hub when it is off; the org role; SNS for the topic");
-    assert_eq!(policy["Statement"][2]["Resource"], json!(["arn:aws:iam::*:role/Audit"]));
-    assert_eq!(policy["Statement"][3]["Action"], json!(["sns:Publish"]));
-    assert_eq!(policy["Statement"][3]["Resource"], json!([topic]));
+    assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeyListOrganization", "RekeyAssumeMemberRoles", "RekeyNotifyOwners"], "no Security Hub when it is off; the org role; SNS for the topic");
+    assert_eq!(policy["Statement"][3]["Resource"], json!(["arn:aws:iam::*:role/Audit"]));
+    assert_eq!(policy["Statement"][4]["Action"], json!(["sns:Publish"]));
+    assert_eq!(policy["Statement"][4]["Resource"], json!([topic]));
 
     // State in DynamoDB: the runner's actions and the setup's, on that table only.
     let run: Run = rekey_cmd(None, home.path()).args(["--state", "dynamodb:team-rekey", "policy"]).output().unwrap().into();
