@@ -358,6 +358,11 @@ pub fn parse_credential_report(csv: &[u8], taken: Option<Timestamp>) -> Result<C
         let row = || -> Result<User, String> {
             let user = user.clone().ok_or_else(|| format!("bad user name {name:?}"))?;
             let account_id = account_id.clone().ok_or_else(|| format!("bad ARN {arn:?}"))?;
+            // A row whose fields slid (a name or path with bare commas, cut
+            // short) can still have as many fields as the header.
+            if !arn.ends_with(&format!("/{name}")) {
+                return Err(format!("ARN {arn:?} is not the ARN of user {name:?}"));
+            }
             let mut keys = Vec::new();
             // A date after the report was taken, or a status IAM does not
             // have, is a broken row, not a fact to act on.
