@@ -190,10 +190,11 @@ impl ClassifyRetry for RefusedIsFinal {
     }
 }
 
-/// The SDK's readers take an answer cut short (a proxy, or a connection
-/// that dropped mid-answer under a matching `Content-Length`) for a whole
-/// one: half a `ListUsers` page read as fewer users, half a DynamoDB
-/// `GetItem` as no item. A successful answer must be a whole document.
+/// The SDK's XML reader takes an answer cut short (a proxy, or a
+/// connection that dropped mid-answer under a matching `Content-Length`)
+/// for a whole one: half a `ListUsers` page read as fewer users. Its JSON
+/// readers fail on one, but say only "Unknown: no message". A successful
+/// answer must be a whole document.
 #[derive(Debug, Clone, Copy)]
 pub struct WholeAnswer;
 
