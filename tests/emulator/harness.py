@@ -718,6 +718,19 @@ def create_account_role(account: AccountSpec, management_id: str) -> None:
         "Access from the management account (created by the rekey harness)", [], None)
 
 
+def set_role_policy(account_id: str, body: dict) -> dict:
+    """POST /_rekey/accounts/<id>/role-policy: the member role's only inline
+    policy (what an admin of that account would attach), for --iam-auth."""
+    document = body.get("document")
+    if set(body) != {"document"} or not isinstance(document, dict):
+        raise HttpError(400, "body must be {\"document\": POLICY}")
+    member = next((m for m in ORGANIZATIONS.view()["accounts"] if m.get("id") == account_id and m.get("role_name")), None)
+    if member is None:
+        raise HttpError(404, f"account {account_id} has no role in the scenario")
+    iam_backend(account_id).put_role_policy(member["role_name"], "rekey", json.dumps(document))
+    return {"account": account_id, "role_name": member["role_name"]}
+
+
 def role_exists(account_id: str, role_arn: str) -> bool:
     """Whether moto's IAM in that account has a role with exactly this ARN."""
     try:
@@ -2256,6 +2269,8 @@ class Harness:
             return ORGANIZATIONS.view()
         if len(parts) == 1 and method == "POST":
             return ORGANIZATIONS.update(account_param(parts[0]), body)
+        if len(parts) == 2 and parts[1] == "role-policy" and method == "POST":
+            return set_role_policy(account_param(parts[0]), body)
         raise HttpError(404, f"no harness endpoint {method} /_rekey/accounts/{'/'.join(parts)}")
 
     def add_fault(self, body: dict) -> dict:

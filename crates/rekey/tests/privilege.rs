@@ -397,3 +397,60 @@ fn expected(action: &str) -> (Cmd, Cmd) {
         other => panic!("no command named for {other}"),
     }
 }
+
+/// An organization scan: the caller lists the accounts and assumes the
+/// member role; the role holds the printed policy less those two actions.
+/// Either taken from the caller, or a scanning action from the role, makes
+/// the scan exit 2 naming it.
+#[test]
+fn an_organization_scan_needs_its_printed_actions_on_both_sides() {
+    const MEMBER: &str = "111111111111";
+    const ROLE: &str = "OrganizationAccountAccessRole";
+    let scenario = json!({
+        "users": [{"name": "mgmt-user", "keys": [{"age": "200d"}]}],
+        "organization": {"role_name": ROLE},
+        "accounts": [{"id": MEMBER, "name": "prod", "users": [{"name": "member-user", "keys": [{"age": "150d"}]}]}],
+    });
+    let emu = Emulator::with_iam_auth(&scenario);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rekey.toml"), format!("[securityhub]\nenabled = false\n\n[org]\nrole_name = \"{ROLE}\"\n")).unwrap();
+    aws(&emu, &["iam", "create-user", "--user-name", OPERATOR]);
+    let key = aws(&emu, &["iam", "create-access-key", "--user-name", OPERATOR]).json()["AccessKey"].clone();
+    let rekey = |args: &[&str]| -> Run {
+        rekey_cmd(Some(&emu), dir.path())
+            .env("AWS_ACCESS_KEY_ID", key["AccessKeyId"].as_str().unwrap())
+            .env("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"].as_str().unwrap())
+            .args(args)
+            .output()
+            .expect("run rekey")
+            .into()
+    };
+    let policy = rekey(&["policy"]).json();
+    let caller_only = ["organizations:ListAccounts", "sts:AssumeRole"];
+    let member_policy = actions(&policy).into_iter().filter(|a| caller_only.contains(&a.as_str())).fold(policy.clone(), |p, a| without(&p, &a));
+    let grant = |p: &Value| aws(&emu, &["iam", "put-user-policy", "--user-name", OPERATOR, "--policy-name", POLICY_NAME, "--policy-document", &p.to_string()]);
+    grant(&policy);
+    emu.set_role_policy(MEMBER, &member_policy);
+
+    let scan = &["scan", "--org", "--format", "json", "--fail-on", "never"];
+    let run = rekey(scan);
+    assert_eq!(run.code, 0, "the printed policy is enough: {}", run.stderr);
+    let users: Vec<String> = run.json()["keys"].as_array().unwrap().iter().map(|k| k["user_name"].as_str().unwrap().to_owned()).collect();
+    assert!(users.contains(&"mgmt-user".to_owned()) && users.contains(&"member-user".to_owned()), "both accounts scanned: {users:?}");
+
+    for action in caller_only {
+        grant(&without(&policy, action));
+        let run = rekey(scan);
+        assert_eq!(run.code, 2, "without {action} for the caller: {}", run.stdout);
+        assert!(run.stderr.contains(action), "without {action}: the error names it:\n{}", run.stderr);
+        grant(&policy);
+    }
+    // The report is denied to the role: the scan reads that account through the API.
+    emu.set_role_policy(MEMBER, &without(&member_policy, "iam:GenerateCredentialReport"));
+    let run = rekey(scan);
+    assert_eq!((run.code, run.json()["accounts"][1]["source"].as_str()), (0, Some("api")), "{}", run.stderr);
+    emu.set_role_policy(MEMBER, &without(&member_policy, "iam:ListAccessKeys"));
+    let run = rekey(scan);
+    assert_eq!(run.code, 2, "the member role without iam:ListAccessKeys: {}", run.stdout);
+    assert!(run.stderr.contains("iam:ListAccessKeys") && run.stderr.contains(MEMBER), "{}", run.stderr);
+}

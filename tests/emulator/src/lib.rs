@@ -161,6 +161,12 @@ impl Emulator {
         self.request("POST", "/_rekey/iam/empty-pages", Some(&serde_json::json!({"count": count})));
     }
 
+    /// The member account's role gets `document` as its only inline
+    /// policy (with IAM authorization on, it allows nothing without one).
+    pub fn set_role_policy(&self, account: &str, document: &Value) {
+        self.request("POST", &format!("/_rekey/accounts/{account}/role-policy"), Some(&serde_json::json!({"document": document})));
+    }
+
     /// Like [`Emulator::inject_fault`], for requests acting in `account` only.
     pub fn inject_fault_in(&self, account: &str, operation: &str, code: &str, status: u16, count: u32) {
         let fault = serde_json::json!({
