@@ -208,6 +208,7 @@ pub type RequestId = Option<String>;
 impl Iam {
     /// Creates a second key for `user`. The secret exists only in the
     /// returned [`Credentials`] (zeroed on drop).
+    ///
     /// Never retried by the SDK: an attempt whose reply was lost or late may
     /// still make a key, and a retry would make another (IAM has no
     /// idempotency token for this call). The caller's step fails instead,

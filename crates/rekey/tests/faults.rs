@@ -76,6 +76,16 @@ enum Lasting {
     Outlasting,
 }
 
+impl Lasting {
+    /// The harness fault's `count`.
+    fn count(self) -> u32 {
+        match self {
+            Lasting::Once => 1,
+            Lasting::Outlasting => 100,
+        }
+    }
+}
+
 /// The rig: the usual user and credentials file, plus a secret and a
 /// parameter holding the old key, all three delivered to.
 fn rig_with_three_sinks() -> Rig {
@@ -189,11 +199,7 @@ fn case(store: Store, op: &str, fault: Fault, lasting: Lasting) -> String {
         let init = rekey(&rig, store, &["state", "init"]);
         assert_eq!(init.code, 0, "{}", init.stderr);
     }
-    let count = match lasting {
-        Lasting::Once => 1,
-        Lasting::Outlasting => 100,
-    };
-    rig.emu.add_fault(&fault.body(op, count));
+    rig.emu.add_fault(&fault.body(op, lasting.count()));
     let mut cmd = rekey_cmd(&rig, store);
     if let Lasting::Outlasting = lasting {
         cmd.env("AWS_MAX_ATTEMPTS", "2"); // the fault outlasts the retries sooner
@@ -343,7 +349,7 @@ fn scans() {
         for op in &ops {
             for (fault, lasting) in faults {
                 let name = format!("scan --source {source}: {op} × {fault:?} ({lasting:?})");
-                emu.add_fault(&fault.body(op, if let Lasting::Once = lasting { 1 } else { 100 }));
+                emu.add_fault(&fault.body(op, lasting.count()));
                 emu.expire_credential_report();
                 let run = scan(&[("AWS_MAX_ATTEMPTS", "2")], source);
                 emu.clear_faults();
@@ -410,7 +416,7 @@ fn other_commands() {
         for op in &ops {
             for (fault, lasting) in [(Fault::Error500, Lasting::Outlasting), (Fault::Lost, Lasting::Outlasting), (Fault::Garbled, Lasting::Once)] {
                 let name = format!("{} {op} × {fault:?} ({lasting:?})", args[0]);
-                emu.add_fault(&fault.body(op, if let Lasting::Once = lasting { 1 } else { 100 }));
+                emu.add_fault(&fault.body(op, lasting.count()));
                 emu.expire_credential_report();
                 let run = rekey(args, &[("AWS_MAX_ATTEMPTS", "2")]);
                 emu.clear_faults();

@@ -142,15 +142,14 @@ impl Emulator {
     /// The next `count` requests of `operation` (`iam:ListUsers`, or `*`) fail
     /// with `code` (`Throttling`, `AccessDenied`, ...).
     pub fn inject_fault(&self, operation: &str, code: &str, status: u16, count: u32) {
-        let fault = serde_json::json!({
+        self.add_fault(&serde_json::json!({
             "operation": operation, "code": code, "status": status,
             "message": format!("injected {code}"), "count": count,
-        });
-        self.request("POST", "/_rekey/faults", Some(&fault));
+        }));
     }
 
-    /// Queues any fault the harness knows (`kind` error, slow, drop or
-    /// lost; see the harness README): `fault` is the request body.
+    /// Queues any fault the harness knows (`kind` error, slow, drop, lost
+    /// or garbled; see the harness README): `fault` is the request body.
     pub fn add_fault(&self, fault: &Value) {
         self.request("POST", "/_rekey/faults", Some(fault));
     }
@@ -169,11 +168,10 @@ impl Emulator {
 
     /// Like [`Emulator::inject_fault`], for requests acting in `account` only.
     pub fn inject_fault_in(&self, account: &str, operation: &str, code: &str, status: u16, count: u32) {
-        let fault = serde_json::json!({
+        self.add_fault(&serde_json::json!({
             "operation": operation, "code": code, "status": status,
             "message": format!("injected {code}"), "count": count, "account": account,
-        });
-        self.request("POST", "/_rekey/faults", Some(&fault));
+        }));
     }
 
     /// Requests the emulator served that acted in `account`.

@@ -167,7 +167,7 @@ impl Place {
         if meta.mode() & 0o002 != 0 {
             return Err(CredentialsFileError::SharedDirectory { dir: self.dir.clone() });
         }
-        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).map_err(|_| CredentialsFileError::NotAFile { path: self.path.clone() })?;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).map_err(|e| io_error("read", &self.dir, e.into()))?;
         let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
         // SAFETY: statvfs(3) fills the buffer it is given from a NUL-terminated path.
         if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
