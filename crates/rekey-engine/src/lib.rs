@@ -14,6 +14,7 @@ pub mod plan;
 mod process;
 pub mod runner;
 pub mod sinks;
+pub mod targets;
 pub mod verify;
 
 /// Test hook: `REKEY_CRASH_AFTER=<point>` kills the process (SIGKILL, no

@@ -17,6 +17,7 @@ use crate::lease::{Holder, Renewal, LEASE};
 use crate::plan::{ConsumerWatch, Plan, Progress, SeenUse};
 use rekey_core::consumers::{consumers, moves, Consumer};
 use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
+use crate::targets::{Configured, Targets};
 use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::Timestamp;
 use rekey_aws::{AwsError, Clients};
@@ -156,6 +157,8 @@ pub struct Engine<'a> {
     /// (sent later from the store's outbox, so Security Hub never blocks a step).
     pub finding_notes: bool,
     holder: Holder,
+    /// What each configured sink and verifier becomes.
+    targets: Arc<dyn Targets>,
     /// The caller's account, asked once per process.
     caller: Option<AccountId>,
     /// User ARNs (with their paths) as IAM reports them, for `sts`.
@@ -177,6 +180,7 @@ impl<'a> Engine<'a> {
             may_reveal,
             finding_notes: false,
             holder: Holder::this_process(),
+            targets: Arc::new(Configured),
             caller: None,
             arns: HashMap::new(),
             secrets: HashMap::new(),
@@ -189,6 +193,18 @@ impl<'a> Engine<'a> {
     /// each step then needs no call of its own.
     pub fn acting_in(mut self, account: AccountId) -> Self {
         self.caller = Some(account);
+        self
+    }
+
+    /// Sinks and verifiers other than the configured ones (the model test's fakes).
+    pub fn with_targets(mut self, targets: Arc<dyn Targets>) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Another holder than this process (the model test's second runner).
+    pub fn with_holder(mut self, holder: Holder) -> Self {
+        self.holder = holder;
         self
     }
 
@@ -488,7 +504,7 @@ impl<'a> Engine<'a> {
             return Ok(Some(c.clone()));
         }
         for (i, sink) in r.plan.deliver.iter().enumerate() {
-            let sink = sinks::of(sink);
+            let sink = self.targets.sink(sink);
             if !sink.readable() {
                 continue;
             }
@@ -509,7 +525,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let config = r.plan.deliver[i].clone();
-            let sink = sinks::of(&config);
+            let sink = self.targets.sink(&config);
             // A manual sink a person confirmed needs nothing more, not even the secret.
             let outcome = if confirmed && matches!(config, Sink::Manual {}) {
                 Delivered::AlreadyThere
@@ -549,7 +565,7 @@ impl<'a> Engine<'a> {
             .progress
             .attempted
             .iter()
-            .map(|&i| sinks::of(&r.plan.deliver[i]))
+            .map(|&i| self.targets.sink(&r.plan.deliver[i]))
             .filter(|s| !s.readable())
             .map(|s| s.describe())
             .collect();
@@ -589,8 +605,9 @@ impl<'a> Engine<'a> {
                 confirmed: r.progress.confirmed.contains(&stage),
                 after_deactivation: stage == Stage::VerifyingDeactivated,
             };
-            let name = verify::describe(&verifier);
-            match verify::verify(&verifier, &ctx).await {
+            let check = self.targets.verifier(&verifier);
+            let name = check.describe();
+            match check.verify(&ctx).await {
                 Verdict::Healthy => self.note(r, Audit::Verified { verifier: name, stage }, None),
                 Verdict::Undecided(why) => return blocked(why),
                 Verdict::NotNeeded(why) => self.note(r, Audit::VerificationSkipped { verifier: name, stage, why }, None),
@@ -793,7 +810,7 @@ impl<'a> Engine<'a> {
     async fn finish_sinks(&mut self, r: &Rotation) -> Result<(), EngineError> {
         for (i, config) in r.plan.deliver.iter().enumerate() {
             let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
-            sinks::of(config).finish(&self.sink_ctx(r, i), point).await?;
+            self.targets.sink(config).finish(&self.sink_ctx(r, i), point).await?;
         }
         Ok(())
     }
@@ -822,7 +839,7 @@ impl<'a> Engine<'a> {
         let mut keep_new_key = Vec::new();
         if let Some(new) = r.new_key() {
             for (i, config) in r.plan.deliver.iter().enumerate().rev() {
-                let sink = sinks::of(config);
+                let sink = self.targets.sink(config);
                 let outcome = match r.progress.restore_points.get(&i) {
                     Some(point) => sink.restore(&self.sink_ctx(r, i), &new, point).await?,
                     // Written by a rekey that kept no restore point there:
@@ -1013,8 +1030,8 @@ impl<'a> Engine<'a> {
             next_check_at: None,
         };
         let started = Audit::RotationStarted {
-            deliver: p.deliver.iter().map(|s| sinks::of(s).describe()).collect(),
-            verify: p.verify.iter().map(verify::describe).collect(),
+            deliver: p.deliver.iter().map(|s| self.targets.sink(s).describe()).collect(),
+            verify: p.verify.iter().map(|v| self.targets.verifier(v).describe()).collect(),
         };
         let (event, detail) = started.split();
         let line = AuditEntry { at: now, actor: self.actor.clone(), rotation_id: Some(id.clone()), event, from_stage: None, to_stage: Some(Stage::Planned), aws_request_id: None, detail };
@@ -1061,7 +1078,7 @@ pub async fn prepare(keys: &dyn KeyApi, clients: &Clients, may_reveal: bool, req
         sinks::of(sink).check(&ctx(i)).await?;
     }
     for verifier in &request.plan.verify {
-        verify::check(verifier).map_err(EngineError::BadRequest)?;
+        verify::of(verifier).preflight().map_err(EngineError::BadRequest)?;
     }
     Ok(Prepared { user: request.user.clone(), user_arn, account, old_key: old.id.clone(), plan: request.plan })
 }

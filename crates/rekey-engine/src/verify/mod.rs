@@ -36,44 +36,64 @@ pub enum Verdict {
 
 const RETRY_EVERY: Duration = Duration::from_millis(1000);
 
-pub fn describe(verifier: &Verifier) -> String {
-    match verifier {
-        Verifier::Sts {} => "sts GetCallerIdentity with the new key".to_owned(),
-        Verifier::Exec { command, .. } => format!("exec {}", command.join(" ")),
-        Verifier::Http { url } => format!("http {url}"),
-        Verifier::Manual {} => "manual".to_owned(),
-    }
+/// One kind of verifier: how the application is checked.
+#[async_trait::async_trait]
+pub trait Check: Send + Sync {
+    /// For plans, status and the audit log.
+    fn describe(&self) -> String;
+    /// Problems found before any AWS change (a missing program, a bad URL).
+    fn preflight(&self) -> Result<(), String>;
+    /// Retries until healthy or `ctx.timeout` runs out.
+    async fn verify(&self, ctx: &VerifyCtx<'_>) -> Verdict;
 }
 
-/// Problems found before any AWS change (a missing program, a bad URL).
-pub fn check(verifier: &Verifier) -> Result<(), String> {
-    match verifier {
-        Verifier::Exec { command, .. } if !crate::sinks::exec_available(command) => {
-            Err(format!("exec verifier: {} is not an executable file or on PATH", command[0]))
-        }
-        Verifier::Http { url } => http::parse(url).map(|_| ()).map_err(|e| format!("http verifier: {e}")),
-        _ => Ok(()),
-    }
+/// The one place a configured verifier becomes its behaviour.
+pub fn of(verifier: &Verifier) -> Box<dyn Check + '_> {
+    Box::new(Configured(verifier))
 }
 
-pub async fn verify(verifier: &Verifier, ctx: &VerifyCtx<'_>) -> Verdict {
-    let deadline = Instant::now() + ctx.timeout;
-    match verifier {
-        Verifier::Sts {} => sts(ctx, deadline).await,
-        Verifier::Exec { command, env } => {
-            retry(deadline, || async {
-                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-                match process::run(command, env, None, left, ctx.creds.map(|c| c.secret_access_key.expose())).await {
-                    Ok(done) if done.success => Ok(()),
-                    Ok(done) => Err(format!("`{}` failed: {}", command.join(" "), done.describe())),
-                    Err(e) => Err(format!("`{}` could not start: {e}", command.join(" "))),
-                }
-            })
-            .await
+struct Configured<'a>(&'a Verifier);
+
+#[async_trait::async_trait]
+impl Check for Configured<'_> {
+    fn describe(&self) -> String {
+        match self.0 {
+            Verifier::Sts {} => "sts GetCallerIdentity with the new key".to_owned(),
+            Verifier::Exec { command, .. } => format!("exec {}", command.join(" ")),
+            Verifier::Http { url } => format!("http {url}"),
+            Verifier::Manual {} => "manual".to_owned(),
         }
-        Verifier::Http { url } => retry(deadline, || http::get_ok(url, deadline)).await,
-        Verifier::Manual {} if ctx.confirmed => Verdict::Healthy,
-        Verifier::Manual {} => Verdict::Undecided("waiting for a person to verify the application and run `rekey confirm`".into()),
+    }
+
+    fn preflight(&self) -> Result<(), String> {
+        match self.0 {
+            Verifier::Exec { command, .. } if !crate::sinks::exec_available(command) => {
+                Err(format!("exec verifier: {} is not an executable file or on PATH", command[0]))
+            }
+            Verifier::Http { url } => http::parse(url).map(|_| ()).map_err(|e| format!("http verifier: {e}")),
+            _ => Ok(()),
+        }
+    }
+
+    async fn verify(&self, ctx: &VerifyCtx<'_>) -> Verdict {
+        let deadline = Instant::now() + ctx.timeout;
+        match self.0 {
+            Verifier::Sts {} => sts(ctx, deadline).await,
+            Verifier::Exec { command, env } => {
+                retry(deadline, || async {
+                    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+                    match process::run(command, env, None, left, ctx.creds.map(|c| c.secret_access_key.expose())).await {
+                        Ok(done) if done.success => Ok(()),
+                        Ok(done) => Err(format!("`{}` failed: {}", command.join(" "), done.describe())),
+                        Err(e) => Err(format!("`{}` could not start: {e}", command.join(" "))),
+                    }
+                })
+                .await
+            }
+            Verifier::Http { url } => retry(deadline, || http::get_ok(url, deadline)).await,
+            Verifier::Manual {} if ctx.confirmed => Verdict::Healthy,
+            Verifier::Manual {} => Verdict::Undecided("waiting for a person to verify the application and run `rekey confirm`".into()),
+        }
     }
 }
 

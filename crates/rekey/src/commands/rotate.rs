@@ -148,7 +148,7 @@ fn print_plan(p: &Prepared) -> std::io::Result<()> {
         steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
     }
     for v in &plan.verify {
-        steps.push(format!("verify: {} (up to {})", verify::describe(v), t.verify_timeout));
+        steps.push(format!("verify: {} (up to {})", verify::of(v).describe(), t.verify_timeout));
     }
     steps.push(format!(
         "iam:GetAccessKeyLastUsed {old}: unused for {} after delivery (wait_unused + last_used_lag); a use after delivery waits for a person (blocked after {})",
@@ -157,7 +157,7 @@ fn print_plan(p: &Prepared) -> std::io::Result<()> {
     ));
     steps.push(format!("iam:UpdateAccessKey {old} Inactive"));
     for v in &plan.verify {
-        steps.push(format!("verify again: {} (on failure: reactivate {old} at once, keep the new key, ask a person)", verify::describe(v)));
+        steps.push(format!("verify again: {} (on failure: reactivate {old} at once, keep the new key, ask a person)", verify::of(v).describe()));
     }
     steps.push(format!("wait {}, check {old} is still inactive, then iam:DeleteAccessKey {old}", t.grace));
     for (i, step) in steps.iter().enumerate() {
