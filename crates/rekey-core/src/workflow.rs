@@ -168,8 +168,10 @@ pub enum Event {
     OldKeyUsed,
     Deactivated,
     DeactivationVerified,
-    /// Verification failed after deactivation and the old key was
-    /// reactivated: a person decides (confirm drains again, or roll back).
+    /// The old key is active again after deactivation: rekey reactivated it
+    /// (a check after deactivation failed, or the new key is gone), or a
+    /// person did while it waited for deletion. A person decides: confirm
+    /// drains again (and a new grace period follows), or roll back.
     Reactivated,
     GraceElapsed,
     Deleted,
@@ -235,7 +237,9 @@ pub fn next(from: State, event: &Event) -> Result<State, IllegalTransition> {
         (S::Deactivating, E::OldKeyUsed) => to(S::Draining),
         (S::Deactivating, E::Deactivated) => to(S::VerifyingDeactivated),
         (S::VerifyingDeactivated, E::DeactivationVerified) => to(S::AwaitingDelete),
-        (S::VerifyingDeactivated, E::Reactivated) => Ok(State { stage: S::Blocked, came_from: Some(S::Draining) }),
+        (S::VerifyingDeactivated | S::AwaitingDelete | S::Deleting, E::Reactivated) => {
+            Ok(State { stage: S::Blocked, came_from: Some(S::Draining) })
+        }
         (S::AwaitingDelete, E::GraceElapsed) => to(S::Deleting),
         (S::Deleting, E::Deleted) => to(S::Completed),
         (s, E::Blocked) if s.is_working() => Ok(State { stage: S::Blocked, came_from: Some(s) }),
@@ -379,6 +383,19 @@ mod tests {
         assert_eq!(blocked, State { stage: S::Blocked, came_from: Some(S::Draining) });
         assert_eq!(next(blocked, &E::Resumed).unwrap(), State::at(S::Draining));
         assert!(next(blocked, &E::UndoDecided { abort: false }).is_ok(), "or a person rolls back");
+    }
+
+    #[test]
+    fn an_old_key_active_again_before_deletion_blocks_where_rollback_and_confirm_work() {
+        for stage in [S::VerifyingDeactivated, S::AwaitingDelete, S::Deleting] {
+            let blocked = next(State::at(stage), &E::Reactivated).unwrap();
+            assert_eq!(blocked, State { stage: S::Blocked, came_from: Some(S::Draining) }, "{stage}");
+            assert!(next(blocked, &E::UndoDecided { abort: false }).is_ok(), "rollback works from {stage}");
+            assert_eq!(next(blocked, &E::Resumed).unwrap(), State::at(S::Draining), "confirm drains again from {stage}");
+        }
+        for stage in [S::Draining, S::Deactivating, S::Completed] {
+            assert!(next(State::at(stage), &E::Reactivated).is_err(), "{stage}");
+        }
     }
 
     #[test]

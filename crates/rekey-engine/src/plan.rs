@@ -93,9 +93,14 @@ pub struct Progress {
     /// The user's key ids once preflight passed: any other key that shows up
     /// later and is not `new_key_id` was not there before this rotation.
     pub keys_at_start: Vec<String>,
-    /// Set (on AWS's clock) just before `CreateAccessKey` is called: a key
-    /// the state does not know, created after it, is this rotation's own.
+    /// Set (on AWS's clock) just before `CreateAccessKey` is called, and
+    /// cleared when AWS answers with an error (no key was made).
     pub create_attempted_at: Option<Timestamp>,
+    /// When a `CreateAccessKey` whose answer was lost (a timeout, a dropped
+    /// connection, a server error) gave up: only a key the state does not
+    /// know, created between the attempt and this, may be this rotation's
+    /// own. `None` with an attempt recorded: the process died mid-call.
+    pub create_lost_until: Option<Timestamp>,
     /// Per sink index, what `restore` goes back to, saved before the first
     /// delivery to that sink.
     #[serde(deserialize_with = "restore_points")]
@@ -113,11 +118,27 @@ pub struct Progress {
     /// When a person last confirmed a draining key's consumers were fixed:
     /// the drain window and its timeout count from here instead.
     pub drain_from: Option<Timestamp>,
+    /// When rekey deactivated the old key, saved before the call: an old
+    /// key inactive without it was deactivated by someone else, and an undo
+    /// does not re-enable it.
     pub deactivated_at: Option<Timestamp>,
-    /// An undo deactivated a new key something else used; deleted after `grace`.
+    /// The old key was already inactive when rekey came to deactivate it:
+    /// someone else's doing, which an undo does not reverse.
+    pub deactivated_outside: bool,
+    /// A check after deactivation failed (the reason): reactivating the old
+    /// key is owed, and retried before anything else.
+    pub reactivation_owed: Option<String>,
+    /// When an undo restored the sinks: the new key is deleted only once
+    /// IAM's last-used data can show who used it since (`last_used_lag`).
+    pub sinks_restored_at: Option<Timestamp>,
+    /// When an undo deactivated the new key, saved before the call, so a
+    /// crash cannot skip the wait before it is deleted.
     pub new_key_deactivated_at: Option<Timestamp>,
     /// The last use of the old key after delivery, if any.
     pub used_after_delivery: Option<SeenUse>,
+    /// Every distinct use of the old key after delivery that IAM's
+    /// last-used data showed: the consumer proof must explain each.
+    pub uses_after_delivery: Vec<SeenUse>,
     /// What CloudTrail showed of the old key's consumers since delivery,
     /// at the drain's last look (for `rekey status`).
     #[serde(default)]

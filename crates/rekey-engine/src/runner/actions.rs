@@ -1,0 +1,209 @@
+//! What a person asks of a rotation: start it, confirm, roll back, abort.
+
+use super::*;
+
+/// What `rekey rotate` asks for; [`prepare`] checks it.
+pub struct Request {
+    pub user: UserName,
+    /// The key to rotate; the oldest active key if `None`.
+    pub key: Option<AccessKeyId>,
+    /// The account the rotation must be in, if the operator said.
+    pub account: Option<AccountId>,
+    pub plan: Plan,
+}
+
+/// A request checked against AWS and the sinks, with nothing changed yet.
+pub struct Prepared {
+    pub user: UserName,
+    pub user_arn: String,
+    pub account: AccountId,
+    pub old_key: AccessKeyId,
+    pub plan: Plan,
+}
+
+impl Engine<'_> {
+    /// Runs `change` on the rotation under its lease (after the account
+    /// check), then advances it.
+    pub(super) async fn act(&mut self, id: &str, change: impl AsyncFnOnce(&mut Self, &mut Rotation) -> Result<(), EngineError>) -> Result<(), EngineError> {
+        let record = self.store.get(id).await?; // "no rotation ID" before any talk of leases
+        self.check_account(&record).await?;
+        let changed = self
+            .leased(id, async |engine: &mut Self| {
+                let mut r = Rotation::decode(engine.store.get(id).await?)?;
+                engine.notes.clear();
+                change(engine, &mut r).await
+            })
+            .await?;
+        if changed.is_none() {
+            return Err(EngineError::Busy { id: id.into() });
+        }
+        // Boxed: keeps the nested futures' types shallow for the compiler.
+        Box::pin(self.advance(id)).await.map(|_| ())
+    }
+
+    /// `rekey rollback` / `rekey abort`: the undo is decided (a stage of its
+    /// own, saved first), then run now. Refused, changing nothing, when the
+    /// old key is gone: the user must never be left without a working key.
+    pub async fn cancel(&mut self, id: &str, abort: bool) -> Result<(), EngineError> {
+        self.act(id, async |engine: &mut Self, r: &mut Rotation| {
+            let event = Event::UndoDecided { abort };
+            let verb = if abort { "abort" } else { "roll back" };
+            let state = r.state();
+            if state.stage.is_undo() || state.came_from.is_some_and(Stage::is_undo) {
+                // Decided before and cut short (a crash, an AWS error, a block): finish it.
+                return match state.stage {
+                    Stage::Blocked => engine.transition(r, Event::Resumed, None).await,
+                    _ => Ok(()),
+                };
+            }
+            if next(state, &event).is_err() {
+                let stage = r.record.stage;
+                let why = match r.state() {
+                    s if s.stage.is_past_deletion() || s.came_from.is_some_and(Stage::is_past_deletion) => {
+                        "the old key is deleted, or being deleted: there is nothing to roll back to".to_owned()
+                    }
+                    _ if abort && !stage.is_terminal() => format!("it is past deactivation ({stage}); use `rekey rollback {id}`"),
+                    _ => format!("it already ended ({stage})"),
+                };
+                return Err(r.refuse(format!("cannot {verb}: {why}")));
+            }
+            if r.may_have_a_new_key() && engine.old_key_status(r).await?.is_none() {
+                return Err(r.refuse(format!(
+                    "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
+                    r.record.old_key_id
+                )));
+            }
+            let reason = format!("requested by {}", engine.actor);
+            engine.transition(r, event, Some(reason)).await
+        })
+        .await
+    }
+
+    /// `rekey confirm`: a person did what the rotation waited for: a manual
+    /// step, a block resolved, or (while draining) the consumers of the old
+    /// key were fixed, which restarts the drain window from now. `force`
+    /// deactivates at the next step even if the old key is still used.
+    pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
+        self.act(id, async |engine: &mut Self, r: &mut Rotation| {
+            let stage = match r.state() {
+                State { stage: Stage::Blocked, came_from: Some(from) } => from,
+                State { stage: Stage::Draining, .. } => Stage::Draining,
+                s => return Err(r.refuse(format!("nothing to confirm: it is {}", s.stage))),
+            };
+            if force && stage != Stage::Draining {
+                return Err(r.refuse(format!("--force only applies to a draining old key; it is blocked in {stage}")));
+            }
+            r.progress.confirmed.push(stage);
+            r.progress.force |= force;
+            if stage == Stage::Draining && !force {
+                r.progress.drain_from = Some(engine.aws_now());
+            }
+            engine.note(r, Audit::Confirmed { stage, force }, None);
+            if r.record.stage == Stage::Blocked {
+                engine.transition(r, Event::Resumed, None).await
+            } else {
+                r.record.next_check_at = None;
+                engine.save(r).await
+            }
+        })
+        .await
+    }
+
+    /// Records a prepared rotation (its first audit line with it) and
+    /// advances it as far as it can go now. Returns its id.
+    pub async fn start(&mut self, prepared: Prepared, id: String) -> Result<String, EngineError> {
+        // What preflight read: one GetCallerIdentity and GetUser per process.
+        self.caller = Some(prepared.account.clone());
+        self.arns.insert(prepared.user.to_string(), prepared.user_arn.clone());
+        let now = self.now();
+        let p = &prepared.plan;
+        let record = RotationRecord {
+            id: id.clone(),
+            account_id: prepared.account.to_string(),
+            user_name: prepared.user.to_string(),
+            old_key_id: prepared.old_key.to_string(),
+            new_key_id: None,
+            stage: Stage::Planned,
+            came_from: None,
+            blocked_reason: None,
+            // invariant: our own types, with string keys, always serialize
+            plan: serde_json::to_value(p).expect("plans serialize"),
+            // invariant: our own types, with string keys, always serialize
+            progress: serde_json::to_value(Progress::default()).expect("progress serializes"),
+            started_at: now,
+            updated_at: now,
+            next_check_at: None,
+        };
+        let started = Audit::RotationStarted {
+            deliver: p.deliver.iter().map(|s| self.targets.sink(s).describe()).collect(),
+            verify: p.verify.iter().map(|v| self.targets.verifier(v).describe()).collect(),
+        };
+        let (event, detail) = started.split();
+        let line = AuditEntry { at: now, actor: self.actor.clone(), rotation_id: Some(id.clone()), event, from_stage: None, to_stage: Some(Stage::Planned), aws_request_id: None, detail };
+        let updates: Vec<_> = self.finding_note(&record, &line).into_iter().collect();
+        self.store.insert(&record, &line, &updates).await?;
+        Box::pin(self.advance(&id)).await?;
+        Ok(id)
+    }
+}
+
+/// Checks a rotation request without changing anything: the target can
+/// be rotated safely, the credentials are in the right account, the user
+/// and key exist, and every sink and verifier can work.
+pub async fn prepare(keys: &dyn KeyApi, clients: &Clients, may_reveal: bool, request: Request) -> Result<Prepared, EngineError> {
+    check_target(&request.plan)?;
+    let account = keys.caller_account().await?;
+    if let Some(wanted) = request.account.as_ref().filter(|w| **w != account) {
+        return Err(EngineError::BadRequest(format!("the credentials in use act in account {account}, not {wanted}")));
+    }
+    let user_arn = keys.user_arn(&request.user).await?.ok_or_else(|| EngineError::NoSuchUser(request.user.clone()))?;
+    let listed = keys.list_keys(&request.user).await?;
+    let user = &request.user;
+    let old = match &request.key {
+        Some(id) => listed.iter().find(|k| &k.id == id).ok_or_else(|| EngineError::BadRequest(format!("user {user} has no access key {id}")))?,
+        None => listed
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .min_by_key(|k| k.created_at)
+            .ok_or_else(|| EngineError::BadRequest(format!("user {user} has no active access key to rotate")))?,
+    };
+    if old.status == KeyStatus::Inactive {
+        return Err(EngineError::BadRequest(format!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id)));
+    }
+    let ctx = |index| SinkCtx {
+        clients,
+        user: user.clone(),
+        account: account.clone(),
+        timeout: request.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+        may_reveal,
+        rotation_id: "",
+        index,
+    };
+    for (i, sink) in request.plan.deliver.iter().enumerate() {
+        sinks::of(sink).check(&ctx(i)).await?;
+    }
+    for verifier in &request.plan.verify {
+        verify::of(verifier).preflight().map_err(EngineError::BadRequest)?;
+    }
+    Ok(Prepared { user: request.user.clone(), user_arn, account, old_key: old.id.clone(), plan: request.plan })
+}
+
+/// Targets whose steps could lose the key a person was given: a `manual`
+/// sink shows the secret and waits for `rekey confirm` in another process,
+/// where only a readable sink can give the secret back.
+pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
+    let manual = plan.deliver.iter().position(|s| matches!(s, Sink::Manual {}));
+    let Some(manual) = manual else { return Ok(()) };
+    if manual + 1 != plan.deliver.len() {
+        return Err(EngineError::UnsafeTarget(
+            "a `manual` sink must come last: the sinks after it would need the secret after `rekey confirm`, in a process that no longer has it. Put credentials-file, secretsmanager, ssm and exec sinks before it".into(),
+        ));
+    }
+    let readable = plan.deliver.iter().any(|s| sinks::of(s).readable());
+    if !readable && plan.verify.iter().any(|v| matches!(v, Verifier::Sts {})) {
+        return Err(EngineError::UnsafeTarget(
+            "the `sts` verifier signs with the new secret, which after a `manual` sink only a readable sink (credentials-file, secretsmanager, ssm) can give back: add one before the manual sink, or verify with exec, http or manual".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! The runner: advances rotations through the stages of
+//! `rekey_core::workflow`, one idempotent step at a time, under a lease, with
+//! every change saved and audited before the next step starts. Waits are
+//! stored times (`next_check_at`), never sleeps: the process may stop at any
+//! moment and `rekey run` picks up what is due.
+//!
+//! Before acting on a rotation the engine checks that the caller's
+//! credentials are in the rotation's account; every step re-reads what a
+//! crash or a delay could have changed.
+//!
+//! Here: the engine, advancing, transitions and saving. The steps of the
+//! main path are in `steps`, the undo in `undo`, what a person asks
+//! (start, confirm, rollback, abort) in `actions`.
+
+mod actions;
+mod steps;
+mod undo;
+
+pub use actions::{check_target, prepare, Prepared, Request};
+
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::crash_point;
+use crate::drain::{self, Drain};
+use crate::keys::KeyApi;
+use crate::lease::{Holder, Renewal, LEASE};
+use crate::plan::{ConsumerWatch, Plan, Progress, SeenUse};
+use rekey_core::consumers::{consumers, moves, Consumer};
+use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
+use crate::targets::{Configured, Targets};
+use crate::verify::{self, Verdict, VerifyCtx};
+use jiff::Timestamp;
+use rekey_aws::{AwsError, Clients};
+use rekey_core::target::{Sink, Verifier};
+use rekey_core::workflow::{next, Event, IllegalTransition, Stage, State};
+use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
+use rekey_core::hub::note_text;
+use rekey_store::{AuditEntry, NewFindingUpdate, RotationRecord, SharedStore, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Sink(#[from] sinks::SinkError),
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error("rotation {id} belongs to account {rotation}, but the credentials in use act in account {caller}; nothing was changed. Use credentials of account {rotation}")]
+    WrongAccount { id: String, rotation: AccountId, caller: AccountId },
+    #[error("rotation {id}: another rekey process is working on it; try again in a moment")]
+    Busy { id: String },
+    #[error("rotation {id}: {message}")]
+    Refused { id: String, message: String },
+    #[error("the target cannot be rotated safely: {0}")]
+    UnsafeTarget(String),
+    #[error("there is no IAM user named \"{0}\"")]
+    NoSuchUser(UserName),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("rotation {id} has a plan or progress rekey cannot read: {source}")]
+    Corrupt { id: String, source: serde_json::Error },
+}
+
+/// A rotation as the engine sees it: the stored record with its plan and
+/// progress decoded.
+pub struct Rotation {
+    pub record: RotationRecord,
+    pub plan: Plan,
+    pub progress: Progress,
+    /// The stage in the store: a save checks it is still there.
+    stored: Stage,
+}
+
+impl Rotation {
+    pub fn decode(record: RotationRecord) -> Result<Rotation, EngineError> {
+        let corrupt = |source| EngineError::Corrupt { id: record.id.clone(), source };
+        let plan = serde_json::from_value(record.plan.clone()).map_err(corrupt)?;
+        let progress = serde_json::from_value(record.progress.clone()).map_err(corrupt)?;
+        Ok(Rotation { stored: record.stage, record, plan, progress })
+    }
+
+    fn encode(&mut self) {
+        // invariant: our own types, with string keys, always serialize
+        self.record.plan = serde_json::to_value(&self.plan).expect("plans serialize");
+        // invariant: our own types, with string keys, always serialize
+        self.record.progress = serde_json::to_value(&self.progress).expect("progress serializes");
+    }
+
+    fn state(&self) -> State {
+        State { stage: self.record.stage, came_from: self.record.came_from }
+    }
+
+    fn user(&self) -> UserName {
+        UserName::new(&self.record.user_name)
+    }
+
+    fn old_key(&self) -> AccessKeyId {
+        AccessKeyId::new(&self.record.old_key_id)
+    }
+
+    fn new_key(&self) -> Option<AccessKeyId> {
+        self.record.new_key_id.as_deref().map(AccessKeyId::new)
+    }
+
+    /// A new key exists or may exist (an attempt to create one was made):
+    /// undoing would remove a key the user may depend on.
+    fn may_have_a_new_key(&self) -> bool {
+        self.record.new_key_id.is_some() || self.progress.create_attempted_at.is_some()
+    }
+
+    fn refuse(&self, message: impl Into<String>) -> EngineError {
+        EngineError::Refused { id: self.record.id.clone(), message: message.into() }
+    }
+}
+
+/// What one step decided.
+enum Step {
+    /// An event of the state machine, with the reason a person reads
+    /// (why it blocked, failed or was undone).
+    Move(Event, Option<String>),
+    /// Look again at this time (on AWS's clock), for this reason.
+    Wait(Timestamp, String),
+}
+
+/// How often a drain that CloudTrail can explain looks for moved consumers.
+const CONSUMER_CHECK: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+fn moved(event: Event) -> Result<Step, EngineError> {
+    Ok(Step::Move(event, None))
+}
+
+fn blocked(reason: String) -> Result<Step, EngineError> {
+    Ok(Step::Move(Event::Blocked, Some(reason)))
+}
+
+
+pub struct Engine<'a> {
+    keys: &'a dyn KeyApi,
+    clients: &'a Clients,
+    clock: Arc<dyn Clock>,
+    pub store: SharedStore,
+    pub actor: String,
+    pub may_reveal: bool,
+    /// Each stage change also leaves a note on the user's IAM.3 finding
+    /// (sent later from the store's outbox, so Security Hub never blocks a step).
+    pub finding_notes: bool,
+    holder: Holder,
+    /// What each configured sink and verifier becomes.
+    targets: Arc<dyn Targets>,
+    /// The caller's account, asked once per process.
+    caller: Option<AccountId>,
+    /// User ARNs (with their paths) as IAM reports them, for `sts`.
+    arns: HashMap<String, String>,
+    /// New keys created by this process: the only copy of a secret outside
+    /// the sinks, in memory and zeroed on drop.
+    secrets: HashMap<String, Credentials>,
+    notes: Vec<AuditEntry>,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(keys: &'a dyn KeyApi, clients: &'a Clients, clock: Arc<dyn Clock>, store: SharedStore, actor: String, may_reveal: bool) -> Self {
+        Engine {
+            keys,
+            clients,
+            clock,
+            store,
+            actor,
+            may_reveal,
+            finding_notes: false,
+            holder: Holder::this_process(),
+            targets: Arc::new(Configured),
+            caller: None,
+            arns: HashMap::new(),
+            secrets: HashMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The account `clients` act in, when the caller already established
+    /// it (with STS, or by assuming a role there): the account check before
+    /// each step then needs no call of its own.
+    pub fn acting_in(mut self, account: AccountId) -> Self {
+        self.caller = Some(account);
+        self
+    }
+
+    /// Sinks and verifiers other than the configured ones (the model test's fakes).
+    pub fn with_targets(mut self, targets: Arc<dyn Targets>) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Another holder than this process (the model test's second runner).
+    pub fn with_holder(mut self, holder: Holder) -> Self {
+        self.holder = holder;
+        self
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Now on AWS's clock, for comparing with its last-used data.
+    fn aws_now(&self) -> Timestamp {
+        self.now() + self.keys.clock_offset()
+    }
+
+    /// A time on AWS's clock as this machine's, for `next_check_at`.
+    fn local(&self, aws: Timestamp) -> Timestamp {
+        aws - self.keys.clock_offset()
+    }
+
+    fn note(&mut self, r: &Rotation, event: Audit, request_id: Option<String>) {
+        let (name, detail) = event.split();
+        self.notes.push(AuditEntry {
+            at: self.now(),
+            actor: self.actor.clone(),
+            rotation_id: Some(r.record.id.clone()),
+            event: name,
+            from_stage: None,
+            to_stage: None,
+            aws_request_id: request_id,
+            detail,
+        });
+    }
+
+    fn sink_ctx<'r>(&self, r: &'r Rotation, index: usize) -> SinkCtx<'r>
+    where
+        'a: 'r,
+    {
+        SinkCtx {
+            clients: self.clients,
+            user: r.user(),
+            account: AccountId::new(&r.record.account_id),
+            timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+            may_reveal: self.may_reveal,
+            rotation_id: &r.record.id,
+            index,
+        }
+    }
+
+    async fn caller_account(&mut self) -> Result<AccountId, EngineError> {
+        if let Some(account) = &self.caller {
+            return Ok(account.clone());
+        }
+        let account = self.keys.caller_account().await?;
+        self.caller = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Refuses, before anything changes, to act on a rotation of another account.
+    async fn check_account(&mut self, record: &RotationRecord) -> Result<(), EngineError> {
+        let caller = self.caller_account().await?;
+        if caller.as_str() != record.account_id {
+            return Err(EngineError::WrongAccount { id: record.id.clone(), rotation: AccountId::new(&record.account_id), caller });
+        }
+        Ok(())
+    }
+
+    /// Takes the rotation's lease: free, expired, or held by a process of
+    /// this machine that no longer exists (it crashed mid-step).
+    async fn lease(&self, id: &str) -> Result<bool, EngineError> {
+        let (now, me) = (self.now(), self.holder.to_text());
+        if self.store.try_lease(id, &me, now, now + LEASE).await? {
+            return Ok(true);
+        }
+        match self.store.lease_holder(id).await? {
+            Some(text) if Holder::parse(&text).is_some_and(|other| self.holder.is_gone(&other)) => {
+                Ok(self.store.take_over(id, &text, &me, now + LEASE).await?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Runs `work` under the rotation's lease, renewed while it runs.
+    async fn leased<T>(&mut self, id: &str, work: impl AsyncFnOnce(&mut Self) -> Result<T, EngineError>) -> Result<Option<T>, EngineError> {
+        if !self.lease(id).await? {
+            return Ok(None);
+        }
+        let renewal = Renewal::start(self.store.clone(), id.to_owned(), self.holder.to_text(), self.clock.clone());
+        let result = work(self).await;
+        drop(renewal);
+        self.store.release(id, &self.holder.to_text()).await?;
+        result.map(Some)
+    }
+
+    /// Every rotation with a step due now: advanced as far as each can go.
+    /// Returns the ids it advanced and the errors it met (others go on).
+    pub async fn run_due(&mut self) -> Result<(Vec<String>, Vec<EngineError>), EngineError> {
+        let mut advanced = Vec::new();
+        let mut errors = Vec::new();
+        for due in self.store.due(self.now()).await? {
+            match self.advance(&due.id).await {
+                Ok(true) => advanced.push(due.id),
+                Ok(false) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((advanced, errors))
+    }
+
+    /// Advances one rotation until it waits, needs a person or ends.
+    /// `false` if another process holds its lease.
+    pub async fn advance(&mut self, id: &str) -> Result<bool, EngineError> {
+        let record = self.store.get(id).await?;
+        self.check_account(&record).await?;
+        Ok(self.leased(id, async |engine: &mut Self| engine.advance_leased(id).await).await?.is_some())
+    }
+
+    async fn advance_leased(&mut self, id: &str) -> Result<(), EngineError> {
+        loop {
+            let mut r = Rotation::decode(self.store.get(id).await?)?;
+            let due = r.record.next_check_at.is_none_or(|t| t <= self.now());
+            if !r.record.stage.is_working() || !due {
+                return Ok(());
+            }
+            self.notes.clear();
+            let stage = r.record.stage;
+            match Box::pin(self.step(&mut r)).await {
+                Ok(Step::Move(event, reason)) => {
+                    self.transition(&mut r, event, reason).await?;
+                    crash_point(&format!("save:{}", r.record.stage));
+                }
+                Ok(Step::Wait(until, why)) => {
+                    r.record.next_check_at = Some(self.local(until));
+                    tracing::info!(rotation = %r.record.id, account = %r.record.account_id, user = %r.record.user_name, stage = %stage, result = "waiting", until = %self.local(until), reason = %why, "waiting");
+                    r.progress.waiting_for = Some(why);
+                    return self.save(&mut r).await;
+                }
+                Err(error) => {
+                    // Nothing moved: the step runs again later, from the same
+                    // stage; what it did before failing is audited.
+                    self.note(&r, Audit::StepFailed { stage, error: error.to_string() }, None);
+                    tracing::warn!(rotation = %r.record.id, account = %r.record.account_id, user = %r.record.user_name, stage = %stage, result = "error", error = %error, "step failed; retried later");
+                    r.record.next_check_at = Some(self.now() + r.plan.timings.retry_after.to_signed());
+                    r.progress.waiting_for = Some(format!("retry after an error: {error}"));
+                    self.save(&mut r).await?;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Applies `event` (checked by the state machine), saves, audits.
+    async fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
+        let from = r.state();
+        let to = next(from, &event)?;
+        (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
+        r.record.next_check_at = None;
+        r.progress.waiting_for = None;
+        r.record.blocked_reason = reason.clone();
+        self.note(r, Audit::Transition { reason: reason.clone() }, None);
+        // invariant: note() just pushed a line
+        let line = self.notes.last_mut().expect("just noted");
+        line.event = format!("stage_{}", event.name());
+        (line.from_stage, line.to_stage) = (Some(from.stage), Some(to.stage));
+        self.save(r).await?;
+        let (record, reason) = (&r.record, reason.unwrap_or_default());
+        tracing::info!(rotation = %record.id, account = %record.account_id, user = %record.user_name, from = %from.stage, stage = %to.stage, result = "moved", reason = %reason, "{}", event.name());
+        Ok(())
+    }
+
+    async fn save(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
+        r.record.updated_at = self.now();
+        r.encode();
+        let notes = std::mem::take(&mut self.notes);
+        let updates: Vec<_> = notes.iter().filter_map(|line| self.finding_note(&r.record, line)).collect();
+        self.store.save(&r.record, r.stored, &self.holder.to_text(), self.now(), &notes, &updates).await?;
+        r.stored = r.record.stage;
+        Ok(())
+    }
+
+    /// The finding note for an audit line that changes the stage.
+    fn finding_note(&self, record: &RotationRecord, line: &AuditEntry) -> Option<NewFindingUpdate> {
+        let to = line.to_stage.filter(|_| self.finding_notes)?;
+        let why = record.blocked_reason.as_deref().filter(|_| to == Stage::Blocked).map(|r| format!(": {r}")).unwrap_or_default();
+        let note = format!("rekey rotation {} of access key {}: {}{why}", record.id, record.old_key_id, to.as_str());
+        Some(NewFindingUpdate { account_id: record.account_id.clone(), user_name: record.user_name.clone(), workflow: None, note: note_text(&note) })
+    }
+
+    async fn step(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        match r.record.stage {
+            Stage::Planned => self.preflight(r).await,
+            Stage::Creating => self.create(r).await,
+            Stage::Delivering => self.deliver(r).await,
+            Stage::VerifyingNew | Stage::VerifyingDeactivated => self.verify(r).await,
+            Stage::Draining => self.drain(r).await,
+            Stage::Deactivating => self.deactivate(r).await,
+            Stage::AwaitingDelete => self.await_delete(r).await,
+            Stage::Deleting => self.delete(r).await,
+            Stage::RollingBack | Stage::Aborting => self.undo(r).await,
+            stage => unreachable!("no step for {stage}: only working stages are advanced"),
+        }
+    }
+}

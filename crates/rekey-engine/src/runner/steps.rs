@@ -1,0 +1,416 @@
+//! The main path's steps, one per working stage: each idempotent, each
+//! re-reading what a crash or a delay could have changed.
+
+use super::*;
+
+impl Engine<'_> {
+    /// planned: the old key exists and is active, and a key slot is free.
+    pub(super) async fn preflight(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        let old = r.old_key();
+        match keys.iter().find(|k| k.id == old) {
+            None => return Ok(Step::Move(Event::Failed, Some(format!("key {old} of {} no longer exists", r.record.user_name)))),
+            Some(k) if k.status == KeyStatus::Inactive => {
+                let why = format!("key {old} is inactive: it already passes IAM.3; delete it instead of rotating");
+                return Ok(Step::Move(Event::Failed, Some(why)));
+            }
+            Some(_) => {}
+        }
+        r.progress.keys_at_start = keys.iter().map(|k| k.id.to_string()).collect();
+        let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
+        match others.as_slice() {
+            [] => {}
+            [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
+                if let Some(owner) = self.open_rotation_of(&r.record.account_id, &other.id, &r.record.id).await? {
+                    return blocked(format!(
+                        "both key slots are taken: {} is inactive, but it is the old key of rotation {owner}; finish or undo that rotation first",
+                        other.id
+                    ));
+                }
+                let request_id = self.keys.delete_key(&r.user(), &other.id).await?;
+                self.note(r, Audit::DeletedInactiveKey { key: other.id.to_string() }, request_id);
+                crash_point("delete-inactive");
+                r.progress.keys_at_start.retain(|k| k != other.id.as_str());
+            }
+            [other] if other.status == KeyStatus::Inactive => {
+                return blocked(format!(
+                    "both key slots are taken: {} is inactive; delete it, or abort and rotate again with --delete-inactive",
+                    other.id
+                ));
+            }
+            _ => {
+                let ids: Vec<_> = keys.iter().map(|k| k.id.to_string()).collect();
+                return blocked(format!(
+                    "both key slots are taken by active keys ({}); IAM allows two keys per user, so rekey cannot create a third",
+                    ids.join(", ")
+                ));
+            }
+        }
+        moved(Event::PreflightPassed)
+    }
+
+    /// The id of another unfinished rotation whose old key is `key`.
+    pub(super) async fn open_rotation_of(&self, account: &str, key: &AccessKeyId, except: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.store.open_rotation(account, key.as_str()).await?.filter(|id| id != except))
+    }
+
+    /// creating: `CreateAccessKey`, its id recorded at once. The attempt is
+    /// saved first, so that a key left by an attempt that died before
+    /// recording it is known as this rotation's own.
+    pub(super) async fn create(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        if let Some(step) = self.remove_unrecorded_key(r).await? {
+            return Ok(step);
+        }
+        r.progress.create_attempted_at = Some(self.aws_now());
+        self.save(r).await?;
+        let (creds, request_id) = self.keys.create_key(&r.user()).await?;
+        crash_point("create-key");
+        r.record.new_key_id = Some(creds.access_key_id.to_string());
+        self.note(r, Audit::CreatedNewKey { key: creds.access_key_id.to_string() }, request_id);
+        self.secrets.insert(r.record.id.clone(), creds);
+        moved(Event::KeyCreated)
+    }
+
+    /// A key the state does not know (not there at preflight, not the
+    /// recorded new key). Deleted only if this rotation's interrupted attempt
+    /// made it: an attempt was recorded, the key is no older than it, and it
+    /// was never recorded, so no sink and no person ever got it. Any other
+    /// unknown key is someone else's: a person must look.
+    pub(super) async fn remove_unrecorded_key(&mut self, r: &Rotation) -> Result<Option<Step>, EngineError> {
+        let Some(attempted) = r.progress.create_attempted_at else { return Ok(None) };
+        let keys = self.keys.list_keys(&r.user()).await?;
+        let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
+        let margin = r.plan.timings.last_used_margin.to_signed();
+        for key in keys.iter().filter(|k| !known(&k.id)) {
+            if key.created_at + margin < attempted {
+                return blocked(format!(
+                    "key {} of {} was created at {}, before rekey tried to create one, and rekey does not know it; find out who created it",
+                    key.id, r.record.user_name, key.created_at
+                ))
+                .map(Some);
+            }
+            let request_id = self.keys.delete_key(&r.user(), &key.id).await?;
+            self.note(r, Audit::DeletedUnrecordedKey { key: key.id.to_string() }, request_id);
+            crash_point("delete-unrecorded");
+        }
+        Ok(None)
+    }
+
+    /// The new key's secret: in memory, or read back from a sink that holds it.
+    pub(super) async fn secret_for(&mut self, r: &Rotation) -> Result<Option<Credentials>, EngineError> {
+        let Some(new) = r.new_key() else { return Ok(None) };
+        if let Some(c) = self.secrets.get(&r.record.id).filter(|c| c.access_key_id == new) {
+            return Ok(Some(c.clone()));
+        }
+        for (i, sink) in r.plan.deliver.iter().enumerate() {
+            let sink = self.targets.sink(sink);
+            if !sink.readable() {
+                continue;
+            }
+            if let Some(c) = sink.read_back(&self.sink_ctx(r, i)).await?.filter(|c| c.access_key_id == new) {
+                self.secrets.insert(r.record.id.clone(), c.clone());
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// delivering: the new key into every sink, in order; progress is saved
+    /// after each sink, so a crash never forgets one that has the key.
+    pub(super) async fn deliver(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let confirmed = r.progress.confirmed.contains(&Stage::Delivering);
+        for i in 0..r.plan.deliver.len() {
+            if r.progress.delivered.contains(&i) {
+                continue;
+            }
+            let config = r.plan.deliver[i].clone();
+            let sink = self.targets.sink(&config);
+            // A manual sink a person confirmed needs nothing more, not even the secret.
+            let outcome = if confirmed && matches!(config, Sink::Manual {}) {
+                Delivered::AlreadyThere
+            } else {
+                let Some(creds) = self.secret_for(r).await? else { return self.secret_lost(r).await };
+                if !r.progress.restore_points.contains_key(&i) {
+                    let point = sink.restore_point(&self.sink_ctx(r, i)).await?;
+                    r.progress.restore_points.insert(i, point);
+                }
+                if !r.progress.attempted.contains(&i) {
+                    r.progress.attempted.push(i);
+                }
+                // The restore point and the attempt are saved before the sink changes.
+                self.save(r).await?;
+                sink.deliver(&self.sink_ctx(r, i), &creds).await?
+            };
+            if outcome == Delivered::AwaitsConfirmation {
+                return blocked(format!("waiting for a person to put the new key in place and run `rekey confirm {}`", r.record.id));
+            }
+            r.progress.delivered.push(i);
+            self.note(r, Audit::Delivered { sink: sink.describe(), already_there: outcome == Delivered::AlreadyThere }, None);
+            self.save(r).await?;
+            crash_point(&format!("deliver-{i}"));
+        }
+        r.progress.delivered_at = Some(self.aws_now());
+        moved(Event::Delivered)
+    }
+
+    /// The secret is nowhere rekey can read it. If a sink that cannot be read
+    /// back (a command, a person) may have received the key, it is in use
+    /// or about to be: a person decides. Otherwise nobody ever had it: delete
+    /// it and create another.
+    pub(super) async fn secret_lost(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        // A stored record may lack it (damaged by hand): refuse, not panic.
+        let Some(new) = r.new_key() else { return Err(r.refuse("it is delivering a new key but records none")) };
+        let handed_out: Vec<String> = r
+            .progress
+            .attempted
+            .iter()
+            .map(|&i| self.targets.sink(&r.plan.deliver[i]))
+            .filter(|s| !s.readable())
+            .map(|s| s.describe())
+            .collect();
+        if !handed_out.is_empty() {
+            return blocked(format!(
+                "the secret of new key {new} is lost (no sink can give it back), but {} may already hold it; make sure every consumer has it, or `rekey rollback {}`",
+                handed_out.join(", "),
+                r.record.id
+            ));
+        }
+        let request_id = self.keys.delete_key(&r.user(), &new).await?;
+        self.note(r, Audit::DeletedLostKey { key: new.to_string() }, request_id);
+        crash_point("delete-lost");
+        r.record.new_key_id = None;
+        r.progress.create_attempted_at = None;
+        r.progress.delivered.clear();
+        r.progress.attempted.clear();
+        // A person who confirmed the lost key must be shown the next one.
+        r.progress.confirmed.retain(|s| *s != Stage::Delivering);
+        moved(Event::SecretLost)
+    }
+
+    /// verifying_new / verifying_deactivated: every verifier must pass. A
+    /// new key that does not work is rolled back; a failure after
+    /// deactivation means something still used the old key: it is
+    /// reactivated at once and a person decides.
+    pub(super) async fn verify(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let stage = r.record.stage;
+        let creds = self.secret_for(r).await?;
+        let arn = self.user_arn(r).await?;
+        for verifier in r.plan.verify.clone() {
+            let ctx = VerifyCtx {
+                clients: self.clients,
+                user_arn: &arn,
+                timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+                creds: creds.as_ref(),
+                confirmed: r.progress.confirmed.contains(&stage),
+                after_deactivation: stage == Stage::VerifyingDeactivated,
+            };
+            let check = self.targets.verifier(&verifier);
+            let name = check.describe();
+            match check.verify(&ctx).await {
+                Verdict::Healthy => self.note(r, Audit::Verified { verifier: name, stage }, None),
+                Verdict::Undecided(why) => return blocked(why),
+                Verdict::NotNeeded(why) => self.note(r, Audit::VerificationSkipped { verifier: name, stage, why }, None),
+                Verdict::Unhealthy(why) => {
+                    r.progress.verified_at = Some(self.aws_now());
+                    let reason = format!("{name} failed {}: {why}", if stage == Stage::VerifyingNew { "with the new key" } else { "after the old key was deactivated (something still uses it)" });
+                    self.note(r, Audit::VerificationFailed { verifier: name, stage, reason: reason.clone() }, None);
+                    if stage == Stage::VerifyingNew {
+                        return Ok(Step::Move(Event::UndoDecided { abort: false }, Some(reason)));
+                    }
+                    let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+                    self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                    crash_point("reactivate");
+                    r.progress.deactivated_at = None;
+                    let reason = format!(
+                        "{reason}. The old key {} was reactivated; the new key stays delivered. Find the consumer, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
+                        r.record.old_key_id,
+                        id = r.record.id
+                    );
+                    return Ok(Step::Move(Event::Reactivated, Some(reason)));
+                }
+            }
+        }
+        r.progress.verified_at = Some(self.aws_now());
+        moved(if stage == Stage::VerifyingNew { Event::NewKeyVerified } else { Event::DeactivationVerified })
+    }
+
+    pub(super) async fn user_arn(&mut self, r: &Rotation) -> Result<String, EngineError> {
+        if let Some(arn) = self.arns.get(&r.record.user_name) {
+            return Ok(arn.clone());
+        }
+        let arn = match self.keys.user_arn(&r.user()).await? {
+            Some(arn) => arn,
+            None => format!("arn:aws:iam::{}:user/{}", r.record.account_id, r.record.user_name),
+        };
+        self.arns.insert(r.record.user_name.clone(), arn.clone());
+        Ok(arn)
+    }
+
+    /// The old key's last use, recorded (and audited) when it is a use after
+    /// `baseline`.
+    pub(super) async fn old_key_use(&mut self, r: &mut Rotation, baseline: Timestamp) -> Result<Option<Timestamp>, EngineError> {
+        let used = self.keys.last_used(&r.old_key()).await?;
+        if let Some(at) = used.at.filter(|&at| drain::used_after(&r.plan.timings, baseline, Some(at))) {
+            let seen = SeenUse { at, service: used.service, region: used.region };
+            if r.progress.used_after_delivery.as_ref() != Some(&seen) {
+                self.note(r, Audit::OldKeyUsedAfterDelivery { at: seen.at, service: seen.service.clone(), region: seen.region.clone() }, None);
+                r.progress.used_after_delivery = Some(seen);
+            }
+        }
+        Ok(used.at)
+    }
+
+    pub(super) fn drain_baseline(r: &Rotation) -> Timestamp {
+        r.progress.drain_from.or(r.progress.delivered_at).unwrap_or(r.record.started_at)
+    }
+
+    /// draining: see `drain` for the rule.
+    pub(super) async fn drain(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let t = r.plan.timings;
+        let baseline = Self::drain_baseline(r);
+        let now = self.aws_now();
+        let window_end = baseline + t.drain_window().to_signed();
+        if now < window_end && r.progress.used_after_delivery.is_none() && !r.progress.force {
+            // Last use only grows: looking once the window ends is enough.
+            return Ok(Step::Wait(window_end, format!("the old key must stay unused until {window_end}")));
+        }
+        let last_use = self.old_key_use(r, baseline).await?;
+        let facts = drain::Facts { baseline, timeout_from: baseline, now, last_use, force: r.progress.force };
+        let decision = drain::decide(&t, facts);
+        if matches!(decision, Drain::InUse { .. } | Drain::TimedOut) && self.consumers_moved(r, baseline, now, last_use).await {
+            return moved(Event::Drained);
+        }
+        let mut who = r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default();
+        if let Some(watch) = r.progress.consumers.as_ref().filter(|w| !w.left.is_empty()) {
+            const SHOWN: usize = 3;
+            let mut left: Vec<String> = watch.left.iter().take(SHOWN).map(Consumer::describe).collect();
+            if watch.left.len() > SHOWN {
+                left.push(format!("{} more in `rekey status {}`", watch.left.len() - SHOWN, r.record.id));
+            }
+            who += &format!("; still on it: {}", left.join("; "));
+        }
+        let id = r.record.id.clone();
+        match decision {
+            Drain::Wait { until } => Ok(Step::Wait(until, format!("the old key must stay unused until {until}"))),
+            Drain::Drained => moved(Event::Drained),
+            Drain::Forced => {
+                self.note(r, Audit::DrainForced { old_key_use: who }, None);
+                moved(Event::Drained)
+            }
+            Drain::InUse { until } => Ok(Step::Wait(
+                // With CloudTrail, the consumers may move any time: look hourly.
+                if r.progress.consumers.is_some() { until.min(now + CONSUMER_CHECK) } else { until },
+                format!("the old key was used after delivery ({who}): a consumer still has it. Update it, then `rekey confirm {id}`; without that, blocked at {until}"),
+            )),
+            Drain::TimedOut => blocked(format!(
+                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {id}` to drain again (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
+                t.drain_timeout
+            )),
+        }
+    }
+
+    /// SPEC section 8, with CloudTrail: the old key was used after delivery,
+    /// but if every consumer (source IP, user agent) seen on it since has
+    /// been seen on the new key after its last old use, and not on the old
+    /// key for the drain window, the consumers moved: the drain restarts
+    /// from that last old use and so ends now, with the evidence in the
+    /// audit log. `false` (a person decides, SPEC section 5) when CloudTrail
+    /// is not configured or cannot be read, when a consumer is left, or
+    /// when IAM saw a use later than CloudTrail shows yet. What was seen is
+    /// kept for `rekey status` either way.
+    pub(super) async fn consumers_moved(&mut self, r: &mut Rotation, baseline: Timestamp, now: Timestamp, last_use: Option<Timestamp>) -> bool {
+        let Some(new_key) = r.new_key() else { return false };
+        let read = async {
+            let old = self.keys.key_events(&r.old_key(), baseline).await?;
+            let new = self.keys.key_events(&new_key, baseline).await?;
+            Ok::<_, AwsError>(old.zip(new))
+        };
+        let (old, new) = match read.await {
+            Ok(Some(events)) => events,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!("rotation {}: CloudTrail cannot tell the old key's consumers ({e}); a person decides", r.record.id);
+                return false;
+            }
+        };
+        let t = r.plan.timings;
+        let quiet_since = now - t.drain_window().to_signed();
+        let m = moves(&consumers(&old), &consumers(&new), quiet_since);
+        r.progress.consumers = Some(ConsumerWatch { checked_at: now, left: m.left.clone(), moved: m.moved.clone() });
+        let Some(last_old) = m.moved.iter().map(|c| c.last_seen).max().filter(|_| m.left.is_empty()) else { return false };
+        let from_last_old = drain::Facts { baseline: last_old, timeout_from: baseline, now, last_use, force: false };
+        if drain::decide(&t, from_last_old) != Drain::Drained {
+            return false;
+        }
+        r.progress.drain_from = Some(last_old);
+        self.note(r, Audit::ConsumersMoved { consumers: m.moved.iter().map(Consumer::describe).collect(), quiet_since }, None);
+        true
+    }
+
+    /// deactivating: re-reads the last use (it may have changed since the
+    /// drain decided), then `UpdateAccessKey Inactive`.
+    pub(super) async fn deactivate(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let baseline = Self::drain_baseline(r);
+        let last_use = self.old_key_use(r, baseline).await?;
+        if !r.progress.force && drain::used_after(&r.plan.timings, baseline, last_use) {
+            return moved(Event::OldKeyUsed);
+        }
+        let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
+        self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+        crash_point("deactivate");
+        r.progress.deactivated_at = Some(self.aws_now());
+        r.progress.force = false; // --force was for this one step
+        moved(Event::Deactivated)
+    }
+
+    /// The old key as IAM has it now, `None` if it is gone.
+    pub(super) async fn old_key_status(&self, r: &Rotation) -> Result<Option<KeyStatus>, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        Ok(keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status))
+    }
+
+    pub(super) fn reactivated(r: &Rotation) -> String {
+        format!(
+            "the old key {} was reactivated after rekey deactivated it: something still needs it; find it, then `rekey confirm {id}` (delete after a new grace period) or `rekey rollback {id}`",
+            r.record.old_key_id,
+            id = r.record.id
+        )
+    }
+
+    /// awaiting_delete: the grace period passes (`deleting` checks the key).
+    pub(super) async fn await_delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
+        let due = deactivated + r.plan.timings.grace.to_signed();
+        if self.aws_now() < due {
+            return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
+        }
+        moved(Event::GraceElapsed)
+    }
+
+    /// deleting: `DeleteAccessKey`, only on a key still inactive; then the
+    /// sinks drop their restore copies.
+    pub(super) async fn delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        match self.old_key_status(r).await? {
+            Some(KeyStatus::Active) => return blocked(Self::reactivated(r)),
+            Some(KeyStatus::Inactive) => {
+                let request_id = self.keys.delete_key(&r.user(), &r.old_key()).await?;
+                self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                crash_point("delete-key");
+            }
+            None => {}
+        }
+        self.finish_sinks(r).await?;
+        moved(Event::Deleted)
+    }
+
+    /// The rotation ends: every sink drops what only served a restore (a
+    /// copy holding the old secret), also one written just before a crash
+    /// kept its restore point from being saved.
+    pub(super) async fn finish_sinks(&mut self, r: &Rotation) -> Result<(), EngineError> {
+        for (i, config) in r.plan.deliver.iter().enumerate() {
+            let point = r.progress.restore_points.get(&i).unwrap_or(&RestorePoint::Nothing);
+            self.targets.sink(config).finish(&self.sink_ctx(r, i), point).await?;
+        }
+        Ok(())
+    }
+}
