@@ -3,9 +3,8 @@
 //! proven end to end against the emulator with [`AwsKeys`].
 
 use jiff::{SignedDuration, Timestamp};
-use rekey_aws::cloudtrail::Trails;
+use rekey_aws::cloudtrail::{KeyEvents, Trails};
 use rekey_aws::iam::{ListedKey, RequestId};
-use rekey_core::consumers::TrailEvent;
 use rekey_aws::{AwsError, Clients, Iam};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, LastUsed, UserName};
 
@@ -23,9 +22,9 @@ pub trait KeyApi: Send + Sync {
     async fn delete_key(&self, user: &UserName, key: &AccessKeyId) -> Result<RequestId, AwsError>;
     /// AWS's clock minus this machine's.
     fn clock_offset(&self) -> SignedDuration;
-    /// The key's CloudTrail events since `from`; `None` where CloudTrail is
-    /// not configured for the engine.
-    async fn key_events(&self, _key: &AccessKeyId, _from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
+    /// The key's CloudTrail events since `from` (and how many could not be
+    /// read); `None` where CloudTrail is not configured for the engine.
+    async fn key_events(&self, _key: &AccessKeyId, _from: Timestamp) -> Result<Option<KeyEvents>, AwsError> {
         Ok(None)
     }
 }
@@ -76,8 +75,8 @@ impl KeyApi for AwsKeys {
     fn clock_offset(&self) -> SignedDuration {
         self.clients.clock().offset()
     }
-    async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
+    async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<KeyEvents>, AwsError> {
         let Some(trails) = &self.trails else { return Ok(None) };
-        Ok(Some(trails.events(&[key.to_string()], from).await?.events))
+        Ok(Some(trails.events(&[key.to_string()], from).await?))
     }
 }

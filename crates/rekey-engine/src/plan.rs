@@ -134,6 +134,9 @@ pub struct Progress {
     /// When an undo deactivated the new key, saved before the call, so a
     /// crash cannot skip the wait before it is deleted.
     pub new_key_deactivated_at: Option<Timestamp>,
+    /// The new key was seen inactive after that: active again means a
+    /// person reactivated it (before, a crash may have cut the call short).
+    pub new_key_seen_inactive: bool,
     /// The last use of the old key after delivery, if any.
     pub used_after_delivery: Option<SeenUse>,
     /// Every distinct use of the old key after delivery that IAM's
@@ -159,6 +162,12 @@ pub struct ConsumerWatch {
     pub checked_at: Timestamp,
     pub left: Vec<rekey_core::consumers::Consumer>,
     pub moved: Vec<rekey_core::consumers::Consumer>,
+    /// Uses IAM recorded that no CloudTrail event explains (data calls).
+    #[serde(default)]
+    pub unexplained: Vec<SeenUse>,
+    /// Events CloudTrail returned that rekey could not read: unknown consumers.
+    #[serde(default)]
+    pub unreadable: usize,
 }
 
 /// Restore points as saved, also in the form rekey 0.1 saved for its only

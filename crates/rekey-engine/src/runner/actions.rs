@@ -67,11 +67,20 @@ impl Engine<'_> {
                 };
                 return Err(r.refuse(format!("cannot {verb}: {why}")));
             }
-            if r.may_have_a_new_key() && engine.old_key_status(r).await?.is_none() {
-                return Err(r.refuse(format!(
-                    "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
-                    r.record.old_key_id
-                )));
+            match engine.old_key_status(r).await? {
+                None if r.may_have_a_new_key() => {
+                    return Err(r.refuse(format!(
+                        "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
+                        r.record.old_key_id
+                    )))
+                }
+                Some(KeyStatus::Inactive) if !r.rekey_deactivated_old_key() => {
+                    return Err(r.refuse(format!(
+                        "cannot {verb}: the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and rekey does not re-enable it; nothing was changed. If it is safe, reactivate it by hand and run this again",
+                        r.record.old_key_id
+                    )))
+                }
+                _ => {}
             }
             let reason = format!("requested by {}", engine.actor);
             engine.transition(r, event, Some(reason)).await
@@ -81,8 +90,10 @@ impl Engine<'_> {
 
     /// `rekey confirm`: a person did what the rotation waited for: a manual
     /// step, a block resolved, or (while draining) the consumers of the old
-    /// key were fixed, which restarts the drain window from now. `force`
-    /// deactivates at the next step even if the old key is still used.
+    /// key were fixed, which restarts the drain window from now; blocked
+    /// while awaiting deletion, a new grace period starts. `force`
+    /// deactivates at the next step even if the old key is still used; a
+    /// later confirmation without it withdraws it.
     pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
         self.act(id, async |engine: &mut Self, r: &mut Rotation| {
             let stage = match r.state() {
@@ -94,9 +105,11 @@ impl Engine<'_> {
                 return Err(r.refuse(format!("--force only applies to a draining old key; it is blocked in {stage}")));
             }
             r.progress.confirmed.push(stage);
-            r.progress.force |= force;
-            if stage == Stage::Draining && !force {
-                r.progress.drain_from = Some(engine.aws_now());
+            r.progress.force = force;
+            match stage {
+                Stage::Draining if !force => r.progress.drain_from = Some(engine.aws_now()),
+                Stage::AwaitingDelete => r.progress.deactivated_at = Some(engine.aws_now()),
+                _ => {}
             }
             engine.note(r, Audit::Confirmed { stage, force }, None);
             if r.record.stage == Stage::Blocked {

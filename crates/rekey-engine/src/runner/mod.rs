@@ -30,6 +30,7 @@ use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
 use crate::targets::{Configured, Targets};
 use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::Timestamp;
+use rekey_aws::iam::ListedKey;
 use rekey_aws::{AwsError, Clients};
 use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::{next, Event, IllegalTransition, Stage, State};
@@ -53,6 +54,8 @@ pub enum EngineError {
     WrongAccount { id: String, rotation: AccountId, caller: AccountId },
     #[error("rotation {id}: another rekey process is working on it; try again in a moment")]
     Busy { id: String },
+    #[error("rotation {id}: this process lost its lease (another rekey process took over, or the state store could not renew it) and changed nothing more; the next `rekey run` goes on")]
+    LeaseLost { id: String },
     #[error("rotation {id}: {message}")]
     Refused { id: String, message: String },
     #[error("the target cannot be rotated safely: {0}")]
@@ -110,6 +113,11 @@ impl Rotation {
     /// undoing would remove a key the user may depend on.
     fn may_have_a_new_key(&self) -> bool {
         self.record.new_key_id.is_some() || self.progress.create_attempted_at.is_some()
+    }
+
+    /// An inactive old key is rekey's doing only if rekey recorded deactivating it.
+    fn rekey_deactivated_old_key(&self) -> bool {
+        self.progress.deactivated_at.is_some() && !self.progress.deactivated_outside
     }
 
     fn refuse(&self, message: impl Into<String>) -> EngineError {
@@ -262,9 +270,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Takes the rotation's lease: free, expired, or held by a process of
-    /// this machine that no longer exists (it crashed mid-step).
+    /// this machine that no longer exists (it crashed mid-step). Lease
+    /// times are on AWS's clock, which every runner shares.
     async fn lease(&self, id: &str) -> Result<bool, EngineError> {
-        let (now, me) = (self.now(), self.holder.to_text());
+        let (now, me) = (self.aws_now(), self.holder.to_text());
         if self.store.try_lease(id, &me, now, now + LEASE).await? {
             return Ok(true);
         }
@@ -281,11 +290,24 @@ impl<'a> Engine<'a> {
         if !self.lease(id).await? {
             return Ok(None);
         }
-        let renewal = Renewal::start(self.store.clone(), id.to_owned(), self.holder.to_text(), self.clock.clone());
+        let renewal = Renewal::start(self.store.clone(), id.to_owned(), self.holder.to_text(), self.clock.clone(), self.keys.clock_offset());
         let result = work(self).await;
         drop(renewal);
         self.store.release(id, &self.holder.to_text()).await?;
         result.map(Some)
+    }
+
+    /// Leases fence actions: an AWS write starts only while this process
+    /// holds the rotation's lease, renewed here for a whole `LEASE` from
+    /// now, enough for the one call. A process that stalled past its lease
+    /// and lost it to another changes nothing more.
+    async fn fence(&self, r: &Rotation) -> Result<(), EngineError> {
+        let now = self.aws_now();
+        if self.store.renew(&r.record.id, &self.holder.to_text(), now, now + LEASE).await? {
+            Ok(())
+        } else {
+            Err(EngineError::LeaseLost { id: r.record.id.clone() })
+        }
     }
 
     /// Every rotation with a step due now: advanced as far as each can go.
@@ -349,6 +371,10 @@ impl<'a> Engine<'a> {
     async fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
         let from = r.state();
         let to = next(from, &event)?;
+        // A person's confirmation counts for the check it was given for, once.
+        if ![from.stage, to.stage].contains(&Stage::Blocked) && from.stage != to.stage {
+            r.progress.confirmed.retain(|s| *s != from.stage);
+        }
         (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
         r.record.next_check_at = None;
         r.progress.waiting_for = None;
@@ -369,7 +395,7 @@ impl<'a> Engine<'a> {
         r.encode();
         let notes = std::mem::take(&mut self.notes);
         let updates: Vec<_> = notes.iter().filter_map(|line| self.finding_note(&r.record, line)).collect();
-        self.store.save(&r.record, r.stored, &self.holder.to_text(), self.now(), &notes, &updates).await?;
+        self.store.save(&r.record, r.stored, &self.holder.to_text(), self.aws_now(), &notes, &updates).await?;
         r.stored = r.record.stage;
         Ok(())
     }

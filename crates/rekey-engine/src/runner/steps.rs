@@ -27,6 +27,7 @@ impl Engine<'_> {
                         other.id
                     ));
                 }
+                self.fence(r).await?;
                 let request_id = self.keys.delete_key(&r.user(), &other.id).await?;
                 self.note(r, Audit::DeletedInactiveKey { key: other.id.to_string() }, request_id);
                 crash_point("delete-inactive");
@@ -55,45 +56,69 @@ impl Engine<'_> {
     }
 
     /// creating: `CreateAccessKey`, its id recorded at once. The attempt is
-    /// saved first, so that a key left by an attempt that died before
-    /// recording it is known as this rotation's own.
+    /// saved first; an error AWS answered (throttling, a denial) means no
+    /// key was made and clears it, while a lost answer records the end of
+    /// the attempt's window (see `unknown_keys`).
     pub(super) async fn create(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        if let Some(step) = self.remove_unrecorded_key(r).await? {
-            return Ok(step);
+        let others = self.unknown_keys(r).await?;
+        if let Some(key) = others.first() {
+            return blocked(format!(
+                "key {} of {} (created at {}) is not one rekey made, so rekey leaves it alone, and it takes the free key slot; \
+                 find out who created it and delete it, then `rekey confirm {id}`, or `rekey abort {id}`",
+                key.id,
+                r.record.user_name,
+                key.created_at,
+                id = r.record.id
+            ));
         }
         r.progress.create_attempted_at = Some(self.aws_now());
+        r.progress.create_lost_until = None;
         self.save(r).await?;
-        let (creds, request_id) = self.keys.create_key(&r.user()).await?;
+        self.fence(r).await?;
+        let (creds, request_id) = match self.keys.create_key(&r.user()).await {
+            Ok(created) => created,
+            // Saved with the step's failure.
+            Err(e) if e.may_have_taken_effect() => {
+                r.progress.create_lost_until = Some(self.aws_now());
+                return Err(e.into());
+            }
+            Err(e) => {
+                r.progress.create_attempted_at = None;
+                return Err(e.into());
+            }
+        };
         crash_point("create-key");
         r.record.new_key_id = Some(creds.access_key_id.to_string());
+        r.progress.create_attempted_at = None;
         self.note(r, Audit::CreatedNewKey { key: creds.access_key_id.to_string() }, request_id);
         self.secrets.insert(r.record.id.clone(), creds);
         moved(Event::KeyCreated)
     }
 
-    /// A key the state does not know (not there at preflight, not the
-    /// recorded new key). Deleted only if this rotation's interrupted attempt
-    /// made it: an attempt was recorded, the key is no older than it, and it
-    /// was never recorded, so no sink and no person ever got it. Any other
-    /// unknown key is someone else's: a person must look.
-    pub(super) async fn remove_unrecorded_key(&mut self, r: &Rotation) -> Result<Option<Step>, EngineError> {
-        let Some(attempted) = r.progress.create_attempted_at else { return Ok(None) };
+    /// Keys the state does not know (not there at preflight, not the
+    /// recorded new key). One is this rotation's own, and deleted, only if
+    /// a `CreateAccessKey` whose answer never came could have made it: it
+    /// was created inside that attempt's window on AWS's clock (to the end
+    /// recorded, or a lease's length for a process that died mid-call), and
+    /// it was never used. Returns the others: someone else's, never touched.
+    pub(super) async fn unknown_keys(&mut self, r: &Rotation) -> Result<Vec<ListedKey>, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
         let margin = r.plan.timings.last_used_margin.to_signed();
-        for key in keys.iter().filter(|k| !known(&k.id)) {
-            if key.created_at + margin < attempted {
-                return blocked(format!(
-                    "key {} of {} was created at {}, before rekey tried to create one, and rekey does not know it; find out who created it",
-                    key.id, r.record.user_name, key.created_at
-                ))
-                .map(Some);
+        let window = r.progress.create_attempted_at.map(|from| (from - margin, r.progress.create_lost_until.unwrap_or(from + LEASE) + margin));
+        let mut others = Vec::new();
+        for key in keys.into_iter().filter(|k| !known(&k.id)) {
+            let in_window = window.is_some_and(|(from, until)| (from..=until).contains(&key.created_at));
+            if !in_window || self.keys.last_used(&key.id).await?.at.is_some() {
+                others.push(key);
+                continue;
             }
+            self.fence(r).await?;
             let request_id = self.keys.delete_key(&r.user(), &key.id).await?;
             self.note(r, Audit::DeletedUnrecordedKey { key: key.id.to_string() }, request_id);
             crash_point("delete-unrecorded");
         }
-        Ok(None)
+        Ok(others)
     }
 
     /// The new key's secret: in memory, or read back from a sink that holds it.
@@ -139,6 +164,7 @@ impl Engine<'_> {
                 }
                 // The restore point and the attempt are saved before the sink changes.
                 self.save(r).await?;
+                self.fence(r).await?;
                 sink.deliver(&self.sink_ctx(r, i), &creds).await?
             };
             if outcome == Delivered::AwaitsConfirmation {
@@ -175,6 +201,14 @@ impl Engine<'_> {
                 r.record.id
             ));
         }
+        // A readable sink may have handed it out before someone changed it.
+        if let Some(at) = self.keys.last_used(&new).await?.at {
+            return blocked(format!(
+                "the secret of new key {new} is lost (no sink holds it any more), but the key was used at {at}: something has it; find it, or `rekey rollback {}`",
+                r.record.id
+            ));
+        }
+        self.fence(r).await?;
         let request_id = self.keys.delete_key(&r.user(), &new).await?;
         self.note(r, Audit::DeletedLostKey { key: new.to_string() }, request_id);
         crash_point("delete-lost");
@@ -193,6 +227,16 @@ impl Engine<'_> {
     /// reactivated at once and a person decides.
     pub(super) async fn verify(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let stage = r.record.stage;
+        if stage == Stage::VerifyingDeactivated {
+            if r.progress.reactivation_owed.is_none() {
+                let keys = self.keys.list_keys(&r.user()).await?;
+                r.progress.reactivation_owed = new_key_problem(r, &keys);
+            }
+            // Owed, not re-decided: no verifier runs again before it is done.
+            if let Some(reason) = r.progress.reactivation_owed.clone() {
+                return self.reactivate(r, reason).await;
+            }
+        }
         let creds = self.secret_for(r).await?;
         let arn = self.user_arn(r).await?;
         for verifier in r.plan.verify.clone() {
@@ -217,21 +261,38 @@ impl Engine<'_> {
                     if stage == Stage::VerifyingNew {
                         return Ok(Step::Move(Event::UndoDecided { abort: false }, Some(reason)));
                     }
-                    let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
-                    self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
-                    crash_point("reactivate");
-                    r.progress.deactivated_at = None;
-                    let reason = format!(
-                        "{reason}. The old key {} was reactivated; the new key stays delivered. Find the consumer, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
-                        r.record.old_key_id,
-                        id = r.record.id
-                    );
-                    return Ok(Step::Move(Event::Reactivated, Some(reason)));
+                    r.progress.reactivation_owed = Some(reason.clone());
+                    self.save(r).await?;
+                    return self.reactivate(r, reason).await;
                 }
             }
         }
         r.progress.verified_at = Some(self.aws_now());
         moved(if stage == Stage::VerifyingNew { Event::NewKeyVerified } else { Event::DeactivationVerified })
+    }
+
+    /// Reactivates the old key rekey deactivated (SPEC 1.3.6), first of all:
+    /// the new key stays delivered and a person decides. An old key someone
+    /// else deactivated stays as it is.
+    pub(super) async fn reactivate(&mut self, r: &mut Rotation, reason: String) -> Result<Step, EngineError> {
+        let id = r.record.id.clone();
+        if r.progress.deactivated_outside {
+            r.progress.reactivation_owed = None;
+            return blocked(format!(
+                "{reason}. The old key {} was deactivated by someone other than rekey, so rekey does not re-enable it; reactivate it by hand if that is safe, then `rekey confirm {id}`, or `rekey rollback {id}`",
+                r.record.old_key_id
+            ));
+        }
+        self.fence(r).await?;
+        let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+        self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+        crash_point("reactivate");
+        (r.progress.deactivated_at, r.progress.reactivation_owed) = (None, None);
+        let reason = format!(
+            "{reason}. The old key {} was reactivated; the new key stays delivered. Find the cause, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
+            r.record.old_key_id
+        );
+        Ok(Step::Move(Event::Reactivated, Some(reason)))
     }
 
     pub(super) async fn user_arn(&mut self, r: &Rotation) -> Result<String, EngineError> {
@@ -252,10 +313,11 @@ impl Engine<'_> {
         let used = self.keys.last_used(&r.old_key()).await?;
         if let Some(at) = used.at.filter(|&at| drain::used_after(&r.plan.timings, baseline, Some(at))) {
             let seen = SeenUse { at, service: used.service, region: used.region };
-            if r.progress.used_after_delivery.as_ref() != Some(&seen) {
+            if !r.progress.uses_after_delivery.contains(&seen) {
                 self.note(r, Audit::OldKeyUsedAfterDelivery { at: seen.at, service: seen.service.clone(), region: seen.region.clone() }, None);
-                r.progress.used_after_delivery = Some(seen);
+                r.progress.uses_after_delivery.push(seen.clone());
             }
+            r.progress.used_after_delivery = Some(seen);
         }
         Ok(used.at)
     }
@@ -281,13 +343,19 @@ impl Engine<'_> {
             return moved(Event::Drained);
         }
         let mut who = r.progress.used_after_delivery.as_ref().map(SeenUse::describe).unwrap_or_default();
-        if let Some(watch) = r.progress.consumers.as_ref().filter(|w| !w.left.is_empty()) {
+        if let Some(watch) = r.progress.consumers.as_ref() {
             const SHOWN: usize = 3;
             let mut left: Vec<String> = watch.left.iter().take(SHOWN).map(Consumer::describe).collect();
             if watch.left.len() > SHOWN {
                 left.push(format!("{} more in `rekey status {}`", watch.left.len() - SHOWN, r.record.id));
             }
-            who += &format!("; still on it: {}", left.join("; "));
+            left.extend(watch.unexplained.iter().map(|u| format!("a consumer CloudTrail does not show ({})", u.describe())));
+            if watch.unreadable > 0 {
+                left.push(format!("{} CloudTrail events rekey cannot read", watch.unreadable));
+            }
+            if !left.is_empty() {
+                who += &format!("; still on it: {}", left.join("; "));
+            }
         }
         let id = r.record.id.clone();
         match decision {
@@ -335,8 +403,21 @@ impl Engine<'_> {
         };
         let t = r.plan.timings;
         let quiet_since = now - t.drain_window().to_signed();
-        let m = moves(&consumers(&old), &consumers(&new), quiet_since);
-        r.progress.consumers = Some(ConsumerWatch { checked_at: now, left: m.left.clone(), moved: m.moved.clone() });
+        let m = moves(&consumers(&old.events), &consumers(&new.events), quiet_since);
+        // Event history holds management calls only: a use IAM saw that no
+        // event explains is a consumer CloudTrail cannot show (data calls).
+        let margin = t.last_used_margin.to_signed();
+        let explained = |u: &SeenUse| {
+            old.events.iter().any(|e| {
+                u.service.as_ref().is_none_or(|s| *s == e.service) && u.region.as_ref().is_none_or(|g| *g == e.region) && (e.time - u.at).abs() <= margin
+            })
+        };
+        let unexplained: Vec<SeenUse> = r.progress.uses_after_delivery.iter().filter(|u| !explained(u)).cloned().collect();
+        let unreadable = old.unreadable + new.unreadable;
+        r.progress.consumers = Some(ConsumerWatch { checked_at: now, left: m.left.clone(), moved: m.moved.clone(), unexplained: unexplained.clone(), unreadable });
+        if !unexplained.is_empty() || unreadable > 0 {
+            return false;
+        }
         let Some(last_old) = m.moved.iter().map(|c| c.last_seen).max().filter(|_| m.left.is_empty()) else { return false };
         let from_last_old = drain::Facts { baseline: last_old, timeout_from: baseline, now, last_use, force: false };
         if drain::decide(&t, from_last_old) != Drain::Drained {
@@ -347,18 +428,40 @@ impl Engine<'_> {
         true
     }
 
-    /// deactivating: re-reads the last use (it may have changed since the
-    /// drain decided), then `UpdateAccessKey Inactive`.
+    /// deactivating: re-reads the user's keys (the new key must carry the
+    /// application) and the old key's last use (it may have changed since
+    /// the drain decided), then `UpdateAccessKey Inactive`, its time saved
+    /// first: an inactive old key without it is someone else's doing.
     pub(super) async fn deactivate(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        if let Some(problem) = new_key_problem(r, &keys) {
+            return blocked(format!(
+                "{problem}, so the old key {} stays active; find out why, then `rekey rollback {}` puts the sinks back on the old key",
+                r.record.old_key_id, r.record.id
+            ));
+        }
         let baseline = Self::drain_baseline(r);
         let last_use = self.old_key_use(r, baseline).await?;
         if !r.progress.force && drain::used_after(&r.plan.timings, baseline, last_use) {
             return moved(Event::OldKeyUsed);
         }
-        let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
-        self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
-        crash_point("deactivate");
-        r.progress.deactivated_at = Some(self.aws_now());
+        match keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status) {
+            Some(KeyStatus::Active) => {
+                r.progress.deactivated_at = Some(self.aws_now());
+                self.save(r).await?;
+                self.fence(r).await?;
+                let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
+                self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                crash_point("deactivate");
+            }
+            // rekey's own, from an attempt cut short: done.
+            Some(KeyStatus::Inactive) if r.progress.deactivated_at.is_some() => {}
+            // Someone else deactivated or deleted it: what rekey wanted, but not its doing.
+            _ => {
+                r.progress.deactivated_outside = true;
+                r.progress.deactivated_at = Some(self.aws_now());
+            }
+        }
         r.progress.force = false; // --force was for this one step
         moved(Event::Deactivated)
     }
@@ -371,33 +474,71 @@ impl Engine<'_> {
 
     pub(super) fn reactivated(r: &Rotation) -> String {
         format!(
-            "the old key {} was reactivated after rekey deactivated it: something still needs it; find it, then `rekey confirm {id}` (delete after a new grace period) or `rekey rollback {id}`",
+            "the old key {} was reactivated after rekey deactivated it: something still needs it; find it, then `rekey confirm {id}` (drain again, then a new grace period) or `rekey rollback {id}`",
             r.record.old_key_id,
             id = r.record.id
         )
     }
 
-    /// awaiting_delete: the grace period passes (`deleting` checks the key).
+    /// awaiting_delete: the grace period passes (and at least
+    /// `last_used_lag`, so a use just before deactivation shows), then fresh
+    /// facts: the new key carries the application, the old key is still
+    /// inactive and was not used since it was deactivated (SPEC 1.3.7).
     pub(super) async fn await_delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let t = r.plan.timings;
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
-        let due = deactivated + r.plan.timings.grace.to_signed();
+        let due = deactivated + t.grace.to_signed().max(t.last_used_lag.to_signed());
         if self.aws_now() < due {
             return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
+        }
+        if let Some(step) = self.before_deleting(r).await? {
+            return Ok(step);
+        }
+        if let Some(at) = self.keys.last_used(&r.old_key()).await?.at.filter(|&at| drain::used_after(&t, deactivated, Some(at))) {
+            return blocked(format!(
+                "the old key {} was used at {at}, after it was deactivated at {deactivated}: someone reactivated it for a while, so something may still need it; \
+                 find it, then `rekey confirm {id}` (a new grace period) or `rekey rollback {id}`",
+                r.record.old_key_id,
+                id = r.record.id
+            ));
         }
         moved(Event::GraceElapsed)
     }
 
-    /// deleting: `DeleteAccessKey`, only on a key still inactive; then the
-    /// sinks drop their restore copies.
+    /// What must hold before the old key is deleted, re-read: the new key
+    /// exists and is active, and the old key is still inactive. If not, the
+    /// old key is (or is made) active and a person decides.
+    async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Option<Step>, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
+        if let Some(problem) = new_key_problem(r, &keys) {
+            return match old {
+                Some(KeyStatus::Inactive) => self.reactivate(r, problem).await.map(Some),
+                Some(KeyStatus::Active) => Ok(Some(Step::Move(Event::Reactivated, Some(format!("{problem}; the old key stays active. {}", Self::way_out(r)))))),
+                None => Ok(Some(Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))))),
+            };
+        }
+        Ok(match old {
+            Some(KeyStatus::Active) => Some(Step::Move(Event::Reactivated, Some(Self::reactivated(r)))),
+            _ => None,
+        })
+    }
+
+    fn way_out(r: &Rotation) -> String {
+        format!("Find the cause, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`", id = r.record.id)
+    }
+
+    /// deleting: `DeleteAccessKey`, only on a key still inactive while the
+    /// new key is active; then the sinks drop their restore copies.
     pub(super) async fn delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        match self.old_key_status(r).await? {
-            Some(KeyStatus::Active) => return blocked(Self::reactivated(r)),
-            Some(KeyStatus::Inactive) => {
-                let request_id = self.keys.delete_key(&r.user(), &r.old_key()).await?;
-                self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.clone() }, request_id);
-                crash_point("delete-key");
-            }
-            None => {}
+        if let Some(step) = self.before_deleting(r).await? {
+            return Ok(step);
+        }
+        if self.old_key_status(r).await? == Some(KeyStatus::Inactive) {
+            self.fence(r).await?;
+            let request_id = self.keys.delete_key(&r.user(), &r.old_key()).await?;
+            self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.clone() }, request_id);
+            crash_point("delete-key");
         }
         self.finish_sinks(r).await?;
         moved(Event::Deleted)
@@ -412,5 +553,16 @@ impl Engine<'_> {
             self.targets.sink(config).finish(&self.sink_ctx(r, i), point).await?;
         }
         Ok(())
+    }
+}
+
+/// Why the new key cannot carry the application alone, if it cannot:
+/// someone deleted or deactivated it. Checked before the old key is touched.
+pub(super) fn new_key_problem(r: &Rotation, keys: &[ListedKey]) -> Option<String> {
+    let Some(new) = r.new_key() else { return Some("the rotation records no new key".into()) };
+    match keys.iter().find(|k| k.id == new).map(|k| k.status) {
+        None => Some(format!("the new key {new} no longer exists (deleted outside rekey)")),
+        Some(KeyStatus::Inactive) => Some(format!("the new key {new} was deactivated outside rekey")),
+        Some(KeyStatus::Active) => None,
     }
 }

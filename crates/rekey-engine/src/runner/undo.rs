@@ -6,9 +6,8 @@ use super::*;
 impl Engine<'_> {
     /// rolling_back / aborting, each part idempotent: the old key must exist
     /// (else nothing is touched: the new key may be the user's only one) and
-    /// is made active first; then every sink is restored; then the new key is
-    /// deleted if nothing but rekey's verification used it, or deactivated
-    /// and deleted after `grace` if something did.
+    /// is made active first, unless someone else deactivated it; then every
+    /// sink is restored; then the new key goes (see `remove_new_key`).
     pub(super) async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         match keys.iter().find(|k| k.id == r.old_key()) {
@@ -18,7 +17,17 @@ impl Engine<'_> {
                     r.record.old_key_id
                 ))
             }
+            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() => {
+                return blocked(format!(
+                    "the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and an undo does not re-enable it; \
+                     if it is safe, reactivate it by hand, then `rekey {} {}` finishes the undo",
+                    r.record.old_key_id,
+                    if r.record.stage == Stage::Aborting { "abort" } else { "rollback" },
+                    r.record.id
+                ))
+            }
             Some(k) if k.status == KeyStatus::Inactive => {
+                self.fence(r).await?;
                 let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
                 self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
                 crash_point("reactivate");
@@ -30,7 +39,10 @@ impl Engine<'_> {
             for (i, config) in r.plan.deliver.iter().enumerate().rev() {
                 let sink = self.targets.sink(config);
                 let outcome = match r.progress.restore_points.get(&i) {
-                    Some(point) => sink.restore(&self.sink_ctx(r, i), &new, point).await?,
+                    Some(point) => {
+                        self.fence(r).await?;
+                        sink.restore(&self.sink_ctx(r, i), &new, point).await?
+                    }
                     // Written by a rekey that kept no restore point there:
                     // the new key stays alive rather than break the sink's reader.
                     None if r.progress.delivered.contains(&i) => {
@@ -46,12 +58,12 @@ impl Engine<'_> {
                 crash_point(&format!("restore-{i}"));
             }
         }
+        if r.progress.sinks_restored_at.is_none() {
+            r.progress.sinks_restored_at = Some(self.aws_now());
+        }
         match r.new_key() {
-            None => {
-                if let Some(step) = self.remove_unrecorded_key(r).await? {
-                    return Ok(step);
-                }
-            }
+            // Only a key a lost CreateAccessKey made is removed; others are someone else's.
+            None => drop(self.unknown_keys(r).await?),
             Some(new) if !keep_new_key.is_empty() => {
                 self.note(r, Audit::KeptNewKey { key: new.to_string(), because: keep_new_key }, None);
             }
@@ -66,40 +78,50 @@ impl Engine<'_> {
         Ok(Step::Move(Event::Undone, r.record.blocked_reason.clone()))
     }
 
-    /// Deletes the new key of an undone rotation, unless something other
-    /// than rekey's verification used it: then it is deactivated (the sinks
-    /// no longer hand it out) and deleted after `grace` if it stays so.
-    pub(super) async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId, keys: &[rekey_aws::iam::ListedKey]) -> Result<Option<Step>, EngineError> {
-        let status = keys.iter().find(|k| &k.id == new).map(|k| k.status);
+    /// Removes the new key of an undone rotation, on evidence. A key no
+    /// sink ever got goes at once. Otherwise it is deactivated first (the
+    /// time saved before the call, so a crash cannot skip the wait), and
+    /// deleted only once `last_used_lag` has passed since the sinks were
+    /// restored, so IAM's last-used data can show who used it meanwhile; if
+    /// something other than rekey's verification did, only after `grace`.
+    async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId, keys: &[ListedKey]) -> Result<Option<Step>, EngineError> {
+        let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
         let t = r.plan.timings;
-        match (status, r.progress.new_key_deactivated_at) {
-            (None, _) => return Ok(None),
-            (Some(KeyStatus::Active), Some(_)) => {
-                return blocked(format!("the new key {new} was reactivated after rekey deactivated it during the undo; delete it by hand once nothing uses it")).map(Some)
-            }
-            (Some(KeyStatus::Inactive), Some(at)) if self.aws_now() < at + t.grace.to_signed() => {
-                let due = at + t.grace.to_signed();
-                return Ok(Some(Step::Wait(due, format!("the new key {new} was used by something other than rekey; deactivated, it is deleted after {due}"))));
-            }
-            (Some(KeyStatus::Inactive), _) => {}
-            (Some(KeyStatus::Active), None) => {
-                let own_use_until = r.progress.verified_at.or(r.progress.delivered_at);
-                let used = self.keys.last_used(new).await?.at;
-                let used_by_others = match own_use_until {
-                    Some(until) => drain::used_after(&t, until, used),
-                    None => used.is_some(),
-                };
-                if let (true, Some(at)) = (used_by_others, used) {
-                    let request_id = self.keys.set_status(&r.user(), new, KeyStatus::Inactive).await?;
-                    let because = format!("used at {at} by something other than rekey's verification");
-                    self.note(r, Audit::DeactivatedNewKey { key: new.to_string(), because }, request_id);
-                    let now = self.aws_now();
-                    r.progress.new_key_deactivated_at = Some(now);
-                    let due = now + t.grace.to_signed();
-                    return Ok(Some(Step::Wait(due, format!("the new key {new} was used by something other than rekey; deactivated, it is deleted after {due}"))));
+        if !r.progress.attempted.is_empty() {
+            match (status, r.progress.new_key_seen_inactive) {
+                (KeyStatus::Active, true) => {
+                    return blocked(format!("the new key {new} was reactivated after rekey deactivated it during the undo; delete it by hand once nothing uses it")).map(Some)
                 }
+                (KeyStatus::Active, false) => {
+                    r.progress.new_key_deactivated_at = Some(self.aws_now());
+                    self.save(r).await?;
+                    self.fence(r).await?;
+                    let request_id = self.keys.set_status(&r.user(), new, KeyStatus::Inactive).await?;
+                    let because = "the sinks were restored; deleted once IAM can show who used it".to_owned();
+                    self.note(r, Audit::DeactivatedNewKey { key: new.to_string(), because }, request_id);
+                    crash_point("deactivate-new-key");
+                }
+                (KeyStatus::Inactive, _) => {}
+            }
+            r.progress.new_key_seen_inactive = true;
+            let now = self.aws_now();
+            let restored = r.progress.sinks_restored_at.unwrap_or(now);
+            let deactivated = r.progress.new_key_deactivated_at.unwrap_or(restored);
+            let evidence = restored.max(deactivated) + t.last_used_lag.to_signed();
+            if now < evidence {
+                return Ok(Some(Step::Wait(evidence, format!("the new key {new} is deactivated; deleted after {evidence}, once IAM's last-used data shows who used it"))));
+            }
+            let used = self.keys.last_used(new).await?.at;
+            let used_by_others = match r.progress.verified_at.or(r.progress.delivered_at) {
+                Some(own_use_until) => drain::used_after(&t, own_use_until, used),
+                None => used.is_some(),
+            };
+            let due = deactivated + t.grace.to_signed();
+            if let (true, Some(at), true) = (used_by_others, used, now < due) {
+                return Ok(Some(Step::Wait(due, format!("the new key {new} was used at {at} by something other than rekey; deactivated, it is deleted after {due}"))));
             }
         }
+        self.fence(r).await?;
         let request_id = self.keys.delete_key(&r.user(), new).await?;
         self.note(r, Audit::DeletedNewKey { key: new.to_string() }, request_id);
         crash_point("delete-new-key");
