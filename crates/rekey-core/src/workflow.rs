@@ -166,6 +166,8 @@ pub enum Event {
     /// `deactivating` re-read the old key's last use and found a new use
     /// after delivery: back to draining.
     OldKeyUsed,
+    /// A person withdrew `--force` before the deactivation it allowed.
+    ForceWithdrawn,
     Deactivated,
     DeactivationVerified,
     /// The old key is active again after deactivation: rekey reactivated it
@@ -199,6 +201,7 @@ impl Event {
             Event::NewKeyVerified => "new_key_verified",
             Event::Drained => "drained",
             Event::OldKeyUsed => "old_key_used",
+            Event::ForceWithdrawn => "force_withdrawn",
             Event::Deactivated => "deactivated",
             Event::DeactivationVerified => "deactivation_verified",
             Event::Reactivated => "reactivated",
@@ -234,7 +237,7 @@ pub fn next(from: State, event: &Event) -> Result<State, IllegalTransition> {
         (S::Delivering | S::VerifyingNew, E::SecretLost) => to(S::Creating),
         (S::VerifyingNew, E::NewKeyVerified) => to(S::Draining),
         (S::Draining, E::Drained) => to(S::Deactivating),
-        (S::Deactivating, E::OldKeyUsed) => to(S::Draining),
+        (S::Deactivating, E::OldKeyUsed | E::ForceWithdrawn) => to(S::Draining),
         (S::Deactivating, E::Deactivated) => to(S::VerifyingDeactivated),
         (S::VerifyingDeactivated, E::DeactivationVerified) => to(S::AwaitingDelete),
         (S::VerifyingDeactivated | S::AwaitingDelete | S::Deleting, E::Reactivated) => {
@@ -283,7 +286,7 @@ mod tests {
     fn all_events() -> Vec<Event> {
         vec![
             E::PreflightPassed, E::KeyCreated, E::Delivered, E::SecretLost, E::NewKeyVerified, E::Drained,
-            E::OldKeyUsed, E::Deactivated, E::DeactivationVerified, E::Reactivated, E::GraceElapsed, E::Deleted,
+            E::OldKeyUsed, E::ForceWithdrawn, E::Deactivated, E::DeactivationVerified, E::Reactivated, E::GraceElapsed, E::Deleted,
             E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::Failed,
         ]
     }

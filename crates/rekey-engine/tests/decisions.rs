@@ -14,7 +14,12 @@ use rekey_engine::keys::KeyApi;
 use rekey_engine::plan::{Plan, Timings};
 use rekey_engine::runner::{Engine, EngineError, Prepared};
 use rekey_store::{HistoryQuery, SharedStore, SqliteStore};
+use rekey_aws::cloudtrail::KeyEvents;
 use rekey_core::consumers::TrailEvent;
+use rekey_engine::sinks::DeliverySink;
+use rekey_engine::targets::Targets;
+use rekey_engine::verify::{Check, Verdict, VerifyCtx};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 const ACCOUNT: &str = "123456789012";
@@ -25,7 +30,17 @@ struct Key {
     id: String,
     status: KeyStatus,
     created: Timestamp,
-    last_used: Option<Timestamp>,
+    /// When, by which service, in which region.
+    last_used: Option<(Timestamp, &'static str, &'static str)>,
+}
+
+/// What the next call of an operation meets.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// AWS answers with an error: nothing happened.
+    Throttled,
+    /// The call takes effect, and its answer is lost.
+    Lost,
 }
 
 /// IAM for one user, in memory, on the test's clock.
@@ -36,25 +51,60 @@ struct FakeIam {
     created: Mutex<u32>,
     /// CloudTrail's event history; `None`: not configured.
     trail: Mutex<Option<Vec<TrailEvent>>>,
+    /// Events CloudTrail returned that cannot be read.
+    unreadable: Mutex<usize>,
+    /// The next call of an operation ("create", "set_status") fails so.
+    faults: Mutex<Vec<(&'static str, Fault)>>,
+    /// Another runner takes the lease during the next `list_keys` (a step that stalled).
+    thief: Mutex<Option<(SharedStore, String)>>,
 }
 
 impl FakeIam {
     fn new(clock: &ManualClock) -> FakeIam {
         let old = Key { id: OLD.into(), status: KeyStatus::Active, created: clock.now() - SignedDuration::from_hours(24 * 200), last_used: None };
-        FakeIam { clock: clock.clone(), account: ACCOUNT.into(), keys: Mutex::new(vec![old]), created: Mutex::new(0), trail: Mutex::new(None) }
+        FakeIam {
+            clock: clock.clone(),
+            account: ACCOUNT.into(),
+            keys: Mutex::new(vec![old]),
+            created: Mutex::new(0),
+            trail: Mutex::new(None),
+            unreadable: Mutex::new(0),
+            faults: Mutex::new(Vec::new()),
+            thief: Mutex::new(None),
+        }
+    }
+
+    fn fail_next(&self, operation: &'static str, fault: Fault) {
+        self.faults.lock().unwrap().push((operation, fault));
+    }
+
+    fn fault(&self, operation: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap();
+        let i = faults.iter().position(|(op, _)| *op == operation)?;
+        Some(faults.remove(i).1)
+    }
+
+    fn set(&self, id: &str, status: KeyStatus) {
+        self.keys.lock().unwrap().iter_mut().find(|k| k.id == id).unwrap().status = status;
+    }
+
+    fn status(&self, id: &str) -> Option<KeyStatus> {
+        self.keys.lock().unwrap().iter().find(|k| k.id == id).map(|k| k.status)
     }
 
     fn keys(&self) -> Vec<(String, KeyStatus)> {
         self.keys.lock().unwrap().iter().map(|k| (k.id.clone(), k.status)).collect()
     }
 
+    /// A data call (S3 objects, say) with `key`: IAM's last use records it,
+    /// CloudTrail's event history never shows it.
     fn use_key(&self, id: &str, at: Timestamp) {
-        self.keys.lock().unwrap().iter_mut().find(|k| k.id == id).unwrap().last_used = Some(at);
+        self.keys.lock().unwrap().iter_mut().find(|k| k.id == id).unwrap().last_used = Some((at, "s3", "eu-west-1"));
     }
 
-    /// A call with `key` from `ip`: in IAM's last use and in CloudTrail.
+    /// A management call with `key` from `ip`: in IAM's last use and in CloudTrail.
     fn call(&self, key: &str, at: Timestamp, ip: &str) {
-        self.use_key(key, at);
+        self.keys.lock().unwrap().iter_mut().find(|k| k.id == key).unwrap().last_used = Some((at, "s3", "us-east-1"));
         let event = TrailEvent {
             access_key_id: key.into(),
             time: at,
@@ -81,13 +131,22 @@ impl KeyApi for FakeIam {
         Ok(Some(format!("arn:aws:iam::{ACCOUNT}:user/{user}")))
     }
     async fn list_keys(&self, _user: &UserName) -> Result<Vec<ListedKey>, AwsError> {
+        let thief = self.thief.lock().unwrap().take();
+        if let Some((store, id)) = thief {
+            let later = self.clock.now() + SignedDuration::from_mins(10);
+            assert!(store.try_lease(&id, "another-runner", later, later + SignedDuration::from_mins(5)).await.unwrap());
+        }
         Ok(self.keys.lock().unwrap().iter().map(|k| ListedKey { id: AccessKeyId::new(&k.id), status: k.status, created_at: k.created }).collect())
     }
     async fn last_used(&self, key: &AccessKeyId) -> Result<LastUsed, AwsError> {
-        let at = self.keys.lock().unwrap().iter().find(|k| k.id == key.as_str()).and_then(|k| k.last_used);
-        Ok(LastUsed { at, service: at.map(|_| "s3".into()), region: at.map(|_| "eu-west-1".into()) })
+        let used = self.keys.lock().unwrap().iter().find(|k| k.id == key.as_str()).and_then(|k| k.last_used);
+        Ok(LastUsed { at: used.map(|u| u.0), service: used.map(|u| u.1.into()), region: used.map(|u| u.2.into()) })
     }
     async fn create_key(&self, _user: &UserName) -> Result<(Credentials, RequestId), AwsError> {
+        let fault = self.fault("create");
+        if fault == Some(Fault::Throttled) {
+            return Err(throttled("iam:CreateAccessKey"));
+        }
         let n = {
             let mut created = self.created.lock().unwrap();
             *created += 1;
@@ -95,10 +154,20 @@ impl KeyApi for FakeIam {
         };
         let id = format!("AKIANEW{n}");
         self.add_key(&id, self.clock.now());
+        if fault == Some(Fault::Lost) {
+            return Err(AwsError::Unreachable { operation: "iam:CreateAccessKey", endpoint: "fake".into(), detail: "connection reset".into() });
+        }
         Ok((Credentials { access_key_id: AccessKeyId::new(&id), secret_access_key: Secret::new(format!("secret{n}")) }, None))
     }
     async fn set_status(&self, _user: &UserName, key: &AccessKeyId, status: KeyStatus) -> Result<RequestId, AwsError> {
+        let fault = self.fault(if status == KeyStatus::Active { "activate" } else { "deactivate" });
+        if fault == Some(Fault::Throttled) {
+            return Err(throttled("iam:UpdateAccessKey"));
+        }
         self.keys.lock().unwrap().iter_mut().find(|k| k.id == key.as_str()).unwrap().status = status;
+        if fault == Some(Fault::Lost) {
+            return Err(AwsError::Unreachable { operation: "iam:UpdateAccessKey", endpoint: "fake".into(), detail: "connection reset".into() });
+        }
         Ok(None)
     }
     async fn delete_key(&self, _user: &UserName, key: &AccessKeyId) -> Result<RequestId, AwsError> {
@@ -108,14 +177,61 @@ impl KeyApi for FakeIam {
     fn clock_offset(&self) -> SignedDuration {
         SignedDuration::ZERO
     }
-    async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<TrailEvent>>, AwsError> {
+    async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<KeyEvents>, AwsError> {
         let trail = self.trail.lock().unwrap();
         let now = self.clock.now();
-        Ok(trail.as_ref().map(|events| events.iter().filter(|e| e.access_key_id == key.as_str() && e.time >= from && e.time <= now).cloned().collect()))
+        let unreadable = *self.unreadable.lock().unwrap();
+        Ok(trail.as_ref().map(|events| KeyEvents {
+            events: events.iter().filter(|e| e.access_key_id == key.as_str() && e.time >= from && e.time <= now).cloned().collect(),
+            unreadable,
+        }))
+    }
+}
+
+fn throttled(operation: &'static str) -> AwsError {
+    AwsError::Throttled { operation, message: "Rate exceeded".into() }
+}
+
+/// The configured sinks, and verifiers that report what the test says
+/// (`manual` stays the real one, waiting for `rekey confirm`).
+struct TestTargets {
+    healthy: Arc<AtomicBool>,
+}
+
+struct Switch(Arc<AtomicBool>);
+
+#[async_trait::async_trait]
+impl Check for Switch {
+    fn describe(&self) -> String {
+        "the application".into()
+    }
+    fn preflight(&self) -> Result<(), String> {
+        Ok(())
+    }
+    async fn verify(&self, _: &VerifyCtx<'_>) -> Verdict {
+        if self.0.load(Ordering::SeqCst) {
+            Verdict::Healthy
+        } else {
+            Verdict::Unhealthy("the application fails".into())
+        }
+    }
+}
+
+impl Targets for TestTargets {
+    fn sink<'s>(&self, config: &'s Sink) -> Box<dyn DeliverySink + 's> {
+        rekey_engine::sinks::of(config)
+    }
+    fn verifier<'s>(&self, config: &'s Verifier) -> Box<dyn Check + 's> {
+        match config {
+            Verifier::Manual {} => rekey_engine::verify::of(config),
+            _ => Box::new(Switch(self.healthy.clone())),
+        }
     }
 }
 
 struct World {
+    /// What the application's verifiers report.
+    healthy: Arc<AtomicBool>,
     clock: ManualClock,
     iam: FakeIam,
     clients: Clients,
@@ -138,18 +254,31 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
         let sink_file = dir.path().join("credentials");
-        World { clock, iam, clients, store, sink_file, _dir: dir }
+        World { healthy: Arc::new(AtomicBool::new(true)), clock, iam, clients, store, sink_file, _dir: dir }
     }
 
     fn engine(&mut self) -> Engine<'_> {
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        Engine::new(&self.iam, &self.clients, clock, self.store.clone(), "tester".into(), false)
+        let targets = Arc::new(TestTargets { healthy: self.healthy.clone() });
+        Engine::new(&self.iam, &self.clients, clock, self.store.clone(), "tester".into(), false).with_targets(targets)
     }
 
     async fn start(&mut self) -> String {
+        self.start_verified_by(Verifier::Exec { command: vec!["true".into()], env: Default::default() }).await
+    }
+
+    async fn start_verified_by(&mut self, verifier: Verifier) -> String {
+        self.try_start_verified_by(verifier).await.unwrap()
+    }
+
+    async fn try_start(&mut self) -> Result<String, EngineError> {
+        self.try_start_verified_by(Verifier::Exec { command: vec!["true".into()], env: Default::default() }).await
+    }
+
+    async fn try_start_verified_by(&mut self, verifier: Verifier) -> Result<String, EngineError> {
         let plan = Plan {
             deliver: vec![Sink::CredentialsFile { path: self.sink_file.clone(), profile: "app".into() }],
-            verify: vec![Verifier::Exec { command: vec!["true".into()], env: Default::default() }],
+            verify: vec![verifier],
             timings: timings(),
             delete_inactive: false,
         };
@@ -160,11 +289,24 @@ impl World {
             old_key: AccessKeyId::new(OLD),
             plan,
         };
-        self.engine().start(prepared, "rot-1".into()).await.unwrap()
+        self.engine().start(prepared, "rot-1".into()).await
     }
 
     async fn stage(&self) -> Stage {
         self.store.get("rot-1").await.unwrap().stage
+    }
+
+    async fn reason(&self) -> String {
+        self.store.get("rot-1").await.unwrap().blocked_reason.unwrap_or_default()
+    }
+
+    /// The application's credentials file, holding the old key before the rotation.
+    fn app_on_the_old_key(&self) {
+        std::fs::write(&self.sink_file, format!("[app]\naws_access_key_id = {OLD}\naws_secret_access_key = old-secret\n")).unwrap();
+    }
+
+    fn sink_holds(&self, key: &str) -> bool {
+        std::fs::read_to_string(&self.sink_file).unwrap_or_default().contains(key)
     }
 
     async fn run_after(&mut self, hours: i64) -> Stage {
@@ -337,4 +479,276 @@ async fn a_use_iam_saw_that_cloudtrail_does_not_show_yet_keeps_draining() {
 async fn history(store: &SharedStore) -> Vec<rekey_store::AuditEntry> {
     let query = HistoryQuery { rotation_id: Some("rot-1".into()), ..HistoryQuery::default() };
     rekey_store::events(&**store, &query).await.unwrap()
+}
+
+// The defects of the safety review (SPEC section 5), one test each.
+
+fn user() -> UserName {
+    UserName::new(USER)
+}
+
+const NEW: &str = "AKIANEW1";
+
+#[tokio::test]
+async fn defect_1_a_new_key_deleted_while_draining_leaves_the_old_key_active() {
+    let mut w = World::new().await;
+    w.app_on_the_old_key();
+    w.start().await;
+    // An admin removes "the unknown second key".
+    w.iam.delete_key(&user(), &AccessKeyId::new(NEW)).await.unwrap();
+    assert_eq!(w.run_after(28).await, Stage::Blocked);
+    assert_eq!(w.iam.keys(), [(OLD.into(), KeyStatus::Active)], "the old key is not touched");
+    let reason = w.reason().await;
+    assert!(reason.contains("AKIANEW1 no longer exists") && reason.contains("rekey rollback rot-1"), "{reason}");
+    // The way out it names works: the sink is back on the old key.
+    w.engine().cancel("rot-1", false).await.unwrap();
+    assert_eq!(w.stage().await, Stage::RolledBack);
+    assert!(w.sink_holds(OLD) && !w.sink_holds(NEW));
+}
+
+#[tokio::test]
+async fn defect_1_a_new_key_deactivated_before_deletion_gets_the_old_key_back() {
+    let mut w = World::new().await;
+    w.start().await;
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    w.iam.set(NEW, KeyStatus::Inactive);
+    assert_eq!(w.run_after(7 * 24).await, Stage::Blocked);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "reactivated, not deleted");
+    let reason = w.reason().await;
+    assert!(reason.contains("deactivated outside rekey") && reason.contains("rekey rollback rot-1"), "{reason}");
+}
+
+#[tokio::test]
+async fn defect_3_after_a_definite_create_error_a_persons_key_is_never_deleted() {
+    let mut w = World::new().await;
+    w.iam.fail_next("create", Fault::Throttled);
+    assert!(w.try_start().await.is_err());
+    assert_eq!(w.stage().await, Stage::Creating);
+    // While rekey waits to retry, a person creates a key by hand.
+    w.clock.advance(SignedDuration::from_secs(30));
+    w.iam.add_key("AKIAPERSON", w.clock.now());
+    assert_eq!(w.run_after(1).await, Stage::Blocked);
+    assert_eq!(w.iam.status("AKIAPERSON"), Some(KeyStatus::Active), "a key rekey did not make is kept");
+    let reason = w.reason().await;
+    assert!(reason.contains("AKIAPERSON") && reason.contains("rekey abort rot-1"), "{reason}");
+    // The person frees the slot and confirms: the rotation goes on.
+    w.iam.delete_key(&user(), &AccessKeyId::new("AKIAPERSON")).await.unwrap();
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.stage().await, Stage::Draining);
+}
+
+#[tokio::test]
+async fn defect_3_a_key_a_lost_create_made_is_taken_back_only_if_unused() {
+    let mut w = World::new().await;
+    w.iam.fail_next("create", Fault::Lost);
+    assert!(w.try_start().await.is_err());
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Active), "made, and the answer lost");
+    assert_eq!(w.run_after(1).await, Stage::Draining);
+    assert_eq!(w.iam.status(NEW), None, "inside the attempt's window and never used: rekey's own, removed");
+    assert_eq!(w.iam.status("AKIANEW2"), Some(KeyStatus::Active));
+
+    let mut w = World::new().await;
+    w.iam.fail_next("create", Fault::Lost);
+    assert!(w.try_start().await.is_err());
+    w.iam.use_key(NEW, w.clock.now());
+    assert_eq!(w.run_after(1).await, Stage::Blocked, "used: someone has it");
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Active));
+}
+
+#[tokio::test]
+async fn defect_5_an_undo_deletes_the_new_key_only_once_last_used_data_can_show_its_users() {
+    let mut w = World::new().await;
+    w.start().await;
+    w.engine().cancel("rot-1", false).await.unwrap();
+    assert_eq!(w.stage().await, Stage::RollingBack);
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive), "deactivated at once, kept");
+    assert_eq!(w.run_after(3).await, Stage::RollingBack, "IAM may report a use up to 4h late");
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive));
+    assert_eq!(w.run_after(1).await, Stage::RolledBack);
+    assert_eq!(w.iam.status(NEW), None);
+}
+
+#[tokio::test]
+async fn defect_5_a_new_key_someone_used_waits_the_grace_period() {
+    let mut w = World::new().await;
+    w.start().await;
+    w.iam.use_key(NEW, w.clock.now() + SignedDuration::from_hours(1));
+    w.clock.advance(SignedDuration::from_hours(2));
+    w.engine().cancel("rot-1", false).await.unwrap();
+    assert_eq!(w.run_after(4).await, Stage::RollingBack);
+    assert_eq!(w.run_after(6 * 24).await, Stage::RollingBack, "grace is 7 days");
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive));
+    assert_eq!(w.run_after(24).await, Stage::RolledBack);
+}
+
+#[tokio::test]
+async fn defect_6_an_interrupted_deactivation_of_the_new_key_keeps_its_wait() {
+    let mut w = World::new().await;
+    w.start().await;
+    w.iam.use_key(NEW, w.clock.now() + SignedDuration::from_hours(1));
+    w.clock.advance(SignedDuration::from_hours(2));
+    // The deactivation happens; its answer (or the process) is lost.
+    w.iam.fail_next("deactivate", Fault::Lost);
+    assert!(w.engine().cancel("rot-1", false).await.is_err());
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive));
+    assert_eq!(w.run_after(1).await, Stage::RollingBack);
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive), "its time was saved before the call: not deleted at once");
+    assert_eq!(w.run_after(7 * 24).await, Stage::RolledBack);
+}
+
+#[tokio::test]
+async fn defect_7_an_old_key_reactivated_while_awaiting_deletion_can_be_rolled_back() {
+    let mut w = World::new().await;
+    w.app_on_the_old_key();
+    w.start().await;
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    w.iam.set(OLD, KeyStatus::Active);
+    assert_eq!(w.run_after(7 * 24).await, Stage::Blocked);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "not deleted");
+    let reason = w.reason().await;
+    assert!(reason.contains("rekey rollback rot-1") && reason.contains("rekey confirm rot-1"), "{reason}");
+    w.engine().cancel("rot-1", false).await.expect("the rollback it names works");
+    assert_eq!(w.run_after(4).await, Stage::RolledBack);
+    assert_eq!(w.iam.keys(), [(OLD.into(), KeyStatus::Active)]);
+    assert!(w.sink_holds(OLD));
+}
+
+#[tokio::test]
+async fn defect_7_confirming_it_drains_again_and_waits_a_new_grace_period() {
+    let mut w = World::new().await;
+    w.start().await;
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    w.iam.set(OLD, KeyStatus::Active);
+    assert_eq!(w.run_after(7 * 24).await, Stage::Blocked);
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.stage().await, Stage::Draining);
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    assert_eq!(w.run_after(6 * 24).await, Stage::AwaitingDelete, "a whole new grace period");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
+    assert_eq!(w.run_after(24).await, Stage::Completed);
+}
+
+#[tokio::test]
+async fn defect_8_a_step_that_lost_its_lease_makes_no_aws_write() {
+    let mut w = World::new().await;
+    w.start().await;
+    // The step stalls; meanwhile its lease expires and another runner takes it.
+    *w.iam.thief.lock().unwrap() = Some((w.store.clone(), "rot-1".into()));
+    w.clock.advance(SignedDuration::from_hours(28));
+    let (_, errors) = w.engine().run_due().await.unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "no deactivation without the lease");
+}
+
+#[tokio::test]
+async fn defect_9_a_failed_reactivation_is_retried_before_any_verifier_runs_again() {
+    let mut w = World::new().await;
+    w.start().await;
+    // After deactivation the application fails, and the reactivation is refused (an expired role session).
+    w.healthy.store(false, Ordering::SeqCst);
+    w.iam.fail_next("activate", Fault::Throttled);
+    assert_eq!(w.run_after(28).await, Stage::VerifyingDeactivated);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
+    // The application looks healthy again (a retry, a cache): the reactivation is still owed.
+    w.healthy.store(true, Ordering::SeqCst);
+    assert_eq!(w.run_after(1).await, Stage::Blocked);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active));
+}
+
+#[tokio::test]
+async fn defect_11_a_manual_confirmation_counts_for_one_check_only() {
+    let mut w = World::new().await;
+    w.start_verified_by(Verifier::Manual {}).await;
+    assert_eq!(w.stage().await, Stage::Blocked, "verifying the new key waits for a person");
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.run_after(28).await, Stage::Blocked, "and so does the check after deactivation");
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.stage().await, Stage::AwaitingDelete);
+    // A person reactivates the old key; confirmed, it drains and is deactivated again.
+    w.iam.set(OLD, KeyStatus::Active);
+    assert_eq!(w.run_after(7 * 24).await, Stage::Blocked);
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.run_after(28).await, Stage::Blocked, "the earlier confirmation is not counted again");
+    assert!(w.reason().await.contains("waiting for a person to verify"), "{}", w.reason().await);
+}
+
+#[tokio::test]
+async fn defect_11_force_is_withdrawn_by_a_later_confirmation() {
+    let mut w = World::new().await;
+    w.start().await;
+    w.iam.use_key(OLD, w.clock.now() + SignedDuration::from_hours(2));
+    assert_eq!(w.run_after(28).await, Stage::Draining);
+    w.iam.fail_next("deactivate", Fault::Throttled);
+    assert!(w.engine().confirm("rot-1", true).await.is_err(), "the forced deactivation was throttled");
+    // On second thoughts: the consumer was found and fixed instead.
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.run_after(1).await, Stage::Draining);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "--force was withdrawn");
+}
+
+#[tokio::test]
+async fn defect_11_an_old_key_used_after_deactivation_is_not_deleted() {
+    let mut w = World::new().await;
+    w.start().await;
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    // Someone turned it on for an hour, used it, and turned it off again.
+    w.iam.use_key(OLD, w.clock.now() + SignedDuration::from_hours(1));
+    assert_eq!(w.run_after(7 * 24).await, Stage::Blocked);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive), "kept");
+    assert!(w.reason().await.contains("after it was deactivated"), "{}", w.reason().await);
+    w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.stage().await, Stage::AwaitingDelete, "a new grace period");
+    assert_eq!(w.run_after(7 * 24).await, Stage::Completed);
+}
+
+#[tokio::test]
+async fn defect_12_a_consumer_cloudtrail_cannot_see_keeps_the_drain_waiting() {
+    let mut w = World::new().await;
+    w.start().await;
+    let delivered = w.clock.now();
+    let hours = |h: i64| delivered + SignedDuration::from_hours(h);
+    w.iam.call(OLD, hours(1), "10.0.0.1");
+    assert_eq!(w.run_after(28).await, Stage::Draining);
+    // A batch job reads S3 objects with the old key: data calls, never in event history.
+    w.iam.use_key(OLD, hours(28) + SignedDuration::from_mins(30));
+    assert_eq!(w.run_after(1).await, Stage::Draining);
+    // Then the visible consumer moves, after the batch job's use.
+    w.iam.call(OLD, hours(30), "10.0.0.1");
+    w.iam.call(NEW, hours(31), "10.0.0.1");
+    assert_eq!(w.run_after(31).await, Stage::Draining, "the batch job's use is not explained by any consumer CloudTrail shows");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active));
+    assert!(history(&w.store).await.iter().all(|e| e.event != "consumers_moved"));
+    let waiting = w.store.get("rot-1").await.unwrap().progress["waiting_for"].as_str().unwrap_or_default().to_owned();
+    assert!(waiting.contains("a consumer CloudTrail does not show"), "{waiting}");
+}
+
+#[tokio::test]
+async fn defect_12_an_unreadable_event_is_an_unknown_consumer() {
+    let mut w = World::new().await;
+    w.start().await;
+    let delivered = w.clock.now();
+    let hours = |h: i64| delivered + SignedDuration::from_hours(h);
+    w.iam.call(OLD, hours(1), "10.0.0.1");
+    w.iam.call(NEW, hours(2), "10.0.0.1");
+    *w.iam.unreadable.lock().unwrap() = 1;
+    assert_eq!(w.run_after(30).await, Stage::Draining, "moved, but for the event rekey cannot read");
+}
+
+#[tokio::test]
+async fn defect_13_rollback_never_reenables_a_key_someone_else_deactivated() {
+    let mut w = World::new().await;
+    w.app_on_the_old_key();
+    w.start().await;
+    // The old key leaked and was quarantined.
+    w.iam.set(OLD, KeyStatus::Inactive);
+    let err = w.engine().cancel("rot-1", false).await.unwrap_err();
+    assert!(err.to_string().contains("deactivated by someone other than rekey"), "{err}");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
+    assert_eq!(w.stage().await, Stage::Draining);
+    assert!(w.sink_holds(NEW), "nothing changed");
+
+    // Found so at deactivation, it is not rekey's doing later either.
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    assert!(w.engine().cancel("rot-1", false).await.is_err());
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
 }

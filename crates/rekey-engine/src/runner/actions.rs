@@ -99,6 +99,14 @@ impl Engine<'_> {
             let stage = match r.state() {
                 State { stage: Stage::Blocked, came_from: Some(from) } => from,
                 State { stage: Stage::Draining, .. } => Stage::Draining,
+                // A forced deactivation not done yet (an AWS error): a
+                // confirmation without --force withdraws it, and drains again.
+                State { stage: Stage::Deactivating, .. } if r.progress.force && !force => {
+                    r.progress.force = false;
+                    r.progress.drain_from = Some(engine.aws_now());
+                    engine.note(r, Audit::Confirmed { stage: Stage::Draining, force }, None);
+                    return engine.transition(r, Event::ForceWithdrawn, None).await;
+                }
                 s => return Err(r.refuse(format!("nothing to confirm: it is {}", s.stage))),
             };
             if force && stage != Stage::Draining {
