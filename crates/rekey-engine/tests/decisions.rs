@@ -569,7 +569,7 @@ async fn defect_5_an_undo_deletes_the_new_key_only_once_last_used_data_can_show_
 }
 
 #[tokio::test]
-async fn defect_5_a_new_key_someone_used_waits_the_grace_period() {
+async fn an_undone_new_key_someone_used_waits_the_grace_period() {
     let mut w = World::new().await;
     w.start().await;
     w.iam.use_key(NEW, w.clock.now() + SignedDuration::from_hours(1));
