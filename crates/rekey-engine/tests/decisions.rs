@@ -12,7 +12,7 @@ use rekey_core::{AccessKeyId, AccountId, Credentials, Duration, KeyStatus, LastU
 use rekey_engine::clock::{Clock, ManualClock};
 use rekey_engine::keys::KeyApi;
 use rekey_engine::plan::{Plan, Timings};
-use rekey_engine::runner::{Engine, EngineError, Prepared};
+use rekey_engine::runner::{run_due, Acting, Engine, EngineError, Pass, Prepared, Reach, Setup};
 use rekey_store::{HistoryQuery, SharedStore, SqliteStore};
 use rekey_aws::cloudtrail::KeyEvents;
 use rekey_core::consumers::TrailEvent;
@@ -46,7 +46,7 @@ enum Fault {
 /// IAM for one user, in memory, on the test's clock.
 struct FakeIam {
     clock: ManualClock,
-    account: String,
+    account: Mutex<String>,
     keys: Mutex<Vec<Key>>,
     created: Mutex<u32>,
     /// CloudTrail's event history; `None`: not configured.
@@ -64,7 +64,7 @@ impl FakeIam {
         let old = Key { id: OLD.into(), status: KeyStatus::Active, created: clock.now() - SignedDuration::from_hours(24 * 200), last_used: None };
         FakeIam {
             clock: clock.clone(),
-            account: ACCOUNT.into(),
+            account: Mutex::new(ACCOUNT.into()),
             keys: Mutex::new(vec![old]),
             created: Mutex::new(0),
             trail: Mutex::new(None),
@@ -125,7 +125,7 @@ impl FakeIam {
 #[async_trait::async_trait]
 impl KeyApi for FakeIam {
     async fn caller_account(&self) -> Result<AccountId, AwsError> {
-        Ok(AccountId::new(&self.account))
+        Ok(AccountId::new(&*self.account.lock().unwrap()))
     }
     async fn user_arn(&self, user: &UserName) -> Result<Option<String>, AwsError> {
         Ok(Some(format!("arn:aws:iam::{ACCOUNT}:user/{user}")))
@@ -229,11 +229,20 @@ impl Targets for TestTargets {
     }
 }
 
+/// The one account there is, acting with the fake's credentials.
+#[async_trait::async_trait]
+impl Reach for World {
+    async fn reach(&self, _: &AccountId) -> Result<Acting, String> {
+        let account = self.iam.caller_account().await.map_err(|e| e.to_string())?;
+        Ok(Acting { account, clients: self.clients.clone(), keys: self.iam.clone() })
+    }
+}
+
 struct World {
     /// What the application's verifiers report.
     healthy: Arc<AtomicBool>,
     clock: ManualClock,
-    iam: FakeIam,
+    iam: Arc<FakeIam>,
     clients: Clients,
     store: SharedStore,
     _dir: tempfile::TempDir,
@@ -248,7 +257,7 @@ fn timings() -> Timings {
 impl World {
     async fn new() -> World {
         let clock = ManualClock::at("2026-11-01T12:00:00Z".parse().unwrap());
-        let iam = FakeIam::new(&clock);
+        let iam = Arc::new(FakeIam::new(&clock));
         let settings = AwsSettings { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), ..Default::default() };
         let clients = Clients::new(&settings).await;
         let dir = tempfile::tempdir().unwrap();
@@ -260,7 +269,7 @@ impl World {
     fn engine(&mut self) -> Engine<'_> {
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
         let targets = Arc::new(TestTargets { healthy: self.healthy.clone() });
-        Engine::new(&self.iam, &self.clients, clock, self.store.clone(), "tester".into(), false).with_targets(targets)
+        Engine::new(&*self.iam, &self.clients, clock, self.store.clone(), "tester".into(), false).with_targets(targets)
     }
 
     async fn start(&mut self) -> String {
@@ -309,9 +318,16 @@ impl World {
         std::fs::read_to_string(&self.sink_file).unwrap_or_default().contains(key)
     }
 
+    /// A pass of `rekey run`: the loop the binary runs.
+    async fn run_due(&self) -> Pass {
+        let mut setup = Setup::new(Arc::new(self.clock.clone()), self.store.clone(), "tester".into());
+        setup.targets = Arc::new(TestTargets { healthy: self.healthy.clone() });
+        run_due(&setup, self, None, 1).await.unwrap()
+    }
+
     async fn run_after(&mut self, hours: i64) -> Stage {
         self.clock.advance(SignedDuration::from_hours(hours));
-        self.engine().run_due().await.unwrap();
+        self.run_due().await;
         self.stage().await
     }
 }
@@ -409,13 +425,13 @@ async fn rollback_without_the_old_key_is_refused_and_changes_nothing() {
 async fn another_accounts_credentials_are_refused_before_anything() {
     let mut w = World::new().await;
     w.start().await;
-    w.iam.account = "210987654321".into();
+    *w.iam.account.lock().unwrap() = "210987654321".into();
     let before = (w.store.get("rot-1").await.unwrap(), w.iam.keys());
     w.clock.advance(SignedDuration::from_hours(28));
+    let pass = w.run_due().await;
+    assert!(pass.advanced.is_empty());
+    assert!(matches!(pass.errors.as_slice(), [EngineError::WrongAccount { .. }]), "{:?}", pass.errors);
     let mut engine = w.engine();
-    let (advanced, errors) = engine.run_due().await.unwrap();
-    assert!(advanced.is_empty());
-    assert!(matches!(errors.as_slice(), [EngineError::WrongAccount { .. }]), "{errors:?}");
     for refused in [engine.cancel("rot-1", false).await, engine.confirm("rot-1", false).await] {
         assert!(matches!(refused, Err(EngineError::WrongAccount { .. })));
     }
@@ -635,8 +651,8 @@ async fn defect_8_a_step_that_lost_its_lease_makes_no_aws_write() {
     // The step stalls; meanwhile its lease expires and another runner takes it.
     *w.iam.thief.lock().unwrap() = Some((w.store.clone(), "rot-1".into()));
     w.clock.advance(SignedDuration::from_hours(28));
-    let (_, errors) = w.engine().run_due().await.unwrap();
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    let pass = w.run_due().await;
+    assert_eq!(pass.errors.len(), 1, "{:?}", pass.errors);
     assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "no deactivation without the lease");
 }
 

@@ -19,8 +19,9 @@ pub struct Accounts<'a> {
     role_name: Option<String>,
     external_id: Option<String>,
     session_name: String,
-    /// Assumed once per account and process.
-    assumed: Mutex<HashMap<AccountId, Clients>>,
+    /// Assumed once per account, and again when the session is old: a
+    /// `rekey run --interval` or a long rotation outlives an hour's session.
+    assumed: Mutex<HashMap<AccountId, (Clients, std::time::Instant)>>,
 }
 
 impl<'a> Accounts<'a> {
@@ -74,12 +75,14 @@ impl<'a> Accounts<'a> {
             return Ok(self.clients.clone());
         }
         self.check_reachable([account]).await?;
-        if let Some(clients) = self.assumed.lock().await.get(account) {
+        // An assumed role's session lasts an hour; renew with a margin wider than any one step.
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(40 * 60);
+        if let Some((clients, _)) = self.assumed.lock().await.get(account).filter(|(_, at)| at.elapsed() < FRESH) {
             return Ok(clients.clone());
         }
         // Not under the lock: accounts scanned at once assume their roles at once.
         let clients = self.clients.assume(&self.role(account)).await.context(format!("cannot reach account {account}"))?;
-        self.assumed.lock().await.insert(account.clone(), clients.clone());
+        self.assumed.lock().await.insert(account.clone(), (clients.clone(), std::time::Instant::now()));
         Ok(clients)
     }
 

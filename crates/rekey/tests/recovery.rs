@@ -409,7 +409,7 @@ fn an_undo_that_fails_on_aws_is_finished_by_the_next_run_not_undone() {
         let original = std::fs::read(rig.credentials()).unwrap();
         let unhealthy = r#"{ type = "exec", command = ["sh", "-c", "exit 1"] }"#;
         rig.config(
-            &format!("{}\nretry_after = \"0s\"", if requested { "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"120s\"" } else { "verify_timeout = \"2s\"" }),
+            &format!("{}\nretry_after = \"0s\"", if requested { "wait_unused = \"1h\"\nlast_used_lag = \"0s\"\nverify_timeout = \"120s\"" } else { "last_used_lag = \"0s\"\nverify_timeout = \"2s\"" }),
             &format!("{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}", rig.credentials().display()),
             if requested { r#"{ type = "sts" }"# } else { unhealthy },
         );

@@ -10,13 +10,16 @@
 //!
 //! Here: the engine, advancing, transitions and saving. The steps of the
 //! main path are in `steps`, the undo in `undo`, what a person asks
-//! (start, confirm, rollback, abort) in `actions`.
+//! (start, confirm, rollback, abort) in `actions`, and a pass of `rekey
+//! run` over every due rotation of every account in `pass`.
 
 mod actions;
+mod pass;
 mod steps;
 mod undo;
 
 pub use actions::{check_target, prepare, Prepared, Request};
+pub use pass::{run_due, Acting, Pass, Reach, Setup};
 
 use crate::audit::Audit;
 use crate::clock::Clock;
@@ -52,6 +55,8 @@ pub enum EngineError {
     Illegal(#[from] IllegalTransition),
     #[error("rotation {id} belongs to account {rotation}, but the credentials in use act in account {caller}; nothing was changed. Use credentials of account {rotation}")]
     WrongAccount { id: String, rotation: AccountId, caller: AccountId },
+    #[error("rotation {id}: cannot reach account {account}: {reason}")]
+    Unreachable { id: String, account: AccountId, reason: String },
     #[error("rotation {id}: another rekey process is working on it; try again in a moment")]
     Busy { id: String },
     #[error("rotation {id}: this process lost its lease (another rekey process took over, or the state store could not renew it) and changed nothing more; the next `rekey run` goes on")]
@@ -308,21 +313,6 @@ impl<'a> Engine<'a> {
         } else {
             Err(EngineError::LeaseLost { id: r.record.id.clone() })
         }
-    }
-
-    /// Every rotation with a step due now: advanced as far as each can go.
-    /// Returns the ids it advanced and the errors it met (others go on).
-    pub async fn run_due(&mut self) -> Result<(Vec<String>, Vec<EngineError>), EngineError> {
-        let mut advanced = Vec::new();
-        let mut errors = Vec::new();
-        for due in self.store.due(self.now()).await? {
-            match self.advance(&due.id).await {
-                Ok(true) => advanced.push(due.id),
-                Ok(false) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        Ok((advanced, errors))
     }
 
     /// Advances one rotation until it waits, needs a person or ends.

@@ -1,7 +1,7 @@
 //! `rekey confirm`, `rekey rollback`, `rekey abort`: a person acting on one
 //! rotation.
 
-use super::{clients_of_rotation, engine, open_store, send_finding_notes};
+use super::{acting_for_rotation, engine, open_store, send_finding_notes};
 use crate::accounts::Accounts;
 use crate::cli::{ConfirmArgs, IdArgs};
 use crate::commands::rotate::exit_code;
@@ -14,9 +14,8 @@ pub async fn confirm(args: ConfirmArgs, settings: &Settings, term: &Terminal) ->
     let store = open_store(settings).await?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let (account, clients) = clients_of_rotation(&store, &accounts, &args.id).await?;
-    let keys = super::keys(&clients, settings);
-    let mut engine = engine(&keys, &clients, &account, &store, settings, args.reveal || term.stdout_is_terminal);
+    let acting = acting_for_rotation(&store, &accounts, &args.id, settings).await?;
+    let mut engine = engine(&acting, &store, settings, args.reveal || term.stdout_is_terminal);
     let result = engine.confirm(&args.id, args.force).await;
     send_finding_notes(&store, settings, &accounts, term).await?;
     let r = store.get(&args.id).await?;
@@ -31,9 +30,8 @@ pub async fn cancel(args: IdArgs, abort: bool, settings: &Settings, term: &Termi
     let store = open_store(settings).await?;
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let (account, clients) = clients_of_rotation(&store, &accounts, &args.id).await?;
-    let keys = super::keys(&clients, settings);
-    let mut engine = engine(&keys, &clients, &account, &store, settings, false);
+    let acting = acting_for_rotation(&store, &accounts, &args.id, settings).await?;
+    let mut engine = engine(&acting, &store, settings, false);
     let result = engine.cancel(&args.id, abort).await;
     send_finding_notes(&store, settings, &accounts, term).await?;
     if let Ok(r) = store.get(&args.id).await {

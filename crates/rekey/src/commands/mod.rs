@@ -20,7 +20,7 @@ use crate::terminal::Terminal;
 use rekey_aws::Clients;
 use rekey_engine::clock::SystemClock;
 use rekey_engine::keys::AwsKeys;
-use rekey_engine::runner::Engine;
+use rekey_engine::runner::{Acting, Engine, Reach, Setup};
 use rekey_core::AccountId;
 use rekey_store::{DynamoStore, Location, SharedStore, SqliteStore};
 use std::sync::Arc;
@@ -50,25 +50,48 @@ pub fn keys(clients: &Clients, settings: &Settings) -> AwsKeys {
     AwsKeys::new(clients).with_cloudtrail(&settings.file.cloudtrail.regions(&clients.region()))
 }
 
-/// The rotation engine as configured: the system clock, the actor, notes
-/// on findings when Security Hub is on, and the account `clients` act in
-/// (as [`Accounts`] established it).
-pub fn engine<'a>(keys: &'a AwsKeys, clients: &'a Clients, account: &AccountId, store: &SharedStore, settings: &Settings, may_reveal: bool) -> Engine<'a> {
-    let mut engine = Engine::new(keys, clients, Arc::new(SystemClock), store.clone(), settings.actor.clone(), may_reveal).acting_in(account.clone());
-    engine.finding_notes = settings.file.securityhub.enabled;
-    engine
+/// What every engine shares, as configured: the system clock, the actor,
+/// notes on findings when Security Hub is on.
+pub fn setup(store: &SharedStore, settings: &Settings, may_reveal: bool) -> Setup {
+    let mut setup = Setup::new(Arc::new(SystemClock), store.clone(), settings.actor.clone());
+    (setup.may_reveal, setup.finding_notes) = (may_reveal, settings.file.securityhub.enabled);
+    setup
 }
 
-/// The rotation's account and clients acting there (the engine refuses
+/// Keys and clients acting in `account`, as [`Accounts`] established it.
+pub fn acting(clients: Clients, account: &AccountId, settings: &Settings) -> Acting {
+    Acting { account: account.clone(), keys: Arc::new(keys(&clients, settings)), clients }
+}
+
+/// The rotation engine as configured, acting in `account` with `clients`.
+pub fn engine<'a>(acting: &'a Acting, store: &SharedStore, settings: &Settings, may_reveal: bool) -> Engine<'a> {
+    setup(store, settings, may_reveal).engine(acting)
+}
+
+/// Each account reached through [`Accounts`] (the caller's, or a role).
+pub struct Reaching<'a> {
+    pub accounts: &'a Accounts<'a>,
+    pub settings: &'a Settings,
+}
+
+#[async_trait::async_trait]
+impl Reach for Reaching<'_> {
+    async fn reach(&self, account: &AccountId) -> Result<Acting, String> {
+        let clients = self.accounts.clients_for(account).await.map_err(|e| format!("{e:#}"))?;
+        Ok(acting(clients, account, self.settings))
+    }
+}
+
+/// Keys and clients acting in the rotation's account (the engine refuses
 /// any other before every step). An unknown rotation is the engine's to
 /// report: the caller's account then.
-pub async fn clients_of_rotation(store: &SharedStore, accounts: &Accounts<'_>, id: &str) -> anyhow::Result<(AccountId, Clients)> {
+pub async fn acting_for_rotation(store: &SharedStore, accounts: &Accounts<'_>, id: &str, settings: &Settings) -> anyhow::Result<Acting> {
     let account = match store.get(id).await {
         Ok(rotation) => AccountId::new(rotation.account_id),
         Err(_) => accounts.caller().await?.clone(),
     };
     let clients = accounts.clients_for(&account).await?;
-    Ok((account, clients))
+    Ok(acting(clients, &account, settings))
 }
 
 /// After rotations moved: their finding notes go to Security Hub. A

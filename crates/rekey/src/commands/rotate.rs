@@ -14,7 +14,7 @@ use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::Stage;
 use rekey_core::AccessKeyId;
 use rekey_engine::plan::Plan;
-use rekey_engine::runner::{prepare, Prepared, Request};
+use rekey_engine::runner::{prepare, Acting, Prepared, Request};
 use rekey_engine::{sinks, verify};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -44,7 +44,8 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key, prepared.user, prepared.account))?;
     }
     let store = open_store(settings).await?;
-    let mut engine = engine(&keys, &clients, &prepared.account, &store, settings, may_reveal);
+    let acting = Acting { account: prepared.account.clone(), keys: std::sync::Arc::new(keys), clients: clients.clone() };
+    let mut engine = engine(&acting, &store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
     send_finding_notes(&store, settings, &accounts, term).await?;

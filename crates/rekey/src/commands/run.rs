@@ -1,33 +1,33 @@
-//! `rekey run`: advances every rotation that is due, up to
-//! `[rotation] concurrency` at once, each under its own lease. Only due
-//! rotations cost AWS calls; the rest is one indexed query of the state
-//! store.
+//! `rekey run`: a pass of the engine over every rotation that is due
+//! (`rekey_engine::runner::run_due`), up to `[rotation] concurrency` at
+//! once, each in its own account and under its own lease; then the
+//! finding notes, expired exemptions and metrics. Only due rotations cost
+//! AWS calls; the rest is one indexed query of the state store.
 
-use super::{engine, open_store, send_finding_notes};
+use super::{open_store, send_finding_notes, setup, Reaching};
 use crate::accounts::Accounts;
 use crate::cli::RunArgs;
 use crate::settings::Settings;
 use crate::table::count;
 use crate::terminal::Terminal;
-use futures::StreamExt;
 use rekey_aws::Clients;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::metrics::{self, Gauges};
 use rekey_core::model::whole_seconds;
-use rekey_core::AccountId;
-use rekey_store::{AuditEntry, Change, Due, EndExemption, Ended, NewFindingUpdate, Outlook, SharedStore};
-use std::collections::BTreeMap;
+use rekey_store::{AuditEntry, Change, EndExemption, Ended, NewFindingUpdate, Outlook, SharedStore};
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let store = open_store(settings).await?;
     let clients = Clients::new(&settings.aws).await;
     let may_reveal = args.reveal || term.stdout_is_terminal;
+    // Assumed roles are renewed as their sessions age (see Accounts).
+    let accounts = Accounts::new(&clients, settings, None);
     loop {
         let started = jiff::Timestamp::now();
-        // Per pass: assumed roles' credentials last an hour.
-        let accounts = Accounts::new(&clients, settings, None);
         reopen_expired(&store, settings, term).await?;
-        let (advanced, errors) = advance_due(&store, &accounts, args.account.as_ref(), settings, may_reveal).await?;
+        let reach = Reaching { accounts: &accounts, settings };
+        let pass = rekey_engine::runner::run_due(&setup(&store, settings, may_reveal), &reach, args.account.as_ref(), settings.rotation_concurrency()).await?;
+        let (advanced, errors) = (pass.advanced, pass.errors);
         send_finding_notes(&store, settings, &accounts, term).await?;
         for id in &advanced {
             let r = store.get(id).await?;
@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
             outln!("{id}: {}{note}", r.stage)?;
         }
         for e in &errors {
-            term.error(e);
+            term.error(&e.to_string());
         }
         let outlook = store.outlook().await?;
         if !term.quiet {
@@ -53,45 +53,6 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
             Some(every) => tokio::time::sleep(every.to_signed().unsigned_abs()).await,
         }
     }
-}
-
-/// Every due rotation (of `only` that account), advanced in its own
-/// account (the caller's, or through `[org] role_name`), up to
-/// `[rotation] concurrency` at once. A rotation in an account rekey cannot
-/// reach is an error and is left as it is; the others go on. Returns the
-/// rotations advanced, most overdue first, and the errors.
-async fn advance_due(store: &SharedStore, accounts: &Accounts<'_>, only: Option<&AccountId>, settings: &Settings, may_reveal: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let due: Vec<Due> = store.due(jiff::Timestamp::now()).await?.into_iter().filter(|d| only.is_none_or(|only| only.as_str() == d.account_id)).collect();
-    let mut reachable = BTreeMap::new();
-    let mut errors = Vec::new();
-    for account in due.iter().map(|d| &d.account_id).collect::<std::collections::BTreeSet<_>>() {
-        let account = AccountId::new(account);
-        match accounts.clients_for(&account).await {
-            Ok(clients) => {
-                let keys = super::keys(&clients, settings);
-                reachable.insert(account.as_str().to_owned(), (account, clients, keys));
-            }
-            Err(e) => errors.extend(due.iter().filter(|d| d.account_id == account.as_str()).map(|d| format!("rotation {}: {e:#}", d.id))),
-        }
-    }
-    let work = due.iter().enumerate().filter_map(|(order, d)| {
-        let (account, clients, keys) = reachable.get(&d.account_id)?;
-        Some(async move {
-            let mut engine = engine(keys, clients, account, store, settings, may_reveal);
-            (order, d.id.clone(), engine.advance(&d.id).await)
-        })
-    });
-    let mut done: Vec<_> = futures::stream::iter(work).buffer_unordered(settings.rotation_concurrency()).collect().await;
-    done.sort_by_key(|(order, ..)| *order);
-    let mut advanced = Vec::new();
-    for (_, id, outcome) in done {
-        match outcome {
-            Ok(true) => advanced.push(id),
-            Ok(false) => tracing::info!(rotation = %id, result = "leased elsewhere", "another rekey process holds the rotation"),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    Ok((advanced, errors))
 }
 
 /// Exemptions whose `until` has passed end, and their findings reopen
