@@ -17,9 +17,11 @@ mod actions;
 mod pass;
 mod steps;
 mod undo;
+mod view;
 
 pub use actions::{check_target, prepare, Prepared, Request};
 pub use pass::{run_due, Acting, Pass, Reach, Setup};
+pub use view::View;
 
 use crate::audit::Audit;
 use crate::clock::Clock;

@@ -5,8 +5,8 @@ use super::{open_store, stop};
 use crate::cli::{ListFormat, StatusArgs};
 use crate::settings::Settings;
 use crate::table::{self, Column};
-use rekey_engine::plan::Progress;
-use rekey_engine::runner::Rotation;
+use rekey_core::workflow::Stage;
+use rekey_engine::runner::View;
 use rekey_store::{ListQuery, RotationRecord};
 use serde_json::{json, Value};
 
@@ -39,8 +39,9 @@ pub async fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
     let (mut page, mut shown) = (Vec::new(), 0);
     store
         .list(&query, &mut |r| {
-            let v = to_json(&r).map_err(stop)?;
-            let note = v["blocked_reason"].as_str().or(v["waiting_for"].as_str()).unwrap_or("").to_owned();
+            let view = View::of(&r).map_err(stop)?;
+            let note = view.note().unwrap_or("").to_owned();
+            let v = serde_json::to_value(&view).map_err(stop)?;
             let keep = ["id", "user_name", "old_key_id", "new_key_id", "stage", "next_check_at"].map(|k| (k.to_owned(), v[k].clone()));
             page.push(Value::Object(keep.into_iter().chain([("note".to_owned(), Value::String(note))]).collect()));
             shown += 1;
@@ -79,55 +80,35 @@ fn print_table(rows: &[Value]) -> anyhow::Result<()> {
 
 /// The JSON object of one rotation (SPEC section 5 fields, and progress).
 pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
-    Ok(json_of(r, &Rotation::decode(r.clone())?.progress))
-}
-
-fn json_of(r: &RotationRecord, progress: &Progress) -> Value {
-    json!({
-        "id": r.id,
-        "account_id": r.account_id,
-        "user_name": r.user_name,
-        "old_key_id": r.old_key_id,
-        "new_key_id": r.new_key_id,
-        "stage": r.stage.as_str(),
-        "came_from": r.came_from.map(|s| s.as_str()),
-        "next_check_at": if r.stage.is_working() { r.next_check_at.map(|t| t.to_string()) } else { None },
-        "blocked_reason": r.blocked_reason,
-        "waiting_for": progress.waiting_for,
-        "started_at": r.started_at.to_string(),
-        "updated_at": r.updated_at.to_string(),
-        "delivered_at": progress.delivered_at.map(|t| t.to_string()),
-        "deactivated_at": progress.deactivated_at.map(|t| t.to_string()),
-        "drain_restarted_at": progress.drain_from.map(|t| t.to_string()),
-        "old_key_used_after_delivery": progress.used_after_delivery,
-        "old_key_consumers": progress.consumers,
-    })
+    Ok(serde_json::to_value(View::of(r)?)?)
 }
 
 /// One rotation in a few lines, after `rotate`, `confirm` and the like.
 pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
-    let progress = Rotation::decode(r.clone())?.progress;
-    let v = json_of(r, &progress);
-    outln!("{}: {} of {} -> {}", r.id, r.old_key_id, r.user_name, r.new_key_id.as_deref().unwrap_or("(no new key yet)"))?;
-    match r.came_from {
-        Some(from) => outln!("  stage: {} (from {from})", r.stage)?,
-        None => outln!("  stage: {}", r.stage)?,
+    let v = View::of(r)?;
+    outln!("{}: {} of {} -> {}", v.id, v.old_key_id, v.user_name, v.new_key_id.as_deref().unwrap_or("(no new key yet)"))?;
+    match v.came_from {
+        Some(from) => outln!("  stage: {} (from {from})", v.stage)?,
+        None => outln!("  stage: {}", v.stage)?,
     }
-    if let Some(reason) = v["blocked_reason"].as_str() {
-        outln!("  reason: {reason}")?;
-    } else if let Some(waiting) = v["waiting_for"].as_str() {
-        outln!("  waiting: {waiting}")?;
+    match (&v.blocked_reason, &v.waiting_for) {
+        (Some(reason), _) => outln!("  reason: {reason}")?,
+        (None, Some(waiting)) => outln!("  waiting: {waiting}")?,
+        _ => {}
     }
     // What CloudTrail showed at the drain's last look: who is left on the old key.
-    if let Some(watch) = progress.consumers.filter(|_| r.stage == rekey_core::workflow::Stage::Draining) {
+    if let Some(watch) = v.old_key_consumers.as_ref().filter(|_| v.stage == Stage::Draining) {
         for c in &watch.left {
             outln!("  still on the old key: {}", c.describe())?;
+        }
+        for u in &watch.unexplained {
+            outln!("  still on the old key, not shown by CloudTrail: {}", u.describe())?;
         }
         for c in &watch.moved {
             outln!("  moved to the new key: {}", c.describe())?;
         }
     }
-    if let Some(at) = v["next_check_at"].as_str() {
+    if let Some(at) = v.next_check_at {
         outln!("  next check: {at} (`rekey run` picks it up)")?;
     }
     Ok(())
