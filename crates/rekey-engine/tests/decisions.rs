@@ -768,3 +768,16 @@ async fn defect_13_rollback_never_reenables_a_key_someone_else_deactivated() {
     assert!(w.engine().cancel("rot-1", false).await.is_err());
     assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
 }
+
+#[tokio::test]
+async fn an_old_key_someone_deleted_while_draining_ends_the_rotation_without_an_error_loop() {
+    let mut w = World::new().await;
+    w.start().await;
+    w.iam.delete_key(&user(), &AccessKeyId::new(OLD)).await.unwrap();
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    w.clock.advance(SignedDuration::from_hours(7 * 24));
+    let pass = w.run_due().await;
+    assert!(pass.errors.is_empty(), "{:?}", pass.errors);
+    assert_eq!(w.stage().await, Stage::Completed);
+    assert_eq!(w.iam.keys(), [(NEW.into(), KeyStatus::Active)]);
+}

@@ -491,10 +491,12 @@ impl Engine<'_> {
         if self.aws_now() < due {
             return Ok(Step::Wait(due, format!("grace period: the old key is deleted after {due}")));
         }
-        if let Some(step) = self.before_deleting(r).await? {
-            return Ok(step);
-        }
-        if let Some(at) = self.keys.last_used(&r.old_key()).await?.at.filter(|&at| drain::used_after(&t, deactivated, Some(at))) {
+        let gone = match self.before_deleting(r).await? {
+            Err(step) => return Ok(step),
+            Ok(old) => old.is_none(),
+        };
+        let used = if gone { None } else { self.keys.last_used(&r.old_key()).await?.at };
+        if let Some(at) = used.filter(|&at| drain::used_after(&t, deactivated, Some(at))) {
             return blocked(format!(
                 "the old key {} was used at {at}, after it was deactivated at {deactivated}: someone reactivated it for a while, so something may still need it; \
                  find it, then `rekey confirm {id}` (a new grace period) or `rekey rollback {id}`",
@@ -506,21 +508,22 @@ impl Engine<'_> {
     }
 
     /// What must hold before the old key is deleted, re-read: the new key
-    /// exists and is active, and the old key is still inactive. If not, the
-    /// old key is (or is made) active and a person decides.
-    async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Option<Step>, EngineError> {
+    /// exists and is active, and the old key is still inactive (or already
+    /// gone). If not, the old key is (or is made) active and a person
+    /// decides: the step to take instead. Else the old key's status.
+    async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Result<Option<KeyStatus>, Step>, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
         if let Some(problem) = new_key_problem(r, &keys) {
-            return match old {
-                Some(KeyStatus::Inactive) => self.reactivate(r, problem).await.map(Some),
-                Some(KeyStatus::Active) => Ok(Some(Step::Move(Event::Reactivated, Some(format!("{problem}; the old key stays active. {}", Self::way_out(r)))))),
-                None => Ok(Some(Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))))),
-            };
+            return Ok(Err(match old {
+                Some(KeyStatus::Inactive) => self.reactivate(r, problem).await?,
+                Some(KeyStatus::Active) => Step::Move(Event::Reactivated, Some(format!("{problem}; the old key stays active. {}", Self::way_out(r)))),
+                None => Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))),
+            }));
         }
         Ok(match old {
-            Some(KeyStatus::Active) => Some(Step::Move(Event::Reactivated, Some(Self::reactivated(r)))),
-            _ => None,
+            Some(KeyStatus::Active) => Err(Step::Move(Event::Reactivated, Some(Self::reactivated(r)))),
+            old => Ok(old),
         })
     }
 
@@ -531,10 +534,11 @@ impl Engine<'_> {
     /// deleting: `DeleteAccessKey`, only on a key still inactive while the
     /// new key is active; then the sinks drop their restore copies.
     pub(super) async fn delete(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        if let Some(step) = self.before_deleting(r).await? {
-            return Ok(step);
-        }
-        if self.old_key_status(r).await? == Some(KeyStatus::Inactive) {
+        let old = match self.before_deleting(r).await? {
+            Err(step) => return Ok(step),
+            Ok(old) => old,
+        };
+        if old == Some(KeyStatus::Inactive) {
             self.fence(r).await?;
             let request_id = self.keys.delete_key(&r.user(), &r.old_key()).await?;
             self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.clone() }, request_id);
