@@ -23,6 +23,8 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
     let clients = Clients::new(&settings.aws).await;
     let may_reveal = args.reveal || term.stdout_is_terminal;
     loop {
+        // A daemon stops once its store was migrated elsewhere.
+        rekey_store::refuse_if_migrated(&*store).await?;
         let started = jiff::Timestamp::now();
         // Per pass: assumed roles' credentials last an hour.
         let accounts = Accounts::new(&clients, settings, None);
