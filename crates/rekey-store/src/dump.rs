@@ -2,7 +2,7 @@
 //! order, copied into an empty store and checked by count and checksum.
 
 use crate::stakeholders::{ExemptionEnd, ExemptionRecord, FindingUpdate, NoticeRecord};
-use crate::{AuditEntry, Result, RotationRecord, StateStore, StoreError};
+use crate::{AuditEntry, Migrated, Result, RotationRecord, StateStore, StoreError};
 use jiff::Timestamp;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -87,6 +87,24 @@ pub async fn copy(from: &dyn StateStore, to: &dyn StateStore, now: Timestamp) ->
             source.checksum
         )));
     }
+    Ok(copied)
+}
+
+/// `rekey state migrate`: copies `from` into the empty `to` (see [`copy`]),
+/// then marks `from` as migrated to `to_name`, so that nothing runs on it
+/// any more. Marked only once the copy is verified: a migration that fails
+/// before leaves `from` as it was. A store migrated already is refused.
+pub async fn migrate(from: &dyn StateStore, to: &dyn StateStore, to_name: &str, now: Timestamp, actor: &str) -> Result<Copied> {
+    crate::refuse_if_migrated(from).await?;
+    let copied = copy(from, to, now).await?;
+    let migrated = Migrated { to: to_name.to_owned(), at: now, by: actor.to_owned() };
+    let detail = serde_json::json!({"to": to_name, "counts": copied.counts, "checksum": copied.checksum});
+    from.mark_migrated(&migrated, &AuditEntry::about_owners(now, actor, "state_migrated", detail)).await.map_err(|e| {
+        StoreError::Refused(format!(
+            "copied to {to_name} and verified, but could not mark {} as migrated ({e}): stop every rekey run on it, and point [state] at {to_name}",
+            from.location()
+        ))
+    })?;
     Ok(copied)
 }
 

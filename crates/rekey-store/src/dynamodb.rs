@@ -12,6 +12,7 @@
 //! | ended exemption | `exemption#ended` | `CREATED#ACCOUNT#USER#ENDED` |
 //! | pending / sent finding update | `outbox` / `outbox#sent` | sequence number |
 //! | notice | `notice` | `DIGEST#SENT_AT#CHANNEL#OWNER` |
+//! | migrated elsewhere (`rekey state migrate`) | `migrated` | `migrated` |
 //!
 //! - A save and its audit events and finding notes are one
 //!   `TransactWriteItems`: the rotation's update is conditioned on the lease
@@ -29,9 +30,12 @@
 //! - A transaction holds at most 100 writes: a stakeholder change of many
 //!   users commits in several, in order (exemptions, notices, audit lines,
 //!   notes), each write whole with what it depends on.
+//! - What starts something (a new rotation, a lease, a stakeholder change)
+//!   is a transaction with a check that the `migrated` item is absent: once
+//!   `rekey state migrate` put it, nothing new starts here.
 
 use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
-use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Outlook, Result, RotationRecord, Sink, StateStore, StoreError};
+use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Sink, StateStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -49,8 +53,9 @@ type Attrs = HashMap<String, AttributeValue>;
 
 /// How long a sent finding update is kept before TTL removes it.
 const KEEP_SENT: SignedDuration = SignedDuration::from_hours(30 * 24);
-/// A transaction holds at most 100 writes; one is the counter's.
-const MAX_WRITES: usize = 99;
+/// A transaction holds at most 100 writes; one is the counter's, one the
+/// migration fence's.
+const MAX_WRITES: usize = 98;
 /// Retries of a transaction that lost a race on the counter.
 const RACES: u32 = 50;
 
@@ -115,6 +120,10 @@ fn rotation_key(id: &str) -> Attrs {
 
 fn guard_key(account: &str, old_key_id: &str) -> Attrs {
     key(format!("key#{account}#{old_key_id}"), "open")
+}
+
+fn migrated_key() -> Attrs {
+    key("migrated", "migrated")
 }
 
 fn open_exemption_key(account: &str, user: &str) -> Attrs {
@@ -204,6 +213,19 @@ enum Refusal {
     LeaseLost(String),
     AlreadyRotating(Box<RotationRecord>),
     NoSuchRotation(String),
+    /// The store was migrated elsewhere.
+    Migrated,
+}
+
+/// Why each write of a cancelled transaction failed (`None`: it did not),
+/// or `None` if the transaction failed otherwise.
+fn cancellation_reasons<R>(e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> Option<Vec<Option<String>>> {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+            Some(c.cancellation_reasons().iter().map(|r| r.code().filter(|c| *c != "None").map(str::to_owned)).collect())
+        }
+        _ => None,
+    }
 }
 
 fn get_s(item: &Attrs, name: &'static str) -> Result<String> {
@@ -485,7 +507,9 @@ impl DynamoStore {
     /// (several groups share one while they fit). Audit events and finding
     /// updates get their sequence numbers from the counter, which moves in
     /// the same transaction; a race on it is retried.
-    async fn transact(&self, groups: Vec<Vec<Write>>) -> Result<()> {
+    /// `fenced`: each transaction also checks that the store was not
+    /// migrated.
+    async fn transact(&self, groups: Vec<Vec<Write>>, fenced: bool) -> Result<()> {
         let mut batch: Vec<Write> = Vec::new();
         for group in groups {
             let size = group.len();
@@ -493,24 +517,45 @@ impl DynamoStore {
                 return Err(StoreError::Refused(format!("one change of {size} writes is more than DynamoDB's transaction holds ({MAX_WRITES})")));
             }
             if batch.len() + size > MAX_WRITES {
-                self.commit(&std::mem::take(&mut batch)).await?;
+                self.commit(&std::mem::take(&mut batch), fenced).await?;
             }
             batch.extend(group);
         }
         if !batch.is_empty() {
-            self.commit(&batch).await?;
+            self.commit(&batch, fenced).await?;
         }
         Ok(())
     }
 
-    async fn commit(&self, writes: &[Write]) -> Result<()> {
+    /// A check that the store was not migrated, in a transaction.
+    fn fence_check(&self) -> TransactWriteItem {
+        // invariant: the builder's required fields are all set here
+        let check = ConditionCheck::builder().table_name(&self.table).set_key(Some(migrated_key())).condition_expression("attribute_not_exists(pk)").build().expect("table, key, condition");
+        TransactWriteItem::builder().condition_check(check).build()
+    }
+
+    fn fence(&self) -> Write {
+        Write::Item { write: Box::new(self.fence_check()), refused: Refusal::Migrated }
+    }
+
+    /// The error for a fence that failed: where the store went.
+    async fn refused_as_migrated(&self) -> StoreError {
+        match self.migrated().await {
+            Ok(Some(migrated)) => StoreError::Migrated { from: self.location(), migrated },
+            Ok(None) => StoreError::Refused(format!("{}: a check that the store was not migrated failed, yet it is not: try again", self.location())),
+            Err(e) => e,
+        }
+    }
+
+    async fn commit(&self, writes: &[Write], fenced: bool) -> Result<()> {
+        let fence = fenced.then(|| self.fence());
         for attempt in 1..=RACES {
             let (audit, outbox, exists) = self.counter().await?;
             let (mut next_audit, mut next_outbox) = (audit, outbox);
             let mut items = Vec::new();
             let mut refusals = Vec::new();
             let mut counts: HashMap<Stage, i64> = HashMap::new();
-            for w in writes {
+            for w in fence.iter().chain(writes) {
                 let (item, refused) = match w {
                     Write::Count(stage, delta) => {
                         *counts.entry(*stage).or_default() += delta;
@@ -549,12 +594,7 @@ impl DynamoStore {
             }
             let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
             let Err(e) = result else { return Ok(()) };
-            let reasons: Vec<Option<String>> = match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    c.cancellation_reasons().iter().map(|r| r.code().filter(|c| *c != "None").map(str::to_owned)).collect()
-                }
-                _ => return Err(self.fail("dynamodb:TransactWriteItems", e)),
-            };
+            let Some(reasons) = cancellation_reasons(&e) else { return Err(self.fail("dynamodb:TransactWriteItems", e)) };
             let mut race = false;
             for (i, code) in reasons.iter().enumerate() {
                 match code.as_deref() {
@@ -566,6 +606,7 @@ impl DynamoStore {
                         Refusal::LeaseLost(id) => return Err(StoreError::LeaseLost(id)),
                         Refusal::NoSuchRotation(id) => return Err(StoreError::NoSuchRotation(id)),
                         Refusal::AlreadyRotating(r) => return Err(self.already_rotating(&r).await),
+                        Refusal::Migrated => return Err(self.refused_as_migrated().await),
                         Refusal::Never => return Err(self.fail("dynamodb:TransactWriteItems", e)),
                     },
                     Some(_) => return Err(self.fail("dynamodb:TransactWriteItems", e)),
@@ -606,6 +647,28 @@ impl DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(self.fail("dynamodb:UpdateItem", e)),
         }
+    }
+
+    /// Takes a lease (`try_lease`, `take_over`): the rotation's conditional
+    /// update and the migration fence in one transaction. False when the
+    /// lease's condition does not hold, or when other writers kept the item
+    /// busy through every retry (someone else is at it).
+    async fn fenced_lease_update(&self, id: &str, expr: Expr, update: String, condition: String) -> Result<bool> {
+        let lease = TransactWriteItem::builder().update(self.update(rotation_key(id), &expr, update, Some(condition))).build();
+        for attempt in 1..=RACES {
+            let out = self.client.transact_write_items().transact_items(self.fence_check()).transact_items(lease.clone()).send().await;
+            let Err(e) = out else { return Ok(true) };
+            let Some(reasons) = cancellation_reasons(&e) else { return Err(self.fail("dynamodb:TransactWriteItems", e)) };
+            match (reasons.first().cloned().flatten().as_deref(), reasons.get(1).cloned().flatten().as_deref()) {
+                (Some("ConditionalCheckFailed"), _) => return Err(self.refused_as_migrated().await),
+                (_, Some("ConditionalCheckFailed")) => return Ok(false),
+                (Some("TransactionConflict"), _) | (_, Some("TransactionConflict")) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(10)) * 7)).await;
+                }
+                _ => return Err(self.fail("dynamodb:TransactWriteItems", e)),
+            }
+        }
+        Ok(false)
     }
 
     /// Every page of `query`, item by item.
@@ -860,7 +923,7 @@ impl StateStore for DynamoStore {
         }
         group.extend(recount(None, rotation.stage));
         group.extend(Self::audit_groups(std::slice::from_ref(audit), updates, rotation.started_at));
-        self.transact(vec![group]).await
+        self.transact(vec![group], true).await
     }
 
     async fn get(&self, id: &str) -> Result<RotationRecord> {
@@ -929,7 +992,7 @@ impl StateStore for DynamoStore {
         let (o, u) = (expr.name("lease_owner"), expr.name("lease_until"));
         let (me, now, until) = (expr.value(s(owner)), expr.value(n(now.as_second())), expr.value(n(until.as_second())));
         let condition = format!("attribute_exists(pk) AND (attribute_not_exists({o}) OR {o} = {me} OR {u} < {now})");
-        self.lease_update(id, expr, format!("SET {o} = {me}, {u} = {until}"), condition).await
+        self.fenced_lease_update(id, expr, format!("SET {o} = {me}, {u} = {until}"), condition).await
     }
 
     async fn renew(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
@@ -947,7 +1010,7 @@ impl StateStore for DynamoStore {
         let mut expr = Expr::default();
         let (o, u) = (expr.name("lease_owner"), expr.name("lease_until"));
         let (stale, me, until) = (expr.value(s(stale_owner)), expr.value(s(owner)), expr.value(n(until.as_second())));
-        self.lease_update(id, expr, format!("SET {o} = {me}, {u} = {until}"), format!("{o} = {stale}")).await
+        self.fenced_lease_update(id, expr, format!("SET {o} = {me}, {u} = {until}"), format!("{o} = {stale}")).await
     }
 
     async fn release(&self, id: &str, owner: &str) -> Result<()> {
@@ -991,7 +1054,7 @@ impl StateStore for DynamoStore {
         }
         group.extend(recount(Some(was), rotation.stage));
         group.extend(Self::audit_groups(audit, updates, now));
-        self.transact(vec![group]).await
+        self.transact(vec![group], false).await
     }
 
     async fn history(&self, query: &HistoryQuery, each: Sink<'_, AuditEntry>) -> Result<()> {
@@ -1067,7 +1130,7 @@ impl StateStore for DynamoStore {
             groups.push(group);
         }
         groups.extend(change.finding_updates.iter().map(|u| vec![Write::Outbox(u.clone(), at)]));
-        self.transact(groups.into_iter().filter(|g| !g.is_empty()).collect()).await
+        self.transact(groups.into_iter().filter(|g| !g.is_empty()).collect(), true).await
     }
 
     async fn open_exemptions(&self) -> Result<Vec<ExemptionRecord>> {
@@ -1101,7 +1164,7 @@ impl StateStore for DynamoStore {
                 self.plain(TransactWriteItem::builder().put(self.put(outbox_item(&update, Some(at)), None)).build()),
             ]);
         }
-        self.transact(groups).await
+        self.transact(groups, false).await
     }
 
     async fn finding_updates_failed(&self, seqs: &[i64], error: &str, audit: &[AuditEntry]) -> Result<()> {
@@ -1113,7 +1176,7 @@ impl StateStore for DynamoStore {
             group.push(self.plain(TransactWriteItem::builder().update(self.update(key("outbox", seq_key(*seq)), &expr, update, condition)).build()));
         }
         group.extend(Self::audit_groups(audit, &[], Timestamp::now()));
-        self.transact(vec![group]).await
+        self.transact(vec![group], false).await
     }
 
     async fn last_notice(&self, digest: &str) -> Result<Option<Timestamp>> {
@@ -1231,5 +1294,17 @@ impl StateStore for DynamoStore {
     async fn is_empty(&self) -> Result<bool> {
         let out = self.client.scan().table_name(&self.table).limit(1).send().await.map_err(|e| self.fail("dynamodb:Scan", e))?;
         Ok(out.items().is_empty() && out.last_evaluated_key.is_none_or(|k| k.is_empty()))
+    }
+
+    async fn migrated(&self) -> Result<Option<Migrated>> {
+        let Some(item) = self.get_item(migrated_key()).await? else { return Ok(None) };
+        Ok(Some(Migrated { to: get_s(&item, "to")?, at: get_time(&item, "at")?, by: get_s(&item, "by")? }))
+    }
+
+    async fn mark_migrated(&self, migrated: &Migrated, audit: &AuditEntry) -> Result<()> {
+        let fields = vec![("to", Some(s(&migrated.to))), ("at", Some(n(migrated.at.as_second()))), ("by", Some(s(&migrated.by)))];
+        let mark = TransactWriteItem::builder().put(self.put(present(fields, migrated_key()), Some("attribute_not_exists(pk)"))).build();
+        let group = vec![Write::Item { write: Box::new(mark), refused: Refusal::Migrated }, Write::Audit(audit.clone())];
+        self.transact(vec![group], false).await
     }
 }

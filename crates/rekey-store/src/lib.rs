@@ -19,7 +19,7 @@ mod dynamodb;
 mod sqlite;
 mod stakeholders;
 
-pub use dump::{copy, Copied, Item};
+pub use dump::{copy, migrate, Copied, Item};
 pub use dynamodb::{DynamoStore, TableDescription};
 pub use sqlite::SqliteStore;
 pub use stakeholders::{Change, EndExemption, Ended, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
@@ -44,6 +44,8 @@ pub enum StoreError {
     LeaseLost(String),
     #[error("{0}")]
     Refused(String),
+    #[error("the state store {from} was migrated to {} at {}: it is kept only to be read; point [state] in rekey.toml (or --state) at {}", .migrated.to, .migrated.at, .migrated.to)]
+    Migrated { from: String, migrated: Migrated },
     /// The receiver of a stream stopped it (its output failed, say).
     #[error("{0}")]
     Stopped(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -105,6 +107,18 @@ pub struct Outlook {
     pub waiting: usize,
     pub next_due: Option<Timestamp>,
     pub blocked: usize,
+}
+
+/// Where and when `rekey state migrate` moved a store's state. The store
+/// is then kept to be read: it refuses to start anything (see
+/// [`StateStore::mark_migrated`]), so that a runner still pointed at it
+/// cannot act on rotations that now live elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Migrated {
+    /// The store it went to, as `--state` takes it (`sqlite:PATH`, `dynamodb:TABLE`).
+    pub to: String,
+    pub at: Timestamp,
+    pub by: String,
 }
 
 /// Which rotations [`StateStore::list`] streams: unfinished ones first,
@@ -221,8 +235,26 @@ pub trait StateStore: Send + Sync {
     /// an empty store.
     async fn import(&self, items: &[Item]) -> Result<()>;
 
-    /// True when the store holds nothing yet.
+    /// True when the store holds nothing yet (nor a migration mark).
     async fn is_empty(&self) -> Result<bool>;
+
+    /// Where the store's state was migrated to, if it was.
+    async fn migrated(&self) -> Result<Option<Migrated>>;
+
+    /// Marks the store as migrated, with its audit line, once. From then
+    /// on `insert`, `try_lease`, `take_over` and `record` refuse with
+    /// [`StoreError::Migrated`], atomically with the mark: nothing new
+    /// starts. Reads, and the saves, renewals and release of a lease taken
+    /// before, still work.
+    async fn mark_migrated(&self, migrated: &Migrated, audit: &AuditEntry) -> Result<()>;
+}
+
+/// [`StoreError::Migrated`] if the store was migrated elsewhere.
+pub async fn refuse_if_migrated(store: &dyn StateStore) -> Result<()> {
+    match store.migrated().await? {
+        Some(migrated) => Err(StoreError::Migrated { from: store.location(), migrated }),
+        None => Ok(()),
+    }
 }
 
 pub type SharedStore = Arc<dyn StateStore>;

@@ -4,7 +4,7 @@
 //! runners share [`crate::DynamoStore`] instead.
 
 use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
-use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Outlook, Result, RotationRecord, Sink, StateStore, StoreError};
+use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Sink, StateStore, StoreError};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rekey_core::hub::Workflow;
@@ -20,6 +20,7 @@ const MIGRATIONS: &[fn() -> String] = &[
     came_from_and_undo_stages,
     || include_str!("migrations/003_stakeholders.sql").to_owned(),
     indexes_that_answer_alone,
+    || include_str!("migrations/005_migrated.sql").to_owned(),
 ];
 
 /// 002: the stage a blocked or undoing rotation came from is a column, and a
@@ -139,6 +140,15 @@ impl SqliteStore {
         rows.map(|r| r?).collect()
     }
 
+    /// Refuses, inside the caller's write transaction, once the store was
+    /// migrated: atomic with `mark_migrated`.
+    fn fence(&self, tx: &Connection) -> Result<()> {
+        match read_migrated(tx)? {
+            Some(migrated) => Err(StoreError::Migrated { from: self.location(), migrated }),
+            None => Ok(()),
+        }
+    }
+
     fn already_rotating(&self, tx: &Connection, r: &RotationRecord) -> StoreError {
         let sql = format!("SELECT id FROM rotations WHERE account_id = ?1 AND old_key_id = ?2 AND stage NOT IN ({})", Stage::sql_list(Stage::is_terminal));
         match tx.query_row(&sql, params![r.account_id, r.old_key_id], |row| row.get(0)) {
@@ -161,6 +171,7 @@ impl StateStore for SqliteStore {
 
     async fn insert(&self, rotation: &RotationRecord, audit: &AuditEntry, updates: &[NewFindingUpdate]) -> Result<()> {
         self.write(|tx| {
+            self.fence(tx)?;
             insert_rotation(tx, rotation).map_err(|e| match e {
                 // The unique index of unfinished rotations per key.
                 StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => self.already_rotating(tx, rotation),
@@ -233,12 +244,15 @@ impl StateStore for SqliteStore {
     }
 
     async fn try_lease(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
-        let changed = self.conn().execute(
-            "UPDATE rotations SET lease_owner = ?2, lease_until = ?4
-             WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until < ?3)",
-            params![id, owner, now.as_second(), until.as_second()],
-        )?;
-        Ok(changed == 1)
+        self.write(|tx| {
+            self.fence(tx)?;
+            let changed = tx.execute(
+                "UPDATE rotations SET lease_owner = ?2, lease_until = ?4
+                 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until < ?3)",
+                params![id, owner, now.as_second(), until.as_second()],
+            )?;
+            Ok(changed == 1)
+        })
     }
 
     async fn renew(&self, id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
@@ -254,11 +268,11 @@ impl StateStore for SqliteStore {
     }
 
     async fn take_over(&self, id: &str, stale_owner: &str, owner: &str, until: Timestamp) -> Result<bool> {
-        let changed = self.conn().execute(
-            "UPDATE rotations SET lease_owner = ?3, lease_until = ?4 WHERE id = ?1 AND lease_owner = ?2",
-            params![id, stale_owner, owner, until.as_second()],
-        )?;
-        Ok(changed == 1)
+        self.write(|tx| {
+            self.fence(tx)?;
+            let changed = tx.execute("UPDATE rotations SET lease_owner = ?3, lease_until = ?4 WHERE id = ?1 AND lease_owner = ?2", params![id, stale_owner, owner, until.as_second()])?;
+            Ok(changed == 1)
+        })
     }
 
     async fn release(&self, id: &str, owner: &str) -> Result<()> {
@@ -318,6 +332,7 @@ impl StateStore for SqliteStore {
 
     async fn record(&self, change: &Change, at: Timestamp, actor: &str) -> Result<()> {
         self.write(|tx| {
+            self.fence(tx)?;
             for e in &change.open {
                 end_exemption(tx, &e.account_id, &e.user_name, Ended::Replaced, at, actor)?;
                 insert_exemption(tx, e, None)?;
@@ -425,12 +440,30 @@ impl StateStore for SqliteStore {
         let conn = self.conn();
         let any: Option<i64> = conn.query_row(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM rotations) OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM exemptions)
-                OR EXISTS (SELECT 1 FROM finding_updates) OR EXISTS (SELECT 1 FROM notices)",
+                OR EXISTS (SELECT 1 FROM finding_updates) OR EXISTS (SELECT 1 FROM notices) OR EXISTS (SELECT 1 FROM migrated)",
             [],
             |r| r.get(0),
         ).optional()?;
         Ok(any.is_none())
     }
+
+    async fn migrated(&self) -> Result<Option<Migrated>> {
+        read_migrated(&self.conn())
+    }
+
+    async fn mark_migrated(&self, migrated: &Migrated, audit: &AuditEntry) -> Result<()> {
+        self.write(|tx| {
+            self.fence(tx)?;
+            append(tx, None, audit)?;
+            tx.execute("INSERT INTO migrated (only, to_store, at, by) VALUES (1, ?1, ?2, ?3)", params![migrated.to, migrated.at.as_second(), migrated.by])?;
+            Ok(())
+        })
+    }
+}
+
+fn read_migrated(conn: &Connection) -> Result<Option<Migrated>> {
+    let row: Option<(String, i64, String)> = conn.query_row("SELECT to_store, at, by FROM migrated", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+    row.map(|(to, at, by)| Ok(Migrated { to, at: timestamp(at)?, by })).transpose()
 }
 
 const SELECT: &str = "SELECT id, account_id, user_name, old_key_id, new_key_id, stage, blocked_reason, plan,

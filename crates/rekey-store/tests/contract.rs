@@ -169,6 +169,9 @@ contract!(
     a_change_is_all_or_nothing,
     a_change_of_many_users_is_recorded_whole,
     migration_copies_everything_and_refuses_while_leased,
+    defect_14_a_migrated_store_starts_nothing_and_still_reads,
+    defect_14_a_lease_taken_before_the_mark_still_saves,
+    defect_14_a_store_marked_as_migrated_is_not_empty,
 );
 
 async fn round_trips_and_lists_unfinished_then_finished_oldest_first(store: Arc<dyn StateStore>) {
@@ -564,4 +567,89 @@ async fn migration_copies_everything_and_refuses_while_leased(store: Arc<dyn Sta
     let refused = copy(&*store, &*target.store, now).await.unwrap_err();
     assert!(refused.to_string().contains("rotation r1 is leased by runner"), "{refused}");
     assert!(target.store.is_empty().await.unwrap());
+}
+
+fn is_migrated_to(e: &StoreError, to: &str) -> bool {
+    matches!(e, StoreError::Migrated { migrated, .. } if migrated.to == to)
+}
+
+/// Defect 14: `state migrate` left its source live, and a runner still
+/// pointed at it acted on stale rotations. The source is now marked, and
+/// nothing starts on it: no rotation, no lease, no stakeholder change.
+async fn defect_14_a_migrated_store_starts_nothing_and_still_reads(store: Arc<dyn StateStore>) {
+    populate(&*store).await;
+    let original = dump(&*store).await;
+    assert_eq!(store.migrated().await.unwrap(), None);
+    let now = ts("2026-11-28T12:10:00Z");
+    let (until, to) = (ts("2026-11-28T12:15:00Z"), "dynamodb:rekey-state");
+    let target = sqlite();
+    migrate(&*store, &*target.store, to, now, "alice").await.unwrap();
+    assert_eq!(dump(&*target.store).await, original, "the copy is the state, without the mark");
+    assert_eq!(target.store.migrated().await.unwrap(), None, "the copy is live");
+    assert_eq!(store.migrated().await.unwrap(), Some(Migrated { to: to.into(), at: now, by: "alice".into() }));
+    let mut marked = original.clone();
+    let line = rekey_store::events(&*store, &HistoryQuery::default()).await.unwrap().pop().unwrap();
+    assert_eq!((line.event.as_str(), line.actor.as_str(), line.detail["to"].as_str()), ("state_migrated", "alice", Some(to)));
+    let after_audit = marked.iter().rposition(|i| matches!(i, Item::Audit { .. })).unwrap() + 1;
+    marked.insert(after_audit, Item::Audit { seq: 4, entry: line });
+
+    // Nothing starts.
+    let refused = store.insert(&rotation("r3", "AKIA3"), &entry("r3", "created"), &[]).await.unwrap_err();
+    assert!(is_migrated_to(&refused, to), "{refused}");
+    let message = refused.to_string();
+    assert!(message.contains(&format!("was migrated to {to} at 2026-11-28T12:10:00Z")) && message.contains(&format!("at {to}")), "{message}");
+    let refused = store.try_lease("r1", "runner", now, until).await.unwrap_err();
+    assert!(is_migrated_to(&refused, to), "{refused}");
+    let refused = store.take_over("r1", "dead", "runner", until).await.unwrap_err();
+    assert!(is_migrated_to(&refused, to), "{refused}");
+    let change = Change { open: vec![exempt("c", None)], audit: vec![AuditEntry::about_owners(now, "bob", "suppressed", json!({}))], ..Change::default() };
+    let refused = store.record(&change, now, "bob").await.unwrap_err();
+    assert!(is_migrated_to(&refused, to), "{refused}");
+    assert_eq!(store.lease_holder("r1").await.unwrap(), None);
+    assert_eq!(dump(&*store).await, marked, "nothing written but the mark");
+
+    // Reads answer as before.
+    assert_eq!(store.get("r1").await.unwrap().stage, Stage::Planned);
+    assert_eq!(ids(&*store, ListQuery { all: true, ..ListQuery::default() }).await, ["r1", "r2"]);
+    assert_eq!(due_ids(&*store, ts("2026-11-29T00:00:00Z")).await, ["r1"]);
+    assert_eq!(store.open_exemptions().await.unwrap().len(), 1);
+
+    // Not migrated twice, and the target of a refused migration is untouched.
+    let other = sqlite();
+    let again = migrate(&*store, &*other.store, "sqlite:/elsewhere.db", now, "alice").await.unwrap_err();
+    assert!(is_migrated_to(&again, to), "{again}");
+    assert!(other.store.is_empty().await.unwrap());
+}
+
+/// A step under way when the mark came (its lease taken before) still
+/// records what it did; only the next step is refused.
+async fn defect_14_a_lease_taken_before_the_mark_still_saves(store: Arc<dyn StateStore>) {
+    let (t0, t1) = (ts("2026-11-28T12:00:00Z"), ts("2026-11-28T12:05:00Z"));
+    let mut r1 = rotation("r1", "AKIA1");
+    insert(&*store, &r1).await;
+    assert!(store.try_lease("r1", "runner", t0, t1).await.unwrap());
+    let migrated = Migrated { to: "sqlite:/new/state.db".into(), at: t0, by: "alice".into() };
+    store.mark_migrated(&migrated, &AuditEntry::about_owners(t0, "alice", "state_migrated", json!({}))).await.unwrap();
+    assert!(store.renew("r1", "runner", t0, t1).await.unwrap());
+    r1.stage = Stage::Creating;
+    store.save(&r1, Stage::Planned, "runner", t0, &[entry("r1", "stage_creating")], &[]).await.unwrap();
+    store.release("r1", "runner").await.unwrap();
+    assert_eq!(store.get("r1").await.unwrap().stage, Stage::Creating);
+    let refused = store.try_lease("r1", "runner", t0, t1).await.unwrap_err();
+    assert!(is_migrated_to(&refused, "sqlite:/new/state.db"), "{refused}");
+    let twice = store.mark_migrated(&Migrated { to: "sqlite:/other.db".into(), ..migrated.clone() }, &AuditEntry::about_owners(t0, "alice", "state_migrated", json!({}))).await;
+    assert!(twice.is_err(), "marked once");
+    assert_eq!(store.migrated().await.unwrap(), Some(migrated));
+}
+
+/// A store migrated with nothing in it holds the mark: no migration may
+/// copy into it (the copy would be refused everything).
+async fn defect_14_a_store_marked_as_migrated_is_not_empty(store: Arc<dyn StateStore>) {
+    let empty = sqlite();
+    migrate(&*store, &*empty.store, "sqlite:/new/state.db", ts("2026-11-28T12:00:00Z"), "alice").await.unwrap();
+    assert!(!store.is_empty().await.unwrap());
+    let source = sqlite();
+    populate(&*source.store).await;
+    let refused = copy(&*source.store, &*store, ts("2026-11-28T12:10:00Z")).await.unwrap_err();
+    assert!(refused.to_string().contains("migrate only into an empty store"), "{refused}");
 }

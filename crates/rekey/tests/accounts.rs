@@ -162,3 +162,80 @@ fn a_rotation_in_a_member_account_runs_through_the_role() {
     assert!(!ids.contains(&old.as_str()) && ids.len() == 1, "the old key is gone in {member}: {after}");
     assert_eq!(emu.keys("admin").as_array().unwrap().len(), 1, "nothing happened in the management account");
 }
+
+/// Defect 2: a `[[target]]` with `account = B` was taken by
+/// `rotate --user NAME` without `--account`, which then rotated the
+/// same-named user of the caller's account A and delivered A's new key
+/// into B's sinks. Now the target's account is where the rotation acts
+/// (through the role), or rotate refuses; `--account` only takes a target
+/// of that account.
+#[test]
+fn defect_2_a_target_of_another_account_never_rotates_the_callers_user() {
+    const CALLER: &str = "123456789012";
+    let emu = Emulator::with_scenario(&json!({
+        "users": [{"name": "app", "keys": [{"age": "120d"}]}],
+        "organization": {"role_name": ROLE},
+        "accounts": [{"id": APPS, "name": "apps", "users": [{"name": "app", "keys": [{"age": "120d"}]}]}],
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    let original = "[app]\naws_access_key_id = AKIAOLDOLDOLDOLDOLD1\naws_secret_access_key = old\n";
+    std::fs::write(&creds, original).unwrap();
+    let configure = |role: bool, account: &str| {
+        let org = if role { format!("[org]\nrole_name = \"{ROLE}\"\n\n") } else { String::new() };
+        let text = format!(
+            "{org}[rotation]\nwait_unused = \"1h\"\n\n[[target]]\nuser = \"app\"\naccount = \"{account}\"\ndeliver = [{{ type = \"credentials-file\", path = \"{}\", profile = \"app\" }}]\nverify = [{{ type = \"sts\" }}]\n",
+            creds.display()
+        );
+        std::fs::write(dir.path().join("rekey.toml"), text).unwrap();
+    };
+    let keys = |account: &str| -> Vec<(String, String)> {
+        let keys = emu.keys_in("app", account);
+        keys.as_array().unwrap().iter().map(|k| (k["access_key_id"].as_str().unwrap().to_owned(), k["status"].as_str().unwrap().to_owned())).collect()
+    };
+    let (in_caller, in_apps) = (keys(CALLER), keys(APPS));
+    let unchanged = |what: &str| {
+        assert_eq!(keys(CALLER), in_caller, "{what}: nothing changed in the caller's account");
+        assert_eq!(keys(APPS), in_apps, "{what}: nothing changed in {APPS}");
+        assert_eq!(std::fs::read_to_string(&creds).unwrap(), original, "{what}: the sink is as it was");
+    };
+
+    // No role to reach B: refused, naming both accounts and the way out.
+    configure(false, APPS);
+    for args in [&["rotate", "--user", "app", "--yes"][..], &["rotate", "--user", "app", "--dry-run"]] {
+        emu.reset_calls();
+        let run = rekey_in(&emu, dir.path(), args);
+        assert_eq!(run.code, 2, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        for needed in [APPS, CALLER, "role_name", "--account"] {
+            assert!(run.stderr.contains(needed), "{args:?}: the message names {needed}: {}", run.stderr);
+        }
+        assert_eq!(emu.calls_in(APPS)["total"], 0, "{args:?}: nothing reached {APPS}");
+        unchanged(&format!("{args:?}"));
+    }
+
+    // `--account A` never takes B's target, and `--account B` never A's.
+    let run = rekey_in(&emu, dir.path(), &["rotate", "--user", "app", "--account", CALLER, "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no delivery target"), "{}", run.stderr);
+    unchanged("--account of the caller");
+    configure(true, CALLER);
+    let run = rekey_in(&emu, dir.path(), &["rotate", "--user", "app", "--account", APPS, "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no delivery target"), "{}", run.stderr);
+    unchanged("--account of the other account");
+
+    // With the role: the rotation is B's, through the role; A is untouched.
+    configure(true, APPS);
+    let plan = rekey_in(&emu, dir.path(), &["rotate", "--user", "app", "--dry-run"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains(&format!("in account {APPS}")), "{}", plan.stdout);
+    let run = rekey_in(&emu, dir.path(), &["rotate", "--user", "app", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let status = rekey_in(&emu, dir.path(), &["status", "--format", "json"]).json();
+    let rotation = &status["rotations"][0];
+    assert_eq!(rotation["account_id"], APPS, "{rotation}");
+    assert_eq!(keys(CALLER), in_caller, "no key created or changed in the caller's account");
+    let new_key = rotation["new_key_id"].as_str().unwrap();
+    assert!(keys(APPS).iter().any(|(id, _)| id == new_key), "the new key is {APPS}'s");
+    assert!(std::fs::read_to_string(&creds).unwrap().contains(new_key), "the sink holds {APPS}'s new key");
+}

@@ -233,7 +233,12 @@ fn migrate_copies_a_sqlite_store_into_dynamodb_and_back_and_refuses_a_full_targe
     // The table now answers as the file did.
     assert_eq!(fleet.rekey(&["history", "--format", "json"]).json(), before);
     assert_eq!(fleet.rotations().len(), 2);
-    let full = fleet.rekey(&["state", "migrate", "--from", &from, "--to", &format!("dynamodb:{TABLE}")]);
+    // Not into a store that holds anything (from a file that was not migrated).
+    let other = fleet.dir.path().join("other.db");
+    let (_home, mut cmd) = fleet.runner();
+    let created: Run = cmd.arg("--state").arg(&other).args(["status"]).output().unwrap().into();
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let full = fleet.rekey(&["state", "migrate", "--from", &format!("sqlite:{}", other.display()), "--to", &format!("dynamodb:{TABLE}")]);
     assert_eq!(full.code, 2);
     assert!(full.stderr.contains("empty store"), "{}", full.stderr);
     // And back, into a new file: the same again.
@@ -244,4 +249,79 @@ fn migrate_copies_a_sqlite_store_into_dynamodb_and_back_and_refuses_a_full_targe
     let copied: Run = cmd.arg("--state").arg(&back).args(["history", "--format", "json"]).output().unwrap().into();
     assert_eq!(copied.json(), before);
     assert!(Path::new(&back).is_file());
+}
+
+/// Defect 14: after `rekey state migrate`, a runner still configured for
+/// the old store went on acting on its (now stale) rotations. The source
+/// is now marked as migrated, to where and when: every command that would
+/// act refuses on it (exit 2, naming the new store), reads still work with
+/// a warning, and nothing changes in AWS. Both ways: SQLite to DynamoDB,
+/// and DynamoDB to SQLite.
+#[test]
+fn defect_14_a_migrated_store_refuses_to_run() {
+    let fleet = Fleet::new();
+    let sqlite = fleet.dir.path().join("state.db");
+    let local = |args: &[&str]| -> Run {
+        let (_home, mut cmd) = fleet.runner();
+        cmd.arg("--state").arg(&sqlite).args(args).output().unwrap().into()
+    };
+    for i in 0..2 {
+        let run = local(&["rotate", "--user", &format!("svc-{i}"), "--yes"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let status = local(&["status", "--format", "json"]).json();
+    let id = status["rotations"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(fleet.rekey(&["state", "init"]).code, 0);
+    let table = format!("dynamodb:{TABLE}");
+    let run = fleet.rekey(&["state", "migrate", "--from", &format!("sqlite:{}", sqlite.display()), "--to", &table]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The rotations are due now: a runner on the old file would advance them.
+    for r in status["rotations"].as_array().unwrap() {
+        let due: jiff::Timestamp = r["next_check_at"].as_str().unwrap().parse().unwrap();
+        support::wait_for("the drain windows to pass", || jiff::Timestamp::now() > due);
+    }
+    let keys_before: Vec<Value> = (0..USERS).map(|i| fleet.emu.keys(&format!("svc-{i}"))).collect();
+    let history_before = local(&["history", "--format", "json"]).json();
+    let creates = calls_of(&fleet.emu, "iam:CreateAccessKey");
+    for args in [
+        vec!["run", "--once"],
+        vec!["rotate", "--user", "svc-2", "--yes"],
+        vec!["confirm", &id],
+        vec!["rollback", &id],
+        vec!["abort", &id],
+        vec!["suppress", "--user", "svc-3", "--reason", "x"],
+        vec!["unsuppress", "--user", "svc-3"],
+    ] {
+        let run = local(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(&format!("was migrated to {table} at ")) && run.stderr.contains(&format!("at {table}")), "{args:?}: {}", run.stderr);
+    }
+    let keys_after: Vec<Value> = (0..USERS).map(|i| fleet.emu.keys(&format!("svc-{i}"))).collect();
+    assert_eq!(keys_after, keys_before, "no key changed in AWS");
+    assert_eq!(calls_of(&fleet.emu, "iam:CreateAccessKey"), creates);
+    // Reads still answer, and say what they read.
+    let history = local(&["history", "--format", "json"]);
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    assert_eq!(history.json(), history_before, "nothing was written to the old store");
+    assert!(history.stderr.contains(&format!("was migrated to {table}")), "{}", history.stderr);
+    let status = local(&["status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stderr.contains(&format!("was migrated to {table}")), "{}", status.stderr);
+
+    // The table is the live store; once migrated on, it refuses in turn.
+    let run = fleet.rekey(&["run", "--once"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let back = fleet.dir.path().join("back.db");
+    let run = fleet.rekey(&["state", "migrate", "--from", &table, "--to", &format!("sqlite:{}", back.display())]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let keys_before: Vec<Value> = (0..USERS).map(|i| fleet.emu.keys(&format!("svc-{i}"))).collect();
+    let run = fleet.rekey(&["run", "--once"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("was migrated to sqlite:{}", back.display())), "{}", run.stderr);
+    let again = fleet.rekey(&["state", "migrate", "--from", &table, "--to", &format!("sqlite:{}", fleet.dir.path().join("third.db").display())]);
+    assert_eq!(again.code, 2, "a migrated store is not migrated again: {}", again.stderr);
+    assert!(again.stderr.contains("was migrated to"), "{}", again.stderr);
+    let keys_after: Vec<Value> = (0..USERS).map(|i| fleet.emu.keys(&format!("svc-{i}"))).collect();
+    assert_eq!(keys_after, keys_before, "no key changed in AWS");
 }

@@ -1,14 +1,18 @@
 //! `rekey history [ID]`: the audit log, oldest first.
 
-use super::{open_store, stop};
+use super::{open_store_to_read, stop};
 use crate::cli::{HistoryArgs, ListFormat};
 use crate::settings::Settings;
 use crate::table::{self, Column};
+use crate::terminal::Terminal;
 use rekey_store::{AuditEntry, HistoryQuery};
 use serde_json::{json, Value};
 
-pub async fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<u8> {
-    let store = open_store(settings).await?;
+pub async fn run(args: HistoryArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let (store, warning) = open_store_to_read(settings).await?;
+    if let Some(warning) = warning {
+        term.warn(&warning);
+    }
     if let Some(id) = &args.id {
         store.get(id).await?;
     }

@@ -104,8 +104,19 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     }
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     let now = Timestamp::now();
-    // A dry run never creates the store; a real one records what it sent.
-    let store = if args.dry_run && !settings.state_exists() { None } else { Some(super::open_store(settings).await?) };
+    // A dry run never creates the store, and only reads it; a real one
+    // records what it sent.
+    let store = match (args.dry_run, settings.state_exists()) {
+        (true, false) => None,
+        (true, true) => {
+            let (store, warning) = super::open_store_to_read(settings).await?;
+            if let Some(warning) = warning {
+                term.warn(&warning);
+            }
+            Some(store)
+        }
+        (false, _) => Some(super::open_store(settings).await?),
+    };
     async fn last_sent(store: Option<&SharedStore>, n: &Notice) -> anyhow::Result<Option<Timestamp>> {
         Ok(match store {
             Some(store) => store.last_notice(&n.digest()).await?,

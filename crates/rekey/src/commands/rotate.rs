@@ -10,29 +10,30 @@ use crate::settings::Settings;
 use crate::terminal::Terminal;
 use anyhow::{anyhow, bail};
 use rekey_aws::Clients;
-use rekey_core::target::{Sink, Verifier};
+use rekey_core::target::{Sink, Target, Verifier};
 use rekey_core::workflow::Stage;
-use rekey_core::AccessKeyId;
+use rekey_core::{AccessKeyId, AccountId};
 use rekey_engine::plan::Plan;
 use rekey_engine::runner::{prepare, Acting, Prepared, Request};
 use rekey_engine::{sinks, verify};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
-    let plan = plan(&args, settings)?;
     let base = Clients::new(&settings.aws).await;
     let mut accounts = Accounts::new(&base, settings, None);
+    let (account, target) = target(&args, settings, &accounts).await?;
+    let plan = plan(&args, target, settings)?;
     // Another account is reached through its role, or not at all.
-    let clients = match &args.account {
+    let clients = match &account {
         Some(account) => accounts.clients_for(account).await?,
         None => base.clone(),
     };
     let keys = super::keys(&clients, settings);
     let may_reveal = args.reveal || term.stdout_is_terminal;
-    let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: args.account.clone(), plan };
+    let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: account.clone(), plan };
     // Bad input stops here: nothing changed in AWS, no state store created.
     let prepared = prepare(&keys, &clients, may_reveal, request).await?;
-    if args.account.is_none() {
+    if account.is_none() {
         // prepare asked STS with the caller's own credentials.
         accounts = accounts.knowing_caller(&prepared.account);
     }
@@ -73,14 +74,46 @@ pub fn exit_code(stage: Stage) -> u8 {
     }
 }
 
+/// The account to rotate in (`None`: the caller's, not asked yet) and the
+/// user's `[[target]]` there: one naming that account, else one naming
+/// none. A target belongs to its account: without `--account`, a user
+/// whose only targets name another account is rotated there (through
+/// `[org] role_name`) or not at all, never the caller's same-named user.
+async fn target<'s>(args: &RotateArgs, settings: &'s Settings, accounts: &Accounts<'_>) -> anyhow::Result<(Option<AccountId>, Option<&'s Target>)> {
+    let user = &args.user;
+    let of_user: Vec<&Target> = settings.file.targets.iter().filter(|t| t.user == *user).collect();
+    let for_account = |account: &AccountId| {
+        let exact = of_user.iter().find(|t| t.account.as_ref() == Some(account));
+        exact.or_else(|| of_user.iter().find(|t| t.account.is_none())).copied()
+    };
+    if let Some(account) = &args.account {
+        return Ok((Some(account.clone()), for_account(account)));
+    }
+    if of_user.iter().all(|t| t.account.is_none()) {
+        return Ok((None, of_user.first().copied()));
+    }
+    let caller = accounts.caller().await?;
+    if let Some(target) = for_account(caller) {
+        return Ok((Some(caller.clone()), Some(target)));
+    }
+    // Every target of the user names another account here.
+    let mut others = of_user.iter().filter_map(|t| Some((t.account.as_ref()?, *t)));
+    let Some((other, target)) = others.next() else { return Ok((None, None)) };
+    if let Some((second, _)) = others.find(|(a, _)| *a != other) {
+        bail!("the [[target]]s for {user} are for accounts {other} and {second}, not for {caller}, the account of the credentials in use: pass --account to say which");
+    }
+    // The caller is known: only a missing role fails here.
+    if accounts.check_reachable([other]).await.is_err() {
+        bail!(
+            "the [[target]] for {user} is for account {other}, and the credentials in use are of account {caller}, with no role configured to reach {other}: rekey will not rotate {caller}'s {user} into that target's sinks. To rotate {other}'s {user}, set [org] role_name in rekey.toml (or run with {other}'s credentials); to rotate {caller}'s, pass --account {caller} with --deliver, or add a [[target]] for it"
+        );
+    }
+    Ok((Some(other.clone()), Some(target)))
+}
+
 /// The target from rekey.toml, with the command line's `--deliver`,
 /// `--verify` and timings taking precedence.
-fn plan(args: &RotateArgs, settings: &Settings) -> anyhow::Result<Plan> {
-    let target = settings
-        .file
-        .targets
-        .iter()
-        .find(|t| t.user == args.user && (t.account.is_none() || args.account.is_none() || t.account == args.account));
+fn plan(args: &RotateArgs, target: Option<&Target>, settings: &Settings) -> anyhow::Result<Plan> {
     let deliver: Vec<Sink> = if args.deliver.is_empty() {
         target.map(|t| t.deliver.clone()).unwrap_or_default()
     } else {

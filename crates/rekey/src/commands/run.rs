@@ -23,6 +23,8 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
     // Assumed roles are renewed as their sessions age (see Accounts).
     let accounts = Accounts::new(&clients, settings, None);
     loop {
+        // A daemon stops once its store was migrated elsewhere.
+        rekey_store::refuse_if_migrated(&*store).await?;
         let started = jiff::Timestamp::now();
         reopen_expired(&store, settings, term).await?;
         let reach = Reaching { accounts: &accounts, settings };

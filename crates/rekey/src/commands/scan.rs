@@ -271,7 +271,9 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
     for key in keys.iter_mut().filter(|k| k.owner.is_none()) {
         key.owner = owners.as_ref().and_then(|map| map.owner_for(&key.user_name, user_path(&key.user_arn))).map(str::to_owned);
     }
-    mark_state(&mut keys, settings, as_of).await?;
+    if let Some(message) = mark_state(&mut keys, settings, as_of).await? {
+        inventory.warnings.push(Warning { user: None, message });
+    }
     let Inventory { source, report_generated_at, root_with_active_key, users, errors, warnings, .. } = inventory;
     Ok(ScanReport {
         generated_at: now,
@@ -333,12 +335,12 @@ impl<'p> Output<'p> {
 
 /// Keys under rotation show its id and stage; users exempt at `as_of`
 /// their exemption. Reads the state store only if it exists: a scan never
-/// creates one.
-async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<()> {
+/// creates one. Returns the warning of a store migrated elsewhere.
+async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<Option<String>> {
     if !settings.state_exists() {
-        return Ok(());
+        return Ok(None);
     }
-    let store = super::open_store(settings).await?;
+    let (store, warning) = super::open_store_to_read(settings).await?;
     let open = rekey_store::rotations(&*store, &rekey_store::ListQuery::default()).await?;
     let exemptions = store.open_exemptions().await?;
     for key in keys.iter_mut() {
@@ -349,7 +351,7 @@ async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Times
             key.exempt(Exemption { reason: e.reason.clone(), until: e.until, by: e.by.clone() });
         }
     }
-    Ok(())
+    Ok(warning)
 }
 
 pub fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {

@@ -6,6 +6,7 @@ use crate::cli::{StateCommand, StateInitArgs, StateMigrateArgs};
 use crate::settings::{Settings, DEFAULT_TABLE};
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
+use rekey_core::model::whole_seconds;
 use rekey_store::{DynamoStore, Location};
 
 pub async fn run(command: StateCommand, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -49,11 +50,25 @@ async fn migrate(args: StateMigrateArgs, settings: &Settings, term: &Terminal) -
             anyhow::bail!("--from {}: no such file", args.from);
         }
     }
-    let (from, to) = (open_location(&args.from, settings).await?, open_location(&args.to, settings).await?);
-    let copied = rekey_store::copy(&*from, &*to, jiff::Timestamp::now()).await?;
+    let from = open_location(&args.from, settings).await?;
+    // Before the target is opened (and a SQLite file created for nothing).
+    rekey_store::refuse_if_migrated(&*from).await?;
+    let to = open_location(&args.to, settings).await?;
+    let to_name = absolute(&args.to)?;
+    let copied = rekey_store::migrate(&*from, &*to, &to_name, whole_seconds(jiff::Timestamp::now()), &settings.actor).await?;
     let counts: Vec<String> = copied.counts.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
-    outln!("copied {} from {} to {}", if counts.is_empty() { "nothing".to_owned() } else { counts.join(", ") }, args.from, args.to)?;
+    outln!("copied {} from {} to {to_name}", if counts.is_empty() { "nothing".to_owned() } else { counts.join(", ") }, args.from)?;
     outln!("verified: the same items and checksum on both sides (sha256 {})", copied.checksum)?;
-    term.info(&format!("{} is unchanged; point [state] at {} before the next `rekey run`", args.from, args.to));
+    outln!("{} is marked as migrated to {to_name}: it can still be read, and refuses to run rotations", args.from)?;
+    term.info(&format!("point [state] in rekey.toml (or --state) at {to_name}"));
     Ok(0)
+}
+
+/// The target as `--state` takes it, from any directory: a SQLite path
+/// made absolute (the file exists once opened).
+fn absolute(location: &Location) -> anyhow::Result<String> {
+    Ok(match location {
+        Location::Sqlite(path) => Location::Sqlite(std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("--to {location}: {e}"))?).to_string(),
+        Location::Dynamo { .. } => location.to_string(),
+    })
 }

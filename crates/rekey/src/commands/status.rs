@@ -1,17 +1,21 @@
 //! `rekey status [ID]`: rotations, oldest first, with their stage and what
 //! each waits for; one rotation in full.
 
-use super::{open_store, stop};
+use super::{open_store_to_read, stop};
 use crate::cli::{ListFormat, StatusArgs};
 use crate::settings::Settings;
 use crate::table::{self, Column};
+use crate::terminal::Terminal;
 use rekey_core::workflow::Stage;
 use rekey_engine::runner::View;
 use rekey_store::{ListQuery, RotationRecord};
 use serde_json::{json, Value};
 
-pub async fn run(args: StatusArgs, settings: &Settings) -> anyhow::Result<u8> {
-    let store = open_store(settings).await?;
+pub async fn run(args: StatusArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
+    let (store, warning) = open_store_to_read(settings).await?;
+    if let Some(warning) = warning {
+        term.warn(&warning);
+    }
     if let Some(id) = &args.id {
         let rotation = store.get(id).await?;
         match args.format {
