@@ -21,6 +21,43 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
+impl Prepared {
+    /// The steps the rotation will take, in words, for `rotate --dry-run`.
+    pub fn steps(&self) -> Vec<String> {
+        let (plan, old, user) = (&self.plan, &self.old_key, &self.user);
+        let t = &plan.timings;
+        let mut steps = vec![format!("iam:ListAccessKeys {user}: check that {old} is active and a key slot is free")];
+        if plan.delete_inactive {
+            steps.push(format!("iam:DeleteAccessKey {user} <other key>: only if the other slot holds an inactive key"));
+        }
+        steps.push(format!("iam:CreateAccessKey {user}: the new key, its id recorded at once"));
+        for sink in &plan.deliver {
+            let write = match sink {
+                Sink::CredentialsFile { .. } => " (the profile's previous lines kept beside the file until the rotation ends)",
+                Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue; the previous value stays AWSPREVIOUS)",
+                Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)",
+                _ => "",
+            };
+            steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
+        }
+        for v in &plan.verify {
+            steps.push(format!("verify: {} (up to {})", verify::of(v).describe(), t.verify_timeout));
+        }
+        steps.push(format!(
+            "iam:GetAccessKeyLastUsed {old}: unused for {} after delivery (wait_unused + last_used_lag); a use after delivery waits for a person (blocked after {})",
+            t.drain_window(),
+            t.drain_timeout
+        ));
+        steps.push(format!("iam:ListAccessKeys {user}: the new key is still there and active, then iam:UpdateAccessKey {old} Inactive"));
+        for v in &plan.verify {
+            steps.push(format!("verify again: {} (on failure: reactivate {old} at once, keep the new key, ask a person)", verify::of(v).describe()));
+        }
+        let wait = t.grace.to_signed().max(t.last_used_lag.to_signed());
+        steps.push(format!("wait {}, check {old} is still inactive, unused since, and the new key active, then iam:DeleteAccessKey {old}", rekey_core::Duration::from_secs(wait.as_secs().max(0).unsigned_abs())));
+        steps
+    }
+}
+
 impl Engine<'_> {
     /// Runs `change` on the rotation under its lease (after the account
     /// check), then advances it.

@@ -15,7 +15,6 @@ use rekey_core::workflow::Stage;
 use rekey_core::{AccessKeyId, AccountId};
 use rekey_engine::plan::Plan;
 use rekey_engine::runner::{prepare, Acting, Prepared, Request};
-use rekey_engine::{sinks, verify};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -164,37 +163,8 @@ fn confirm_on_terminal(question: &str) -> anyhow::Result<()> {
 }
 
 fn print_plan(p: &Prepared) -> std::io::Result<()> {
-    let (plan, account, old, user) = (&p.plan, &p.account, &p.old_key, &p.user);
-    let t = &plan.timings;
-    outln!("Plan: rotate key {old} of {user} in account {account}")?;
-    let mut steps = vec![format!("iam:ListAccessKeys {user}: check that {old} is active and a key slot is free")];
-    if plan.delete_inactive {
-        steps.push(format!("iam:DeleteAccessKey {user} <other key>: only if the other slot holds an inactive key"));
-    }
-    steps.push(format!("iam:CreateAccessKey {user}: the new key, its id recorded at once"));
-    for sink in &plan.deliver {
-        let write = match sink {
-            Sink::CredentialsFile { .. } => " (the profile's previous lines kept beside the file until the rotation ends)".to_owned(),
-            Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue; the previous value stays AWSPREVIOUS)".to_owned(),
-            Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)".to_owned(),
-            _ => String::new(),
-        };
-        steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
-    }
-    for v in &plan.verify {
-        steps.push(format!("verify: {} (up to {})", verify::of(v).describe(), t.verify_timeout));
-    }
-    steps.push(format!(
-        "iam:GetAccessKeyLastUsed {old}: unused for {} after delivery (wait_unused + last_used_lag); a use after delivery waits for a person (blocked after {})",
-        t.drain_window(),
-        t.drain_timeout
-    ));
-    steps.push(format!("iam:UpdateAccessKey {old} Inactive"));
-    for v in &plan.verify {
-        steps.push(format!("verify again: {} (on failure: reactivate {old} at once, keep the new key, ask a person)", verify::of(v).describe()));
-    }
-    steps.push(format!("wait {}, check {old} is still inactive, then iam:DeleteAccessKey {old}", t.grace));
-    for (i, step) in steps.iter().enumerate() {
+    outln!("Plan: rotate key {} of {} in account {}", p.old_key, p.user, p.account)?;
+    for (i, step) in p.steps().iter().enumerate() {
         outln!("  {:>2}. {step}", i + 1)?;
     }
     outln!("Nothing was changed (--dry-run).")?;
