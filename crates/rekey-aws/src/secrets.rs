@@ -33,20 +33,31 @@ impl SecretsManager {
         }))
     }
 
-    /// Stores a new AWSCURRENT version; the old one becomes AWSPREVIOUS.
-    pub async fn put(&self, secret_id: &str, value: &Secret) -> Result<String, AwsError> {
+    /// The value of version `version_id`, `None` if there is no such version.
+    pub async fn get_version(&self, secret_id: &str, version_id: &str) -> Result<Option<Secret>, AwsError> {
+        let out = self.client.get_secret_value().secret_id(secret_id).version_id(version_id).send().await;
+        let out = found(out.map_err(|e| classify("secretsmanager:GetSecretValue", &self.endpoint, e)))?;
+        Ok(out.map(|out| Secret::new(out.secret_string.unwrap_or_default())))
+    }
+
+    /// Stores a new version labelled `stage` only: AWSCURRENT stays where it
+    /// is, except that a secret's first version is always AWSCURRENT.
+    pub async fn put(&self, secret_id: &str, value: &Secret, stage: &str) -> Result<String, AwsError> {
         let out = self
             .client
             .put_secret_value()
             .secret_id(secret_id)
             .secret_string(value.expose())
+            .version_stages(stage)
             .send()
             .await
             .map_err(|e| classify("secretsmanager:PutSecretValue", &self.endpoint, e))?;
         Ok(out.version_id.unwrap_or_default())
     }
 
-    /// Makes `version_id` AWSCURRENT again.
+    /// Moves AWSCURRENT to `version_id` from `current_version_id` (which
+    /// becomes AWSPREVIOUS). AWS refuses if AWSCURRENT is no longer on
+    /// `current_version_id`: a compare-and-swap.
     pub async fn make_current(&self, secret_id: &str, version_id: &str, current_version_id: &str) -> Result<(), AwsError> {
         self.client
             .update_secret_version_stage()
@@ -95,7 +106,8 @@ impl ParameterStore {
         Ok(parameter.map(|p| ParameterVersion { version: p.version, value: Secret::new(p.value.unwrap_or_default()) }))
     }
 
-    /// Writes a new SecureString version.
+    /// Writes a new SecureString version; returns its number (one more
+    /// than the latest before it: versions are numbered one by one).
     pub async fn put(&self, name: &str, value: &Secret) -> Result<i64, AwsError> {
         let out = self
             .client

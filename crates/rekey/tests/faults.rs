@@ -24,6 +24,7 @@ const ROTATION_OPS: &[&str] = &[
     "iam:CreateAccessKey",
     "secretsmanager:GetSecretValue",
     "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
     "ssm:GetParameter",
     "ssm:PutParameter",
     "iam:GetAccessKeyLastUsed",

@@ -385,7 +385,6 @@ fn expected(action: &str) -> (Cmd, Cmd) {
         "iam:ListUserTags" => (Cmd::ScanOwner, Cmd::Findings),
         "cloudtrail:LookupEvents" => (Cmd::Consumers, Cmd::ScanApi),
         "iam:CreateAccessKey" | "iam:UpdateAccessKey" | "iam:DeleteAccessKey" => (Cmd::Rotate(FILE_USER), Cmd::ScanApi),
-        "secretsmanager:UpdateSecretVersionStage" => (Cmd::Rollback(SM_USER), Cmd::ScanApi),
         a if a.starts_with("secretsmanager:") => (Cmd::Rotate(SM_USER), Cmd::ScanApi),
         // Only a parameter rekey created is deleted (see `prepare`).
         "ssm:DeleteParameter" => (Cmd::Rollback(SSM_USER), Cmd::ScanApi),

@@ -5,13 +5,14 @@
 
 pub mod credentials_file;
 mod exec;
+mod json;
 mod manual;
 mod secretsmanager;
 pub mod ssm;
 
 use rekey_aws::{AwsError, Clients};
 use rekey_core::target::Sink;
-use rekey_core::{AccessKeyId, AccountId, Credentials, Secret, UserName};
+use rekey_core::{AccessKeyId, AccountId, Credentials, UserName};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -35,7 +36,8 @@ pub struct SinkCtx<'a> {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum RestorePoint {
     CredentialsFile(credentials_file::RestorePoint),
-    /// The version that was AWSCURRENT (`None`: the secret had no value).
+    /// The version that was AWSCURRENT (`None`: the secret had no value);
+    /// a restore takes the old key's fields from it.
     Secretsmanager { version_id: Option<String> },
     Ssm(ssm::RestorePoint),
     /// The sink keeps nothing to go back to (exec, manual), or none was taken
@@ -67,8 +69,12 @@ pub enum SinkError {
     Aws(#[from] AwsError),
     #[error("secret {secret_id} does not exist; create it first (rekey only writes new versions of a secret)")]
     SecretNotFound { secret_id: String },
+    #[error("secret {secret_id} no longer has version {version_id}, the one to restore from; put the old key back by hand")]
+    SecretVersionGone { secret_id: String, version_id: String },
     #[error("parameter {name} no longer has version {version}, the one to restore; put its value from before the rotation back by hand")]
     ParameterVersionGone { name: String, version: i64 },
+    #[error("{sink} kept changing while rekey wrote it; `rekey run` tries again")]
+    KeptChanging { sink: String },
     #[error("exec sink: {program:?} is not an executable file or on PATH; install it or fix the command")]
     ProgramNotFound { program: String },
     #[error("exec sink `{command}` could not start: {source}")]
@@ -100,8 +106,8 @@ pub trait DeliverySink: Send + Sync {
     async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError>;
     /// The key the sink holds, for crash recovery (`None` if unreadable).
     async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError>;
-    /// Goes back to `point`, only if the sink still holds `new_key`: someone
-    /// else's later change is never clobbered.
+    /// Goes back to `point`, only if the sink still holds `new_key`, and
+    /// only in what rekey delivered: someone else's change is never clobbered.
     async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError>;
     /// The rotation ended (any way): drop what only served a restore (a copy
     /// holding an old secret). Idempotent.
@@ -124,42 +130,4 @@ pub fn of(sink: &Sink) -> Box<dyn DeliverySink + '_> {
 /// Whether an `exec` command's program exists (preflight of sinks and verifiers).
 pub fn exec_available(command: &[String]) -> bool {
     command.first().is_some_and(|program| exec::which(program))
-}
-
-/// The key as JSON (`{"AccessKeyId": ..., "SecretAccessKey": ...}`), merged
-/// into `base` when it is a JSON object so its other fields survive.
-fn credentials_json(base: Option<&str>, fields: (&str, &str), creds: &Credentials) -> Secret {
-    let mut object = base
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    object.insert(fields.0.to_owned(), creds.access_key_id.as_str().into());
-    object.insert(fields.1.to_owned(), creds.secret_access_key.expose().into());
-    let text = zeroize::Zeroizing::new(serde_json::Value::Object(object).to_string());
-    Secret::new(text.as_str())
-}
-
-/// The key id and secret in a JSON value, if both are there.
-fn parse_credentials(text: &str, fields: (&str, &str)) -> Option<Credentials> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some(Credentials {
-        access_key_id: AccessKeyId::new(value.get(fields.0)?.as_str()?),
-        secret_access_key: Secret::new(value.get(fields.1)?.as_str()?),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_keeps_other_fields_and_reads_back() {
-        let creds = Credentials { access_key_id: AccessKeyId::new("AKIANEW"), secret_access_key: Secret::new("s3cr3t") };
-        let merged = credentials_json(Some(r#"{"region":"eu-west-1","AccessKeyId":"AKIAOLD"}"#), ("AccessKeyId", "SecretAccessKey"), &creds);
-        let value: serde_json::Value = serde_json::from_str(merged.expose()).unwrap();
-        assert_eq!(value["region"], "eu-west-1");
-        assert_eq!(value["AccessKeyId"], "AKIANEW");
-        assert_eq!(parse_credentials(merged.expose(), ("AccessKeyId", "SecretAccessKey")), Some(creds));
-        assert_eq!(parse_credentials("not json", ("a", "b")), None);
-    }
 }

@@ -1,22 +1,57 @@
-//! `secretsmanager`: `PutSecretValue` of the key as JSON. The restore point
-//! is the version that was AWSCURRENT before delivery; restore makes exactly
-//! that version AWSCURRENT again (not whatever AWSPREVIOUS is by then).
+//! `secretsmanager`: the key as two fields of the secret's JSON value,
+//! which others may share. The restore point is the version that was
+//! AWSCURRENT before delivery (not whatever AWSPREVIOUS is by then); restore
+//! takes the two fields from it and keeps every other field as it is now.
+//!
+//! Every write is a compare-and-swap, so a concurrent writer (another
+//! rotation, another rekey process, a person) loses nothing: the new value
+//! is stored under [`PENDING`], then AWSCURRENT is moved to it from the
+//! version it was computed from, which AWS refuses if AWSCURRENT moved
+//! meanwhile; then rekey reads and computes again.
 
-use super::{credentials_json, parse_credentials, Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use super::json::{self, Restore};
+use super::{Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_aws::secrets::SecretsManager;
-use rekey_core::{AccessKeyId, Credentials};
+use rekey_core::{AccessKeyId, Credentials, Secret};
 
 const CURRENT: &str = "AWSCURRENT";
+/// The label of a version rekey wrote and has not made current (yet).
+const PENDING: &str = "REKEY_PENDING";
+/// Tries of a write that others keep beating.
+const ATTEMPTS: usize = 10;
 
 pub struct SecretsManagerSink<'a> {
     pub secret_id: &'a str,
     /// The JSON field names of the key id and the secret.
-    pub fields: (&'a str, &'a str),
+    pub fields: json::Fields<'a>,
 }
 
 impl SecretsManagerSink<'_> {
-    fn holds(&self, value: &str, key: &AccessKeyId) -> bool {
-        parse_credentials(value, self.fields).is_some_and(|c| &c.access_key_id == key)
+    /// Makes `change(current value)` the current value, unless it is `None`;
+    /// true if it wrote.
+    async fn update(&self, ctx: &SinkCtx<'_>, change: impl Fn(Option<&str>) -> Option<Secret>) -> Result<bool, SinkError> {
+        let _turn = json::exclusive(format!("{} {}", ctx.account, self.describe())).await;
+        let sm = SecretsManager::new(ctx.clients);
+        let mut wrote = false;
+        for _ in 0..ATTEMPTS {
+            let current = sm.get(self.secret_id, CURRENT).await?;
+            let Some(value) = change(current.as_ref().map(|c| c.value.expose())) else { return Ok(wrote) };
+            let staged = sm.put(self.secret_id, &value, PENDING).await?;
+            wrote = true;
+            crate::crash_point(&format!("secretsmanager-staged:{}", self.secret_id));
+            // A secret's first version is AWSCURRENT at once: the next read says whose it is.
+            let Some(current) = current else { continue };
+            match sm.make_current(self.secret_id, &staged, &current.version_id).await {
+                Ok(()) => return Ok(true),
+                // AWSCURRENT moved meanwhile (or this call's retry found its first try done): again.
+                Err(e) => {
+                    if sm.get(self.secret_id, CURRENT).await?.is_some_and(|now| now.version_id == current.version_id) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Err(SinkError::KeptChanging { sink: self.describe() })
     }
 }
 
@@ -47,19 +82,13 @@ impl DeliverySink for SecretsManagerSink<'_> {
     }
 
     async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
-        let sm = SecretsManager::new(ctx.clients);
-        let current = sm.get(self.secret_id, CURRENT).await?;
-        if current.as_ref().is_some_and(|c| self.holds(c.value.expose(), &creds.access_key_id)) {
-            return Ok(Delivered::AlreadyThere);
-        }
-        let value = credentials_json(current.as_ref().map(|c| c.value.expose()), self.fields, creds);
-        sm.put(self.secret_id, &value).await?;
-        Ok(Delivered::Now)
+        let wrote = self.update(ctx, |current| json::with_key(current, self.fields, creds)).await?;
+        Ok(if wrote { Delivered::Now } else { Delivered::AlreadyThere })
     }
 
     async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
         let current = SecretsManager::new(ctx.clients).get(self.secret_id, CURRENT).await?;
-        Ok(current.and_then(|c| parse_credentials(c.value.expose(), self.fields)))
+        Ok(current.and_then(|c| json::parse_credentials(c.value.expose(), self.fields)))
     }
 
     async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError> {
@@ -69,24 +98,31 @@ impl DeliverySink for SecretsManagerSink<'_> {
             _ => return Err(SinkError::WrongRestorePoint { sink: self.describe() }),
         };
         let sm = SecretsManager::new(ctx.clients);
-        let Some(current) = sm.get(self.secret_id, CURRENT).await? else {
+        let Some(current) = sm.get(self.secret_id, CURRENT).await?.filter(|c| json::holds(c.value.expose(), self.fields, new_key)) else {
             return Ok(Restored::NothingToRestore);
         };
-        if !self.holds(current.value.expose(), new_key) {
-            return Ok(Restored::NothingToRestore);
-        }
-        match before {
-            Some(version) if *version != current.version_id => {
-                sm.make_current(self.secret_id, version, &current.version_id).await?;
-                Ok(Restored::Restored)
-            }
-            Some(_) => Ok(Restored::NothingToRestore),
-            None => Ok(Restored::CannotRestore(format!(
+        let before = match before {
+            Some(version_id) => Some(sm.get_version(self.secret_id, version_id).await?.ok_or_else(|| SinkError::SecretVersionGone {
+                secret_id: self.secret_id.to_owned(),
+                version_id: version_id.clone(),
+            })?),
+            None => None,
+        };
+        let restore = |value: &str| json::without_key(value, before.as_ref().map(Secret::expose), self.fields, new_key);
+        if restore(current.value.expose()) == Restore::Emptied {
+            return Ok(Restored::CannotRestore(format!(
                 "secret {} had no value before the rotation, and Secrets Manager cannot take AWSCURRENT away: \
                  make sure its readers no longer use the new key",
                 self.secret_id
-            ))),
+            )));
         }
+        let wrote = self
+            .update(ctx, |value| match restore(value?) {
+                Restore::Write(value) => Some(value),
+                Restore::Unchanged | Restore::Emptied => None,
+            })
+            .await?;
+        Ok(if wrote { Restored::Restored } else { Restored::NothingToRestore })
     }
 
     async fn finish(&self, _: &SinkCtx<'_>, _: &RestorePoint) -> Result<(), SinkError> {

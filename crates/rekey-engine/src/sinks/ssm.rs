@@ -1,22 +1,32 @@
 //! `ssm`: SecureString parameter(s): one holding the key as JSON, or two
 //! (`id_name`, `secret_name`). The restore point is each parameter's version
-//! before delivery; restore writes those values back (or deletes a
-//! parameter rekey created).
+//! before delivery.
 //!
-//! With two parameters the id one is the commit marker: delivery writes the
-//! secret first and the id last, restore goes the other way (id first). A
-//! reader can meet the old id with the new secret for a moment, never the
-//! new id with the old secret, and a restore cut short between the two is
-//! finished by running it again.
+//! One JSON parameter may hold more than the key: delivery and restore
+//! change only its two fields (restore takes them from the version before
+//! delivery), and every other field keeps its current value. Versions are
+//! numbered one by one, so a put answering one more than the version read
+//! proves nobody wrote in between; otherwise rekey's put may hide that
+//! write, and rekey writes again on top of it.
+//!
+//! Two parameters are rekey's alone; restore writes their old values back
+//! (or deletes a parameter rekey created). The id one is the commit marker:
+//! delivery writes the secret first and the id last, restore goes the other
+//! way (id first). A reader can meet the old id with the new secret for a
+//! moment, never the new id with the old secret, and a restore cut short
+//! between the two is finished by running it again.
 
-use super::{credentials_json, parse_credentials, Delivered, DeliverySink, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
+use super::json::{self, Restore};
+use super::{Delivered, DeliverySink, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
 use rekey_aws::secrets::ParameterStore;
 use rekey_core::target::SsmParameters;
 use rekey_core::{AccessKeyId, Credentials, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const FIELDS: (&str, &str) = ("AccessKeyId", "SecretAccessKey");
+const FIELDS: json::Fields = ("AccessKeyId", "SecretAccessKey");
+/// Tries of a write that others keep beating.
+const ATTEMPTS: usize = 10;
 
 /// Each parameter's version before the first delivery (`None`: it did not exist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,22 +47,6 @@ impl SsmSink<'_> {
         }
     }
 
-    /// The parameter whose value says which key the sink holds.
-    fn id_parameter(&self) -> &str {
-        match self.parameters {
-            SsmParameters::Json { name } => name,
-            SsmParameters::Pair { id_name, .. } => id_name,
-        }
-    }
-
-    /// The key id a value of the id parameter names.
-    fn key_in(&self, value: &Secret) -> Option<AccessKeyId> {
-        match self.parameters {
-            SsmParameters::Json { .. } => parse_credentials(value.expose(), FIELDS).map(|c| c.access_key_id),
-            SsmParameters::Pair { .. } => Some(AccessKeyId::new(value.expose())),
-        }
-    }
-
     /// The value `name` had at the restore point (`None`: it did not exist).
     async fn value_before(&self, ps: &ParameterStore, point: &RestorePoint, name: &str) -> Result<Option<Secret>, SinkError> {
         let Some(&version) = point.versions.get(name) else {
@@ -63,6 +57,83 @@ impl SsmSink<'_> {
             Some(p) => Ok(Some(p.value)),
             None => Err(SinkError::ParameterVersionGone { name: name.to_owned(), version }),
         }
+    }
+
+    /// Makes `change(latest value)` the latest version of `name`, unless it
+    /// is `None`; true if it wrote.
+    async fn update(&self, ctx: &SinkCtx<'_>, name: &str, change: impl Fn(Option<&str>) -> Option<Secret>) -> Result<bool, SinkError> {
+        let _turn = json::exclusive(format!("{} ssm {name}", ctx.account)).await;
+        let ps = ParameterStore::new(ctx.clients);
+        let read = ps.get(name, None).await?;
+        let (mut latest, mut base) = (read.as_ref().map_or(0, |p| p.version), read.map(|p| p.value));
+        // Whether rekey's last put may hide someone else's write.
+        let mut hiding = false;
+        for _ in 0..ATTEMPTS {
+            let value = match (change(base.as_ref().map(Secret::expose)), base) {
+                (Some(value), _) => value,
+                (None, _) if !hiding => return Ok(false),
+                // Nothing of rekey's to change there: put their write back on top.
+                (None, Some(theirs)) => theirs,
+                (None, None) => break,
+            };
+            let version = ps.put(name, &value).await?;
+            if version == latest + 1 {
+                return Ok(true);
+            }
+            // Someone wrote after rekey read; the newest of theirs is what they meant.
+            (latest, hiding) = (version, true);
+            base = ps.get(name, Some(version - 1)).await?.map(|p| p.value);
+        }
+        Err(SinkError::KeptChanging { sink: self.describe() })
+    }
+
+    /// The two fields, only while the parameter holds the new key.
+    async fn restore_json(&self, ctx: &SinkCtx<'_>, name: &str, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError> {
+        let ps = ParameterStore::new(ctx.clients);
+        let Some(current) = ps.get(name, None).await?.filter(|p| json::holds(p.value.expose(), FIELDS, new_key)) else {
+            return Ok(Restored::NothingToRestore);
+        };
+        let before = self.value_before(&ps, point, name).await?;
+        let restore = |value: &str| json::without_key(value, before.as_ref().map(Secret::expose), FIELDS, new_key);
+        if restore(current.value.expose()) == Restore::Emptied {
+            // rekey created it, and nothing else is in it.
+            ps.delete(name).await?;
+            return Ok(Restored::Restored);
+        }
+        let wrote = self
+            .update(ctx, name, |value| match restore(value?) {
+                Restore::Write(value) => Some(value),
+                Restore::Unchanged | Restore::Emptied => None,
+            })
+            .await?;
+        Ok(if wrote { Restored::Restored } else { Restored::NothingToRestore })
+    }
+
+    /// Back if the id parameter holds the new key, or still (or again) its
+    /// value from before: then the other parameter may hold rekey's write,
+    /// from a delivery or a restore cut short. Any other id is someone
+    /// else's change, and wins.
+    async fn restore_pair(&self, ctx: &SinkCtx<'_>, id_name: &str, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError> {
+        let ps = ParameterStore::new(ctx.clients);
+        let id_now = ps.get(id_name, None).await?.map(|p| p.value);
+        let holds_new_key = id_now.as_ref().is_some_and(|id| id.expose() == new_key.as_str());
+        if !holds_new_key && !same(&id_now, &self.value_before(&ps, point, id_name).await?) {
+            return Ok(Restored::NothingToRestore);
+        }
+        let mut outcome = Restored::NothingToRestore;
+        for name in self.write_order().into_iter().rev() {
+            let before = self.value_before(&ps, point, name).await?;
+            if same(&ps.get(name, None).await?.map(|p| p.value), &before) {
+                continue;
+            }
+            match &before {
+                Some(value) => ps.put(name, value).await.map(drop)?,
+                None => ps.delete(name).await?,
+            }
+            outcome = Restored::Restored;
+            crate::crash_point(&format!("ssm-restored:{name}"));
+        }
+        Ok(outcome)
     }
 }
 
@@ -103,28 +174,27 @@ impl DeliverySink for SsmSink<'_> {
     }
 
     async fn deliver(&self, ctx: &SinkCtx<'_>, creds: &Credentials) -> Result<Delivered, SinkError> {
+        let (id_name, secret_name) = match self.parameters {
+            SsmParameters::Json { name } => {
+                let wrote = self.update(ctx, name, |current| json::with_key(current, FIELDS, creds)).await?;
+                return Ok(if wrote { Delivered::Now } else { Delivered::AlreadyThere });
+            }
+            SsmParameters::Pair { id_name, secret_name } => (id_name, secret_name),
+        };
         let ps = ParameterStore::new(ctx.clients);
-        let current = ps.get(self.id_parameter(), None).await?;
-        if current.as_ref().and_then(|p| self.key_in(&p.value)).as_ref() == Some(&creds.access_key_id) {
+        if ps.get(id_name, None).await?.is_some_and(|p| p.value.expose() == creds.access_key_id.as_str()) {
             return Ok(Delivered::AlreadyThere);
         }
-        match self.parameters {
-            SsmParameters::Json { name } => {
-                ps.put(name, &credentials_json(current.as_ref().map(|c| c.value.expose()), FIELDS, creds)).await?;
-            }
-            SsmParameters::Pair { id_name, secret_name } => {
-                ps.put(secret_name, &creds.secret_access_key).await?;
-                crate::crash_point(&format!("ssm-delivered:{secret_name}"));
-                ps.put(id_name, &Secret::new(creds.access_key_id.as_str())).await?;
-            }
-        }
+        ps.put(secret_name, &creds.secret_access_key).await?;
+        crate::crash_point(&format!("ssm-delivered:{secret_name}"));
+        ps.put(id_name, &Secret::new(creds.access_key_id.as_str())).await?;
         Ok(Delivered::Now)
     }
 
     async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
         let ps = ParameterStore::new(ctx.clients);
         Ok(match self.parameters {
-            SsmParameters::Json { name } => ps.get(name, None).await?.and_then(|p| parse_credentials(p.value.expose(), FIELDS)),
+            SsmParameters::Json { name } => ps.get(name, None).await?.and_then(|p| json::parse_credentials(p.value.expose(), FIELDS)),
             SsmParameters::Pair { id_name, secret_name } => match (ps.get(id_name, None).await?, ps.get(secret_name, None).await?) {
                 (Some(id), Some(secret)) => Some(Credentials {
                     access_key_id: AccessKeyId::new(id.value.expose()),
@@ -135,36 +205,16 @@ impl DeliverySink for SsmSink<'_> {
         })
     }
 
-    /// Goes back if the id parameter holds the new key, or still (or again)
-    /// its value from before: then the other parameter may hold rekey's
-    /// write, from a delivery or a restore cut short. Any other id is
-    /// someone else's change, and wins.
     async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &AnyRestorePoint) -> Result<Restored, SinkError> {
         let point = match point {
             AnyRestorePoint::Ssm(point) => point,
             AnyRestorePoint::Nothing => return Ok(Restored::NothingToRestore),
             _ => return Err(SinkError::WrongRestorePoint { sink: self.describe() }),
         };
-        let ps = ParameterStore::new(ctx.clients);
-        let id_now = ps.get(self.id_parameter(), None).await?.map(|p| p.value);
-        let holds_new_key = id_now.as_ref().and_then(|v| self.key_in(v)).as_ref() == Some(new_key);
-        if !holds_new_key && !same(&id_now, &self.value_before(&ps, point, self.id_parameter()).await?) {
-            return Ok(Restored::NothingToRestore);
+        match self.parameters {
+            SsmParameters::Json { name } => self.restore_json(ctx, name, new_key, point).await,
+            SsmParameters::Pair { id_name, .. } => self.restore_pair(ctx, id_name, new_key, point).await,
         }
-        let mut outcome = Restored::NothingToRestore;
-        for name in self.write_order().into_iter().rev() {
-            let before = self.value_before(&ps, point, name).await?;
-            if same(&ps.get(name, None).await?.map(|p| p.value), &before) {
-                continue;
-            }
-            match &before {
-                Some(value) => ps.put(name, value).await.map(drop)?,
-                None => ps.delete(name).await?,
-            }
-            outcome = Restored::Restored;
-            crate::crash_point(&format!("ssm-restored:{name}"));
-        }
-        Ok(outcome)
     }
 
     async fn finish(&self, _: &SinkCtx<'_>, _: &AnyRestorePoint) -> Result<(), SinkError> {
