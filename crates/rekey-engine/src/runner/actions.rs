@@ -34,7 +34,7 @@ impl Prepared {
         for sink in &plan.deliver {
             let write = match sink {
                 Sink::CredentialsFile { .. } => " (the profile's previous lines kept beside the file until the rotation ends)",
-                Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue; the previous value stays AWSPREVIOUS)",
+                Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue, then UpdateSecretVersionStage AWSCURRENT only if no one wrote meanwhile; only its two fields change)",
                 Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)",
                 _ => "",
             };
