@@ -86,11 +86,11 @@ impl Renewal {
             loop {
                 tokio::time::sleep(every).await;
                 let now = clock.now() + offset;
-                match store.renew(&id, &holder, now, now + LEASE).await {
-                    // Lost to another process: the fence before the next write and the next save refuse.
-                    Ok(false) => return,
-                    // A store error may pass (a throttled table): try again at the next tick.
-                    Ok(true) | Err(_) => {}
+                // Lost to another process: the fence before the next write and
+                // the next save refuse. A store error may pass (a throttled
+                // table): try again at the next tick.
+                if let Ok(false) = store.renew(&id, &holder, now, now + LEASE).await {
+                    return;
                 }
             }
         }))
