@@ -186,6 +186,10 @@ pub enum Event {
     UndoDecided { abort: bool },
     /// The undo finished: old key active, sinks restored, new key gone.
     Undone,
+    /// An undo that cannot finish (someone deleted the old key before the
+    /// sinks were restored): a person keeps the new key, and the rotation
+    /// ends as if it had completed.
+    UndoAbandoned,
     /// Something the engine cannot continue from (reason recorded).
     Failed,
 }
@@ -212,6 +216,7 @@ impl Event {
             Event::UndoDecided { abort: false } => "rollback_decided",
             Event::UndoDecided { abort: true } => "abort_decided",
             Event::Undone => "undone",
+            Event::UndoAbandoned => "undo_abandoned",
             Event::Failed => "failed",
         }
     }
@@ -258,6 +263,7 @@ pub fn next(from: State, event: &Event) -> Result<State, IllegalTransition> {
             }
             Ok(State { stage: if *abort { S::Aborting } else { S::RollingBack }, came_from: Some(position) })
         }
+        (S::Blocked, E::UndoAbandoned) if from.came_from.is_some_and(Stage::is_undo) => to(S::Completed),
         (S::RollingBack, E::Undone) => to(S::RolledBack),
         (S::Aborting, E::Undone) => to(S::Aborted),
         (s, E::Failed) if !s.is_terminal() => to(S::Failed),
@@ -287,7 +293,7 @@ mod tests {
         vec![
             E::PreflightPassed, E::KeyCreated, E::Delivered, E::SecretLost, E::NewKeyVerified, E::Drained,
             E::OldKeyUsed, E::ForceWithdrawn, E::Deactivated, E::DeactivationVerified, E::Reactivated, E::GraceElapsed, E::Deleted,
-            E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::Failed,
+            E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::UndoAbandoned, E::Failed,
         ]
     }
 
@@ -369,6 +375,15 @@ mod tests {
                 assert!(next(blocked, &event).is_err());
             }
         }
+    }
+
+    #[test]
+    fn only_a_blocked_undo_can_be_abandoned() {
+        for undo in [S::RollingBack, S::Aborting] {
+            assert_eq!(next(blocked_in(undo), &E::UndoAbandoned).unwrap(), State::at(S::Completed));
+            assert!(next(State::at(undo), &E::UndoAbandoned).is_err());
+        }
+        assert!(next(blocked_in(S::Draining), &E::UndoAbandoned).is_err());
     }
 
     #[test]

@@ -134,6 +134,15 @@ impl Engine<'_> {
     pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
         self.act(id, async |engine: &mut Self, r: &mut Rotation| {
             let stage = match r.state() {
+                // An undo that cannot finish without the old key, before any
+                // sink went back to it: the new key stays, the rotation ends.
+                State { stage: Stage::Blocked, came_from: Some(from) }
+                    if from.is_undo() && r.progress.sinks_restored_at.is_none() && engine.old_key_status(r).await?.is_none() =>
+                {
+                    engine.note(r, Audit::Confirmed { stage: from, force }, None);
+                    let reason = format!("the old key {} was deleted outside rekey during the undo; the new key stays in place", r.record.old_key_id);
+                    return engine.transition(r, Event::UndoAbandoned, Some(reason)).await;
+                }
                 State { stage: Stage::Blocked, came_from: Some(from) } => from,
                 State { stage: Stage::Draining, .. } => Stage::Draining,
                 // A forced deactivation not done yet (an AWS error): a

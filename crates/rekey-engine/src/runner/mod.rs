@@ -304,6 +304,12 @@ impl<'a> Engine<'a> {
         result.map(Some)
     }
 
+    /// A key's last use; none for a key someone deleted meanwhile (asking
+    /// again would fail on every pass).
+    async fn last_used(&self, key: &AccessKeyId) -> Result<rekey_core::LastUsed, EngineError> {
+        Ok(rekey_aws::error::found(self.keys.last_used(key).await)?.unwrap_or_default())
+    }
+
     /// Leases fence actions: an AWS write starts only while this process
     /// holds the rotation's lease, renewed here for a whole `LEASE` from
     /// now, enough for the one call. A process that stalled past its lease

@@ -23,8 +23,19 @@ impl Engine<'_> {
             [other] if other.status == KeyStatus::Inactive && r.plan.delete_inactive => {
                 if let Some(owner) = self.open_rotation_of(&r.record.account_id, &other.id, &r.record.id).await? {
                     return blocked(format!(
-                        "both key slots are taken: {} is inactive, but it is the old key of rotation {owner}; finish or undo that rotation first",
-                        other.id
+                        "both key slots are taken: {} is inactive, but it is the old key of rotation {owner}; finish or undo that rotation first, then `rekey confirm {id}`, or `rekey abort {id}`",
+                        other.id,
+                        id = r.record.id
+                    ));
+                }
+                // IAM does not say when a key was deactivated: a use within
+                // the lag may be from just before, by a consumer still trying.
+                let lag = r.plan.timings.last_used_lag.to_signed();
+                if let Some(at) = self.last_used(&other.id).await?.at.filter(|&at| at + lag > self.aws_now()) {
+                    return blocked(format!(
+                        "both key slots are taken: {} is inactive, but it was used at {at}, too recently to know nothing needs it; delete it by hand once sure, then `rekey confirm {id}`, or `rekey abort {id}`",
+                        other.id,
+                        id = r.record.id
                     ));
                 }
                 self.fence(r).await?;
@@ -35,15 +46,17 @@ impl Engine<'_> {
             }
             [other] if other.status == KeyStatus::Inactive => {
                 return blocked(format!(
-                    "both key slots are taken: {} is inactive; delete it, or abort and rotate again with --delete-inactive",
-                    other.id
+                    "both key slots are taken: {} is inactive; delete it, then `rekey confirm {id}`, or `rekey abort {id}` and rotate again with --delete-inactive",
+                    other.id,
+                    id = r.record.id
                 ));
             }
             _ => {
                 let ids: Vec<_> = keys.iter().map(|k| k.id.to_string()).collect();
                 return blocked(format!(
-                    "both key slots are taken by active keys ({}); IAM allows two keys per user, so rekey cannot create a third",
-                    ids.join(", ")
+                    "both key slots are taken by active keys ({}); IAM allows two keys per user, so rekey cannot create a third: free one, then `rekey confirm {id}`, or `rekey abort {id}`",
+                    ids.join(", "),
+                    id = r.record.id
                 ));
             }
         }
@@ -109,7 +122,7 @@ impl Engine<'_> {
         let mut others = Vec::new();
         for key in keys.into_iter().filter(|k| !known(&k.id)) {
             let in_window = window.is_some_and(|(from, until)| (from..=until).contains(&key.created_at));
-            if !in_window || self.keys.last_used(&key.id).await?.at.is_some() {
+            if !in_window || self.last_used(&key.id).await?.at.is_some() {
                 others.push(key);
                 continue;
             }
@@ -202,7 +215,7 @@ impl Engine<'_> {
             ));
         }
         // A readable sink may have handed it out before someone changed it.
-        if let Some(at) = self.keys.last_used(&new).await?.at {
+        if let Some(at) = self.last_used(&new).await?.at {
             return blocked(format!(
                 "the secret of new key {new} is lost (no sink holds it any more), but the key was used at {at}: something has it; find it, or `rekey rollback {}`",
                 r.record.id
@@ -310,7 +323,7 @@ impl Engine<'_> {
     /// The old key's last use, recorded (and audited) when it is a use after
     /// `baseline`.
     pub(super) async fn old_key_use(&mut self, r: &mut Rotation, baseline: Timestamp) -> Result<Option<Timestamp>, EngineError> {
-        let used = self.keys.last_used(&r.old_key()).await?;
+        let used = self.last_used(&r.old_key()).await?;
         if let Some(at) = used.at.filter(|&at| drain::used_after(&r.plan.timings, baseline, Some(at))) {
             let seen = SeenUse { at, service: used.service, region: used.region };
             if !r.progress.uses_after_delivery.contains(&seen) {
@@ -495,7 +508,7 @@ impl Engine<'_> {
             Err(step) => return Ok(step),
             Ok(old) => old.is_none(),
         };
-        let used = if gone { None } else { self.keys.last_used(&r.old_key()).await?.at };
+        let used = if gone { None } else { self.last_used(&r.old_key()).await?.at };
         if let Some(at) = used.filter(|&at| drain::used_after(&t, deactivated, Some(at))) {
             return blocked(format!(
                 "the old key {} was used at {at}, after it was deactivated at {deactivated}: someone reactivated it for a while, so something may still need it; \

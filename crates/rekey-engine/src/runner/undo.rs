@@ -12,10 +12,14 @@ impl Engine<'_> {
         let keys = self.keys.list_keys(&r.user()).await?;
         match keys.iter().find(|k| k.id == r.old_key()) {
             None if r.may_have_a_new_key() => {
+                let way_out = match r.progress.sinks_restored_at {
+                    None => format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id),
+                    Some(_) => "the sinks were already put back on the old key: deliver the new key by hand, or rotate again once the user has one working key".to_owned(),
+                };
                 return blocked(format!(
-                    "cannot undo: the old key {} no longer exists, so the new key may be the user's only working key; rekey changed nothing and waits for a person",
+                    "cannot undo: the old key {} no longer exists (deleted outside rekey), so the new key may be the user's only working key; rekey changed nothing more. {way_out}",
                     r.record.old_key_id
-                ))
+                ));
             }
             Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() => {
                 return blocked(format!(
@@ -111,7 +115,7 @@ impl Engine<'_> {
             if now < evidence {
                 return Ok(Some(Step::Wait(evidence, format!("the new key {new} is deactivated; deleted after {evidence}, once IAM's last-used data shows who used it"))));
             }
-            let used = self.keys.last_used(new).await?.at;
+            let used = self.last_used(new).await?.at;
             let used_by_others = match r.progress.verified_at.or(r.progress.delivered_at) {
                 Some(own_use_until) => drain::used_after(&t, own_use_until, used),
                 None => used.is_some(),
