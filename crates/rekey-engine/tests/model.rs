@@ -109,15 +109,24 @@ mod open {
     /// fails on `GetAccessKeyLastUsed` and is retried forever; the rotation
     /// neither blocks nor ends (invariant 8).
     /// Regression: `old_key_deleted_while_draining_the_rotation_never_ends`.
-    /// Switch: a person never deletes the old key.
+    /// Switch (on events): a person deletes the old key only once it
+    /// awaits deletion, in an undo or after the end.
     pub const OLD_KEY_DELETED_OUT_OF_BAND: bool = true;
 
+    /// An undo cut short (an AWS error), then the old key deleted: the undo
+    /// blocks ("waits for a person") and names no command (invariant 8).
+    /// Regression: `undo_cut_short_then_old_key_deleted_the_block_names_no_command`.
+    /// Switch (on events): a person never deletes the old key in an undo.
+    pub const UNDO_WITHOUT_OLD_KEY_NAMES_NO_COMMAND: bool = true;
+
     /// The old key reactivated by a person while awaiting deletion: the
-    /// block says `rekey confirm` deletes it after a new grace period, but
-    /// confirm resumes into `deleting`, which blocks again (invariant 8).
-    /// Regression: `old_key_reactivated_awaiting_delete_confirm_blocks_again`.
-    /// Switch: a person never reactivates the old key.
-    pub const OLD_KEY_REACTIVATED_CONFIRM_LOOPS: bool = true;
+    /// block names `rekey confirm` (delete after a new grace period) and
+    /// `rekey rollback`, but confirm resumes into `deleting`, which blocks
+    /// again, and rollback is refused as past deletion (invariant 8).
+    /// Regression: `old_key_reactivated_awaiting_delete_no_named_command_works`.
+    /// Switch (on events): a person never reactivates the old key after
+    /// rekey deactivated it (from `verifying_deactivated` to `deleting`).
+    pub const OLD_KEY_REACTIVATED_NO_WAY_OUT: bool = true;
 
     /// An undo reactivates the old key a person deactivated (a quarantine),
     /// where SPEC says it refuses and names it (invariant 2, "Undo never
@@ -138,7 +147,8 @@ mod open {
     /// made) and after a crash, however much later (invariant 2).
     /// Regressions: `throttled_create_then_recovery_deletes_a_person_key`,
     /// `crashed_create_then_recovery_deletes_a_person_key_made_later`.
-    /// Switch: a person never creates a key.
+    /// Switch (on events): a person never creates a key while an attempt of
+    /// rekey's has no key recorded.
     pub const RECOVERY_TAKES_ANY_LATER_KEY: bool = true;
 
     /// A step's AWS write is not fenced by the lease: a runner frozen past
@@ -1616,8 +1626,6 @@ struct Model<'h> {
     /// The switches of [`open`] that act on events as they happen (the
     /// others act on the generators); off when replaying a regression.
     switches: bool,
-    /// A command a block names must get it out the first time it is followed.
-    strict: bool,
 }
 
 enum Command {
@@ -1818,7 +1826,24 @@ impl<'h> Model<'h> {
     }
 
     async fn out_of_band(&mut self, rot: usize, act: Act) {
-        let recorded = self.w.store.get(&rotation_id(rot)).await.ok().and_then(|r| r.new_key_id);
+        // invariant: every rotation was inserted by `start`
+        let record = self.w.store.get(&rotation_id(rot)).await.expect("the rotation");
+        if self.switches {
+            let position = if record.stage == Stage::Blocked { record.came_from } else { Some(record.stage) };
+            let attempt_open = record.new_key_id.is_none() && !record.progress["create_attempted_at"].is_null();
+            let awaiting_delete = matches!(position, Some(Stage::AwaitingDelete | Stage::Deleting));
+            let in_undo = position.is_some_and(Stage::is_undo);
+            let old_deletable = awaiting_delete
+                || position.is_some_and(Stage::is_terminal)
+                || in_undo && !open::UNDO_WITHOUT_OLD_KEY_NAMES_NO_COMMAND;
+            if open::RECOVERY_TAKES_ANY_LATER_KEY && act == Act::Create && attempt_open
+                || open::OLD_KEY_DELETED_OUT_OF_BAND && act == Act::Delete(Which::Old) && !old_deletable
+                || open::OLD_KEY_REACTIVATED_NO_WAY_OUT && act == Act::Reactivate(Which::Old) && (awaiting_delete || position == Some(Stage::VerifyingDeactivated))
+            {
+                return;
+            }
+        }
+        let recorded = record.new_key_id;
         let now = self.w.aws.now();
         let mut st = self.w.lock();
         let user = USERS[rot];
@@ -1920,8 +1945,6 @@ impl<'h> Model<'h> {
         }
         // Per rotation and block: how many of its named commands were followed.
         let mut tried: BTreeMap<(usize, String), usize> = BTreeMap::new();
-        // Per rotation: the block last followed, and the command.
-        let mut last: BTreeMap<usize, (String, Cmd)> = BTreeMap::new();
         for _ in 0..24 {
             self.apply(&Op::Wait { minutes: 12 * 60 }).await;
             self.apply(&Op::Run { runner: 0, fault: None }).await;
@@ -1934,9 +1957,6 @@ impl<'h> Model<'h> {
                         open = true;
                         let reason = record.blocked_reason.clone().unwrap_or_default();
                         let block = format!("{:?} {}", record.came_from, reason.replace(|c: char| c.is_ascii_digit(), ""));
-                        if let Some((_, cmd)) = last.get(&rot).filter(|(b, _)| self.strict && *b == block) {
-                            return Err(format!("{} is blocked again, as before the person followed `{cmd:?}`, which it names: {reason}", record.id));
-                        }
                         let mut commands = named_commands(&reason);
                         if self.switches && open::BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND && reason.contains("both key slots are taken by active keys") {
                             commands.push(Cmd::Abort);
@@ -1957,10 +1977,9 @@ impl<'h> Model<'h> {
                             }
                         }
                         self.check(true, false).await?;
-                        let Some(cmd) = followed else {
+                        if followed.is_none() {
                             return Err(format!("invariant 8: {} is blocked ({reason}) and none of the commands it names gets it out: {commands:?} ({refused:?})", record.id));
-                        };
-                        last.insert(rot, (block, cmd));
+                        }
                     }
                     _ => open = true,
                 }
@@ -1999,11 +2018,11 @@ impl<'h> Model<'h> {
 /// Plays a sequence against a fresh world; `Err` names the first broken
 /// invariant, `Ok` has the stage each rotation ended in.
 fn replay(setup: &Setup, ops: &[Op]) -> Result<Vec<Stage>, String> {
-    play(setup, ops, false, false)
+    play(setup, ops, false)
 }
 
 /// [`replay`], with the switches of [`open`] that act on events.
-fn play(setup: &Setup, ops: &[Op], switches: bool, strict: bool) -> Result<Vec<Stage>, String> {
+fn play(setup: &Setup, ops: &[Op], switches: bool) -> Result<Vec<Stage>, String> {
     quiet_crashes();
     clients();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
@@ -2013,7 +2032,7 @@ fn play(setup: &Setup, ops: &[Op], switches: bool, strict: bool) -> Result<Vec<S
         let w = Arc::new(World::new(setup));
         let account = |host: usize| if host == 1 && setup.runner2_elsewhere { ELSEWHERE } else { ACCOUNT };
         let iams = [0, 1, 2].map(|host| HostIam { w: w.clone(), host, account: account(host) });
-        let mut m = Model { w: w.clone(), iams: &iams, setup, frozen: [None, None, None], outputs: Vec::new(), ended: BTreeMap::new(), records: Vec::new(), switches, strict };
+        let mut m = Model { w: w.clone(), iams: &iams, setup, frozen: [None, None, None], outputs: Vec::new(), ended: BTreeMap::new(), records: Vec::new(), switches };
         m.start().await;
         m.check(true, false).await.map_err(|v| format!("at the start: {v}"))?;
         for (i, op) in ops.iter().enumerate() {
@@ -2079,10 +2098,8 @@ fn act() -> impl Strategy<Value = Act> {
     ]
     .prop_filter("an open defect's switch", |act| {
         !(open::NEW_KEY_KILLED_OUT_OF_BAND && matches!(act, Act::Delete(Which::New) | Act::Deactivate(Which::New))
-            || open::OLD_KEY_DELETED_OUT_OF_BAND && *act == Act::Delete(Which::Old)
-            || open::OLD_KEY_REACTIVATED_CONFIRM_LOOPS && *act == Act::Reactivate(Which::Old)
             || open::UNDO_REENABLES_A_QUARANTINED_KEY && *act == Act::Deactivate(Which::Old)
-            || open::RECOVERY_TAKES_ANY_LATER_KEY && *act == Act::Create)
+)
     })
 }
 
@@ -2116,7 +2133,7 @@ fn the_engine_keeps_every_safety_invariant() {
     };
     let sequences = (setup(), proptest::collection::vec(op(), 1..=60));
     let result = proptest::test_runner::TestRunner::new(config).run(&sequences, |(setup, ops)| {
-        play(&setup, &ops, true, false).map(|_| ()).map_err(TestCaseError::fail)
+        play(&setup, &ops, true).map(|_| ()).map_err(TestCaseError::fail)
     });
     if stats_on() {
         for (what, n) in STATS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -2196,13 +2213,9 @@ fn old_key_deleted_while_draining_the_rotation_never_ends() {
 }
 
 #[test]
-#[ignore = "defect: confirm after a person reactivated the old key awaiting deletion blocks again, no new grace (invariant 8)"]
-fn old_key_reactivated_awaiting_delete_confirm_blocks_again() {
-    // `rekey rollback`, also named, gets it out: the person follows confirm.
-    let ops = [hours(48), run(0), Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) }];
-    if let Err(broken) = play(&one_file(), &ops, false, true) {
-        panic!("{broken}");
-    }
+#[ignore = "defect: the old key reactivated awaiting deletion: confirm blocks again, rollback is refused (invariant 8)"]
+fn old_key_reactivated_awaiting_delete_no_named_command_works() {
+    holds(&one_file(), &[hours(48), run(0), Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) }]);
 }
 
 #[test]
@@ -2305,4 +2318,12 @@ fn a_runner_whose_clock_is_ahead_takes_a_live_lease() {
     let setup = Setup { skew: [0, 600, 0], ..one_file() };
     let ops = [hours(29), Op::Freeze { runner: 0, at: 2 }, Op::Freeze { runner: 1, at: 1 }, Op::Thaw { runner: 0, crash: false }];
     holds(&setup, &ops);
+}
+
+#[test]
+#[ignore = "defect: an undo cut short, then the old key deleted: the block names no command (invariant 8)"]
+fn undo_cut_short_then_old_key_deleted_the_block_names_no_command() {
+    // The rollback's third call (the undo's ListAccessKeys) is throttled.
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 2, kind: FaultKind::Throttle }) };
+    holds(&one_file(), &[rollback, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }]);
 }
