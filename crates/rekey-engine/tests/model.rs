@@ -3,7 +3,7 @@
 //! sequences of events over fakes of everything else, with the safety
 //! invariants of SPEC section 5 checked after every event. proptest shrinks
 //! a failing sequence to a minimal one; each minimal sequence found is kept
-//! below as a named regression test.
+//! at the end of this file as a named regression test.
 //!
 //! **The world.** One AWS account holds the users `app` and `ci`, each with
 //! an old key to rotate (one rotation each; the second is optional); a
@@ -12,55 +12,60 @@
 //! time and true uses, reports last use late (by up to `last_used_lag`,
 //! per use) and to the minute, refuses a third key (`LimitExceeded`), and
 //! keeps AWS's clock. Hosts: runner 1 and runner 2 (daemons of `rekey run`,
-//! one `Engine` per pass, as the CLI makes them) and the person's machine
-//! (one process per command), each with its own skewed `ManualClock`.
-//! Sinks: the real credentials-file sink on a file in a tempdir, and fakes
-//! keeping the `DeliverySink` contract: a Secrets-Manager-like JSON secret
-//! whose fields the two rotations share, an SSM id/secret pair, `exec`
-//! (write-only) and `manual` (shows the key; the person installs it when
-//! confirming). Behind each sink an application uses the key the sink
-//! holds; the verifier is healthy iff every sink's key is active (a manual
-//! verifier: the person looks, when confirming).
+//! one `Engine` per pass, as the CLI makes them; runner 2's credentials may
+//! act in the other account) and the person's machine (one process per
+//! command), each with its own skewed `ManualClock`. Sinks: the real
+//! credentials-file sink on a file in a tempdir, and fakes keeping the
+//! `DeliverySink` contract: a Secrets-Manager-like JSON secret whose fields
+//! the two rotations share, an SSM id/secret pair, `exec` (write-only) and
+//! `manual` (shows the key; the person installs it when confirming). Behind
+//! each sink an application uses the key the sink holds, every 6 hours; the
+//! verifier is healthy iff every sink's key is active. A `manual` verifier
+//! is the person, who looks when confirming.
 //!
 //! **The events** ([`Op`]): a pass of `rekey run` on runner 1 or 2, with a
 //! fault on its n-th call (IAM or sink): throttling, a 500, a lost reply
 //! (the effect happens, an error comes back), a crash before or after the
 //! effect (a panic in the fake: the process dies, its secrets with it); a
-//! runner frozen at an AWS read (a paused VM) while other events happen,
-//! then thawed or killed; time passing (minutes to days); a person changing
-//! IAM out of band (delete, deactivate, reactivate either key, create one);
-//! a consumer using a key (the application through a sink, or a hidden
-//! consumer of the old key); a person's `rollback`, `abort`, `confirm`,
-//! `confirm --force`. After the sequence the world settles: faults stop,
-//! time passes, and a person follows whatever command a blocked rotation
-//! names (invariant 8).
+//! runner frozen at its n-th AWS read (a paused VM) while other events
+//! happen, then thawed or killed; time passing (minutes to days); a person
+//! changing IAM out of band (delete, deactivate, reactivate either key,
+//! create one); a consumer using a key (an application through its sink,
+//! a hidden consumer of the old key, one of the user's other key); a
+//! person's `rollback`, `abort`, `confirm`, `confirm --force`. After the
+//! sequence the world settles: faults stop, time passes, and a person
+//! follows each command a blocked rotation names (invariant 8).
 //!
 //! **The invariants**, each a function named after it below. 2, 3, 5 and 6
 //! are judged inside the fakes at the moment of each write by rekey (who
 //! wrote, under whose lease, in which account, to which key); 1 and 4 both
-//! there and on the state after each event; 7 after each event (errors
-//! returned, rotation records, new audit lines, captured logs) and on the
-//! SQLite files' bytes at the end; 8 at the end. A person's own acts are
-//! never rekey's violation: the model checks that rekey does not make them
-//! worse.
+//! there and on the state after each event; 7 after each event on what it
+//! returned and on the rotation records, and at the end on the logs, the
+//! audit log (both only grow) and the SQLite files' bytes; 8 at the end.
+//! A person's own acts (`--force` included) are never rekey's violation:
+//! the model checks that rekey does not make them worse. Beside the eight,
+//! SPEC's "a confirmation counts for the check it was asked for, once".
 //!
 //! **What the fakes do not imitate** (the model's limits): the real Secrets
 //! Manager, SSM, exec and manual sinks and the sts/exec/http verifiers (the
-//! fakes keep their contract, the model tests the engine's use of it);
+//! fakes keep their contract; the model tests the engine's use of it; a
+//! person verifying may say "broken", the real manual verifier cannot);
 //! IAM's eventual consistency; CloudTrail (not configured, so the drain never
-//! sees consumers move); calls in flight at delivery; a partial write of an
-//! SSM pair (both parameters change at once); SIGKILL (a crash unwinds, so
-//! drop guards run); lease renewal (its timer uses real time, so a frozen
-//! runner's lease is never renewed, as in a paused VM); the clock offset is
-//! exact once a process has had one answer from AWS (zero before); two
-//! processes of one host at once (each host runs one process at a time, so
-//! a dead holder of the same host is always gone); the person is honest
-//! (installs the key shown, reports what the verification shows).
+//! sees consumers move); calls in flight at delivery; consumers quieter than
+//! `wait_unused` other than the hidden one; a partial write of an SSM pair;
+//! SIGKILL (a crash unwinds, so drop guards run); lease renewal (its timer
+//! uses real time, so a frozen runner's lease is never renewed, as in a
+//! paused VM); the clock offset is exact once a process had an answer from
+//! AWS (zero before); two processes of one host at once (a dead holder of
+//! the same host is always gone); Security Hub (finding notes are written
+//! to the store and searched for secrets, never sent); the person is honest
+//! (installs the key shown, says what they saw).
 //!
 //! **Open defects** are kept out of the main property by the switches in
 //! [`open`]: each names the defect and the regression test that replays
-//! it (`#[ignore]`d until fixed). Case count: `REKEY_MODEL_CASES` (default
-//! 2,000 sequences of up to 60 events).
+//! it (`#[ignore]`d until fixed). `REKEY_MODEL_CASES` sets the number of
+//! sequences (default 2,000, of up to 60 events); `REKEY_MODEL_STATS=1`
+//! prints what they reached, `REKEY_MODEL_TRACE=1` every call of a replay.
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -88,21 +93,26 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
 /// Switches that keep known, open defects out of the main property, so it
-/// runs green in CI. Each removes the events that reach one defect; when
-/// the defect is fixed, set it to `false` and un-ignore its regression test.
+/// runs green in CI. Each keeps the model away from one defect: most remove
+/// events from the generators; those marked "on events" skip an event, or
+/// change how it plays, as it happens (never when a regression replays).
+/// When the defect is fixed, set its switch to `false` and un-ignore its
+/// regression tests.
 mod open {
     /// While draining, the new key is deleted (or deactivated) out of band:
     /// the engine still deactivates and deletes the old key, leaving the
     /// user no working key (invariant 1).
     /// Regression: `new_key_deleted_while_draining_old_key_still_removed`.
-    /// Switch: a person never deletes or deactivates the new key.
+    /// Switch: a person never deletes or deactivates the new key. (It also
+    /// keeps out `a_manual_verification_confirmed_once_passes_twice`, which
+    /// needs the new key to stop working for a while.)
     pub const NEW_KEY_KILLED_OUT_OF_BAND: bool = true;
 
     /// Preflight blocks when both key slots hold active keys, and the
     /// reason names no command (invariant 8): a person who frees a slot
     /// must guess `rekey confirm`.
     /// Regression: `both_slots_active_the_block_names_no_command`.
-    /// Switch: at that block the person runs `rekey abort` anyway.
+    /// Switch (on events): at that block the person runs `rekey abort` anyway.
     pub const BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND: bool = true;
 
     /// The old key deleted out of band after delivery: every later step
@@ -139,7 +149,9 @@ mod open {
     /// where SPEC waits `last_used_lag` after restoring the sinks: a use by
     /// the application just before is not reported yet (invariant 3).
     /// Regression: `rollback_deletes_a_new_key_the_application_just_used`.
-    /// Switch: applications never use a key rekey created.
+    /// Switch (on events): no consumer's use of a key rekey created is
+    /// recorded. (It also keeps out
+    /// `crash_after_undo_deactivates_the_new_key_skips_the_grace_period`.)
     pub const UNDO_DELETES_NEW_KEY_AT_ONCE: bool = true;
 
     /// Once `CreateAccessKey` was attempted, recovery deletes any key made
@@ -151,6 +163,13 @@ mod open {
     /// rekey's has no key recorded.
     pub const RECOVERY_TAKES_ANY_LATER_KEY: bool = true;
 
+    /// `--delete-inactive` deletes the user's other, inactive key without
+    /// looking at its last use: a key used a moment ago, or since it was
+    /// deactivated, is deleted (invariant 3).
+    /// Regression: `delete_inactive_deletes_a_key_used_a_moment_ago`.
+    /// Switch: no consumer uses the user's other key.
+    pub const DELETE_INACTIVE_IGNORES_LAST_USE: bool = true;
+
     /// A step's AWS write is not fenced by the lease: a runner frozen past
     /// its lease (a paused VM) makes its write after another runner took
     /// the rotation over and while that one holds it (invariant 6).
@@ -158,7 +177,8 @@ mod open {
     /// key a person has reactivated since (invariant 2).
     /// Regressions: `a_runner_frozen_past_its_lease_writes_while_another_holds_it`,
     /// `a_runner_frozen_past_its_lease_deactivates_a_key_a_person_reactivated`.
-    /// Switch (with the next): a frozen runner never resumes (it is killed).
+    /// Switch (on events, with the next): a frozen runner never resumes (it
+    /// is killed).
     pub const WRITES_NOT_FENCED_BY_THE_LEASE: bool = true;
 
     /// Lease times are each host's clock, not AWS's: a runner whose clock
@@ -293,6 +313,8 @@ enum By {
     App(usize),
     /// A consumer nobody told rekey about, still on the old key.
     Hidden,
+    /// A consumer of the user's other key (neither old nor new), if any.
+    Other,
 }
 
 /// One event. Rotation and runner indexes are taken modulo what exists.
@@ -810,13 +832,13 @@ enum Change {
 /// Invariant 5: "No action happens in an account other than the
 /// rotation's." Every write lands on a user that has a rotation in that
 /// account.
-fn no_action_in_another_account(st: &St, account: &str, user: &str, op: &str) -> Result<usize, String> {
+fn inv5_no_action_in_another_account(st: &St, account: &str, user: &str, op: &str) -> Result<usize, String> {
     st.rot_of(account, user).ok_or_else(|| format!("invariant 5: rekey's {op} on user {user} of account {account}, where no rotation is"))
 }
 
 /// Invariant 6: "No step's AWS write happens while another process holds
 /// the rotation's lease." The holder, when not the writer, must be dead.
-fn no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &str) -> Result<(), String> {
+fn inv6_no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &str) -> Result<(), String> {
     match &facts.owner {
         Some(owner) if owner != writer && st.is_live(owner) => {
             Err(format!("invariant 6: {writer} made {op} while live process {owner} holds the rotation's lease"))
@@ -834,7 +856,7 @@ fn no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &str) 
 /// rekey's own, and is never used: its deletion is excused. With SPEC's
 /// "Undo never re-enables what someone else disabled": rekey never
 /// reactivates a key a person deactivated.
-fn only_its_own_keys_are_removed(st: &St, rot: usize, facts: &Facts, key: &Key, change: Change) -> Result<(), String> {
+fn inv2_only_its_own_keys_are_removed(st: &St, rot: usize, facts: &Facts, key: &Key, change: Change) -> Result<(), String> {
     let r = &st.rots[rot];
     let unanswered = |at: &Timestamp| key.created >= *at && key.created - *at <= ATTEMPT_WINDOW;
     let looks_like_its_own = key.uses.is_empty() && st.unanswered_creates.iter().any(|(user, at)| *user == r.user && unanswered(at));
@@ -867,7 +889,7 @@ const ATTEMPT_WINDOW: SignedDuration = SignedDuration::from_mins(5);
 /// Invariant 3: "No key is deleted that was used after it was deactivated,
 /// or within `last_used_lag` of the decision." True uses, not what IAM
 /// reports.
-fn no_used_key_is_deleted(key: &Key, now: Timestamp) -> Result<(), String> {
+fn inv3_no_used_key_is_deleted(key: &Key, now: Timestamp) -> Result<(), String> {
     let lag = timings().last_used_lag.to_signed();
     if let Some((at, _)) = key.uses.iter().find(|(at, _)| key.deactivations.iter().any(|d| at > d)) {
         return Err(format!("invariant 3: rekey deletes key {}, used at {at} after it was deactivated", key.id));
@@ -880,7 +902,7 @@ fn no_used_key_is_deleted(key: &Key, now: Timestamp) -> Result<(), String> {
 
 /// Invariant 4 at a write: rekey never deactivates or deletes a key an
 /// application still gets from a sink.
-fn no_sink_loses_its_key(st: &St, rot: usize, key: &Key, change: Change) -> Result<(), String> {
+fn inv4_no_sink_loses_its_key(st: &St, rot: usize, key: &Key, change: Change) -> Result<(), String> {
     match st.app_keys(rot).iter().position(|k| *k == key.id) {
         Some(i) if matches!(change, Change::Deactivate | Change::Delete) => {
             Err(format!("invariant 4: rekey {change:?}s key {}, which sink {i} ({:?}) still holds", key.id, st.rots[rot].kinds[i]))
@@ -893,7 +915,7 @@ fn no_sink_loses_its_key(st: &St, rot: usize, key: &Key, change: Change) -> Resu
 /// that every sink's application can use: the old key, or the new key
 /// where every sink holds it." A write by rekey never breaks it, and once
 /// a person broke it, never removes the user's last active key.
-fn a_working_key_remains(st: &St, rot: usize, before: bool, removed_active: bool, what: &str) -> Result<(), String> {
+fn inv1_a_working_key_remains(st: &St, rot: usize, before: bool, removed_active: bool, what: &str) -> Result<(), String> {
     let after = st.usable(rot);
     if before && !after {
         return Err(format!("invariant 1: {what} leaves user {} without a working key (sinks hold {:?})", st.rots[rot].user, st.app_keys(rot)));
@@ -910,7 +932,7 @@ fn a_working_key_remains(st: &St, rot: usize, before: bool, removed_active: bool
 /// for ending a rotation after a person killed a key a sink holds; a key a
 /// person killed while the rotation works on is rekey's to notice later
 /// (the end of the sequence checks that it did).
-fn no_sink_left_on_a_dead_key(st: &St, records: &[RotationRecord], ended: &BTreeMap<usize, u64>) -> Result<(), String> {
+fn inv4_no_sink_left_on_a_dead_key(st: &St, records: &[RotationRecord], ended: &BTreeMap<usize, u64>) -> Result<(), String> {
     for (rot, record) in records.iter().enumerate() {
         for (i, held) in st.app_keys(rot).iter().enumerate() {
             if st.alive(held) {
@@ -939,7 +961,7 @@ fn no_sink_left_on_a_dead_key(st: &St, records: &[RotationRecord], ended: &BTree
 
 /// Invariant 1 after an event: broken only by a person's act (then rekey
 /// must not make it worse, judged at its writes).
-fn a_working_key_remains_after(st: &mut St, person_acted: bool) -> Result<(), String> {
+fn inv1_a_working_key_remains_after(st: &mut St, person_acted: bool) -> Result<(), String> {
     for rot in 0..st.rots.len() {
         if st.usable(rot) {
             st.excused[rot] = false;
@@ -954,7 +976,7 @@ fn a_working_key_remains_after(st: &mut St, person_acted: bool) -> Result<(), St
 
 /// Invariant 7: "No secret reaches the state store, the audit log, logs or
 /// output." Any half of a secret counts (a cut text).
-fn no_secret_in(text: &[u8], secrets: &[String], place: &str) -> Result<(), String> {
+fn inv7_no_secret_in(text: &[u8], secrets: &[String], place: &str) -> Result<(), String> {
     for s in secrets {
         let (a, b) = s.split_at(s.len() / 2);
         if contains(text, a.as_bytes()) || contains(text, b.as_bytes()) {
@@ -992,10 +1014,7 @@ fn confirmation_counts_once(rotation: &str, stage: Stage) -> String {
     format!("a confirmation counts once: {rotation} passes the manual verification of {stage} on a confirmation given for an earlier check")
 }
 
-/// Invariant 8: "Every rotation ends in `completed`, `rolled_back`,
-/// `aborted`, or `blocked` with a reason and a command that works."
-/// `failed` is an end only before any key was made (preflight found the
-/// old key gone). The commands a blocked reason names, in its order.
+/// The commands a blocked rotation's reason names, in its order.
 fn named_commands(reason: &str) -> Vec<Cmd> {
     let words = [("--force", Cmd::ConfirmForce), ("confirm", Cmd::Confirm), ("rollback", Cmd::Rollback), ("roll back", Cmd::Rollback), ("abort", Cmd::Abort)];
     let mut found: Vec<(usize, Cmd)> = words.iter().flat_map(|(w, c)| reason.match_indices(w).map(move |(i, _)| (i, *c))).collect();
@@ -1009,7 +1028,13 @@ fn named_commands(reason: &str) -> Vec<Cmd> {
     commands
 }
 
-fn ends_well(record: &RotationRecord) -> Result<(), String> {
+/// Invariant 8: "Every rotation ends in `completed`, `rolled_back`,
+/// `aborted`, or `blocked` with a reason and a command that works." This is
+/// the end; [`Model::settle`] gets there: it lets time pass and has a
+/// person follow each command a blocked rotation names, once, until one
+/// gets it out. `failed` is an end only before any key was made (preflight
+/// found the old key gone).
+fn inv8_every_rotation_ends(record: &RotationRecord) -> Result<(), String> {
     match record.stage {
         Stage::Completed | Stage::RolledBack | Stage::Aborted => Ok(()),
         Stage::Failed if record.new_key_id.is_none() => Ok(()),
@@ -1080,20 +1105,20 @@ impl HostIam {
         let now = self.w.aws.now();
         let writer = st.holder(self.host);
         let mut judged: Vec<String> = Vec::new();
-        let rot = no_action_in_another_account(&st, self.account, user, op).map_err(|v| judged.push(v)).ok();
+        let rot = inv5_no_action_in_another_account(&st, self.account, user, op).map_err(|v| judged.push(v)).ok();
         let target = key.and_then(|id| st.key(id)).filter(|k| !k.deleted && k.account == self.account);
         let removed_active = target.is_some_and(|k| k.alive()) && matches!(change, Change::Deactivate | Change::Delete);
         // What `--force` breaks is the person's doing, not rekey's.
         let forced = facts.forced && change == Change::Deactivate && rot.is_some_and(|r| key == Some(st.rots[r].old.as_str()));
         if let Some(rot) = rot {
-            judged.extend(no_write_under_another_lease(&st, &facts, &writer, op).err());
+            judged.extend(inv6_no_write_under_another_lease(&st, &facts, &writer, op).err());
             if let Some(k) = target {
-                judged.extend(only_its_own_keys_are_removed(&st, rot, &facts, k, change).err());
+                judged.extend(inv2_only_its_own_keys_are_removed(&st, rot, &facts, k, change).err());
                 if !forced {
-                    judged.extend(no_sink_loses_its_key(&st, rot, k, change).err());
+                    judged.extend(inv4_no_sink_loses_its_key(&st, rot, k, change).err());
                 }
                 if change == Change::Delete {
-                    judged.extend(no_used_key_is_deleted(k, now).err());
+                    judged.extend(inv3_no_used_key_is_deleted(k, now).err());
                 }
             }
         }
@@ -1107,7 +1132,7 @@ impl HostIam {
                         k.death = k.death.map(|(tick, _)| (tick, Who::Person));
                     }
                 } else {
-                    judged.extend(a_working_key_remains(&st, rot, before, removed_active, &format!("rekey's {op} of {key:?}")).err());
+                    judged.extend(inv1_a_working_key_remains(&st, rot, before, removed_active, &format!("rekey's {op} of {key:?}")).err());
                 }
             }
             st.violations.extend(judged);
@@ -1295,13 +1320,13 @@ impl FakeSink<'_> {
         let out = effect(&mut st);
         if write && out.is_ok() {
             let writer = st.holder(self.host);
-            let mut judged: Vec<String> = no_write_under_another_lease(&st, &facts, &writer, op).err().into_iter().collect();
+            let mut judged: Vec<String> = inv6_no_write_under_another_lease(&st, &facts, &writer, op).err().into_iter().collect();
             if st.app_key(rot, ctx.index) != held {
                 st.tick += 1;
                 let tick = st.tick;
                 st.sink_writes.insert((rot, ctx.index), tick);
             }
-            judged.extend(a_working_key_remains(&st, rot, before, false, &format!("rekey's {op} of {}", self.describe)).err());
+            judged.extend(inv1_a_working_key_remains(&st, rot, before, false, &format!("rekey's {op} of {}", self.describe)).err());
             st.violations.extend(judged);
         }
         match fault {
@@ -1772,6 +1797,10 @@ impl<'h> Model<'h> {
                 let key = match by {
                     By::App(i) => st.app_key(rot, i % st.rots[rot].kinds.len()),
                     By::Hidden => st.rots[rot].old.clone(),
+                    By::Other => {
+                        let (user, old) = (st.rots[rot].user, st.rots[rot].old.clone());
+                        st.keys_of(ACCOUNT, user).find(|k| k.id != old && !k.by_rekey).map(|k| k.id.clone()).unwrap_or_default()
+                    }
                 };
                 st.use_key(&key, now, lag, self.switches);
             }
@@ -1929,9 +1958,9 @@ impl<'h> Model<'h> {
         if !st.violations.is_empty() {
             return Err(st.violations.join("; "));
         }
-        a_working_key_remains_after(&mut st, person_acted)?;
-        no_sink_left_on_a_dead_key(&st, &self.records, &self.ended)?;
-        no_secret_in(&texts, &st.secrets(), "the output or a rotation record")
+        inv1_a_working_key_remains_after(&mut st, person_acted)?;
+        inv4_no_sink_left_on_a_dead_key(&st, &self.records, &self.ended)?;
+        inv7_no_secret_in(&texts, &st.secrets(), "the output or a rotation record")
     }
 
     /// After the sequence: no more faults or consumers; time passes, the
@@ -1952,7 +1981,7 @@ impl<'h> Model<'h> {
             let mut open = false;
             for (rot, record) in self.records().await.into_iter().enumerate() {
                 match record.stage {
-                    s if s.is_terminal() => ends_well(&record)?,
+                    s if s.is_terminal() => inv8_every_rotation_ends(&record)?,
                     Stage::Blocked => {
                         open = true;
                         let reason = record.blocked_reason.clone().unwrap_or_default();
@@ -1996,19 +2025,19 @@ impl<'h> Model<'h> {
     /// rekey's own files (the SQLite database and its WAL).
     async fn no_secret_in_files(&self) -> Result<(), String> {
         let secrets = self.w.lock().secrets();
-        no_secret_in(LOGS.with(|l| std::mem::take(&mut *l.borrow_mut())).as_bytes(), &secrets, "the logs")?;
+        inv7_no_secret_in(LOGS.with(|l| std::mem::take(&mut *l.borrow_mut())).as_bytes(), &secrets, "the logs")?;
         let audit = rekey_store::events(&*self.w.store, &HistoryQuery::default()).await.map_err(|e| e.to_string())?;
         let mut texts = Vec::new();
         for line in &audit {
             texts.extend(line.event.as_bytes());
             strings_of(&line.detail, &mut texts);
         }
-        no_secret_in(&texts, &secrets, "the audit log")?;
+        inv7_no_secret_in(&texts, &secrets, "the audit log")?;
         for suffix in ["", "-wal", "-shm"] {
             let mut path = self.w.db.clone().into_os_string();
             path.push(suffix);
             if let Ok(bytes) = std::fs::read(&path) {
-                no_secret_in(&bytes, &secrets, &format!("the state store file state.db{suffix}"))?;
+                inv7_no_secret_in(&bytes, &secrets, &format!("the state store file state.db{suffix}"))?;
             }
         }
         Ok(())
@@ -2105,7 +2134,8 @@ fn act() -> impl Strategy<Value = Act> {
 
 fn op() -> impl Strategy<Value = Op> {
     let cmd = prop_oneof![Just(Cmd::Rollback), Just(Cmd::Abort), Just(Cmd::Confirm), Just(Cmd::ConfirmForce)];
-    let by = prop_oneof![(0..4usize).prop_map(By::App), Just(By::Hidden)];
+    let by = prop_oneof![(0..4usize).prop_map(By::App), Just(By::Hidden), Just(By::Other)]
+        .prop_filter("an open defect's switch", |by| !(open::DELETE_INACTIVE_IGNORES_LAST_USE && *by == By::Other));
     let wait = prop_oneof![1..60u32, (1..24u32).prop_map(|h| h * 60), (1..5u32).prop_map(|d| d * 24 * 60)];
     prop_oneof![
         8 => (0..2usize, fault()).prop_map(|(runner, fault)| Op::Run { runner, fault }),
@@ -2181,23 +2211,6 @@ fn a_quiet_rotation_completes() {
     let day = 24 * 60;
     let ops = [Op::Wait { minutes: 2 * day }, Op::Run { runner: 0, fault: None }, Op::Wait { minutes: 3 * day }, Op::Run { runner: 1, fault: None }];
     assert_eq!(replay(&one_file(), &ops), Ok(vec![Stage::Completed]));
-}
-
-#[test]
-#[ignore]
-fn timing_probe() {
-    use proptest::strategy::ValueTree;
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let strategy = (setup(), proptest::collection::vec(op(), 1..=60));
-    let t = std::time::Instant::now();
-    let mut settle = std::time::Duration::ZERO;
-    for _ in 0..50 {
-        let (s, ops) = strategy.new_tree(&mut runner).unwrap().current();
-        let t0 = std::time::Instant::now();
-        let _ = replay(&s, &ops);
-        settle += t0.elapsed();
-    }
-    eprintln!("50 cases: {:?} ({settle:?} in replay)", t.elapsed());
 }
 
 #[test]
@@ -2326,4 +2339,13 @@ fn undo_cut_short_then_old_key_deleted_the_block_names_no_command() {
     // The rollback's third call (the undo's ListAccessKeys) is throttled.
     let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 2, kind: FaultKind::Throttle }) };
     holds(&one_file(), &[rollback, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }]);
+}
+
+#[test]
+#[ignore = "defect: --delete-inactive deletes the other key without looking at its last use (invariant 3)"]
+fn delete_inactive_deletes_a_key_used_a_moment_ago() {
+    // Both slots taken: blocked at preflight until the person deactivates the other key.
+    let setup = Setup { extra: Extra::Active, delete_inactive: true, ..one_file() };
+    let confirm = Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None };
+    holds(&setup, &[Op::Use { rot: 0, by: By::Other, lag_pct: 0 }, Op::Iam { rot: 0, act: Act::Deactivate(Which::Other) }, confirm]);
 }
