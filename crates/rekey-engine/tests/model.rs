@@ -2349,3 +2349,11 @@ fn delete_inactive_deletes_a_key_used_a_moment_ago() {
     let confirm = Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None };
     holds(&setup, &[Op::Use { rot: 0, by: By::Other, lag_pct: 0 }, Op::Iam { rot: 0, act: Act::Deactivate(Which::Other) }, confirm]);
 }
+
+#[test]
+fn the_secret_search_finds_half_a_secret() {
+    let secret = secret_text(1);
+    let cut = format!("error: bad value \"{}\"", &secret[..25]);
+    assert!(inv7_no_secret_in(cut.as_bytes(), std::slice::from_ref(&secret), "a message").is_err());
+    assert!(inv7_no_secret_in(b"AKIAMODEL0000001 secret: ***", &[secret], "a message").is_ok());
+}
