@@ -198,7 +198,7 @@ const ELSEWHERE: &str = "222222222222";
 /// Rotation i rotates the old key of `USERS[i]`.
 const USERS: [&str; 2] = ["app", "ci"];
 const START: &str = "2026-11-01T12:00:00Z";
-const SECRET_ID: &str = "shared/keys";
+const SECRET_ID: &str = "team/keys";
 /// Hosts 0 and 1 run `rekey run`; host 2 is the person's machine.
 const PERSON: usize = 2;
 const ACTORS: [&str; 3] = ["runner-1", "runner-2", "person"];
