@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The property tests as fuzzing, at length (CI runs each with proptest's
 # default 256 cases): per target, each of its properties with N cases
-# (default 1,000,000), and the botocore check of the credentials-file editor
-# with B cases (default 100,000: one Python process reads them all).
+# (default 1,000,000), the botocore check of the credentials-file editor
+# with B cases (default 100,000: one Python process reads them all), and the
+# engine's model test with M sequences of up to 60 events (default 100,000;
+# about 30 minutes).
 # Prints, per target, the cases executed, the wall time and the failures.
-#   bench/fuzz.sh [N] [B]        debug build; tests run one at a time
+#   bench/fuzz.sh [N] [B] [M]    debug build; tests run one at a time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
 b=${2:-100000}
+m=${3:-100000}
 python=${REKEY_PYTHON:-}
 source scripts/venv.sh
 export REKEY_PYTHON=${python:-$REKEY_PYTHON}
@@ -35,3 +38,4 @@ run "rekey.toml loader" "$n" -p rekey --bin rekey settings::tests::properties
 run "credential report parser" "$n" -p rekey-aws --lib iam::tests::properties
 run "credentials-file editor" "$n" -p rekey-engine --lib properties::editing_one_profile
 run "  + botocore check" "$b" -p rekey-engine --lib properties::botocore_reads
+REKEY_MODEL_CASES=$m run "engine model (sequences)" "$m" -p rekey-engine --test model the_engine_keeps_every_safety_invariant

@@ -1,0 +1,2359 @@
+//! Model-based test of the rotation engine: the real [`Engine`] (runner,
+//! state machine, SQLite store, credentials-file sink) driven by random
+//! sequences of events over fakes of everything else, with the safety
+//! invariants of SPEC section 5 checked after every event. proptest shrinks
+//! a failing sequence to a minimal one; each minimal sequence found is kept
+//! at the end of this file as a named regression test.
+//!
+//! **The world.** One AWS account holds the users `app` and `ci`, each with
+//! an old key to rotate (one rotation each; the second is optional); a
+//! second account holds another user named `app`. A fake IAM ([`HostIam`],
+//! one handle per host) keeps every key with its status, creator, creation
+//! time and true uses, reports last use late (by up to `last_used_lag`,
+//! per use) and to the minute, refuses a third key (`LimitExceeded`), and
+//! keeps AWS's clock. Hosts: runner 1 and runner 2 (daemons of `rekey run`,
+//! one `Engine` per pass, as the CLI makes them; runner 2's credentials may
+//! act in the other account) and the person's machine (one process per
+//! command), each with its own skewed `ManualClock`. Sinks: the real
+//! credentials-file sink on a file in a tempdir, and fakes keeping the
+//! `DeliverySink` contract: a Secrets-Manager-like JSON secret whose fields
+//! the two rotations share, an SSM id/secret pair, `exec` (write-only) and
+//! `manual` (shows the key; the person installs it when confirming). Behind
+//! each sink an application uses the key the sink holds, every 6 hours; the
+//! verifier is healthy iff every sink's key is active. A `manual` verifier
+//! is the person, who looks when confirming.
+//!
+//! **The events** ([`Op`]): a pass of `rekey run` on runner 1 or 2, with a
+//! fault on its n-th call (IAM or sink): throttling, a 500, a lost reply
+//! (the effect happens, an error comes back), a crash before or after the
+//! effect (a panic in the fake: the process dies, its secrets with it); a
+//! runner frozen at its n-th AWS read (a paused VM) while other events
+//! happen, then thawed or killed; time passing (minutes to days); a person
+//! changing IAM out of band (delete, deactivate, reactivate either key,
+//! create one); a consumer using a key (an application through its sink,
+//! a hidden consumer of the old key, one of the user's other key); a
+//! person's `rollback`, `abort`, `confirm`, `confirm --force`. After the
+//! sequence the world settles: faults stop, time passes, and a person
+//! follows each command a blocked rotation names (invariant 8).
+//!
+//! **The invariants**, each a function named after it below. 2, 3, 5 and 6
+//! are judged inside the fakes at the moment of each write by rekey (who
+//! wrote, under whose lease, in which account, to which key); 1 and 4 both
+//! there and on the state after each event; 7 after each event on what it
+//! returned and on the rotation records, and at the end on the logs, the
+//! audit log (both only grow) and the SQLite files' bytes; 8 at the end.
+//! A person's own acts (`--force` included) are never rekey's violation:
+//! the model checks that rekey does not make them worse. Beside the eight,
+//! SPEC's "a confirmation counts for the check it was asked for, once".
+//!
+//! **What the fakes do not imitate** (the model's limits): the real Secrets
+//! Manager, SSM, exec and manual sinks and the sts/exec/http verifiers (the
+//! fakes keep their contract; the model tests the engine's use of it; a
+//! person verifying may say "broken", the real manual verifier cannot);
+//! IAM's eventual consistency; CloudTrail (not configured, so the drain never
+//! sees consumers move); calls in flight at delivery; consumers quieter than
+//! `wait_unused` other than the hidden one; a partial write of an SSM pair;
+//! SIGKILL (a crash unwinds, so drop guards run); lease renewal (its timer
+//! uses real time, so a frozen runner's lease is never renewed, as in a
+//! paused VM); the clock offset is exact once a process had an answer from
+//! AWS (zero before); two processes of one host at once (a dead holder of
+//! the same host is always gone); Security Hub (finding notes are written
+//! to the store and searched for secrets, never sent); the person is honest
+//! (installs the key shown, says what they saw).
+//!
+//! **Open defects** are kept out of the main property by the switches in
+//! [`open`]: each names the defect and the regression test that replays
+//! it (`#[ignore]`d until fixed). `REKEY_MODEL_CASES` sets the number of
+//! sequences (default 2,000, of up to 60 events); `REKEY_MODEL_STATS=1`
+//! prints what they reached, `REKEY_MODEL_TRACE=1` every call of a replay.
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use rekey_aws::iam::{ListedKey, RequestId};
+use rekey_aws::{AwsError, AwsSettings, Clients};
+use rekey_core::target::{Sink, SsmParameters, Verifier};
+use rekey_core::workflow::Stage;
+use rekey_core::{AccessKeyId, AccountId, Credentials, Duration, KeyStatus, LastUsed, Secret, UserName};
+use rekey_engine::clock::{Clock, ManualClock};
+use rekey_engine::keys::KeyApi;
+use rekey_engine::lease::Holder;
+use rekey_engine::plan::{Plan, Timings};
+use rekey_engine::runner::{check_target, Engine, EngineError, Prepared};
+use rekey_engine::sinks::credentials_file::{CredentialsFile, CredentialsFileError};
+use rekey_engine::sinks::{ssm, Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use rekey_engine::targets::Targets;
+use rekey_engine::verify::{Check, Verdict, VerifyCtx};
+use rekey_store::{HistoryQuery, RotationRecord, SharedStore, SqliteStore};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
+
+/// Switches that keep known, open defects out of the main property, so it
+/// runs green in CI. Each keeps the model away from one defect: most remove
+/// events from the generators; those marked "on events" skip an event, or
+/// change how it plays, as it happens (never when a regression replays).
+/// When the defect is fixed, set its switch to `false` and un-ignore its
+/// regression tests.
+mod open {
+    /// While draining, the new key is deleted (or deactivated) out of band:
+    /// the engine still deactivates and deletes the old key, leaving the
+    /// user no working key (invariant 1).
+    /// Regression: `new_key_deleted_while_draining_old_key_still_removed`.
+    /// Switch: a person never deletes or deactivates the new key. (It also
+    /// keeps out `a_manual_verification_confirmed_once_passes_twice`, which
+    /// needs the new key to stop working for a while.)
+    pub const NEW_KEY_KILLED_OUT_OF_BAND: bool = true;
+
+    /// Preflight blocks when both key slots hold active keys, and the
+    /// reason names no command (invariant 8): a person who frees a slot
+    /// must guess `rekey confirm`.
+    /// Regression: `both_slots_active_the_block_names_no_command`.
+    /// Switch (on events): at that block the person runs `rekey abort` anyway.
+    pub const BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND: bool = true;
+
+    /// The old key deleted out of band after delivery: every later step
+    /// fails on `GetAccessKeyLastUsed` and is retried forever; the rotation
+    /// neither blocks nor ends (invariant 8).
+    /// Regression: `old_key_deleted_while_draining_the_rotation_never_ends`.
+    /// Switch (on events): a person deletes the old key only once it
+    /// awaits deletion, in an undo or after the end.
+    pub const OLD_KEY_DELETED_OUT_OF_BAND: bool = true;
+
+    /// An undo cut short (an AWS error), then the old key deleted: the undo
+    /// blocks ("waits for a person") and names no command (invariant 8).
+    /// Regression: `undo_cut_short_then_old_key_deleted_the_block_names_no_command`.
+    /// Switch (on events): a person never deletes the old key in an undo.
+    pub const UNDO_WITHOUT_OLD_KEY_NAMES_NO_COMMAND: bool = true;
+
+    /// The old key reactivated by a person while awaiting deletion: the
+    /// block names `rekey confirm` (delete after a new grace period) and
+    /// `rekey rollback`, but confirm resumes into `deleting`, which blocks
+    /// again, and rollback is refused as past deletion (invariant 8).
+    /// Regression: `old_key_reactivated_awaiting_delete_no_named_command_works`.
+    /// Switch (on events): a person never reactivates the old key after
+    /// rekey deactivated it (from `verifying_deactivated` to `deleting`).
+    pub const OLD_KEY_REACTIVATED_NO_WAY_OUT: bool = true;
+
+    /// An undo reactivates the old key a person deactivated (a quarantine),
+    /// where SPEC says it refuses and names it (invariant 2, "Undo never
+    /// re-enables what someone else disabled").
+    /// Regression: `rollback_reactivates_an_old_key_a_person_deactivated`.
+    /// Switch: a person never deactivates the old key.
+    pub const UNDO_REENABLES_A_QUARANTINED_KEY: bool = true;
+
+    /// An undo deletes the new key at once when IAM shows no use of it yet,
+    /// where SPEC waits `last_used_lag` after restoring the sinks: a use by
+    /// the application just before is not reported yet (invariant 3).
+    /// Regression: `rollback_deletes_a_new_key_the_application_just_used`.
+    /// Switch (on events): no consumer's use of a key rekey created is
+    /// recorded. (It also keeps out
+    /// `crash_after_undo_deactivates_the_new_key_skips_the_grace_period`.)
+    pub const UNDO_DELETES_NEW_KEY_AT_ONCE: bool = true;
+
+    /// Once `CreateAccessKey` was attempted, recovery deletes any key made
+    /// after the attempt: after a definite error (throttling: no key was
+    /// made) and after a crash, however much later (invariant 2).
+    /// Regressions: `throttled_create_then_recovery_deletes_a_person_key`,
+    /// `crashed_create_then_recovery_deletes_a_person_key_made_later`.
+    /// Switch (on events): a person never creates a key while an attempt of
+    /// rekey's has no key recorded.
+    pub const RECOVERY_TAKES_ANY_LATER_KEY: bool = true;
+
+    /// `--delete-inactive` deletes the user's other, inactive key without
+    /// looking at its last use: a key used a moment ago, or since it was
+    /// deactivated, is deleted (invariant 3).
+    /// Regression: `delete_inactive_deletes_a_key_used_a_moment_ago`.
+    /// Switch: no consumer uses the user's other key.
+    pub const DELETE_INACTIVE_IGNORES_LAST_USE: bool = true;
+
+    /// A step's AWS write is not fenced by the lease: a runner frozen past
+    /// its lease (a paused VM) makes its write after another runner took
+    /// the rotation over and while that one holds it (invariant 6).
+    /// Even when the other finished: its stale write deactivates an old
+    /// key a person has reactivated since (invariant 2).
+    /// Regressions: `a_runner_frozen_past_its_lease_writes_while_another_holds_it`,
+    /// `a_runner_frozen_past_its_lease_deactivates_a_key_a_person_reactivated`.
+    /// Switch (on events, with the next): a frozen runner never resumes (it
+    /// is killed).
+    pub const WRITES_NOT_FENCED_BY_THE_LEASE: bool = true;
+
+    /// Lease times are each host's clock, not AWS's: a runner whose clock
+    /// is ahead takes over a live lease at once (invariant 6).
+    /// Regression: `a_runner_whose_clock_is_ahead_takes_a_live_lease`.
+    pub const LEASES_ON_LOCAL_CLOCKS: bool = true;
+}
+
+// ---------------------------------------------------------------------------
+// The world's fixed facts
+// ---------------------------------------------------------------------------
+
+/// The rotations' account.
+const ACCOUNT: &str = "111111111111";
+/// Another account, with a user of the same name as a rotated one.
+const ELSEWHERE: &str = "222222222222";
+/// Rotation i rotates the old key of `USERS[i]`.
+const USERS: [&str; 2] = ["app", "ci"];
+const START: &str = "2026-11-01T12:00:00Z";
+const SECRET_ID: &str = "team/keys";
+/// Hosts 0 and 1 run `rekey run`; host 2 is the person's machine.
+const PERSON: usize = 2;
+const ACTORS: [&str; 3] = ["runner-1", "runner-2", "person"];
+
+/// How often every application uses the key its sink holds.
+const APP_USE_EVERY: SignedDuration = SignedDuration::from_hours(6);
+
+/// The real waits, shortened where only their order matters.
+fn timings() -> Timings {
+    Timings {
+        wait_unused: Duration::from_secs(24 * 3600),
+        last_used_lag: Duration::from_secs(4 * 3600),
+        drain_timeout: Duration::from_days(3),
+        grace: Duration::from_days(2),
+        verify_timeout: Duration::from_secs(1),
+        retry_after: Duration::from_secs(60),
+        last_used_margin: Duration::from_secs(60),
+    }
+}
+
+fn rotation_id(rot: usize) -> String {
+    format!("rot-{}", USERS[rot])
+}
+
+// ---------------------------------------------------------------------------
+// What a sequence is made of
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkKind {
+    File,
+    Secret,
+    Ssm,
+    Exec,
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    sinks: Vec<SinkKind>,
+    /// A person verifies too (`manual` verifier), besides the application check.
+    manual_check: bool,
+}
+
+/// The `app` user's second key before the rotation starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    No,
+    Inactive,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Setup {
+    /// One target per rotation: `app`'s, then `ci`'s if there are two.
+    targets: Vec<Target>,
+    extra: Extra,
+    delete_inactive: bool,
+    /// Each host's clock minus AWS's, in seconds.
+    skew: [i32; 3],
+    /// Runner 2's credentials act in the other account.
+    runner2_elsewhere: bool,
+    /// A fault while the person's `rekey rotate` starts the first rotation.
+    start_fault: Option<Fault>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fault {
+    /// The call (IAM or sink, counted from 0 in the process's next command) that fails.
+    nth: u8,
+    kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    Throttle,
+    Error500,
+    /// The effect happens; the answer is lost.
+    LostReply,
+    CrashBefore,
+    CrashAfter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Rollback,
+    Abort,
+    Confirm,
+    ConfirmForce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Old,
+    /// The rotation's new key (recorded, else the newest rekey made).
+    New,
+    /// Any other key of the user.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Delete(Which),
+    Deactivate(Which),
+    Reactivate(Which),
+    Create,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum By {
+    /// The application behind sink i (modulo the number of sinks).
+    App(usize),
+    /// A consumer nobody told rekey about, still on the old key.
+    Hidden,
+    /// A consumer of the user's other key (neither old nor new), if any.
+    Other,
+}
+
+/// One event. Rotation and runner indexes are taken modulo what exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Run { runner: usize, fault: Option<Fault> },
+    /// The runner starts a pass and freezes (a paused VM) at its `at`-th
+    /// AWS read, while other events happen.
+    Freeze { runner: usize, at: u8 },
+    /// The frozen runner goes on, or is killed.
+    Thaw { runner: usize, crash: bool },
+    Person { rot: usize, cmd: Cmd, fault: Option<Fault> },
+    Iam { rot: usize, act: Act },
+    Use { rot: usize, by: By, lag_pct: u8 },
+    Wait { minutes: u32 },
+}
+
+// ---------------------------------------------------------------------------
+// The world
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Rekey,
+    Person,
+}
+
+struct Key {
+    account: &'static str,
+    user: String,
+    id: String,
+    secret: String,
+    status: KeyStatus,
+    deleted: bool,
+    created: Timestamp,
+    by_rekey: bool,
+    /// True uses: when, and when IAM's last-used data shows it.
+    uses: Vec<(Timestamp, Timestamp)>,
+    /// Every time it went from active to inactive.
+    deactivations: Vec<Timestamp>,
+    /// Its last deactivation was a person's (a quarantine).
+    disabled_by_person: bool,
+    /// When (world tick) and by whom it last became unusable.
+    death: Option<(u64, Who)>,
+}
+
+impl Key {
+    fn alive(&self) -> bool {
+        !self.deleted && self.status == KeyStatus::Active
+    }
+}
+
+struct Rot {
+    id: String,
+    user: &'static str,
+    old: String,
+    kinds: Vec<SinkKind>,
+    delete_inactive: bool,
+}
+
+#[derive(Default)]
+struct Manual {
+    /// The last key the manual sink showed the person.
+    shown: Option<(String, String)>,
+    /// The key the person's application uses.
+    installed: String,
+}
+
+struct Proc {
+    holder: Holder,
+    /// Has had an answer from AWS (the clock offset is known).
+    measured: bool,
+}
+
+struct Armed {
+    host: usize,
+    left: u8,
+    kind: FaultKind,
+}
+
+struct Freeze {
+    reads_left: u8,
+    frozen: bool,
+}
+
+/// Everything that changes, behind one lock (never held across an await or a crash).
+struct St {
+    tick: u64,
+    next_key: u32,
+    keys: Vec<Key>,
+    /// Secrets Manager: versions (id, JSON fields); `sm_current` is AWSCURRENT.
+    sm: Vec<(String, BTreeMap<String, String>)>,
+    sm_current: usize,
+    /// SSM parameters: their versions' values.
+    ssm: BTreeMap<String, Vec<String>>,
+    /// What each user's `exec` target was last given.
+    exec: BTreeMap<&'static str, (String, String)>,
+    manual: BTreeMap<&'static str, Manual>,
+    rots: Vec<Rot>,
+    procs: [Option<Proc>; 3],
+    next_start: u64,
+    fault: Option<Armed>,
+    /// Per host: a freeze armed or in effect.
+    freeze: [Option<Freeze>; 3],
+    violations: Vec<String>,
+    /// (rotation, sink) -> tick of rekey's last change to what it holds.
+    sink_writes: BTreeMap<(usize, usize), u64>,
+    /// A person's act left the user without a working key (invariant 1 excused).
+    excused: [bool; 2],
+    /// The verification a person confirmed and has not been used for yet.
+    looks: [Option<Stage>; 2],
+    /// What this case reached, counted once (`REKEY_MODEL_STATS`).
+    seen: std::collections::BTreeSet<String>,
+    /// When the applications next use their keys.
+    next_app_use: Timestamp,
+    /// (user, AWS time) of each `CreateAccessKey` whose answer was lost.
+    unanswered_creates: Vec<(&'static str, Timestamp)>,
+    file: PathBuf,
+    secrets_outside_iam: Vec<String>,
+}
+
+struct World {
+    st: Mutex<St>,
+    store: SharedStore,
+    aws: ManualClock,
+    hosts: [ManualClock; 3],
+    skew: [SignedDuration; 3],
+    /// Per host: opens when its frozen process thaws.
+    gates: [tokio::sync::Notify; 3],
+    db: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A crash: a panic with this payload, caught around the engine call.
+struct Crash;
+
+fn crash() -> ! {
+    std::panic::panic_any(Crash)
+}
+
+/// A 40-character secret, unlike any other text.
+fn secret_text(n: u32) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = (u64::from(n) + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..40)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            ALPHABET[(x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 58) as usize % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
+impl St {
+    fn key(&self, id: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    fn key_mut(&mut self, account: &str, id: &str) -> Option<&mut Key> {
+        self.keys.iter_mut().find(|k| k.id == id && k.account == account && !k.deleted)
+    }
+
+    fn alive(&self, id: &str) -> bool {
+        self.key(id).is_some_and(Key::alive)
+    }
+
+    fn keys_of<'a>(&'a self, account: &'a str, user: &'a str) -> impl Iterator<Item = &'a Key> + 'a {
+        self.keys.iter().filter(move |k| k.account == account && k.user == user && !k.deleted)
+    }
+
+    fn add_key(&mut self, account: &'static str, user: &str, by_rekey: bool, created: Timestamp) -> Credentials {
+        self.next_key += 1;
+        let n = self.next_key;
+        let key = Key {
+            account,
+            user: user.to_owned(),
+            id: format!("AKIAMODEL{n:07}"),
+            secret: secret_text(n),
+            status: KeyStatus::Active,
+            deleted: false,
+            created,
+            by_rekey,
+            uses: Vec::new(),
+            deactivations: Vec::new(),
+            disabled_by_person: false,
+            death: None,
+        };
+        let creds = Credentials { access_key_id: AccessKeyId::new(&key.id), secret_access_key: Secret::new(key.secret.clone()) };
+        self.keys.push(key);
+        creds
+    }
+
+    fn rot_of(&self, account: &str, user: &str) -> Option<usize> {
+        (account == ACCOUNT).then(|| self.rots.iter().position(|r| r.user == user)).flatten()
+    }
+
+    /// The key id the application behind sink `i` of rotation `rot` uses.
+    fn app_key(&self, rot: usize, i: usize) -> String {
+        let user = self.rots[rot].user;
+        match self.rots[rot].kinds[i] {
+            SinkKind::File => file_key(&self.file, user),
+            SinkKind::Secret => self.sm[self.sm_current].1.get(&format!("{user}_id")).cloned().unwrap_or_default(),
+            SinkKind::Ssm => self.ssm.get(&format!("/{user}/id")).and_then(|v| v.last().cloned()).unwrap_or_default(),
+            SinkKind::Exec => self.exec.get(user).map(|e| e.0.clone()).unwrap_or_default(),
+            SinkKind::Manual => self.manual.get(user).map(|m| m.installed.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn app_keys(&self, rot: usize) -> Vec<String> {
+        (0..self.rots[rot].kinds.len()).map(|i| self.app_key(rot, i)).collect()
+    }
+
+    /// Invariant 1's condition: the old key is active, or one active key is
+    /// in every sink.
+    fn usable(&self, rot: usize) -> bool {
+        let held = self.app_keys(rot);
+        self.alive(&self.rots[rot].old) || (held.iter().all(|k| *k == held[0]) && self.alive(&held[0]))
+    }
+
+    fn active_keys(&self, rot: usize) -> usize {
+        self.keys_of(ACCOUNT, self.rots[rot].user).filter(|k| k.alive()).count()
+    }
+
+    /// The armed fault, if this call of `host` is the one it hits.
+    /// `REKEY_MODEL_TRACE=1` prints every call, to count them for a regression.
+    fn take_fault(&mut self, host: usize, op: &str) -> Option<FaultKind> {
+        if tracing_calls() {
+            eprintln!("{} call: {op} (fault armed: {:?})", ACTORS[host], self.fault.as_ref().filter(|a| a.host == host).map(|a| (a.left, a.kind)));
+        }
+        if let Some(a) = self.fault.as_ref().filter(|a| a.host == host && a.left == 0) {
+            count(&mut self.seen, format!("fault {:?} at {op}", a.kind), false);
+        }
+        let armed = self.fault.as_mut().filter(|a| a.host == host)?;
+        if armed.left > 0 {
+            armed.left -= 1;
+            return None;
+        }
+        let kind = armed.kind;
+        self.fault = None;
+        Some(kind)
+    }
+
+    /// The host's live process (started if there is none).
+    fn process(&mut self, host: usize) -> Holder {
+        if self.procs[host].is_none() {
+            // Our own pid with a start time it never had: gone to any other
+            // process of its host, and each host runs one process at a time.
+            self.next_start -= 1;
+            let holder = Holder { space: format!("host-{host}"), pid: std::process::id(), started: self.next_start };
+            self.procs[host] = Some(Proc { holder, measured: false });
+        }
+        // invariant: just made
+        self.procs[host].as_ref().expect("a process").holder.clone()
+    }
+
+    fn holder(&self, host: usize) -> String {
+        self.procs[host].as_ref().map(|p| p.holder.to_text()).unwrap_or_default()
+    }
+
+    fn is_live(&self, holder: &str) -> bool {
+        self.procs.iter().flatten().any(|p| p.holder.to_text() == holder)
+    }
+
+    fn died(&mut self, host: usize) {
+        self.procs[host] = None;
+        self.freeze[host] = None;
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.secret.clone()).chain(self.secrets_outside_iam.iter().cloned()).collect()
+    }
+
+    fn kill(&mut self, account: &str, id: &str, delete: bool, who: Who, now: Timestamp) {
+        self.tick += 1;
+        let tick = self.tick;
+        let Some(k) = self.key_mut(account, id) else { return };
+        if k.status == KeyStatus::Active {
+            k.death = Some((tick, who));
+            if !delete {
+                k.status = KeyStatus::Inactive;
+                k.deactivations.push(now);
+                k.disabled_by_person = who == Who::Person;
+            }
+        }
+        k.deleted |= delete;
+    }
+
+    fn revive(&mut self, account: &str, id: &str) {
+        self.tick += 1;
+        if let Some(k) = self.key_mut(account, id) {
+            k.status = KeyStatus::Active;
+            k.disabled_by_person = false;
+            k.death = None;
+        }
+    }
+}
+
+/// The key id in a profile of an AWS credentials file ("" if none).
+fn file_key(path: &Path, profile: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+        } else if section == profile {
+            if let Some((k, v)) = line.split_once('=').filter(|(k, _)| k.trim() == "aws_access_key_id") {
+                let _ = k;
+                return v.trim().to_owned();
+            }
+        }
+    }
+    String::new()
+}
+
+/// What the store says of a rotation at the moment of a write.
+#[derive(Default)]
+struct Facts {
+    stage: Option<Stage>,
+    owner: Option<String>,
+    /// A person said `confirm --force`: deactivating the old key is theirs.
+    forced: bool,
+}
+
+impl World {
+    fn new(setup: &Setup) -> World {
+        let shm = Path::new("/dev/shm");
+        // tmpfs: SQLite's fsyncs cost nothing there.
+        let dir = if shm.is_dir() { tempfile::Builder::new().prefix("rekey-model").tempdir_in(shm) } else { tempfile::tempdir() };
+        let dir = dir.expect("a temporary directory");
+        let db = dir.path().join("state.db");
+        std::fs::copy(migrated_store(), &db).expect("a copy of the empty store");
+        let store: SharedStore = Arc::new(SqliteStore::open(&db).expect("the state store"));
+        std::fs::create_dir(dir.path().join("aws")).expect("a directory");
+        let file = dir.path().join("aws").join("credentials");
+        let start: Timestamp = START.parse().expect("a time");
+        let skew = setup.skew.map(|s| SignedDuration::from_secs(i64::from(s)));
+        let mut st = St {
+            tick: 0,
+            next_key: 0,
+            keys: Vec::new(),
+            sm: Vec::new(),
+            sm_current: 0,
+            ssm: BTreeMap::new(),
+            exec: BTreeMap::new(),
+            manual: BTreeMap::new(),
+            rots: Vec::new(),
+            procs: [None, None, None],
+            next_start: u64::MAX,
+            fault: None,
+            freeze: [None, None, None],
+            violations: Vec::new(),
+            sink_writes: BTreeMap::new(),
+            excused: [false; 2],
+            looks: [None; 2],
+            unanswered_creates: Vec::new(),
+            next_app_use: start + APP_USE_EVERY,
+            seen: Default::default(),
+            file: file.clone(),
+            secrets_outside_iam: vec![secret_text(999_999)],
+        };
+        let mut text = format!("# written by hand\n[other]\naws_access_key_id = AKIAOTHERPROFILE\naws_secret_access_key = {}\n", secret_text(999_999));
+        let mut fields = BTreeMap::from([("region".to_owned(), "eu-west-1".to_owned())]);
+        for user in USERS {
+            let old = st.add_key(ACCOUNT, user, false, start - SignedDuration::from_hours(24 * 200));
+            let id = old.access_key_id.to_string();
+            let secret = old.secret_access_key.expose().to_owned();
+            let last = st.keys.len() - 1;
+            st.keys[last].uses.push((start - SignedDuration::from_hours(24), start - SignedDuration::from_hours(24)));
+            text += &format!("\n[{user}]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+            fields.insert(format!("{user}_id"), id.clone());
+            fields.insert(format!("{user}_secret"), secret.clone());
+            st.ssm.insert(format!("/{user}/id"), vec![id.clone()]);
+            st.ssm.insert(format!("/{user}/secret"), vec![secret.clone()]);
+            st.exec.insert(user, (id.clone(), secret));
+            st.manual.insert(user, Manual { shown: None, installed: id });
+        }
+        st.sm.push(("v1".to_owned(), fields));
+        match setup.extra {
+            Extra::No => {}
+            Extra::Inactive => {
+                st.add_key(ACCOUNT, "app", false, start - SignedDuration::from_hours(24 * 300));
+                let k = st.keys.last_mut().expect("just added");
+                (k.status, k.disabled_by_person, k.death) = (KeyStatus::Inactive, true, Some((0, Who::Person)));
+                k.deactivations.push(start - SignedDuration::from_hours(24 * 100));
+            }
+            Extra::Active => {
+                st.add_key(ACCOUNT, "app", false, start - SignedDuration::from_hours(24 * 10));
+            }
+        }
+        st.add_key(ELSEWHERE, "app", false, start - SignedDuration::from_hours(24 * 50));
+        std::fs::write(&file, text).expect("the credentials file");
+        for (i, target) in setup.targets.iter().enumerate() {
+            let user = USERS[i];
+            let old = st.keys.iter().find(|k| k.account == ACCOUNT && k.user == user).expect("an old key").id.clone();
+            st.rots.push(Rot { id: rotation_id(i), user, old, kinds: target.sinks.clone(), delete_inactive: setup.delete_inactive });
+        }
+        World {
+            st: Mutex::new(st),
+            store,
+            aws: ManualClock::at(start),
+            hosts: skew.map(|s| ManualClock::at(start + s)),
+            skew,
+            gates: [(); 3].map(|()| tokio::sync::Notify::new()),
+            db,
+            _dir: dir,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, St> {
+        self.st.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn advance(&self, by: SignedDuration) {
+        self.aws.advance(by);
+        for clock in &self.hosts {
+            clock.advance(by);
+        }
+    }
+
+    async fn facts(&self, account: &str, user: &str) -> Facts {
+        let id = {
+            let st = self.lock();
+            st.rot_of(account, user).map(|r| st.rots[r].id.clone())
+        };
+        let Some(id) = id else { return Facts::default() };
+        let record = self.store.get(&id).await.ok();
+        let owner = self.store.lease_holder(&id).await.ok().flatten();
+        let forced = record.as_ref().is_some_and(|r| r.progress["force"] == serde_json::Value::Bool(true));
+        Facts { stage: record.map(|r| r.stage), owner, forced }
+    }
+
+    fn plan(&self, rot: usize, setup: &Setup) -> Plan {
+        let st = self.lock();
+        let user = USERS[rot];
+        let deliver = st.rots[rot]
+            .kinds
+            .iter()
+            .map(|kind| match kind {
+                SinkKind::File => Sink::CredentialsFile { path: st.file.clone(), profile: user.to_owned() },
+                SinkKind::Secret => Sink::Secretsmanager { secret_id: SECRET_ID.to_owned(), id_field: format!("{user}_id"), secret_field: format!("{user}_secret") },
+                SinkKind::Ssm => Sink::Ssm(SsmParameters::Pair { id_name: format!("/{user}/id"), secret_name: format!("/{user}/secret") }),
+                SinkKind::Exec => Sink::Exec { command: vec!["deploy".to_owned(), user.to_owned()], env: Default::default() },
+                SinkKind::Manual => Sink::Manual {},
+            })
+            .collect();
+        let mut verify = vec![Verifier::Exec { command: vec!["check".to_owned(), user.to_owned()], env: Default::default() }];
+        if setup.targets[rot].manual_check {
+            verify.push(Verifier::Manual {});
+        }
+        Plan { deliver, verify, timings: timings(), delete_inactive: setup.delete_inactive }
+    }
+}
+
+/// An empty state store, migrated once: each case starts from a copy.
+fn migrated_store() -> &'static Path {
+    static TEMPLATE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &TEMPLATE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let path = dir.path().join("state.db");
+            // Closing the only connection folds the WAL into the file.
+            drop(SqliteStore::open(&path).expect("the state store"));
+            (dir, path)
+        })
+        .1
+}
+
+/// `REKEY_MODEL_STATS=1`: what the sequences reached (stages, blocks,
+/// faults), printed after the property, to see that the model goes deep.
+fn stats_on() -> bool {
+    static STATS: OnceLock<bool> = OnceLock::new();
+    *STATS.get_or_init(|| std::env::var_os("REKEY_MODEL_STATS").is_some())
+}
+
+static STATS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts `what` once per case (`seen`), or every time.
+fn count(seen: &mut std::collections::BTreeSet<String>, what: String, once: bool) {
+    if stats_on() && (!once || seen.insert(what.clone())) {
+        *STATS.lock().unwrap_or_else(|p| p.into_inner()).entry(what).or_default() += 1;
+    }
+}
+
+fn tracing_calls() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("REKEY_MODEL_TRACE").is_some())
+}
+
+fn aws_fault(operation: &'static str, kind: FaultKind) -> AwsError {
+    match kind {
+        FaultKind::Throttle => AwsError::Throttled { operation, message: "Rate exceeded".into() },
+        FaultKind::Error500 => AwsError::Service {
+            operation,
+            code: "ServiceFailure".into(),
+            message: "the server encountered an internal error (500)".into(),
+            request_id: Some("model-500".into()),
+        },
+        _ => AwsError::Unreachable { operation, endpoint: "https://iam.amazonaws.com".into(), detail: "connection reset by peer".into() },
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The invariants judged at the moment of a write by rekey
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Create,
+    Activate,
+    Deactivate,
+    Delete,
+}
+
+/// Invariant 5: "No action happens in an account other than the
+/// rotation's." Every write lands on a user that has a rotation in that
+/// account.
+fn inv5_no_action_in_another_account(st: &St, account: &str, user: &str, op: &str) -> Result<usize, String> {
+    st.rot_of(account, user).ok_or_else(|| format!("invariant 5: rekey's {op} on user {user} of account {account}, where no rotation is"))
+}
+
+/// Invariant 6: "No step's AWS write happens while another process holds
+/// the rotation's lease." The holder, when not the writer, must be dead.
+fn inv6_no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &str) -> Result<(), String> {
+    match &facts.owner {
+        Some(owner) if owner != writer && st.is_live(owner) => {
+            Err(format!("invariant 6: {writer} made {op} while live process {owner} holds the rotation's lease"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Invariant 2: "No key rekey did not create is deleted or deactivated,
+/// except the rotation's old key on the main path." The main path is the
+/// deactivation in `deactivating`, the deletion in `deleting`, and
+/// `--delete-inactive`'s deletion of the other, inactive key at preflight.
+/// A key a person made within [`ATTEMPT_WINDOW`] after a `CreateAccessKey`
+/// whose answer rekey never got (a lost reply, a crash) cannot be told from
+/// rekey's own, and is never used: its deletion is excused. With SPEC's
+/// "Undo never re-enables what someone else disabled": rekey never
+/// reactivates a key a person deactivated.
+fn inv2_only_its_own_keys_are_removed(st: &St, rot: usize, facts: &Facts, key: &Key, change: Change) -> Result<(), String> {
+    let r = &st.rots[rot];
+    let unanswered = |at: &Timestamp| key.created >= *at && key.created - *at <= ATTEMPT_WINDOW;
+    let looks_like_its_own = key.uses.is_empty() && st.unanswered_creates.iter().any(|(user, at)| *user == r.user && unanswered(at));
+    match change {
+        Change::Delete if !key.by_rekey && looks_like_its_own => {}
+        Change::Deactivate | Change::Delete if !key.by_rekey => {
+            let main_path = key.id == r.old
+                && matches!((change, facts.stage), (Change::Deactivate, Some(Stage::Deactivating)) | (Change::Delete, Some(Stage::Deleting)));
+            let delete_inactive = change == Change::Delete
+                && facts.stage == Some(Stage::Planned)
+                && r.delete_inactive
+                && key.status == KeyStatus::Inactive
+                && key.id != r.old;
+            if !main_path && !delete_inactive {
+                return Err(format!("invariant 2: rekey {change:?}s key {}, which it did not create, in stage {:?}", key.id, facts.stage));
+            }
+        }
+        Change::Activate if key.status == KeyStatus::Inactive && key.disabled_by_person => {
+            return Err(format!("invariant 2 (undo never re-enables what someone else disabled): rekey reactivates key {}, which a person deactivated", key.id));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// How long after a `CreateAccessKey` without an answer a key may appear
+/// that rekey may take for its own (the request's time, generously).
+const ATTEMPT_WINDOW: SignedDuration = SignedDuration::from_mins(5);
+
+/// Invariant 3: "No key is deleted that was used after it was deactivated,
+/// or within `last_used_lag` of the decision." True uses, not what IAM
+/// reports.
+fn inv3_no_used_key_is_deleted(key: &Key, now: Timestamp) -> Result<(), String> {
+    let lag = timings().last_used_lag.to_signed();
+    if let Some((at, _)) = key.uses.iter().find(|(at, _)| key.deactivations.iter().any(|d| at > d)) {
+        return Err(format!("invariant 3: rekey deletes key {}, used at {at} after it was deactivated", key.id));
+    }
+    if let Some((at, _)) = key.uses.iter().find(|(at, _)| now - *at < lag) {
+        return Err(format!("invariant 3: rekey deletes key {} at {now}, used at {at}, within last_used_lag", key.id));
+    }
+    Ok(())
+}
+
+/// Invariant 4 at a write: rekey never deactivates or deletes a key an
+/// application still gets from a sink.
+fn inv4_no_sink_loses_its_key(st: &St, rot: usize, key: &Key, change: Change) -> Result<(), String> {
+    match st.app_keys(rot).iter().position(|k| *k == key.id) {
+        Some(i) if matches!(change, Change::Deactivate | Change::Delete) => {
+            Err(format!("invariant 4: rekey {change:?}s key {}, which sink {i} ({:?}) still holds", key.id, st.rots[rot].kinds[i]))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Invariant 1 at a write: "The user always has at least one active key
+/// that every sink's application can use: the old key, or the new key
+/// where every sink holds it." A write by rekey never breaks it, and once
+/// a person broke it, never removes the user's last active key.
+fn inv1_a_working_key_remains(st: &St, rot: usize, before: bool, removed_active: bool, what: &str) -> Result<(), String> {
+    let after = st.usable(rot);
+    if before && !after {
+        return Err(format!("invariant 1: {what} leaves user {} without a working key (sinks hold {:?})", st.rots[rot].user, st.app_keys(rot)));
+    }
+    if !after && removed_active && st.active_keys(rot) == 0 {
+        return Err(format!("invariant 1: {what} removes user {}'s last active key", st.rots[rot].user));
+    }
+    Ok(())
+}
+
+/// Invariant 4 after an event: "No sink is left holding a key that is
+/// inactive or deleted, unless the rotation is `blocked` and says so."
+/// Rekey answers for a key it killed or put in a sink after its death, and
+/// for ending a rotation after a person killed a key a sink holds; a key a
+/// person killed while the rotation works on is rekey's to notice later
+/// (the end of the sequence checks that it did).
+fn inv4_no_sink_left_on_a_dead_key(st: &St, records: &[RotationRecord], ended: &BTreeMap<usize, u64>) -> Result<(), String> {
+    for (rot, record) in records.iter().enumerate() {
+        for (i, held) in st.app_keys(rot).iter().enumerate() {
+            if st.alive(held) {
+                continue;
+            }
+            let reason = record.blocked_reason.as_deref().unwrap_or_default();
+            if matches!(record.stage, Stage::Blocked | Stage::Failed) && !held.is_empty() && reason.contains(held.as_str()) {
+                continue;
+            }
+            let (died, who) = st.key(held).and_then(|k| k.death).unwrap_or((0, Who::Person));
+            let put_there_after = st.sink_writes.get(&(rot, i)).is_some_and(|&t| t > died);
+            let ended_after = record.stage.is_terminal() && ended.get(&rot).is_some_and(|&t| t > died);
+            if who == Who::Rekey || put_there_after || ended_after {
+                return Err(format!(
+                    "invariant 4: sink {i} ({:?}) of {} holds key {held:?}, dead (by {who:?}{}), and the rotation is {} without saying so",
+                    st.rots[rot].kinds[i],
+                    record.id,
+                    if put_there_after { ", then put there by rekey" } else { "" },
+                    record.stage
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Invariant 1 after an event: broken only by a person's act (then rekey
+/// must not make it worse, judged at its writes).
+fn inv1_a_working_key_remains_after(st: &mut St, person_acted: bool) -> Result<(), String> {
+    for rot in 0..st.rots.len() {
+        if st.usable(rot) {
+            st.excused[rot] = false;
+        } else if person_acted {
+            st.excused[rot] = true;
+        } else if !st.excused[rot] {
+            return Err(format!("invariant 1: user {} has no working key (sinks hold {:?})", st.rots[rot].user, st.app_keys(rot)));
+        }
+    }
+    Ok(())
+}
+
+/// Invariant 7: "No secret reaches the state store, the audit log, logs or
+/// output." Any half of a secret counts (a cut text).
+fn inv7_no_secret_in(text: &[u8], secrets: &[String], place: &str) -> Result<(), String> {
+    for s in secrets {
+        let (a, b) = s.split_at(s.len() / 2);
+        if contains(text, a.as_bytes()) || contains(text, b.as_bytes()) {
+            return Err(format!("invariant 7: a secret ({}...) is in {place}", &s[..4]));
+        }
+    }
+    Ok(())
+}
+
+/// Every string (and object key) in a JSON value, for the secret search.
+fn strings_of(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::String(s) => out.extend(s.as_bytes()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings_of(v, out)),
+        serde_json::Value::Object(fields) => fields.iter().for_each(|(k, v)| {
+            out.extend(k.as_bytes());
+            strings_of(v, out);
+        }),
+        _ => {}
+    }
+    out.push(b'\n');
+}
+
+/// libc's `memmem`: the files searched are megabytes, and this test's own
+/// code is not optimized.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    // SAFETY: both pointers and lengths come from live slices.
+    !unsafe { libc::memmem(haystack.as_ptr().cast(), haystack.len(), needle.as_ptr().cast(), needle.len()) }.is_null()
+}
+
+/// SPEC section 5: "a confirmation given by a person counts for the check
+/// it was asked for, once". Called when the engine passes a manual
+/// verification no person confirmed for this check.
+fn confirmation_counts_once(rotation: &str, stage: Stage) -> String {
+    format!("a confirmation counts once: {rotation} passes the manual verification of {stage} on a confirmation given for an earlier check")
+}
+
+/// The commands a blocked rotation's reason names, in its order.
+fn named_commands(reason: &str) -> Vec<Cmd> {
+    let words = [("--force", Cmd::ConfirmForce), ("confirm", Cmd::Confirm), ("rollback", Cmd::Rollback), ("roll back", Cmd::Rollback), ("abort", Cmd::Abort)];
+    let mut found: Vec<(usize, Cmd)> = words.iter().flat_map(|(w, c)| reason.match_indices(w).map(move |(i, _)| (i, *c))).collect();
+    found.sort_by_key(|f| f.0);
+    let mut commands = Vec::new();
+    for (_, c) in found {
+        if !commands.contains(&c) {
+            commands.push(c);
+        }
+    }
+    commands
+}
+
+/// Invariant 8: "Every rotation ends in `completed`, `rolled_back`,
+/// `aborted`, or `blocked` with a reason and a command that works." This is
+/// the end; [`Model::settle`] gets there: it lets time pass and has a
+/// person follow each command a blocked rotation names, once, until one
+/// gets it out. `failed` is an end only before any key was made (preflight
+/// found the old key gone).
+fn inv8_every_rotation_ends(record: &RotationRecord) -> Result<(), String> {
+    match record.stage {
+        Stage::Completed | Stage::RolledBack | Stage::Aborted => Ok(()),
+        Stage::Failed if record.new_key_id.is_none() => Ok(()),
+        stage => Err(format!("invariant 8: {} ends {stage} ({:?})", record.id, record.blocked_reason)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fake IAM, one handle per host
+// ---------------------------------------------------------------------------
+
+struct HostIam {
+    w: Arc<World>,
+    host: usize,
+    account: &'static str,
+}
+
+impl HostIam {
+    async fn read<T>(&self, op: &'static str, answer: impl FnOnce(&St, Timestamp) -> Result<T, AwsError>) -> Result<T, AwsError> {
+        let freeze = match &mut self.w.lock().freeze[self.host] {
+            Some(f) if !f.frozen && f.reads_left == 0 => {
+                f.frozen = true;
+                true
+            }
+            Some(f) if !f.frozen => {
+                f.reads_left -= 1;
+                false
+            }
+            _ => false,
+        };
+        if freeze {
+            self.w.gates[self.host].notified().await;
+        }
+        let mut st = self.w.lock();
+        match st.take_fault(self.host, op) {
+            Some(FaultKind::CrashBefore | FaultKind::CrashAfter) => {
+                drop(st);
+                crash()
+            }
+            Some(kind) => return Err(aws_fault(op, kind)),
+            None => {}
+        }
+        if let Some(p) = st.procs[self.host].as_mut() {
+            p.measured = true;
+        }
+        answer(&st, self.w.aws.now())
+    }
+
+    /// A write by rekey: the fault, the invariants judged at the write, the effect.
+    async fn write<T>(&self, op: &'static str, user: &str, key: Option<&str>, change: Change, effect: impl FnOnce(&mut St, Timestamp) -> Result<T, AwsError>) -> Result<T, AwsError> {
+        let facts = self.w.facts(self.account, user).await;
+        let mut st = self.w.lock();
+        let fault = st.take_fault(self.host, op);
+        if change == Change::Create && matches!(fault, Some(FaultKind::LostReply | FaultKind::CrashBefore | FaultKind::CrashAfter)) {
+            if let Some(user) = USERS.into_iter().find(|u| *u == user) {
+                let now = self.w.aws.now();
+                st.unanswered_creates.push((user, now));
+            }
+        }
+        match fault {
+            Some(FaultKind::CrashBefore) => {
+                drop(st);
+                crash()
+            }
+            Some(kind @ (FaultKind::Throttle | FaultKind::Error500)) => return Err(aws_fault(op, kind)),
+            _ => {}
+        }
+        let now = self.w.aws.now();
+        let writer = st.holder(self.host);
+        let mut judged: Vec<String> = Vec::new();
+        let rot = inv5_no_action_in_another_account(&st, self.account, user, op).map_err(|v| judged.push(v)).ok();
+        let target = key.and_then(|id| st.key(id)).filter(|k| !k.deleted && k.account == self.account);
+        let removed_active = target.is_some_and(|k| k.alive()) && matches!(change, Change::Deactivate | Change::Delete);
+        // What `--force` breaks is the person's doing, not rekey's.
+        let forced = facts.forced && change == Change::Deactivate && rot.is_some_and(|r| key == Some(st.rots[r].old.as_str()));
+        if let Some(rot) = rot {
+            judged.extend(inv6_no_write_under_another_lease(&st, &facts, &writer, op).err());
+            if let Some(k) = target {
+                judged.extend(inv2_only_its_own_keys_are_removed(&st, rot, &facts, k, change).err());
+                if !forced {
+                    judged.extend(inv4_no_sink_loses_its_key(&st, rot, k, change).err());
+                }
+                if change == Change::Delete {
+                    judged.extend(inv3_no_used_key_is_deleted(k, now).err());
+                }
+            }
+        }
+        let before = rot.map(|r| st.usable(r));
+        let out = effect(&mut st, now);
+        if out.is_ok() {
+            if let (Some(rot), Some(before)) = (rot, before) {
+                if forced {
+                    st.excused[rot] |= !st.usable(rot);
+                    if let Some(k) = key.and_then(|id| st.keys.iter_mut().find(|k| k.id == id)) {
+                        k.death = k.death.map(|(tick, _)| (tick, Who::Person));
+                    }
+                } else {
+                    judged.extend(inv1_a_working_key_remains(&st, rot, before, removed_active, &format!("rekey's {op} of {key:?}")).err());
+                }
+            }
+            st.violations.extend(judged);
+        }
+        match fault {
+            Some(FaultKind::LostReply) => return Err(aws_fault(op, FaultKind::LostReply)),
+            Some(FaultKind::CrashAfter) => {
+                drop(st);
+                crash()
+            }
+            _ => {}
+        }
+        if let Some(p) = st.procs[self.host].as_mut() {
+            p.measured = true;
+        }
+        out
+    }
+
+    fn not_found(op: &'static str, what: &str) -> AwsError {
+        AwsError::NotFound { operation: op, message: format!("{what} cannot be found") }
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyApi for HostIam {
+    async fn caller_account(&self) -> Result<AccountId, AwsError> {
+        self.read("sts:GetCallerIdentity", |_, _| Ok(AccountId::new(self.account))).await
+    }
+
+    async fn user_arn(&self, user: &UserName) -> Result<Option<String>, AwsError> {
+        let account = self.account;
+        self.read("iam:GetUser", |st, _| {
+            let exists = st.keys.iter().any(|k| k.account == account && k.user == user.as_str());
+            Ok(exists.then(|| format!("arn:aws:iam::{account}:user/{user}")))
+        })
+        .await
+    }
+
+    async fn list_keys(&self, user: &UserName) -> Result<Vec<ListedKey>, AwsError> {
+        let account = self.account;
+        self.read("iam:ListAccessKeys", |st, _| {
+            if !st.keys.iter().any(|k| k.account == account && k.user == user.as_str()) {
+                return Err(Self::not_found("iam:ListAccessKeys", &format!("user {user}")));
+            }
+            Ok(st.keys_of(account, user.as_str()).map(|k| ListedKey { id: AccessKeyId::new(&k.id), status: k.status, created_at: k.created }).collect())
+        })
+        .await
+    }
+
+    async fn last_used(&self, key: &AccessKeyId) -> Result<LastUsed, AwsError> {
+        let account = self.account;
+        self.read("iam:GetAccessKeyLastUsed", |st, now| {
+            let k = st.key(key.as_str()).filter(|k| k.account == account && !k.deleted).ok_or_else(|| Self::not_found("iam:GetAccessKeyLastUsed", key.as_str()))?;
+            // Late (each use shows after its own lag) and to the minute.
+            let at = k.uses.iter().filter(|(_, shown)| *shown <= now).map(|(at, _)| *at).max();
+            let at = at.map(|t| Timestamp::from_second(t.as_second() - t.as_second().rem_euclid(60)).expect("a time"));
+            Ok(LastUsed { at, service: at.map(|_| "s3".into()), region: at.map(|_| "eu-west-1".into()) })
+        })
+        .await
+    }
+
+    async fn create_key(&self, user: &UserName) -> Result<(Credentials, RequestId), AwsError> {
+        let account = self.account;
+        self.write("iam:CreateAccessKey", user.as_str(), None, Change::Create, |st, now| {
+            if st.keys_of(account, user.as_str()).count() >= 2 {
+                return Err(AwsError::Service {
+                    operation: "iam:CreateAccessKey",
+                    code: "LimitExceeded".into(),
+                    message: "Cannot exceed quota for AccessKeysPerUser: 2".into(),
+                    request_id: Some("model-limit".into()),
+                });
+            }
+            st.tick += 1;
+            Ok((st.add_key(account, user.as_str(), true, now), Some("model-create".into())))
+        })
+        .await
+    }
+
+    async fn set_status(&self, user: &UserName, key: &AccessKeyId, status: KeyStatus) -> Result<RequestId, AwsError> {
+        let (account, change) = (self.account, if status == KeyStatus::Active { Change::Activate } else { Change::Deactivate });
+        self.write("iam:UpdateAccessKey", user.as_str(), Some(key.as_str()), change, |st, now| {
+            if st.key_mut(account, key.as_str()).is_none_or(|k| k.user != user.as_str()) {
+                return Err(Self::not_found("iam:UpdateAccessKey", key.as_str()));
+            }
+            match status {
+                KeyStatus::Active => st.revive(account, key.as_str()),
+                KeyStatus::Inactive => st.kill(account, key.as_str(), false, Who::Rekey, now),
+            }
+            Ok(Some("model-update".into()))
+        })
+        .await
+    }
+
+    async fn delete_key(&self, user: &UserName, key: &AccessKeyId) -> Result<RequestId, AwsError> {
+        let account = self.account;
+        self.write("iam:DeleteAccessKey", user.as_str(), Some(key.as_str()), Change::Delete, |st, now| {
+            st.kill(account, key.as_str(), true, Who::Rekey, now);
+            Ok(Some("model-delete".into()))
+        })
+        .await
+    }
+
+    fn clock_offset(&self) -> SignedDuration {
+        // Known once the process had an answer (from its `Date` header).
+        let measured = self.w.lock().procs[self.host].as_ref().is_some_and(|p| p.measured);
+        if measured {
+            -self.w.skew[self.host]
+        } else {
+            SignedDuration::ZERO
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fake sinks and verifiers
+// ---------------------------------------------------------------------------
+
+struct Fakes {
+    w: Arc<World>,
+    host: usize,
+}
+
+enum Kind<'s> {
+    File(CredentialsFile<'s>),
+    Secret { id: &'s str, secret: &'s str },
+    Ssm { id: &'s str, secret: &'s str },
+    Exec,
+    Manual,
+}
+
+struct FakeSink<'s> {
+    w: Arc<World>,
+    host: usize,
+    kind: Kind<'s>,
+    describe: String,
+}
+
+impl Targets for Fakes {
+    fn sink<'s>(&self, config: &'s Sink) -> Box<dyn DeliverySink + 's> {
+        let describe = rekey_engine::sinks::of(config).describe();
+        let kind = match config {
+            Sink::CredentialsFile { path, profile } => Kind::File(CredentialsFile { path, profile }),
+            Sink::Secretsmanager { id_field, secret_field, .. } => Kind::Secret { id: id_field, secret: secret_field },
+            Sink::Ssm(SsmParameters::Pair { id_name, secret_name }) => Kind::Ssm { id: id_name, secret: secret_name },
+            Sink::Ssm(SsmParameters::Json { .. }) => unreachable!("the model's SSM sinks are pairs"),
+            Sink::Exec { .. } => Kind::Exec,
+            Sink::Manual {} => Kind::Manual,
+        };
+        Box::new(FakeSink { w: self.w.clone(), host: self.host, kind, describe })
+    }
+
+    fn verifier<'s>(&self, config: &'s Verifier) -> Box<dyn Check + 's> {
+        Box::new(FakeCheck { w: self.w.clone(), person: matches!(config, Verifier::Manual {}) })
+    }
+}
+
+impl FakeSink<'_> {
+    fn fault_error(&self, op: &'static str, kind: FaultKind) -> SinkError {
+        match &self.kind {
+            Kind::File(f) => SinkError::CredentialsFile(CredentialsFileError::Io {
+                action: "write",
+                path: f.path.to_owned(),
+                source: std::io::Error::other(format!("{kind:?}")),
+            }),
+            _ => SinkError::Aws(aws_fault(op, kind)),
+        }
+    }
+
+    /// One sink call: the fault, the effect, and for a write the invariants.
+    async fn call<T>(&self, ctx: &SinkCtx<'_>, op: &'static str, write: bool, effect: impl FnOnce(&mut St) -> Result<T, SinkError>) -> Result<T, SinkError> {
+        let facts = if write { self.w.facts(ACCOUNT, ctx.user.as_str()).await } else { Facts::default() };
+        let mut st = self.w.lock();
+        let fault = st.take_fault(self.host, op);
+        match fault {
+            Some(FaultKind::CrashBefore) => {
+                drop(st);
+                crash()
+            }
+            Some(kind @ (FaultKind::Throttle | FaultKind::Error500)) => return Err(self.fault_error(op, kind)),
+            _ => {}
+        }
+        // invariant: the model only configures sinks of its rotations' users
+        let rot = st.rot_of(ACCOUNT, ctx.user.as_str()).expect("a rotation's sink");
+        let (before, held) = (st.usable(rot), st.app_key(rot, ctx.index));
+        let out = effect(&mut st);
+        if write && out.is_ok() {
+            let writer = st.holder(self.host);
+            let mut judged: Vec<String> = inv6_no_write_under_another_lease(&st, &facts, &writer, op).err().into_iter().collect();
+            if st.app_key(rot, ctx.index) != held {
+                st.tick += 1;
+                let tick = st.tick;
+                st.sink_writes.insert((rot, ctx.index), tick);
+            }
+            judged.extend(inv1_a_working_key_remains(&st, rot, before, false, &format!("rekey's {op} of {}", self.describe)).err());
+            st.violations.extend(judged);
+        }
+        match fault {
+            Some(FaultKind::LostReply) => return Err(self.fault_error(op, FaultKind::LostReply)),
+            Some(FaultKind::CrashAfter) => {
+                drop(st);
+                crash()
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+fn creds(id: &str, secret: &str) -> Credentials {
+    Credentials { access_key_id: AccessKeyId::new(id), secret_access_key: Secret::new(secret) }
+}
+
+impl St {
+    /// A call signed with `key` at `at`, shown by IAM `lag` later; a call
+    /// with a dead key fails and leaves no trace.
+    fn use_key(&mut self, key: &str, at: Timestamp, lag: SignedDuration, switches: bool) {
+        if let Some(k) = self.keys.iter_mut().find(|k| k.id == key && k.alive()) {
+            if !(switches && open::UNDO_DELETES_NEW_KEY_AT_ONCE && k.by_rekey) {
+                k.uses.push((at, at + lag));
+            }
+        }
+    }
+
+    fn put_secret(&mut self, fields: BTreeMap<String, String>) {
+        let id = format!("v{}", self.sm.len() + 1);
+        self.sm.push((id, fields));
+        self.sm_current = self.sm.len() - 1;
+    }
+
+    fn ssm_last(&self, name: &str) -> Option<&String> {
+        self.ssm.get(name).and_then(|v| v.last())
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliverySink for FakeSink<'_> {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn readable(&self) -> bool {
+        matches!(self.kind, Kind::File(_) | Kind::Secret { .. } | Kind::Ssm { .. })
+    }
+
+    async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn restore_point(&self, ctx: &SinkCtx<'_>) -> Result<RestorePoint, SinkError> {
+        self.call(ctx, "restore_point", false, |st| match &self.kind {
+            Kind::File(f) => Ok(RestorePoint::CredentialsFile(f.restore_point(ctx.rotation_id, ctx.index)?)),
+            Kind::Secret { .. } => Ok(RestorePoint::Secretsmanager { version_id: Some(st.sm[st.sm_current].0.clone()) }),
+            Kind::Ssm { id, secret } => {
+                let version = |name: &str| (name.to_owned(), st.ssm.get(name).map(|v| v.len() as i64));
+                Ok(RestorePoint::Ssm(ssm::RestorePoint { versions: BTreeMap::from([version(id), version(secret)]) }))
+            }
+            Kind::Exec | Kind::Manual => Ok(RestorePoint::Nothing),
+        })
+        .await
+    }
+
+    async fn deliver(&self, ctx: &SinkCtx<'_>, c: &Credentials) -> Result<Delivered, SinkError> {
+        let (id, secret) = (c.access_key_id.to_string(), c.secret_access_key.expose().to_owned());
+        let user = USERS.into_iter().find(|u| *u == ctx.user.as_str()).expect("a model user");
+        self.call(ctx, "deliver", true, |st| match &self.kind {
+            Kind::File(f) => Ok(f.deliver(c)?),
+            Kind::Secret { id: fid, secret: fsecret } => {
+                let current = &st.sm[st.sm_current].1;
+                if current.get(*fid) == Some(&id) && current.get(*fsecret) == Some(&secret) {
+                    return Ok(Delivered::AlreadyThere);
+                }
+                let mut next = current.clone();
+                next.insert(fid.to_string(), id);
+                next.insert(fsecret.to_string(), secret);
+                st.put_secret(next);
+                Ok(Delivered::Now)
+            }
+            Kind::Ssm { id: pid, secret: psecret } => {
+                if st.ssm_last(pid) == Some(&id) && st.ssm_last(psecret) == Some(&secret) {
+                    return Ok(Delivered::AlreadyThere);
+                }
+                st.ssm.entry(pid.to_string()).or_default().push(id);
+                st.ssm.entry(psecret.to_string()).or_default().push(secret);
+                Ok(Delivered::Now)
+            }
+            Kind::Exec => {
+                st.exec.insert(user, (id, secret));
+                Ok(Delivered::Now)
+            }
+            Kind::Manual => {
+                st.manual.entry(user).or_default().shown = Some((id, secret));
+                Ok(Delivered::AwaitsConfirmation)
+            }
+        })
+        .await
+    }
+
+    async fn read_back(&self, ctx: &SinkCtx<'_>) -> Result<Option<Credentials>, SinkError> {
+        self.call(ctx, "read_back", false, |st| match &self.kind {
+            Kind::File(f) => Ok(f.read_back()?),
+            Kind::Secret { id, secret } => {
+                let current = &st.sm[st.sm_current].1;
+                Ok(current.get(*id).zip(current.get(*secret)).map(|(i, s)| creds(i, s)))
+            }
+            Kind::Ssm { id, secret } => Ok(st.ssm_last(id).zip(st.ssm_last(secret)).map(|(i, s)| creds(i, s))),
+            Kind::Exec | Kind::Manual => Ok(None),
+        })
+        .await
+    }
+
+    async fn restore(&self, ctx: &SinkCtx<'_>, new_key: &AccessKeyId, point: &RestorePoint) -> Result<Restored, SinkError> {
+        self.call(ctx, "restore", true, |st| match (&self.kind, point) {
+            (_, RestorePoint::Nothing) if !matches!(self.kind, Kind::Exec | Kind::Manual) => Ok(Restored::NothingToRestore),
+            (Kind::File(f), RestorePoint::CredentialsFile(p)) => Ok(f.restore(new_key, p)?),
+            (Kind::Secret { id, secret }, RestorePoint::Secretsmanager { version_id: Some(v) }) => {
+                if st.sm[st.sm_current].1.get(*id).map(String::as_str) != Some(new_key.as_str()) {
+                    return Ok(Restored::NothingToRestore);
+                }
+                // Only this rotation's fields go back; the rest keeps its current value.
+                let before = st.sm.iter().find(|(vid, _)| vid == v).map(|(_, f)| f.clone()).unwrap_or_default();
+                let mut next = st.sm[st.sm_current].1.clone();
+                for field in [*id, *secret] {
+                    match before.get(field) {
+                        Some(value) => next.insert(field.to_owned(), value.clone()),
+                        None => next.remove(field),
+                    };
+                }
+                st.put_secret(next);
+                Ok(Restored::Restored)
+            }
+            (Kind::Ssm { id, secret }, RestorePoint::Ssm(p)) => {
+                if st.ssm_last(id).map(String::as_str) != Some(new_key.as_str()) {
+                    return Ok(Restored::NothingToRestore);
+                }
+                for name in [*id, *secret] {
+                    let versions = st.ssm.entry(name.to_owned()).or_default();
+                    if let Some(Some(n)) = p.versions.get(name) {
+                        let value = versions[*n as usize - 1].clone();
+                        versions.push(value);
+                    }
+                }
+                Ok(Restored::Restored)
+            }
+            (Kind::Exec, _) => Ok(Restored::CannotRestore("rekey cannot take a key back through `deploy`: make sure its target uses the old key again".into())),
+            (Kind::Manual, _) => Ok(Restored::CannotRestore("put the old key back where you delivered the new one by hand".into())),
+            _ => Err(SinkError::WrongRestorePoint { sink: self.describe.clone() }),
+        })
+        .await
+    }
+
+    async fn finish(&self, ctx: &SinkCtx<'_>, _: &RestorePoint) -> Result<(), SinkError> {
+        self.call(ctx, "finish", false, |_| match &self.kind {
+            Kind::File(f) => Ok(f.finish(ctx.rotation_id, ctx.index)?),
+            _ => Ok(()),
+        })
+        .await
+    }
+}
+
+/// The application check: healthy iff every sink's key is active. A person
+/// verifying (`manual`) looks when confirming, and says what they saw.
+struct FakeCheck {
+    w: Arc<World>,
+    person: bool,
+}
+
+#[async_trait::async_trait]
+impl Check for FakeCheck {
+    fn describe(&self) -> String {
+        if self.person { "manual".into() } else { "the application check".into() }
+    }
+
+    fn preflight(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn verify(&self, ctx: &VerifyCtx<'_>) -> Verdict {
+        let user = ctx.user_arn.rsplit('/').next().unwrap_or_default();
+        let mut st = self.w.lock();
+        // invariant: the model only verifies its rotations' users
+        let rot = st.rot_of(ACCOUNT, user).expect("a rotation's verifier");
+        if self.person {
+            if !ctx.confirmed {
+                return Verdict::Undecided("waiting for a person to verify the application and run `rekey confirm`".into());
+            }
+            let stage = if ctx.after_deactivation { Stage::VerifyingDeactivated } else { Stage::VerifyingNew };
+            if st.looks[rot] != Some(stage) {
+                let broken = confirmation_counts_once(&st.rots[rot].id, stage);
+                st.violations.push(broken);
+                return Verdict::Healthy; // what the real manual verifier concludes
+            }
+            st.looks[rot] = None;
+        }
+        match st.app_keys(rot).into_iter().find(|k| !st.alive(k)) {
+            None => Verdict::Healthy,
+            Some(dead) => Verdict::Unhealthy(format!("the application gets InvalidClientTokenId with key {dead}")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the engine: calls that may crash or freeze
+// ---------------------------------------------------------------------------
+
+fn clients() -> &'static Clients {
+    static CLIENTS: OnceLock<Clients> = OnceLock::new();
+    CLIENTS.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        // Nothing is ever sent: the fakes stand for every AWS call.
+        let settings = AwsSettings { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), ..Default::default() };
+        rt.block_on(Clients::new(&settings))
+    })
+}
+
+/// A crash is a panic inside a fake; the rest of the test must not hear of it.
+fn quiet_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Crash>() {
+                default(info)
+            }
+        }));
+    });
+}
+
+/// What an engine call returned: the errors of a `run` pass, or the error of a command.
+type Answer = Result<Vec<String>, String>;
+type Call<'h> = Pin<Box<dyn Future<Output = Answer> + 'h>>;
+
+/// Polls a call, turning a [`Crash`] into `Err(())`.
+struct CatchCrash<'h>(Call<'h>);
+
+impl Future for CatchCrash<'_> {
+    type Output = Result<Answer, ()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Ready(answer)) => Poll::Ready(Ok(answer)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) if payload.is::<Crash>() => Poll::Ready(Err(())),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+}
+
+enum Driven {
+    Done(Answer),
+    Crashed,
+    Frozen,
+}
+
+fn show(e: &EngineError) -> String {
+    format!("{e} | {e:?}")
+}
+
+// ---------------------------------------------------------------------------
+// Captured logs (invariant 7)
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    static LOGS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A `tracing` subscriber that keeps every event's and span's fields as text.
+struct Capture;
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        LOGS.with(|l| span.record(&mut Fields(&mut l.borrow_mut())));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        LOGS.with(|l| values.record(&mut Fields(&mut l.borrow_mut())));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        LOGS.with(|l| {
+            let mut l = l.borrow_mut();
+            event.record(&mut Fields(&mut l));
+            l.push('\n');
+        });
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// ---------------------------------------------------------------------------
+// The model: applies events, checks invariants
+// ---------------------------------------------------------------------------
+
+struct Model<'h> {
+    w: Arc<World>,
+    iams: &'h [HostIam; 3],
+    setup: &'h Setup,
+    /// Per host: its pass, frozen.
+    frozen: [Option<CatchCrash<'h>>; 3],
+    /// Error texts returned during the current event.
+    outputs: Vec<String>,
+    /// Tick at which each rotation was first seen ended.
+    ended: BTreeMap<usize, u64>,
+    /// Each rotation's record after the last event that ran the engine.
+    records: Vec<RotationRecord>,
+    /// The switches of [`open`] that act on events as they happen (the
+    /// others act on the generators); off when replaying a regression.
+    switches: bool,
+}
+
+enum Command {
+    Run,
+    Start(Box<Prepared>, String),
+    Confirm(String, bool),
+    Cancel(String, bool),
+}
+
+impl<'h> Model<'h> {
+    fn rots(&self) -> usize {
+        self.setup.targets.len()
+    }
+
+    fn engine(&self, host: usize) -> Engine<'h> {
+        let iams: &'h [HostIam; 3] = self.iams;
+        let holder = self.w.lock().process(host);
+        let clock: Arc<dyn Clock> = Arc::new(self.w.hosts[host].clone());
+        let mut engine = Engine::new(&iams[host], clients(), clock, self.w.store.clone(), ACTORS[host].into(), true)
+            .with_targets(Arc::new(Fakes { w: self.w.clone(), host }))
+            .with_holder(holder);
+        engine.finding_notes = true;
+        engine
+    }
+
+    fn call(&self, host: usize, command: Command) -> Call<'h> {
+        let mut engine = self.engine(host);
+        Box::pin(async move {
+            match command {
+                Command::Run => engine.run_due().await.map(|(_, errors)| errors.iter().map(show).collect()).map_err(|e| show(&e)),
+                Command::Start(prepared, id) => engine.start(*prepared, id).await.map(|_| Vec::new()).map_err(|e| show(&e)),
+                Command::Confirm(id, force) => engine.confirm(&id, force).await.map(|()| Vec::new()).map_err(|e| show(&e)),
+                Command::Cancel(id, abort) => engine.cancel(&id, abort).await.map(|()| Vec::new()).map_err(|e| show(&e)),
+            }
+        })
+    }
+
+    /// Runs `command` on `host` with `fault` armed, until it ends, crashes or freezes.
+    async fn drive(&mut self, host: usize, command: Command, fault: Option<Fault>) -> Driven {
+        self.w.lock().fault = fault.map(|f| Armed { host, left: f.nth, kind: f.kind });
+        let call = CatchCrash(self.call(host, command));
+        self.finish(host, call).await
+    }
+
+    async fn finish(&mut self, host: usize, mut call: CatchCrash<'h>) -> Driven {
+        let driven = loop {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
+                Poll::Ready(Ok(answer)) => break Driven::Done(answer),
+                Poll::Ready(Err(())) => {
+                    let mut st = self.w.lock();
+                    st.died(host);
+                    count(&mut st.seen, format!("crash of {}", ACTORS[host]), false);
+                    drop(st);
+                    break Driven::Crashed;
+                }
+                Poll::Pending if self.w.lock().freeze[host].as_ref().is_some_and(|f| f.frozen) => {
+                    let mut st = self.w.lock();
+                    count(&mut st.seen, "a runner frozen mid-pass".into(), false);
+                    if self.frozen.iter().any(Option::is_some) {
+                        count(&mut st.seen, "two runners frozen at once".into(), false);
+                    }
+                    drop(st);
+                    self.frozen[host] = Some(call);
+                    return Driven::Frozen;
+                }
+                Poll::Pending => tokio::task::yield_now().await,
+            }
+        };
+        let mut st = self.w.lock();
+        st.fault = None;
+        if host == PERSON {
+            st.procs[PERSON] = None; // a command's process exits
+        }
+        if let Driven::Done(answer) = &driven {
+            match answer {
+                Ok(errors) => self.outputs.extend(errors.iter().cloned()),
+                Err(e) => self.outputs.push(e.clone()),
+            }
+        }
+        driven
+    }
+
+    /// The person's `rekey rotate`: each rotation starts as a command of its own.
+    async fn start(&mut self) {
+        for (rot, user) in USERS.into_iter().enumerate().take(self.rots()) {
+            let plan = self.w.plan(rot, self.setup);
+            // invariant: the model builds only targets `rekey rotate` accepts
+            check_target(&plan).expect("a target the CLI accepts");
+            let old = self.w.lock().rots[rot].old.clone();
+            let prepared = Prepared {
+                user: UserName::new(user),
+                user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
+                account: AccountId::new(ACCOUNT),
+                old_key: AccessKeyId::new(old),
+                plan,
+            };
+            let fault = if rot == 0 { self.setup.start_fault } else { None };
+            self.drive(PERSON, Command::Start(Box::new(prepared), rotation_id(rot)), fault).await;
+        }
+    }
+
+    async fn apply(&mut self, op: &Op) {
+        let rots = self.rots();
+        match *op {
+            Op::Run { runner, fault } => {
+                let runner = runner % 2;
+                if self.frozen[runner].is_some() {
+                    return; // that process is frozen mid-pass
+                }
+                self.drive(runner, Command::Run, fault).await;
+            }
+            Op::Freeze { runner, at } => {
+                let runner = runner % 2;
+                if self.frozen[runner].is_some() {
+                    return;
+                }
+                self.w.lock().freeze[runner] = Some(Freeze { reads_left: at, frozen: false });
+                if !matches!(self.drive(runner, Command::Run, None).await, Driven::Frozen) {
+                    self.w.lock().freeze[runner] = None;
+                }
+            }
+            Op::Thaw { runner, crash } => {
+                let runner = runner % 2;
+                let Some(call) = self.frozen[runner].take() else { return };
+                let never_resumes = open::WRITES_NOT_FENCED_BY_THE_LEASE || open::LEASES_ON_LOCAL_CLOCKS;
+                if crash || self.switches && never_resumes {
+                    drop(call);
+                    self.w.lock().died(runner);
+                    return;
+                }
+                self.w.gates[runner].notify_one();
+                self.w.lock().freeze[runner] = None;
+                self.finish(runner, call).await;
+            }
+            Op::Person { rot, cmd, fault } => {
+                self.person(rot % rots, cmd, fault).await;
+            }
+            Op::Iam { rot, act } => self.out_of_band(rot % rots, act).await,
+            Op::Use { rot, by, lag_pct } => {
+                let rot = rot % rots;
+                let lag = timings().last_used_lag.to_signed() * i32::from(lag_pct.min(100)) / 100;
+                let now = self.w.aws.now();
+                let mut st = self.w.lock();
+                let key = match by {
+                    By::App(i) => st.app_key(rot, i % st.rots[rot].kinds.len()),
+                    By::Hidden => st.rots[rot].old.clone(),
+                    By::Other => {
+                        let (user, old) = (st.rots[rot].user, st.rots[rot].old.clone());
+                        st.keys_of(ACCOUNT, user).find(|k| k.id != old && !k.by_rekey).map(|k| k.id.clone()).unwrap_or_default()
+                    }
+                };
+                st.use_key(&key, now, lag, self.switches);
+            }
+            Op::Wait { minutes } => {
+                let by = SignedDuration::from_mins(i64::from(minutes));
+                let until = self.w.aws.now() + by;
+                let mut st = self.w.lock();
+                // Applications use their keys every few hours, well within
+                // `wait_unused`: the drain's premise.
+                while st.next_app_use <= until {
+                    let at = st.next_app_use;
+                    for rot in 0..st.rots.len() {
+                        for key in st.app_keys(rot) {
+                            st.use_key(&key, at, timings().last_used_lag.to_signed() / 2, self.switches);
+                        }
+                    }
+                    st.next_app_use += APP_USE_EVERY;
+                }
+                drop(st);
+                self.w.advance(by);
+            }
+        }
+    }
+
+    /// A person runs a command; confirming, they first did what they were
+    /// asked (installed the key a manual sink showed them).
+    async fn person(&mut self, rot: usize, cmd: Cmd, fault: Option<Fault>) -> Option<Answer> {
+        let id = rotation_id(rot);
+        if matches!(cmd, Cmd::Confirm | Cmd::ConfirmForce) {
+            let record = self.w.store.get(&rotation_id(rot)).await.ok();
+            let mut st = self.w.lock();
+            let manual = st.manual.entry(USERS[rot]).or_default();
+            if let Some((key, _)) = manual.shown.clone() {
+                manual.installed = key;
+            }
+            if let Some(r) = record.filter(|r| r.stage == Stage::Blocked) {
+                if matches!(r.came_from, Some(Stage::VerifyingNew | Stage::VerifyingDeactivated)) {
+                    st.looks[rot] = r.came_from;
+                }
+            }
+        }
+        let command = match cmd {
+            Cmd::Rollback => Command::Cancel(id, false),
+            Cmd::Abort => Command::Cancel(id, true),
+            Cmd::Confirm => Command::Confirm(id, false),
+            Cmd::ConfirmForce => Command::Confirm(id, true),
+        };
+        match self.drive(PERSON, command, fault).await {
+            Driven::Done(answer) => Some(answer),
+            _ => None,
+        }
+    }
+
+    async fn out_of_band(&mut self, rot: usize, act: Act) {
+        // invariant: every rotation was inserted by `start`
+        let record = self.w.store.get(&rotation_id(rot)).await.expect("the rotation");
+        if self.switches {
+            let position = if record.stage == Stage::Blocked { record.came_from } else { Some(record.stage) };
+            let attempt_open = record.new_key_id.is_none() && !record.progress["create_attempted_at"].is_null();
+            let awaiting_delete = matches!(position, Some(Stage::AwaitingDelete | Stage::Deleting));
+            let in_undo = position.is_some_and(Stage::is_undo);
+            let old_deletable = awaiting_delete
+                || position.is_some_and(Stage::is_terminal)
+                || in_undo && !open::UNDO_WITHOUT_OLD_KEY_NAMES_NO_COMMAND;
+            if open::RECOVERY_TAKES_ANY_LATER_KEY && act == Act::Create && attempt_open
+                || open::OLD_KEY_DELETED_OUT_OF_BAND && act == Act::Delete(Which::Old) && !old_deletable
+                || open::OLD_KEY_REACTIVATED_NO_WAY_OUT && act == Act::Reactivate(Which::Old) && (awaiting_delete || position == Some(Stage::VerifyingDeactivated))
+            {
+                return;
+            }
+        }
+        let recorded = record.new_key_id;
+        let now = self.w.aws.now();
+        let mut st = self.w.lock();
+        let user = USERS[rot];
+        let old = st.rots[rot].old.clone();
+        let newest_own = st.keys_of(ACCOUNT, user).filter(|k| k.by_rekey).max_by_key(|k| k.created).map(|k| k.id.clone());
+        let new = recorded.or(newest_own);
+        let key = |which: Which, st: &St| -> Option<String> {
+            let id = match which {
+                Which::Old => Some(old.clone()),
+                Which::New => new.clone(),
+                Which::Other => st.keys_of(ACCOUNT, user).map(|k| k.id.clone()).find(|k| *k != old && Some(k) != new.as_ref()),
+            };
+            id.filter(|id| st.keys_of(ACCOUNT, user).any(|k| k.id == *id))
+        };
+        match act {
+            Act::Create => {
+                if st.keys_of(ACCOUNT, user).count() < 2 {
+                    st.tick += 1;
+                    st.add_key(ACCOUNT, user, false, now);
+                }
+            }
+            Act::Delete(which) => {
+                if let Some(id) = key(which, &st) {
+                    st.kill(ACCOUNT, &id, true, Who::Person, now);
+                }
+            }
+            Act::Deactivate(which) => {
+                if let Some(id) = key(which, &st).filter(|id| st.alive(id)) {
+                    st.kill(ACCOUNT, &id, false, Who::Person, now);
+                }
+            }
+            Act::Reactivate(which) => {
+                if let Some(id) = key(which, &st) {
+                    st.revive(ACCOUNT, &id);
+                }
+            }
+        }
+    }
+
+    async fn records(&self) -> Vec<RotationRecord> {
+        let mut records = Vec::new();
+        for rot in 0..self.rots() {
+            // invariant: every rotation was inserted by `start`
+            records.push(self.w.store.get(&rotation_id(rot)).await.expect("the rotation"));
+        }
+        records
+    }
+
+    /// The invariants on the state after an event, and those judged at its
+    /// writes. Invariant 7 here on what the event returned and on the
+    /// rotation records (rewritten in place); the audit log and the logs
+    /// only grow, so they are searched once, at the end. `engine_ran`: the
+    /// store may have changed.
+    async fn check(&mut self, engine_ran: bool, person_acted: bool) -> Result<(), String> {
+        let mut texts = std::mem::take(&mut self.outputs).join("\n").into_bytes();
+        if engine_ran || self.records.is_empty() {
+            self.records = self.records().await;
+            for r in &self.records {
+                texts.extend(r.blocked_reason.as_deref().unwrap_or_default().as_bytes());
+                strings_of(&r.plan, &mut texts);
+                strings_of(&r.progress, &mut texts);
+            }
+        }
+        let mut st = self.w.lock();
+        for (rot, r) in self.records.iter().enumerate() {
+            if r.stage.is_terminal() {
+                self.ended.entry(rot).or_insert(st.tick);
+            }
+            if stats_on() {
+                count(&mut st.seen, format!("stage reached: {}", r.stage), true);
+                let reason = r.blocked_reason.as_deref().filter(|_| r.stage == Stage::Blocked).unwrap_or_default();
+                if !reason.is_empty() {
+                    let short: String = reason.replace(|c: char| c.is_ascii_digit(), "").chars().take(60).collect();
+                    count(&mut st.seen, format!("blocked ({:?}): {short}", r.came_from), true);
+                }
+            }
+            // A person's look is for the check they were asked for.
+            let position = if r.stage == Stage::Blocked { r.came_from } else { Some(r.stage) };
+            if st.looks[rot].is_some() && st.looks[rot] != position {
+                st.looks[rot] = None;
+            }
+        }
+        if !st.violations.is_empty() {
+            return Err(st.violations.join("; "));
+        }
+        inv1_a_working_key_remains_after(&mut st, person_acted)?;
+        inv4_no_sink_left_on_a_dead_key(&st, &self.records, &self.ended)?;
+        inv7_no_secret_in(&texts, &st.secrets(), "the output or a rotation record")
+    }
+
+    /// After the sequence: no more faults or consumers; time passes, the
+    /// runner runs, and a person follows the command a blocked rotation names.
+    async fn settle(&mut self) -> Result<(), String> {
+        for runner in 0..2 {
+            if self.frozen[runner].is_some() {
+                self.apply(&Op::Thaw { runner, crash: false }).await;
+                self.check(true, false).await?;
+            }
+        }
+        // Per rotation and block: how many of its named commands were followed.
+        let mut tried: BTreeMap<(usize, String), usize> = BTreeMap::new();
+        for _ in 0..24 {
+            self.apply(&Op::Wait { minutes: 12 * 60 }).await;
+            self.apply(&Op::Run { runner: 0, fault: None }).await;
+            self.check(true, false).await?;
+            let mut open = false;
+            for (rot, record) in self.records().await.into_iter().enumerate() {
+                match record.stage {
+                    s if s.is_terminal() => inv8_every_rotation_ends(&record)?,
+                    Stage::Blocked => {
+                        open = true;
+                        let reason = record.blocked_reason.clone().unwrap_or_default();
+                        let block = format!("{:?} {}", record.came_from, reason.replace(|c: char| c.is_ascii_digit(), ""));
+                        let mut commands = named_commands(&reason);
+                        if self.switches && open::BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND && reason.contains("both key slots are taken by active keys") {
+                            commands.push(Cmd::Abort);
+                        }
+                        if commands.is_empty() {
+                            return Err(format!("invariant 8: {} is blocked and names no command: {reason}", record.id));
+                        }
+                        // Each named command is followed once, in order, until one gets it out.
+                        let next = tried.entry((rot, block.clone())).or_insert(0);
+                        let mut refused = Vec::new();
+                        let mut followed = None;
+                        while followed.is_none() && *next < commands.len() {
+                            let cmd = commands[*next];
+                            *next += 1;
+                            match self.person(rot, cmd, None).await {
+                                Some(Ok(_)) => followed = Some(cmd),
+                                answer => refused.push(format!("{cmd:?}: {answer:?}")),
+                            }
+                        }
+                        self.check(true, false).await?;
+                        if followed.is_none() {
+                            return Err(format!("invariant 8: {} is blocked ({reason}) and none of the commands it names gets it out: {commands:?} ({refused:?})", record.id));
+                        }
+                    }
+                    _ => open = true,
+                }
+            }
+            if !open {
+                return self.no_secret_in_files().await;
+            }
+        }
+        let stages: Vec<String> = self.records().await.iter().map(|r| format!("{} {} {:?}", r.id, r.stage, r.blocked_reason)).collect();
+        Err(format!("invariant 8: rotations do not end: {stages:?}"))
+    }
+
+    /// Invariant 7 on what only grows (the logs, the audit log) and on
+    /// rekey's own files (the SQLite database and its WAL).
+    async fn no_secret_in_files(&self) -> Result<(), String> {
+        let secrets = self.w.lock().secrets();
+        inv7_no_secret_in(LOGS.with(|l| std::mem::take(&mut *l.borrow_mut())).as_bytes(), &secrets, "the logs")?;
+        let audit = rekey_store::events(&*self.w.store, &HistoryQuery::default()).await.map_err(|e| e.to_string())?;
+        let mut texts = Vec::new();
+        for line in &audit {
+            texts.extend(line.event.as_bytes());
+            strings_of(&line.detail, &mut texts);
+        }
+        inv7_no_secret_in(&texts, &secrets, "the audit log")?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.w.db.clone().into_os_string();
+            path.push(suffix);
+            if let Ok(bytes) = std::fs::read(&path) {
+                inv7_no_secret_in(&bytes, &secrets, &format!("the state store file state.db{suffix}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plays a sequence against a fresh world; `Err` names the first broken
+/// invariant, `Ok` has the stage each rotation ended in.
+fn replay(setup: &Setup, ops: &[Op]) -> Result<Vec<Stage>, String> {
+    play(setup, ops, false)
+}
+
+/// [`replay`], with the switches of [`open`] that act on events.
+fn play(setup: &Setup, ops: &[Op], switches: bool) -> Result<Vec<Stage>, String> {
+    quiet_crashes();
+    clients();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let _logs = tracing::subscriber::set_default(Capture);
+    LOGS.with(|l| l.borrow_mut().clear());
+    rt.block_on(async {
+        let w = Arc::new(World::new(setup));
+        let account = |host: usize| if host == 1 && setup.runner2_elsewhere { ELSEWHERE } else { ACCOUNT };
+        let iams = [0, 1, 2].map(|host| HostIam { w: w.clone(), host, account: account(host) });
+        let mut m = Model { w: w.clone(), iams: &iams, setup, frozen: [None, None, None], outputs: Vec::new(), ended: BTreeMap::new(), records: Vec::new(), switches };
+        m.start().await;
+        m.check(true, false).await.map_err(|v| format!("at the start: {v}"))?;
+        for (i, op) in ops.iter().enumerate() {
+            m.apply(op).await;
+            let engine_ran = matches!(op, Op::Run { .. } | Op::Freeze { .. } | Op::Thaw { .. } | Op::Person { .. });
+            m.check(engine_ran, matches!(op, Op::Iam { .. })).await.map_err(|v| format!("after event {i} ({op:?}): {v}"))?;
+        }
+        let settled = m.settle().await.map_err(|v| format!("settling after the sequence: {v}"));
+        // A frozen call borrows the model's fakes: end it before they go.
+        m.frozen = [None, None, None];
+        settled?;
+        let ends: Vec<Stage> = m.records().await.iter().map(|r| r.stage).collect();
+        let mut st = w.lock();
+        for end in &ends {
+            count(&mut st.seen, format!("ended: {end}"), false);
+        }
+        Ok(ends)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Generators
+// ---------------------------------------------------------------------------
+
+fn fault() -> impl Strategy<Value = Option<Fault>> {
+    let kind = prop_oneof![
+        Just(FaultKind::Throttle),
+        Just(FaultKind::Error500),
+        Just(FaultKind::LostReply),
+        Just(FaultKind::CrashBefore),
+        Just(FaultKind::CrashAfter),
+    ];
+    proptest::option::weighted(0.3, (0..12u8, kind).prop_map(|(nth, kind)| Fault { nth, kind }))
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    use SinkKind::*;
+    let automatic = proptest::sample::subsequence(vec![File, Secret, Ssm, Exec], 0..=4).prop_shuffle();
+    (automatic, proptest::bool::weighted(0.25), proptest::bool::weighted(0.2)).prop_filter_map("a target has a sink", |(mut sinks, manual, manual_check)| {
+        if manual {
+            sinks.push(Manual); // last, as `rekey rotate` requires
+        }
+        (!sinks.is_empty()).then_some(Target { sinks, manual_check })
+    })
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    let extra = prop_oneof![4 => Just(Extra::No), 1 => Just(Extra::Inactive), 1 => Just(Extra::Active)];
+    (proptest::collection::vec(target(), 1..=2), extra, any::<bool>(), [-600..=600i32, -600..=600i32, -600..=600i32], proptest::bool::weighted(0.15), fault())
+        .prop_map(|(targets, extra, delete_inactive, skew, runner2_elsewhere, start_fault)| Setup { targets, extra, delete_inactive, skew, runner2_elsewhere, start_fault })
+}
+
+fn which() -> impl Strategy<Value = Which> {
+    prop_oneof![Just(Which::Old), Just(Which::New), Just(Which::Other)]
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        which().prop_map(Act::Delete),
+        which().prop_map(Act::Deactivate),
+        which().prop_map(Act::Reactivate),
+        Just(Act::Create),
+    ]
+    .prop_filter("an open defect's switch", |act| {
+        !(open::NEW_KEY_KILLED_OUT_OF_BAND && matches!(act, Act::Delete(Which::New) | Act::Deactivate(Which::New))
+            || open::UNDO_REENABLES_A_QUARANTINED_KEY && *act == Act::Deactivate(Which::Old)
+)
+    })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let cmd = prop_oneof![Just(Cmd::Rollback), Just(Cmd::Abort), Just(Cmd::Confirm), Just(Cmd::ConfirmForce)];
+    let by = prop_oneof![(0..4usize).prop_map(By::App), Just(By::Hidden), Just(By::Other)]
+        .prop_filter("an open defect's switch", |by| !(open::DELETE_INACTIVE_IGNORES_LAST_USE && *by == By::Other));
+    let wait = prop_oneof![1..60u32, (1..24u32).prop_map(|h| h * 60), (1..5u32).prop_map(|d| d * 24 * 60)];
+    prop_oneof![
+        8 => (0..2usize, fault()).prop_map(|(runner, fault)| Op::Run { runner, fault }),
+        1 => (0..2usize, 0..4u8).prop_map(|(runner, at)| Op::Freeze { runner, at }),
+        1 => (0..2usize, proptest::bool::weighted(0.2)).prop_map(|(runner, crash)| Op::Thaw { runner, crash }),
+        2 => (0..2usize, cmd, fault()).prop_map(|(rot, cmd, fault)| Op::Person { rot, cmd, fault }),
+        2 => (0..2usize, act()).prop_map(|(rot, act)| Op::Iam { rot, act }),
+        3 => (0..2usize, by, 0..=100u8).prop_map(|(rot, by, lag_pct)| Op::Use { rot, by, lag_pct }),
+        6 => wait.prop_map(|minutes| Op::Wait { minutes }),
+    ]
+}
+
+fn cases() -> u32 {
+    std::env::var("REKEY_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000)
+}
+
+/// Every invariant of SPEC section 5 holds after every event of any
+/// sequence (open defects switched off, see [`open`]).
+#[test]
+fn the_engine_keeps_every_safety_invariant() {
+    let config = ProptestConfig {
+        cases: cases(),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/model.txt"))),
+        ..ProptestConfig::default()
+    };
+    let sequences = (setup(), proptest::collection::vec(op(), 1..=60));
+    let result = proptest::test_runner::TestRunner::new(config).run(&sequences, |(setup, ops)| {
+        play(&setup, &ops, true).map(|_| ()).map_err(TestCaseError::fail)
+    });
+    if stats_on() {
+        for (what, n) in STATS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            eprintln!("{n:>8}  {what}");
+        }
+    }
+    if let Err(proptest::test_runner::TestError::Fail(why, (setup, ops))) = &result {
+        panic!("{why}\nminimal failing sequence:\nsetup = {setup:?}\nops = {ops:?}");
+    }
+    result.expect("the property runs");
+}
+
+// ---------------------------------------------------------------------------
+// Minimal sequences found by the model
+// ---------------------------------------------------------------------------
+
+fn one_file() -> Setup {
+    Setup {
+        targets: vec![Target { sinks: vec![SinkKind::File], manual_check: false }],
+        extra: Extra::No,
+        delete_inactive: false,
+        skew: [0; 3],
+        runner2_elsewhere: false,
+        start_fault: None,
+    }
+}
+
+/// The invariants hold over the sequence, and every rotation ends.
+fn holds(setup: &Setup, ops: &[Op]) {
+    if let Err(broken) = replay(setup, ops) {
+        panic!("{broken}");
+    }
+}
+
+const fn run(runner: usize) -> Op {
+    Op::Run { runner, fault: None }
+}
+
+const fn hours(h: u32) -> Op {
+    Op::Wait { minutes: h * 60 }
+}
+
+#[test]
+fn a_quiet_rotation_completes() {
+    let day = 24 * 60;
+    let ops = [Op::Wait { minutes: 2 * day }, Op::Run { runner: 0, fault: None }, Op::Wait { minutes: 3 * day }, Op::Run { runner: 1, fault: None }];
+    assert_eq!(replay(&one_file(), &ops), Ok(vec![Stage::Completed]));
+}
+
+#[test]
+#[ignore = "defect: a preflight blocked by two active keys names no command (invariant 8)"]
+fn both_slots_active_the_block_names_no_command() {
+    holds(&Setup { extra: Extra::Active, ..one_file() }, &[]);
+}
+
+#[test]
+#[ignore = "defect: the old key deleted out of band while draining: the step fails forever, never blocks (invariant 8)"]
+fn old_key_deleted_while_draining_the_rotation_never_ends() {
+    holds(&one_file(), &[Op::Iam { rot: 0, act: Act::Delete(Which::Old) }]);
+}
+
+#[test]
+#[ignore = "defect: the old key reactivated awaiting deletion: confirm blocks again, rollback is refused (invariant 8)"]
+fn old_key_reactivated_awaiting_delete_no_named_command_works() {
+    holds(&one_file(), &[hours(48), run(0), Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) }]);
+}
+
+#[test]
+#[ignore = "defect: a rollback reactivates the old key a person deactivated (invariant 2)"]
+fn rollback_reactivates_an_old_key_a_person_deactivated() {
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None };
+    holds(&one_file(), &[Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) }, rollback]);
+}
+
+#[test]
+#[ignore = "defect: an undo deletes the new key at once, before last_used_lag shows the application's use (invariant 3)"]
+fn rollback_deletes_a_new_key_the_application_just_used() {
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None };
+    holds(&one_file(), &[Op::Use { rot: 0, by: By::App(0), lag_pct: 50 }, rollback]);
+}
+
+#[test]
+#[ignore = "defect: the new key deleted out of band while draining: the old key is still deactivated (invariant 1)"]
+fn new_key_deleted_while_draining_old_key_still_removed() {
+    holds(&one_file(), &[Op::Iam { rot: 0, act: Act::Delete(Which::New) }, hours(30), run(0)]);
+}
+
+#[test]
+#[ignore = "defect: after a throttled CreateAccessKey, recovery deletes the key a person made (invariant 2)"]
+fn throttled_create_then_recovery_deletes_a_person_key() {
+    // The start's calls: ListAccessKeys (0), CreateAccessKey (1).
+    let setup = Setup { start_fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }), ..one_file() };
+    holds(&setup, &[Op::Iam { rot: 0, act: Act::Create }, run(0)]);
+}
+
+#[test]
+#[ignore = "defect: after a crash at CreateAccessKey, recovery deletes a key a person made hours later (invariant 2)"]
+fn crashed_create_then_recovery_deletes_a_person_key_made_later() {
+    let setup = Setup { start_fault: Some(Fault { nth: 1, kind: FaultKind::CrashBefore }), ..one_file() };
+    holds(&setup, &[hours(2), Op::Iam { rot: 0, act: Act::Create }, run(0)]);
+}
+
+#[test]
+#[ignore = "defect: a crash right after an undo deactivates a used new key skips its grace period (invariant 3)"]
+fn crash_after_undo_deactivates_the_new_key_skips_the_grace_period() {
+    // The rollback's calls: GetCallerIdentity (0), ListAccessKeys (1, 2),
+    // the file's restore (3), GetAccessKeyLastUsed (4), UpdateAccessKey (5).
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 5, kind: FaultKind::CrashAfter }) };
+    // The person's crashed process holds the lease for its 5 minutes.
+    let lease = Op::Wait { minutes: 6 };
+    holds(&one_file(), &[hours(1), Op::Use { rot: 0, by: By::App(0), lag_pct: 0 }, hours(1), rollback, lease, run(0)]);
+}
+
+#[test]
+#[ignore = "defect: a person's confirmation of a manual verification is counted again at the next verification"]
+fn a_manual_verification_confirmed_once_passes_twice() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::File], manual_check: true }], ..one_file() };
+    let confirm = Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None };
+    // Verified after deactivation by the person; the new key stops working
+    // before the engine looks, so it reactivates the old key and blocks;
+    // drained again, the second check after deactivation needs a person again.
+    let ops = [
+        confirm,
+        hours(29),
+        run(0),
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::New) },
+        confirm,
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::New) },
+        confirm,
+        hours(29),
+        run(0),
+    ];
+    holds(&setup, &ops);
+}
+
+#[test]
+#[ignore = "defect: a runner frozen past its lease still makes its AWS write after another took the rotation over (invariant 6)"]
+fn a_runner_frozen_past_its_lease_writes_while_another_holds_it() {
+    // Runner 1 freezes in `deactivating` before UpdateAccessKey (its third
+    // read); runner 2 takes the expired lease and freezes in the same step.
+    let ops = [hours(29), Op::Freeze { runner: 0, at: 2 }, Op::Wait { minutes: 6 }, Op::Freeze { runner: 1, at: 1 }, Op::Thaw { runner: 0, crash: false }];
+    holds(&one_file(), &ops);
+}
+
+#[test]
+#[ignore = "defect: a runner frozen past its lease makes its stale write: deactivates the old key a person reactivated since (invariant 2)"]
+fn a_runner_frozen_past_its_lease_deactivates_a_key_a_person_reactivated() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }], ..one_file() };
+    let ops = [
+        hours(29),
+        Op::Freeze { runner: 0, at: 2 },
+        Op::Wait { minutes: 6 },
+        run(1),
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) },
+        Op::Thaw { runner: 0, crash: false },
+    ];
+    holds(&setup, &ops);
+}
+
+#[test]
+#[ignore = "defect: leases use each host's clock: a runner whose clock is ahead takes a live lease (invariant 6)"]
+fn a_runner_whose_clock_is_ahead_takes_a_live_lease() {
+    // No time passes: runner 2's clock, 10 minutes ahead, finds runner 1's
+    // fresh lease expired.
+    let setup = Setup { skew: [0, 600, 0], ..one_file() };
+    let ops = [hours(29), Op::Freeze { runner: 0, at: 2 }, Op::Freeze { runner: 1, at: 1 }, Op::Thaw { runner: 0, crash: false }];
+    holds(&setup, &ops);
+}
+
+#[test]
+#[ignore = "defect: an undo cut short, then the old key deleted: the block names no command (invariant 8)"]
+fn undo_cut_short_then_old_key_deleted_the_block_names_no_command() {
+    // The rollback's third call (the undo's ListAccessKeys) is throttled.
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 2, kind: FaultKind::Throttle }) };
+    holds(&one_file(), &[rollback, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }]);
+}
+
+#[test]
+#[ignore = "defect: --delete-inactive deletes the other key without looking at its last use (invariant 3)"]
+fn delete_inactive_deletes_a_key_used_a_moment_ago() {
+    // Both slots taken: blocked at preflight until the person deactivates the other key.
+    let setup = Setup { extra: Extra::Active, delete_inactive: true, ..one_file() };
+    let confirm = Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None };
+    holds(&setup, &[Op::Use { rot: 0, by: By::Other, lag_pct: 0 }, Op::Iam { rot: 0, act: Act::Deactivate(Which::Other) }, confirm]);
+}
+
+#[test]
+fn the_secret_search_finds_half_a_secret() {
+    let secret = secret_text(1);
+    let cut = format!("error: bad value \"{}\"", &secret[..25]);
+    assert!(inv7_no_secret_in(cut.as_bytes(), std::slice::from_ref(&secret), "a message").is_err());
+    assert!(inv7_no_secret_in(b"AKIAMODEL0000001 secret: ***", &[secret], "a message").is_ok());
+}
