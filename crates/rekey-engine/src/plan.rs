@@ -137,6 +137,9 @@ pub struct Progress {
     /// The new key was seen inactive after that: active again means a
     /// person reactivated it (before, a crash may have cut the call short).
     pub new_key_seen_inactive: bool,
+    /// A person reactivated the new key during the undo and confirmed:
+    /// the undo finishes without it.
+    pub new_key_left_to_person: bool,
     /// The last use of the old key after delivery, if any.
     pub used_after_delivery: Option<SeenUse>,
     /// Every distinct use of the old key after delivery that IAM's

@@ -79,7 +79,7 @@ use rekey_engine::clock::{Clock, ManualClock};
 use rekey_engine::keys::KeyApi;
 use rekey_engine::lease::Holder;
 use rekey_engine::plan::{Plan, Timings};
-use rekey_engine::runner::{check_target, Engine, EngineError, Prepared};
+use rekey_engine::runner::{self, check_target, run_due, Acting, EngineError, Prepared, Reach};
 use rekey_engine::sinks::credentials_file::{CredentialsFile, CredentialsFileError};
 use rekey_engine::sinks::{ssm, Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_engine::targets::Targets;
@@ -564,7 +564,7 @@ impl St {
             // Our own pid with a start time it never had: gone to any other
             // process of its host, and each host runs one process at a time.
             self.next_start -= 1;
-            let holder = Holder { space: format!("host-{host}"), pid: std::process::id(), started: self.next_start };
+            let holder = Holder { space: format!("host-{host}"), pid: std::process::id(), started: self.next_start, nonce: host as u64 };
             self.procs[host] = Some(Proc { holder, measured: false });
         }
         // invariant: just made
@@ -1046,6 +1046,24 @@ fn inv8_every_rotation_ends(record: &RotationRecord) -> Result<(), String> {
 // Fake IAM, one handle per host
 // ---------------------------------------------------------------------------
 
+/// A host reaches one account: the one its credentials act in (the engine
+/// refuses a rotation of another, as with the binary's misconfigured runner).
+struct OneAccount(HostIam);
+
+impl OneAccount {
+    fn acting(&self) -> Acting {
+        Acting { account: AccountId::new(self.0.account), clients: clients().clone(), keys: Arc::new(self.0.clone()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Reach for OneAccount {
+    async fn reach(&self, _: &AccountId) -> Result<Acting, String> {
+        Ok(self.acting())
+    }
+}
+
+#[derive(Clone)]
 struct HostIam {
     w: Arc<World>,
     host: usize,
@@ -1665,22 +1683,25 @@ impl<'h> Model<'h> {
         self.setup.targets.len()
     }
 
-    fn engine(&self, host: usize) -> Engine<'h> {
-        let iams: &'h [HostIam; 3] = self.iams;
+    /// What the host's engines share, as the binary sets it up.
+    fn setup(&self, host: usize) -> runner::Setup {
         let holder = self.w.lock().process(host);
-        let clock: Arc<dyn Clock> = Arc::new(self.w.hosts[host].clone());
-        let mut engine = Engine::new(&iams[host], clients(), clock, self.w.store.clone(), ACTORS[host].into(), true)
-            .with_targets(Arc::new(Fakes { w: self.w.clone(), host }))
-            .with_holder(holder);
-        engine.finding_notes = true;
-        engine
+        let mut setup = runner::Setup::new(Arc::new(self.w.hosts[host].clone()), self.w.store.clone(), ACTORS[host].into());
+        (setup.may_reveal, setup.finding_notes) = (true, true);
+        setup.targets = Arc::new(Fakes { w: self.w.clone(), host });
+        setup.holder = Some(holder);
+        setup
     }
 
     fn call(&self, host: usize, command: Command) -> Call<'h> {
-        let mut engine = self.engine(host);
+        let setup = self.setup(host);
+        let reach = OneAccount(self.iams[host].clone());
         Box::pin(async move {
+            let acting = reach.acting();
+            let mut engine = setup.engine(&acting);
             match command {
-                Command::Run => engine.run_due().await.map(|(_, errors)| errors.iter().map(show).collect()).map_err(|e| show(&e)),
+                // The loop `rekey run` runs.
+                Command::Run => run_due(&setup, &reach, None, 1).await.map(|pass| pass.errors.iter().map(show).collect()).map_err(|e| show(&e)),
                 Command::Start(prepared, id) => engine.start(*prepared, id).await.map(|_| Vec::new()).map_err(|e| show(&e)),
                 Command::Confirm(id, force) => engine.confirm(&id, force).await.map(|()| Vec::new()).map_err(|e| show(&e)),
                 Command::Cancel(id, abort) => engine.cancel(&id, abort).await.map(|()| Vec::new()).map_err(|e| show(&e)),

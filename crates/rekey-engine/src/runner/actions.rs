@@ -160,6 +160,11 @@ impl Engine<'_> {
             }
             r.progress.confirmed.push(stage);
             r.progress.force = force;
+            // Blocked in an undo on a new key a person turned back on: theirs now.
+            if let (true, Some(new)) = (stage.is_undo() && r.progress.new_key_seen_inactive, r.new_key()) {
+                let keys = engine.keys.list_keys(&r.user()).await?;
+                r.progress.new_key_left_to_person |= keys.iter().any(|k| k.id == new && k.status == KeyStatus::Active);
+            }
             match stage {
                 Stage::Draining if !force => r.progress.drain_from = Some(engine.aws_now()),
                 Stage::AwaitingDelete => r.progress.deactivated_at = Some(engine.aws_now()),

@@ -164,6 +164,10 @@ pub struct Engine<'a> {
     /// (sent later from the store's outbox, so Security Hub never blocks a step).
     pub finding_notes: bool,
     holder: Holder,
+    /// AWS's clock minus this machine's when the lease was taken: every
+    /// lease time of that lease uses it, so a first answer from AWS that
+    /// measures the offset mid-step cannot make the lease look expired.
+    lease_offset: jiff::SignedDuration,
     /// What each configured sink and verifier becomes.
     targets: Arc<dyn Targets>,
     /// The caller's account, asked once per process.
@@ -187,6 +191,7 @@ impl<'a> Engine<'a> {
             may_reveal,
             finding_notes: false,
             holder: Holder::this_process(),
+            lease_offset: jiff::SignedDuration::ZERO,
             targets: Arc::new(Configured),
             caller: None,
             arns: HashMap::new(),
@@ -222,6 +227,11 @@ impl<'a> Engine<'a> {
     /// Now on AWS's clock, for comparing with its last-used data.
     fn aws_now(&self) -> Timestamp {
         self.now() + self.keys.clock_offset()
+    }
+
+    /// Now for the lease: on AWS's clock as known when it was taken.
+    fn lease_now(&self) -> Timestamp {
+        self.now() + self.lease_offset
     }
 
     /// A time on AWS's clock as this machine's, for `next_check_at`.
@@ -279,8 +289,9 @@ impl<'a> Engine<'a> {
     /// Takes the rotation's lease: free, expired, or held by a process of
     /// this machine that no longer exists (it crashed mid-step). Lease
     /// times are on AWS's clock, which every runner shares.
-    async fn lease(&self, id: &str) -> Result<bool, EngineError> {
-        let (now, me) = (self.aws_now(), self.holder.to_text());
+    async fn lease(&mut self, id: &str) -> Result<bool, EngineError> {
+        self.lease_offset = self.keys.clock_offset();
+        let (now, me) = (self.lease_now(), self.holder.to_text());
         if self.store.try_lease(id, &me, now, now + LEASE).await? {
             return Ok(true);
         }
@@ -297,7 +308,7 @@ impl<'a> Engine<'a> {
         if !self.lease(id).await? {
             return Ok(None);
         }
-        let renewal = Renewal::start(self.store.clone(), id.to_owned(), self.holder.to_text(), self.clock.clone(), self.keys.clock_offset());
+        let renewal = Renewal::start(self.store.clone(), id.to_owned(), self.holder.to_text(), self.clock.clone(), self.lease_offset);
         let result = work(self).await;
         drop(renewal);
         self.store.release(id, &self.holder.to_text()).await?;
@@ -315,7 +326,7 @@ impl<'a> Engine<'a> {
     /// now, enough for the one call. A process that stalled past its lease
     /// and lost it to another changes nothing more.
     async fn fence(&self, r: &Rotation) -> Result<(), EngineError> {
-        let now = self.aws_now();
+        let now = self.lease_now();
         if self.store.renew(&r.record.id, &self.holder.to_text(), now, now + LEASE).await? {
             Ok(())
         } else {
@@ -393,7 +404,7 @@ impl<'a> Engine<'a> {
         r.encode();
         let notes = std::mem::take(&mut self.notes);
         let updates: Vec<_> = notes.iter().filter_map(|line| self.finding_note(&r.record, line)).collect();
-        self.store.save(&r.record, r.stored, &self.holder.to_text(), self.aws_now(), &notes, &updates).await?;
+        self.store.save(&r.record, r.stored, &self.holder.to_text(), self.lease_now(), &notes, &updates).await?;
         r.stored = r.record.stage;
         Ok(())
     }

@@ -30,11 +30,13 @@ pub struct Setup {
     /// Each stage change also leaves a note on the user's IAM.3 finding.
     pub finding_notes: bool,
     pub targets: Arc<dyn Targets>,
+    /// Who the engines are; this process unless set (a test's hosts).
+    pub holder: Option<Holder>,
 }
 
 impl Setup {
     pub fn new(clock: Arc<dyn Clock>, store: SharedStore, actor: String) -> Setup {
-        Setup { clock, store, actor, may_reveal: false, finding_notes: false, targets: Arc::new(Configured) }
+        Setup { clock, store, actor, may_reveal: false, finding_notes: false, targets: Arc::new(Configured), holder: None }
     }
 
     /// An engine acting in `acting`'s account.
@@ -43,7 +45,10 @@ impl Setup {
             .with_targets(self.targets.clone())
             .acting_in(acting.account.clone());
         engine.finding_notes = self.finding_notes;
-        engine
+        match &self.holder {
+            Some(holder) => engine.with_holder(holder.clone()),
+            None => engine,
+        }
     }
 }
 

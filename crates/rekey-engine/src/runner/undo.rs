@@ -91,10 +91,18 @@ impl Engine<'_> {
     async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId, keys: &[ListedKey]) -> Result<Option<Step>, EngineError> {
         let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
         let t = r.plan.timings;
+        if r.progress.new_key_left_to_person {
+            self.note(r, Audit::KeptNewKey { key: new.to_string(), because: vec!["a person reactivated it and confirmed".into()] }, None);
+            return Ok(None);
+        }
         if !r.progress.attempted.is_empty() {
             match (status, r.progress.new_key_seen_inactive) {
                 (KeyStatus::Active, true) => {
-                    return blocked(format!("the new key {new} was reactivated after rekey deactivated it during the undo; delete it by hand once nothing uses it")).map(Some)
+                    let id = &r.record.id;
+                    return blocked(format!(
+                        "the new key {new} was reactivated after rekey deactivated it during the undo: something needs it. `rekey confirm {id}` finishes the undo and leaves the key to you; or deactivate it again and `rekey rollback {id}` deletes it"
+                    ))
+                    .map(Some);
                 }
                 (KeyStatus::Active, false) => {
                     r.progress.new_key_deactivated_at = Some(self.aws_now());
