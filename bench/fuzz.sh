@@ -38,4 +38,8 @@ run "rekey.toml loader" "$n" -p rekey --bin rekey settings::tests::properties
 run "credential report parser" "$n" -p rekey-aws --lib iam::tests::properties
 run "credentials-file editor" "$n" -p rekey-engine --lib properties::editing_one_profile
 run "  + botocore check" "$b" -p rekey-engine --lib properties::botocore_reads
-REKEY_MODEL_CASES=$m run "engine model (sequences)" "$m" -p rekey-engine --test model the_engine_keeps_every_safety_invariant
+# The engine's model (ignored in CI while open defects remain): new random sequences.
+started=$(date +%s)
+model=0
+REKEY_MODEL_SEED=random REKEY_MODEL_CASES=$m cargo test --quiet -p rekey-engine --test model the_engine_keeps_every_safety_invariant -- --include-ignored --test-threads=1 || model=$?
+printf '%-28s %s sequences  %s s  exit: %s\n' "engine model" "$m" "$(( $(date +%s) - started ))" "$model"

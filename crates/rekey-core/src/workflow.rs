@@ -142,9 +142,9 @@ impl State {
         State { stage, came_from: None }
     }
 
-    /// The stage that counts for "is the old key touched yet": a blocked or
-    /// undoing rotation is where it came from.
-    fn position(self) -> Stage {
+    /// Where the rotation is: a blocked one is where it came from (it
+    /// resumes there).
+    pub fn position(self) -> Stage {
         match (self.stage, self.came_from) {
             (Stage::Blocked, Some(from)) => from,
             (stage, _) => stage,

@@ -104,14 +104,25 @@ impl Engine<'_> {
                 };
                 return Err(r.refuse(format!("cannot {verb}: {why}")));
             }
-            match engine.old_key_status(r).await? {
-                None if r.may_have_a_new_key() => {
+            let keys = engine.keys.list_keys(&r.user()).await?;
+            let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
+            let new_gone = r.new_key().is_some_and(|new| !keys.iter().any(|k| k.id == new));
+            match old {
+                // Someone deleted both keys: nothing to go back or forward to.
+                None if new_gone => {
+                    let new = r.record.new_key_id.clone().unwrap_or_default();
+                    let reason = format!("the old key {} and the new key {new} were both deleted outside rekey: the user has no key rekey knows, and the sinks hold a deleted one", r.record.old_key_id);
+                    return engine.transition(r, Event::Failed, Some(reason)).await;
+                }
+                // (An unrecorded key of a lost attempt is safe: recovery never deletes the last active key.)
+                None if r.new_key().is_some() => {
                     return Err(r.refuse(format!(
                         "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
                         r.record.old_key_id
                     )))
                 }
-                Some(KeyStatus::Inactive) if !r.rekey_deactivated_old_key() => {
+                // Only an undo that puts sinks back on it needs it active.
+                Some(KeyStatus::Inactive) if !r.rekey_deactivated_old_key() && !r.progress.attempted.is_empty() => {
                     return Err(r.refuse(format!(
                         "cannot {verb}: the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and rekey does not re-enable it; nothing was changed. If it is safe, reactivate it by hand and run this again",
                         r.record.old_key_id

@@ -116,12 +116,6 @@ impl Rotation {
         self.record.new_key_id.as_deref().map(AccessKeyId::new)
     }
 
-    /// A new key exists or may exist (an attempt to create one was made):
-    /// undoing would remove a key the user may depend on.
-    fn may_have_a_new_key(&self) -> bool {
-        self.record.new_key_id.is_some() || self.progress.create_attempted_at.is_some()
-    }
-
     /// An inactive old key is rekey's doing only if rekey recorded deactivating it.
     fn rekey_deactivated_old_key(&self) -> bool {
         self.progress.deactivated_at.is_some() && !self.progress.deactivated_outside
@@ -380,9 +374,11 @@ impl<'a> Engine<'a> {
     async fn transition(&mut self, r: &mut Rotation, event: Event, reason: Option<String>) -> Result<(), EngineError> {
         let from = r.state();
         let to = next(from, &event)?;
-        // A person's confirmation counts for the check it was given for, once.
-        if ![from.stage, to.stage].contains(&Stage::Blocked) && from.stage != to.stage {
-            r.progress.confirmed.retain(|s| *s != from.stage);
+        // A person's confirmation counts for the check it was given for,
+        // once: it goes when the rotation moves on (a block and its resume
+        // stay where they are).
+        if from.position() != to.position() {
+            r.progress.confirmed.retain(|s| *s != from.position());
         }
         (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
         r.record.next_check_at = None;

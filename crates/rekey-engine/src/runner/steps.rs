@@ -76,7 +76,7 @@ impl Engine<'_> {
         let others = self.unknown_keys(r).await?;
         if let Some(key) = others.first() {
             return blocked(format!(
-                "key {} of {} (created at {}) is not one rekey made, so rekey leaves it alone, and it takes the free key slot; \
+                "key {} of {} (created at {}) is not one rekey can prove it made (or is the user's only active key), so rekey leaves it alone, and it takes the free key slot; \
                  find out who created it and delete it, then `rekey confirm {id}`, or `rekey abort {id}`",
                 key.id,
                 r.record.user_name,
@@ -120,9 +120,12 @@ impl Engine<'_> {
         let margin = r.plan.timings.last_used_margin.to_signed();
         let window = r.progress.create_attempted_at.map(|from| (from - margin, r.progress.create_lost_until.unwrap_or(from + LEASE) + margin));
         let mut others = Vec::new();
+        let active = keys.iter().filter(|k| k.status == KeyStatus::Active).count();
         for key in keys.into_iter().filter(|k| !known(&k.id)) {
             let in_window = window.is_some_and(|(from, until)| (from..=until).contains(&key.created_at));
-            if !in_window || self.last_used(&key.id).await?.at.is_some() {
+            // Never the user's last active key, even rekey's own.
+            let last_active = key.status == KeyStatus::Active && active == 1;
+            if !in_window || last_active || self.last_used(&key.id).await?.at.is_some() {
                 others.push(key);
                 continue;
             }
@@ -218,6 +221,12 @@ impl Engine<'_> {
         if let Some(at) = self.last_used(&new).await?.at {
             return blocked(format!(
                 "the secret of new key {new} is lost (no sink holds it any more), but the key was used at {at}: something has it; find it, or `rekey rollback {}`",
+                r.record.id
+            ));
+        }
+        if is_last_active(&self.keys.list_keys(&r.user()).await?, &new) {
+            return blocked(format!(
+                "the secret of new key {new} is lost, but it is the user's only active key (the old key is gone or inactive): rekey keeps it; `rekey abort {}`",
                 r.record.id
             ));
         }
@@ -448,6 +457,9 @@ impl Engine<'_> {
     pub(super) async fn deactivate(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         if let Some(problem) = new_key_problem(r, &keys) {
+            if !keys.iter().any(|k| k.id == r.old_key()) {
+                return Ok(Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))));
+            }
             return blocked(format!(
                 "{problem}, so the old key {} stays active; find out why, then `rekey rollback {}` puts the sinks back on the old key",
                 r.record.old_key_id, r.record.id
@@ -582,4 +594,10 @@ pub(super) fn new_key_problem(r: &Rotation, keys: &[ListedKey]) -> Option<String
         Some(KeyStatus::Inactive) => Some(format!("the new key {new} was deactivated outside rekey")),
         Some(KeyStatus::Active) => None,
     }
+}
+
+/// Invariant 1: rekey never deletes or deactivates the user's last active key.
+pub(super) fn is_last_active(keys: &[ListedKey], key: &AccessKeyId) -> bool {
+    let active: Vec<_> = keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+    matches!(active.as_slice(), [only] if &only.id == key)
 }

@@ -11,7 +11,7 @@ impl Engine<'_> {
     pub(super) async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         match keys.iter().find(|k| k.id == r.old_key()) {
-            None if r.may_have_a_new_key() => {
+            None if r.new_key().is_some() => {
                 let way_out = match r.progress.sinks_restored_at {
                     None => format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id),
                     Some(_) => "the sinks were already put back on the old key: deliver the new key by hand, or rotate again once the user has one working key".to_owned(),
@@ -21,13 +21,15 @@ impl Engine<'_> {
                     r.record.old_key_id
                 ));
             }
-            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() => {
+            // An old key someone else deactivated: left so if no sink goes back to it.
+            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && r.progress.attempted.is_empty() => {}
+            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && !r.progress.confirmed.contains(&r.record.stage) => {
                 return blocked(format!(
-                    "the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and an undo does not re-enable it; \
-                     if it is safe, reactivate it by hand, then `rekey {} {}` finishes the undo",
+                    "the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and an undo does not re-enable it on its own; \
+                     if it is safe to use again, `rekey confirm {id}` lets rekey reactivate it and finish the undo (or reactivate it by hand, then `rekey {} {id}`)",
                     r.record.old_key_id,
                     if r.record.stage == Stage::Aborting { "abort" } else { "rollback" },
-                    r.record.id
+                    id = r.record.id
                 ))
             }
             Some(k) if k.status == KeyStatus::Inactive => {
@@ -69,6 +71,9 @@ impl Engine<'_> {
             // Only a key a lost CreateAccessKey made is removed; others are someone else's.
             None => drop(self.unknown_keys(r).await?),
             Some(new) if !keep_new_key.is_empty() => {
+                // The ended rotation says which sinks still hold the new key.
+                let why = r.record.blocked_reason.take().map(|b| format!("{b}. ")).unwrap_or_default();
+                r.record.blocked_reason = Some(format!("{why}The new key {new} stays where rekey cannot take it back: {}", keep_new_key.join("; ")));
                 self.note(r, Audit::KeptNewKey { key: new.to_string(), because: keep_new_key }, None);
             }
             Some(new) => {
@@ -90,6 +95,13 @@ impl Engine<'_> {
     /// something other than rekey's verification did, only after `grace`.
     async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId, keys: &[ListedKey]) -> Result<Option<Step>, EngineError> {
         let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
+        if steps::is_last_active(keys, new) {
+            return blocked(format!(
+                "the new key {new} is the user's only active key (the old key is inactive or gone), so the undo keeps it; `rekey confirm {}` ends the undo and leaves it",
+                r.record.id
+            ))
+            .map(Some);
+        }
         let t = r.plan.timings;
         if r.progress.new_key_left_to_person {
             self.note(r, Audit::KeptNewKey { key: new.to_string(), because: vec!["a person reactivated it and confirmed".into()] }, None);
