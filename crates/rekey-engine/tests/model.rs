@@ -2055,6 +2055,11 @@ impl<'h> Model<'h> {
             self.check(true, false).await?;
             let mut open = false;
             for (rot, record) in self.records().await.into_iter().enumerate() {
+                // Out of its block: the same block met again later (a second
+                // round of checks) is a new one.
+                if record.stage != Stage::Blocked {
+                    tried.retain(|(r, _), _| *r != rot);
+                }
                 match record.stage {
                     s if s.is_terminal() => inv8_every_rotation_ends(&self.w.lock(), &record)?,
                     Stage::Blocked => {
@@ -2241,7 +2246,6 @@ fn seed() -> proptest::test_runner::RngSeed {
 /// Every invariant of SPEC section 5 holds after every event of any
 /// sequence (open defects switched off, see [`open`]).
 #[test]
-#[ignore = "open: the fixed corpus still finds sequences where a person kills the old key mid-rotation (see `open`); run with --include-ignored (bench/fuzz.sh)"]
 fn the_engine_keeps_every_safety_invariant() {
     let config = ProptestConfig {
         cases: cases(),
@@ -2429,4 +2433,28 @@ fn the_secret_search_finds_half_a_secret() {
     let cut = format!("error: bad value \"{}\"", &secret[..25]);
     assert!(inv7_no_secret_in(cut.as_bytes(), std::slice::from_ref(&secret), "a message").is_err());
     assert!(inv7_no_secret_in(b"AKIAMODEL0000001 secret: ***", &[secret], "a message").is_ok());
+}
+
+#[test]
+fn a_quarantine_after_a_rollback_reactivated_the_old_key_is_not_undone() {
+    // Forced deactivation, then a rollback: rekey reactivates its own
+    // deactivation. A person then quarantines the key: not rekey's to undo.
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::ConfirmForce, fault: None },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+        run(0),
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+    ];
+    holds(&one_file(), &ops);
+}
+
+#[test]
+fn a_manual_check_after_deactivation_is_passed_by_the_confirmation_it_asked_for() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Manual], manual_check: false }, Target { sinks: vec![SinkKind::Exec], manual_check: true }],
+        ..one_file()
+    };
+    let ops = [Op::Wait { minutes: 2880 }, Op::Person { rot: 1, cmd: Cmd::Confirm, fault: None }, Op::Iam { rot: 1, act: Act::Reactivate(Which::Old) }];
+    holds(&setup, &ops);
 }

@@ -37,6 +37,8 @@ impl Engine<'_> {
                 let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
                 self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
                 crash_point("reactivate");
+                // Active again: a later deactivation is no longer rekey's.
+                r.progress.deactivated_at = None;
             }
             _ => {}
         }
@@ -77,7 +79,7 @@ impl Engine<'_> {
                 self.note(r, Audit::KeptNewKey { key: new.to_string(), because: keep_new_key }, None);
             }
             Some(new) => {
-                if let Some(step) = self.remove_new_key(r, &new, &keys).await? {
+                if let Some(step) = self.remove_new_key(r, &new).await? {
                     return Ok(step);
                 }
             }
@@ -93,9 +95,11 @@ impl Engine<'_> {
     /// deleted only once `last_used_lag` has passed since the sinks were
     /// restored, so IAM's last-used data can show who used it meanwhile; if
     /// something other than rekey's verification did, only after `grace`.
-    async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId, keys: &[ListedKey]) -> Result<Option<Step>, EngineError> {
+    async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId) -> Result<Option<Step>, EngineError> {
+        // Read again: the old key may have been reactivated since the undo began.
+        let keys = self.keys.list_keys(&r.user()).await?;
         let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
-        if steps::is_last_active(keys, new) {
+        if steps::is_last_active(&keys, new) {
             return blocked(format!(
                 "the new key {new} is the user's only active key (the old key is inactive or gone), so the undo keeps it; `rekey confirm {}` ends the undo and leaves it",
                 r.record.id
