@@ -115,10 +115,12 @@ mod open {
     /// Switch (on events): at that block the person runs `rekey abort` anyway.
     pub const BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND: bool = false;
 
-    /// The old key deleted out of band after delivery: every later step
-    /// fails on `GetAccessKeyLastUsed` and is retried forever; the rotation
-    /// neither blocks nor ends (invariant 8).
-    /// Regression: `old_key_deleted_while_draining_the_rotation_never_ends`.
+    /// Open (narrowed): the old key deleted out of band mid-rotation. Fixed:
+    /// the step no longer fails forever on `GetAccessKeyLastUsed`
+    /// (`old_key_deleted_while_draining_the_rotation_never_ends`). Still
+    /// open: with a new key whose secret is lost (a `manual` sink, a
+    /// crash), the block names `rekey abort`, which refuses without the old
+    /// key (invariant 8).
     /// Switch (on events): a person deletes the old key only once it
     /// awaits deletion, in an undo or after the end.
     pub const OLD_KEY_DELETED_OUT_OF_BAND: bool = true;
