@@ -131,6 +131,9 @@ pub struct Progress {
     /// When an undo restored the sinks: the new key is deleted only once
     /// IAM's last-used data can show who used it since (`last_used_lag`).
     pub sinks_restored_at: Option<Timestamp>,
+    /// An undo began restoring the sinks (saved before the first): one may
+    /// already be back on the old key.
+    pub restore_began: bool,
     /// When an undo deactivated the new key, saved before the call, so a
     /// crash cannot skip the wait before it is deleted.
     pub new_key_deactivated_at: Option<Timestamp>,

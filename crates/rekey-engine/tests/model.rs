@@ -1927,7 +1927,7 @@ impl<'h> Model<'h> {
             let attempt_open = record.new_key_id.is_none() && !record.progress["create_attempted_at"].is_null();
             let awaiting_delete = matches!(position, Some(Stage::AwaitingDelete | Stage::Deleting));
             let in_undo = position.is_some_and(Stage::is_undo);
-            let restored = !record.progress["sinks_restored_at"].is_null();
+            let restored = record.progress["restore_began"].as_bool().unwrap_or(false);
             let old_deletable = awaiting_delete || position.is_some_and(Stage::is_terminal) || in_undo;
             let unrestorable = self.w.lock().rots[rot].kinds.iter().any(|k| matches!(k, SinkKind::Exec | SinkKind::Manual));
             let other_dead = |key: Option<&str>| key.is_none_or(|k| !self.w.lock().alive(k));
@@ -2458,5 +2458,20 @@ fn a_manual_check_after_deactivation_is_passed_by_the_confirmation_it_asked_for(
         ..one_file()
     };
     let ops = [Op::Wait { minutes: 2880 }, Op::Person { rot: 1, cmd: Cmd::Confirm, fault: None }, Op::Iam { rot: 1, act: Act::Reactivate(Which::Old) }];
+    holds(&setup, &ops);
+}
+
+/// Fixed: such an undo is no longer confirmed into `completed` with the SSM
+/// sink on the deleted key (invariant 4). Still open: it blocks naming no
+/// command (see `open::OLD_KEY_DELETED_AFTER_THE_UNDO_RESTORED_THE_SINKS`).
+#[test]
+#[ignore = "open: an undo that began restoring the sinks, then the old key deleted, blocks naming no command (invariant 8)"]
+fn an_undo_cut_short_mid_restore_is_not_abandoned_with_a_sink_on_a_deleted_key() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }, Target { sinks: vec![SinkKind::Ssm, SinkKind::Exec], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Person { rot: 1, cmd: Cmd::Rollback, fault: Some(Fault { nth: 3, kind: FaultKind::CrashAfter }) },
+        Op::Iam { rot: 1, act: Act::Delete(Which::Old) },
+        Op::Iam { rot: 1, act: Act::Reactivate(Which::New) },
+    ];
     holds(&setup, &ops);
 }

@@ -148,7 +148,7 @@ impl Engine<'_> {
                 // An undo that cannot finish without the old key, before any
                 // sink went back to it: the new key stays, the rotation ends.
                 State { stage: Stage::Blocked, came_from: Some(from) }
-                    if from.is_undo() && r.progress.sinks_restored_at.is_none() && engine.old_key_status(r).await?.is_none() =>
+                    if from.is_undo() && !r.progress.restore_began && engine.old_key_status(r).await?.is_none() =>
                 {
                     engine.note(r, Audit::Confirmed { stage: from, force }, None);
                     let reason = format!("the old key {} was deleted outside rekey during the undo; the new key stays in place", r.record.old_key_id);

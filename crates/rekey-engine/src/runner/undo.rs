@@ -12,9 +12,9 @@ impl Engine<'_> {
         let keys = self.keys.list_keys(&r.user()).await?;
         match keys.iter().find(|k| k.id == r.old_key()) {
             None if r.new_key().is_some() => {
-                let way_out = match r.progress.sinks_restored_at {
-                    None => format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id),
-                    Some(_) => "the sinks were already put back on the old key: deliver the new key by hand, or rotate again once the user has one working key".to_owned(),
+                let way_out = match r.progress.restore_began {
+                    false => format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id),
+                    true => "the sinks were already (or partly) put back on the old key: deliver the new key by hand, or rotate again once the user has one working key".to_owned(),
                 };
                 return blocked(format!(
                     "cannot undo: the old key {} no longer exists (deleted outside rekey), so the new key may be the user's only working key; rekey changed nothing more. {way_out}",
@@ -44,6 +44,11 @@ impl Engine<'_> {
         }
         let mut keep_new_key = Vec::new();
         if let Some(new) = r.new_key() {
+            // Saved first: after this, a sink may be back on the old key.
+            if !r.progress.restore_began && !r.progress.restore_points.is_empty() {
+                r.progress.restore_began = true;
+                self.save(r).await?;
+            }
             for (i, config) in r.plan.deliver.iter().enumerate().rev() {
                 let sink = self.targets.sink(config);
                 let outcome = match r.progress.restore_points.get(&i) {
