@@ -93,6 +93,9 @@ pub struct Progress {
     /// The user's key ids once preflight passed: any other key that shows up
     /// later and is not `new_key_id` was not there before this rotation.
     pub keys_at_start: Vec<String>,
+    /// `--delete-inactive`: the user's other key, and when rekey first saw
+    /// it inactive (on AWS's clock).
+    pub other_inactive_since: Option<(String, Timestamp)>,
     /// Set (on AWS's clock) just before `CreateAccessKey` is called, and
     /// cleared when AWS answers with an error (no key was made).
     pub create_attempted_at: Option<Timestamp>,

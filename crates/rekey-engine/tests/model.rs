@@ -2416,8 +2416,8 @@ fn a_runner_whose_clock_is_ahead_takes_a_live_lease() {
 
 #[test]
 fn undo_cut_short_then_old_key_deleted_the_block_names_no_command() {
-    // The rollback's third call (the undo's ListAccessKeys) is throttled.
-    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 2, kind: FaultKind::Throttle }) };
+    // The rollback's second call (the undo's ListAccessKeys) is throttled.
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }) };
     holds(&one_file(), &[rollback, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }]);
 }
 
@@ -2474,4 +2474,26 @@ fn an_undo_cut_short_mid_restore_is_not_abandoned_with_a_sink_on_a_deleted_key()
         Op::Iam { rot: 1, act: Act::Reactivate(Which::New) },
     ];
     holds(&setup, &ops);
+}
+
+#[test]
+fn delete_inactive_waits_until_a_late_reported_use_would_show() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Manual], manual_check: false }], extra: Extra::Active, delete_inactive: true, ..one_file() };
+    let ops = [
+        Op::Use { rot: 0, by: By::Other, lag_pct: 1 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Other) },
+        Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None },
+    ];
+    holds(&setup, &ops);
+}
+
+#[test]
+fn a_throttled_rollback_then_the_old_key_deleted_never_ends_with_a_sink_on_it() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Secret, SinkKind::Ssm, SinkKind::Exec], manual_check: false }, Target { sinks: vec![SinkKind::Secret], manual_check: false }],
+        extra: Extra::Inactive,
+        ..one_file()
+    };
+    let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }) };
+    holds(&setup, &[rollback, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, Op::Wait { minutes: 1440 }]);
 }

@@ -28,10 +28,19 @@ impl Engine<'_> {
                         id = r.record.id
                     ));
                 }
-                // IAM does not say when a key was deactivated: a use within
-                // the lag may be from just before, by a consumer still trying.
-                let lag = r.plan.timings.last_used_lag.to_signed();
-                if let Some(at) = self.last_used(&other.id).await?.at.filter(|&at| at + lag > self.aws_now()) {
+                // IAM does not say when a key was deactivated, and reports
+                // use late: it is deleted only once seen inactive for
+                // `last_used_lag`, with no use since shortly before then.
+                let (t, now) = (r.plan.timings, self.aws_now());
+                let since = match &r.progress.other_inactive_since {
+                    Some((key, at)) if *key == other.id.as_str() => *at,
+                    _ => r.progress.other_inactive_since.insert((other.id.to_string(), now)).1,
+                };
+                let due = since + t.last_used_lag.to_signed();
+                if now < due {
+                    return Ok(Step::Wait(due, format!("the other key {} is inactive; deleted after {due}, once IAM can show no recent use", other.id)));
+                }
+                if let Some(at) = self.last_used(&other.id).await?.at.filter(|&at| at + t.last_used_margin.to_signed() >= since) {
                     return blocked(format!(
                         "both key slots are taken: {} is inactive, but it was used at {at}, too recently to know nothing needs it; delete it by hand once sure, then `rekey confirm {id}`, or `rekey abort {id}`",
                         other.id,

@@ -21,6 +21,13 @@ impl Engine<'_> {
                     r.record.old_key_id
                 ));
             }
+            // Gone, and no new key recorded: nothing to undo towards. The
+            // end says so, for the sinks that still name the deleted key.
+            None => {
+                drop(self.unknown_keys(r).await?);
+                let why = format!("the old key {} was deleted outside rekey and there is no new key: the sinks still hold the deleted key", r.record.old_key_id);
+                return Ok(Step::Move(Event::Failed, Some(why)));
+            }
             // An old key someone else deactivated: left so if no sink goes back to it.
             Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && r.progress.attempted.is_empty() => {}
             Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && !r.progress.confirmed.contains(&r.record.stage) => {
