@@ -59,7 +59,10 @@
 //! AWS (zero before); two processes of one host at once (a dead holder of
 //! the same host is always gone); Security Hub (finding notes are written
 //! to the store and searched for secrets, never sent); the person is honest
-//! (installs the key shown, says what they saw).
+//! (installs the key shown, says what they saw), yet the generator lets them
+//! confirm a block that did not ask for it (a lost secret): found at random
+//! seeds, a drain whose consumer never got the key then outlasts the
+//! settling (30 days), as the person keeps confirming it; not counted.
 //!
 //! **Open defects** are kept out of the main property by the switches in
 //! [`open`]: each names the defect and the regression test that replays
@@ -2051,7 +2054,8 @@ impl<'h> Model<'h> {
         }
         // Per rotation and block: how many of its named commands were followed.
         let mut tried: BTreeMap<(usize, String), usize> = BTreeMap::new();
-        for _ in 0..24 {
+        // 30 days, longer than the drain's timeout: a drain that never ends blocks by then.
+        for _ in 0..60 {
             self.apply(&Op::Wait { minutes: 12 * 60 }).await;
             self.apply(&Op::Run { runner: 0, fault: None }).await;
             self.check(true, false).await?;
@@ -2091,6 +2095,7 @@ impl<'h> Model<'h> {
                         if followed.is_none() {
                             return Err(format!("invariant 8: {} is blocked ({reason}) and none of the commands it names gets it out: {commands:?} ({refused:?})", record.id));
                         }
+
                     }
                     _ => open = true,
                 }
@@ -2099,7 +2104,7 @@ impl<'h> Model<'h> {
                 return self.no_secret_in_files().await;
             }
         }
-        let stages: Vec<String> = self.records().await.iter().map(|r| format!("{} {} {:?}", r.id, r.stage, r.blocked_reason)).collect();
+        let stages: Vec<String> = self.records().await.iter().map(|r| format!("{} {} {:?} {}", r.id, r.stage, r.blocked_reason, r.progress["waiting_for"])).collect();
         Err(format!("invariant 8: rotations do not end: {stages:?}"))
     }
 
