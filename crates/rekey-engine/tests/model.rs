@@ -154,7 +154,7 @@ mod open {
     /// reason does not name it (invariant 4). rekey leaves the key as the
     /// person left it (invariant 2 holds); it should say so at the end.
     /// Switch (on events): a person never deactivates the old key before
-    /// rekey's deactivation.
+    /// rekey's deactivation, nor during an undo.
     pub const OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO: bool = true;
 
     /// Open: a person kills both the old and the new key (deletes or
@@ -1942,7 +1942,9 @@ impl<'h> Model<'h> {
             if open::RECOVERY_TAKES_ANY_LATER_KEY && act == Act::Create && attempt_open
                 || open::OLD_KEY_DELETED_OUT_OF_BAND && act == Act::Delete(Which::Old) && !old_deletable
                 || open::OLD_KEY_DELETED_AFTER_THE_UNDO_RESTORED_THE_SINKS && act == Act::Delete(Which::Old) && in_undo && restored
-                || open::OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO && act == Act::Deactivate(Which::Old) && position.is_some_and(Stage::is_before_deactivation)
+                || open::OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO
+                    && act == Act::Deactivate(Which::Old)
+                    && position.is_some_and(|p| p.is_before_deactivation() || p.is_undo())
                 || open::BOTH_KEYS_KILLED_BY_A_PERSON && kills_the_last
                 || open::UNRESTORABLE_SINK_LEFT_ON_A_KILLED_NEW_KEY
                     && unrestorable

@@ -29,7 +29,10 @@ impl Engine<'_> {
                 return Ok(Step::Move(Event::Failed, Some(why)));
             }
             // An old key someone else deactivated: left so if no sink goes back to it.
-            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && r.progress.attempted.is_empty() => {}
+            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && r.progress.attempted.is_empty() => {
+                let why = r.record.blocked_reason.take().map(|b| format!("{b}. ")).unwrap_or_default();
+                r.record.blocked_reason = Some(format!("{why}The old key {} stays inactive, as someone other than rekey left it", r.record.old_key_id));
+            }
             Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && !r.progress.confirmed.contains(&r.record.stage) => {
                 return blocked(format!(
                     "the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and an undo does not re-enable it on its own; \
