@@ -72,16 +72,12 @@ impl AwsError {
         }
     }
 
-    /// No definite answer came back: the call may have taken effect (the
-    /// connection dropped or timed out, the answer was cut short, or AWS
-    /// failed on its side). Any other error is AWS saying it did nothing.
+    /// No answer came back: the call may have taken effect (the connection
+    /// dropped or timed out, the answer was cut short). An error AWS
+    /// answered, a server error included, is a definite answer: nothing
+    /// was done, and a key that appears later is someone else's.
     pub fn may_have_taken_effect(&self) -> bool {
-        const SERVER_SIDE: &[&str] = &["InternalFailure", "InternalError", "ServiceFailure", "ServiceUnavailable", "Unknown"];
-        match self {
-            AwsError::Unreachable { .. } | AwsError::Unexpected { .. } => true,
-            AwsError::Service { code, .. } => SERVER_SIDE.contains(&code.as_str()),
-            _ => false,
-        }
+        matches!(self, AwsError::Unreachable { .. } | AwsError::Unexpected { .. })
     }
 
     pub fn is_not_found(&self) -> bool {

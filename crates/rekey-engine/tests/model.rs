@@ -2504,3 +2504,17 @@ fn a_throttled_rollback_then_the_old_key_deleted_never_ends_with_a_sink_on_it() 
     let rollback = Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }) };
     holds(&setup, &[rollback, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, Op::Wait { minutes: 1440 }]);
 }
+
+#[test]
+fn a_key_made_by_hand_after_a_create_answered_500_is_not_taken_for_rekeys() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }], extra: Extra::Inactive, delete_inactive: true, ..one_file() };
+    let ops = [
+        Op::Wait { minutes: 60 },
+        Op::Wait { minutes: 180 },
+        Op::Run { runner: 0, fault: Some(Fault { nth: 4, kind: FaultKind::Error500 }) },
+        Op::Iam { rot: 0, act: Act::Create },
+        Op::Wait { minutes: 1 },
+        run(0),
+    ];
+    holds(&setup, &ops);
+}
