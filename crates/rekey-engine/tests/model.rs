@@ -59,10 +59,8 @@
 //! AWS (zero before); two processes of one host at once (a dead holder of
 //! the same host is always gone); Security Hub (finding notes are written
 //! to the store and searched for secrets, never sent); the person is honest
-//! (installs the key shown, says what they saw), yet the generator lets them
-//! confirm a block that did not ask for it (a lost secret): found at random
-//! seeds, a drain whose consumer never got the key then outlasts the
-//! settling (30 days), as the person keeps confirming it; not counted.
+//! (installs the key shown, says what they saw, and confirms a block only
+//! when it asks for `rekey confirm`).
 //!
 //! **Open defects** are kept out of the main property by the switches in
 //! [`open`]: each names the defect and the regression test that replays
@@ -1892,6 +1890,11 @@ impl<'h> Model<'h> {
         let id = rotation_id(rot);
         if matches!(cmd, Cmd::Confirm | Cmd::ConfirmForce) {
             let record = self.w.store.get(&rotation_id(rot)).await.ok();
+            // An honest person confirms a block only when it asks for that.
+            let asked = |r: &RotationRecord| r.blocked_reason.as_deref().is_some_and(|b| b.contains("rekey confirm"));
+            if record.as_ref().is_some_and(|r| r.stage == Stage::Blocked && !asked(r)) {
+                return None;
+            }
             let mut st = self.w.lock();
             let manual = st.manual.entry(USERS[rot]).or_default();
             if let Some((key, _)) = manual.shown.clone() {
