@@ -187,11 +187,11 @@ class Event:
     which are made when first shown."""
 
     __slots__ = ("seq", "time", "account", "region", "service", "name", "access_key_id", "identity",
-                 "source_ip", "user_agent", "status", "origin", "_ids")
+                 "source_ip", "user_agent", "status", "origin", "parameters", "_ids")
 
     def __init__(self, seq: int, t: int, account: str, region: str, service: str, name: str,
                  access_key_id: str | None, identity: Identity, source_ip: str, user_agent: str,
-                 status: int | None, origin: str):
+                 status: int | None, origin: str, parameters: dict | None = None):
         self.seq = seq
         self.time = t
         self.account = account
@@ -204,6 +204,7 @@ class Event:
         self.user_agent = user_agent
         self.status = status  # HTTP status; None for seeded events (they succeeded)
         self.origin = origin  # request | scenario | control
+        self.parameters = parameters  # requestParameters, for the calls the harness records them of
         self._ids: tuple[str, str] | None = None  # (eventID, requestID)
 
     @property
@@ -233,7 +234,7 @@ class Event:
             "awsRegion": self.region,
             "sourceIPAddress": self.source_ip,
             "userAgent": self.user_agent,
-            "requestParameters": None,
+            "requestParameters": self.parameters,
             "responseElements": None,
             "requestID": request_id,
             "eventID": event_id,
@@ -529,7 +530,8 @@ class CloudTrail:
     # -- recording -------------------------------------------------------------
 
     def record(self, account: str, region: str | None, service: str, name: str, access_key_id: str | None,
-               identity: Identity, source_ip: str, user_agent: str, status: int | None) -> None:
+               identity: Identity, source_ip: str, user_agent: str, status: int | None,
+               parameters: dict | None = None) -> None:
         """One request the harness served, now (the hot path: keep it small)."""
         t = int(self.clock())
         region = event_region(service, region)
@@ -538,7 +540,7 @@ class CloudTrail:
             if len(self.events) == self.events.maxlen:
                 self.dropped += 1
             self.events.append(Event(self.seq, t, account, region, service, name, access_key_id, identity,
-                                     source_ip, user_agent, status, "request"))
+                                     source_ip, user_agent, status, "request", parameters))
 
     def add_series(self, items: list[tuple[str, str, Identity, SeriesSpec]], anchor: int, origin: str) -> int:
         """Seeded history: (account, access key id, identity, series) items,

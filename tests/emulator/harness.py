@@ -1141,6 +1141,7 @@ class RequestInfo:
     session_token: bool = False  # request carries X-Amz-Security-Token
     json_content_type: str = "application/x-amz-json-1.1"
     region: str | None = None  # 3rd part of the credential scope
+    parameters: dict | None = None  # what CloudTrail shows as requestParameters, where recorded
 
     @property
     def op_key(self) -> str:
@@ -1165,6 +1166,11 @@ def read_body(environ: dict) -> bytes:
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     return body
+
+
+# Query-protocol calls whose parameters CloudTrail's event shows (as
+# requestParameters, camelCase) and someone reads: an access key's status changes.
+RECORDED_PARAMETERS = {"iam:UpdateAccessKey": ("UserName", "AccessKeyId", "Status")}
 
 
 def inspect_request(environ: dict, body: bytes) -> RequestInfo:
@@ -1193,6 +1199,7 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
         return RequestInfo(service, operation, "json", akid, session, json_ct, scope_region)
 
     action = None
+    form: dict = {}
     if content_type.startswith("application/x-www-form-urlencoded") and body:
         try:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
@@ -1200,11 +1207,14 @@ def inspect_request(environ: dict, body: bytes) -> RequestInfo:
         except UnicodeDecodeError:
             action = None
     if action is None:
+        form = query
         action = (query.get("Action") or [None])[0]
     service = scope_service or "unknown"
     if action:
+        names = RECORDED_PARAMETERS.get(f"{service}:{action}")
+        parameters = ({n[0].lower() + n[1:]: form[n][0] for n in names if form.get(n)} if names else None)
         return RequestInfo(service, action, "ec2" if service == "ec2" else "query", akid, session,
-                           region=scope_region)
+                           region=scope_region, parameters=parameters)
     if service == "s3":
         operation = s3_operation_name(environ, query)
     else:
@@ -2045,7 +2055,7 @@ class Harness:
             # Interned: 100,000 events of a few hosts share their agent and address strings.
             CLOUDTRAIL.record(account, info.region, info.service, info.operation, info.access_key_id,
                               key_identity(account, info.access_key_id), sys.intern(source_ip(environ)),
-                              sys.intern(environ.get("HTTP_USER_AGENT", "")), int(status[:3]))
+                              sys.intern(environ.get("HTTP_USER_AGENT", "")), int(status[:3]), info.parameters)
         except Exception as e:  # recording must never break a request
             if self.verbose:
                 print(f"harness: CloudTrail recording failed: {e!r}", file=sys.stderr, flush=True)

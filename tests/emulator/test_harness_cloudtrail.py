@@ -232,6 +232,17 @@ class RecordingTests(CloudTrailTestCase):
                          f"arn:aws:iam::{MEMBER}:role/OrganizationAccountAccessRole")
         self.assertTrue(identity["principalId"].endswith(":rekey-session"))
 
+    def test_an_access_key_status_change_shows_its_parameters(self) -> None:
+        key = self.key("extra")
+        iam = self.client("iam")
+        for status in ("Inactive", "Active"):
+            iam.update_access_key(UserName="extra", AccessKeyId=key, Status=status)
+        events = self.lookup(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "UpdateAccessKey"}])
+        changes = [trail_doc(e)["requestParameters"] for e in events]
+        self.assertEqual([c for c in changes if c["accessKeyId"] == key], [
+            {"userName": "extra", "accessKeyId": key, "status": "Active"},
+            {"userName": "extra", "accessKeyId": key, "status": "Inactive"}])
+
     def test_failed_calls_are_recorded(self) -> None:
         key = self.key("extra")
         self.h.ok("POST", "/_rekey/faults", {"operation": "sts:GetCallerIdentity", "code": "AccessDenied",

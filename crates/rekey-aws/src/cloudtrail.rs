@@ -56,6 +56,23 @@ impl Trails {
     }
 }
 
+impl Trails {
+    /// When `UpdateAccessKey` set `access_key_id` active, from `from` until
+    /// now, in every region (IAM's events are in us-east-1, or its
+    /// partition's first region). An event that cannot be read counts as
+    /// one: the question is whether anyone may have re-enabled the key.
+    pub async fn activations(&self, access_key_id: &str, from: Timestamp) -> Result<Vec<Timestamp>, AwsError> {
+        let now = Timestamp::now();
+        let from = from.max(now - HISTORY);
+        let mut all = Vec::new();
+        for found in join_all(self.0.iter().map(|t| t.activations(access_key_id, from, now))).await {
+            all.extend(found?);
+        }
+        all.sort();
+        Ok(all)
+    }
+}
+
 /// The events of one key, and how many could not be read.
 #[derive(Debug, Default)]
 pub struct KeyEvents {
@@ -90,15 +107,41 @@ impl Trail {
             .build()
             .map_err(|e| unexpected(e.to_string()))?;
         let mut out = KeyEvents::default();
+        for e in self.all_pages(&attribute, from, to).await? {
+            match e.cloud_trail_event().and_then(|doc| parse(doc, &self.region)) {
+                Some(event) => out.events.push(event),
+                None => out.unreadable += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// When `UpdateAccessKey` set `access_key_id` active between `from`
+    /// and `to` (an unreadable event at its own time, or `from`).
+    pub async fn activations(&self, access_key_id: &str, from: Timestamp, to: Timestamp) -> Result<Vec<Timestamp>, AwsError> {
+        let attribute = LookupAttribute::builder()
+            .attribute_key(LookupAttributeKey::EventName)
+            .attribute_value("UpdateAccessKey")
+            .build()
+            .map_err(|e| AwsError::Unexpected { operation: "cloudtrail:LookupEvents", detail: e.to_string() })?;
+        let mut out = Vec::new();
+        for e in self.all_pages(&attribute, from, to).await? {
+            let at = e.event_time().and_then(|t| Timestamp::from_second(t.secs()).ok()).unwrap_or(from);
+            match e.cloud_trail_event().map(parse_update) {
+                Some(Some(Update { key, status, failed })) if key != access_key_id || status != "Active" || failed => {}
+                _ => out.push(at),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every event matching `attribute` between `from` and `to`, every page.
+    async fn all_pages(&self, attribute: &LookupAttribute, from: Timestamp, to: Timestamp) -> Result<Vec<aws_sdk_cloudtrail::types::Event>, AwsError> {
+        let mut out = Vec::new();
         let mut token = None;
         loop {
-            let page = self.page(&attribute, from, to, token).await?;
-            for e in page.events() {
-                match e.cloud_trail_event().and_then(|doc| parse(doc, &self.region)) {
-                    Some(event) => out.events.push(event),
-                    None => out.unreadable += 1,
-                }
-            }
+            let page = self.page(attribute, from, to, token).await?;
+            out.extend(page.events().iter().cloned());
             token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
             if token.is_none() {
                 return Ok(out);
@@ -158,6 +201,23 @@ fn parse(doc: &str, region: &str) -> Option<TrailEvent> {
     })
 }
 
+/// What an `UpdateAccessKey` event asked for.
+#[derive(Debug, PartialEq)]
+struct Update {
+    key: String,
+    status: String,
+    /// AWS refused it (the event has an `errorCode`).
+    failed: bool,
+}
+
+/// `None` when the key or the status is missing, or the document is malformed.
+fn parse_update(doc: &str) -> Option<Update> {
+    let v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    let params = v.get("requestParameters")?;
+    let text = |field: &str| params.get(field).and_then(|f| f.as_str()).map(str::to_owned);
+    Some(Update { key: text("accessKeyId")?, status: text("status")?, failed: v.get("errorCode").is_some_and(|c| !c.is_null()) })
+}
+
 /// A token bucket: `rate` requests a second, a burst of one. The one
 /// place rekey waits for an API's rate.
 struct RateLimit {
@@ -205,6 +265,16 @@ mod tests {
         assert_eq!((e.service.as_str(), e.region.as_str(), e.access_key_id.as_str()), ("s3", "eu-west-1", "AKIA1"));
         assert!(parse("{}", "us-east-1").is_none());
         assert!(parse("not json", "us-east-1").is_none());
+    }
+
+    #[test]
+    fn an_update_event_names_its_key_and_status() {
+        let doc = r#"{"eventName": "UpdateAccessKey", "requestParameters": {"userName": "app", "accessKeyId": "AKIA1", "status": "Active"}}"#;
+        assert_eq!(parse_update(doc), Some(Update { key: "AKIA1".into(), status: "Active".into(), failed: false }));
+        let refused = r#"{"errorCode": "AccessDenied", "requestParameters": {"accessKeyId": "AKIA1", "status": "Active"}}"#;
+        assert!(parse_update(refused).unwrap().failed);
+        assert_eq!(parse_update(r#"{"requestParameters": {"accessKeyId": "AKIA1"}}"#), None);
+        assert_eq!(parse_update("not json"), None);
     }
 
     #[tokio::test(start_paused = true)]

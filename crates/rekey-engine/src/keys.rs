@@ -27,6 +27,12 @@ pub trait KeyApi: Send + Sync {
     async fn key_events(&self, _key: &AccessKeyId, _from: Timestamp) -> Result<Option<KeyEvents>, AwsError> {
         Ok(None)
     }
+    /// When the key was set active from `from` on, from CloudTrail's
+    /// `UpdateAccessKey` events (IAM's API cannot say); `None` where
+    /// CloudTrail is not configured for the engine.
+    async fn activations(&self, _key: &AccessKeyId, _from: Timestamp) -> Result<Option<Vec<Timestamp>>, AwsError> {
+        Ok(None)
+    }
 }
 
 /// [`KeyApi`] on the AWS SDK.
@@ -78,5 +84,9 @@ impl KeyApi for AwsKeys {
     async fn key_events(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<KeyEvents>, AwsError> {
         let Some(trails) = &self.trails else { return Ok(None) };
         Ok(Some(trails.events(&[key.to_string()], from).await?))
+    }
+    async fn activations(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<Timestamp>>, AwsError> {
+        let Some(trails) = &self.trails else { return Ok(None) };
+        Ok(Some(trails.activations(key.as_str(), from).await?))
     }
 }

@@ -770,6 +770,21 @@ async fn defect_13_rollback_never_reenables_a_key_someone_else_deactivated() {
 }
 
 #[tokio::test]
+async fn defect_13_an_old_key_seen_reactivated_then_quarantined_is_not_rekeys_to_reenable() {
+    // No CloudTrail here: what rekey saw through IAM's API is all it knows.
+    let mut w = World::new().await;
+    w.start().await;
+    assert_eq!(w.run_after(28).await, Stage::AwaitingDelete);
+    w.iam.set(OLD, KeyStatus::Active);
+    assert_eq!(w.run_after(7 * 24).await, Stage::Blocked, "rekey saw the person's reactivation");
+    // Then the key leaked and was quarantined: a deactivation, but not rekey's.
+    w.iam.set(OLD, KeyStatus::Inactive);
+    let err = w.engine().cancel("rot-1", false).await.unwrap_err();
+    assert!(err.to_string().contains("deactivated by someone other than rekey"), "{err}");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
+}
+
+#[tokio::test]
 async fn an_old_key_someone_deleted_while_draining_ends_the_rotation_without_an_error_loop() {
     let mut w = World::new().await;
     w.start().await;

@@ -388,6 +388,9 @@ struct Key {
     uses: Vec<(Timestamp, Timestamp)>,
     /// Every time it went from active to inactive.
     deactivations: Vec<Timestamp>,
+    /// Every time it went from inactive to active (what CloudTrail's
+    /// `UpdateAccessKey` events show).
+    activations: Vec<Timestamp>,
     /// Its last deactivation was a person's (a quarantine).
     disabled_by_person: bool,
     /// When (world tick) and by whom it last became unusable.
@@ -533,6 +536,7 @@ impl St {
             by_rekey,
             uses: Vec::new(),
             deactivations: Vec::new(),
+            activations: Vec::new(),
             disabled_by_person: false,
             death: None,
         };
@@ -636,9 +640,12 @@ impl St {
         k.deleted |= delete;
     }
 
-    fn revive(&mut self, account: &str, id: &str) {
+    fn revive(&mut self, account: &str, id: &str, now: Timestamp) {
         self.tick += 1;
-        if let Some(k) = self.key_mut(account, id) {
+        if let Some(k) = self.key_mut(account, id).filter(|k| !k.deleted) {
+            if k.status == KeyStatus::Inactive {
+                k.activations.push(now);
+            }
             k.status = KeyStatus::Active;
             k.disabled_by_person = false;
             k.death = None;
@@ -1274,7 +1281,7 @@ impl KeyApi for HostIam {
                 return Err(Self::not_found("iam:UpdateAccessKey", key.as_str()));
             }
             match status {
-                KeyStatus::Active => st.revive(account, key.as_str()),
+                KeyStatus::Active => st.revive(account, key.as_str(), now),
                 KeyStatus::Inactive => st.kill(account, key.as_str(), false, Who::Rekey, now),
             }
             Ok(Some("model-update".into()))
@@ -1287,6 +1294,16 @@ impl KeyApi for HostIam {
         self.write("iam:DeleteAccessKey", user.as_str(), Some(key.as_str()), Change::Delete, |st, now| {
             st.kill(account, key.as_str(), true, Who::Rekey, now);
             Ok(Some("model-delete".into()))
+        })
+        .await
+    }
+
+    async fn activations(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<Timestamp>>, AwsError> {
+        // CloudTrail without its delivery lag (see the README's limits).
+        let account = self.account;
+        self.read("cloudtrail:LookupEvents", |st, _| {
+            let k = st.key(key.as_str()).filter(|k| k.account == account);
+            Ok(Some(k.map(|k| k.activations.iter().copied().filter(|at| *at >= from).collect()).unwrap_or_default()))
         })
         .await
     }
@@ -1991,7 +2008,7 @@ impl<'h> Model<'h> {
             }
             Act::Reactivate(which) => {
                 if let Some(id) = key(which, &st) {
-                    st.revive(ACCOUNT, &id);
+                    st.revive(ACCOUNT, &id, now);
                 }
             }
         }
@@ -2520,4 +2537,33 @@ fn a_key_made_by_hand_after_a_create_answered_500_is_not_taken_for_rekeys() {
         run(0),
     ];
     holds(&setup, &ops);
+}
+
+#[test]
+fn an_old_key_seen_reactivated_then_quarantined_is_not_re_enabled_by_rollback() {
+    // Deactivated by rekey; a person reactivates it, rekey sees that when
+    // the grace period ends and blocks; the person then deactivates it
+    // again (a quarantine).
+    let ops = [
+        hours(29),
+        run(0),
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) },
+        hours(49),
+        run(0),
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+    ];
+    holds(&one_file(), &ops);
+}
+
+#[test]
+fn an_old_key_reactivated_and_quarantined_between_two_runs_is_not_re_enabled_by_rollback() {
+    let ops = [
+        hours(29),
+        run(0),
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+    ];
+    holds(&one_file(), &ops);
 }

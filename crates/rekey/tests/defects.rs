@@ -97,3 +97,22 @@ fn defect_7_an_old_key_reactivated_while_awaiting_deletion_can_be_rolled_back() 
     assert_eq!(std::fs::read(rig.credentials()).unwrap(), original);
     assert_eq!(rig.app().code, 0, "the application works on the old key");
 }
+
+#[test]
+fn defect_13_an_old_key_reactivated_and_quarantined_between_two_runs_is_not_reenabled() {
+    let rig = Rig::new();
+    rig.config_app(STOP_BEFORE_DELETION);
+    let id = rotate(&rig);
+    assert_eq!(rig.rotation()["stage"], "awaiting_delete");
+    // Between two runs a person turns the old key back on, then off again
+    // (a leak found): to IAM's API it looks as rekey left it; CloudTrail's
+    // UpdateAccessKey events show it is not.
+    for status in ["Active", "Inactive"] {
+        assert_eq!(rig.aws(&["iam", "update-access-key", "--user-name", &rig.user, "--access-key-id", &rig.old_key, "--status", status]).code, 0);
+    }
+    let refused = rig.rekey(&["rollback", &id]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains("deactivated by someone other than rekey"), "{}", refused.stderr);
+    assert_eq!(key_status(&rig, &rig.old_key).as_deref(), Some("Inactive"), "not re-enabled");
+    assert_eq!(rig.rotation()["stage"], "awaiting_delete", "nothing changed");
+}

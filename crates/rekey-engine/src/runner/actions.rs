@@ -107,6 +107,7 @@ impl Engine<'_> {
             let keys = engine.keys.list_keys(&r.user()).await?;
             let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
             let new_gone = r.new_key().is_some_and(|new| !keys.iter().any(|k| k.id == new));
+            let theirs = old == Some(KeyStatus::Inactive) && !engine.old_key_still_rekeys(r).await?;
             match old {
                 // Someone deleted both keys: nothing to go back or forward to.
                 None if new_gone => {
@@ -122,7 +123,7 @@ impl Engine<'_> {
                     )))
                 }
                 // Only an undo that puts sinks back on it needs it active.
-                Some(KeyStatus::Inactive) if !r.rekey_deactivated_old_key() && !r.progress.attempted.is_empty() => {
+                Some(KeyStatus::Inactive) if theirs && !r.progress.attempted.is_empty() => {
                     return Err(r.refuse(format!(
                         "cannot {verb}: the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and rekey does not re-enable it; nothing was changed. If it is safe, reactivate it by hand and run this again",
                         r.record.old_key_id

@@ -116,10 +116,6 @@ impl Rotation {
         self.record.new_key_id.as_deref().map(AccessKeyId::new)
     }
 
-    /// An inactive old key is rekey's doing only if rekey recorded deactivating it.
-    fn rekey_deactivated_old_key(&self) -> bool {
-        self.progress.deactivated_at.is_some() && !self.progress.deactivated_outside
-    }
 
     fn refuse(&self, message: impl Into<String>) -> EngineError {
         EngineError::Refused { id: self.record.id.clone(), message: message.into() }
@@ -315,6 +311,19 @@ impl<'a> Engine<'a> {
         Ok(rekey_aws::error::found(self.keys.last_used(key).await)?.unwrap_or_default())
     }
 
+    /// Whether the inactive old key is still rekey's own deactivation, the
+    /// only kind an undo or a failed check re-enables: rekey recorded
+    /// making it, and no one set the key active since. A person who
+    /// reactivated it and deactivated it again (a quarantine) looks the
+    /// same to IAM's API; CloudTrail's `UpdateAccessKey` events, where
+    /// configured, tell them apart.
+    async fn old_key_still_rekeys(&self, r: &mut Rotation) -> Result<bool, EngineError> {
+        let Some(since) = r.progress.deactivated_at.filter(|_| !r.progress.deactivated_outside) else { return Ok(false) };
+        let reactivated = self.keys.activations(&r.old_key(), since).await?.is_some_and(|at| !at.is_empty());
+        r.progress.deactivated_outside |= reactivated;
+        Ok(!reactivated)
+    }
+
     /// Leases fence actions: an AWS write starts only while this process
     /// holds the rotation's lease, renewed here for a whole `LEASE` from
     /// now, enough for the one call. A process that stalled past its lease
@@ -379,6 +388,11 @@ impl<'a> Engine<'a> {
         // stay where they are).
         if from.position() != to.position() {
             r.progress.confirmed.retain(|s| *s != from.position());
+        }
+        // Back to draining with the old key active: rekey's deactivation is
+        // over, and a later one by anyone else is not rekey's to undo.
+        if event == Event::Reactivated {
+            (r.progress.deactivated_at, r.progress.deactivated_outside) = (None, false);
         }
         (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
         r.record.next_check_at = None;

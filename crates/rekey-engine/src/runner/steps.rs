@@ -307,7 +307,7 @@ impl Engine<'_> {
     /// else deactivated stays as it is.
     pub(super) async fn reactivate(&mut self, r: &mut Rotation, reason: String) -> Result<Step, EngineError> {
         let id = r.record.id.clone();
-        if r.progress.deactivated_outside {
+        if !self.old_key_still_rekeys(r).await? {
             r.progress.reactivation_owed = None;
             return blocked(format!(
                 "{reason}. The old key {} was deactivated by someone other than rekey, so rekey does not re-enable it; reactivate it by hand if that is safe, then `rekey confirm {id}`, or `rekey rollback {id}`",

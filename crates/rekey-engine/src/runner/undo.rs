@@ -10,7 +10,9 @@ impl Engine<'_> {
     /// sink is restored; then the new key goes (see `remove_new_key`).
     pub(super) async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
-        match keys.iter().find(|k| k.id == r.old_key()) {
+        let old = keys.iter().find(|k| k.id == r.old_key());
+        let theirs = old.is_some_and(|k| k.status == KeyStatus::Inactive) && !self.old_key_still_rekeys(r).await?;
+        match old {
             None if r.new_key().is_some() => {
                 let way_out = match r.progress.restore_began {
                     false => format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id),
@@ -29,11 +31,11 @@ impl Engine<'_> {
                 return Ok(Step::Move(Event::Failed, Some(why)));
             }
             // An old key someone else deactivated: left so if no sink goes back to it.
-            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && r.progress.attempted.is_empty() => {
+            Some(_) if theirs && r.progress.attempted.is_empty() => {
                 let why = r.record.blocked_reason.take().map(|b| format!("{b}. ")).unwrap_or_default();
                 r.record.blocked_reason = Some(format!("{why}The old key {} stays inactive, as someone other than rekey left it", r.record.old_key_id));
             }
-            Some(k) if k.status == KeyStatus::Inactive && !r.rekey_deactivated_old_key() && !r.progress.confirmed.contains(&r.record.stage) => {
+            Some(_) if theirs && !r.progress.confirmed.contains(&r.record.stage) => {
                 return blocked(format!(
                     "the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and an undo does not re-enable it on its own; \
                      if it is safe to use again, `rekey confirm {id}` lets rekey reactivate it and finish the undo (or reactivate it by hand, then `rekey {} {id}`)",
