@@ -12,7 +12,7 @@ use rekey_core::{AccessKeyId, AccountId, Credentials, Duration, KeyStatus, LastU
 use rekey_engine::clock::{Clock, ManualClock};
 use rekey_engine::keys::KeyApi;
 use rekey_engine::plan::{Plan, Timings};
-use rekey_engine::runner::{run_due, Acting, Engine, EngineError, Pass, Prepared, Reach, Setup};
+use rekey_engine::runner::{run_due, Acting, Engine, EngineError, Pass, Reach, Request, Setup};
 use rekey_store::{HistoryQuery, SharedStore, SqliteStore};
 use rekey_aws::cloudtrail::KeyEvents;
 use rekey_core::consumers::TrailEvent;
@@ -291,13 +291,10 @@ impl World {
             timings: timings(),
             delete_inactive: false,
         };
-        let prepared = Prepared {
-            user: UserName::new(USER),
-            user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{USER}"),
-            account: AccountId::new(ACCOUNT),
-            old_key: AccessKeyId::new(OLD),
-            plan,
-        };
+        let request = Request { user: UserName::new(USER), key: None, account: Some(AccountId::new(ACCOUNT)), plan };
+        let targets = TestTargets { healthy: self.healthy.clone() };
+        let prepared = Engine::plan(&*self.iam, &self.clients, &targets, false, request).await?;
+        assert_eq!(prepared.old_key(), &AccessKeyId::new(OLD), "the oldest active key");
         self.engine().start(prepared, "rot-1".into()).await
     }
 

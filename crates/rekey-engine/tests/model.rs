@@ -80,7 +80,7 @@ use rekey_engine::clock::{Clock, ManualClock};
 use rekey_engine::keys::KeyApi;
 use rekey_engine::lease::Holder;
 use rekey_engine::plan::{Plan, Timings};
-use rekey_engine::runner::{self, check_target, run_due, Acting, EngineError, Prepared, Reach};
+use rekey_engine::runner::{self, run_due, Acting, Engine, EngineError, Prepared, Reach, Request};
 use rekey_engine::sinks::credentials_file::{CredentialsFile, CredentialsFileError};
 use rekey_engine::sinks::{ssm, Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_engine::targets::Targets;
@@ -1813,16 +1813,14 @@ impl<'h> Model<'h> {
     async fn start(&mut self) {
         for (rot, user) in USERS.into_iter().enumerate().take(self.rots()) {
             let plan = self.w.plan(rot, self.setup);
-            // invariant: the model builds only targets `rekey rotate` accepts
-            check_target(&plan).expect("a target the CLI accepts");
-            let old = self.w.lock().rots[rot].old.clone();
-            let prepared = Prepared {
-                user: UserName::new(user),
-                user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
-                account: AccountId::new(ACCOUNT),
-                old_key: AccessKeyId::new(old),
-                plan,
-            };
+            // What `rekey rotate` checks first, with no fault armed.
+            self.w.lock().fault = None;
+            let request = Request { user: UserName::new(user), key: None, account: Some(AccountId::new(ACCOUNT)), plan };
+            let targets = Fakes { w: self.w.clone(), host: PERSON };
+            let prepared = Engine::plan(&self.iams[PERSON], clients(), &targets, true, request).await;
+            // invariant: the model asks only for what `rekey rotate` accepts
+            let prepared = prepared.expect("a request the CLI accepts");
+            assert_eq!(prepared.old_key().as_str(), self.w.lock().rots[rot].old, "the oldest active key");
             let fault = if rot == 0 { self.setup.start_fault } else { None };
             self.drive(PERSON, Command::Start(Box::new(prepared), rotation_id(rot)), fault).await;
         }
@@ -2566,4 +2564,19 @@ fn an_old_key_reactivated_and_quarantined_between_two_runs_is_not_re_enabled_by_
         Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
     ];
     holds(&one_file(), &ops);
+}
+
+#[test]
+fn a_new_key_deactivated_mid_delivery_is_not_delivered_to_the_next_sink() {
+    // The start's calls: ListAccessKeys (0, 1), CreateAccessKey (2), the
+    // file's restore point (3), ListAccessKeys (4), its delivery (5), the
+    // parameter's restore point (6, throttled). A person then deactivates
+    // the new key: the next run must not put it in the parameter, over the
+    // working old key.
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::File, SinkKind::Ssm], manual_check: false }],
+        start_fault: Some(Fault { nth: 6, kind: FaultKind::Throttle }),
+        ..one_file()
+    };
+    holds(&setup, &[Op::Wait { minutes: 1 }, Op::Iam { rot: 0, act: Act::Deactivate(Which::New) }, Op::Freeze { runner: 0, at: 0 }]);
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// What `rekey rotate` asks for; [`prepare`] checks it.
+/// What `rekey rotate` asks for; [`Engine::plan`] checks it.
 pub struct Request {
     pub user: UserName,
     /// The key to rotate; the oldest active key if `None`.
@@ -12,16 +12,28 @@ pub struct Request {
     pub plan: Plan,
 }
 
-/// A request checked against AWS and the sinks, with nothing changed yet.
+/// A request checked against AWS and the sinks, with nothing changed yet:
+/// only [`Engine::plan`] makes one, so [`Engine::start`] starts nothing
+/// unchecked.
 pub struct Prepared {
-    pub user: UserName,
-    pub user_arn: String,
-    pub account: AccountId,
-    pub old_key: AccessKeyId,
-    pub plan: Plan,
+    user: UserName,
+    user_arn: String,
+    account: AccountId,
+    old_key: AccessKeyId,
+    plan: Plan,
 }
 
 impl Prepared {
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+    pub fn old_key(&self) -> &AccessKeyId {
+        &self.old_key
+    }
+
     /// The steps the rotation will take, in words, for `rotate --dry-run`.
     pub fn steps(&self) -> Vec<String> {
         let (plan, old, user) = (&self.plan, &self.old_key, &self.user);
@@ -231,45 +243,48 @@ impl Engine<'_> {
     }
 }
 
-/// Checks a rotation request without changing anything: the target can
-/// be rotated safely, the credentials are in the right account, the user
-/// and key exist, and every sink and verifier can work.
-pub async fn prepare(keys: &dyn KeyApi, clients: &Clients, may_reveal: bool, request: Request) -> Result<Prepared, EngineError> {
-    check_target(&request.plan)?;
-    let account = keys.caller_account().await?;
-    if let Some(wanted) = request.account.as_ref().filter(|w| **w != account) {
-        return Err(EngineError::BadRequest(format!("the credentials in use act in account {account}, not {wanted}")));
+impl Engine<'_> {
+    /// Checks a rotation request without changing anything, before any state
+    /// store exists (`rotate --dry-run` opens none): the target can be rotated
+    /// safely, the credentials are in the right account, the user and key
+    /// exist, and every sink and verifier can work.
+    pub async fn plan(keys: &dyn KeyApi, clients: &Clients, targets: &dyn Targets, may_reveal: bool, request: Request) -> Result<Prepared, EngineError> {
+        check_target(&request.plan)?;
+        let account = keys.caller_account().await?;
+        if let Some(wanted) = request.account.as_ref().filter(|w| **w != account) {
+            return Err(EngineError::BadRequest(format!("the credentials in use act in account {account}, not {wanted}")));
+        }
+        let user_arn = keys.user_arn(&request.user).await?.ok_or_else(|| EngineError::NoSuchUser(request.user.clone()))?;
+        let listed = keys.list_keys(&request.user).await?;
+        let user = &request.user;
+        let old = match &request.key {
+            Some(id) => listed.iter().find(|k| &k.id == id).ok_or_else(|| EngineError::BadRequest(format!("user {user} has no access key {id}")))?,
+            None => listed
+                .iter()
+                .filter(|k| k.status == KeyStatus::Active)
+                .min_by_key(|k| k.created_at)
+                .ok_or_else(|| EngineError::BadRequest(format!("user {user} has no active access key to rotate")))?,
+        };
+        if old.status == KeyStatus::Inactive {
+            return Err(EngineError::BadRequest(format!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id)));
+        }
+        let ctx = |index| SinkCtx {
+            clients,
+            user: user.clone(),
+            account: account.clone(),
+            timeout: request.plan.timings.verify_timeout.to_signed().unsigned_abs(),
+            may_reveal,
+            rotation_id: "",
+            index,
+        };
+        for (i, sink) in request.plan.deliver.iter().enumerate() {
+            targets.sink(sink).check(&ctx(i)).await?;
+        }
+        for verifier in &request.plan.verify {
+            targets.verifier(verifier).preflight().map_err(EngineError::BadRequest)?;
+        }
+        Ok(Prepared { user: request.user.clone(), user_arn, account, old_key: old.id.clone(), plan: request.plan })
     }
-    let user_arn = keys.user_arn(&request.user).await?.ok_or_else(|| EngineError::NoSuchUser(request.user.clone()))?;
-    let listed = keys.list_keys(&request.user).await?;
-    let user = &request.user;
-    let old = match &request.key {
-        Some(id) => listed.iter().find(|k| &k.id == id).ok_or_else(|| EngineError::BadRequest(format!("user {user} has no access key {id}")))?,
-        None => listed
-            .iter()
-            .filter(|k| k.status == KeyStatus::Active)
-            .min_by_key(|k| k.created_at)
-            .ok_or_else(|| EngineError::BadRequest(format!("user {user} has no active access key to rotate")))?,
-    };
-    if old.status == KeyStatus::Inactive {
-        return Err(EngineError::BadRequest(format!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id)));
-    }
-    let ctx = |index| SinkCtx {
-        clients,
-        user: user.clone(),
-        account: account.clone(),
-        timeout: request.plan.timings.verify_timeout.to_signed().unsigned_abs(),
-        may_reveal,
-        rotation_id: "",
-        index,
-    };
-    for (i, sink) in request.plan.deliver.iter().enumerate() {
-        sinks::of(sink).check(&ctx(i)).await?;
-    }
-    for verifier in &request.plan.verify {
-        verify::of(verifier).preflight().map_err(EngineError::BadRequest)?;
-    }
-    Ok(Prepared { user: request.user.clone(), user_arn, account, old_key: old.id.clone(), plan: request.plan })
 }
 
 /// Targets whose steps could lose the key a person was given: a `manual`

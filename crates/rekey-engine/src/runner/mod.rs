@@ -19,7 +19,7 @@ mod steps;
 mod undo;
 mod view;
 
-pub use actions::{check_target, prepare, Prepared, Request};
+pub use actions::{check_target, Prepared, Request};
 pub use pass::{run_due, Acting, Pass, Reach, Setup};
 pub use view::View;
 

@@ -189,6 +189,15 @@ impl Engine<'_> {
                 }
                 // The restore point and the attempt are saved before the sink changes.
                 self.save(r).await?;
+                // A key someone deactivated or deleted since would replace
+                // a working one in the sink: looked at before each write.
+                if let Some(problem) = new_key_problem(r, &self.keys.list_keys(&r.user()).await?) {
+                    return blocked(format!(
+                        "{problem} while rekey was delivering it, so it stopped before {}; `rekey rollback {}` puts the sinks it reached back on the old key",
+                        sink.describe(),
+                        r.record.id
+                    ));
+                }
                 self.fence(r).await?;
                 sink.deliver(&self.sink_ctx(r, i), &creds).await?
             };

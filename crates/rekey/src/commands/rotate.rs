@@ -14,7 +14,8 @@ use rekey_core::target::{Sink, Target, Verifier};
 use rekey_core::workflow::Stage;
 use rekey_core::{AccessKeyId, AccountId};
 use rekey_engine::plan::Plan;
-use rekey_engine::runner::{prepare, Acting, Prepared, Request};
+use rekey_engine::runner::{Acting, Engine, Prepared, Request};
+use rekey_engine::targets::Configured;
 use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -31,20 +32,20 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let may_reveal = args.reveal || term.stdout_is_terminal;
     let request = Request { user: args.user.clone(), key: args.key.as_deref().map(AccessKeyId::new), account: account.clone(), plan };
     // Bad input stops here: nothing changed in AWS, no state store created.
-    let prepared = prepare(&keys, &clients, may_reveal, request).await?;
+    let prepared = Engine::plan(&keys, &clients, &Configured, may_reveal, request).await?;
     if account.is_none() {
         // prepare asked STS with the caller's own credentials.
-        accounts = accounts.knowing_caller(&prepared.account);
+        accounts = accounts.knowing_caller(prepared.account());
     }
     if args.dry_run {
         print_plan(&prepared)?;
         return Ok(0);
     }
     if !args.yes {
-        confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key, prepared.user, prepared.account))?;
+        confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key(), prepared.user(), prepared.account()))?;
     }
     let store = open_store(settings).await?;
-    let acting = Acting { account: prepared.account.clone(), keys: std::sync::Arc::new(keys), clients: clients.clone() };
+    let acting = Acting { account: prepared.account().clone(), keys: std::sync::Arc::new(keys), clients: clients.clone() };
     let mut engine = engine(&acting, &store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
@@ -163,7 +164,7 @@ fn confirm_on_terminal(question: &str) -> anyhow::Result<()> {
 }
 
 fn print_plan(p: &Prepared) -> std::io::Result<()> {
-    outln!("Plan: rotate key {} of {} in account {}", p.old_key, p.user, p.account)?;
+    outln!("Plan: rotate key {} of {} in account {}", p.old_key(), p.user(), p.account())?;
     for (i, step) in p.steps().iter().enumerate() {
         outln!("  {:>2}. {step}", i + 1)?;
     }
