@@ -462,6 +462,9 @@ struct St {
     excused: [bool; 2],
     /// The verification a person confirmed and has not been used for yet.
     looks: [Option<Stage>; 2],
+    /// A look a verification used, given back if the engine never saved
+    /// what it concluded (its step failed after the check).
+    spent: [Option<Stage>; 2],
     /// What this case reached, counted once (`REKEY_MODEL_STATS`).
     seen: std::collections::BTreeSet<String>,
     /// When the applications next use their keys.
@@ -710,6 +713,7 @@ impl World {
             sink_writes: BTreeMap::new(),
             excused: [false; 2],
             looks: [None; 2],
+            spent: [None; 2],
             unanswered_creates: Vec::new(),
             next_app_use: start + APP_USE_EVERY,
             seen: Default::default(),
@@ -1358,7 +1362,7 @@ impl Targets for Fakes {
     }
 
     fn verifier<'s>(&self, config: &'s Verifier) -> Box<dyn Check + 's> {
-        Box::new(FakeCheck { w: self.w.clone(), person: matches!(config, Verifier::Manual {}) })
+        Box::new(FakeCheck { w: self.w.clone(), host: self.host, person: matches!(config, Verifier::Manual {}) })
     }
 }
 
@@ -1569,6 +1573,7 @@ impl DeliverySink for FakeSink<'_> {
 /// verifying (`manual`) looks when confirming, and says what they saw.
 struct FakeCheck {
     w: Arc<World>,
+    host: usize,
     person: bool,
 }
 
@@ -1584,20 +1589,26 @@ impl Check for FakeCheck {
 
     async fn verify(&self, ctx: &VerifyCtx<'_>) -> Verdict {
         let user = ctx.user_arn.rsplit('/').next().unwrap_or_default();
+        let lease = self.w.facts(ACCOUNT, user).await.owner;
         let mut st = self.w.lock();
         // invariant: the model only verifies its rotations' users
         let rot = st.rot_of(ACCOUNT, user).expect("a rotation's verifier");
+        // A stale runner (frozen past its lease) may still look; what it
+        // concludes is never saved, so its look does not count.
+        let counts = lease.as_deref() == Some(st.holder(self.host).as_str());
         if self.person {
             if !ctx.confirmed {
                 return Verdict::Undecided("waiting for a person to verify the application and run `rekey confirm`".into());
             }
             let stage = if ctx.after_deactivation { Stage::VerifyingDeactivated } else { Stage::VerifyingNew };
-            if st.looks[rot] != Some(stage) {
+            if counts && st.looks[rot] != Some(stage) {
                 let broken = confirmation_counts_once(&st.rots[rot].id, stage);
                 st.violations.push(broken);
                 return Verdict::Healthy; // what the real manual verifier concludes
             }
-            st.looks[rot] = None;
+            if counts {
+                (st.looks[rot], st.spent[rot]) = (None, Some(stage));
+            }
         }
         match st.app_keys(rot).into_iter().find(|k| !st.alive(k)) {
             None => Verdict::Healthy,
@@ -2051,6 +2062,10 @@ impl<'h> Model<'h> {
             }
             // A person's look is for the check they were asked for.
             let position = if r.stage == Stage::Blocked { r.came_from } else { Some(r.stage) };
+            let unsaved = |stage: Stage| position == Some(stage) && r.progress["confirmed"].as_array().is_some_and(|c| c.contains(&serde_json::json!(stage)));
+            if let Some(stage) = st.spent[rot].take().filter(|&stage| unsaved(stage)) {
+                st.looks[rot] = Some(stage);
+            }
             if st.looks[rot].is_some() && st.looks[rot] != position {
                 st.looks[rot] = None;
             }
@@ -2579,4 +2594,25 @@ fn a_new_key_deactivated_mid_delivery_is_not_delivered_to_the_next_sink() {
         ..one_file()
     };
     holds(&setup, &[Op::Wait { minutes: 1 }, Op::Iam { rot: 0, act: Act::Deactivate(Which::New) }, Op::Freeze { runner: 0, at: 0 }]);
+}
+
+/// Not an engine defect: the model counted a look as used when a runner
+/// frozen past its lease passed the check, though that runner could never
+/// save its conclusion; the next run's check is the same check.
+#[test]
+fn a_check_whose_conclusion_was_never_saved_may_use_the_confirmation_again() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Manual], manual_check: false }, Target { sinks: vec![SinkKind::Ssm], manual_check: true }],
+        ..one_file()
+    };
+    let ops = [
+        Op::Wait { minutes: 2880 },
+        Op::Person { rot: 1, cmd: Cmd::Confirm, fault: None },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }) },
+        Op::Person { rot: 1, cmd: Cmd::Confirm, fault: Some(Fault { nth: 0, kind: FaultKind::Throttle }) },
+        Op::Wait { minutes: 1 },
+        Op::Freeze { runner: 0, at: 1 },
+        Op::Wait { minutes: 6 },
+    ];
+    holds(&setup, &ops);
 }
