@@ -126,6 +126,19 @@ pub enum Command {
     Man,
 }
 
+impl Command {
+    /// The policy flags, for the commands that evaluate keys.
+    pub fn policy(&self) -> Option<&PolicyArgs> {
+        match self {
+            Command::Scan(a) => Some(&a.policy),
+            Command::Findings(a) => Some(&a.policy),
+            Command::Owners(a) => Some(&a.policy),
+            Command::Notify(a) => Some(&a.policy),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Create the DynamoDB state table, or check an existing one (idempotent)
@@ -296,6 +309,9 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct FindingsArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
     /// The account whose findings to read [default: the credentials' own; another through org.role_name]
     #[arg(long, value_name = "ID")]
     pub account: Option<rekey_core::AccountId>,
@@ -394,6 +410,9 @@ pub struct ConsumersArgs {
 
 #[derive(Debug, Args)]
 pub struct OwnersArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
     /// Only this owner ("unowned" for users without one)
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
@@ -409,6 +428,9 @@ pub struct OwnersArgs {
 
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
     /// Only this owner ("unowned" for users without one)
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
@@ -509,12 +531,10 @@ pub enum ListFormat {
     Json,
 }
 
-#[derive(Debug, Args)]
-pub struct ScanArgs {
-    /// Where keys are read from: auto uses the API for --user, else the credential report
-    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
-    pub source: SourceArg,
-
+/// The policy flags of every command that evaluates keys; `Settings::load`
+/// merges them over `[policy]` once.
+#[derive(Debug, Args, Default, Clone)]
+pub struct PolicyArgs {
     /// An active key older than this fails [default: policy.max_age, else 90d]
     #[arg(long, env = "REKEY_MAX_AGE", value_name = "DUR")]
     pub max_age: Option<Duration>,
@@ -522,6 +542,16 @@ pub struct ScanArgs {
     /// A key failing within this long is a WARNING [default: policy.warn_within, else 14d]
     #[arg(long, env = "REKEY_WARN_WITHIN", value_name = "DUR")]
     pub warn_within: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Where keys are read from: auto uses the API for --user, else the credential report
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Evaluate today's keys as of TIME instead of now: an RFC 3339 time
     /// (2026-11-28T00:00:00Z) or a duration back from now (-1d). Keys age or

@@ -66,7 +66,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let settings = settings::Settings::load(&cli.global)?;
+    let settings = settings::Settings::load(&cli.global, cli.command.policy().unwrap_or(&cli::PolicyArgs::default()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(STACK_SIZE).build()?;
     use cli::Command as C;
     runtime.block_on(async {

@@ -4,7 +4,7 @@
 //! unknown keys, wrong types and impossible values stop rekey before it
 //! calls AWS, with the file, line and key in the message.
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, PolicyArgs};
 use anyhow::{bail, Context};
 use rekey_aws::AwsSettings;
 use rekey_core::owners::OwnersMap;
@@ -207,7 +207,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
+    /// Every setting resolved once, for every command: flag, else its
+    /// environment variable (clap reads both), else rekey.toml, else the default.
+    pub fn load(global: &GlobalArgs, flags: &PolicyArgs) -> anyhow::Result<Settings> {
         let path = config_path(global.config.as_deref())?;
         let file = match &path {
             Some(path) => ConfigFile::read(path)?,
@@ -227,8 +229,8 @@ impl Settings {
         };
         let defaults = Policy::default();
         let policy = Policy {
-            max_age: file.policy.max_age.unwrap_or(defaults.max_age),
-            warn_within: file.policy.warn_within.unwrap_or(defaults.warn_within),
+            max_age: flags.max_age.or(file.policy.max_age).unwrap_or(defaults.max_age),
+            warn_within: flags.warn_within.or(file.policy.warn_within).unwrap_or(defaults.warn_within),
         };
         let owner_tags = file
             .policy
@@ -363,6 +365,52 @@ fn tag_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String
 mod tests {
     use super::*;
     use rekey_core::target::{Sink, Verifier};
+
+    /// Settings as `rekey ARGS` resolves them with rekey.toml holding `file`.
+    fn resolved(file: &str, args: &[&str]) -> Settings {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rekey.toml");
+        std::fs::write(&config, file).unwrap();
+        let argv = ["rekey", "--config", config.to_str().unwrap()].into_iter().chain(args.iter().copied());
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        Settings::load(&cli.global, cli.command.policy().unwrap_or(&PolicyArgs::default())).unwrap()
+    }
+
+    /// Flag over rekey.toml over the default, for every setting, resolved
+    /// once for every command (the environment is clap's `env` of each
+    /// flag: see the next test).
+    #[test]
+    fn every_setting_is_flag_then_file_then_default() {
+        let file = "[policy]\nmax_age = \"30d\"\nwarn_within = \"3d\"\n[state]\npath = \"/from/file.db\"\n";
+        let days = |d: i64| Duration::from_days(d as u64);
+        for command in ["scan", "owners", "notify", "findings"] {
+            let default = resolved("", &[command]);
+            assert_eq!((default.policy.max_age, default.policy.warn_within), (days(90), days(14)), "{command}: default");
+            let from_file = resolved(file, &[command]);
+            assert_eq!((from_file.policy.max_age, from_file.policy.warn_within), (days(30), days(3)), "{command}: file");
+            let flagged = resolved(file, &[command, "--max-age", "35d", "--warn-within", "5d"]);
+            assert_eq!((flagged.policy.max_age, flagged.policy.warn_within), (days(35), days(5)), "{command}: flag");
+        }
+        assert_eq!(resolved(file, &["status"]).state, Location::Sqlite("/from/file.db".into()));
+        assert_eq!(resolved(file, &["--state", "/flag.db", "status"]).state, Location::Sqlite("/flag.db".into()));
+        assert_eq!(resolved("", &["--by", "alice", "status"]).actor, "alice");
+    }
+
+    /// Every command that evaluates keys takes the same policy flags, with
+    /// the same environment variables.
+    #[test]
+    fn every_evaluating_command_reads_the_policy_variables() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        for name in ["scan", "owners", "notify", "findings"] {
+            let command = cli.find_subcommand(name).unwrap();
+            for (flag, variable) in [("max_age", "REKEY_MAX_AGE"), ("warn_within", "REKEY_WARN_WITHIN")] {
+                let arg = command.get_arguments().find(|a| a.get_id() == flag).unwrap_or_else(|| panic!("{name} has no --{flag}"));
+                assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(variable), "{name} --{flag}");
+            }
+        }
+    }
 
     const FULL: &str = r#"
 [aws]

@@ -35,10 +35,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         source: args.source,
         users: &args.users,
         owner: args.owner.as_deref(),
-        policy: Policy {
-            max_age: args.max_age.unwrap_or(settings.policy.max_age),
-            warn_within: args.warn_within.unwrap_or(settings.policy.warn_within),
-        },
+        policy: settings.policy,
         as_of: args.as_of,
         concurrency: args.concurrency.map_or(DEFAULT_CONCURRENCY, NonZeroUsize::get),
     };
