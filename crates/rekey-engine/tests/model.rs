@@ -2616,3 +2616,21 @@ fn a_check_whose_conclusion_was_never_saved_may_use_the_confirmation_again() {
     ];
     holds(&setup, &ops);
 }
+
+#[test]
+fn an_old_key_turned_on_and_off_again_before_deletion_is_not_deleted_unseen() {
+    // Grace over; a person turns the old key on, a hidden consumer uses
+    // it (IAM shows that minutes later), and the person turns it off again
+    // before rekey looks: IAM's API shows the key as rekey left it.
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }], runner2_elsewhere: true, ..one_file() };
+    let ops = [
+        Op::Wait { minutes: 2880 },
+        run(0),
+        Op::Wait { minutes: 2880 },
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::Old) },
+        Op::Use { rot: 0, by: By::Hidden, lag_pct: 1 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        Op::Freeze { runner: 0, at: 0 },
+    ];
+    holds(&setup, &ops);
+}

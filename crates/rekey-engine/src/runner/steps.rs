@@ -552,7 +552,7 @@ impl Engine<'_> {
 
     /// What must hold before the old key is deleted, re-read: the new key
     /// exists and is active, and the old key is still inactive (or already
-    /// gone). If not, the old key is (or is made) active and a person
+    /// gone) and was not turned on since rekey deactivated it. If not, the old key is (or is made) active and a person
     /// decides: the step to take instead. Else the old key's status.
     async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Result<Option<KeyStatus>, Step>, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
@@ -564,10 +564,22 @@ impl Engine<'_> {
                 None => Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))),
             }));
         }
-        Ok(match old {
-            Some(KeyStatus::Active) => Err(Step::Move(Event::Reactivated, Some(Self::reactivated(r)))),
-            old => Ok(old),
-        })
+        if old == Some(KeyStatus::Active) {
+            return Ok(Err(Step::Move(Event::Reactivated, Some(Self::reactivated(r)))));
+        }
+        // Inactive now, but perhaps not all along: someone may have turned
+        // it on and off again, which IAM's API cannot show and CloudTrail can.
+        let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
+        if old.is_some() && self.keys.activations(&r.old_key(), deactivated).await?.is_some_and(|a| !a.is_empty()) {
+            let reason = format!(
+                "the old key {} was set active after rekey deactivated it, and is inactive again (CloudTrail shows it: a quarantine?); something may have used it meanwhile. \
+                 Find it, then `rekey confirm {id}` (drain again, then a new grace period), or reactivate the key by hand if it is safe and `rekey rollback {id}`",
+                r.record.old_key_id,
+                id = r.record.id
+            );
+            return Ok(Err(Step::Move(Event::Reactivated, Some(reason))));
+        }
+        Ok(Ok(old))
     }
 
     fn way_out(r: &Rotation) -> String {
