@@ -4,7 +4,8 @@
 //!   profile, region, endpoint override, retry policy, and a [`CallCounter`]
 //!   that counts every request by operation.
 //! - [`error`]: [`AwsError`], the one place where SDK errors are classified
-//!   (no credentials, unreachable, access denied, throttled, not found).
+//!   (no credentials, unreachable, access denied, throttled, not found); a
+//!   crate of its own (rekey-aws-error), shared with the state store.
 //! - [`iam`]: the IAM calls ([`Iam`]) and the credential report parser.
 //! - [`sts`] and [`secrets`]: calls signed with a new key, and the Secrets
 //!   Manager and Parameter Store primitives the sinks use.
@@ -17,7 +18,6 @@
 
 pub mod client;
 pub mod cloudtrail;
-pub mod error;
 pub mod iam;
 pub mod inventory;
 pub mod org;
@@ -27,6 +27,7 @@ pub mod sns;
 pub mod sts;
 
 pub use client::{AwsSettings, CallCounter, Clients, RoleToAssume};
+pub use rekey_aws_error as error;
 pub use error::AwsError;
 pub use iam::Iam;
 pub use inventory::{Progress, Source};

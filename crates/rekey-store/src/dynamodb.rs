@@ -35,7 +35,7 @@
 //!   `rekey state migrate` put it, nothing new starts here.
 
 use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
-use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Sink, StateStore, StoreError};
+use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Each, StateStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -445,7 +445,7 @@ impl DynamoStore {
         if e.code() == Some("ResourceNotFoundException") {
             return StoreError::Refused(format!("the DynamoDB state table {} does not exist: create it with `rekey state init` (or correct [state] table or --state)", self.table));
         }
-        StoreError::Dynamo { table: self.table.clone(), cause: rekey_aws::error::classify(operation, "DynamoDB", e) }
+        StoreError::Dynamo { table: self.table.clone(), cause: rekey_aws_error::classify(operation, "DynamoDB", e) }
     }
 
     fn put(&self, item: Attrs, condition: Option<&str>) -> Put {
@@ -930,7 +930,7 @@ impl StateStore for DynamoStore {
         self.get_item(rotation_key(id)).await?.map(|i| rotation_from(&i)).ok_or_else(|| StoreError::NoSuchRotation(id.to_owned()))?
     }
 
-    async fn list(&self, query: &ListQuery, each: Sink<'_, RotationRecord>) -> Result<()> {
+    async fn list(&self, query: &ListQuery, each: Each<'_, RotationRecord>) -> Result<()> {
         let mut left = query.limit.unwrap_or(usize::MAX);
         let phases: &[&str] = if query.all { &["open", "closed"] } else { &["open"] };
         for phase in phases {
@@ -1057,7 +1057,7 @@ impl StateStore for DynamoStore {
         self.transact(vec![group], false).await
     }
 
-    async fn history(&self, query: &HistoryQuery, each: Sink<'_, AuditEntry>) -> Result<()> {
+    async fn history(&self, query: &HistoryQuery, each: Each<'_, AuditEntry>) -> Result<()> {
         let since = query.since.map_or(i64::MIN, |t| t.as_second());
         let forward = query.limit.is_none();
         let base = match &query.rotation_id {
@@ -1189,7 +1189,7 @@ impl StateStore for DynamoStore {
         Ok(last)
     }
 
-    async fn export(&self, each: Sink<'_, Item>) -> Result<()> {
+    async fn export(&self, each: Each<'_, Item>) -> Result<()> {
         // The order SQLite gives, so that checksums compare across backends.
         let mut rotations = Vec::new();
         for phase in ["open", "closed"] {

@@ -31,7 +31,7 @@ pub enum StoreError {
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("state store (DynamoDB table {table}): {cause}")]
-    Dynamo { table: String, cause: rekey_aws::AwsError },
+    Dynamo { table: String, cause: rekey_aws_error::AwsError },
     #[error("state store: bad {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("the state store {path} was written by a newer rekey (schema {found}, this rekey knows {known})")]
@@ -140,8 +140,8 @@ pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
-/// Receives streamed items; an error stops the stream.
-pub type Sink<'a, T> = &'a mut (dyn FnMut(T) -> Result<()> + Send);
+/// Receives each streamed item; an error stops the stream.
+pub type Each<'a, T> = &'a mut (dyn FnMut(T) -> Result<()> + Send);
 
 /// Where rotations, leases and the audit log live. Every method is one
 /// atomic step: a save, its audit lines and its finding notes commit
@@ -158,7 +158,7 @@ pub trait StateStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<RotationRecord>;
 
     /// Streams rotations (read a page at a time, never all at once).
-    async fn list(&self, query: &ListQuery, each: Sink<'_, RotationRecord>) -> Result<()>;
+    async fn list(&self, query: &ListQuery, each: Each<'_, RotationRecord>) -> Result<()>;
 
     /// The unfinished rotation whose old key is `old_key_id`, if any.
     async fn open_rotation(&self, account_id: &str, old_key_id: &str) -> Result<Option<String>>;
@@ -200,7 +200,7 @@ pub trait StateStore: Send + Sync {
     async fn save(&self, rotation: &RotationRecord, was: Stage, lease_owner: &str, now: Timestamp, audit: &[AuditEntry], updates: &[NewFindingUpdate]) -> Result<()>;
 
     /// Streams the audit log, oldest first.
-    async fn history(&self, query: &HistoryQuery, each: Sink<'_, AuditEntry>) -> Result<()>;
+    async fn history(&self, query: &HistoryQuery, each: Each<'_, AuditEntry>) -> Result<()>;
 
     /// Applies a stakeholder change with its audit lines (see [`Change`]).
     async fn record(&self, change: &Change, at: Timestamp, actor: &str) -> Result<()>;
@@ -229,7 +229,7 @@ pub trait StateStore: Send + Sync {
     async fn last_notice(&self, digest: &str) -> Result<Option<Timestamp>>;
 
     /// Everything, in a fixed order, for `rekey state migrate`.
-    async fn export(&self, each: Sink<'_, Item>) -> Result<()>;
+    async fn export(&self, each: Each<'_, Item>) -> Result<()>;
 
     /// Writes exported items as they were (sequence numbers included) into
     /// an empty store.

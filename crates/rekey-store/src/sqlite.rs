@@ -4,7 +4,7 @@
 //! runners share [`crate::DynamoStore`] instead.
 
 use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
-use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Sink, StateStore, StoreError};
+use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Each, StateStore, StoreError};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rekey_core::hub::Workflow;
@@ -123,7 +123,7 @@ impl SqliteStore {
     }
 
     /// Calls `each` for every row of `sql`, without holding them all.
-    fn stream<T>(&self, sql: &str, params: impl rusqlite::Params, read: impl Fn(&Row<'_>) -> rusqlite::Result<Result<T>>, each: Sink<'_, T>) -> Result<()> {
+    fn stream<T>(&self, sql: &str, params: impl rusqlite::Params, read: impl Fn(&Row<'_>) -> rusqlite::Result<Result<T>>, each: Each<'_, T>) -> Result<()> {
         let conn = self.conn();
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query(params)?;
@@ -189,7 +189,7 @@ impl StateStore for SqliteStore {
             .ok_or_else(|| StoreError::NoSuchRotation(id.to_owned()))?
     }
 
-    async fn list(&self, query: &ListQuery, each: Sink<'_, RotationRecord>) -> Result<()> {
+    async fn list(&self, query: &ListQuery, each: Each<'_, RotationRecord>) -> Result<()> {
         // Unfinished first, then (with `all`) finished; each oldest first.
         let terminal = Stage::sql_list(Stage::is_terminal);
         let (index, filter) = if query.all { ("rotations_started", "1") } else { ("rotations_open", &*format!("stage NOT IN ({terminal})")) };
@@ -319,7 +319,7 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn history(&self, query: &HistoryQuery, each: Sink<'_, AuditEntry>) -> Result<()> {
+    async fn history(&self, query: &HistoryQuery, each: Each<'_, AuditEntry>) -> Result<()> {
         // The newest `limit` of those selected, streamed oldest first.
         let sql = "SELECT * FROM (
                  SELECT seq, at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail FROM audit
@@ -392,7 +392,7 @@ impl StateStore for SqliteStore {
         at.map(timestamp).transpose()
     }
 
-    async fn export(&self, each: Sink<'_, Item>) -> Result<()> {
+    async fn export(&self, each: Each<'_, Item>) -> Result<()> {
         self.stream(&format!("{SELECT} ORDER BY started_at, id"), [], |r| Ok(from_row(r)?.map(Item::Rotation)), each)?;
         let sql = "SELECT seq, at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail FROM audit ORDER BY seq";
         self.stream(sql, [], |r| Ok(audit_row(r)?.map(|(seq, entry)| Item::Audit { seq, entry })), each)?;
