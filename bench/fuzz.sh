@@ -35,7 +35,7 @@ run() {
 }
 
 run "rekey.toml loader" "$n" -p rekey --bin rekey settings::tests::properties
-run "credential report parser" "$n" -p rekey-aws --lib iam::tests::properties
+run "credential report parser" "$n" -p rekey-aws --lib credential_report::tests::properties
 run "credentials-file editor" "$n" -p rekey-engine --lib properties::editing_one_profile
 run "  + botocore check" "$b" -p rekey-engine --lib properties::botocore_reads
 # The engine's model: new random sequences (CI replays a fixed corpus).

@@ -3,7 +3,8 @@
 //! the report lacks (key ids, tags) only for the users that need it.
 
 use crate::error::{found, AwsError};
-use crate::iam::{parse_credential_report, Iam, UserSummary, USERS_PER_DETAILS_PAGE};
+use crate::credential_report::parse_credential_report;
+use crate::iam::{Iam, UserSummary, USERS_PER_DETAILS_PAGE};
 use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 use rekey_core::model::refresh_keys;

@@ -6,7 +6,8 @@
 //! - [`error`]: [`AwsError`], the one place where SDK errors are classified
 //!   (no credentials, unreachable, access denied, throttled, not found); a
 //!   crate of its own (rekey-aws-error), shared with the state store.
-//! - [`iam`]: the IAM calls ([`Iam`]) and the credential report parser.
+//! - [`iam`]: the IAM calls ([`Iam`]); [`credential_report`]: the
+//!   credential report's parser.
 //! - [`sts`] and [`secrets`]: calls signed with a new key, and the Secrets
 //!   Manager and Parameter Store primitives the sinks use.
 //! - [`securityhub`] and [`sns`]: IAM.3 findings (read, update, import)
@@ -18,6 +19,7 @@
 
 pub mod client;
 pub mod cloudtrail;
+pub mod credential_report;
 pub mod iam;
 pub mod inventory;
 pub mod org;
