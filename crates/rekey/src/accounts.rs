@@ -69,6 +69,16 @@ impl<'a> Accounts<'a> {
         Ok(())
     }
 
+    /// `--account`, else the caller's, with clients acting there.
+    pub async fn account_and_clients(&self, wanted: Option<&AccountId>) -> anyhow::Result<(AccountId, Clients)> {
+        let account = match wanted {
+            Some(account) => account.clone(),
+            None => self.caller().await?.clone(),
+        };
+        let clients = self.clients_for(&account).await?;
+        Ok((account, clients))
+    }
+
     /// Clients acting in `account`: the caller's own, or an assumed role.
     pub async fn clients_for(&self, account: &AccountId) -> anyhow::Result<Clients> {
         if account == self.caller().await? {

@@ -4,8 +4,7 @@
 use super::{acting_for_rotation, engine, open_store, send_finding_notes};
 use crate::accounts::Accounts;
 use crate::cli::{ConfirmArgs, IdArgs};
-use crate::commands::rotate::exit_code;
-use crate::commands::status::print_one;
+use crate::rotations::{exit_code, print_one};
 use crate::settings::Settings;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;

@@ -2,7 +2,6 @@
 //! history: one line per (key, source IP, user agent, service), newest
 //! first, with the calls it makes and whether it runs inside AWS.
 
-use super::suppress::account_and_clients;
 use crate::accounts::Accounts;
 use crate::cli::{ConsumersArgs, ListFormat};
 use crate::settings::Settings;
@@ -18,7 +17,7 @@ use rekey_core::consumers::{consumers, role_reason, Consumer};
 pub async fn run(args: ConsumersArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let (_, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
+    let (_, clients) = accounts.account_and_clients(args.account.as_ref()).await?;
     // A key rotated away (even deleted) keeps its history: `--key` may name one.
     let keys: Vec<String> = match &args.key {
         Some(key) => vec![key.clone()],

@@ -3,10 +3,9 @@
 //! and compliance statuses asked for), each with the user's keys as the
 //! scan sees them.
 
-use super::scan::{at_or_above, collect, tell_problems, Scope};
-use super::suppress::account_and_clients;
 use crate::accounts::Accounts;
 use crate::cli::{FailOn, FindingsArgs, FindingsFormat};
+use crate::scanning::{at_or_above, collect, tell_problems, Scope};
 use crate::table::{self, Column};
 use crate::settings::Settings;
 use crate::terminal::Terminal;
@@ -35,7 +34,7 @@ pub async fn run(args: FindingsArgs, settings: &Settings, term: &Terminal) -> an
     }
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
+    let (account, clients) = accounts.account_and_clients(args.account.as_ref()).await?;
     let hub = SecurityHub::new(&clients, settings.file.securityhub.region.as_deref());
     let query = FindingQuery {
         account_id: Some(account.to_string()),

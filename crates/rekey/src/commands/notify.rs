@@ -4,11 +4,11 @@
 //! findings marked NOTIFIED with a note. `--dry-run` sends and records
 //! nothing.
 
-use super::owners::{owner_notices, UNOWNED};
-use super::scan::{collect, tell_problems, Scope};
 use crate::accounts::Accounts;
 use crate::cli::{ListFormat, NotifyArgs};
 use crate::hub;
+use crate::notices::{owner_notices, UNOWNED};
+use crate::scanning::{collect, tell_problems, Scope};
 use crate::settings::{NotifySection, Settings};
 use crate::table::count;
 use crate::terminal::Terminal;

@@ -2,16 +2,13 @@
 //! else the owners file), each key with its age, last use and the exact
 //! command for each choice an owner has. What `rekey notify` sends.
 
-use super::scan::{collect, tell_problems, Scope};
 use crate::cli::{ListFormat, OwnersArgs};
+use crate::notices::owner_notices;
+use crate::scanning::{collect, tell_problems, Scope};
 use crate::settings::Settings;
 use crate::terminal::Terminal;
 use rekey_aws::Clients;
-use rekey_core::notice::{notices, Notice};
-use rekey_core::report::ScanReport;
-
-/// The name `--owner` takes for users without an owner.
-pub const UNOWNED: &str = "unowned";
+use rekey_core::notice::Notice;
 
 pub async fn run(args: OwnersArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let clients = Clients::new(&settings.aws).await;
@@ -31,16 +28,4 @@ pub async fn run(args: OwnersArgs, settings: &Settings, term: &Terminal) -> anyh
     term.report_calls(clients.calls());
     tell_problems(&report, term);
     Ok(if report.errors.is_empty() { 0 } else { 2 })
-}
-
-/// One notice per owner with FAILED or WARNING keys, with the owner's
-/// contact from the owners file; only `owner`'s when given.
-pub fn owner_notices(report: &ScanReport, settings: &Settings, owner: Option<&str>) -> anyhow::Result<Vec<Notice>> {
-    let owners = settings.owners_map()?;
-    let contact = |o: Option<&str>| o.and_then(|o| owners.as_ref()?.contact_for(o)).map(str::to_owned);
-    let mut notices = notices(&report.keys, report.as_of, contact);
-    if let Some(owner) = owner {
-        notices.retain(|n| n.owner.as_deref().unwrap_or(UNOWNED) == owner);
-    }
-    Ok(notices)
 }

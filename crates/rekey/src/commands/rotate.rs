@@ -5,13 +5,12 @@
 use super::{engine, open_store, send_finding_notes};
 use crate::accounts::Accounts;
 use crate::cli::RotateArgs;
-use crate::commands::status::print_one;
+use crate::rotations::{exit_code, print_one};
 use crate::settings::Settings;
 use crate::terminal::Terminal;
 use anyhow::{anyhow, bail};
 use rekey_aws::Clients;
 use rekey_core::target::{Sink, Target, Verifier};
-use rekey_core::workflow::Stage;
 use rekey_core::{AccessKeyId, AccountId};
 use rekey_engine::plan::Plan;
 use rekey_engine::runner::{Acting, Engine, Prepared, Request};
@@ -64,14 +63,6 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     started?;
     printed?;
     Ok(exit_code(rotation.stage))
-}
-
-/// A rotation that ended without completing is an error for scripts.
-pub fn exit_code(stage: Stage) -> u8 {
-    match stage {
-        Stage::RolledBack | Stage::Failed => 2,
-        _ => 0,
-    }
 }
 
 /// The account to rotate in (`None`: the caller's, not asked yet) and the

@@ -3,12 +3,12 @@
 
 use super::{open_store_to_read, stop};
 use crate::cli::{ListFormat, StatusArgs};
+use crate::rotations::{print_one, to_json};
 use crate::settings::Settings;
 use crate::table::{self, Column};
 use crate::terminal::Terminal;
-use rekey_core::workflow::Stage;
 use rekey_engine::runner::View;
-use rekey_store::{ListQuery, RotationRecord};
+use rekey_store::ListQuery;
 use serde_json::{json, Value};
 
 pub async fn run(args: StatusArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -79,41 +79,5 @@ fn print_table(rows: &[Value]) -> anyhow::Result<()> {
     // What a rotation waits for matters more than its keys' ids.
     let reductions = ["NEW KEY", "NEXT CHECK", "OLD KEY", "NOTE"];
     outln!("{}", table::render(columns, &reductions, table::width(), false))?;
-    Ok(())
-}
-
-/// The JSON object of one rotation (SPEC section 5 fields, and progress).
-pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
-    Ok(serde_json::to_value(View::of(r)?)?)
-}
-
-/// One rotation in a few lines, after `rotate`, `confirm` and the like.
-pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
-    let v = View::of(r)?;
-    outln!("{}: {} of {} -> {}", v.id, v.old_key_id, v.user_name, v.new_key_id.as_deref().unwrap_or("(no new key yet)"))?;
-    match v.came_from {
-        Some(from) => outln!("  stage: {} (from {from})", v.stage)?,
-        None => outln!("  stage: {}", v.stage)?,
-    }
-    match (&v.blocked_reason, &v.waiting_for) {
-        (Some(reason), _) => outln!("  reason: {reason}")?,
-        (None, Some(waiting)) => outln!("  waiting: {waiting}")?,
-        _ => {}
-    }
-    // What CloudTrail showed at the drain's last look: who is left on the old key.
-    if let Some(watch) = v.old_key_consumers.as_ref().filter(|_| v.stage == Stage::Draining) {
-        for c in &watch.left {
-            outln!("  still on the old key: {}", c.describe())?;
-        }
-        for u in &watch.unexplained {
-            outln!("  still on the old key, not shown by CloudTrail: {}", u.describe())?;
-        }
-        for c in &watch.moved {
-            outln!("  moved to the new key: {}", c.describe())?;
-        }
-    }
-    if let Some(at) = v.next_check_at {
-        outln!("  next check: {at} (`rekey run` picks it up)")?;
-    }
     Ok(())
 }

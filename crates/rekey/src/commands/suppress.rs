@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use rekey_aws::{Clients, Iam};
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::model::whole_seconds;
-use rekey_core::{AccountId, UserName};
+use rekey_core::UserName;
 use rekey_store::{AuditEntry, Change, EndExemption, Ended, ExemptionRecord, NewFindingUpdate, SharedStore};
 
 pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
@@ -35,7 +35,7 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     }
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
+    let (account, clients) = accounts.account_and_clients(args.account.as_ref()).await?;
     let users = existing_users(&clients, &args.users).await?;
     let hub = hub::client(settings, &clients);
     if let Some(hub) = &hub {
@@ -75,7 +75,7 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     let now = whole_seconds(Timestamp::now());
     let base = Clients::new(&settings.aws).await;
     let accounts = Accounts::new(&base, settings, None);
-    let (account, clients) = account_and_clients(&accounts, args.account.as_ref()).await?;
+    let (account, clients) = accounts.account_and_clients(args.account.as_ref()).await?;
     let store = open_store(settings).await?;
     let open = store.open_exemptions().await?;
     let wanted: Vec<String> = args.users.iter().map(ToString::to_string).collect();
@@ -121,16 +121,6 @@ async fn mirror(store: &SharedStore, accounts: &Accounts<'_>, settings: &Setting
         term.error(&flushed.summary());
         Ok(2)
     }
-}
-
-/// `--account`, else the caller's, with clients acting there.
-pub async fn account_and_clients(accounts: &Accounts<'_>, wanted: Option<&AccountId>) -> anyhow::Result<(AccountId, Clients)> {
-    let account = match wanted {
-        Some(account) => account.clone(),
-        None => accounts.caller().await?.clone(),
-    };
-    let clients = accounts.clients_for(&account).await?;
-    Ok((account, clients))
 }
 
 /// The users, each checked to exist; all unknown ones are named at once.

@@ -1,0 +1,312 @@
+//! Scanning: reading an account's keys (or several accounts') and
+//! evaluating them against IAM.3, with exemptions and rotations from the
+//! state store. The report `scan` prints, and that `findings`, `owners`
+//! and `notify` start from.
+//!
+//! With the credential report (a snapshot up to 4 hours old), only users
+//! with a key old enough to be FAILED or WARNING cost a call each
+//! (`ListAccessKeys`: their keys as they are now, with ids). Owners come from
+//! `GetAccountAuthorizationDetails` (a call per 1,000 users); without that
+//! permission, from `ListUserTags` for the users that need action (and for
+//! every user when `--owner` filters on them).
+
+use crate::accounts::Accounts;
+use crate::cli::{AsOf, FailOn, SourceArg};
+use crate::commands::open_store_to_read;
+use crate::settings::{Settings, DEFAULT_CONCURRENCY};
+use crate::table::count;
+use crate::terminal::Terminal;
+use futures::stream::{self, StreamExt};
+use rekey_aws::inventory::{Fetch, Inventory, UserError, Warning};
+use rekey_aws::Progress;
+use rekey_aws::{Clients, Iam, Source};
+use rekey_core::evaluate::{existed_at, old_enough_to_matter};
+use rekey_core::model::whole_seconds;
+use rekey_core::owners::user_path;
+use rekey_core::report::{key_rows, user_result, AccountSummary, Exemption, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
+use rekey_core::{AccountId, Compliance, Policy, UserName};
+
+/// What to scan: the whole account unless `users` or `owner` narrow it.
+pub struct Scope<'a> {
+    pub source: SourceArg,
+    pub users: &'a [UserName],
+    pub owner: Option<&'a str>,
+    pub policy: Policy,
+    pub as_of: Option<AsOf>,
+    /// Requests in flight at once within the account.
+    pub concurrency: usize,
+}
+
+impl Scope<'_> {
+    /// Every user of the account, as configured: for `owners`, `notify`
+    /// and `findings`.
+    pub fn account(settings: &Settings) -> Scope<'static> {
+        Scope { source: SourceArg::Auto, users: &[], owner: None, policy: settings.policy, as_of: None, concurrency: DEFAULT_CONCURRENCY }
+    }
+}
+
+/// The organization's active accounts (`ListAccounts`); the suspended ones
+/// are named in a warning.
+pub async fn org_accounts(clients: &Clients, caller: &AccountId, term: &Terminal) -> anyhow::Result<Vec<(AccountId, Option<String>)>> {
+    let listed = rekey_aws::org::list_accounts(clients).await.map_err(|e| anyhow::anyhow!("cannot list the organization's accounts from account {caller}: {e}"))?;
+    let skipped: Vec<String> = listed.iter().filter(|a| !a.active).map(|a| a.id.to_string()).collect();
+    if !skipped.is_empty() {
+        term.warn(&format!("skipped {} that {} not active: {}", count(skipped.len(), "account"), if skipped.len() == 1 { "is" } else { "are" }, skipped.join(", ")));
+    }
+    Ok(listed.into_iter().filter(|a| a.active).map(|a| (a.id, a.name)).collect())
+}
+
+/// Scans several accounts, `across` at once, each through
+/// [`Accounts::clients_for`]. An account that fails (its role cannot be
+/// assumed, access denied, throttled past retries) is an error of the
+/// report; the others are scanned all the same.
+pub async fn collect_many(
+    scope: &Scope<'_>,
+    targets: &[(AccountId, Option<String>)],
+    accounts: &Accounts<'_>,
+    across: usize,
+    settings: &Settings,
+    term: &Terminal,
+) -> anyhow::Result<ScanReport> {
+    let now = whole_seconds(jiff::Timestamp::now());
+    // One as_of for every account, even for a relative --as-of.
+    let as_of = scope.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
+    let scope = Scope { as_of: Some(AsOf::At(as_of)), ..*scope };
+    let bar = term.accounts_progress(targets.len());
+    let results: Vec<(usize, anyhow::Result<ScanReport>)> = stream::iter(targets.iter().enumerate())
+        .map(|(i, (account, _))| {
+            let (scope, bar) = (&scope, &bar);
+            async move {
+                let scanned = async {
+                    let clients = accounts.clients_for(account).await?;
+                    collect(scope, settings, &clients, &()).await
+                }
+                .await;
+                bar.account_done(scanned.as_ref().map(|r| r.keys.len()).ok());
+                (i, scanned)
+            }
+        })
+        .buffer_unordered(across.max(1))
+        .collect()
+        .await;
+    bar.finish();
+    let mut results = results;
+    results.sort_by_key(|(i, _)| *i);
+
+    let mut merged = ScanReport {
+        generated_at: now,
+        as_of,
+        max_age_days: scope.policy.max_age.whole_days(),
+        max_age: scope.policy.max_age,
+        source: "",
+        report_generated_at: None,
+        summary: Summary::default(),
+        accounts: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        other_findings: Vec::new(),
+        keys: Vec::new(),
+    };
+    let mut users = 0;
+    for ((account, name), (_, result)) in targets.iter().zip(results) {
+        match result {
+            Ok(r) => {
+                users += r.summary.users;
+                merged.source = r.source;
+                // The oldest report is the one to be wary of.
+                merged.report_generated_at = match (merged.report_generated_at, r.report_generated_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                merged.accounts.push(AccountSummary {
+                    account_id: account.to_string(),
+                    name: name.clone(),
+                    scanned: true,
+                    source: Some(r.source),
+                    report_generated_at: r.report_generated_at,
+                    summary: r.summary.clone(),
+                });
+                let of_account = |mut n: Note| {
+                    n.account_id = Some(account.to_string());
+                    n
+                };
+                merged.errors.extend(r.errors.into_iter().map(of_account));
+                merged.warnings.extend(r.warnings.into_iter().map(of_account));
+                merged.other_findings.extend(r.other_findings);
+                merged.keys.extend(r.keys);
+            }
+            Err(e) => {
+                let aws = e.downcast_ref::<rekey_aws::AwsError>();
+                merged.accounts.push(AccountSummary {
+                    account_id: account.to_string(),
+                    name: name.clone(),
+                    scanned: false,
+                    source: None,
+                    report_generated_at: None,
+                    summary: Summary::default(),
+                });
+                merged.errors.push(Note {
+                    account_id: Some(account.to_string()),
+                    user_name: None,
+                    operation: aws.and_then(|a| a.operation()).map(str::to_owned),
+                    code: aws.map(|a| a.code().to_owned()),
+                    message: format!("account {account} was not scanned: {e:#}"),
+                });
+            }
+        }
+    }
+    merged.summary = Summary::of(users, &merged.keys);
+    Ok(merged)
+}
+
+/// Reads and evaluates the keys in `scope`: the report every command that
+/// looks at keys starts from, with exemptions and rotations from the state
+/// store. A user whose keys could not be read is in `errors`.
+pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, progress: &dyn Progress) -> anyhow::Result<ScanReport> {
+    if scope.owner.is_some() && settings.owner_tags.is_empty() && settings.owners_file.is_none() {
+        anyhow::bail!("--owner filters on owners, but policy.owner_tags is empty and there is no policy.owners_file in rekey.toml; list the tags that name owners (e.g. owner_tags = [\"Owner\"]) or drop --owner");
+    }
+    let owners = settings.owners_map()?;
+    let policy = scope.policy;
+    let now = whole_seconds(jiff::Timestamp::now());
+    let as_of = scope.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
+    let source = match scope.source {
+        SourceArg::CredentialReport => Source::CredentialReport,
+        SourceArg::Api => Source::Api,
+        // A few named users cost fewer calls, and give fresher data, by API.
+        SourceArg::Auto if !scope.users.is_empty() => Source::Api,
+        SourceArg::Auto => Source::CredentialReport,
+    };
+
+    let iam = Iam::new(clients);
+    let fetch = Fetch { iam: &iam, concurrency: scope.concurrency, progress };
+
+    let mut inventory = match fetch.load(source, scope.users).await {
+        // Under auto, a missing report permission is not worth failing for.
+        Err(e) if scope.source == SourceArg::Auto && e.is_report_denied() => {
+            let mut inventory = fetch.load(Source::Api, scope.users).await?;
+            let message = format!("{e}; read every user through the API instead (slower, same results)");
+            inventory.warnings.insert(0, Warning { user: None, message });
+            inventory
+        }
+        loaded => loaded?,
+    };
+    fetch.refresh_keys(&mut inventory, |k| old_enough_to_matter(k, &policy, as_of)).await;
+    if !settings.owner_tags.is_empty() {
+        let filtering = scope.owner.is_some();
+        let whole_account = scope.users.is_empty();
+        let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
+        fetch.fill_tags(&mut inventory, whole_account, |u| filtering || needs_action(u)).await;
+    }
+    progress.finish();
+    let not_yet_created = inventory.users.iter().flat_map(|u| &u.keys).filter(|k| !existed_at(k, as_of)).count();
+    if not_yet_created > 0 {
+        let verb = if not_yet_created == 1 { "is" } else { "are" };
+        let message = format!("{} created after --as-of {as_of} {verb} not listed: they did not exist then", count(not_yet_created, "key"));
+        inventory.warnings.push(Warning { user: None, message });
+    }
+
+    // The owner: the first owner tag the user has, else the owners file's.
+    let owner_of = |u: &rekey_core::User| {
+        u.owner(&settings.owner_tags)
+            .or_else(|| owners.as_ref().and_then(|map| map.owner_for(u.name.as_str(), user_path(&u.arn))))
+            .map(str::to_owned)
+    };
+    if let Some(owner) = scope.owner {
+        if inventory.owners_unknown && owners.is_none() {
+            anyhow::bail!("--owner {owner} needs the users' owner tags, and they cannot be read: grant iam:GetAccountAuthorizationDetails or iam:ListUserTags (see `rekey policy`)");
+        }
+        inventory.users.retain(|u| owner_of(u).as_deref() == Some(owner));
+    }
+    let mut keys = key_rows(&inventory.users, &policy, as_of, &settings.owner_tags);
+    for key in keys.iter_mut().filter(|k| k.owner.is_none()) {
+        key.owner = owners.as_ref().and_then(|map| map.owner_for(&key.user_name, user_path(&key.user_arn))).map(str::to_owned);
+    }
+    if let Some(message) = mark_state(&mut keys, settings, as_of).await? {
+        inventory.warnings.push(Warning { user: None, message });
+    }
+    let Inventory { source, report_generated_at, root_with_active_key, users, errors, warnings, .. } = inventory;
+    Ok(ScanReport {
+        generated_at: now,
+        as_of,
+        max_age_days: policy.max_age.whole_days(),
+        max_age: policy.max_age,
+        source: source.as_str(),
+        report_generated_at,
+        summary: Summary::of(users.len(), &keys),
+        accounts: Vec::new(),
+        errors: errors.iter().map(error_note).collect(),
+        warnings: warnings.iter().map(warning_note).collect(),
+        other_findings: root_with_active_key.iter().map(|a| OtherFinding::root_access_key(a.as_str())).collect(),
+        keys,
+    })
+}
+
+/// The report's warnings, other findings and errors, on stderr.
+pub fn tell_problems(report: &ScanReport, term: &Terminal) {
+    for w in &report.warnings {
+        term.warn(&note_text(w));
+    }
+    for f in &report.other_findings {
+        term.warn(&format!("{} {}: {}", f.control, f.account_id, f.reason));
+    }
+    for e in &report.errors {
+        term.error(&note_text(e));
+    }
+    // Accounts that were not scanned say so in their own error.
+    let users: Vec<&str> = report.errors.iter().filter_map(|e| e.user_name.as_deref()).collect();
+    if !users.is_empty() {
+        term.error(&format!("the scan is incomplete: the keys of {} could not be read and are missing from the output", users.join(", ")));
+    }
+}
+
+/// Keys under rotation show its id and stage; users exempt at `as_of`
+/// their exemption. Reads the state store only if it exists: a scan never
+/// creates one. Returns the warning of a store migrated elsewhere.
+async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<Option<String>> {
+    if !settings.state_exists() {
+        return Ok(None);
+    }
+    let (store, warning) = open_store_to_read(settings).await?;
+    let open = rekey_store::rotations(&*store, &rekey_store::ListQuery::default()).await?;
+    let exemptions = store.open_exemptions().await?;
+    for key in keys.iter_mut() {
+        let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id == key.account_id);
+        key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned() });
+        let exemption = exemptions.iter().find(|e| e.account_id == key.account_id && e.user_name == key.user_name && e.in_force(as_of));
+        if let Some(e) = exemption {
+            key.exempt(Exemption { reason: e.reason.clone(), until: e.until, by: e.by.clone() });
+        }
+    }
+    Ok(warning)
+}
+
+/// Whether `result` is at or above `--fail-on`: exit 1.
+pub fn at_or_above(result: Compliance, fail_on: FailOn) -> bool {
+    match fail_on {
+        FailOn::Failed => result == Compliance::Failed,
+        FailOn::Warning => matches!(result, Compliance::Failed | Compliance::Warning),
+        FailOn::Never => false,
+    }
+}
+
+fn error_note(e: &UserError) -> Note {
+    Note {
+        user_name: Some(e.user.to_string()),
+        operation: e.error.operation().map(str::to_owned),
+        code: Some(e.error.code().to_owned()),
+        message: e.error.to_string(),
+        ..Note::default()
+    }
+}
+
+fn warning_note(w: &Warning) -> Note {
+    Note { user_name: w.user.as_ref().map(ToString::to_string), message: w.message.clone(), ..Note::default() }
+}
+
+fn note_text(n: &Note) -> String {
+    match &n.user_name {
+        Some(user) => format!("{user}: {}", n.message),
+        None => n.message.clone(),
+    }
+}
