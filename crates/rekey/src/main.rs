@@ -20,6 +20,7 @@ mod output;
 mod rotations;
 mod scanning;
 mod settings;
+mod store;
 mod table;
 mod trail;
 mod terminal;

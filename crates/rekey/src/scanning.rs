@@ -12,7 +12,7 @@
 
 use crate::accounts::Accounts;
 use crate::cli::{AsOf, FailOn, SourceArg};
-use crate::commands::open_store_to_read;
+use crate::store::open_store_to_read;
 use crate::settings::{Settings, DEFAULT_CONCURRENCY};
 use crate::table::count;
 use crate::terminal::Terminal;

@@ -1,7 +1,8 @@
 //! `rekey confirm`, `rekey rollback`, `rekey abort`: a person acting on one
 //! rotation.
 
-use super::{acting_for_rotation, engine, open_store, send_finding_notes};
+use super::{acting_for_rotation, engine, send_finding_notes};
+use crate::store::open_store;
 use crate::accounts::Accounts;
 use crate::cli::{ConfirmArgs, IdArgs};
 use crate::rotations::{exit_code, print_one};

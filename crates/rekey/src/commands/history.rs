@@ -1,6 +1,6 @@
 //! `rekey history [ID]`: the audit log, oldest first.
 
-use super::{open_store_to_read, stop};
+use crate::store::{open_store_to_read, stop};
 use crate::cli::{HistoryArgs, ListFormat};
 use crate::settings::Settings;
 use crate::table::{self, Column};

@@ -109,13 +109,13 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     let store = match (args.dry_run, settings.state_exists()) {
         (true, false) => None,
         (true, true) => {
-            let (store, warning) = super::open_store_to_read(settings).await?;
+            let (store, warning) = crate::store::open_store_to_read(settings).await?;
             if let Some(warning) = warning {
                 term.warn(&warning);
             }
             Some(store)
         }
-        (false, _) => Some(super::open_store(settings).await?),
+        (false, _) => Some(crate::store::open_store(settings).await?),
     };
     async fn last_sent(store: Option<&SharedStore>, n: &Notice) -> anyhow::Result<Option<Timestamp>> {
         Ok(match store {

@@ -2,7 +2,8 @@
 //! sinks, verifiers), then records the rotation and advances it as far as it
 //! can go now. Bad input changes nothing, in AWS or in the state store.
 
-use super::{engine, open_store, send_finding_notes};
+use super::{engine, send_finding_notes};
+use crate::store::open_store;
 use crate::accounts::Accounts;
 use crate::cli::RotateArgs;
 use crate::rotations::{exit_code, print_one};

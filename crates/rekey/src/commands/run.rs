@@ -4,7 +4,8 @@
 //! finding notes, expired exemptions and metrics. Only due rotations cost
 //! AWS calls; the rest is one indexed query of the state store.
 
-use super::{open_store, send_finding_notes, setup, Reaching};
+use super::{send_finding_notes, setup, Reaching};
+use crate::store::open_store;
 use crate::accounts::Accounts;
 use crate::cli::RunArgs;
 use crate::settings::Settings;

@@ -1,7 +1,7 @@
 //! `rekey state init` and `rekey state migrate`: the DynamoDB table, and
 //! moving state between backends without losing an audit event.
 
-use super::open_location;
+use crate::store::open_location;
 use crate::cli::{StateCommand, StateInitArgs, StateMigrateArgs};
 use crate::settings::{Settings, DEFAULT_TABLE};
 use crate::terminal::Terminal;

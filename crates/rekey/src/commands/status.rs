@@ -1,7 +1,7 @@
 //! `rekey status [ID]`: rotations, oldest first, with their stage and what
 //! each waits for; one rotation in full.
 
-use super::{open_store_to_read, stop};
+use crate::store::{open_store_to_read, stop};
 use crate::cli::{ListFormat, StatusArgs};
 use crate::rotations::{print_one, to_json};
 use crate::settings::Settings;

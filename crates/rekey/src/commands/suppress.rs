@@ -8,7 +8,7 @@
 //! one transaction, and the updates are sent; what Security Hub does not
 //! take stays in the outbox for `rekey run` (exit 2, saying so).
 
-use super::open_store;
+use crate::store::open_store;
 use crate::cli::{SuppressArgs, UnsuppressArgs};
 use crate::accounts::Accounts;
 use crate::hub;
