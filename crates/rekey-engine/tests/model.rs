@@ -2634,3 +2634,18 @@ fn an_old_key_turned_on_and_off_again_before_deletion_is_not_deleted_unseen() {
     ];
     holds(&setup, &ops);
 }
+
+#[test]
+fn a_new_key_turned_back_on_after_the_old_one_was_quarantined_can_be_confirmed() {
+    // Blocked on a dead new key; the person turns it back on and
+    // quarantines the old key: rollback refuses (the old key is theirs),
+    // so the block must also name the confirm that goes on.
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::New) },
+        Op::Person { rot: 0, cmd: Cmd::ConfirmForce, fault: None },
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::New) },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+    ];
+    holds(&setup, &ops);
+}

@@ -479,8 +479,9 @@ impl Engine<'_> {
                 return Ok(Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))));
             }
             return blocked(format!(
-                "{problem}, so the old key {} stays active; find out why, then `rekey rollback {}` puts the sinks back on the old key",
-                r.record.old_key_id, r.record.id
+                "{problem}, so the old key {} stays active; find out why: once the new key is active again, `rekey confirm {id}` goes on; or `rekey rollback {id}` puts the sinks back on the old key",
+                r.record.old_key_id,
+                id = r.record.id
             ));
         }
         let baseline = Self::drain_baseline(r);
