@@ -32,9 +32,26 @@ pub enum Audit {
     StepFailed { stage: Stage, error: String },
     Confirmed { stage: Stage, force: bool },
     Transition { reason: Option<String> },
+    // What people are told and what they exempt: not about one rotation.
+    /// `rekey suppress`: an exemption recorded.
+    Suppressed { account_id: String, user_name: String, reason: String, until: Option<Timestamp> },
+    /// `rekey unsuppress`: an exemption ended by a person.
+    Unsuppressed { account_id: String, user_name: String, reason: Option<String> },
+    /// `rekey run`: an exemption's `--until` passed ("" when it had none).
+    ExemptionExpired { account_id: String, user_name: String, reason: String, by: String, until: String },
+    /// `rekey notify`: an owner was sent their list.
+    OwnerNotified { owner: Option<String>, channels: Vec<String>, digest: String, keys: usize },
+    /// Security Hub refused finding updates; they stay queued.
+    FindingUpdateFailed { account_id: String, users: Vec<String>, error: String, pending: usize },
 }
 
 impl Audit {
+    /// A line of the audit log about no rotation (exemptions, notices).
+    pub fn about_owners(&self, at: Timestamp, actor: &str) -> rekey_store::AuditEntry {
+        let (event, detail) = self.split();
+        rekey_store::AuditEntry::about_owners(at, actor, &event, detail)
+    }
+
     /// The event name and its detail, as the store keeps them.
     pub fn split(&self) -> (String, serde_json::Value) {
         // invariant: our own types, with string keys, always serialize

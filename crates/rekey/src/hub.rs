@@ -17,7 +17,8 @@ use rekey_core::asff::{self, AsffContext};
 use rekey_core::hub::Workflow;
 use rekey_core::report::ScanReport;
 use rekey_core::AccountId;
-use rekey_store::{AuditEntry, FindingUpdate, SharedStore};
+use rekey_engine::audit::Audit;
+use rekey_store::{FindingUpdate, SharedStore};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
@@ -124,9 +125,9 @@ pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Sett
         let now = Timestamp::now();
         store.finding_updates_sent(&outcome.sent, now).await?;
         for (error, seqs) in &outcome.failed {
-            let users: Vec<&str> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.as_str()).collect();
-            let detail = serde_json::json!({"account_id": account, "users": users, "error": error, "pending": seqs.len()});
-            let line = AuditEntry::about_owners(now, actor, "finding_update_failed", detail);
+            let users: Vec<String> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.clone()).collect();
+            let failed = Audit::FindingUpdateFailed { account_id: account.to_string(), users: users.clone(), error: error.clone(), pending: seqs.len() };
+            let line = failed.about_owners(now, actor);
             store.finding_updates_failed(seqs, error, &[line]).await?;
             flushed.failed.push(format!("{}: {error}", users.join(", ")));
         }

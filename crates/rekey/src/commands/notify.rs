@@ -20,7 +20,8 @@ use rekey_core::asff::truncate_chars;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::notice::Notice;
 use rekey_core::Duration;
-use rekey_store::{AuditEntry, Change, NewFindingUpdate, NoticeRecord, SharedStore};
+use rekey_engine::audit::Audit;
+use rekey_store::{Change, NewFindingUpdate, NoticeRecord, SharedStore};
 use std::path::Path;
 use std::time::Instant;
 
@@ -162,11 +163,12 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
             continue;
         }
         sent += 1;
-        let via: Vec<&str> = change.notices.iter().map(|n| n.channel.as_str()).collect();
-        let detail = serde_json::json!({"owner": notice.owner, "channels": via, "digest": notice.digest(), "keys": notice.keys.len()});
-        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "owner_notified", detail));
+        let channels: Vec<String> = change.notices.iter().map(|n| n.channel.clone()).collect();
+        let via = channels.join(", ");
+        let notified = Audit::OwnerNotified { owner: notice.owner.clone(), channels, digest: notice.digest(), keys: notice.keys.len() };
+        change.audit.push(notified.about_owners(now, &settings.actor));
         if mirror {
-            let note = note_text(&format!("rekey notified {owner} ({}) on {}: rotate, suppress with a reason, or deactivate", via.join(", "), now.strftime("%Y-%m-%d")));
+            let note = note_text(&format!("rekey notified {owner} ({}) on {}: rotate, suppress with a reason, or deactivate", via, now.strftime("%Y-%m-%d")));
             let mut users: Vec<(&str, &str)> = notice.keys.iter().map(|k| (k.account_id.as_str(), k.user_name.as_str())).collect();
             users.dedup();
             change.finding_updates.extend(users.into_iter().map(|(account, user)| NewFindingUpdate {

@@ -15,7 +15,8 @@ use rekey_aws::Clients;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::metrics::{self, Gauges};
 use rekey_core::model::whole_seconds;
-use rekey_store::{AuditEntry, Change, EndExemption, Ended, NewFindingUpdate, Outlook, SharedStore};
+use rekey_engine::audit::Audit;
+use rekey_store::{Change, EndExemption, Ended, NewFindingUpdate, Outlook, SharedStore};
 
 pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let store = open_store(settings).await?;
@@ -70,8 +71,8 @@ async fn reopen_expired(store: &SharedStore, settings: &Settings, term: &Termina
     for e in &expired {
         change.end.push(EndExemption { account_id: e.account_id.clone(), user_name: e.user_name.clone(), how: Ended::Expired });
         let until = e.until.map(|t| t.to_string()).unwrap_or_default();
-        let detail = serde_json::json!({"account_id": e.account_id, "user_name": e.user_name, "reason": e.reason, "by": e.by, "until": until});
-        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "exemption_expired", detail));
+        let expired = Audit::ExemptionExpired { account_id: e.account_id.clone(), user_name: e.user_name.clone(), reason: e.reason.clone(), by: e.by.clone(), until: until.clone() };
+        change.audit.push(expired.about_owners(now, &settings.actor));
         if settings.file.securityhub.enabled {
             let note = note_text(&format!("The exemption by {} ended at {until} (it said: {}); the user's keys count again", e.by, e.reason));
             change.finding_updates.push(NewFindingUpdate { account_id: e.account_id.clone(), user_name: e.user_name.clone(), workflow: Some(Workflow::New), note });

@@ -21,7 +21,8 @@ use rekey_aws::{Clients, Iam};
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::model::whole_seconds;
 use rekey_core::UserName;
-use rekey_store::{AuditEntry, Change, EndExemption, Ended, ExemptionRecord, NewFindingUpdate, SharedStore};
+use rekey_engine::audit::Audit;
+use rekey_store::{Change, EndExemption, Ended, ExemptionRecord, NewFindingUpdate, SharedStore};
 
 pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let now = whole_seconds(Timestamp::now());
@@ -54,8 +55,8 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
             by: settings.actor.clone(),
             created_at: now,
         });
-        let detail = serde_json::json!({"account_id": account.as_str(), "user_name": user, "reason": reason, "until": until});
-        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "suppressed", detail));
+        let suppressed = Audit::Suppressed { account_id: account.to_string(), user_name: user.clone(), reason: reason.to_owned(), until };
+        change.audit.push(suppressed.about_owners(now, &settings.actor));
         if hub.is_some() {
             change.finding_updates.push(NewFindingUpdate {
                 account_id: account.to_string(),
@@ -96,8 +97,8 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     let mut change = Change::default();
     for user in &wanted {
         change.end.push(EndExemption { account_id: account.to_string(), user_name: user.clone(), how: Ended::Unsuppressed });
-        let detail = serde_json::json!({"account_id": account.as_str(), "user_name": user, "reason": args.reason});
-        change.audit.push(AuditEntry::about_owners(now, &settings.actor, "unsuppressed", detail));
+        let ended = Audit::Unsuppressed { account_id: account.to_string(), user_name: user.clone(), reason: args.reason.clone() };
+        change.audit.push(ended.about_owners(now, &settings.actor));
         if hub.is_some() {
             change.finding_updates.push(NewFindingUpdate { account_id: account.to_string(), user_name: user.clone(), workflow: Some(Workflow::New), note: note.clone() });
         }
