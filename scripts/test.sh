@@ -5,8 +5,15 @@
 # offline checks of the deployment examples in deploy/ (with their
 # self-tests).
 # This is the README's test command, and .ci/run runs it.
+#
+# `scripts/test.sh fast`: the tests that need no emulator (every crate's unit
+# tests, the engine's decisions and its model test at CI depth), for the
+# edit-compile-test loop; a couple of minutes once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = fast ]; then
+  exec cargo test --workspace --locked --lib --bins --test decisions --test model
+fi
 source scripts/venv.sh
 scripts/install-test-deps.sh
 status=0
