@@ -500,124 +500,14 @@ fn capitalised(s: &str) -> String {
     chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
-const STYLE: &str = "<style>
-[hidden] { display: none !important; }
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; color: #222; line-height: 1.4;
-  margin: 1.5em auto; padding: 0 1em; max-width: 90em; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; }
-h2 { font-size: 1.15em; margin: 1.4em 0 0.5em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-.lead { margin-top: 0; color: #444; }
-dl.facts { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; margin: 0.5em 0; }
-dl.facts dt { font-weight: bold; } dl.facts dd { margin: 0; }
-.cards { display: flex; flex-wrap: wrap; gap: 0.6em; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 0.8em; min-width: 8em; background: #fafafa; }
-.card .n { display: block; font-size: 1.6em; font-weight: bold; }
-.card.failed .n { color: #b00020; } .card.warning .n { color: #9a5b00; }
-.card.suppressed .n { color: #5b5b8f; } .card.passed .n { color: #2e7d32; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #e3e3e3; padding: 0.3em 0.5em; text-align: left; vertical-align: top; }
-thead th { background: #f3f3f3; position: sticky; top: 0; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-.scroll { overflow-x: auto; }
-table#keys { width: 100%; font-size: 0.85em; }
-td.last-used, td.result { white-space: nowrap; } td.reason { min-width: 14em; }
-code { font-family: Menlo, Consolas, monospace; font-size: 0.95em; }
-.sub, .none { color: #666; font-size: 0.9em; }
-ul.notes li { margin-bottom: 0.3em; } .where { font-weight: bold; } #errors li, #other-findings li { color: #b00020; }
-tr.failed td.result { color: #b00020; font-weight: bold; } tr.warning td.result { color: #9a5b00; font-weight: bold; }
-tr.suppressed td.result { color: #5b5b8f; } tr.passed td.result { color: #2e7d32; }
-tr.failed { background: #fff5f6; } tr.warning { background: #fffaf0; }
-#filters { display: flex; flex-wrap: wrap; gap: 0.5em 1.2em; align-items: center; margin: 0.5em 0; }
-#filters p { margin: 0; }
-svg#histogram { width: 100%; max-width: 960px; height: auto; font-size: 12px; }
-svg .axis { stroke: #888; } svg .grid { stroke: #eee; } svg .tick { fill: #555; }
-svg rect.failed, .swatch.failed { fill: #b00020; background: #b00020; }
-svg rect.warning, .swatch.warning { fill: #e69500; background: #e69500; }
-svg rect.suppressed, .swatch.suppressed { fill: #8a8ac0; background: #8a8ac0; }
-svg rect.passed, .swatch.passed { fill: #4c9a50; background: #4c9a50; }
-#max-age-line { stroke: #222; stroke-width: 2; stroke-dasharray: 6 3; }
-svg .max-age { fill: #222; font-weight: bold; }
-.swatch { display: inline-block; width: 0.8em; height: 0.8em; margin: 0 0.3em 0 0.8em; vertical-align: -0.05em; }
-.legend { font-size: 0.9em; margin-top: 0; }
-@media print { #filters { display: none; } thead th { position: static; } }
-</style>
-";
+const STYLE: &str = concat!("<style>", include_str!("html/report.css"), "</style>\n");
 
 /// The filters. A constant: it reads the rows' `data-` attributes and the
 /// URL fragment, nothing else. The page's CSP runs it only if
 /// [`SCRIPT_SHA256`] is its hash: after changing it, update that with
-/// `printf %s "$SCRIPT" | openssl dgst -sha256 -binary | base64` (the
+/// `openssl dgst -sha256 -binary src/html/filters.js | base64` (the
 /// Chromium test fails otherwise, the filters never showing).
-const SCRIPT: &str = r##"
-"use strict";
-(() => {
-  const names = ["account", "owner", "result"];
-  const selects = Object.fromEntries(names.map((n) => [n, document.getElementById("filter-" + n)]));
-  const rows = Array.from(document.querySelectorAll("#keys tr.key"));
-  const results = ["FAILED", "WARNING", "SUPPRESSED", "PASSED"];
-
-  function apply() {
-    const wanted = names.filter((n) => selects[n].value !== "");
-    const shown = { keys: 0, FAILED: 0, WARNING: 0, SUPPRESSED: 0, PASSED: 0 };
-    for (const row of rows) {
-      const visible = wanted.every((n) => selects[n].value === "=" + row.dataset[n]);
-      row.hidden = !visible;
-      if (visible) {
-        shown.keys += 1;
-        shown[row.dataset.result] += 1;
-      }
-    }
-    document.getElementById("shown-keys").textContent = shown.keys;
-    for (const r of results) {
-      document.getElementById("shown-" + r.toLowerCase()).textContent = shown[r];
-    }
-  }
-
-  // `#result=FAILED&owner=team-a`: a filtered view can be linked to.
-  function fromFragment() {
-    const params = new URLSearchParams(location.hash.slice(1));
-    for (const n of names) {
-      const select = selects[n];
-      if (!params.has(n)) {
-        select.value = "";
-        continue;
-      }
-      const value = "=" + params.get(n);
-      if (!Array.from(select.options).some((o) => o.value === value)) {
-        select.add(new Option(params.get(n) + " (none in this report)", value));
-      }
-      select.value = value;
-    }
-  }
-
-  function toFragment() {
-    const params = new URLSearchParams();
-    for (const n of names) {
-      if (selects[n].value !== "") params.set(n, selects[n].value.slice(1));
-    }
-    try {
-      history.replaceState(null, "", "#" + params.toString());
-    } catch (e) {
-      // Some viewers of local files refuse it; the filters work regardless.
-    }
-  }
-
-  for (const n of names) {
-    selects[n].addEventListener("change", () => {
-      toFragment();
-      apply();
-    });
-  }
-  window.addEventListener("hashchange", () => {
-    fromFragment();
-    apply();
-  });
-  fromFragment();
-  apply();
-  document.getElementById("filters").hidden = false;
-  document.documentElement.dataset.js = "ready";
-})();
-"##;
+const SCRIPT: &str = include_str!("html/filters.js");
 
 /// The CSP hash of [`SCRIPT`]: `'sha256-'` and base64.
 const SCRIPT_SHA256: &str = "sha256-iV0iedjcQmMpacJsXXLA4+GErodMQm9r0CXyVUwAZ9U=";
