@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import paging  # beside this file: page tokens and rate windows
+
 RETENTION_SECONDS = 90 * 86400  # event history keeps 90 days
 MAX_EVENTS = 100_000  # recorded and seeded events kept, oldest dropped
 MAX_RESULTS = 50  # LookupEvents' limit and default
@@ -593,14 +595,10 @@ class CloudTrail:
 
     def _throttle(self, trail: AccountTrail, region: str) -> None:
         """At most rate_limit_count lookups in any rate_window seconds, per account and region."""
-        now = self.monotonic()
         times = trail.windows.setdefault(region, deque())
-        while times and times[0] <= now - self.rate_window:
-            times.popleft()
-        if len(times) >= self.rate_limit_count:
+        if not paging.admit(times, self.monotonic(), self.rate_limit_count, self.rate_window):
             trail.lookup_throttled += 1
             raise CtError("ThrottlingException", "Rate exceeded")
-        times.append(now)
 
     # -- control endpoints -----------------------------------------------------
 

@@ -12,12 +12,13 @@ README.md ("Several accounts") for the behaviour.
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
+
+import paging  # beside this file: page tokens and rate windows
 
 MAX_RESULTS = 20  # Organizations' limit, and its default for ListAccounts
 TOKEN_PREFIX = "rekey-accounts:"
@@ -77,7 +78,7 @@ class Account:
 
 
 def encode_token(offset: int) -> str:
-    return base64.b64encode(f"{TOKEN_PREFIX}{offset}".encode()).decode()
+    return paging.encode_offset_token(TOKEN_PREFIX, offset)
 
 
 def bad_token() -> OrgError:
@@ -86,14 +87,8 @@ def bad_token() -> OrgError:
 
 def decode_token(token: Any) -> int:
     try:
-        text = base64.b64decode(str(token).encode(), validate=True).decode()
-        if not text.startswith(TOKEN_PREFIX):
-            raise ValueError
-        offset = int(text[len(TOKEN_PREFIX):])
-        if offset < 0:
-            raise ValueError
-        return offset
-    except Exception:
+        return paging.decode_offset_token(TOKEN_PREFIX, token)
+    except ValueError:
         raise bad_token() from None
 
 

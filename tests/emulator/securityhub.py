@@ -10,7 +10,6 @@ Hub") for the behaviour, the control endpoints and what is left out.
 
 from __future__ import annotations
 
-import base64
 import copy
 import re
 import threading
@@ -20,6 +19,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+
+import paging  # beside this file: page tokens and rate windows
 
 SCHEMA_VERSION = "2018-10-08"
 DEFAULT_REGION = "us-east-1"
@@ -288,19 +289,13 @@ def parse_filters(raw: Any) -> list[FieldFilter]:
 
 
 def encode_token(offset: int) -> str:
-    return base64.b64encode(f"{TOKEN_PREFIX}{offset}".encode()).decode()
+    return paging.encode_offset_token(TOKEN_PREFIX, offset)
 
 
 def decode_token(token: Any) -> int:
     try:
-        text = base64.b64decode(str(token).encode(), validate=True).decode()
-        if not text.startswith(TOKEN_PREFIX):
-            raise ValueError
-        offset = int(text[len(TOKEN_PREFIX):])
-        if offset < 0:
-            raise ValueError
-        return offset
-    except Exception:
+        return paging.decode_offset_token(TOKEN_PREFIX, token)
+    except ValueError:
         raise invalid_input("Invalid parameter 'NextToken'. The NextToken is not valid") from None
 
 
@@ -619,14 +614,9 @@ class SecurityHub:
 
     def _throttle_import(self, hub: AccountHub) -> None:
         """At most import_limit requests in any import_window seconds."""
-        now = self.clock()
-        times = hub.import_times
-        while times and times[0] <= now - self.import_window:
-            times.popleft()
-        if len(times) >= self.import_limit:
+        if not paging.admit(hub.import_times, self.clock(), self.import_limit, self.import_window):
             hub.batch_import_throttled += 1
             raise HubError(429, "LimitExceededException", "Rate exceeded")
-        times.append(now)
 
     @staticmethod
     def _upsert(hub: AccountHub, finding: dict, region: str, now: datetime) -> None:
