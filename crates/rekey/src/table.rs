@@ -134,6 +134,24 @@ pub fn render(mut columns: Vec<Column>, reductions: &[&str], width: usize, colou
     t.trim_fmt()
 }
 
+/// `text` in lines of at most `width` characters, each after `indent`
+/// spaces but the first (which follows a label of that width): broken at
+/// spaces only, so a path or an id longer than the line stays whole.
+pub fn wrap(text: &str, width: usize, indent: usize) -> String {
+    let room = width.saturating_sub(indent).max(1);
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= room => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines.join(&format!("\n{}", " ".repeat(indent)))
+}
+
 fn text_width(s: &str) -> usize {
     s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
 }
@@ -146,6 +164,16 @@ pub fn count(n: usize, word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_wraps_at_spaces_within_the_width_and_never_breaks_a_word() {
+        let text = "deliver to credentials-file /a/very/long/path/to/the/credentials [app] (kept beside the file)";
+        let wrapped = wrap(text, 30, 6);
+        assert!(wrapped.lines().all(|l| l.chars().count() <= 30 || !l.trim().contains(' ')), "{wrapped}");
+        assert!(wrapped.lines().skip(1).all(|l| l.starts_with("      ")), "{wrapped}");
+        assert_eq!(wrapped.split_whitespace().collect::<Vec<_>>(), text.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(wrap("short", 80, 6), "short");
+    }
 
     fn cells(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

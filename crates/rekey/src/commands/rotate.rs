@@ -8,6 +8,7 @@ use crate::accounts::Accounts;
 use crate::cli::RotateArgs;
 use crate::rotations::{exit_code, print_one};
 use crate::settings::Settings;
+use crate::table;
 use crate::terminal::Terminal;
 use anyhow::{anyhow, bail};
 use rekey_aws::Clients;
@@ -158,7 +159,7 @@ fn confirm_on_terminal(question: &str) -> anyhow::Result<()> {
 fn print_plan(p: &Prepared) -> std::io::Result<()> {
     outln!("Plan: rotate key {} of {} in account {}", p.old_key(), p.user(), p.account())?;
     for (i, step) in p.steps().iter().enumerate() {
-        outln!("  {:>2}. {step}", i + 1)?;
+        outln!("  {:>2}. {}", i + 1, table::wrap(step, table::width(), 6))?;
     }
     outln!("Nothing was changed (--dry-run).")?;
     Ok(())
