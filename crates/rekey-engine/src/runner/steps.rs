@@ -494,7 +494,14 @@ impl Engine<'_> {
                 r.progress.deactivated_at = Some(self.aws_now());
                 self.save(r).await?;
                 self.fence(r).await?;
-                let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await?;
+                let sent = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Inactive).await;
+                // AWS answered no: nothing was deactivated, and an inactive
+                // old key seen later is someone else's doing, not rekey's.
+                if sent.as_ref().is_err_and(|e| !e.may_have_taken_effect()) {
+                    r.progress.deactivated_at = None;
+                    self.save(r).await?;
+                }
+                let request_id = sent?;
                 self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
                 crash_point("deactivate");
             }
