@@ -578,7 +578,7 @@ impl Engine<'_> {
         // Inactive now, but perhaps not all along: someone may have turned
         // it on and off again, which IAM's API cannot show and CloudTrail can.
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
-        if old.is_some() && self.keys.activations(&r.old_key(), deactivated).await?.is_some_and(|a| !a.is_empty()) {
+        if old.is_some() && self.set_active_since(r, deactivated).await? {
             let reason = format!(
                 "the old key {} was set active after rekey deactivated it, and is inactive again (CloudTrail shows it: a quarantine?); something may have used it meanwhile. \
                  Find it, then `rekey confirm {id}` (drain again, then a new grace period), or reactivate the key by hand if it is safe and `rekey rollback {id}`",
