@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 use support::{Rig, LONG};
 
 /// The drain window is 3 s and a use right after delivery already counts.
-const QUICK_DRAIN: &str = "wait_unused = \"3s\"\nlast_used_lag = \"0s\"\nlast_used_margin = \"0s\"\ngrace = \"0s\"";
+/// The drain window: long enough that `rotate` (which verifies with the
+/// AWS CLI) is back in `draining` on a busy machine, not past it.
+const WINDOW_SECS: i64 = 30;
+const QUICK_DRAIN: &str = "wait_unused = \"30s\"\nlast_used_lag = \"0s\"\nlast_used_margin = \"0s\"\ngrace = \"0s\"";
 
 fn series(ip: &str, agent: &str, count: u32) -> Value {
     json!({"service": "s3", "event_name": "ListBuckets", "ago": "0s", "source_ip": ip, "user_agent": agent, "count": count, "every": "1m"})
@@ -73,7 +76,7 @@ fn without_cloudtrail_a_scan_warns_once_and_consumers_says_why() {
     assert!(consumers.stderr.contains("CloudTrail"), "{}", consumers.stderr);
 }
 
-/// Starts a rotation that drains for 3 s; returns the new key's id.
+/// Starts a rotation that drains for [`WINDOW_SECS`]; returns the new key's id.
 fn rotate(rig: &Rig) -> String {
     rig.config_app(QUICK_DRAIN);
     let run = rig.rekey(&["rotate", "--user", &rig.user, "--yes"]);
@@ -83,9 +86,9 @@ fn rotate(rig: &Rig) -> String {
     r["new_key_id"].as_str().unwrap().to_owned()
 }
 
-/// Waits until the drain window (3 s) since `since` has passed.
+/// Waits until the drain window since `since` has passed.
 fn wait_past_window(since: jiff::Timestamp) {
-    support::wait_for("the drain window to pass", || jiff::Timestamp::now() > since + jiff::SignedDuration::from_secs(4));
+    support::wait_for("the drain window to pass", || jiff::Timestamp::now() > since + jiff::SignedDuration::from_secs(WINDOW_SECS + 1));
 }
 
 /// A call with `key` from `ip` now: in CloudTrail, and as IAM's last use.
