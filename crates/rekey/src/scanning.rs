@@ -245,13 +245,13 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
 /// The report's warnings, other findings and errors, on stderr.
 pub fn tell_problems(report: &ScanReport, term: &Terminal) {
     for w in &report.warnings {
-        term.warn(&note_text(w));
+        term.warn(&problem_line(w));
     }
     for f in &report.other_findings {
         term.warn(&format!("{} {}: {}", f.control, f.account_id, f.reason));
     }
     for e in &report.errors {
-        term.error(&note_text(e));
+        term.error(&problem_line(e));
     }
     // Accounts that were not scanned say so in their own error.
     let users: Vec<&str> = report.errors.iter().filter_map(|e| e.user_name.as_deref()).collect();
@@ -304,7 +304,8 @@ fn warning_note(w: &Warning) -> Note {
     Note { user_name: w.user.as_ref().map(ToString::to_string), message: w.message.clone(), ..Note::default() }
 }
 
-fn note_text(n: &Note) -> String {
+/// A scan warning or error as one terminal line.
+fn problem_line(n: &Note) -> String {
     match &n.user_name {
         Some(user) => format!("{user}: {}", n.message),
         None => n.message.clone(),

@@ -101,7 +101,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     let clients = Clients::new(&settings.aws).await;
     let mut report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
     if args.consumers {
-        crate::trail::fill_consumers(&mut report, settings, &crate::accounts::Accounts::new(&clients, settings, None)).await;
+        crate::trail::fill_consumers(&mut report, settings, &Accounts::new(&clients, settings, None)).await;
     }
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
     let now = Timestamp::now();
