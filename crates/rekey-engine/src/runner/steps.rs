@@ -578,7 +578,18 @@ impl Engine<'_> {
         // Inactive now, but perhaps not all along: someone may have turned
         // it on and off again, which IAM's API cannot show and CloudTrail can.
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
-        if old.is_some() && self.set_active_since(r, deactivated).await? {
+        let turned_on = match old.is_some() {
+            true => self.set_active_since(r, deactivated).await,
+            false => Ok(false),
+        };
+        // CloudTrail's budget is shared (2 lookups a second per account and
+        // region, other runners and tools included): busy is no answer, so
+        // the deletion waits for one, and the run goes on without an error.
+        if let Err(EngineError::Aws(e @ AwsError::Throttled { .. })) = &turned_on {
+            let at = self.aws_now() + r.plan.timings.retry_after.to_signed();
+            return Ok(Err(Step::Wait(at, format!("CloudTrail is busy ({e}); the old key is deleted once it can say no one turned the key on since rekey deactivated it"))));
+        }
+        if turned_on? {
             let reason = format!(
                 "the old key {} was set active after rekey deactivated it, and is inactive again (CloudTrail shows it: a quarantine?); something may have used it meanwhile. \
                  Find it, then `rekey confirm {id}` (drain again, then a new grace period), or reactivate the key by hand if it is safe and `rekey rollback {id}`",
