@@ -58,9 +58,9 @@ impl Trails {
 
 impl Trails {
     /// When `UpdateAccessKey` set `access_key_id` active, from `from` until
-    /// now, in every region (IAM's events are in us-east-1, or its
-    /// partition's first region). An event that cannot be read counts as
-    /// one: the question is whether anyone may have re-enabled the key.
+    /// now, in every region read (IAM's events are in us-east-1 in the
+    /// `aws` partition). An event that cannot be read counts as one: the
+    /// question is whether anyone may have re-enabled the key.
     pub async fn activations(&self, access_key_id: &str, from: Timestamp) -> Result<Vec<Timestamp>, AwsError> {
         let now = Timestamp::now();
         let from = from.max(now - HISTORY);
@@ -68,7 +68,6 @@ impl Trails {
         for found in join_all(self.0.iter().map(|t| t.activations(access_key_id, from, now))).await {
             all.extend(found?);
         }
-        all.sort();
         Ok(all)
     }
 }

@@ -116,7 +116,6 @@ impl Rotation {
         self.record.new_key_id.as_deref().map(AccessKeyId::new)
     }
 
-
     fn refuse(&self, message: impl Into<String>) -> EngineError {
         EngineError::Refused { id: self.record.id.clone(), message: message.into() }
     }

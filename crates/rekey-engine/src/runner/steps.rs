@@ -560,8 +560,9 @@ impl Engine<'_> {
 
     /// What must hold before the old key is deleted, re-read: the new key
     /// exists and is active, and the old key is still inactive (or already
-    /// gone) and was not turned on since rekey deactivated it. If not, the old key is (or is made) active and a person
-    /// decides: the step to take instead. Else the old key's status.
+    /// gone) and was not turned on since rekey deactivated it. If not, the
+    /// old key is (or is made) active and a person decides, or rekey waits:
+    /// the step to take instead. Else the old key's status.
     async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Result<Option<KeyStatus>, Step>, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
@@ -572,24 +573,25 @@ impl Engine<'_> {
                 None => Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))),
             }));
         }
-        if old == Some(KeyStatus::Active) {
-            return Ok(Err(Step::Move(Event::Reactivated, Some(Self::reactivated(r)))));
+        match old {
+            Some(KeyStatus::Active) => return Ok(Err(Step::Move(Event::Reactivated, Some(Self::reactivated(r))))),
+            None => return Ok(Ok(None)),
+            Some(KeyStatus::Inactive) => {}
         }
         // Inactive now, but perhaps not all along: someone may have turned
         // it on and off again, which IAM's API cannot show and CloudTrail can.
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
-        let turned_on = match old.is_some() {
-            true => self.set_active_since(r, deactivated).await,
-            false => Ok(false),
+        let turned_on = match self.set_active_since(r, deactivated).await {
+            // CloudTrail's budget is shared (2 lookups a second per account
+            // and region, other runners and tools included): busy is no
+            // answer, so the deletion waits for one, and the run goes on.
+            Err(EngineError::Aws(e @ AwsError::Throttled { .. })) => {
+                let at = self.aws_now() + r.plan.timings.retry_after.to_signed();
+                return Ok(Err(Step::Wait(at, format!("CloudTrail is busy ({e}); the old key is deleted once it can say no one turned the key on since rekey deactivated it"))));
+            }
+            answer => answer?,
         };
-        // CloudTrail's budget is shared (2 lookups a second per account and
-        // region, other runners and tools included): busy is no answer, so
-        // the deletion waits for one, and the run goes on without an error.
-        if let Err(EngineError::Aws(e @ AwsError::Throttled { .. })) = &turned_on {
-            let at = self.aws_now() + r.plan.timings.retry_after.to_signed();
-            return Ok(Err(Step::Wait(at, format!("CloudTrail is busy ({e}); the old key is deleted once it can say no one turned the key on since rekey deactivated it"))));
-        }
-        if turned_on? {
+        if turned_on {
             let reason = format!(
                 "the old key {} was set active after rekey deactivated it, and is inactive again (CloudTrail shows it: a quarantine?); something may have used it meanwhile. \
                  Find it, then `rekey confirm {id}` (drain again, then a new grace period), or reactivate the key by hand if it is safe and `rekey rollback {id}`",
