@@ -11,6 +11,10 @@ pub enum Audit {
     RotationStarted { deliver: Vec<String>, verify: Vec<String> },
     DeletedInactiveKey { key: String },
     DeletedUnrecordedKey { key: String },
+    /// A key a lost `CreateAccessKey` may have made, held until IAM could show its use.
+    DeactivatedUnrecordedKey { key: String },
+    /// That key was used after all: someone else's, turned back on.
+    ReactivatedUnrecordedKey { key: String },
     CreatedNewKey { key: String },
     Delivered { sink: String, already_there: bool },
     DeletedLostKey { key: String },

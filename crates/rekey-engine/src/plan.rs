@@ -104,6 +104,10 @@ pub struct Progress {
     /// know, created between the attempt and this, may be this rotation's
     /// own. `None` with an attempt recorded: the process died mid-call.
     pub create_lost_until: Option<Timestamp>,
+    /// A key the state does not know, made inside a lost attempt's window
+    /// and with no use shown, and when rekey deactivated it (saved before
+    /// the call): deleted once `last_used_lag` has passed with still no use.
+    pub unrecorded_held: Option<(String, Timestamp)>,
     /// Per sink index, what `restore` goes back to, saved before the first
     /// delivery to that sink.
     #[serde(deserialize_with = "restore_points")]

@@ -32,6 +32,8 @@ struct Key {
     created: Timestamp,
     /// When, by which service, in which region.
     last_used: Option<(Timestamp, &'static str, &'static str)>,
+    /// IAM shows `last_used` only from this time on (its reporting lag).
+    shown_from: Option<Timestamp>,
 }
 
 /// What the next call of an operation meets.
@@ -61,7 +63,7 @@ struct FakeIam {
 
 impl FakeIam {
     fn new(clock: &ManualClock) -> FakeIam {
-        let old = Key { id: OLD.into(), status: KeyStatus::Active, created: clock.now() - SignedDuration::from_hours(24 * 200), last_used: None };
+        let old = Key { id: OLD.into(), status: KeyStatus::Active, created: clock.now() - SignedDuration::from_hours(24 * 200), last_used: None, shown_from: None };
         FakeIam {
             clock: clock.clone(),
             account: Mutex::new(ACCOUNT.into()),
@@ -102,6 +104,12 @@ impl FakeIam {
         self.keys.lock().unwrap().iter_mut().find(|k| k.id == id).unwrap().last_used = Some((at, "s3", "eu-west-1"));
     }
 
+    /// A use IAM's last-used data shows only `lag` later.
+    fn use_key_reported_late(&self, id: &str, at: Timestamp, lag: SignedDuration) {
+        self.use_key(id, at);
+        self.keys.lock().unwrap().iter_mut().find(|k| k.id == id).unwrap().shown_from = Some(at + lag);
+    }
+
     /// A management call with `key` from `ip`: in IAM's last use and in CloudTrail.
     fn call(&self, key: &str, at: Timestamp, ip: &str) {
         self.keys.lock().unwrap().iter_mut().find(|k| k.id == key).unwrap().last_used = Some((at, "s3", "us-east-1"));
@@ -118,7 +126,7 @@ impl FakeIam {
     }
 
     fn add_key(&self, id: &str, created: Timestamp) {
-        self.keys.lock().unwrap().push(Key { id: id.into(), status: KeyStatus::Active, created, last_used: None });
+        self.keys.lock().unwrap().push(Key { id: id.into(), status: KeyStatus::Active, created, last_used: None, shown_from: None });
     }
 }
 
@@ -139,7 +147,9 @@ impl KeyApi for FakeIam {
         Ok(self.keys.lock().unwrap().iter().map(|k| ListedKey { id: AccessKeyId::new(&k.id), status: k.status, created_at: k.created }).collect())
     }
     async fn last_used(&self, key: &AccessKeyId) -> Result<LastUsed, AwsError> {
-        let used = self.keys.lock().unwrap().iter().find(|k| k.id == key.as_str()).and_then(|k| k.last_used);
+        let now = self.clock.now();
+        let shown = |k: &&Key| k.shown_from.is_none_or(|from| from <= now);
+        let used = self.keys.lock().unwrap().iter().find(|k| k.id == key.as_str()).filter(shown).and_then(|k| k.last_used);
         Ok(LastUsed { at: used.map(|u| u.0), service: used.map(|u| u.1.into()), region: used.map(|u| u.2.into()) })
     }
     async fn create_key(&self, _user: &UserName) -> Result<(Credentials, RequestId), AwsError> {
@@ -396,10 +406,13 @@ async fn a_key_rekey_did_not_create_is_never_deleted_by_recovery() {
     assert_eq!(w.stage().await, Stage::Blocked);
     assert!(w.iam.keys().contains(&("AKIASOMEONEELSE".into(), KeyStatus::Active)), "someone else's key is kept");
 
-    // A key created after the attempt, never recorded, is this rotation's own: removed.
+    // A key created after the attempt, never recorded, is this rotation's
+    // own: held deactivated, then removed once a use would show.
     w.iam.delete_key(&UserName::new(USER), &AccessKeyId::new("AKIASOMEONEELSE")).await.unwrap();
     w.iam.add_key("AKIAORPHAN", w.clock.now());
     w.engine().confirm("rot-1", false).await.unwrap();
+    assert_eq!(w.iam.status("AKIAORPHAN"), Some(KeyStatus::Inactive));
+    w.run_after(4).await;
     let keys: Vec<String> = w.iam.keys().into_iter().map(|k| k.0).collect();
     assert!(!keys.contains(&"AKIAORPHAN".to_owned()), "{keys:?}");
     assert_eq!(w.stage().await, Stage::Draining);
@@ -556,8 +569,11 @@ async fn defect_3_a_key_a_lost_create_made_is_taken_back_only_if_unused() {
     w.iam.fail_next("create", Fault::Lost);
     assert!(w.try_start().await.is_err());
     assert_eq!(w.iam.status(NEW), Some(KeyStatus::Active), "made, and the answer lost");
+    assert_eq!(w.run_after(1).await, Stage::Creating);
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive), "inside the attempt's window, no use shown: held, deactivated");
+    assert_eq!(w.run_after(3).await, Stage::Creating, "a use may show up to 4h late");
     assert_eq!(w.run_after(1).await, Stage::Draining);
-    assert_eq!(w.iam.status(NEW), None, "inside the attempt's window and never used: rekey's own, removed");
+    assert_eq!(w.iam.status(NEW), None, "still no use shown: rekey's own, removed");
     assert_eq!(w.iam.status("AKIANEW2"), Some(KeyStatus::Active));
 
     let mut w = World::new().await;
@@ -566,6 +582,22 @@ async fn defect_3_a_key_a_lost_create_made_is_taken_back_only_if_unused() {
     w.iam.use_key(NEW, w.clock.now());
     assert_eq!(w.run_after(1).await, Stage::Blocked, "used: someone has it");
     assert_eq!(w.iam.status(NEW), Some(KeyStatus::Active));
+}
+
+/// A person's key made inside a lost attempt's window and used a moment
+/// before recovery looks: IAM does not show the use yet, so rekey holds
+/// it deactivated; the use shows before the deletion is due, and the key
+/// is turned back on and left to its owner.
+#[tokio::test]
+async fn defect_3_a_key_used_where_iam_does_not_show_it_yet_is_held_not_deleted() {
+    let mut w = World::new().await;
+    w.iam.fail_next("create", Fault::Lost);
+    assert!(w.try_start().await.is_err());
+    w.iam.use_key_reported_late(NEW, w.clock.now(), SignedDuration::from_hours(3));
+    assert_eq!(w.run_after(1).await, Stage::Creating);
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Inactive), "held");
+    assert_eq!(w.run_after(4).await, Stage::Blocked, "the use showed: someone has it");
+    assert_eq!(w.iam.status(NEW), Some(KeyStatus::Active), "turned back on, not deleted");
 }
 
 #[tokio::test]

@@ -218,15 +218,6 @@ mod open {
     /// is ahead takes over a live lease at once (invariant 6).
     /// Regression: `a_runner_whose_clock_is_ahead_takes_a_live_lease`.
     pub const LEASES_ON_LOCAL_CLOCKS: bool = false;
-
-    /// Open: a person makes a key right after a `CreateAccessKey` of
-    /// rekey's got no answer, and it is used less than `last_used_lag`
-    /// before recovery looks: IAM does not show the use yet, and recovery
-    /// deletes the key as rekey's own (invariants 2 and 3). Deactivating
-    /// such a key first and deleting it only after `last_used_lag` would
-    /// close it. Regression: `a_key_made_by_hand_and_used_unseen_after_a_lost_create`.
-    /// Switch (on judging): that deletion is excused.
-    pub const LOST_CREATE_TAKES_A_KEY_USED_UNSEEN: bool = true;
 }
 
 // ---------------------------------------------------------------------------
@@ -909,7 +900,9 @@ fn inv6_no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &
 /// `--delete-inactive`'s deletion of the other, inactive key at preflight.
 /// A key a person made within [`ATTEMPT_WINDOW`] after a `CreateAccessKey`
 /// whose answer rekey never got (a lost reply, a crash) cannot be told from
-/// rekey's own, and is never used: its deletion is excused. With SPEC's
+/// rekey's own, and is never used: its deletion is excused; so is its
+/// deactivation while IAM shows no use (rekey holds such a key deactivated
+/// until a use made before would show). With SPEC's
 /// "Undo never re-enables what someone else disabled": rekey never
 /// reactivates a key a person deactivated; alike, a person's deactivation
 /// after an `UpdateAccessKey Inactive` of rekey's whose answer it never got
@@ -918,10 +911,11 @@ fn inv6_no_write_under_another_lease(st: &St, facts: &Facts, writer: &str, op: &
 fn inv2_only_its_own_keys_are_removed(st: &St, rot: usize, facts: &Facts, key: &Key, change: Change, now: Timestamp) -> Result<(), String> {
     let r = &st.rots[rot];
     let unanswered = |at: &Timestamp| key.created >= *at && key.created - *at <= ATTEMPT_WINDOW;
-    let looks_like_its_own = key.uses.is_empty() && st.unanswered_creates.iter().any(|(user, at)| *user == r.user && unanswered(at))
-        || open::LOST_CREATE_TAKES_A_KEY_USED_UNSEEN && looks_like_a_lost_create(st, rot, key, now);
+    let was_its_own = key.uses.is_empty() && st.unanswered_creates.iter().any(|(user, at)| *user == r.user && unanswered(at));
     match change {
-        Change::Delete if !key.by_rekey && looks_like_its_own => {}
+        Change::Delete if !key.by_rekey && was_its_own => {}
+        // Held, not deleted, until IAM could show a use.
+        Change::Deactivate if looks_like_a_lost_create(st, rot, key, now) => {}
         Change::Deactivate | Change::Delete if !key.by_rekey => {
             let main_path = key.id == r.old
                 && matches!((change, facts.stage), (Change::Deactivate, Some(Stage::Deactivating)) | (Change::Delete, Some(Stage::Deleting)));
@@ -1221,9 +1215,7 @@ impl HostIam {
                     judged.extend(inv4_no_sink_loses_its_key(&st, rot, k, change).err());
                 }
                 if change == Change::Delete {
-                    if !(open::LOST_CREATE_TAKES_A_KEY_USED_UNSEEN && looks_like_a_lost_create(&st, rot, k, now)) {
-                        judged.extend(inv3_no_used_key_is_deleted(k, now).err());
-                    }
+                    judged.extend(inv3_no_used_key_is_deleted(k, now).err());
                 }
             }
         }
@@ -2729,8 +2721,11 @@ fn a_quarantine_after_a_deactivation_rekey_never_heard_back_from_is_excused() {
     holds(&setup, &ops);
 }
 
-/// Open (see `open::LOST_CREATE_TAKES_A_KEY_USED_UNSEEN`): passes only
-/// with that switch on.
+/// Was open: recovery deleted a key a person made right after a
+/// `CreateAccessKey` of rekey's got no answer, and used a moment before
+/// recovery looked (IAM did not show the use yet). Now it is deactivated
+/// first and deleted only after `last_used_lag`; the use shows by then, and
+/// the key is turned back on and left to its owner.
 #[test]
 fn a_key_made_by_hand_and_used_unseen_after_a_lost_create() {
     let setup = Setup {

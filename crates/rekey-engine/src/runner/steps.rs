@@ -82,8 +82,11 @@ impl Engine<'_> {
     /// key was made and clears it, while a lost answer records the end of
     /// the attempt's window (see `unknown_keys`).
     pub(super) async fn create(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
-        let others = self.unknown_keys(r).await?;
-        if let Some(key) = others.first() {
+        let unknown = self.unknown_keys(r).await?;
+        if let Some(wait) = unknown.wait {
+            return Ok(wait);
+        }
+        if let Some(key) = unknown.others.first() {
             return blocked(format!(
                 "key {} of {} (created at {}) is not one rekey can prove it made (or is the user's only active key), so rekey leaves it alone, and it takes the free key slot; \
                  find out who created it and delete it, then `rekey confirm {id}`, or `rekey abort {id}`",
@@ -118,32 +121,84 @@ impl Engine<'_> {
     }
 
     /// Keys the state does not know (not there at preflight, not the
-    /// recorded new key). One is this rotation's own, and deleted, only if
-    /// a `CreateAccessKey` whose answer never came could have made it: it
-    /// was created inside that attempt's window on AWS's clock (to the end
+    /// recorded new key). One may be this rotation's own only if a
+    /// `CreateAccessKey` whose answer never came could have made it: it was
+    /// created inside that attempt's window on AWS's clock (to the end
     /// recorded, or a lease's length for a process that died mid-call), and
-    /// it was never used. Returns the others: someone else's, never touched.
-    pub(super) async fn unknown_keys(&mut self, r: &Rotation) -> Result<Vec<ListedKey>, EngineError> {
+    /// IAM shows no use of it. Even then a person may have made it and used
+    /// it a moment ago, which IAM reports up to `last_used_lag` late: so it
+    /// is deactivated first (the time saved before the call), and deleted
+    /// only once `last_used_lag` has passed with still no use shown; a use
+    /// makes it someone else's, and rekey turns it back on.
+    pub(super) async fn unknown_keys(&mut self, r: &mut Rotation) -> Result<UnknownKeys, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
         let margin = r.plan.timings.last_used_margin.to_signed();
+        let lag = r.plan.timings.last_used_lag.to_signed();
         let window = r.progress.create_attempted_at.map(|from| (from - margin, r.progress.create_lost_until.unwrap_or(from + LEASE) + margin));
-        let mut others = Vec::new();
         let active = keys.iter().filter(|k| k.status == KeyStatus::Active).count();
-        for key in keys.into_iter().filter(|k| !known(&k.id)) {
+        let unknown: Vec<ListedKey> = keys.into_iter().filter(|k| !known(&k.id)).collect();
+        let mut found = UnknownKeys::default();
+        for key in unknown {
+            let held = r.progress.unrecorded_held.as_ref().filter(|(id, _)| id == key.id.as_str()).map(|(_, at)| *at);
             let in_window = window.is_some_and(|(from, until)| (from..=until).contains(&key.created_at));
             // Never the user's last active key, even rekey's own.
             let last_active = key.status == KeyStatus::Active && active == 1;
-            if !in_window || last_active || self.last_used(&key.id).await?.at.is_some() {
-                others.push(key);
+            let since = match held {
+                // Turned back on by a person: theirs.
+                Some(_) if key.status == KeyStatus::Active => {
+                    r.progress.unrecorded_held = None;
+                    found.others.push(key);
+                    continue;
+                }
+                Some(since) => since,
+                None if !in_window || last_active || self.last_used(&key.id).await?.at.is_some() => {
+                    found.others.push(key);
+                    continue;
+                }
+                None => self.hold_unrecorded(r, &key).await?,
+            };
+            let due = since + lag;
+            if self.aws_now() < due {
+                found.wait = Some(Step::Wait(due, format!("key {} may be one a lost CreateAccessKey made; deactivated, it is deleted after {due} if IAM shows no use of it", key.id)));
                 continue;
             }
             self.fence(r).await?;
-            let request_id = self.keys.delete_key(&r.user(), &key.id).await?;
-            self.note(r, Audit::DeletedUnrecordedKey { key: key.id.to_string() }, request_id);
-            crash_point("delete-unrecorded");
+            if self.last_used(&key.id).await?.at.is_some() {
+                let request_id = self.keys.set_status(&r.user(), &key.id, KeyStatus::Active).await?;
+                self.note(r, Audit::ReactivatedUnrecordedKey { key: key.id.to_string() }, request_id);
+                found.others.push(key);
+            } else {
+                let request_id = self.keys.delete_key(&r.user(), &key.id).await?;
+                self.note(r, Audit::DeletedUnrecordedKey { key: key.id.to_string() }, request_id);
+                crash_point("delete-unrecorded");
+            }
+            r.progress.unrecorded_held = None;
         }
-        Ok(others)
+        Ok(found)
+    }
+
+    /// Deactivates an unrecorded key a lost `CreateAccessKey` may have
+    /// made, the time saved before the call; returns that time.
+    async fn hold_unrecorded(&mut self, r: &mut Rotation, key: &ListedKey) -> Result<Timestamp, EngineError> {
+        let since = self.aws_now();
+        r.progress.unrecorded_held = Some((key.id.to_string(), since));
+        if key.status == KeyStatus::Active {
+            self.save(r).await?;
+            self.fence(r).await?;
+            match self.keys.set_status(&r.user(), &key.id, KeyStatus::Inactive).await {
+                Ok(request_id) => self.note(r, Audit::DeactivatedUnrecordedKey { key: key.id.to_string() }, request_id),
+                Err(e) => {
+                    // AWS refused: nothing held (saved with the step's failure).
+                    if !e.may_have_taken_effect() {
+                        r.progress.unrecorded_held = None;
+                    }
+                    return Err(e.into());
+                }
+            }
+            crash_point("deactivate-unrecorded");
+        }
+        Ok(since)
     }
 
     /// The new key's secret: in memory, or read back from a sink that holds it.
@@ -651,4 +706,14 @@ pub(super) fn new_key_problem(r: &Rotation, keys: &[ListedKey]) -> Option<String
 pub(super) fn is_last_active(keys: &[ListedKey], key: &AccessKeyId) -> bool {
     let active: Vec<_> = keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
     matches!(active.as_slice(), [only] if &only.id == key)
+}
+
+/// What `unknown_keys` found.
+#[derive(Default)]
+pub(super) struct UnknownKeys {
+    /// Someone else's keys, left alone.
+    pub others: Vec<ListedKey>,
+    /// A key a lost `CreateAccessKey` may have made is held deactivated:
+    /// look again when its deletion is due.
+    pub wait: Option<Step>,
 }

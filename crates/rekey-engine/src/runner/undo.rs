@@ -26,7 +26,9 @@ impl Engine<'_> {
             // Gone, and no new key recorded: nothing to undo towards. The
             // end says so, for the sinks that still name the deleted key.
             None => {
-                drop(self.unknown_keys(r).await?);
+                if let Some(wait) = self.unknown_keys(r).await?.wait {
+                    return Ok(wait);
+                }
                 let why = format!("the old key {} was deleted outside rekey and there is no new key: the sinks still hold the deleted key", r.record.old_key_id);
                 return Ok(Step::Move(Event::Failed, Some(why)));
             }
@@ -88,7 +90,11 @@ impl Engine<'_> {
         }
         match r.new_key() {
             // Only a key a lost CreateAccessKey made is removed; others are someone else's.
-            None => drop(self.unknown_keys(r).await?),
+            None => {
+                if let Some(wait) = self.unknown_keys(r).await?.wait {
+                    return Ok(wait);
+                }
+            }
             Some(new) if !keep_new_key.is_empty() => {
                 // The ended rotation says which sinks still hold the new key.
                 let why = r.record.blocked_reason.take().map(|b| format!("{b}. ")).unwrap_or_default();
