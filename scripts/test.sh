@@ -3,7 +3,7 @@
 # duplicate versions, sources), unit tests, the emulator tests (each test
 # starts its own emulator), the emulator harness's own tests, and the
 # offline checks of the deployment examples in deploy/ (with their
-# self-tests).
+# self-tests), and the links between the Markdown pages.
 # This is the README's test command, and .ci/run runs it.
 #
 # `scripts/test.sh fast`: the tests that need no emulator (every crate's unit
@@ -25,4 +25,6 @@ scripts/check-deps.sh || status=$?
 python -m unittest discover -s tests/emulator -p 'test_*.py' || status=$?
 scripts/check-deploy.sh || status=$?
 python -m unittest discover -s tests/deploy -p 'test_*.py' || status=$?
+# Every relative link and #anchor in the repository's Markdown resolves.
+python -m unittest discover -s tests/docs -p 'test_*.py' || status=$?
 exit "$status"

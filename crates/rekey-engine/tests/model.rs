@@ -1333,7 +1333,7 @@ impl KeyApi for HostIam {
     }
 
     async fn activations(&self, key: &AccessKeyId, from: Timestamp) -> Result<Option<Vec<Timestamp>>, AwsError> {
-        // CloudTrail without its delivery lag (see the README's limits).
+        // CloudTrail without its delivery lag (see docs/proving-it-safe.md, what the fakes do not imitate).
         let account = self.account;
         self.read("cloudtrail:LookupEvents", |st, _| {
             let k = st.key(key.as_str()).filter(|k| k.account == account);
