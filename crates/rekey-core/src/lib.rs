@@ -5,6 +5,7 @@
 //! - [`duration`]: the [`Duration`] written in config and flags (`90d`, `36h`).
 //! - [`evaluate`]: the IAM.3 rule ([`Policy`], [`Compliance`], [`Evaluation`]).
 //! - [`consumers`]: who uses a key, from CloudTrail events.
+//! - [`role_plan`]: the roles that would replace a key, from its consumers.
 //! - [`html`]: the scan report as one self-contained page.
 //! - [`hub`]: Security Hub workflow statuses and when rekey may set them.
 //! - [`owners`]: the owners map file (owners of untagged users, contacts).
@@ -23,6 +24,7 @@ pub mod model;
 pub mod notice;
 pub mod owners;
 pub mod report;
+pub mod role_plan;
 pub mod secret;
 pub mod target;
 pub mod workflow;
