@@ -2757,3 +2757,21 @@ fn an_abandoned_undo_names_the_sinks_left_on_the_deleted_old_key() {
     ];
     holds(&setup, &ops);
 }
+
+/// Found by a random run of 10⁵: the deactivation step read the keys, then
+/// the old key's last use; a person deactivated the old key in between (a
+/// quarantine), rekey's `UpdateAccessKey` landed on it, and `rollback`
+/// re-enabled it as rekey's own. The keys are now read last, right before
+/// the write.
+#[test]
+fn a_quarantine_while_rekeys_deactivation_waits_is_not_re_enabled_by_rollback() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Wait { minutes: 2880 },
+        Op::Freeze { runner: 0, at: 2 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        Op::Thaw { runner: 0, crash: false },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+    ];
+    holds(&setup, &ops);
+}

@@ -523,11 +523,18 @@ impl Engine<'_> {
         true
     }
 
-    /// deactivating: re-reads the user's keys (the new key must carry the
-    /// application) and the old key's last use (it may have changed since
-    /// the drain decided), then `UpdateAccessKey Inactive`, its time saved
-    /// first: an inactive old key without it is someone else's doing.
+    /// deactivating: re-reads the old key's last use (it may have changed
+    /// since the drain decided) and then the user's keys (the new key must
+    /// carry the application), then `UpdateAccessKey Inactive`, its time
+    /// saved first: an inactive old key without it is someone else's doing.
     pub(super) async fn deactivate(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        let baseline = Self::drain_baseline(r);
+        let last_use = self.old_key_use(r, baseline).await?;
+        if !r.progress.force && drain::used_after(&r.plan.timings, baseline, last_use) {
+            return moved(Event::OldKeyUsed);
+        }
+        // Read last, right before the write, so a person's deactivation (a
+        // quarantine) is seen as theirs, and an undo leaves it so.
         let keys = self.keys.list_keys(&r.user()).await?;
         if let Some(problem) = new_key_problem(r, &keys) {
             if !keys.iter().any(|k| k.id == r.old_key()) {
@@ -538,11 +545,6 @@ impl Engine<'_> {
                 r.record.old_key_id,
                 id = r.record.id
             ));
-        }
-        let baseline = Self::drain_baseline(r);
-        let last_use = self.old_key_use(r, baseline).await?;
-        if !r.progress.force && drain::used_after(&r.plan.timings, baseline, last_use) {
-            return moved(Event::OldKeyUsed);
         }
         match keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status) {
             Some(KeyStatus::Active) => {
