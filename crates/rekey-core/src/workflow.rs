@@ -156,6 +156,9 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     PreflightPassed,
+    /// Preflight passed for a retirement (SPEC section 9): no new key, so
+    /// the drain starts at once, from the start of the retirement.
+    RetirementPreflightPassed,
     KeyCreated,
     Delivered,
     /// The new key's secret is gone from memory and from every readable sink,
@@ -199,6 +202,7 @@ impl Event {
     pub fn name(&self) -> &'static str {
         match self {
             Event::PreflightPassed => "preflight_passed",
+            Event::RetirementPreflightPassed => "retirement_preflight_passed",
             Event::KeyCreated => "key_created",
             Event::Delivered => "delivered",
             Event::SecretLost => "secret_lost",
@@ -237,6 +241,7 @@ pub fn next(from: State, event: &Event) -> Result<State, IllegalTransition> {
     let to = |stage| Ok(State::at(stage));
     match (from.stage, event) {
         (S::Planned, E::PreflightPassed) => to(S::Creating),
+        (S::Planned, E::RetirementPreflightPassed) => to(S::Draining),
         (S::Creating, E::KeyCreated) => to(S::Delivering),
         (S::Delivering, E::Delivered) => to(S::VerifyingNew),
         (S::Delivering | S::VerifyingNew, E::SecretLost) => to(S::Creating),
@@ -291,7 +296,7 @@ mod tests {
 
     fn all_events() -> Vec<Event> {
         vec![
-            E::PreflightPassed, E::KeyCreated, E::Delivered, E::SecretLost, E::NewKeyVerified, E::Drained,
+            E::PreflightPassed, E::RetirementPreflightPassed, E::KeyCreated, E::Delivered, E::SecretLost, E::NewKeyVerified, E::Drained,
             E::OldKeyUsed, E::ForceWithdrawn, E::Deactivated, E::DeactivationVerified, E::Reactivated, E::GraceElapsed, E::Deleted,
             E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::UndoAbandoned, E::Failed,
         ]
@@ -420,6 +425,18 @@ mod tests {
     fn a_use_seen_while_deactivating_goes_back_to_draining() {
         assert_eq!(next(State::at(S::Deactivating), &E::OldKeyUsed).unwrap(), State::at(S::Draining));
         assert!(next(State::at(S::VerifyingDeactivated), &E::OldKeyUsed).is_err());
+    }
+
+    #[test]
+    fn a_retirement_goes_from_preflight_straight_to_draining_then_the_main_path() {
+        let mut state = next(State::at(S::Planned), &E::RetirementPreflightPassed).unwrap();
+        assert_eq!(state.stage, S::Draining);
+        for (_, event, to) in MAIN_PATH.iter().skip_while(|(from, _, _)| *from != S::Draining) {
+            state = next(state, event).unwrap();
+            assert_eq!(state.stage, *to);
+        }
+        assert_eq!(state.stage, S::Completed);
+        assert!(next(State::at(S::Creating), &E::RetirementPreflightPassed).is_err());
     }
 
     #[test]

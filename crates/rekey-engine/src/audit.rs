@@ -9,6 +9,8 @@ use serde::Serialize;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Audit {
     RotationStarted { deliver: Vec<String>, verify: Vec<String> },
+    /// `rekey retire`: no new key, no sinks; the consumers' checks, if any.
+    RetirementStarted { verify: Vec<String> },
     DeletedInactiveKey { key: String },
     DeletedUnrecordedKey { key: String },
     /// A key a lost `CreateAccessKey` may have made, held until IAM could show its use.

@@ -17,6 +17,17 @@ pub struct Plan {
     pub timings: Timings,
     /// Delete the user's other, inactive key if it takes the free slot.
     pub delete_inactive: bool,
+    /// A retirement (`rekey retire`, SPEC section 9): the old key goes with
+    /// no new key made, once its consumers left it (they moved to roles).
+    #[serde(default)]
+    pub retire: bool,
+}
+
+impl Plan {
+    /// "rotate" or "retire", for messages.
+    pub fn verb(&self) -> &'static str {
+        if self.retire { "retire" } else { "rotate" }
+    }
 }
 
 /// The waits of SPEC section 4 `[rotation]`.
@@ -119,6 +130,7 @@ pub struct Progress {
     pub delivered: Vec<usize>,
     /// Times on AWS's clock (the local clock corrected by the offset of
     /// AWS's `Date` headers), since they are compared with its last-used data.
+    /// For a retirement, when it began: the drain counts from there.
     pub delivered_at: Option<Timestamp>,
     /// When rekey's own verification last used the new key.
     pub verified_at: Option<Timestamp>,

@@ -300,7 +300,12 @@ impl World {
             verify: vec![verifier],
             timings: timings(),
             delete_inactive: false,
+            retire: false,
         };
+        self.try_start_plan(plan).await
+    }
+
+    async fn try_start_plan(&mut self, plan: Plan) -> Result<String, EngineError> {
         let request = Request { user: UserName::new(USER), key: None, account: Some(AccountId::new(ACCOUNT)), plan };
         let targets = TestTargets { healthy: self.healthy.clone() };
         let prepared = Engine::plan(&*self.iam, &self.clients, &targets, false, request).await?;
@@ -824,4 +829,66 @@ async fn an_old_key_someone_deleted_while_draining_ends_the_rotation_without_an_
     assert!(pass.errors.is_empty(), "{:?}", pass.errors);
     assert_eq!(w.stage().await, Stage::Completed);
     assert_eq!(w.iam.keys(), [(NEW.into(), KeyStatus::Active)]);
+}
+
+/// `rekey retire`: no sinks, no new key; verified by `verify` after the
+/// deactivation.
+fn retirement(verify: Vec<Verifier>) -> Plan {
+    Plan { deliver: Vec::new(), verify, timings: timings(), delete_inactive: false, retire: true }
+}
+
+fn exec_true() -> Verifier {
+    Verifier::Exec { command: vec!["true".into()], env: Default::default() }
+}
+
+#[tokio::test]
+async fn retiring_an_unused_key_drains_deactivates_and_deletes_it_making_none() {
+    let mut w = World::new().await;
+    w.try_start_plan(retirement(vec![])).await.unwrap();
+    assert_eq!(w.stage().await, Stage::Draining, "no key to create or deliver");
+    assert_eq!(w.run_after(27).await, Stage::Draining, "unused for wait_unused + last_used_lag first");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active));
+    assert_eq!(w.run_after(1).await, Stage::AwaitingDelete);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Inactive));
+    assert_eq!(w.run_after(7 * 24).await, Stage::Completed);
+    assert!(w.iam.keys().is_empty(), "the key is gone and none was made: {:?}", w.iam.keys());
+    assert!(history(&w.store).await.iter().any(|e| e.event == "retirement_started"), "the history says it was a retirement");
+}
+
+#[tokio::test]
+async fn retiring_a_key_a_consumer_still_calls_never_deactivates_it_and_names_the_consumer() {
+    let mut w = World::new().await;
+    w.try_start_plan(retirement(vec![])).await.unwrap();
+    let began = w.clock.now();
+    w.iam.call(OLD, began + SignedDuration::from_hours(3), "10.0.0.9");
+    assert_eq!(w.run_after(48).await, Stage::Draining);
+    let waiting = w.store.get("rot-1").await.unwrap().progress["waiting_for"].as_str().unwrap_or_default().to_owned();
+    assert!(waiting.contains("after the retirement began") && waiting.contains("10.0.0.9"), "{waiting}");
+    assert_eq!(w.run_after(14 * 24).await, Stage::Blocked, "after drain_timeout");
+    let reason = w.reason().await;
+    assert!(reason.contains("10.0.0.9") && reason.contains("rekey confirm rot-1"), "{reason}");
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "never deactivated");
+}
+
+#[tokio::test]
+async fn a_retirement_whose_check_fails_after_deactivation_reactivates_the_key() {
+    let mut w = World::new().await;
+    w.try_start_plan(retirement(vec![exec_true()])).await.unwrap();
+    w.healthy.store(false, Ordering::SeqCst);
+    assert_eq!(w.run_after(28).await, Stage::Blocked);
+    assert_eq!(w.iam.status(OLD), Some(KeyStatus::Active), "reactivated at once");
+    let reason = w.reason().await;
+    assert!(reason.contains("reactivated") && !reason.contains("new key"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_retirement_with_a_sink_or_the_sts_check_is_refused_before_anything() {
+    let mut w = World::new().await;
+    let mut with_sink = retirement(vec![]);
+    with_sink.deliver = vec![Sink::CredentialsFile { path: w.sink_file.clone(), profile: "app".into() }];
+    let refused = w.try_start_plan(with_sink).await.unwrap_err().to_string();
+    assert!(refused.contains("delivers to no sink"), "{refused}");
+    let refused = w.try_start_plan(retirement(vec![Verifier::Sts {}])).await.unwrap_err().to_string();
+    assert!(refused.contains("sts"), "{refused}");
+    assert_eq!(w.iam.keys(), [(OLD.to_owned(), KeyStatus::Active)], "nothing changed");
 }

@@ -571,10 +571,12 @@ impl St {
     }
 
     /// Invariant 1's condition: the old key is active, or one active key is
-    /// in every sink.
+    /// in every sink. A retirement has no sink: no application gets its key
+    /// from rekey.
     fn usable(&self, rot: usize) -> bool {
         let held = self.app_keys(rot);
-        self.alive(&self.rots[rot].old) || (held.iter().all(|k| *k == held[0]) && self.alive(&held[0]))
+        let Some(first) = held.first() else { return true };
+        self.alive(&self.rots[rot].old) || (held.iter().all(|k| k == first) && self.alive(first))
     }
 
     fn active_keys(&self, rot: usize) -> usize {
@@ -812,7 +814,8 @@ impl World {
         if setup.targets[rot].manual_check {
             verify.push(Verifier::Manual {});
         }
-        Plan { deliver, verify, timings: timings(), delete_inactive: setup.delete_inactive }
+        let retire = st.rots[rot].kinds.is_empty();
+        Plan { deliver, verify, timings: timings(), delete_inactive: setup.delete_inactive && !retire, retire }
     }
 }
 
@@ -1910,8 +1913,9 @@ impl<'h> Model<'h> {
                 let now = self.w.aws.now();
                 let mut st = self.w.lock();
                 let key = match by {
-                    By::App(i) => st.app_key(rot, i % st.rots[rot].kinds.len()),
-                    By::Hidden => st.rots[rot].old.clone(),
+                    By::App(i) if !st.rots[rot].kinds.is_empty() => st.app_key(rot, i % st.rots[rot].kinds.len()),
+                    // A retirement's consumer that has not moved yet.
+                    By::App(_) | By::Hidden => st.rots[rot].old.clone(),
                     By::Other => {
                         let (user, old) = (st.rots[rot].user, st.rots[rot].old.clone());
                         st.keys_of(ACCOUNT, user).find(|k| k.id != old && !k.by_rekey).map(|k| k.id.clone()).unwrap_or_default()
@@ -2225,10 +2229,12 @@ fn play(setup: &Setup, ops: &[Op], switches: bool) -> Result<Vec<Stage>, String>
         // A frozen call borrows the model's fakes: end it before they go.
         m.frozen = [None, None, None];
         settled?;
-        let ends: Vec<Stage> = m.records().await.iter().map(|r| r.stage).collect();
+        let records = m.records().await;
+        let ends: Vec<Stage> = records.iter().map(|r| r.stage).collect();
         let mut st = w.lock();
-        for end in &ends {
-            count(&mut st.seen, format!("ended: {end}"), false);
+        for r in &records {
+            let kind = if r.plan["retire"] == serde_json::Value::Bool(true) { "retirement" } else { "rotation" };
+            count(&mut st.seen, format!("ended ({kind}): {}", r.stage), false);
         }
         Ok(ends)
     })
@@ -2252,11 +2258,12 @@ fn fault() -> impl Strategy<Value = Option<Fault>> {
 fn target() -> impl Strategy<Value = Target> {
     use SinkKind::*;
     let automatic = proptest::sample::subsequence(vec![File, Secret, Ssm, Exec], 0..=4).prop_shuffle();
-    (automatic, proptest::bool::weighted(0.25), proptest::bool::weighted(0.2)).prop_filter_map("a target has a sink", |(mut sinks, manual, manual_check)| {
+    // No sink: a retirement (`rekey retire`).
+    (automatic, proptest::bool::weighted(0.25), proptest::bool::weighted(0.2)).prop_map(|(mut sinks, manual, manual_check)| {
         if manual {
             sinks.push(Manual); // last, as `rekey rotate` requires
         }
-        (!sinks.is_empty()).then_some(Target { sinks, manual_check })
+        Target { sinks, manual_check }
     })
 }
 

@@ -102,6 +102,8 @@ pub enum Command {
     Consumers(ConsumersArgs),
     /// Start a rotation of a user's key and advance it as far as it can go now
     Rotate(RotateArgs),
+    /// Retire a key whose consumers moved to roles (or that nobody uses): drain, deactivate, verify, delete; no new key
+    Retire(RetireArgs),
     /// Advance every rotation that is due
     Run(RunArgs),
     /// Rotations, their stage, and what each waits for
@@ -222,6 +224,66 @@ pub struct RotateArgs {
     /// Allow a manual sink to print the new secret although stdout is not a terminal
     #[arg(long)]
     pub reveal: bool,
+
+    /// `rekey retire`: no new key, no sinks (not a flag of `rotate`)
+    #[arg(skip)]
+    pub retire: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The IAM user whose key to retire
+    #[arg(long, value_name = "NAME")]
+    pub user: UserName,
+
+    /// The account the user is in [default: the credentials' own; another through org.role_name]
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
+    /// The key to retire [default: the user's oldest active key]
+    #[arg(long, value_name = "ID")]
+    pub key: Option<String>,
+
+    /// How to check that the consumers work without the key, as in rekey.toml (repeatable), e.g.
+    /// '{ type = "exec", command = ["app-healthcheck"] }' [default: the user's [[target]] verifiers, less sts]
+    #[arg(long, value_name = "TOML")]
+    pub verify: Vec<String>,
+
+    /// The key must stay unused this long after the retirement begins [default: rotation.wait_unused, else 24h]
+    #[arg(long, value_name = "DUR")]
+    pub wait_unused: Option<Duration>,
+
+    /// Keep the key deactivated this long before deleting it [default: rotation.grace, else 7d]
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<Duration>,
+
+    /// Print every AWS call the retirement would make, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+impl From<RetireArgs> for RotateArgs {
+    /// A retirement starts like a rotation, with no sinks.
+    fn from(a: RetireArgs) -> RotateArgs {
+        RotateArgs {
+            user: a.user,
+            account: a.account,
+            key: a.key,
+            deliver: Vec::new(),
+            verify: a.verify,
+            wait_unused: a.wait_unused,
+            grace: a.grace,
+            delete_inactive: false,
+            dry_run: a.dry_run,
+            yes: a.yes,
+            reveal: false,
+            retire: true,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

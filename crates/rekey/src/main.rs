@@ -83,6 +83,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Suppress(args) => commands::suppress::suppress(args, &settings, term).await,
             C::Unsuppress(args) => commands::suppress::unsuppress(args, &settings, term).await,
             C::Rotate(args) => commands::rotate::run(args, &settings, term).await,
+            C::Retire(args) => commands::rotate::run(args.into(), &settings, term).await,
             C::Run(args) => commands::run::run(args, &settings, term).await,
             C::Status(args) => commands::status::run(args, &settings, term).await,
             C::Confirm(args) => commands::confirm::confirm(args, &settings, term).await,

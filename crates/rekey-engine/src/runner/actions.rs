@@ -34,10 +34,18 @@ impl Prepared {
         &self.old_key
     }
 
+    /// "rotate" or "retire".
+    pub fn verb(&self) -> &'static str {
+        self.plan.verb()
+    }
+
     /// The steps the rotation will take, in words, for `rotate --dry-run`.
     pub fn steps(&self) -> Vec<String> {
         let (plan, old, user) = (&self.plan, &self.old_key, &self.user);
         let t = &plan.timings;
+        if plan.retire {
+            return self.retirement_steps();
+        }
         let mut steps = vec![format!("iam:ListAccessKeys {user}: check that {old} is active and a key slot is free")];
         if plan.delete_inactive {
             steps.push(format!("iam:DeleteAccessKey {user} <other key>: only if the other slot holds an inactive key"));
@@ -66,6 +74,30 @@ impl Prepared {
         }
         let wait = t.grace.to_signed().max(t.last_used_lag.to_signed());
         steps.push(format!("wait {}, check {old} is still inactive, unused since, and the new key active, then iam:DeleteAccessKey {old}", rekey_core::Duration::from_secs(wait.as_secs().max(0).unsigned_abs())));
+        steps
+    }
+}
+
+impl Prepared {
+    /// `retire --dry-run`: the rotation's steps from the drain on, with the
+    /// start of the retirement in place of delivery.
+    fn retirement_steps(&self) -> Vec<String> {
+        let (plan, old, user) = (&self.plan, &self.old_key, &self.user);
+        let t = &plan.timings;
+        let mut steps = vec![
+            format!("iam:ListAccessKeys {user}: check that {old} is active; no key is created and no sink written"),
+            format!(
+                "iam:GetAccessKeyLastUsed {old}: unused for {} after the retirement begins (wait_unused + last_used_lag); a use after that means a consumer still holds it: it waits for a person (blocked after {}, naming the consumers CloudTrail shows)",
+                t.drain_window(),
+                t.drain_timeout
+            ),
+            format!("iam:UpdateAccessKey {old} Inactive"),
+        ];
+        for v in &plan.verify {
+            steps.push(format!("verify: {} (on failure: reactivate {old} at once, ask a person)", verify::of(v).describe()));
+        }
+        let wait = t.grace.to_signed().max(t.last_used_lag.to_signed());
+        steps.push(format!("wait {}, check {old} is still inactive and unused since, then iam:DeleteAccessKey {old}", rekey_core::Duration::from_secs(wait.as_secs().max(0).unsigned_abs())));
         steps
     }
 }
@@ -230,9 +262,10 @@ impl Engine<'_> {
             updated_at: now,
             next_check_at: None,
         };
-        let started = Audit::RotationStarted {
-            deliver: p.deliver.iter().map(|s| self.targets.sink(s).describe()).collect(),
-            verify: p.verify.iter().map(|v| self.targets.verifier(v).describe()).collect(),
+        let verify = p.verify.iter().map(|v| self.targets.verifier(v).describe()).collect();
+        let started = match p.retire {
+            true => Audit::RetirementStarted { verify },
+            false => Audit::RotationStarted { deliver: p.deliver.iter().map(|s| self.targets.sink(s).describe()).collect(), verify },
         };
         let (event, detail) = started.split();
         let line = AuditEntry { at: now, actor: self.actor.clone(), rotation_id: Some(id.clone()), event, from_stage: None, to_stage: Some(Stage::Planned), aws_request_id: None, detail };
@@ -263,10 +296,10 @@ impl Engine<'_> {
                 .iter()
                 .filter(|k| k.status == KeyStatus::Active)
                 .min_by_key(|k| k.created_at)
-                .ok_or_else(|| EngineError::BadRequest(format!("user {user} has no active access key to rotate")))?,
+                .ok_or_else(|| EngineError::BadRequest(format!("user {user} has no active access key to {}", request.plan.verb())))?,
         };
         if old.status == KeyStatus::Inactive {
-            return Err(EngineError::BadRequest(format!("key {} is inactive: it already passes IAM.3; delete it rather than rotate it", old.id)));
+            return Err(EngineError::BadRequest(format!("key {} is inactive: it already passes IAM.3; delete it rather than {} it", old.id, request.plan.verb())));
         }
         let ctx = |index| SinkCtx {
             clients,
@@ -291,6 +324,15 @@ impl Engine<'_> {
 /// sink shows the secret and waits for `rekey confirm` in another process,
 /// where only a readable sink can give the secret back.
 pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
+    if plan.retire {
+        return match (plan.deliver.is_empty(), plan.verify.iter().any(|v| matches!(v, Verifier::Sts {}))) {
+            (true, false) => Ok(()),
+            (false, _) => Err(EngineError::BadRequest("a retirement makes no new key, so it delivers to no sink".into())),
+            (_, true) => Err(EngineError::BadRequest(
+                "a retirement makes no new key for the `sts` verifier to sign with: verify the consumers' new credentials with exec, http or manual".into(),
+            )),
+        };
+    }
     let manual = plan.deliver.iter().position(|s| matches!(s, Sink::Manual {}));
     let Some(manual) = manual else { return Ok(()) };
     if manual + 1 != plan.deliver.len() {

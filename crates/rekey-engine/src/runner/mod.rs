@@ -93,6 +93,12 @@ impl Rotation {
         Ok(Rotation { stored: record.stage, record, plan, progress })
     }
 
+    /// What the drain counts from, in words: delivery of the new key, or
+    /// for a retirement its start.
+    fn drain_start(&self) -> &'static str {
+        if self.plan.retire { "the retirement began" } else { "delivery" }
+    }
+
     fn encode(&mut self) {
         // invariant: our own types, with string keys, always serialize
         self.record.plan = serde_json::to_value(&self.plan).expect("plans serialize");

@@ -17,6 +17,10 @@ impl Engine<'_> {
             Some(_) => {}
         }
         r.progress.keys_at_start = keys.iter().map(|k| k.id.to_string()).collect();
+        if r.plan.retire {
+            r.progress.delivered_at = Some(self.aws_now());
+            return moved(Event::RetirementPreflightPassed);
+        }
         let others: Vec<_> = keys.iter().filter(|k| k.id != old).collect();
         match others.as_slice() {
             [] => {}
@@ -384,8 +388,9 @@ impl Engine<'_> {
         crash_point("reactivate");
         (r.progress.deactivated_at, r.progress.reactivation_owed) = (None, None);
         let reason = format!(
-            "{reason}. The old key {} was reactivated; the new key stays delivered. Find the cause, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
-            r.record.old_key_id
+            "{reason}. The old key {} was reactivated{}. Find the cause, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
+            r.record.old_key_id,
+            if r.plan.retire { "" } else { "; the new key stays delivered" }
         );
         Ok(Step::Move(Event::Reactivated, Some(reason)))
     }
@@ -463,11 +468,12 @@ impl Engine<'_> {
             Drain::InUse { until } => Ok(Step::Wait(
                 // With CloudTrail, the consumers may move any time: look hourly.
                 if r.progress.consumers.is_some() { until.min(now + CONSUMER_CHECK) } else { until },
-                format!("the old key was used after delivery ({who}): a consumer still has it. Update it, then `rekey confirm {id}`; without that, blocked at {until}"),
+                format!("the old key was used after {} ({who}): a consumer still has it. Update it, then `rekey confirm {id}`; without that, blocked at {until}", r.drain_start()),
             )),
             Drain::TimedOut => blocked(format!(
-                "the old key is still in use {} after delivery ({who}); find that consumer, then `rekey confirm {id}` to drain again (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
-                t.drain_timeout
+                "the old key is still in use {} after {} ({who}); find that consumer, then `rekey confirm {id}` to drain again (or `rekey confirm {id} --force` to deactivate anyway), or `rekey rollback {id}`",
+                t.drain_timeout,
+                r.drain_start()
             )),
         }
     }
@@ -480,12 +486,16 @@ impl Engine<'_> {
     /// audit log. `false` (a person decides, SPEC section 5) when CloudTrail
     /// is not configured or cannot be read, when a consumer is left, or
     /// when IAM saw a use later than CloudTrail shows yet. What was seen is
-    /// kept for `rekey status` either way.
+    /// kept for `rekey status` either way. A retirement has no new key to
+    /// move to: its consumers are only named.
     pub(super) async fn consumers_moved(&mut self, r: &mut Rotation, baseline: Timestamp, now: Timestamp, last_use: Option<Timestamp>) -> bool {
-        let Some(new_key) = r.new_key() else { return false };
+        let new_key = r.new_key();
         let read = async {
             let old = self.keys.key_events(&r.old_key(), baseline).await?;
-            let new = self.keys.key_events(&new_key, baseline).await?;
+            let new = match &new_key {
+                Some(key) => self.keys.key_events(key, baseline).await?,
+                None => Some(rekey_aws::cloudtrail::KeyEvents::default()),
+            };
             Ok::<_, AwsError>(old.zip(new))
         };
         let (old, new) = match read.await {
@@ -510,7 +520,7 @@ impl Engine<'_> {
         let unexplained: Vec<SeenUse> = r.progress.uses_after_delivery.iter().filter(|u| !explained(u)).cloned().collect();
         let unreadable = old.unreadable + new.unreadable;
         r.progress.consumers = Some(ConsumerWatch { checked_at: now, left: m.left.clone(), moved: m.moved.clone(), unexplained: unexplained.clone(), unreadable });
-        if !unexplained.is_empty() || unreadable > 0 {
+        if !unexplained.is_empty() || unreadable > 0 || new_key.is_none() {
             return false;
         }
         let Some(last_old) = m.moved.iter().map(|c| c.last_seen).max().filter(|_| m.left.is_empty()) else { return false };
@@ -696,7 +706,8 @@ impl Engine<'_> {
 /// Why the new key cannot carry the application alone, if it cannot:
 /// someone deleted or deactivated it. Checked before the old key is touched.
 pub(super) fn new_key_problem(r: &Rotation, keys: &[ListedKey]) -> Option<String> {
-    let Some(new) = r.new_key() else { return Some("the rotation records no new key".into()) };
+    // A retirement has none: its consumers moved to other credentials.
+    let Some(new) = r.new_key() else { return (!r.plan.retire).then(|| "the rotation records no new key".into()) };
     match keys.iter().find(|k| k.id == new).map(|k| k.status) {
         None => Some(format!("the new key {new} no longer exists (deleted outside rekey)")),
         Some(KeyStatus::Inactive) => Some(format!("the new key {new} was deactivated outside rekey")),

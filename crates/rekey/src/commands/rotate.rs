@@ -1,6 +1,7 @@
-//! `rekey rotate`: checks everything it can without changing AWS (user, key,
-//! sinks, verifiers), then records the rotation and advances it as far as it
-//! can go now. Bad input changes nothing, in AWS or in the state store.
+//! `rekey rotate` (and `rekey retire`, a rotation with no new key): checks
+//! everything it can without changing AWS (user, key, sinks, verifiers),
+//! then records the rotation and advances it as far as it can go now. Bad
+//! input changes nothing, in AWS or in the state store.
 
 use super::{engine, send_finding_notes};
 use crate::store::open_store;
@@ -43,7 +44,8 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         return Ok(0);
     }
     if !args.yes {
-        confirm_on_terminal(&format!("Rotate key {} of {} ({})?", prepared.old_key(), prepared.user(), prepared.account()))?;
+        let what = if args.retire { "Retire (deactivate once unused, then delete, making no new key)" } else { "Rotate" };
+        confirm_on_terminal(&format!("{what} key {} of {} ({})?", prepared.old_key(), prepared.user(), prepared.account()))?;
     }
     let store = open_store(settings).await?;
     let acting = Acting { account: prepared.account().clone(), keys: std::sync::Arc::new(keys), clients: clients.clone() };
@@ -105,8 +107,19 @@ async fn target<'s>(args: &RotateArgs, settings: &'s Settings, accounts: &Accoun
 }
 
 /// The target from rekey.toml, with the command line's `--deliver`,
-/// `--verify` and timings taking precedence.
+/// `--verify` and timings taking precedence. A retirement takes only the
+/// target's verifiers, less `sts`: there is no new key to sign with.
 fn plan(args: &RotateArgs, target: Option<&Target>, settings: &Settings) -> anyhow::Result<Plan> {
+    let mut timings = settings.timings();
+    timings.wait_unused = args.wait_unused.unwrap_or(timings.wait_unused);
+    timings.grace = args.grace.unwrap_or(timings.grace);
+    if args.retire {
+        let verify = match args.verify.is_empty() {
+            true => target.map(|t| t.verify.iter().filter(|v| !matches!(v, Verifier::Sts {})).cloned().collect()).unwrap_or_default(),
+            false => args.verify.iter().map(|text| inline("--verify", text)).collect::<anyhow::Result<_>>()?,
+        };
+        return Ok(Plan { deliver: Vec::new(), verify, timings, delete_inactive: false, retire: true });
+    }
     let deliver: Vec<Sink> = if args.deliver.is_empty() {
         target.map(|t| t.deliver.clone()).unwrap_or_default()
     } else {
@@ -124,10 +137,7 @@ fn plan(args: &RotateArgs, target: Option<&Target>, settings: &Settings) -> anyh
         // Never rotate blind: at least prove the new key works.
         verify.push(Verifier::Sts {});
     }
-    let mut timings = settings.timings();
-    timings.wait_unused = args.wait_unused.unwrap_or(timings.wait_unused);
-    timings.grace = args.grace.unwrap_or(timings.grace);
-    Ok(Plan { deliver, verify, timings, delete_inactive: args.delete_inactive })
+    Ok(Plan { deliver, verify, timings, delete_inactive: args.delete_inactive, retire: false })
 }
 
 /// Parses one `--deliver`/`--verify` value with the config file's rules.
@@ -157,7 +167,7 @@ fn confirm_on_terminal(question: &str) -> anyhow::Result<()> {
 }
 
 fn print_plan(p: &Prepared) -> std::io::Result<()> {
-    outln!("Plan: rotate key {} of {} in account {}", p.old_key(), p.user(), p.account())?;
+    outln!("Plan: {} key {} of {} in account {}", p.verb(), p.old_key(), p.user(), p.account())?;
     for (i, step) in p.steps().iter().enumerate() {
         outln!("  {:>2}. {}", i + 1, table::wrap(step, table::width(), 6))?;
     }
