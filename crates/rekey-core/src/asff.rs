@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn json_is_asff() {
         let mut r = row(A, "ci-deployer", Some("AKIAEXAMPLE"), Compliance::Failed, 200);
-        r.rotation = Some(RotationRef { id: "r-1".into(), stage: "delivering".into() });
+        r.rotation = Some(RotationRef { id: "r-1".into(), stage: "delivering".into(), retirement: false });
         r.owner = Some("team-payments".into());
         let v = serde_json::to_value(&findings(&[r], &ctx())[0]).unwrap();
         assert_eq!(v["SchemaVersion"], "2018-10-08");

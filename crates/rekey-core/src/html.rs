@@ -448,7 +448,7 @@ fn key_row(out: &mut String, row: &KeyRow) {
         let until = e.until.map_or_else(|| "no end date".to_owned(), |t| format!("until {}", t.strftime("%Y-%m-%d")));
         format!("{}<br><span class=\"sub\">{until}, by {}</span>", esc(&e.reason), esc(&e.by))
     });
-    let rotation = row.rotation.as_ref().map_or_else(String::new, |r| format!("{}<br><span class=\"sub\">{}</span>", esc(&r.id), esc(&r.stage)));
+    let rotation = row.rotation.as_ref().map_or_else(String::new, |r| format!("{}<br><span class=\"sub\">{}{}</span>", esc(&r.id), if r.retirement { "retirement, " } else { "" }, esc(&r.stage)));
     let role = if row.role_candidate { "<td title=\"never used: whatever needs access could use a role instead\">yes</td>" } else { "<td>no</td>" };
     writeln!(out, "<td>{exemption}</td><td>{rotation}</td>{role}</tr>").ok();
 }

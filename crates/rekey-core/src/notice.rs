@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn a_key_under_rotation_offers_no_choices() {
         let mut r = row("u", Some("AKIAEXAMPLE"), None, Compliance::Failed, 100);
-        r.rotation = Some(RotationRef { id: "r-1".into(), stage: "delivering".into() });
+        r.rotation = Some(RotationRef { id: "r-1".into(), stage: "delivering".into(), retirement: false });
         let n = one(&[r]);
         assert!(n.keys[0].choices.is_empty());
         let text = n.text(ts(AS_OF));

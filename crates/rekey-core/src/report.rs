@@ -159,6 +159,9 @@ impl KeyRow {
 pub struct RotationRef {
     pub id: String,
     pub stage: String,
+    /// A `rekey retire`: the key goes with no new key made.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retirement: bool,
 }
 
 /// The worst result among a user's keys at `as_of`.

@@ -56,6 +56,9 @@ fn retiring_a_key_a_consumer_still_calls_never_deactivates_it_and_names_the_cons
     let reason = r["blocked_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("after the retirement began") && reason.contains("10.0.0.9"), "the block names the consumer: {reason}");
     assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())], "never deactivated");
+    let scan = rig.rekey(&["scan", "--source", "api", "--format", "json"]).json();
+    let row = scan["keys"].as_array().unwrap().iter().find(|k| k["access_key_id"] == rig.old_key.as_str()).unwrap().clone();
+    assert_eq!(row["rotation"]["retirement"], true, "scans show a retirement: {row}");
 }
 
 #[test]
