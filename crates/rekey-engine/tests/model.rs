@@ -2782,3 +2782,14 @@ fn a_quarantine_while_rekeys_deactivation_waits_is_not_re_enabled_by_rollback() 
     ];
     holds(&setup, &ops);
 }
+
+/// Found by a random run of 10⁵: `--delete-inactive` read the keys, then
+/// the other key's last use; a person turned that key on in between, and
+/// preflight deleted it as the inactive key it had listed. The keys are
+/// now read again right before the deletion.
+#[test]
+fn delete_inactive_never_deletes_a_key_a_person_turned_on_while_it_looked() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }], extra: Extra::Inactive, delete_inactive: true, ..one_file() };
+    let ops = [Op::Wait { minutes: 240 }, Op::Freeze { runner: 0, at: 1 }, Op::Iam { rot: 0, act: Act::Reactivate(Which::Other) }, run(0)];
+    holds(&setup, &ops);
+}

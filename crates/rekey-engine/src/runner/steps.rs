@@ -51,6 +51,13 @@ impl Engine<'_> {
                         id = r.record.id
                     ));
                 }
+                // Read again right before the deletion: a person may have
+                // turned it on while rekey read its last use.
+                let now_listed = self.keys.list_keys(&r.user()).await?;
+                if !now_listed.iter().any(|k| k.id == other.id && k.status == KeyStatus::Inactive) {
+                    r.progress.other_inactive_since = None;
+                    return Ok(Step::Wait(self.aws_now(), format!("the other key {} changed while rekey looked at it; looked at again", other.id)));
+                }
                 self.fence(r).await?;
                 let request_id = self.keys.delete_key(&r.user(), &other.id).await?;
                 self.note(r, Audit::DeletedInactiveKey { key: other.id.to_string() }, request_id);
