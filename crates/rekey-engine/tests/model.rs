@@ -82,7 +82,7 @@ use rekey_engine::lease::Holder;
 use rekey_engine::plan::{Plan, Timings};
 use rekey_engine::runner::{self, run_due, Acting, Engine, EngineError, Prepared, Reach, Request};
 use rekey_engine::sinks::credentials_file::{CredentialsFile, CredentialsFileError};
-use rekey_engine::sinks::{ssm, Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use rekey_engine::sinks::{ssm, Delivered, DeliverySink, Grant, PolicyScope, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_engine::targets::Targets;
 use rekey_engine::verify::{Check, Verdict, VerifyCtx};
 use rekey_store::{HistoryQuery, RotationRecord, SharedStore, SqliteStore};
@@ -1482,6 +1482,10 @@ impl DeliverySink for FakeSink<'_> {
 
     fn readable(&self) -> bool {
         matches!(self.kind, Kind::File(_) | Kind::Secret { .. } | Kind::Ssm { .. })
+    }
+
+    fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {
+        Vec::new()
     }
 
     async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {

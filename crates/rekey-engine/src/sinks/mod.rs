@@ -45,6 +45,24 @@ pub enum RestorePoint {
     Nothing,
 }
 
+/// Where a sink's resources are, for the ARNs of its [`Grant`]s.
+pub struct PolicyScope<'a> {
+    /// `aws`, `aws-cn` or `aws-us-gov`: of the region rekey's clients sign for.
+    pub partition: &'a str,
+    /// The target's account, or `*` when the target names none.
+    pub account: &'a str,
+}
+
+/// IAM permissions a sink needs of whoever runs rekey: `actions` on
+/// `resources`. `rekey policy` prints one statement per `sid`, holding the
+/// resources of every sink that asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub sid: &'static str,
+    pub actions: &'static [&'static str],
+    pub resources: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
     Now,
@@ -97,6 +115,9 @@ pub trait DeliverySink: Send + Sync {
     fn describe(&self) -> String;
     /// Can this sink give the key back after a crash?
     fn readable(&self) -> bool;
+    /// What `rekey policy` grants for this sink (nothing for one that makes
+    /// no AWS call of its own).
+    fn permissions(&self, scope: &PolicyScope<'_>) -> Vec<Grant>;
     /// Preflight, before any AWS change: fails on what would make delivery
     /// fail. Changes nothing the application reads.
     async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError>;

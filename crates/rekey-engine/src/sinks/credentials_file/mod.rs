@@ -12,7 +12,7 @@
 mod doc;
 mod file;
 
-use super::{Delivered, DeliverySink, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, Grant, PolicyScope, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
 use doc::{valid_profile, Doc};
 use file::{load, remove, Perms, Place};
 use rekey_core::{AccessKeyId, Credentials, Secret};
@@ -215,6 +215,11 @@ impl DeliverySink for CredentialsFile<'_> {
 
     fn readable(&self) -> bool {
         true
+    }
+
+    /// A local file: no AWS permission.
+    fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {
+        Vec::new()
     }
 
     async fn check(&self, _: &SinkCtx<'_>) -> std::result::Result<(), SinkError> {
