@@ -1480,8 +1480,16 @@ impl DeliverySink for FakeSink<'_> {
         self.describe.clone()
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {}", self.describe)
+    }
+
     fn readable(&self) -> bool {
         matches!(self.kind, Kind::File(_) | Kind::Secret { .. } | Kind::Ssm { .. })
+    }
+
+    fn awaits_person(&self) -> bool {
+        matches!(self.kind, Kind::Manual)
     }
 
     fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {

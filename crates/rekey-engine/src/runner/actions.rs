@@ -44,13 +44,7 @@ impl Prepared {
         }
         steps.push(format!("iam:CreateAccessKey {user}: the new key, its id recorded at once"));
         for sink in &plan.deliver {
-            let write = match sink {
-                Sink::CredentialsFile { .. } => " (the profile's previous lines kept beside the file until the rotation ends)",
-                Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue, then UpdateSecretVersionStage AWSCURRENT only if no one wrote meanwhile; only its two fields change)",
-                Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)",
-                _ => "",
-            };
-            steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
+            steps.push(sinks::of(sink).plan_line());
         }
         for v in &plan.verify {
             steps.push(format!("verify: {} (up to {})", verify::of(v).describe(), t.verify_timeout));
@@ -291,7 +285,7 @@ impl Engine<'_> {
 /// sink shows the secret and waits for `rekey confirm` in another process,
 /// where only a readable sink can give the secret back.
 pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
-    let manual = plan.deliver.iter().position(|s| matches!(s, Sink::Manual {}));
+    let manual = plan.deliver.iter().position(|s| sinks::of(s).awaits_person());
     let Some(manual) = manual else { return Ok(()) };
     if manual + 1 != plan.deliver.len() {
         return Err(EngineError::UnsafeTarget(

@@ -34,7 +34,15 @@ impl DeliverySink for ExecSink<'_> {
         format!("exec {}", self.shown())
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {}", self.describe())
+    }
+
     fn readable(&self) -> bool {
+        false
+    }
+
+    fn awaits_person(&self) -> bool {
         false
     }
 

@@ -14,8 +14,17 @@ impl DeliverySink for ManualSink {
         "manual".to_owned()
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {}", self.describe())
+    }
+
     fn readable(&self) -> bool {
         false
+    }
+
+    /// The person puts the key in place and says so with `rekey confirm`.
+    fn awaits_person(&self) -> bool {
+        true
     }
 
     /// The person acts, not rekey.

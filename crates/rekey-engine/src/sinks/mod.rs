@@ -2,6 +2,15 @@
 //! into a [`DeliverySink`], one module per kind, each keeping the contract
 //! written on the trait. What `restore` goes back to is a typed
 //! [`RestorePoint`], saved by the runner before the first delivery.
+//!
+//! A sink knows everything about itself: how it delivers and restores, its
+//! line in a plan, whether it waits for a person, and the IAM permissions it
+//! needs ([`Grant`]), so nothing else matches on the kinds of [`Sink`]. A new
+//! kind of sink touches only:
+//! - its own module here, implementing [`DeliverySink`];
+//! - the factory [`of`];
+//! - its variant of [`RestorePoint`], if it keeps one;
+//! - its configuration, a variant of [`Sink`] in `rekey-core/src/target.rs`.
 
 pub mod credentials_file;
 mod exec;
@@ -113,8 +122,14 @@ pub enum SinkError {
 pub trait DeliverySink: Send + Sync {
     /// For plans, status and the audit log (no secrets).
     fn describe(&self) -> String;
+    /// Its step in `rotate --dry-run`: where, and how it writes.
+    fn plan_line(&self) -> String;
     /// Can this sink give the key back after a crash?
     fn readable(&self) -> bool;
+    /// Does delivery wait for a person (who runs `rekey confirm`)? Such a
+    /// sink must come last, and once confirmed it needs nothing more, not
+    /// even the secret.
+    fn awaits_person(&self) -> bool;
     /// What `rekey policy` grants for this sink (nothing for one that makes
     /// no AWS call of its own).
     fn permissions(&self, scope: &PolicyScope<'_>) -> Vec<Grant>;

@@ -68,8 +68,19 @@ impl DeliverySink for SecretsManagerSink<'_> {
         format!("secretsmanager {}", self.secret_id)
     }
 
+    fn plan_line(&self) -> String {
+        format!(
+            "deliver to {} (secretsmanager:PutSecretValue, then UpdateSecretVersionStage AWSCURRENT only if no one wrote meanwhile; only its two fields change)",
+            self.describe()
+        )
+    }
+
     fn readable(&self) -> bool {
         true
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
     }
 
     /// Secrets Manager appends `-` and 6 random characters to a secret's

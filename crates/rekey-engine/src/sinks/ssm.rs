@@ -153,8 +153,16 @@ impl DeliverySink for SsmSink<'_> {
         }
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {} (ssm:PutParameter SecureString; the previous version stays readable)", self.describe())
+    }
+
     fn readable(&self) -> bool {
         true
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
     }
 
     /// A parameter's ARN has no double slash: `/app/aws` is `parameter/app/aws`.

@@ -213,8 +213,16 @@ impl DeliverySink for CredentialsFile<'_> {
         format!("credentials-file {} [{}]", self.path.display(), self.profile)
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {} (the profile's previous lines kept beside the file until the rotation ends)", self.describe())
+    }
+
     fn readable(&self) -> bool {
         true
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
     }
 
     /// A local file: no AWS permission.
