@@ -1625,6 +1625,10 @@ impl Check for FakeCheck {
         if self.person { "manual".into() } else { "the application check".into() }
     }
 
+    fn needs_secret(&self) -> bool {
+        false
+    }
+
     fn preflight(&self) -> Result<(), String> {
         Ok(())
     }

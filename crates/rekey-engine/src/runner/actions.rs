@@ -293,7 +293,7 @@ pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
         ));
     }
     let readable = plan.deliver.iter().any(|s| sinks::of(s).readable());
-    if !readable && plan.verify.iter().any(|v| matches!(v, Verifier::Sts {})) {
+    if !readable && plan.verify.iter().any(|v| verify::of(v).needs_secret()) {
         return Err(EngineError::UnsafeTarget(
             "the `sts` verifier signs with the new secret, which after a `manual` sink only a readable sink (credentials-file, secretsmanager, ssm) can give back: add one before the manual sink, or verify with exec, http or manual".into(),
         ));
