@@ -3,6 +3,11 @@
 //! (how the application is checked), the drain rule ([`drain`]), leases
 //! ([`lease`]), and the seams that make it testable without AWS: the IAM
 //! calls behind [`keys::KeyApi`] and time behind [`clock::Clock`].
+//!
+//! A sink or verifier knows everything about itself, so a new kind touches
+//! only its own module, its factory ([`sinks::of`], [`verify::of`]), for a
+//! sink its [`sinks::RestorePoint`] variant, and its configuration in
+//! `rekey-core/src/target.rs` (the lists are in [`sinks`] and [`verify`]).
 
 pub mod audit;
 pub mod clock;

@@ -215,6 +215,9 @@ impl Check for Switch {
     fn describe(&self) -> String {
         "the application".into()
     }
+    fn needs_secret(&self) -> bool {
+        false
+    }
     fn preflight(&self) -> Result<(), String> {
         Ok(())
     }

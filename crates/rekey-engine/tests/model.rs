@@ -82,7 +82,7 @@ use rekey_engine::lease::Holder;
 use rekey_engine::plan::{Plan, Timings};
 use rekey_engine::runner::{self, run_due, Acting, Engine, EngineError, Prepared, Reach, Request};
 use rekey_engine::sinks::credentials_file::{CredentialsFile, CredentialsFileError};
-use rekey_engine::sinks::{ssm, Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use rekey_engine::sinks::{ssm, Delivered, DeliverySink, Grant, PolicyScope, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_engine::targets::Targets;
 use rekey_engine::verify::{Check, Verdict, VerifyCtx};
 use rekey_store::{HistoryQuery, RotationRecord, SharedStore, SqliteStore};
@@ -1483,8 +1483,20 @@ impl DeliverySink for FakeSink<'_> {
         self.describe.clone()
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {}", self.describe)
+    }
+
     fn readable(&self) -> bool {
         matches!(self.kind, Kind::File(_) | Kind::Secret { .. } | Kind::Ssm { .. })
+    }
+
+    fn awaits_person(&self) -> bool {
+        matches!(self.kind, Kind::Manual)
+    }
+
+    fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {
+        Vec::new()
     }
 
     async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {
@@ -1614,6 +1626,10 @@ struct FakeCheck {
 impl Check for FakeCheck {
     fn describe(&self) -> String {
         if self.person { "manual".into() } else { "the application check".into() }
+    }
+
+    fn needs_secret(&self) -> bool {
+        false
     }
 
     fn preflight(&self) -> Result<(), String> {

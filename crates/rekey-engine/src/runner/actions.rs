@@ -52,13 +52,7 @@ impl Prepared {
         }
         steps.push(format!("iam:CreateAccessKey {user}: the new key, its id recorded at once"));
         for sink in &plan.deliver {
-            let write = match sink {
-                Sink::CredentialsFile { .. } => " (the profile's previous lines kept beside the file until the rotation ends)",
-                Sink::Secretsmanager { .. } => " (secretsmanager:PutSecretValue, then UpdateSecretVersionStage AWSCURRENT only if no one wrote meanwhile; only its two fields change)",
-                Sink::Ssm { .. } => " (ssm:PutParameter SecureString; the previous version stays readable)",
-                _ => "",
-            };
-            steps.push(format!("deliver to {}{write}", sinks::of(sink).describe()));
+            steps.push(sinks::of(sink).plan_line());
         }
         for v in &plan.verify {
             steps.push(format!("verify: {} (up to {})", verify::of(v).describe(), t.verify_timeout));
@@ -325,7 +319,7 @@ impl Engine<'_> {
 /// where only a readable sink can give the secret back.
 pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
     if plan.retire {
-        return match (plan.deliver.is_empty(), plan.verify.iter().any(|v| matches!(v, Verifier::Sts {}))) {
+        return match (plan.deliver.is_empty(), plan.verify.iter().any(|v| verify::of(v).needs_secret())) {
             (true, false) => Ok(()),
             (false, _) => Err(EngineError::BadRequest("a retirement makes no new key, so it delivers to no sink".into())),
             (_, true) => Err(EngineError::BadRequest(
@@ -333,7 +327,7 @@ pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
             )),
         };
     }
-    let manual = plan.deliver.iter().position(|s| matches!(s, Sink::Manual {}));
+    let manual = plan.deliver.iter().position(|s| sinks::of(s).awaits_person());
     let Some(manual) = manual else { return Ok(()) };
     if manual + 1 != plan.deliver.len() {
         return Err(EngineError::UnsafeTarget(
@@ -341,7 +335,7 @@ pub fn check_target(plan: &Plan) -> Result<(), EngineError> {
         ));
     }
     let readable = plan.deliver.iter().any(|s| sinks::of(s).readable());
-    if !readable && plan.verify.iter().any(|v| matches!(v, Verifier::Sts {})) {
+    if !readable && plan.verify.iter().any(|v| verify::of(v).needs_secret()) {
         return Err(EngineError::UnsafeTarget(
             "the `sts` verifier signs with the new secret, which after a `manual` sink only a readable sink (credentials-file, secretsmanager, ssm) can give back: add one before the manual sink, or verify with exec, http or manual".into(),
         ));

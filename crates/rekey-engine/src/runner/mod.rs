@@ -37,7 +37,6 @@ use crate::verify::{self, Verdict, VerifyCtx};
 use jiff::Timestamp;
 use rekey_aws::iam::ListedKey;
 use rekey_aws::{AwsError, Clients};
-use rekey_core::target::{Sink, Verifier};
 use rekey_core::workflow::{next, Event, IllegalTransition, Stage, State};
 use rekey_core::{AccessKeyId, AccountId, Credentials, KeyStatus, UserName};
 use rekey_core::hub::note_text;

@@ -241,8 +241,8 @@ impl Engine<'_> {
             }
             let config = r.plan.deliver[i].clone();
             let sink = self.targets.sink(&config);
-            // A manual sink a person confirmed needs nothing more, not even the secret.
-            let outcome = if confirmed && matches!(config, Sink::Manual {}) {
+            // A sink waiting for a person (manual), once confirmed, needs nothing more, not even the secret.
+            let outcome = if confirmed && sink.awaits_person() {
                 Delivered::AlreadyThere
             } else {
                 let Some(creds) = self.secret_for(r).await? else { return self.secret_lost(r).await };

@@ -2,7 +2,7 @@
 //! the environment); exit 0 means delivered. rekey cannot read it back or
 //! restore it: the command owns what it writes.
 
-use super::{Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, Grant, PolicyScope, RestorePoint, Restored, SinkCtx, SinkError};
 use crate::process;
 use rekey_core::target::Env;
 use rekey_core::{AccessKeyId, Credentials};
@@ -34,8 +34,21 @@ impl DeliverySink for ExecSink<'_> {
         format!("exec {}", self.shown())
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {}", self.describe())
+    }
+
     fn readable(&self) -> bool {
         false
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
+    }
+
+    /// The command acts with its own credentials, not rekey's.
+    fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {
+        Vec::new()
     }
 
     async fn check(&self, _: &SinkCtx<'_>) -> Result<(), SinkError> {

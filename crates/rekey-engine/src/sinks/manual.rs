@@ -2,7 +2,7 @@
 //! in place and runs `rekey confirm ID`. Refused when stdout is not a
 //! terminal (a log would keep the secret) unless `--reveal` is given.
 
-use super::{Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, Grant, PolicyScope, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_core::{AccessKeyId, Credentials};
 use std::io::Write;
 
@@ -14,8 +14,22 @@ impl DeliverySink for ManualSink {
         "manual".to_owned()
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {}", self.describe())
+    }
+
     fn readable(&self) -> bool {
         false
+    }
+
+    /// The person puts the key in place and says so with `rekey confirm`.
+    fn awaits_person(&self) -> bool {
+        true
+    }
+
+    /// The person acts, not rekey.
+    fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {
+        Vec::new()
     }
 
     async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError> {

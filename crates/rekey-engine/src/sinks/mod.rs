@@ -2,6 +2,15 @@
 //! into a [`DeliverySink`], one module per kind, each keeping the contract
 //! written on the trait. What `restore` goes back to is a typed
 //! [`RestorePoint`], saved by the runner before the first delivery.
+//!
+//! A sink knows everything about itself: how it delivers and restores, its
+//! line in a plan, whether it waits for a person, and the IAM permissions it
+//! needs ([`Grant`]), so nothing else matches on the kinds of [`Sink`]. A new
+//! kind of sink touches only:
+//! - its own module here, implementing [`DeliverySink`];
+//! - the factory [`of`];
+//! - its variant of [`RestorePoint`], if it keeps one;
+//! - its configuration, a variant of [`Sink`] in `rekey-core/src/target.rs`.
 
 pub mod credentials_file;
 mod exec;
@@ -43,6 +52,24 @@ pub enum RestorePoint {
     /// The sink keeps nothing to go back to (exec, manual), or none was taken
     /// because the rotation never wrote to it.
     Nothing,
+}
+
+/// Where a sink's resources are, for the ARNs of its [`Grant`]s.
+pub struct PolicyScope<'a> {
+    /// `aws`, `aws-cn` or `aws-us-gov`: of the region rekey's clients sign for.
+    pub partition: &'a str,
+    /// The target's account, or `*` when the target names none.
+    pub account: &'a str,
+}
+
+/// IAM permissions a sink needs of whoever runs rekey: `actions` on
+/// `resources`. `rekey policy` prints one statement per `sid`, holding the
+/// resources of every sink that asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub sid: &'static str,
+    pub actions: &'static [&'static str],
+    pub resources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +122,17 @@ pub enum SinkError {
 pub trait DeliverySink: Send + Sync {
     /// For plans, status and the audit log (no secrets).
     fn describe(&self) -> String;
+    /// Its step in `rotate --dry-run`: where, and how it writes.
+    fn plan_line(&self) -> String;
     /// Can this sink give the key back after a crash?
     fn readable(&self) -> bool;
+    /// Does delivery wait for a person (who runs `rekey confirm`)? Such a
+    /// sink must come last, and once confirmed it needs nothing more, not
+    /// even the secret.
+    fn awaits_person(&self) -> bool;
+    /// What `rekey policy` grants for this sink (nothing for one that makes
+    /// no AWS call of its own).
+    fn permissions(&self, scope: &PolicyScope<'_>) -> Vec<Grant>;
     /// Preflight, before any AWS change: fails on what would make delivery
     /// fail. Changes nothing the application reads.
     async fn check(&self, ctx: &SinkCtx<'_>) -> Result<(), SinkError>;

@@ -10,7 +10,7 @@
 //! meanwhile; then rekey reads and computes again.
 
 use super::json::{self, Restore};
-use super::{Delivered, DeliverySink, RestorePoint, Restored, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, Grant, PolicyScope, RestorePoint, Restored, SinkCtx, SinkError};
 use rekey_aws::secrets::SecretsManager;
 use rekey_core::{AccessKeyId, Credentials, Secret};
 
@@ -19,6 +19,13 @@ const CURRENT: &str = "AWSCURRENT";
 const PENDING: &str = "REKEY_PENDING";
 /// Tries of a write that others keep beating.
 const ATTEMPTS: usize = 10;
+/// The calls this sink makes, granted by `rekey policy`.
+const ACTIONS: &[&str] = &[
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+];
 
 pub struct SecretsManagerSink<'a> {
     pub secret_id: &'a str,
@@ -61,8 +68,29 @@ impl DeliverySink for SecretsManagerSink<'_> {
         format!("secretsmanager {}", self.secret_id)
     }
 
+    fn plan_line(&self) -> String {
+        format!(
+            "deliver to {} (secretsmanager:PutSecretValue, then UpdateSecretVersionStage AWSCURRENT only if no one wrote meanwhile; only its two fields change)",
+            self.describe()
+        )
+    }
+
     fn readable(&self) -> bool {
         true
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
+    }
+
+    /// Secrets Manager appends `-` and 6 random characters to a secret's
+    /// ARN; `-*` would also cover `NAME-other-AbCdEf`. An ARN is kept as given.
+    fn permissions(&self, scope: &PolicyScope<'_>) -> Vec<Grant> {
+        let secret = match self.secret_id {
+            arn if arn.starts_with("arn:") => arn.to_owned(),
+            name => format!("arn:{}:secretsmanager:*:{}:secret:{name}-??????", scope.partition, scope.account),
+        };
+        vec![Grant { sid: "RekeyDeliverSecretsManager", actions: ACTIONS, resources: vec![secret] }]
     }
 
     /// Reading the value too finds a denied `GetSecretValue` (or KMS

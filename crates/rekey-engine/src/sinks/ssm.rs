@@ -17,7 +17,7 @@
 //! between the two is finished by running it again.
 
 use super::json::{self, Restore};
-use super::{Delivered, DeliverySink, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, Grant, PolicyScope, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
 use rekey_aws::secrets::ParameterStore;
 use rekey_core::target::SsmParameters;
 use rekey_core::{AccessKeyId, Credentials, Secret};
@@ -27,6 +27,9 @@ use std::collections::BTreeMap;
 const FIELDS: json::Fields = ("AccessKeyId", "SecretAccessKey");
 /// Tries of a write that others keep beating.
 const ATTEMPTS: usize = 10;
+/// The calls this sink makes, granted by `rekey policy` (restore deletes
+/// a parameter rekey created).
+const ACTIONS: &[&str] = &["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"];
 
 /// Each parameter's version before the first delivery (`None`: it did not exist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,8 +153,22 @@ impl DeliverySink for SsmSink<'_> {
         }
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {} (ssm:PutParameter SecureString; the previous version stays readable)", self.describe())
+    }
+
     fn readable(&self) -> bool {
         true
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
+    }
+
+    /// A parameter's ARN has no double slash: `/app/aws` is `parameter/app/aws`.
+    fn permissions(&self, scope: &PolicyScope<'_>) -> Vec<Grant> {
+        let arn = |name: &str| format!("arn:{}:ssm:*:{}:parameter/{}", scope.partition, scope.account, name.trim_start_matches('/'));
+        vec![Grant { sid: "RekeyDeliverParameters", actions: ACTIONS, resources: self.parameters.names().into_iter().map(arn).collect() }]
     }
 
     /// The names were checked when the config was read; reading each

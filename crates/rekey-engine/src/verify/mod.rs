@@ -1,10 +1,19 @@
 //! Verifiers: how rekey knows the application works with the new key. Each
 //! retries until it passes or `verify_timeout` runs out (IAM is eventually
 //! consistent, applications reload at their own pace).
+//!
+//! [`of`] turns a configured [`Verifier`] into a [`Check`], one module per
+//! kind, as sinks are: a new kind of verifier touches only its own module
+//! here, the factory [`of`], and its configuration, a variant of
+//! [`Verifier`] in `rekey-core/src/target.rs`. No verifier needs an IAM
+//! permission of rekey's (`sts` signs with the new key, and
+//! GetCallerIdentity needs none), so `rekey policy` asks none of them.
 
-use crate::http;
+mod exec;
+mod http;
+mod manual;
+mod sts;
 
-use crate::process;
 use rekey_aws::Clients;
 use rekey_core::target::Verifier;
 use rekey_core::Credentials;
@@ -36,11 +45,15 @@ pub enum Verdict {
 
 const RETRY_EVERY: Duration = Duration::from_millis(1000);
 
-/// One kind of verifier: how the application is checked.
+/// One kind of verifier: how the application is checked. (Named `Check`,
+/// not `Verifier`: that is its configuration, in `rekey_core::target`.)
 #[async_trait::async_trait]
 pub trait Check: Send + Sync {
     /// For plans, status and the audit log.
     fn describe(&self) -> String;
+    /// Does it need the new key's secret ([`VerifyCtx::creds`])? After a
+    /// sink that waits for a person, only a readable sink can give it back.
+    fn needs_secret(&self) -> bool;
     /// Problems found before any AWS change (a missing program, a bad URL).
     fn preflight(&self) -> Result<(), String>;
     /// Retries until healthy or `ctx.timeout` runs out.
@@ -49,75 +62,12 @@ pub trait Check: Send + Sync {
 
 /// The one place a configured verifier becomes its behaviour.
 pub fn of(verifier: &Verifier) -> Box<dyn Check + '_> {
-    Box::new(Configured(verifier))
-}
-
-struct Configured<'a>(&'a Verifier);
-
-#[async_trait::async_trait]
-impl Check for Configured<'_> {
-    fn describe(&self) -> String {
-        match self.0 {
-            Verifier::Sts {} => "sts GetCallerIdentity with the new key".to_owned(),
-            Verifier::Exec { command, .. } => format!("exec {}", command.join(" ")),
-            Verifier::Http { url } => format!("http {url}"),
-            Verifier::Manual {} => "manual".to_owned(),
-        }
+    match verifier {
+        Verifier::Sts {} => Box::new(sts::StsCheck),
+        Verifier::Exec { command, env } => Box::new(exec::ExecCheck { command, env }),
+        Verifier::Http { url } => Box::new(http::HttpCheck { url }),
+        Verifier::Manual {} => Box::new(manual::ManualCheck),
     }
-
-    fn preflight(&self) -> Result<(), String> {
-        match self.0 {
-            Verifier::Exec { command, .. } if !crate::sinks::exec_available(command) => {
-                Err(format!("exec verifier: {} is not an executable file or on PATH", command[0]))
-            }
-            Verifier::Http { url } => http::parse(url).map(|_| ()).map_err(|e| format!("http verifier: {e}")),
-            _ => Ok(()),
-        }
-    }
-
-    async fn verify(&self, ctx: &VerifyCtx<'_>) -> Verdict {
-        let deadline = Instant::now() + ctx.timeout;
-        match self.0 {
-            Verifier::Sts {} => sts(ctx, deadline).await,
-            Verifier::Exec { command, env } => {
-                retry(deadline, || async {
-                    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-                    match process::run(command, env, None, left, ctx.creds.map(|c| c.secret_access_key.expose())).await {
-                        Ok(done) if done.success => Ok(()),
-                        Ok(done) => Err(format!("`{}` failed: {}", command.join(" "), done.describe())),
-                        Err(e) => Err(format!("`{}` could not start: {e}", command.join(" "))),
-                    }
-                })
-                .await
-            }
-            Verifier::Http { url } => retry(deadline, || http::get_ok(url, deadline)).await,
-            Verifier::Manual {} if ctx.confirmed => Verdict::Healthy,
-            Verifier::Manual {} => Verdict::Undecided("waiting for a person to verify the application and run `rekey confirm`".into()),
-        }
-    }
-}
-
-async fn sts(ctx: &VerifyCtx<'_>, deadline: Instant) -> Verdict {
-    let Some(creds) = ctx.creds else {
-        if ctx.after_deactivation {
-            return Verdict::NotNeeded(
-                "the new key was proven before deactivation, and deactivating the old key cannot change that; its secret is not kept".into(),
-            );
-        }
-        return Verdict::Undecided(
-            "the new secret is not available to this process (no sink can be read back), so sts cannot sign with it".into(),
-        );
-    };
-    // Errors are retried: IAM rejects a new key for a few seconds after
-    // creating it (InvalidClientTokenId), until it has propagated.
-    retry(deadline, || async {
-        match rekey_aws::sts::caller_arn(ctx.clients, creds).await {
-            Ok(arn) if arn == ctx.user_arn => Ok(()),
-            Ok(arn) => Err(format!("the new key signs as {arn}, not {}", ctx.user_arn)),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await
 }
 
 /// Tries `attempt` until it succeeds or the deadline passes.

@@ -8,7 +8,8 @@
 //! (`aws-cn` in `cn-north-1`, `aws-us-gov` in `us-gov-west-1`).
 
 use crate::settings::{ConfigFile, Settings};
-use rekey_core::target::{Sink, Target};
+use rekey_core::target::Target;
+use rekey_engine::sinks::{self, Grant, PolicyScope};
 use rekey_store::Location;
 use serde_json::{json, Value};
 
@@ -31,15 +32,6 @@ const SCAN: &[&str] = &[
 const CONSUMERS: &[&str] = &["cloudtrail:LookupEvents"];
 
 const ROTATE: &[&str] = &["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey"];
-
-const SECRETS_MANAGER: &[&str] = &[
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:GetSecretValue",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:UpdateSecretVersionStage",
-];
-
-const SSM: &[&str] = &["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"];
 
 /// `findings`, and the notes and statuses of `suppress`, `unsuppress`,
 /// `notify` and rotations. Security Hub's finding actions act on the
@@ -80,31 +72,24 @@ fn account_of(target: &Target) -> String {
     target.account.as_ref().map_or("*".to_owned(), ToString::to_string)
 }
 
-/// What each target's sinks write to: (secrets, parameters).
-fn sink_resources(targets: &[Target], partition: &str) -> (Vec<String>, Vec<String>) {
-    let mut secrets = Vec::new();
-    let mut parameters = Vec::new();
+/// What each target's sinks need, as each sink says: one statement per
+/// `Sid`, its resources in the order of rekey.toml. The statements are in
+/// the order of their actions (by service), so the policy does not depend
+/// on the order of sinks in rekey.toml.
+fn sink_statements(targets: &[Target], partition: &str) -> Vec<Value> {
+    let mut grants: Vec<Grant> = Vec::new();
     for target in targets {
         let account = account_of(target);
-        for sink in &target.deliver {
-            match sink {
-                Sink::Secretsmanager { secret_id, .. } if secret_id.starts_with("arn:") => secrets.push(secret_id.clone()),
-                // Secrets Manager appends `-` and 6 random characters to a
-                // secret's ARN; `-*` would also cover `NAME-other-AbCdEf`.
-                Sink::Secretsmanager { secret_id, .. } => {
-                    secrets.push(format!("arn:{partition}:secretsmanager:*:{account}:secret:{secret_id}-??????"))
-                }
-                // A parameter's ARN has no double slash: `/app/aws` is `parameter/app/aws`.
-                Sink::Ssm(names) => {
-                    for n in names.names() {
-                        parameters.push(format!("arn:{partition}:ssm:*:{account}:parameter/{}", n.trim_start_matches('/')));
-                    }
-                }
-                _ => {}
+        let scope = PolicyScope { partition, account: &account };
+        for grant in target.deliver.iter().flat_map(|sink| sinks::of(sink).permissions(&scope)) {
+            match grants.iter_mut().find(|g| g.sid == grant.sid) {
+                Some(same) => same.resources.extend(grant.resources),
+                None => grants.push(grant),
             }
         }
     }
-    (secrets, parameters)
+    grants.sort_by_key(|g| g.actions);
+    grants.into_iter().map(|g| statement(g.sid, g.actions, g.resources)).collect()
 }
 
 pub fn policy(file: &ConfigFile, state: &Location, partition: &str) -> Value {
@@ -124,13 +109,7 @@ pub fn policy(file: &ConfigFile, state: &Location, partition: &str) -> Value {
             .collect();
         statements.push(statement("RekeyRotateKeys", ROTATE, users));
     }
-    let (secrets, parameters) = sink_resources(targets, partition);
-    if !secrets.is_empty() {
-        statements.push(statement("RekeyDeliverSecretsManager", SECRETS_MANAGER, secrets));
-    }
-    if !parameters.is_empty() {
-        statements.push(statement("RekeyDeliverParameters", SSM, parameters));
-    }
+    statements.extend(sink_statements(targets, partition));
     if file.securityhub.enabled {
         statements.push(statement("RekeySecurityHubFindings", SECURITY_HUB, vec!["*".into()]));
         statements.push(statement("RekeyImportFindings", SECURITY_HUB_IMPORT, vec![format!("arn:{partition}:securityhub:*:*:product/*/default")]));
@@ -231,6 +210,13 @@ deliver = [{ type = "secretsmanager", secret_id = "arn:aws:secretsmanager:eu-wes
         assert!(!covered(&secrets, "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/aws-prod-AbC123"), "another secret");
         assert!(covered(&secrets, "arn:aws:secretsmanager:eu-west-1:111122223333:secret:pay-AbCdEf"));
         assert!(!covered(&secrets, "arn:aws:secretsmanager:eu-west-1:111122223333:secret:pay-XyZxYz"));
+    }
+
+    #[test]
+    fn sink_statements_keep_their_order_whatever_the_order_of_sinks() {
+        let ssm_first = "[[target]]\nuser = \"u\"\ndeliver = [{ type = \"ssm\", name = \"/a\" }, { type = \"exec\", command = [\"x\"] }, { type = \"secretsmanager\", secret_id = \"s\" }]\n";
+        let sids: Vec<String> = policy_for(ssm_first, "aws")["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(sids[2..5], ["RekeyRotateKeys", "RekeyDeliverSecretsManager", "RekeyDeliverParameters"]);
     }
 
     #[test]

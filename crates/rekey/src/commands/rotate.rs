@@ -115,7 +115,7 @@ fn plan(args: &RotateArgs, target: Option<&Target>, settings: &Settings) -> anyh
     timings.grace = args.grace.unwrap_or(timings.grace);
     if args.retire {
         let verify = match args.verify.is_empty() {
-            true => target.map(|t| t.verify.iter().filter(|v| !matches!(v, Verifier::Sts {})).cloned().collect()).unwrap_or_default(),
+            true => target.map(|t| t.verify.iter().filter(|v| !rekey_engine::verify::of(v).needs_secret()).cloned().collect()).unwrap_or_default(),
             false => args.verify.iter().map(|text| inline("--verify", text)).collect::<anyhow::Result<_>>()?,
         };
         return Ok(Plan { deliver: Vec::new(), verify, timings, delete_inactive: false, retire: true });

@@ -12,7 +12,7 @@
 mod doc;
 mod file;
 
-use super::{Delivered, DeliverySink, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
+use super::{Delivered, DeliverySink, Grant, PolicyScope, RestorePoint as AnyRestorePoint, Restored, SinkCtx, SinkError};
 use doc::{valid_profile, Doc};
 use file::{load, remove, Perms, Place};
 use rekey_core::{AccessKeyId, Credentials, Secret};
@@ -213,8 +213,21 @@ impl DeliverySink for CredentialsFile<'_> {
         format!("credentials-file {} [{}]", self.path.display(), self.profile)
     }
 
+    fn plan_line(&self) -> String {
+        format!("deliver to {} (the profile's previous lines kept beside the file until the rotation ends)", self.describe())
+    }
+
     fn readable(&self) -> bool {
         true
+    }
+
+    fn awaits_person(&self) -> bool {
+        false
+    }
+
+    /// A local file: no AWS permission.
+    fn permissions(&self, _: &PolicyScope<'_>) -> Vec<Grant> {
+        Vec::new()
     }
 
     async fn check(&self, _: &SinkCtx<'_>) -> std::result::Result<(), SinkError> {
