@@ -230,13 +230,14 @@ impl<'a> Engine<'a> {
 
     fn note(&mut self, r: &Rotation, event: Audit, request_id: Option<String>) {
         let (name, detail) = event.split();
+        let (from_stage, to_stage) = event.stages();
         self.notes.push(AuditEntry {
             at: self.now(),
             actor: self.actor.clone(),
             rotation_id: Some(r.record.id.clone()),
             event: name,
-            from_stage: None,
-            to_stage: None,
+            from_stage,
+            to_stage,
             aws_request_id: request_id,
             detail,
         });
@@ -412,11 +413,7 @@ impl<'a> Engine<'a> {
         r.record.next_check_at = None;
         r.progress.waiting_for = None;
         r.record.blocked_reason = reason.clone();
-        self.note(r, Audit::Transition { reason: reason.clone() }, None);
-        // invariant: note() just pushed a line
-        let line = self.notes.last_mut().expect("just noted");
-        line.event = format!("stage_{}", event.name());
-        (line.from_stage, line.to_stage) = (Some(from.stage), Some(to.stage));
+        self.note(r, Audit::Transition { event: event.clone(), from: from.stage, to: to.stage, reason: reason.clone() }, None);
         self.save(r).await?;
         let (record, reason) = (&r.record, reason.unwrap_or_default());
         tracing::info!(rotation = %record.id, account = %record.account_id, user = %record.user_name, from = %from.stage, stage = %to.stage, result = "moved", reason = %reason, "{}", event.name());
