@@ -105,15 +105,15 @@ impl Rotation {
     }
 
     fn user(&self) -> UserName {
-        UserName::new(&self.record.user_name)
+        self.record.user_name.clone()
     }
 
     fn old_key(&self) -> AccessKeyId {
-        AccessKeyId::new(&self.record.old_key_id)
+        self.record.old_key_id.clone()
     }
 
     fn new_key(&self) -> Option<AccessKeyId> {
-        self.record.new_key_id.as_deref().map(AccessKeyId::new)
+        self.record.new_key_id.clone()
     }
 
     fn refuse(&self, message: impl Into<String>) -> EngineError {
@@ -162,7 +162,7 @@ pub struct Engine<'a> {
     /// The caller's account, asked once per process.
     caller: Option<AccountId>,
     /// User ARNs (with their paths) as IAM reports them, for `sts`.
-    arns: HashMap<String, String>,
+    arns: HashMap<UserName, String>,
     /// New keys created by this process: the only copy of a secret outside
     /// the sinks, in memory and zeroed on drop.
     secrets: HashMap<String, Credentials>,
@@ -250,7 +250,7 @@ impl<'a> Engine<'a> {
         SinkCtx {
             clients: self.clients,
             user: r.user(),
-            account: AccountId::new(&r.record.account_id),
+            account: r.record.account_id.clone(),
             timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
             may_reveal: self.may_reveal,
             rotation_id: &r.record.id,
@@ -270,8 +270,8 @@ impl<'a> Engine<'a> {
     /// Refuses, before anything changes, to act on a rotation of another account.
     async fn check_account(&mut self, record: &RotationRecord) -> Result<(), EngineError> {
         let caller = self.caller_account().await?;
-        if caller.as_str() != record.account_id {
-            return Err(EngineError::WrongAccount { id: record.id.clone(), rotation: AccountId::new(&record.account_id), caller });
+        if caller != record.account_id {
+            return Err(EngineError::WrongAccount { id: record.id.clone(), rotation: record.account_id.clone(), caller });
         }
         Ok(())
     }

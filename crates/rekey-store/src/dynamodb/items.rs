@@ -11,6 +11,7 @@ use crate::{json, stage, timestamp, AuditEntry, Item, Result, RotationRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::{SignedDuration, Timestamp};
 use rekey_core::hub::Workflow;
+use rekey_core::model::{AccessKeyId, AccountId, UserName};
 use rekey_core::workflow::Stage;
 use std::collections::HashMap;
 
@@ -39,7 +40,7 @@ pub(super) fn rotation_key(id: &str) -> Attrs {
     key(format!("rotation#{id}"), "rotation")
 }
 
-pub(super) fn guard_key(account: &str, old_key_id: &str) -> Attrs {
+pub(super) fn guard_key(account: &AccountId, old_key_id: &AccessKeyId) -> Attrs {
     key(format!("key#{account}#{old_key_id}"), "open")
 }
 
@@ -47,7 +48,7 @@ pub(super) fn migrated_key() -> Attrs {
     key("migrated", "migrated")
 }
 
-pub(super) fn open_exemption_key(account: &str, user: &str) -> Attrs {
+pub(super) fn open_exemption_key(account: &AccountId, user: &UserName) -> Attrs {
     key("exemption#open", format!("{account}#{user}"))
 }
 
@@ -144,10 +145,10 @@ pub(super) fn rotation_fields(r: &RotationRecord) -> Vec<(&'static str, Option<A
     };
     vec![
         ("id", Some(s(&r.id))),
-        ("account_id", Some(s(&r.account_id))),
-        ("user_name", Some(s(&r.user_name))),
-        ("old_key_id", Some(s(&r.old_key_id))),
-        ("new_key_id", r.new_key_id.as_deref().map(s)),
+        ("account_id", Some(s(r.account_id.as_str()))),
+        ("user_name", Some(s(r.user_name.as_str()))),
+        ("old_key_id", Some(s(r.old_key_id.as_str()))),
+        ("new_key_id", r.new_key_id.as_ref().map(|k| s(k.as_str()))),
         ("stage", Some(s(r.stage.as_str()))),
         ("came_from", r.came_from.map(|c| s(c.as_str()))),
         ("blocked_reason", r.blocked_reason.as_deref().map(s)),
@@ -174,10 +175,10 @@ pub(super) fn rotation_item(r: &RotationRecord) -> Attrs {
 pub(super) fn rotation_from(item: &Attrs) -> Result<RotationRecord> {
     Ok(RotationRecord {
         id: get_s(item, "id")?,
-        account_id: get_s(item, "account_id")?,
-        user_name: get_s(item, "user_name")?,
-        old_key_id: get_s(item, "old_key_id")?,
-        new_key_id: opt_s(item, "new_key_id")?,
+        account_id: AccountId::new(get_s(item, "account_id")?),
+        user_name: UserName::new(get_s(item, "user_name")?),
+        old_key_id: AccessKeyId::new(get_s(item, "old_key_id")?),
+        new_key_id: opt_s(item, "new_key_id")?.map(AccessKeyId::new),
         stage: stage(&get_s(item, "stage")?)?,
         came_from: opt_s(item, "came_from")?.as_deref().map(stage).transpose()?,
         blocked_reason: opt_s(item, "blocked_reason")?,
@@ -222,8 +223,8 @@ pub(super) fn outbox_item(u: &FindingUpdate, sent_at: Option<Timestamp>) -> Attr
     let partition = if sent_at.is_some() { "outbox#sent" } else { "outbox" };
     let fields = vec![
         ("seq", Some(n(u.seq))),
-        ("account_id", Some(s(&u.update.account_id))),
-        ("user_name", Some(s(&u.update.user_name))),
+        ("account_id", Some(s(u.update.account_id.as_str()))),
+        ("user_name", Some(s(u.update.user_name.as_str()))),
         ("workflow", u.update.workflow.map(|w| s(w.as_str()))),
         ("note", Some(s(&u.update.note))),
         ("created_at", Some(n(u.created_at.as_second()))),
@@ -239,7 +240,7 @@ pub(super) fn outbox_from(item: &Attrs) -> Result<(FindingUpdate, Option<Timesta
     let workflow = opt_s(item, "workflow")?.map(|w| w.parse::<Workflow>().map_err(|e| crate::bad("workflow", e))).transpose()?;
     let update = FindingUpdate {
         seq: get_n(item, "seq")?,
-        update: NewFindingUpdate { account_id: get_s(item, "account_id")?, user_name: get_s(item, "user_name")?, workflow, note: get_s(item, "note")? },
+        update: NewFindingUpdate { account_id: AccountId::new(get_s(item, "account_id")?), user_name: UserName::new(get_s(item, "user_name")?), workflow, note: get_s(item, "note")? },
         created_at: get_time(item, "created_at")?,
         attempts: u32::try_from(get_n(item, "attempts")?).map_err(|e| crate::bad("attempts", e))?,
         last_error: opt_s(item, "last_error")?,
@@ -253,8 +254,8 @@ pub(super) fn exemption_item(e: &ExemptionRecord, ended: Option<&ExemptionEnd>) 
         Some(end) => key("exemption#ended", format!("{}#{}#{}#{}", seq_key(e.created_at.as_second()), e.account_id, e.user_name, seq_key(end.at.as_second()))),
     };
     let fields = vec![
-        ("account_id", Some(s(&e.account_id))),
-        ("user_name", Some(s(&e.user_name))),
+        ("account_id", Some(s(e.account_id.as_str()))),
+        ("user_name", Some(s(e.user_name.as_str()))),
         ("reason", Some(s(&e.reason))),
         ("until", e.until.map(|t| n(t.as_second()))),
         ("by", Some(s(&e.by))),
@@ -268,8 +269,8 @@ pub(super) fn exemption_item(e: &ExemptionRecord, ended: Option<&ExemptionEnd>) 
 
 pub(super) fn exemption_from(item: &Attrs) -> Result<(ExemptionRecord, Option<ExemptionEnd>)> {
     let record = ExemptionRecord {
-        account_id: get_s(item, "account_id")?,
-        user_name: get_s(item, "user_name")?,
+        account_id: AccountId::new(get_s(item, "account_id")?),
+        user_name: UserName::new(get_s(item, "user_name")?),
         reason: get_s(item, "reason")?,
         until: opt_time(item, "until")?,
         by: get_s(item, "by")?,

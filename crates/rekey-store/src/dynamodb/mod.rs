@@ -56,6 +56,7 @@ use items::{
     outbox_item, present, rotation_fields, rotation_from, rotation_item, rotation_key, s, seq_key, Attrs, Expr,
 };
 use jiff::Timestamp;
+use rekey_core::model::{AccessKeyId, AccountId, UserName};
 use rekey_core::workflow::Stage;
 use std::collections::HashMap;
 use table::{Index, INDEXES};
@@ -240,7 +241,7 @@ impl StateStore for DynamoStore {
         Ok(())
     }
 
-    async fn open_rotation(&self, account_id: &str, old_key_id: &str) -> Result<Option<String>> {
+    async fn open_rotation(&self, account_id: &AccountId, old_key_id: &AccessKeyId) -> Result<Option<String>> {
         self.get_item(guard_key(account_id, old_key_id)).await?.map_or(Ok(None), |i| opt_s(&i, "rotation_id"))
     }
 
@@ -248,7 +249,7 @@ impl StateStore for DynamoStore {
         let (query, expr) = self.index(&INDEXES[0], "due", Some(("<=", now.as_second())));
         let mut due = Vec::new();
         self.pages(Self::with(query, &expr), &mut |item| {
-            due.push(Due { id: get_s(item, "id")?, account_id: get_s(item, "account_id")? });
+            due.push(Due { id: get_s(item, "id")?, account_id: AccountId::new(get_s(item, "account_id")?) });
             Ok(true)
         })
         .await?;
@@ -386,14 +387,14 @@ impl StateStore for DynamoStore {
 
     async fn record(&self, change: &Change, at: Timestamp, actor: &str) -> Result<()> {
         let mut groups = Vec::new();
-        let mut open_now: HashMap<(String, String), Attrs> = HashMap::new();
+        let mut open_now: HashMap<(AccountId, UserName), Attrs> = HashMap::new();
         for (account, user) in change.open.iter().map(|e| (&e.account_id, &e.user_name)).chain(change.end.iter().map(|e| (&e.account_id, &e.user_name))) {
             if let Some(item) = self.get_item(open_exemption_key(account, user)).await? {
                 open_now.insert((account.clone(), user.clone()), item);
             }
         }
-        let mut ending = |account: &str, user: &str, how: Ended, group: &mut Vec<Write>| -> Result<()> {
-            if let Some(item) = open_now.remove(&(account.to_owned(), user.to_owned())) {
+        let mut ending = |account: &AccountId, user: &UserName, how: Ended, group: &mut Vec<Write>| -> Result<()> {
+            if let Some(item) = open_now.remove(&(account.clone(), user.clone())) {
                 let (record, _) = exemption_from(&item)?;
                 let end = ExemptionEnd { at, by: actor.to_owned(), how };
                 group.push(self.plain(TransactWriteItem::builder().put(self.put(exemption_item(&record, Some(&end)), None)).build()));
