@@ -224,6 +224,12 @@ impl Event {
             Event::Failed => "failed",
         }
     }
+
+    /// The event of the audit line that records the move this event makes:
+    /// `stage_` and its name (`stage_deleted`). The one place it is spelled.
+    pub fn audit_event(&self) -> String {
+        format!("stage_{}", self.name())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! names and fields tests and operators rely on are defined here once.
 
 use jiff::Timestamp;
-use rekey_core::workflow::Stage;
+use rekey_core::workflow::{Event, Stage};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +37,18 @@ pub enum Audit {
     KeptNewKey { key: String, because: Vec<String> },
     StepFailed { stage: Stage, error: String },
     Confirmed { stage: Stage, force: bool },
-    Transition { reason: Option<String> },
+    /// A move of the state machine by `event`: the line is named after the
+    /// event ([`Event::audit_event`]), its stages are the line's own
+    /// columns, and only `reason` is detail.
+    Transition {
+        #[serde(skip)]
+        event: Event,
+        #[serde(skip)]
+        from: Stage,
+        #[serde(skip)]
+        to: Stage,
+        reason: Option<String>,
+    },
     // What people are told and what they exempt: not about one rotation.
     /// `rekey suppress`: an exemption recorded.
     Suppressed { account_id: String, user_name: String, reason: String, until: Option<Timestamp> },
@@ -62,8 +73,20 @@ impl Audit {
     pub fn split(&self) -> (String, serde_json::Value) {
         // invariant: our own types, with string keys, always serialize
         let mut value = serde_json::to_value(self).expect("audit events serialize");
-        let name = value.as_object_mut().and_then(|o| o.remove("event")).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let tag = value.as_object_mut().and_then(|o| o.remove("event")).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let name = match self {
+            Audit::Transition { event, .. } => event.audit_event(),
+            _ => tag,
+        };
         (name, value)
+    }
+
+    /// The stages a line records (`from_stage`, `to_stage`): a transition's.
+    pub fn stages(&self) -> (Option<Stage>, Option<Stage>) {
+        match self {
+            Audit::Transition { from, to, .. } => (Some(*from), Some(*to)),
+            _ => (None, None),
+        }
     }
 }
 
@@ -76,5 +99,14 @@ mod tests {
         let (name, detail) = Audit::Delivered { sink: "exec x".into(), already_there: false }.split();
         assert_eq!(name, "delivered");
         assert_eq!(detail, serde_json::json!({"sink": "exec x", "already_there": false}));
+    }
+
+    #[test]
+    fn a_transition_is_named_after_its_event_with_only_the_reason_as_detail() {
+        let line = Audit::Transition { event: Event::Deleted, from: Stage::Deleting, to: Stage::Completed, reason: None };
+        assert_eq!(line.split(), ("stage_deleted".to_owned(), serde_json::json!({"reason": null})));
+        assert_eq!(line.stages(), (Some(Stage::Deleting), Some(Stage::Completed)));
+        let blocked = Audit::Transition { event: Event::Blocked, from: Stage::Draining, to: Stage::Blocked, reason: Some("why".into()) };
+        assert_eq!(blocked.split(), ("stage_blocked".to_owned(), serde_json::json!({"reason": "why"})));
     }
 }

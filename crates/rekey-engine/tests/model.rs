@@ -1111,7 +1111,7 @@ fn named_commands(reason: &str) -> Vec<Cmd> {
 /// new key: no command can give the user a key back.
 fn inv8_every_rotation_ends(st: &St, record: &RotationRecord) -> Result<(), String> {
     let deleted_by_person = |id: &str| st.keys.iter().any(|k| k.id == id && k.deleted && matches!(k.death, Some((_, Who::Person))));
-    let both_deleted = deleted_by_person(&record.old_key_id) && record.new_key_id.as_deref().is_some_and(deleted_by_person);
+    let both_deleted = deleted_by_person(record.old_key_id.as_str()) && record.new_key_id.as_ref().map(AccessKeyId::as_str).is_some_and(deleted_by_person);
     match record.stage {
         Stage::Completed | Stage::RolledBack | Stage::Aborted => Ok(()),
         Stage::Failed if record.new_key_id.is_none() || both_deleted => Ok(()),
@@ -1983,7 +1983,7 @@ impl<'h> Model<'h> {
                 // Asked whether the old key it deactivated may be used again,
                 // the person says yes: re-enabling it is then their doing.
                 if r.came_from.is_some_and(Stage::is_undo) && r.blocked_reason.as_deref().is_some_and(|b| b.contains("lets rekey reactivate it")) {
-                    if let Some(k) = st.key_mut(ACCOUNT, &r.old_key_id) {
+                    if let Some(k) = st.key_mut(ACCOUNT, r.old_key_id.as_str()) {
                         k.disabled_by_person = false;
                     }
                 }
@@ -2014,8 +2014,8 @@ impl<'h> Model<'h> {
             let unrestorable = self.w.lock().rots[rot].kinds.iter().any(|k| matches!(k, SinkKind::Exec | SinkKind::Manual));
             let other_dead = |key: Option<&str>| key.is_none_or(|k| !self.w.lock().alive(k));
             let kills_the_last = match act {
-                Act::Delete(Which::Old) | Act::Deactivate(Which::Old) => record.new_key_id.is_some() && other_dead(record.new_key_id.as_deref()),
-                Act::Delete(Which::New) | Act::Deactivate(Which::New) => other_dead(Some(&record.old_key_id)),
+                Act::Delete(Which::Old) | Act::Deactivate(Which::Old) => record.new_key_id.is_some() && other_dead(record.new_key_id.as_ref().map(AccessKeyId::as_str)),
+                Act::Delete(Which::New) | Act::Deactivate(Which::New) => other_dead(Some(record.old_key_id.as_str())),
                 _ => false,
             };
             if open::RECOVERY_TAKES_ANY_LATER_KEY && act == Act::Create && attempt_open
@@ -2033,7 +2033,7 @@ impl<'h> Model<'h> {
                 return;
             }
         }
-        let recorded = record.new_key_id;
+        let recorded = record.new_key_id.map(|k| k.to_string());
         let now = self.w.aws.now();
         let mut st = self.w.lock();
         let user = USERS[rot];

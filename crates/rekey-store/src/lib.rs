@@ -10,6 +10,7 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use rekey_core::model::{AccessKeyId, AccountId, UserName};
 use rekey_core::workflow::Stage;
 use serde::Serialize;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ pub enum StoreError {
     #[error("the state store {path} was written by a newer rekey (schema {found}, this rekey knows {known})")]
     TooNew { path: String, found: usize, known: usize },
     #[error("key {old_key_id} of {user_name} is already being rotated by {id}")]
-    AlreadyRotating { id: String, user_name: String, old_key_id: String },
+    AlreadyRotating { id: String, user_name: UserName, old_key_id: AccessKeyId },
     #[error("no rotation {0}")]
     NoSuchRotation(String),
     #[error("rotation {0} is being worked on by another rekey process")]
@@ -56,10 +57,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RotationRecord {
     pub id: String,
-    pub account_id: String,
-    pub user_name: String,
-    pub old_key_id: String,
-    pub new_key_id: Option<String>,
+    pub account_id: AccountId,
+    pub user_name: UserName,
+    pub old_key_id: AccessKeyId,
+    pub new_key_id: Option<AccessKeyId>,
     pub stage: Stage,
     /// The stage a blocked rotation resumes into, or an undo began in.
     pub came_from: Option<Stage>,
@@ -98,7 +99,7 @@ impl AuditEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
     pub id: String,
-    pub account_id: String,
+    pub account_id: AccountId,
 }
 
 /// See [`StateStore::outlook`].
@@ -161,7 +162,7 @@ pub trait StateStore: Send + Sync {
     async fn list(&self, query: &ListQuery, each: Each<'_, RotationRecord>) -> Result<()>;
 
     /// The unfinished rotation whose old key is `old_key_id`, if any.
-    async fn open_rotation(&self, account_id: &str, old_key_id: &str) -> Result<Option<String>>;
+    async fn open_rotation(&self, account_id: &AccountId, old_key_id: &AccessKeyId) -> Result<Option<String>>;
 
     /// Rotations with a step due at `now`, most overdue first. Reads an
     /// index only: no plan, no progress, and nothing that is not due.

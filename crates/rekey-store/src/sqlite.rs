@@ -8,6 +8,7 @@ use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQue
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rekey_core::hub::Workflow;
+use rekey_core::model::{AccessKeyId, AccountId, UserName};
 use rekey_core::workflow::Stage;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -151,7 +152,7 @@ impl SqliteStore {
 
     fn already_rotating(&self, tx: &Connection, r: &RotationRecord) -> StoreError {
         let sql = format!("SELECT id FROM rotations WHERE account_id = ?1 AND old_key_id = ?2 AND stage NOT IN ({})", Stage::sql_list(Stage::is_terminal));
-        match tx.query_row(&sql, params![r.account_id, r.old_key_id], |row| row.get(0)) {
+        match tx.query_row(&sql, params![r.account_id.as_str(), r.old_key_id.as_str()], |row| row.get(0)) {
             Ok(id) => StoreError::AlreadyRotating { id, user_name: r.user_name.clone(), old_key_id: r.old_key_id.clone() },
             Err(e) => e.into(),
         }
@@ -201,9 +202,9 @@ impl StateStore for SqliteStore {
         self.stream(&sql, params![query.since.map_or(i64::MIN, |t| t.as_second()), limit], from_row, each)
     }
 
-    async fn open_rotation(&self, account_id: &str, old_key_id: &str) -> Result<Option<String>> {
+    async fn open_rotation(&self, account_id: &AccountId, old_key_id: &AccessKeyId) -> Result<Option<String>> {
         let sql = format!("SELECT id FROM rotations WHERE account_id = ?1 AND old_key_id = ?2 AND stage NOT IN ({})", Stage::sql_list(Stage::is_terminal));
-        Ok(self.conn().query_row(&sql, params![account_id, old_key_id], |r| r.get(0)).optional()?)
+        Ok(self.conn().query_row(&sql, params![account_id.as_str(), old_key_id.as_str()], |r| r.get(0)).optional()?)
     }
 
     async fn due(&self, now: Timestamp) -> Result<Vec<Due>> {
@@ -213,7 +214,7 @@ impl StateStore for SqliteStore {
              ORDER BY COALESCE(next_check_at, 0), started_at, id",
             Stage::sql_list(Stage::is_working)
         );
-        self.collect(&sql, [now.as_second()], |r| Ok(Ok(Due { id: r.get(0)?, account_id: r.get(1)? })))
+        self.collect(&sql, [now.as_second()], |r| Ok(Ok(Due { id: r.get(0)?, account_id: AccountId::new(r.get::<_, String>(1)?) })))
     }
 
     async fn outlook(&self) -> Result<Outlook> {
@@ -296,7 +297,7 @@ impl StateStore for SqliteStore {
                  WHERE id = ?1 AND lease_owner = ?9 AND lease_until >= ?10 AND stage = ?12",
                 params![
                     rotation.id,
-                    rotation.new_key_id,
+                    rotation.new_key_id.as_ref().map(AccessKeyId::as_str),
                     rotation.stage.as_str(),
                     rotation.blocked_reason,
                     rotation.plan.to_string(),
@@ -418,8 +419,8 @@ impl StateStore for SqliteStore {
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                             params![
                                 update.seq,
-                                update.update.account_id,
-                                update.update.user_name,
+                                update.update.account_id.as_str(),
+                                update.update.user_name.as_str(),
                                 update.update.workflow.map(Workflow::as_str),
                                 update.update.note,
                                 update.created_at.as_second(),
@@ -476,10 +477,10 @@ fn insert_rotation(tx: &Connection, rotation: &RotationRecord) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             rotation.id,
-            rotation.account_id,
-            rotation.user_name,
-            rotation.old_key_id,
-            rotation.new_key_id,
+            rotation.account_id.as_str(),
+            rotation.user_name.as_str(),
+            rotation.old_key_id.as_str(),
+            rotation.new_key_id.as_ref().map(AccessKeyId::as_str),
             rotation.stage.as_str(),
             rotation.blocked_reason,
             rotation.plan.to_string(),
@@ -497,14 +498,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<RotationRecord>> {
     let (stage_name, plan, progress): (String, String, String) = (r.get(5)?, r.get(7)?, r.get(8)?);
     let (started, updated, next): (i64, i64, Option<i64>) = (r.get(9)?, r.get(10)?, r.get(11)?);
     let came_from: Option<String> = r.get(12)?;
-    let (id, account_id, user_name, old_key_id, new_key_id, blocked_reason) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(6)?);
+    let (id, account_id, user_name, old_key_id, new_key_id, blocked_reason): (_, String, String, String, Option<String>, _) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(6)?);
     Ok((|| {
         Ok(RotationRecord {
             id,
-            account_id,
-            user_name,
-            old_key_id,
-            new_key_id,
+            account_id: AccountId::new(account_id),
+            user_name: UserName::new(user_name),
+            old_key_id: AccessKeyId::new(old_key_id),
+            new_key_id: new_key_id.map(AccessKeyId::new),
             stage: stage(&stage_name)?,
             came_from: came_from.as_deref().map(stage).transpose()?,
             blocked_reason,
@@ -560,7 +561,7 @@ fn enqueue(conn: &Connection, updates: &[NewFindingUpdate], at: Timestamp) -> Re
     for u in updates {
         conn.execute(
             "INSERT INTO finding_updates (account_id, user_name, workflow, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![u.account_id, u.user_name, u.workflow.map(Workflow::as_str), u.note, at.as_second()],
+            params![u.account_id.as_str(), u.user_name.as_str(), u.workflow.map(Workflow::as_str), u.note, at.as_second()],
         )?;
     }
     Ok(())
@@ -573,7 +574,7 @@ fn finding_update(r: &Row<'_>) -> rusqlite::Result<Result<(FindingUpdate, Option
     let (created, attempts, last_error, sent): (i64, i64, Option<String>, Option<i64>) = (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?);
     Ok((|| {
         let workflow = workflow.map(|w| w.parse::<Workflow>().map_err(|e| crate::bad("workflow", e))).transpose()?;
-        let update = FindingUpdate { seq, update: NewFindingUpdate { account_id, user_name, workflow, note }, created_at: timestamp(created)?, attempts: attempts as u32, last_error };
+        let update = FindingUpdate { seq, update: NewFindingUpdate { account_id: AccountId::new(account_id), user_name: UserName::new(user_name), workflow, note }, created_at: timestamp(created)?, attempts: attempts as u32, last_error };
         Ok((update, sent.map(timestamp).transpose()?))
     })())
 }
@@ -585,8 +586,8 @@ fn insert_exemption(tx: &Connection, e: &ExemptionRecord, ended: Option<&Exempti
         "INSERT INTO exemptions (account_id, user_name, reason, until, by, created_at, ended_at, ended_by, ended_how)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
-            e.account_id,
-            e.user_name,
+            e.account_id.as_str(),
+            e.user_name.as_str(),
             e.reason,
             e.until.map(|t| t.as_second()),
             e.by,
@@ -599,10 +600,10 @@ fn insert_exemption(tx: &Connection, e: &ExemptionRecord, ended: Option<&Exempti
     Ok(())
 }
 
-fn end_exemption(conn: &Connection, account_id: &str, user_name: &str, how: Ended, at: Timestamp, by: &str) -> Result<()> {
+fn end_exemption(conn: &Connection, account_id: &AccountId, user_name: &UserName, how: Ended, at: Timestamp, by: &str) -> Result<()> {
     conn.execute(
         "UPDATE exemptions SET ended_at = ?3, ended_by = ?4, ended_how = ?5 WHERE account_id = ?1 AND user_name = ?2 AND ended_at IS NULL",
-        params![account_id, user_name, at.as_second(), by, how.as_str()],
+        params![account_id.as_str(), user_name.as_str(), at.as_second(), by, how.as_str()],
     )?;
     Ok(())
 }
@@ -611,7 +612,7 @@ fn exemption(r: &Row<'_>) -> rusqlite::Result<Result<(ExemptionRecord, Option<Ex
     let (account_id, user_name, reason, until, by, created): (String, String, String, Option<i64>, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
     let (ended_at, ended_by, ended_how): (Option<i64>, Option<String>, Option<String>) = (r.get(6)?, r.get(7)?, r.get(8)?);
     Ok((|| {
-        let record = ExemptionRecord { account_id, user_name, reason, until: until.map(timestamp).transpose()?, by, created_at: timestamp(created)? };
+        let record = ExemptionRecord { account_id: AccountId::new(account_id), user_name: UserName::new(user_name), reason, until: until.map(timestamp).transpose()?, by, created_at: timestamp(created)? };
         let ended = match (ended_at, ended_by, ended_how) {
             (Some(at), Some(by), Some(how)) => Some(ExemptionEnd { at: timestamp(at)?, by, how: how.parse().map_err(|e| crate::bad("exemption end", e))? }),
             _ => None,
@@ -647,9 +648,9 @@ mod tests {
     fn rotation(id: &str, key: &str) -> RotationRecord {
         RotationRecord {
             id: id.into(),
-            account_id: "123456789012".into(),
-            user_name: "ci".into(),
-            old_key_id: key.into(),
+            account_id: AccountId::new("123456789012"),
+            user_name: UserName::new("ci"),
+            old_key_id: AccessKeyId::new(key),
             new_key_id: None,
             stage: Stage::Planned,
             came_from: None,

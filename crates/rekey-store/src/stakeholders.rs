@@ -5,13 +5,14 @@
 use crate::AuditEntry;
 use jiff::Timestamp;
 use rekey_core::hub::Workflow;
+use rekey_core::model::{AccountId, UserName};
 use serde::Serialize;
 
 /// An open exemption: the user's keys count as SUPPRESSED until `until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExemptionRecord {
-    pub account_id: String,
-    pub user_name: String,
+    pub account_id: AccountId,
+    pub user_name: UserName,
     pub reason: String,
     pub until: Option<Timestamp>,
     pub by: String,
@@ -65,8 +66,8 @@ pub struct ExemptionEnd {
 /// Ends the open exemption of one user.
 #[derive(Debug, Clone)]
 pub struct EndExemption {
-    pub account_id: String,
-    pub user_name: String,
+    pub account_id: AccountId,
+    pub user_name: UserName,
     pub how: Ended,
 }
 
@@ -74,8 +75,8 @@ pub struct EndExemption {
 /// applies only where [`Workflow::applies_to`] says so).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewFindingUpdate {
-    pub account_id: String,
-    pub user_name: String,
+    pub account_id: AccountId,
+    pub user_name: UserName,
     pub workflow: Option<Workflow>,
     pub note: String,
 }

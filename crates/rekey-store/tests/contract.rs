@@ -6,6 +6,7 @@
 
 use jiff::Timestamp;
 use rekey_core::hub::Workflow;
+use rekey_core::model::{AccessKeyId, AccountId, UserName};
 use rekey_core::workflow::Stage;
 use rekey_emulator::Emulator;
 use rekey_store::*;
@@ -20,9 +21,9 @@ fn ts(s: &str) -> Timestamp {
 fn rotation(id: &str, key: &str) -> RotationRecord {
     RotationRecord {
         id: id.into(),
-        account_id: "123456789012".into(),
-        user_name: "ci".into(),
-        old_key_id: key.into(),
+        account_id: AccountId::new("123456789012"),
+        user_name: UserName::new("ci"),
+        old_key_id: AccessKeyId::new(key),
         new_key_id: None,
         stage: Stage::Planned,
         came_from: None,
@@ -50,8 +51,8 @@ fn entry(id: &str, event: &str) -> AuditEntry {
 
 fn exempt(user: &str, until: Option<&str>) -> ExemptionRecord {
     ExemptionRecord {
-        account_id: "123456789012".into(),
-        user_name: user.into(),
+        account_id: AccountId::new("123456789012"),
+        user_name: UserName::new(user),
         reason: "baked into firmware".into(),
         until: until.map(ts),
         by: "alice".into(),
@@ -60,7 +61,7 @@ fn exempt(user: &str, until: Option<&str>) -> ExemptionRecord {
 }
 
 fn update(user: &str, workflow: Option<Workflow>) -> NewFindingUpdate {
-    NewFindingUpdate { account_id: "123456789012".into(), user_name: user.into(), workflow, note: format!("note for {user}") }
+    NewFindingUpdate { account_id: AccountId::new("123456789012"), user_name: UserName::new(user), workflow, note: format!("note for {user}") }
 }
 
 async fn insert(store: &dyn StateStore, r: &RotationRecord) {
@@ -195,15 +196,15 @@ async fn one_open_rotation_per_key(store: Arc<dyn StateStore>) {
     let err = store.insert(&rotation("r2", "AKIA1"), &entry("r2", "created"), &[]).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyRotating { ref id, .. } if id == "r1"), "{err}");
     assert!(matches!(store.get("r2").await, Err(StoreError::NoSuchRotation(_))), "nothing of r2 was written");
-    assert_eq!(store.open_rotation("123456789012", "AKIA1").await.unwrap().as_deref(), Some("r1"));
-    assert_eq!(store.open_rotation("123456789012", "AKIA9").await.unwrap(), None);
+    assert_eq!(store.open_rotation(&AccountId::new("123456789012"), &AccessKeyId::new("AKIA1")).await.unwrap().as_deref(), Some("r1"));
+    assert_eq!(store.open_rotation(&AccountId::new("123456789012"), &AccessKeyId::new("AKIA9")).await.unwrap(), None);
     // Once finished, the key may be rotated again.
     let t0 = ts("2026-11-28T12:00:00Z");
     assert!(store.try_lease("r1", "me", t0, ts("2026-11-28T12:10:00Z")).await.unwrap());
     let mut done = store.get("r1").await.unwrap();
     done.stage = Stage::Aborted;
     store.save(&done, Stage::Planned, "me", t0, &[], &[]).await.unwrap();
-    assert_eq!(store.open_rotation("123456789012", "AKIA1").await.unwrap(), None);
+    assert_eq!(store.open_rotation(&AccountId::new("123456789012"), &AccessKeyId::new("AKIA1")).await.unwrap(), None);
     insert(&*store, &rotation("r2", "AKIA1")).await;
 }
 
@@ -228,7 +229,7 @@ async fn due_reads_times_and_skips_finished_and_blocked(store: Arc<dyn StateStor
     waiting.next_check_at = Some(ts("2026-11-28T11:30:00Z"));
     store.save(&waiting, Stage::Planned, "me", now, &[], &[]).await.unwrap();
     assert_eq!(due_ids(&*store, now).await, ["fresh", "due", "wait"]);
-    assert_eq!(store.due(now).await.unwrap()[0], Due { id: "fresh".into(), account_id: "123456789012".into() });
+    assert_eq!(store.due(now).await.unwrap()[0], Due { id: "fresh".into(), account_id: AccountId::new("123456789012") });
 }
 
 async fn leases_exclude_other_owners_until_they_expire(store: Arc<dyn StateStore>) {
@@ -440,7 +441,7 @@ async fn an_exemption_replaces_the_users_open_one_and_ends_when_lifted(store: Ar
     let open = store.open_exemptions().await.unwrap();
     assert_eq!(open.iter().map(|e| (e.user_name.as_str(), e.until)).collect::<Vec<_>>(), [("a", None), ("b", Some(ts("2027-01-01T00:00:00Z")))]);
 
-    let lift = Change { end: vec![EndExemption { account_id: "123456789012".into(), user_name: "a".into(), how: Ended::Unsuppressed }], ..Change::default() };
+    let lift = Change { end: vec![EndExemption { account_id: AccountId::new("123456789012"), user_name: UserName::new("a"), how: Ended::Unsuppressed }], ..Change::default() };
     store.record(&lift, at, "bob").await.unwrap();
     assert_eq!(store.open_exemptions().await.unwrap().len(), 1);
     // Ended ones are kept, with how they ended.
@@ -453,7 +454,7 @@ async fn an_exemption_replaces_the_users_open_one_and_ends_when_lifted(store: Ar
         })
         .collect();
     ended.sort_by_key(|e| e.0.clone());
-    assert_eq!(ended, [("a".into(), Ended::Unsuppressed, "bob".into()), ("b".into(), Ended::Replaced, "alice".into())]);
+    assert_eq!(ended, [(UserName::new("a"), Ended::Unsuppressed, "bob".into()), (UserName::new("b"), Ended::Replaced, "alice".into())]);
 }
 
 async fn expiry_is_read_from_until_and_in_force_is_strictly_before(store: Arc<dyn StateStore>) {
@@ -512,7 +513,7 @@ async fn a_change_of_many_users_is_recorded_whole(store: Arc<dyn StateStore>) {
     };
     store.record(&change, ts("2026-11-28T12:00:00Z"), "alice").await.unwrap();
     assert_eq!(store.open_exemptions().await.unwrap().len(), 150);
-    let pending: Vec<String> = store.pending_finding_updates().await.unwrap().into_iter().map(|u| u.update.user_name).collect();
+    let pending: Vec<String> = store.pending_finding_updates().await.unwrap().into_iter().map(|u| u.update.user_name.to_string()).collect();
     assert_eq!(pending, users);
     assert_eq!(events(&*store, HistoryQuery::default()).await.len(), 150);
 }
@@ -527,7 +528,7 @@ async fn populate(store: &dyn StateStore) {
     r2.started_at = ts("2026-11-28T12:30:00Z");
     insert(store, &r2).await;
     assert!(store.try_lease("r2", "me", t0, t1).await.unwrap());
-    (r2.stage, r2.new_key_id) = (Stage::Completed, Some("AKIANEW".into()));
+    (r2.stage, r2.new_key_id) = (Stage::Completed, Some(AccessKeyId::new("AKIANEW")));
     store.save(&r2, Stage::Planned, "me", t0, &[entry("r2", "stage_completed")], &[update("ci", Some(Workflow::Notified))]).await.unwrap();
     store.release("r2", "me").await.unwrap();
     let pending = store.pending_finding_updates().await.unwrap();
@@ -535,7 +536,7 @@ async fn populate(store: &dyn StateStore) {
     let notice = NoticeRecord { owner: Some("team".into()), channel: "sns".into(), digest: "d1".into(), keys: 3 };
     let change = Change { open: vec![exempt("a", None), exempt("b", Some("2027-01-01T00:00:00Z"))], notices: vec![notice], ..Change::default() };
     store.record(&change, t0, "alice").await.unwrap();
-    let lift = Change { end: vec![EndExemption { account_id: "123456789012".into(), user_name: "a".into(), how: Ended::Unsuppressed }], ..Change::default() };
+    let lift = Change { end: vec![EndExemption { account_id: AccountId::new("123456789012"), user_name: UserName::new("a"), how: Ended::Unsuppressed }], ..Change::default() };
     store.record(&lift, t1, "bob").await.unwrap();
 }
 

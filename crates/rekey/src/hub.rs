@@ -16,7 +16,7 @@ use rekey_aws::{AwsError, Clients};
 use rekey_core::asff::{self, AsffContext};
 use rekey_core::hub::Workflow;
 use rekey_core::report::ScanReport;
-use rekey_core::AccountId;
+use rekey_core::{AccountId, UserName};
 use rekey_engine::audit::Audit;
 use rekey_store::{FindingUpdate, SharedStore};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -113,19 +113,19 @@ pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Sett
         return Ok(Flushed::default());
     }
     let mut flushed = Flushed::default();
-    let mut by_account: BTreeMap<String, Vec<FindingUpdate>> = BTreeMap::new();
+    let mut by_account: BTreeMap<AccountId, Vec<FindingUpdate>> = BTreeMap::new();
     for update in store.pending_finding_updates().await? {
         by_account.entry(update.update.account_id.clone()).or_default().push(update);
     }
     for (account, updates) in by_account {
-        let outcome = match accounts.clients_for(&AccountId::new(account.as_str())).await {
-            Ok(clients) => flush_account(&client_in(settings, &clients), actor, &account, &updates).await,
+        let outcome = match accounts.clients_for(&account).await {
+            Ok(clients) => flush_account(&client_in(settings, &clients), actor, account.as_str(), &updates).await,
             Err(e) => AccountOutcome { failed: [(format!("{e:#}"), updates.iter().map(|u| u.seq).collect())].into(), ..AccountOutcome::default() },
         };
         let now = Timestamp::now();
         store.finding_updates_sent(&outcome.sent, now).await?;
         for (error, seqs) in &outcome.failed {
-            let users: Vec<String> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.clone()).collect();
+            let users: Vec<String> = updates.iter().filter(|u| seqs.contains(&u.seq)).map(|u| u.update.user_name.to_string()).collect();
             let failed = Audit::FindingUpdateFailed { account_id: account.to_string(), users: users.clone(), error: error.clone(), pending: seqs.len() };
             let line = failed.about_owners(now, actor);
             store.finding_updates_failed(seqs, error, &[line]).await?;
@@ -180,8 +180,9 @@ async fn flush_account(hub: &SecurityHub, actor: &str, account: &str, updates: &
                 Some(_) => groups.entry((head.last.update.workflow, head.last.update.note.as_str())).or_default().push(head),
                 None => {
                     outcome.sent.extend(&head.seqs);
-                    if !outcome.without_finding.contains(&head.last.update.user_name) {
-                        outcome.without_finding.push(head.last.update.user_name.clone());
+                    let user = head.last.update.user_name.to_string();
+                    if !outcome.without_finding.contains(&user) {
+                        outcome.without_finding.push(user);
                     }
                 }
             }
@@ -270,8 +271,8 @@ fn describe(u: &Unprocessed) -> String {
 /// Reads the IAM.3 findings of `users` before a change that will update
 /// them, so a Security Hub that is off or out of reach stops the command
 /// before anything is recorded.
-pub async fn check_answers(hub: &SecurityHub, account: &str, users: &[String]) -> Result<(), AwsError> {
-    let probe = users.iter().take(1).cloned().collect();
-    hub.iam3_findings(&FindingQuery { account_id: Some(account.to_owned()), users: probe, ..FindingQuery::default() }).await?;
+pub async fn check_answers(hub: &SecurityHub, account: &AccountId, users: &[UserName]) -> Result<(), AwsError> {
+    let probe = users.iter().take(1).map(UserName::to_string).collect();
+    hub.iam3_findings(&FindingQuery { account_id: Some(account.to_string()), users: probe, ..FindingQuery::default() }).await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! object, and the exit code of a rotation that did not complete.
 
 use rekey_core::workflow::Stage;
+use rekey_core::AccessKeyId;
 use rekey_engine::runner::View;
 use rekey_store::RotationRecord;
 use serde_json::Value;
@@ -15,7 +16,7 @@ pub fn to_json(r: &RotationRecord) -> anyhow::Result<Value> {
 /// One rotation in a few lines, after `rotate`, `confirm` and the like.
 pub fn print_one(r: &RotationRecord) -> anyhow::Result<()> {
     let v = View::of(r)?;
-    outln!("{}: {} of {} -> {}", v.id, v.old_key_id, v.user_name, v.new_key_id.as_deref().unwrap_or("(no new key yet)"))?;
+    outln!("{}: {} of {} -> {}", v.id, v.old_key_id, v.user_name, v.new_key_id.as_ref().map_or("(no new key yet)", AccessKeyId::as_str))?;
     match v.came_from {
         Some(from) => outln!("  stage: {} (from {from})", v.stage)?,
         None => outln!("  stage: {}", v.stage)?,

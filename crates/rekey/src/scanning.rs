@@ -271,9 +271,9 @@ async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Times
     let open = rekey_store::rotations(&*store, &rekey_store::ListQuery::default()).await?;
     let exemptions = store.open_exemptions().await?;
     for key in keys.iter_mut() {
-        let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id == key.account_id);
+        let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id.as_str() == key.account_id);
         key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned(), retirement: r.plan["retire"] == true });
-        let exemption = exemptions.iter().find(|e| e.account_id == key.account_id && e.user_name == key.user_name && e.in_force(as_of));
+        let exemption = exemptions.iter().find(|e| e.account_id.as_str() == key.account_id && e.user_name.as_str() == key.user_name && e.in_force(as_of));
         if let Some(e) = exemption {
             key.exempt(Exemption { reason: e.reason.clone(), until: e.until, by: e.by.clone() });
         }

@@ -149,7 +149,7 @@ impl Engine<'_> {
             match old {
                 // Someone deleted both keys: nothing to go back or forward to.
                 None if new_gone => {
-                    let new = r.record.new_key_id.clone().unwrap_or_default();
+                    let new = r.record.new_key_id.as_ref().map(AccessKeyId::to_string).unwrap_or_default();
                     let reason = format!("the old key {} and the new key {new} were both deleted outside rekey: the user has no key rekey knows, and the sinks hold a deleted one", r.record.old_key_id);
                     return engine.transition(r, Event::Failed, Some(reason)).await;
                 }
@@ -236,14 +236,14 @@ impl Engine<'_> {
     pub async fn start(&mut self, prepared: Prepared, id: String) -> Result<String, EngineError> {
         // What preflight read: one GetCallerIdentity and GetUser per process.
         self.caller = Some(prepared.account.clone());
-        self.arns.insert(prepared.user.to_string(), prepared.user_arn.clone());
+        self.arns.insert(prepared.user.clone(), prepared.user_arn.clone());
         let now = self.now();
         let p = &prepared.plan;
         let record = RotationRecord {
             id: id.clone(),
-            account_id: prepared.account.to_string(),
-            user_name: prepared.user.to_string(),
-            old_key_id: prepared.old_key.to_string(),
+            account_id: prepared.account.clone(),
+            user_name: prepared.user.clone(),
+            old_key_id: prepared.old_key.clone(),
             new_key_id: None,
             stage: Stage::Planned,
             came_from: None,

@@ -110,15 +110,15 @@ impl Rotation {
     }
 
     fn user(&self) -> UserName {
-        UserName::new(&self.record.user_name)
+        self.record.user_name.clone()
     }
 
     fn old_key(&self) -> AccessKeyId {
-        AccessKeyId::new(&self.record.old_key_id)
+        self.record.old_key_id.clone()
     }
 
     fn new_key(&self) -> Option<AccessKeyId> {
-        self.record.new_key_id.as_deref().map(AccessKeyId::new)
+        self.record.new_key_id.clone()
     }
 
     fn refuse(&self, message: impl Into<String>) -> EngineError {
@@ -167,7 +167,7 @@ pub struct Engine<'a> {
     /// The caller's account, asked once per process.
     caller: Option<AccountId>,
     /// User ARNs (with their paths) as IAM reports them, for `sts`.
-    arns: HashMap<String, String>,
+    arns: HashMap<UserName, String>,
     /// New keys created by this process: the only copy of a secret outside
     /// the sinks, in memory and zeroed on drop.
     secrets: HashMap<String, Credentials>,
@@ -235,13 +235,14 @@ impl<'a> Engine<'a> {
 
     fn note(&mut self, r: &Rotation, event: Audit, request_id: Option<String>) {
         let (name, detail) = event.split();
+        let (from_stage, to_stage) = event.stages();
         self.notes.push(AuditEntry {
             at: self.now(),
             actor: self.actor.clone(),
             rotation_id: Some(r.record.id.clone()),
             event: name,
-            from_stage: None,
-            to_stage: None,
+            from_stage,
+            to_stage,
             aws_request_id: request_id,
             detail,
         });
@@ -254,7 +255,7 @@ impl<'a> Engine<'a> {
         SinkCtx {
             clients: self.clients,
             user: r.user(),
-            account: AccountId::new(&r.record.account_id),
+            account: r.record.account_id.clone(),
             timeout: r.plan.timings.verify_timeout.to_signed().unsigned_abs(),
             may_reveal: self.may_reveal,
             rotation_id: &r.record.id,
@@ -274,8 +275,8 @@ impl<'a> Engine<'a> {
     /// Refuses, before anything changes, to act on a rotation of another account.
     async fn check_account(&mut self, record: &RotationRecord) -> Result<(), EngineError> {
         let caller = self.caller_account().await?;
-        if caller.as_str() != record.account_id {
-            return Err(EngineError::WrongAccount { id: record.id.clone(), rotation: AccountId::new(&record.account_id), caller });
+        if caller != record.account_id {
+            return Err(EngineError::WrongAccount { id: record.id.clone(), rotation: record.account_id.clone(), caller });
         }
         Ok(())
     }
@@ -417,11 +418,7 @@ impl<'a> Engine<'a> {
         r.record.next_check_at = None;
         r.progress.waiting_for = None;
         r.record.blocked_reason = reason.clone();
-        self.note(r, Audit::Transition { reason: reason.clone() }, None);
-        // invariant: note() just pushed a line
-        let line = self.notes.last_mut().expect("just noted");
-        line.event = format!("stage_{}", event.name());
-        (line.from_stage, line.to_stage) = (Some(from.stage), Some(to.stage));
+        self.note(r, Audit::Transition { event: event.clone(), from: from.stage, to: to.stage, reason: reason.clone() }, None);
         self.save(r).await?;
         let (record, reason) = (&r.record, reason.unwrap_or_default());
         tracing::info!(rotation = %record.id, account = %record.account_id, user = %record.user_name, from = %from.stage, stage = %to.stage, result = "moved", reason = %reason, "{}", event.name());

@@ -65,8 +65,8 @@ pub struct Pass {
 /// reached is an error and is left as it is.
 pub async fn run_due(setup: &Setup, reach: &dyn Reach, only: Option<&AccountId>, concurrency: usize) -> Result<Pass, EngineError> {
     let due = setup.store.due(setup.clock.now()).await?;
-    let work = due.into_iter().filter(|d| only.is_none_or(|only| only.as_str() == d.account_id)).enumerate().map(|(order, d)| async move {
-        let account = AccountId::new(&d.account_id);
+    let work = due.into_iter().filter(|d| only.is_none_or(|only| *only == d.account_id)).enumerate().map(|(order, d)| async move {
+        let account = d.account_id.clone();
         let outcome = match reach.reach(&account).await {
             Ok(acting) => setup.engine(&acting).advance(&d.id).await,
             Err(reason) => Err(EngineError::Unreachable { id: d.id.clone(), account, reason }),

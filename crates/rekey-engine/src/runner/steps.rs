@@ -84,8 +84,8 @@ impl Engine<'_> {
     }
 
     /// The id of another unfinished rotation whose old key is `key`.
-    pub(super) async fn open_rotation_of(&self, account: &str, key: &AccessKeyId, except: &str) -> Result<Option<String>, EngineError> {
-        Ok(self.store.open_rotation(account, key.as_str()).await?.filter(|id| id != except))
+    pub(super) async fn open_rotation_of(&self, account: &AccountId, key: &AccessKeyId, except: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.store.open_rotation(account, key).await?.filter(|id| id != except))
     }
 
     /// creating: `CreateAccessKey`, its id recorded at once. The attempt is
@@ -124,7 +124,7 @@ impl Engine<'_> {
             }
         };
         crash_point("create-key");
-        r.record.new_key_id = Some(creds.access_key_id.to_string());
+        r.record.new_key_id = Some(creds.access_key_id.clone());
         r.progress.create_attempted_at = None;
         self.note(r, Audit::CreatedNewKey { key: creds.access_key_id.to_string() }, request_id);
         self.secrets.insert(r.record.id.clone(), creds);
@@ -391,7 +391,7 @@ impl Engine<'_> {
         }
         self.fence(r).await?;
         let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
-        self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+        self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.to_string() }, request_id);
         crash_point("reactivate");
         (r.progress.deactivated_at, r.progress.reactivation_owed) = (None, None);
         let reason = format!(
@@ -576,7 +576,7 @@ impl Engine<'_> {
                     self.save(r).await?;
                 }
                 let request_id = sent?;
-                self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                self.note(r, Audit::DeactivatedOldKey { key: r.record.old_key_id.to_string() }, request_id);
                 crash_point("deactivate");
             }
             // rekey's own, from an attempt cut short: done.
@@ -691,7 +691,7 @@ impl Engine<'_> {
         if old == Some(KeyStatus::Inactive) {
             self.fence(r).await?;
             let request_id = self.keys.delete_key(&r.user(), &r.old_key()).await?;
-            self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.clone() }, request_id);
+            self.note(r, Audit::DeletedOldKey { key: r.record.old_key_id.to_string() }, request_id);
             crash_point("delete-key");
         }
         self.finish_sinks(r).await?;

@@ -49,7 +49,7 @@ impl Engine<'_> {
             Some(k) if k.status == KeyStatus::Inactive => {
                 self.fence(r).await?;
                 let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
-                self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.clone() }, request_id);
+                self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.to_string() }, request_id);
                 crash_point("reactivate");
                 // Active again: a later deactivation is no longer rekey's.
                 r.progress.deactivated_at = None;

@@ -7,10 +7,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
     pub id: String,
-    pub account_id: String,
-    pub user_name: String,
-    pub old_key_id: String,
-    pub new_key_id: Option<String>,
+    pub account_id: AccountId,
+    pub user_name: UserName,
+    pub old_key_id: AccessKeyId,
+    pub new_key_id: Option<AccessKeyId>,
     pub stage: Stage,
     pub came_from: Option<Stage>,
     /// Only while the engine has a step to run.

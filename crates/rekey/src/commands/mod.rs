@@ -68,7 +68,7 @@ impl Reach for Reaching<'_> {
 /// report: the caller's account then.
 pub async fn acting_for_rotation(store: &SharedStore, accounts: &Accounts<'_>, id: &str, settings: &Settings) -> anyhow::Result<Acting> {
     let account = match store.get(id).await {
-        Ok(rotation) => AccountId::new(rotation.account_id),
+        Ok(rotation) => rotation.account_id,
         Err(_) => accounts.caller().await?.clone(),
     };
     let clients = accounts.clients_for(&account).await?;

@@ -19,7 +19,7 @@ use rekey_aws::Clients;
 use rekey_core::asff::truncate_chars;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::notice::Notice;
-use rekey_core::Duration;
+use rekey_core::{AccountId, Duration, UserName};
 use rekey_engine::audit::Audit;
 use rekey_store::{Change, NewFindingUpdate, NoticeRecord, SharedStore};
 use std::path::Path;
@@ -172,8 +172,8 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
             let mut users: Vec<(&str, &str)> = notice.keys.iter().map(|k| (k.account_id.as_str(), k.user_name.as_str())).collect();
             users.dedup();
             change.finding_updates.extend(users.into_iter().map(|(account, user)| NewFindingUpdate {
-                account_id: account.to_owned(),
-                user_name: user.to_owned(),
+                account_id: AccountId::new(account),
+                user_name: UserName::new(user),
                 workflow: Some(Workflow::Notified),
                 note: note.clone(),
             }));

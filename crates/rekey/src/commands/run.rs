@@ -71,7 +71,7 @@ async fn reopen_expired(store: &SharedStore, settings: &Settings, term: &Termina
     for e in &expired {
         change.end.push(EndExemption { account_id: e.account_id.clone(), user_name: e.user_name.clone(), how: Ended::Expired });
         let until = e.until.map(|t| t.to_string()).unwrap_or_default();
-        let expired = Audit::ExemptionExpired { account_id: e.account_id.clone(), user_name: e.user_name.clone(), reason: e.reason.clone(), by: e.by.clone(), until: until.clone() };
+        let expired = Audit::ExemptionExpired { account_id: e.account_id.to_string(), user_name: e.user_name.to_string(), reason: e.reason.clone(), by: e.by.clone(), until: until.clone() };
         change.audit.push(expired.about_owners(now, &settings.actor));
         if settings.file.securityhub.enabled {
             let note = note_text(&format!("The exemption by {} ended at {until} (it said: {}); the user's keys count again", e.by, e.reason));

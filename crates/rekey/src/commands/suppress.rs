@@ -40,7 +40,7 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     let users = existing_users(&clients, &args.users).await?;
     let hub = hub::client(settings, &clients);
     if let Some(hub) = &hub {
-        hub::check_answers(hub, account.as_str(), &users).await?;
+        hub::check_answers(hub, &account, &users).await?;
     }
 
     let until_text = until.map(|u| format!(" until {u}")).unwrap_or_default();
@@ -48,18 +48,18 @@ pub async fn suppress(args: SuppressArgs, settings: &Settings, term: &Terminal) 
     let mut change = Change::default();
     for user in &users {
         change.open.push(ExemptionRecord {
-            account_id: account.to_string(),
+            account_id: account.clone(),
             user_name: user.clone(),
             reason: reason.to_owned(),
             until,
             by: settings.actor.clone(),
             created_at: now,
         });
-        let suppressed = Audit::Suppressed { account_id: account.to_string(), user_name: user.clone(), reason: reason.to_owned(), until };
+        let suppressed = Audit::Suppressed { account_id: account.to_string(), user_name: user.to_string(), reason: reason.to_owned(), until };
         change.audit.push(suppressed.about_owners(now, &settings.actor));
         if hub.is_some() {
             change.finding_updates.push(NewFindingUpdate {
-                account_id: account.to_string(),
+                account_id: account.clone(),
                 user_name: user.clone(),
                 workflow: Some(Workflow::Suppressed),
                 note: note.clone(),
@@ -79,28 +79,28 @@ pub async fn unsuppress(args: UnsuppressArgs, settings: &Settings, term: &Termin
     let (account, clients) = accounts.account_and_clients(args.account.as_ref()).await?;
     let store = open_store(settings).await?;
     let open = store.open_exemptions().await?;
-    let wanted: Vec<String> = args.users.iter().map(ToString::to_string).collect();
+    let wanted: Vec<UserName> = args.users.clone();
     let missing: Vec<&str> = wanted
         .iter()
-        .filter(|u| !open.iter().any(|e| e.account_id == account.as_str() && &e.user_name == *u))
-        .map(String::as_str)
+        .filter(|u| !open.iter().any(|e| e.account_id == account && &e.user_name == *u))
+        .map(UserName::as_str)
         .collect();
     if !missing.is_empty() {
         bail!("no exemption to end for {} in account {account}; `rekey scan` shows the exemptions in force", missing.join(", "));
     }
     let hub = hub::client(settings, &clients);
     if let Some(hub) = &hub {
-        hub::check_answers(hub, account.as_str(), &wanted).await?;
+        hub::check_answers(hub, &account, &wanted).await?;
     }
     let why = args.reason.as_deref().map(|r| format!(": {}", r.trim())).unwrap_or_default();
     let note = note_text(&format!("Exemption ended by {} with rekey{why}; the user's keys count again", settings.actor));
     let mut change = Change::default();
     for user in &wanted {
-        change.end.push(EndExemption { account_id: account.to_string(), user_name: user.clone(), how: Ended::Unsuppressed });
-        let ended = Audit::Unsuppressed { account_id: account.to_string(), user_name: user.clone(), reason: args.reason.clone() };
+        change.end.push(EndExemption { account_id: account.clone(), user_name: user.clone(), how: Ended::Unsuppressed });
+        let ended = Audit::Unsuppressed { account_id: account.to_string(), user_name: user.to_string(), reason: args.reason.clone() };
         change.audit.push(ended.about_owners(now, &settings.actor));
         if hub.is_some() {
-            change.finding_updates.push(NewFindingUpdate { account_id: account.to_string(), user_name: user.clone(), workflow: Some(Workflow::New), note: note.clone() });
+            change.finding_updates.push(NewFindingUpdate { account_id: account.clone(), user_name: user.clone(), workflow: Some(Workflow::New), note: note.clone() });
         }
     }
     store.record(&change, now, &settings.actor).await?;
@@ -125,13 +125,13 @@ async fn mirror(store: &SharedStore, accounts: &Accounts<'_>, settings: &Setting
 }
 
 /// The users, each checked to exist; all unknown ones are named at once.
-async fn existing_users(clients: &Clients, users: &[UserName]) -> anyhow::Result<Vec<String>> {
+async fn existing_users(clients: &Clients, users: &[UserName]) -> anyhow::Result<Vec<UserName>> {
     let iam = Iam::new(clients);
     let mut found = Vec::new();
     let mut unknown = Vec::new();
     for user in users {
         match iam.get_user(user).await? {
-            Some(_) => found.push(user.to_string()),
+            Some(_) => found.push(user.clone()),
             None => unknown.push(user.to_string()),
         }
     }
