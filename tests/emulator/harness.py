@@ -50,113 +50,15 @@ from urllib.parse import parse_qs
 import cloudtrail  # beside this file: CloudTrail event history and LookupEvents
 import organizations  # beside this file: Organizations and cross-account roles
 import securityhub  # beside this file: the Security Hub finding store
-from scenario import (DEFAULT_ACCOUNT_ID, OWNER_TAG_KEYS, SNS_TOPIC_RE, AccountSpec, CloudTrailSpec, InputError,
-                      Scenario, UserSpec, fmt_time, load_scenario_file, parse_rfc3339, utc_now_whole)
+import seeding  # beside this file: moto's IAM (seeding.moto_iam, once imported) and seeding it
+from scenario import (DEFAULT_ACCOUNT_ID, SNS_TOPIC_RE, AccountSpec, CloudTrailSpec, InputError, Scenario, fmt_time,
+                      load_scenario_file, parse_rfc3339, utc_now_whole)
+from seeding import existing_iam_backends, find_key, iam_backend, import_moto, is_active_user_key, last_used_parts, seed
+from truth import compute_truth, compute_truth_file, write_json_atomic
 
 EXIT_BAD_INPUT = 2
 
 INVALID_TOKEN_MESSAGE = "The security token included in the request is invalid."
-
-
-# --------------------------------------------------------------------------
-# moto access (imported lazily so that scenario errors exit fast)
-# --------------------------------------------------------------------------
-
-moto_iam: Any = None  # moto.iam.models, set by import_moto()
-
-
-def import_moto() -> None:
-    global moto_iam
-    import moto.iam.models as m
-
-    moto_iam = m
-
-
-def iam_backend(account_id: str = DEFAULT_ACCOUNT_ID) -> Any:
-    return moto_iam.iam_backends[account_id]["global"]
-
-
-def existing_iam_backends(account_id: str | None = None) -> Iterable[tuple[str, Any]]:
-    """(account_id, backend) for backends that already exist; never creates new ones."""
-    accounts = list(moto_iam.iam_backends.items())
-    for acct, per_partition in accounts:
-        if account_id is not None and acct != account_id:
-            continue
-        for backend in list(per_partition.values()):
-            yield acct, backend
-
-
-def find_key(access_key_id: str, account_id: str | None = None) -> tuple[str, Any, Any] | None:
-    """(account, backend, AccessKey) for a user access key, or None.
-
-    backend.access_keys is moto's own dict keyed by access key id (it also
-    holds ASIA session keys, which have user_name None), so this is a couple
-    of dict lookups per existing account/partition, not a scan of users.
-    """
-    for acct, backend in existing_iam_backends(account_id):
-        key = backend.access_keys.get(access_key_id)
-        if key is not None and key.user_name is not None:
-            return acct, backend, key
-    return None
-
-
-def is_active_user_key(access_key_id: str) -> bool:
-    """True if the key is an Active access key attached to an existing IAM user.
-
-    moto's delete_user leaves the user's keys in backend.access_keys, so the
-    user is checked too.
-    """
-    for _acct, backend in existing_iam_backends():
-        key = backend.access_keys.get(access_key_id)
-        if key is None or key.user_name is None:
-            continue
-        user = backend.users.get(key.user_name)
-        if user is None or not any(k is key for k in user.access_keys):
-            continue
-        return key.status == "Active"
-    return False
-
-
-def last_used_parts(key: Any) -> tuple[datetime | None, str | None, str | None]:
-    lu = key.last_used
-    if lu is None:
-        return None, None, None
-    if isinstance(lu, moto_iam.AccessKeyLastUsed):
-        return lu.timestamp, lu.service, lu.region
-    if isinstance(lu, datetime):  # moto tolerates a bare datetime here
-        return lu, None, None
-    return None, None, None
-
-
-def user_tags(backend: Any, user: Any) -> list[dict[str, str]]:
-    return backend.tagger.list_tags_for_resource(user.arn)["Tags"]
-
-
-def owner_of(tags: list[dict[str, str]]) -> str | None:
-    by_key = {t["Key"]: t["Value"] for t in tags}
-    for k in OWNER_TAG_KEYS:
-        if k in by_key:
-            return by_key[k]
-    return None
-
-
-# --------------------------------------------------------------------------
-# Seeding
-# --------------------------------------------------------------------------
-
-
-def seed(users: list[UserSpec], account_id: str = DEFAULT_ACCOUNT_ID) -> None:
-    backend = iam_backend(account_id)
-    for spec in users:
-        tags = [{"Key": k, "Value": v} for k, v in spec.tags]
-        user = backend.create_user("us-east-1", spec.name, path=spec.path, tags=tags)
-        user.create_date = spec.created
-        for ks in spec.keys:
-            key = backend.create_access_key(spec.name, status=ks.status)
-            key.create_date = ks.created
-            if ks.last_used is not None:
-                at, service, region = ks.last_used
-                key.last_used = moto_iam.AccessKeyLastUsed(timestamp=at, service=service, region=region)
 
 
 # --------------------------------------------------------------------------
@@ -311,84 +213,6 @@ def seed_cloudtrail(scenario: Scenario, started: int) -> int:
 
 
 # --------------------------------------------------------------------------
-# Ground truth (rekey's rules; whole-second precision)
-# --------------------------------------------------------------------------
-
-
-def classify(status: str, created: datetime, as_of: datetime, max_age: timedelta, warn: timedelta) -> str:
-    if status != "Active":
-        return "PASSED"
-    if as_of - created > max_age:
-        return "FAILED"
-    if as_of + warn - created > max_age:
-        return "WARNING"
-    return "PASSED"
-
-
-def compute_truth(as_of: datetime, max_age_days: int, warn_within_days: int,
-                  account_id: str = DEFAULT_ACCOUNT_ID) -> dict:
-    backend = iam_backend(account_id)
-    max_age = timedelta(days=max_age_days)
-    warn = timedelta(days=warn_within_days)
-    rows = []
-    users = list(backend.users.values())
-    for user in users:
-        owner = owner_of(user_tags(backend, user))
-        for key in list(user.access_keys):
-            created = key.create_date.replace(microsecond=0)
-            at, _svc, _region = last_used_parts(key)
-            rows.append({
-                "user_name": user.name,
-                "user_arn": user.arn,
-                "access_key_id": key.access_key_id,
-                "status": key.status,
-                "created_at": fmt_time(created),
-                "age_days": (as_of - created) // timedelta(days=1),
-                "last_used_at": fmt_time(at.replace(microsecond=0)) if at else None,
-                "owner": owner,
-                "result": classify(key.status, created, as_of, max_age, warn),
-                "_sort": (user.name, created, key.access_key_id),
-            })
-    rows.sort(key=lambda r: r["_sort"])
-    for r in rows:
-        del r["_sort"]
-    count = {res: sum(1 for r in rows if r["result"] == res) for res in ("FAILED", "WARNING", "PASSED")}
-    return {
-        "as_of": fmt_time(as_of),
-        "max_age_days": max_age_days,
-        "warn_within_days": warn_within_days,
-        "account_id": account_id,
-        "summary": {
-            "users": len(users),
-            "keys": len(rows),
-            "failed": count["FAILED"],
-            "warning": count["WARNING"],
-            "suppressed": 0,  # Security Hub suppression comes with a later issue
-            "passed": count["PASSED"],
-        },
-        "keys": rows,
-    }
-
-
-def compute_truth_file(as_of: datetime, max_age_days: int, warn_within_days: int, account_ids: list[str]) -> dict:
-    """The --truth file: the default account's truth at the top level (as
-    before there were several accounts), and every account's under "accounts"."""
-    truth = compute_truth(as_of, max_age_days, warn_within_days)
-    truth["accounts"] = {acct: (compute_truth(as_of, max_age_days, warn_within_days, acct)
-                                if acct != DEFAULT_ACCOUNT_ID else dict(truth))
-                         for acct in account_ids}
-    return truth
-
-
-def write_json_atomic(path: str, obj: Any, indent: int | None = None) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent)
-        f.write("\n")
-    os.rename(tmp, path)
-
-
-# --------------------------------------------------------------------------
 # moto fidelity patches: where moto 5.x differs from real IAM in ways that
 # matter to rekey. Each one is small and documented in README.md.
 # --------------------------------------------------------------------------
@@ -486,7 +310,7 @@ def install_moto_fidelity_patches() -> None:
     #    "not_supported", has no <root_account> row, and a fixed GeneratedTime
     #    of 2015-02-02. Real IAM keeps a snapshot: GenerateCredentialReport
     #    hands back the existing one while it is younger than 4 hours.
-    IAMBackend = moto_iam.IAMBackend
+    IAMBackend = seeding.moto_iam.IAMBackend
 
     def generate_report(self: Any) -> None:
         now = utcnow().replace(microsecond=0)
@@ -498,7 +322,7 @@ def install_moto_fidelity_patches() -> None:
     def get_credential_report(self: Any) -> str:
         snapshot = REPORT_SNAPSHOTS.get(self.account_id)
         if not self.credential_report or snapshot is None:
-            raise moto_iam.ReportNotPresentException("Credential report not present")
+            raise seeding.moto_iam.ReportNotPresentException("Credential report not present")
         return render_credential_report(self.account_id, snapshot)
 
     def get_credential_report_response(self: Any) -> Any:
@@ -524,9 +348,9 @@ def install_moto_fidelity_patches() -> None:
 
         cls.__init__ = __init__
 
-    truncating_init(moto_iam.User, "create_date")
-    truncating_init(moto_iam.AccessKey, "create_date")
-    truncating_init(moto_iam.AccessKeyLastUsed, "_timestamp")
+    truncating_init(seeding.moto_iam.User, "create_date")
+    truncating_init(seeding.moto_iam.AccessKey, "create_date")
+    truncating_init(seeding.moto_iam.AccessKeyLastUsed, "_timestamp")
 
 
 REPORT_HEADER = (
@@ -873,7 +697,7 @@ def request_account(environ: dict, info: RequestInfo) -> str:
     if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
         return environ["HTTP_X_MOTO_ACCOUNT_ID"]
     if info.access_key_id:
-        return moto_iam.get_account_id_from(info.access_key_id)
+        return seeding.moto_iam.get_account_id_from(info.access_key_id)
     return DEFAULT_ACCOUNT_ID
 
 
@@ -1856,7 +1680,7 @@ class Harness:
                 region = lu.get("region", "us-east-1")
                 if not isinstance(service, str) or not isinstance(region, str):
                     raise HttpError(400, "last_used.service and .region must be strings")
-                new_last_used = moto_iam.AccessKeyLastUsed(timestamp=at, service=service, region=region)
+                new_last_used = seeding.moto_iam.AccessKeyLastUsed(timestamp=at, service=service, region=region)
             else:
                 raise HttpError(400, "last_used must be an object or null")
         # all validated: apply
