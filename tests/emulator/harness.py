@@ -29,9 +29,6 @@ See README.md in this folder for usage.
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
-import io
 import ipaddress
 import json
 import os
@@ -51,6 +48,8 @@ import cloudtrail  # beside this file: CloudTrail event history and LookupEvents
 import organizations  # beside this file: Organizations and cross-account roles
 import securityhub  # beside this file: the Security Hub finding store
 import seeding  # beside this file: moto's IAM (seeding.moto_iam, once imported) and seeding it
+from credential_report import ROOT_ACTIVE_KEY, ROOT_CREATED, credential_report_control
+from moto_patches import EMPTY_PAGES, EMPTY_PAGES_LOCK, install_moto_fidelity_patches
 from protocol import (ACCOUNT_ENVIRON_KEY, Extension, HttpError, RequestInfo, account_param, aws_error, caller_arn,
                       inspect_request, invalid_credentials_error, json_answer, json_object_body, query_params,
                       read_body, request_account, status_line)
@@ -211,225 +210,6 @@ def seed_cloudtrail(scenario: Scenario, started: int) -> int:
             akid = backend.users[user_name].access_keys[index].access_key_id
             items.append((account_id, akid, key_identity(account_id, akid), series))
     return CLOUDTRAIL.add_series(items, anchor, "scenario")
-
-
-# --------------------------------------------------------------------------
-# moto fidelity patches: where moto 5.x differs from real IAM in ways that
-# matter to rekey. Each one is small and documented in README.md.
-# --------------------------------------------------------------------------
-
-ROOT_CREATED: dict[str, datetime] = {}  # account -> root "user_creation_time" in the report
-
-
-def install_moto_fidelity_patches() -> None:
-    from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
-    from moto.iam.exceptions import ValidationError
-    from moto.iam.responses import IamResponse
-
-    # 1. ListUsers: moto returns every user in one page and ignores
-    #    MaxItems/Marker. Real IAM pages (default 100, max 1000 items).
-    def page(self: Any, items: list[Any], kind: str) -> tuple[list[Any], dict[str, Any]]:
-        """One IAM-style page of `items` (MaxItems 1..1000, default 100;
-        an opaque Marker): the page and its IsTruncated/Marker fields."""
-        max_items_raw = self._get_param("MaxItems")
-        try:
-            max_items = int(max_items_raw) if max_items_raw is not None else 100
-        except ValueError:
-            raise ValidationError("Invalid MaxItems.") from None
-        if not 1 <= max_items <= 1000:
-            raise ValidationError(
-                f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy "
-                "constraint: Member must have value less than or equal to 1000"
-            )
-        start = 0
-        marker = self._get_param("Marker")
-        if marker:
-            try:
-                decoded = base64.b64decode(marker.encode(), validate=True).decode()
-                if not decoded.startswith(f"rekey-{kind}:"):
-                    raise ValueError
-                start = int(decoded.split(":")[1])
-            except Exception:
-                raise ValidationError("Invalid Marker.") from None
-        with EMPTY_PAGES_LOCK:
-            empty = EMPTY_PAGES["left"]
-            EMPTY_PAGES["left"] = max(0, empty - 1)
-        if empty:
-            # IAM may answer fewer items than asked, even none, with more to
-            # come; each marker differs (clients stop on a repeated one).
-            return [], {"IsTruncated": True,
-                        "Marker": base64.b64encode(f"rekey-{kind}:{start}:empty{empty}".encode()).decode()}
-        fields: dict[str, Any] = {"IsTruncated": start + max_items < len(items)}
-        if fields["IsTruncated"]:
-            fields["Marker"] = base64.b64encode(f"rekey-{kind}:{start + max_items}".encode()).decode()
-        return items[start:start + max_items], fields
-
-    def list_users(self: Any) -> Any:
-        users = list(self.backend.list_users(self._get_param("PathPrefix"), None, None))
-        page_of_users, fields = page(self, users, "users")
-        return ActionResult({"Users": page_of_users, **fields})
-
-    IamResponse.list_users = list_users
-
-    # 1a. GetAccountAuthorizationDetails: moto returns everything in one page.
-    #     Real IAM pages it; page the users the same way so clients'
-    #     pagination is exercised (groups, roles, policies come on page one).
-    def get_account_authorization_details(self: Any) -> Any:
-        details = self.backend.get_account_authorization_details(self._get_param("Filter", []))
-        users, fields = page(self, list(details["users"]), "details")
-        first = not self._get_param("Marker")
-        return ActionResult({
-            "UserDetailList": users,
-            "GroupDetailList": details["groups"] if first else [],
-            "RoleDetailList": details["roles"] if first else [],
-            "Policies": details["managed_policies"] if first else [],
-            **fields,
-        })
-
-    IamResponse.get_account_authorization_details = get_account_authorization_details
-
-    # 1b. Secrets Manager: moving AWSCURRENT with UpdateSecretVersionStage
-    #     leaves moto's default version behind, so a GetSecretValue without
-    #     a stage still returns the old AWSCURRENT. Real Secrets Manager
-    #     always answers with the version staged AWSCURRENT.
-    from moto.secretsmanager.models import SecretsManagerBackend
-
-    orig_update_stage = SecretsManagerBackend.update_secret_version_stage
-
-    def update_secret_version_stage(self: Any, secret_id: str, version_stage: str,
-                                    remove_from_version_id: str, move_to_version_id: str) -> Any:
-        result = orig_update_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
-        if version_stage == "AWSCURRENT" and move_to_version_id:
-            self.secrets[secret_id].default_version_id = move_to_version_id
-        return result
-
-    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
-
-    # 2. Credential report: moto builds it live on every GetCredentialReport,
-    #    writes unquoted CSV, fills access_key_N_last_used_region/service with
-    #    "not_supported", has no <root_account> row, and a fixed GeneratedTime
-    #    of 2015-02-02. Real IAM keeps a snapshot: GenerateCredentialReport
-    #    hands back the existing one while it is younger than 4 hours.
-    IAMBackend = seeding.moto_iam.IAMBackend
-
-    def generate_report(self: Any) -> None:
-        now = utcnow().replace(microsecond=0)
-        snapshot = REPORT_SNAPSHOTS.get(self.account_id)
-        if snapshot is None or now - snapshot.generated >= REPORT_MAX_AGE:
-            REPORT_SNAPSHOTS[self.account_id] = ReportSnapshot(now, credential_report_rows(self))
-        self.credential_report = True
-
-    def get_credential_report(self: Any) -> str:
-        snapshot = REPORT_SNAPSHOTS.get(self.account_id)
-        if not self.credential_report or snapshot is None:
-            raise seeding.moto_iam.ReportNotPresentException("Credential report not present")
-        return render_credential_report(self.account_id, snapshot)
-
-    def get_credential_report_response(self: Any) -> Any:
-        report = self.backend.get_credential_report()
-        generated = REPORT_SNAPSHOTS[self.backend.account_id].generated
-        return ActionResult({"Content": report, "ReportFormat": "text/csv", "GeneratedTime": generated})
-
-    IAMBackend.generate_report = generate_report
-    IAMBackend.get_credential_report = get_credential_report
-    IamResponse.get_credential_report = get_credential_report_response
-
-    # 3. Whole seconds: moto stamps users/keys created over the API and the
-    #    last-used time it records on every signed request with microseconds
-    #    ("2026-11-28T16:49:33.159088Z"); IAM's dates are whole seconds.
-    def truncating_init(cls: Any, attr: str) -> None:
-        orig_init = cls.__init__
-
-        def __init__(self: Any, *a: Any, **k: Any) -> None:
-            orig_init(self, *a, **k)
-            value = getattr(self, attr, None)
-            if isinstance(value, datetime):
-                setattr(self, attr, value.replace(microsecond=0))
-
-        cls.__init__ = __init__
-
-    truncating_init(seeding.moto_iam.User, "create_date")
-    truncating_init(seeding.moto_iam.AccessKey, "create_date")
-    truncating_init(seeding.moto_iam.AccessKeyLastUsed, "_timestamp")
-
-
-REPORT_HEADER = (
-    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
-    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
-    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
-    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
-    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
-    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
-).split(",")
-
-
-REPORT_MAX_AGE = timedelta(hours=4)
-
-
-@dataclass
-class ReportSnapshot:
-    generated: datetime
-    rows: list[list[str]]  # data rows, <root_account> first
-
-
-REPORT_SNAPSHOTS: dict[str, ReportSnapshot] = {}  # account -> the report IAM would hand back
-REPORT_QUOTED = {"quoted": True}  # False: unquoted CSV, as moto writes it
-EMPTY_PAGES = {"left": 0}  # IAM list pages still to answer empty (with a Marker to the same place)
-EMPTY_PAGES_LOCK = threading.Lock()
-REPORT_OVERRIDES: dict[str, dict[tuple[str, str], str]] = {}  # account -> (user, column) -> raw cell
-ROOT_ACTIVE_KEY: dict[str, bool] = {}  # account -> the root user has an active access key
-
-
-def credential_report_rows(backend: Any) -> list[list[str]]:
-    """The report's rows as IAM would write them now."""
-    def d(dt: datetime) -> str:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-    root_created = ROOT_CREATED.get(backend.account_id, datetime(2015, 1, 1))
-    root_key = (["true", d(root_created)] if ROOT_ACTIVE_KEY.get(backend.account_id) else ["false", "N/A"])
-    rows = [["<root_account>", f"arn:aws:iam::{backend.account_id}:root", d(root_created),
-             "not_supported", "no_information", "not_supported", "not_supported", "true",
-             *root_key, "N/A", "N/A", "N/A", "false", "N/A", "N/A", "N/A", "N/A",
-             "false", "N/A", "false", "N/A"]]
-    for user in list(backend.users.values()):
-        if user.password:
-            pw = ["true", d(user.password_last_used) if user.password_last_used else "no_information",
-                  d(user.create_date), "N/A"]
-        else:
-            pw = ["false", "N/A", "N/A", "N/A"]
-        keys = []
-        for i in range(2):
-            if i < len(user.access_keys):
-                k = user.access_keys[i]
-                at, svc, region = last_used_parts(k)
-                keys += ["true" if k.status == "Active" else "false", d(k.create_date),
-                         d(at) if at else "N/A", (region or "N/A") if at else "N/A",
-                         (svc or "N/A") if at else "N/A"]
-            else:
-                keys += ["false", "N/A", "N/A", "N/A", "N/A"]
-        certs = list(user.signing_certificates.values())
-        cert_cols = []
-        for i in range(2):
-            cert_cols += ["true" if i < len(certs) and certs[i].status == "Active" else "false", "N/A"]
-        rows.append([user.name, user.arn, d(user.create_date), *pw,
-                     "true" if user.mfa_devices else "false", *keys, *cert_cols])
-    return rows
-
-
-def render_credential_report(account_id: str, snapshot: ReportSnapshot) -> str:
-    """The snapshot as CSV: RFC 4180 (fields with ',' quoted) or, like moto,
-    unquoted; with the cells a test overrode."""
-    overrides = REPORT_OVERRIDES.get(account_id, {})
-    rows = [[overrides.get((row[0], REPORT_HEADER[i]), cell) for i, cell in enumerate(row)]
-            for row in snapshot.rows]
-    if not REPORT_QUOTED["quoted"]:
-        return "".join(",".join(r) + "\n" for r in [REPORT_HEADER, *rows])
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(REPORT_HEADER)
-    w.writerows(rows)
-    return out.getvalue()
 
 
 # --------------------------------------------------------------------------
@@ -1121,7 +901,7 @@ class Harness:
         if len(parts) == 2 and parts[0] == "users" and method == "POST":
             return self.update_user(parts[1], body, account)
         if parts[:1] == ["credential-report"] and method == "POST":
-            return self.credential_report_control(parts[1:], body, account)
+            return credential_report_control(parts[1:], body, account)
         if parts == ["iam", "empty-pages"] and method == "POST":
             count = body.get("count")
             if set(body) != {"count"} or not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
@@ -1223,29 +1003,6 @@ class Harness:
                 raise HttpError(404, f"no SNS topic {query['topic']!r}")
             return {"topic_arn": topic.arn, "messages": [sns_message_view(n) for n in list(topic.sent_notifications)]}
         raise HttpError(404, f"no harness endpoint {method} /_rekey/sns/{'/'.join(parts)}")
-
-    @staticmethod
-    def credential_report_control(parts: list[str], body: dict, account: str) -> dict:
-        if parts == ["expire"]:
-            # As if 4 hours had passed: the next GenerateCredentialReport starts a new report.
-            expired = REPORT_SNAPSHOTS.pop(account, None) is not None
-            iam_backend(account).credential_report = None
-            return {"expired": expired}
-        if parts == ["style"]:
-            quoted = body.get("quoted")
-            if set(body) != {"quoted"} or not isinstance(quoted, bool):
-                raise HttpError(400, "body must be {\"quoted\": true|false}")
-            REPORT_QUOTED["quoted"] = quoted
-            return {"quoted": quoted}
-        if parts == ["override"]:
-            user, column, value = body.get("user"), body.get("column"), body.get("value")
-            if set(body) != {"user", "column", "value"} or not all(isinstance(v, str) for v in (user, column, value)):
-                raise HttpError(400, "body must be {\"user\", \"column\", \"value\"} (strings)")
-            if column not in REPORT_HEADER:
-                raise HttpError(400, f"no report column {column!r}")
-            REPORT_OVERRIDES.setdefault(account, {})[(user, column)] = value
-            return {"user": user, "column": column, "value": value}
-        raise HttpError(404, "no harness endpoint POST /_rekey/credential-report/" + "/".join(parts))
 
     def calls_control(self, method: str, parts: list[str], account: str | None) -> dict:
         if parts == [] and method == "GET":
