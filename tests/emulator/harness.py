@@ -34,12 +34,10 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
@@ -49,6 +47,7 @@ import organizations  # beside this file: Organizations and cross-account roles
 import securityhub  # beside this file: the Security Hub finding store
 import seeding  # beside this file: moto's IAM (seeding.moto_iam, once imported) and seeding it
 from credential_report import ROOT_ACTIVE_KEY, ROOT_CREATED, credential_report_control
+from faults import Fault, drop_connection, parse_fault
 from moto_patches import EMPTY_PAGES, EMPTY_PAGES_LOCK, install_moto_fidelity_patches
 from protocol import (ACCOUNT_ENVIRON_KEY, Extension, HttpError, RequestInfo, account_param, aws_error, caller_arn,
                       inspect_request, invalid_credentials_error, json_answer, json_object_body, query_params,
@@ -455,73 +454,6 @@ def sns_message_view(notification: Any) -> dict:
 # --------------------------------------------------------------------------
 
 
-# How a fault shows: an AWS error answer; the answer held back `delay`
-# seconds (then the request is served: a client that gave up meanwhile lost
-# a reply to a request that happened); the connection closed unserved; or
-# the request served and the connection closed before the reply; or the
-# request served and only the first half of its answer sent (well-formed
-# HTTP around a broken body).
-FAULT_KINDS = ("error", "slow", "drop", "lost", "garbled")
-MAX_FAULT_DELAY = 300
-
-
-@dataclass
-class Fault:
-    operation: str
-    code: str
-    status: int
-    message: str
-    remaining: int | None  # None for a timed fault
-    account: str | None = None  # only requests acting in this account
-    until: float | None = None  # a timed fault: time.monotonic() when it ends
-    kind: str = "error"
-    delay: float = 0.0  # seconds, for "slow"
-
-    def expired(self, now: float) -> bool:
-        return self.until is not None and now >= self.until
-
-    def matches(self, info: RequestInfo, account: str) -> bool:
-        if self.operation == "*":
-            op_ok = True
-        elif self.operation.endswith(":*"):
-            op_ok = self.operation[:-2] == info.service
-        else:
-            op_ok = self.operation == info.op_key
-        return op_ok and (self.account is None or account == self.account)
-
-    def use(self) -> bool:
-        """Uses up one match; True when the fault is spent."""
-        if self.remaining is None:
-            return False
-        self.remaining -= 1
-        return self.remaining <= 0
-
-    def view(self, now: float) -> dict:
-        out: dict[str, Any] = {"operation": self.operation, "kind": self.kind, "remaining": self.remaining}
-        if self.kind == "error":
-            out.update(code=self.code, status=self.status, message=self.message)
-        if self.kind == "slow":
-            out["delay"] = self.delay
-        if self.account is not None:
-            out["account"] = self.account
-        if self.until is not None:
-            out["seconds_left"] = round(max(0.0, self.until - now), 3)
-        return out
-
-
-def drop_connection(environ: dict) -> None:
-    """Closes the client's connection with no answer. The exception is the
-    one werkzeug expects of a vanished client: it logs nothing and moves on."""
-    sock = environ.get("werkzeug.socket")
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
-    raise ConnectionResetError("connection dropped by an injected fault")
-
-
 def source_ip(environ: dict) -> str:
     """The caller's address: the first hop of X-Forwarded-For (so that a test
     can play several hosts), else the peer's address."""
@@ -561,29 +493,6 @@ def add_cloudtrail_events(body: dict, account: str | None) -> dict:
     added = CLOUDTRAIL.add_series([(acct, access_key_id, key_identity(acct, access_key_id), series)],
                                   CLOUDTRAIL.now(), "control")
     return {"account": acct, "access_key_id": access_key_id, "added": added}
-
-
-def positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-MAX_FAULT_SECONDS = 86400
-
-
-def parse_fault_lifetime(body: dict) -> tuple[int | None, float | None]:
-    """A fault's "count" (default 1) or "seconds" (not both) -> (remaining, until)."""
-    if "count" in body and "seconds" in body:
-        raise HttpError(400, "give count or seconds, not both")
-    if "seconds" in body:
-        seconds = body["seconds"]
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) \
-                or not 0 < seconds <= MAX_FAULT_SECONDS:
-            raise HttpError(400, f"seconds must be a number > 0 and <= {MAX_FAULT_SECONDS}")
-        return None, time.monotonic() + seconds
-    count = body.get("count", 1)
-    if not positive_int(count):
-        raise HttpError(400, "count must be a positive integer")
-    return count, None
 
 
 # --------------------------------------------------------------------------
@@ -1031,39 +940,9 @@ class Harness:
         raise HttpError(404, f"no harness endpoint {method} /_rekey/accounts/{'/'.join(parts)}")
 
     def add_fault(self, body: dict) -> dict:
-        unknown = sorted(set(body) - {"operation", "kind", "code", "status", "message", "delay", "count", "seconds",
-                                      "account"})
-        if unknown:
-            raise HttpError(400, f"unknown field(s) {', '.join(unknown)}")
-        op = body.get("operation")
-        kind = body.get("kind", "error")
-        if kind not in FAULT_KINDS:
-            raise HttpError(400, f"kind must be one of {', '.join(FAULT_KINDS)}")
-        if (kind == "error") != ("code" in body):
-            raise HttpError(400, "code is required for kind error, and only for it")
-        if (kind == "slow") != ("delay" in body):
-            raise HttpError(400, "delay is required for kind slow, and only for it")
-        delay = body.get("delay", 0.0)
-        if kind == "slow" and (not isinstance(delay, (int, float)) or isinstance(delay, bool)
-                               or not 0 < delay <= MAX_FAULT_DELAY):
-            raise HttpError(400, f"delay must be a number of seconds > 0 and <= {MAX_FAULT_DELAY}")
-        code = body.get("code", kind)
-        status = body.get("status", 400)
-        message = body.get("message", "")
-        account = body.get("account")
-        if not isinstance(op, str) or not (op == "*" or re.match(r"^[^:\s]+:\S+$", op)):
-            raise HttpError(400, "operation must be 'service:Operation', 'service:*' or '*'")
-        if not isinstance(code, str) or not code:
-            raise HttpError(400, "code must be a non-empty string")
-        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
-            raise HttpError(400, "status must be an integer 400..599")
-        if not isinstance(message, str):
-            raise HttpError(400, "message must be a string")
-        if account is not None and not (isinstance(account, str) and securityhub.ACCOUNT_RE.match(account)):
-            raise HttpError(400, f"account must be a 12-digit account id string, got {account!r}")
-        remaining, until = parse_fault_lifetime(body)
+        fault = parse_fault(body)
         with self.lock:
-            self.faults.append(Fault(op, code, status, message, remaining, account, until, kind, float(delay)))
+            self.faults.append(fault)
         return {"faults": self.list_faults()}
 
     def list_faults(self) -> list[dict]:
