@@ -47,93 +47,20 @@ import organizations  # beside this file: Organizations and cross-account roles
 import securityhub  # beside this file: the Security Hub finding store
 import seeding  # beside this file: moto's IAM (seeding.moto_iam, once imported) and seeding it
 from credential_report import ROOT_ACTIVE_KEY, ROOT_CREATED, credential_report_control
+import ext_accounts  # beside this file: member accounts, Organizations, AssumeRole
+from ext_accounts import (ROOT_AGE, accounts_control, assume_role_extension, build_organizations, organizations_extension,
+                          scenario_account_ids, seed_accounts)
 from faults import Fault, drop_connection, parse_fault
 from moto_patches import EMPTY_PAGES, EMPTY_PAGES_LOCK, install_moto_fidelity_patches
 from protocol import (ACCOUNT_ENVIRON_KEY, Extension, HttpError, RequestInfo, account_param, aws_error, caller_arn,
                       inspect_request, invalid_credentials_error, json_answer, json_object_body, query_params,
                       read_body, request_account, status_line)
-from scenario import (DEFAULT_ACCOUNT_ID, SNS_TOPIC_RE, AccountSpec, CloudTrailSpec, InputError, Scenario, fmt_time,
+from scenario import (DEFAULT_ACCOUNT_ID, SNS_TOPIC_RE, CloudTrailSpec, InputError, Scenario, fmt_time,
                       load_scenario_file, parse_rfc3339, utc_now_whole)
 from seeding import existing_iam_backends, find_key, iam_backend, import_moto, is_active_user_key, last_used_parts, seed
 from truth import compute_truth, compute_truth_file, write_json_atomic
 
 EXIT_BAD_INPUT = 2
-
-
-# --------------------------------------------------------------------------
-# Several accounts: member accounts' users, their roles, and Organizations
-# (the API itself is in organizations.py)
-# --------------------------------------------------------------------------
-
-MANAGEMENT_NAME = "management"
-MANAGEMENT_EMAIL = "management@example.com"
-ROOT_AGE = timedelta(days=2000)  # the root user's creation, and the management account's joining
-MEMBER_AGE = timedelta(days=1000)  # when member accounts joined the organization
-
-
-def management_account(as_of: datetime) -> organizations.Account:
-    return organizations.Account(DEFAULT_ACCOUNT_ID, MANAGEMENT_NAME, MANAGEMENT_EMAIL, "ACTIVE",
-                                 "INVITED", as_of - ROOT_AGE)
-
-
-ORGANIZATIONS = organizations.Organizations(management_account(datetime(2026, 1, 1)), [], None)
-
-
-def build_organizations(scenario: Scenario) -> organizations.Organizations:
-    members = [organizations.Account(a.id, a.name, a.email, a.status, "CREATED", scenario.as_of - MEMBER_AGE,
-                                     a.role_name, a.external_id) for a in scenario.accounts]
-    org_id = scenario.organization.id if scenario.organization else None
-    return organizations.Organizations(management_account(scenario.as_of), members, org_id)
-
-
-def trust_policy(management_id: str, external_id: str | None) -> str:
-    """The trust policy of a member's role: the management account may assume it."""
-    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{management_id}:root"},
-                                 "Action": "sts:AssumeRole"}
-    if external_id is not None:
-        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-def create_account_role(account: AccountSpec, management_id: str) -> None:
-    iam_backend(account.id).create_role(
-        account.role_name, trust_policy(management_id, account.external_id), "/", None,
-        "Access from the management account (created by the rekey harness)", [], None)
-
-
-def set_role_policy(account_id: str, body: dict) -> dict:
-    """POST /_rekey/accounts/<id>/role-policy: the member role's only inline
-    policy (what an admin of that account would attach), for --iam-auth."""
-    document = body.get("document")
-    if set(body) != {"document"} or not isinstance(document, dict):
-        raise HttpError(400, "body must be {\"document\": POLICY}")
-    member = next((m for m in ORGANIZATIONS.view()["accounts"] if m.get("id") == account_id and m.get("role_name")), None)
-    if member is None:
-        raise HttpError(404, f"account {account_id} has no role in the scenario")
-    iam_backend(account_id).put_role_policy(member["role_name"], "rekey", json.dumps(document))
-    return {"account": account_id, "role_name": member["role_name"]}
-
-
-def role_exists(account_id: str, role_arn: str) -> bool:
-    """Whether moto's IAM in that account has a role with exactly this ARN."""
-    try:
-        iam_backend(account_id).get_role_by_arn(role_arn)
-    except Exception:  # moto's NotFoundException
-        return False
-    return True
-
-
-def seed_accounts(scenario: Scenario) -> None:
-    """Users, keys and roles of every scenario account, and its root's creation date."""
-    for account in scenario.accounts:
-        ROOT_CREATED[account.id] = scenario.as_of - ROOT_AGE
-        seed(account.users, account.id)
-        if account.role_name is not None:
-            create_account_role(account, DEFAULT_ACCOUNT_ID)
-
-
-def scenario_account_ids(scenario: Scenario) -> list[str]:
-    return [DEFAULT_ACCOUNT_ID, *(a.id for a in scenario.accounts)]
 
 
 # --------------------------------------------------------------------------
@@ -264,83 +191,6 @@ def securityhub_extension(_harness: "Harness", environ: dict, info: RequestInfo,
         return hub_response(handler(account, region, hub_body(body), now))
     except securityhub.HubError as e:
         return hub_error(info, e)
-
-
-ORGANIZATIONS_TARGET_PREFIX = "AWSOrganizationsV20161128."
-OrgHandler = Callable[[str, dict], dict]  # (calling account, body) -> response
-ORGANIZATIONS_OPERATIONS: dict[str, OrgHandler] = {
-    "ListAccounts": lambda caller, body: ORGANIZATIONS.list_accounts(caller, body),
-    "DescribeAccount": lambda caller, body: ORGANIZATIONS.describe_account(caller, body),
-    "DescribeOrganization": lambda caller, body: ORGANIZATIONS.describe_organization(caller),
-}
-
-
-def is_organizations(environ: dict, info: RequestInfo) -> bool:
-    return info.service == "organizations" or (environ.get("HTTP_X_AMZ_TARGET") or "").startswith(
-        ORGANIZATIONS_TARGET_PREFIX)
-
-
-def org_error(info: RequestInfo, e: organizations.OrgError) -> tuple[int, list[tuple[str, str]], bytes]:
-    status, headers, _ = aws_error(info, e.code, e.message, e.status)
-    return status, headers, json.dumps(e.body()).encode()
-
-
-def org_body(body: bytes) -> dict:
-    if not body.strip():
-        return {}
-    try:
-        parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise organizations.invalid_input("harness: the request body is not a JSON object")
-    return parsed
-
-
-def organizations_extension(_harness: "Harness", environ: dict, info: RequestInfo,
-                            body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    """Every Organizations call: served from the scenario, never by moto."""
-    if not is_organizations(environ, info):
-        return None
-    caller = request_account(environ, info)
-    try:
-        handler = ORGANIZATIONS_OPERATIONS.get(info.operation)
-        if handler is None:
-            if not ORGANIZATIONS.in_org(caller):
-                raise organizations.not_in_use()
-            raise organizations.invalid_input(
-                f"harness: organizations:{info.operation} is not implemented by the emulator")
-        return json_answer(info, handler(caller, org_body(body)))
-    except organizations.OrgError as e:
-        return org_error(info, e)
-
-
-ROLE_ARN_RE = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}$")
-
-
-def assume_role_extension(harness: "Harness", environ: dict, info: RequestInfo,
-                          body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    """sts:AssumeRole into a scenario account: AccessDenied unless the role
-    exists, trusts the caller's account and the ExternalId matches; moto
-    answers the allowed ones (and AssumeRole into any other account)."""
-    if info.service != "sts" or info.operation != "AssumeRole":
-        return None
-    params = query_params(environ, body)
-    role_arn = params.get("RoleArn", "")
-    m = ROLE_ARN_RE.match(role_arn)
-    target = ORGANIZATIONS.member(m.group(1)) if m else None
-    if target is None:
-        return None
-    caller = request_account(environ, info)
-    denial = ORGANIZATIONS.assume_role_denial(caller, target, params.get("ExternalId"),
-                                              lambda: role_exists(target.id, role_arn))
-    if denial is None:
-        return None
-    if harness.verbose:
-        print(f"harness: AssumeRole {role_arn} denied: {denial}", file=sys.stderr, flush=True)
-    message = (f"User: {caller_arn(info, caller)} is not authorized to perform: sts:AssumeRole "
-               f"on resource: {role_arn}")
-    return aws_error(info, "AccessDenied", message, 403)
 
 
 CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
@@ -802,7 +652,7 @@ class Harness:
             if method == "GET":
                 return {"faults": self.list_faults()}
         if parts[:1] == ["accounts"]:
-            return self.accounts_control(method, parts[1:], body)
+            return accounts_control(method, parts[1:], body)
         if parts == ["keys"] and method == "GET":
             return self.get_keys(query.get("user"), account)
         if len(parts) == 2 and parts[0] == "keys" and method == "POST":
@@ -929,16 +779,6 @@ class Harness:
             return {"total": 0, "by_operation": {}, "by_account": {}}
         raise HttpError(404, f"no harness endpoint {method} /_rekey/calls/{'/'.join(parts)}")
 
-    @staticmethod
-    def accounts_control(method: str, parts: list[str], body: dict) -> dict:
-        if parts == [] and method == "GET":
-            return ORGANIZATIONS.view()
-        if len(parts) == 1 and method == "POST":
-            return ORGANIZATIONS.update(account_param(parts[0]), body)
-        if len(parts) == 2 and parts[1] == "role-policy" and method == "POST":
-            return set_role_policy(account_param(parts[0]), body)
-        raise HttpError(404, f"no harness endpoint {method} /_rekey/accounts/{'/'.join(parts)}")
-
     def add_fault(self, body: dict) -> dict:
         fault = parse_fault(body)
         with self.lock:
@@ -1063,7 +903,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_age_days < 0 or args.warn_within_days < 0:
         return fail("--max-age-days and --warn-within-days must be >= 0")
 
-    global ORGANIZATIONS
     original_ppid = os.getppid()
     try:
         scenario = load_scenario_file(args.scenario, args.as_of)
@@ -1084,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     seed(users)
     seed_accounts(scenario)
     n_events = seed_cloudtrail(scenario, int(time.time()))
-    ORGANIZATIONS = build_organizations(scenario)
+    ext_accounts.ORGANIZATIONS = build_organizations(scenario)
     install_sns_capture()
     for name in scenario.sns_topics:
         create_sns_topic(name)
