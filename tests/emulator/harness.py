@@ -37,8 +37,7 @@ import signal
 import sys
 import threading
 import time
-import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
@@ -51,155 +50,22 @@ import ext_accounts  # beside this file: member accounts, Organizations, AssumeR
 from ext_accounts import (ROOT_AGE, accounts_control, assume_role_extension, build_organizations, organizations_extension,
                           scenario_account_ids, seed_accounts)
 from ext_cloudtrail import cloudtrail_control, cloudtrail_extension, record_request, seed_cloudtrail
+from ext_securityhub import SECURITY_HUB, evaluate_securityhub, securityhub_control, securityhub_extension
+from ext_sns import create_sns_topic, install_sns_capture, sns_control
 from faults import Fault, drop_connection, parse_fault
 from moto_patches import EMPTY_PAGES, EMPTY_PAGES_LOCK, install_moto_fidelity_patches
 from protocol import (ACCOUNT_ENVIRON_KEY, Extension, HttpError, RequestInfo, account_param, aws_error,
-                      inspect_request, invalid_credentials_error, json_object_body, query_params, read_body,
-                      request_account, status_line)
-from scenario import DEFAULT_ACCOUNT_ID, SNS_TOPIC_RE, InputError, fmt_time, load_scenario_file, parse_rfc3339, utc_now_whole
+                      inspect_request, invalid_credentials_error, query_params, read_body, request_account,
+                      status_line)
+from scenario import DEFAULT_ACCOUNT_ID, InputError, fmt_time, load_scenario_file, parse_rfc3339
 from seeding import existing_iam_backends, find_key, iam_backend, import_moto, is_active_user_key, last_used_parts, seed
 from truth import compute_truth, compute_truth_file, write_json_atomic
 
 EXIT_BAD_INPUT = 2
 
 
-# --------------------------------------------------------------------------
-# Security Hub is the first extension: the harness answers GetFindings,
-# BatchUpdateFindings, BatchImportFindings, EnableSecurityHub,
-# DisableSecurityHub and DescribeHub itself from the store in securityhub.py,
-# with IAM.3 findings synthesised from moto's IAM state. Other Security Hub
-# calls reach moto, unless Security Hub is disabled in the caller's account.
-# --------------------------------------------------------------------------
-
-
-SECURITY_HUB = securityhub.SecurityHub()
-
-HubHandler = Callable[[str, str, dict, datetime], dict]  # (account, region, body, now) -> response
-SECURITYHUB_OPERATIONS: dict[str, HubHandler] = {
-    "GetFindings": lambda acct, region, body, now: SECURITY_HUB.get_findings(acct, region, body),
-    "BatchUpdateFindings": SECURITY_HUB.batch_update,
-    "BatchImportFindings": SECURITY_HUB.batch_import,
-    "DisableSecurityHub": lambda acct, region, body, now: SECURITY_HUB.disable_hub(acct),
-    "DescribeHub": lambda acct, region, body, now: SECURITY_HUB.describe_hub(acct, region, now),
-}
-
-
-def hub_response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
-    headers = [("x-amzn-RequestId", str(uuid.uuid4())), ("Content-Type", "application/json")]
-    return 200, headers, json.dumps(payload).encode()
-
-
-def hub_error(info: RequestInfo, e: securityhub.HubError) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Security Hub's error body carries Code and Message (and x-amzn-ErrorType)."""
-    status, headers, _ = aws_error(info, e.code, e.message, e.status)
-    return status, headers, json.dumps({"Code": e.code, "Message": e.message}).encode()
-
-
-def hub_body(body: bytes) -> dict:
-    return json_object_body(body, securityhub.invalid_input)
-
-
-def securityhub_extension(_harness: "Harness", environ: dict, info: RequestInfo,
-                          body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    if info.service != "securityhub":
-        return None
-    account = request_account(environ, info)
-    region = info.region or securityhub.DEFAULT_REGION
-    now = utc_now_whole()
-    try:
-        if info.operation == "EnableSecurityHub":
-            return hub_response(SECURITY_HUB.enable_hub(account, now))
-        SECURITY_HUB.require_enabled(account)
-        handler = SECURITYHUB_OPERATIONS.get(info.operation)
-        if handler is None:
-            return None  # moto answers the other Security Hub calls
-        return hub_response(handler(account, region, hub_body(body), now))
-    except securityhub.HubError as e:
-        return hub_error(info, e)
-
-
 EXTENSIONS: list[Extension] = [securityhub_extension, organizations_extension, assume_role_extension,
                                cloudtrail_extension]
-
-
-def iam_user_snapshots(account_id: str) -> list[securityhub.UserSnapshot]:
-    """What IAM.3 evaluates, read from moto's IAM backend."""
-    return [
-        securityhub.UserSnapshot(
-            name=u.name, arn=u.arn, user_id=u.id, path=u.path, created=u.create_date.replace(microsecond=0),
-            keys=[(k.status, k.create_date.replace(microsecond=0)) for k in list(u.access_keys)])
-        for u in list(iam_backend(account_id).users.values())
-    ]
-
-
-def evaluate_securityhub(account_id: str, as_of: datetime, max_age_days: int) -> dict:
-    return SECURITY_HUB.evaluate(account_id, iam_user_snapshots(account_id), as_of,
-                                 timedelta(days=max_age_days), utc_now_whole())
-
-
-# --------------------------------------------------------------------------
-# SNS capture: what was published to a topic. moto keeps every message on
-# the topic (Topic.sent_notifications, documented in moto's SNSBackend); the
-# harness adds the time of publishing.
-# --------------------------------------------------------------------------
-
-SNS_REGION = "us-east-1"
-SNS_PUBLISHED_AT: dict[str, datetime] = {}  # message id -> when it was published (wall clock)
-
-
-def install_sns_capture() -> None:
-    from moto.sns.models import Topic
-
-    orig_publish = Topic.publish
-
-    def publish(self: Any, *a: Any, **k: Any) -> str:
-        message_id = orig_publish(self, *a, **k)
-        SNS_PUBLISHED_AT[message_id] = utc_now_whole()
-        return message_id
-
-    Topic.publish = publish
-
-
-def create_sns_topic(name: str, account_id: str = DEFAULT_ACCOUNT_ID, region: str = SNS_REGION) -> str:
-    from moto.sns.models import sns_backends
-
-    attributes = {"FifoTopic": "true"} if name.endswith(".fifo") else {}
-    return sns_backends[account_id][region].create_topic(name, attributes=attributes).arn
-
-
-def sns_topic(topic: str, account_id: str) -> Any:
-    """A moto Topic by ARN or by name (in account_id, us-east-1), or None."""
-    from moto.sns.models import sns_backends
-
-    arn = topic if topic.startswith("arn:") else f"arn:aws:sns:{SNS_REGION}:{account_id}:{topic}"
-    parts = arn.split(":")
-    if len(parts) != 6 or parts[2] != "sns" or parts[4] not in sns_backends:
-        return None
-    try:
-        backend = sns_backends[parts[4]][parts[3]]
-    except KeyError:  # not a region moto knows
-        return None
-    return backend.topics.get(arn)
-
-
-def sns_attribute(value: Any) -> Any:
-    """moto's {"Type", "Value"} back to the Publish shape {"DataType", "StringValue" | "BinaryValue"}."""
-    if not isinstance(value, dict) or "Type" not in value:
-        return value
-    kind = "BinaryValue" if str(value["Type"]).startswith("Binary") else "StringValue"
-    return {"DataType": value["Type"], kind: value.get("Value")}
-
-
-def sns_message_view(notification: Any) -> dict:
-    message_id, message, subject, attributes, group_id = (tuple(notification) + (None,) * 5)[:5]
-    return {
-        "MessageId": message_id,
-        "Subject": subject,
-        "Message": message,
-        "MessageAttributes": {k: sns_attribute(v) for k, v in (attributes or {}).items()},
-        "MessageGroupId": group_id,
-        "PublishedAt": fmt_time(SNS_PUBLISHED_AT.get(message_id)),
-    }
 
 
 # --------------------------------------------------------------------------
@@ -537,57 +403,12 @@ class Harness:
                 raise HttpError(400, "max_age_days and warn_within_days must be integers") from None
             return compute_truth(as_of, max_age, warn, account)
         if parts[:1] == ["securityhub"]:
-            return self.securityhub_control(method, parts[1:], body, account)
+            return securityhub_control(method, parts[1:], body, account, self.as_of, self.max_age_days)
         if parts[:1] == ["sns"]:
-            return self.sns_control(method, parts[1:], query, body, account)
+            return sns_control(method, parts[1:], query, body, account)
         if parts[:1] == ["cloudtrail"]:
             return cloudtrail_control(method, parts[1:], query, body, raw_account)
         raise HttpError(404, f"no harness endpoint {method} /_rekey{sub}")
-
-    def securityhub_control(self, method: str, parts: list[str], body: Any, account: str) -> dict:
-        hub = SECURITY_HUB
-        if parts == ["evaluate"] and method == "POST":
-            if set(body) - {"as_of"}:
-                raise HttpError(400, "body must be {} or {\"as_of\": RFC3339}")
-            as_of = parse_rfc3339(body["as_of"], "as_of") if "as_of" in body else self.as_of
-            return evaluate_securityhub(account, as_of, self.max_age_days)
-        if parts == ["findings"] and method == "GET":
-            return hub.findings_view(account)
-        if parts == ["enabled"] and method == "GET":
-            return {"account": account, "enabled": hub.account(account).enabled}
-        if parts == ["enabled"] and method == "POST":
-            if set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
-                raise HttpError(400, "body must be {\"enabled\": true|false}")
-            hub.set_enabled(account, body["enabled"])
-            return {"account": account, "enabled": body["enabled"]}
-        if parts == ["unprocessed"] and method == "POST":
-            return hub.add_unprocessed(account, body)
-        if parts == ["stats"] and method == "GET":
-            return hub.stats(account)
-        if parts == ["stats", "reset"] and method == "POST":
-            return hub.reset_stats(account)
-        if parts == ["import-rate-limit"] and method == "GET":
-            return hub.rate_limit()
-        if parts == ["import-rate-limit"] and method == "POST":
-            return hub.set_rate_limit(body)
-        raise HttpError(404, f"no harness endpoint {method} /_rekey/securityhub/{'/'.join(parts)}")
-
-    @staticmethod
-    def sns_control(method: str, parts: list[str], query: dict[str, str], body: Any, account: str) -> dict:
-        if parts == ["topics"] and method == "POST":
-            name = body.get("name")
-            if set(body) != {"name"} or not isinstance(name, str) or not SNS_TOPIC_RE.match(name):
-                raise HttpError(400, "body must be {\"name\": NAME}: 1-256 chars of letters, digits, - and _ "
-                                     "(optionally ending in .fifo)")
-            return {"arn": create_sns_topic(name, account)}
-        if parts == ["messages"] and method == "GET":
-            if not query.get("topic"):
-                raise HttpError(400, "query parameter topic (a topic ARN or name) is required")
-            topic = sns_topic(query["topic"], account)
-            if topic is None:
-                raise HttpError(404, f"no SNS topic {query['topic']!r}")
-            return {"topic_arn": topic.arn, "messages": [sns_message_view(n) for n in list(topic.sent_notifications)]}
-        raise HttpError(404, f"no harness endpoint {method} /_rekey/sns/{'/'.join(parts)}")
 
     def calls_control(self, method: str, parts: list[str], account: str | None) -> dict:
         if parts == [] and method == "GET":
