@@ -1,26 +1,38 @@
 #!/usr/bin/env python3
-"""AWS emulator harness for rekey's integration tests.
+"""AWS emulator harness for rekey's integration tests: the entry point.
 
 Runs moto (in-process, threaded werkzeug server, loopback only) behind a WSGI
-middleware that:
+middleware (Harness, below) that:
 
 * seeds IAM users/keys/tags from a scenario file directly through moto's
-  backend objects (back-dated create dates, last-used data),
-* writes a ground-truth JSON file computed with rekey's rotation rules,
+  backend objects (back-dated create dates, last-used data; the scenario is
+  read by ``scenario.py`` and seeded by ``seeding.py``),
+* writes a ground-truth JSON file computed with rekey's rotation rules
+  (``truth.py``),
 * rejects requests signed with an access key that is not an Active key of an
   existing IAM user (real AWS does, moto does not),
 * counts every AWS request by ``service:Operation``,
-* injects faults (Throttling, AccessDenied, ...) on demand,
+* injects faults (Throttling, AccessDenied, ...) on demand (``faults.py``),
 * serves Security Hub itself (IAM.3 findings synthesised from moto's IAM
-  state, GetFindings filters, BatchUpdateFindings, BatchImportFindings; the
-  store is ``securityhub.py`` beside this file),
-* records when SNS messages are published and shows what was published,
+  state, GetFindings filters, BatchUpdateFindings, BatchImportFindings;
+  ``ext_securityhub.py``, with the store in ``securityhub.py``),
+* holds several accounts: member accounts' users and roles, Organizations,
+  and AssumeRole into them (``ext_accounts.py``, ``organizations.py``),
+* records when SNS messages are published and shows what was published
+  (``ext_sns.py``),
 * records every AWS request it serves as a CloudTrail event and answers
-  CloudTrail LookupEvents over them and seeded history (``cloudtrail.py``),
+  CloudTrail LookupEvents over them and seeded history (``ext_cloudtrail.py``,
+  ``cloudtrail.py``),
+* with --iam-auth, authorizes every request by the caller's IAM policies
+  (``iam_auth.py``),
 * serves control endpoints under ``/_rekey/``.
 
 It also patches a few moto behaviours where moto differs from real IAM in a
-way rekey cares about (see ``install_moto_fidelity_patches``).
+way rekey cares about (``moto_patches.py``; the credential report in
+``credential_report.py``). ``protocol.py`` holds what a request is and how
+AWS errors look on the wire; ``paging.py`` the page tokens and rate windows
+the service stores share. All of them sit beside this file, which is what
+scripts and tests start.
 
 Dependencies: Python 3.11 stdlib, moto 5.x, werkzeug. No network access.
 See README.md in this folder for usage.
@@ -32,7 +44,6 @@ import argparse
 import ipaddress
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -41,159 +52,38 @@ from datetime import datetime
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
-import cloudtrail  # beside this file: CloudTrail event history and LookupEvents
-import organizations  # beside this file: Organizations and cross-account roles
-import securityhub  # beside this file: the Security Hub finding store
-import seeding  # beside this file: moto's IAM (seeding.moto_iam, once imported) and seeding it
+# Beside this file (see the docstring for what each holds).
+import cloudtrail
+import ext_accounts
+import organizations
+import securityhub
+import seeding
 from credential_report import ROOT_ACTIVE_KEY, ROOT_CREATED, credential_report_control
-import ext_accounts  # beside this file: member accounts, Organizations, AssumeRole
-from ext_accounts import (ROOT_AGE, accounts_control, assume_role_extension, build_organizations, organizations_extension,
-                          scenario_account_ids, seed_accounts)
+from ext_accounts import (ROOT_AGE, accounts_control, assume_role_extension, build_organizations,
+                          organizations_extension, scenario_account_ids, seed_accounts)
 from ext_cloudtrail import cloudtrail_control, cloudtrail_extension, record_request, seed_cloudtrail
 from ext_securityhub import SECURITY_HUB, evaluate_securityhub, securityhub_control, securityhub_extension
 from ext_sns import create_sns_topic, install_sns_capture, sns_control
 from faults import Fault, drop_connection, parse_fault
+from iam_auth import authorize, create_admin, install_iam_wildcards
 from moto_patches import EMPTY_PAGES, EMPTY_PAGES_LOCK, install_moto_fidelity_patches
 from protocol import (ACCOUNT_ENVIRON_KEY, Extension, HttpError, RequestInfo, account_param, aws_error,
-                      inspect_request, invalid_credentials_error, query_params, read_body, request_account,
-                      status_line)
+                      inspect_request, invalid_credentials_error, read_body, request_account, status_line)
 from scenario import DEFAULT_ACCOUNT_ID, InputError, fmt_time, load_scenario_file, parse_rfc3339
 from seeding import existing_iam_backends, find_key, iam_backend, import_moto, is_active_user_key, last_used_parts, seed
 from truth import compute_truth, compute_truth_file, write_json_atomic
 
 EXIT_BAD_INPUT = 2
 
-
+# Each may answer a request instead of moto (protocol.Extension), in this order.
 EXTENSIONS: list[Extension] = [securityhub_extension, organizations_extension, assume_role_extension,
                                cloudtrail_extension]
 
 
 # --------------------------------------------------------------------------
-# IAM authorization (--iam-auth). The harness authorizes every AWS request
-# itself, moto's served and its own alike, with moto's IAM classes: moto
-# finds the caller (user or assumed role) and its policies, and evaluates
-# them. moto's own switch (INITIAL_NO_AUTH_ACTION_COUNT) stays off: it
-# evaluates nearly every action against Resource "*", so a statement scoped
-# to a user, a parameter or a topic would never match, and it answers
-# AccessDenied as XML even to JSON services. Here each request is evaluated
-# against the ARN AWS would use for it (request_resources). Signatures are
-# not checked; Condition keys other than the ones moto knows are not either.
+# WSGI middleware: strict credentials, counting, authorization, faults,
+# extensions, recording; and the /_rekey/ control endpoints
 # --------------------------------------------------------------------------
-
-ADMIN_USER = "rekey-harness-admin"
-ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}  # AWS allows it to every caller, even with a Deny
-
-
-def install_iam_wildcards() -> None:
-    """IAM's wildcards in moto's policy evaluation: `*` any run, `?` any one
-    character, everything else literal (moto turns only `*` into a regex and
-    leaves `?` and `.` to regex rules)."""
-    from moto.iam.access_control import IAMPolicyStatement
-
-    def match(pattern: str, string: str) -> re.Match[str] | None:
-        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-        return re.match(f"^{regex}$", string, re.DOTALL)
-
-    IAMPolicyStatement._match = staticmethod(match)
-
-
-def create_admin() -> tuple[str, str]:
-    """The user whose key the tests' own requests (seeding, the AWS CLI as an
-    admin) sign with when authorization is on: every action allowed."""
-    backend = iam_backend()
-    backend.create_user("us-east-1", ADMIN_USER, path="/")
-    backend.put_user_policy(ADMIN_USER, "admin", json.dumps(ADMIN_POLICY))
-    key = backend.create_access_key(ADMIN_USER)
-    return key.access_key_id, key.secret_access_key
-
-
-def request_params(environ: dict, info: RequestInfo, body: bytes) -> dict:
-    """The request's parameters: the JSON body, or the query string and form."""
-    if info.protocol in ("json", "rest-json"):
-        try:
-            parsed = json.loads(body) if body.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            parsed = {}
-        return parsed if isinstance(parsed, dict) else {}
-    return query_params(environ, body)
-
-
-def user_arn(account: str, name: str) -> str:
-    try:
-        return iam_backend(account).get_user(name).arn  # with the user's path
-    except Exception:  # moto's NoSuchEntity: the ARN AWS would evaluate
-        return f"arn:aws:iam::{account}:user/{name}"
-
-
-def secret_arn(account: str, region: str, secret_id: str) -> str:
-    from moto.secretsmanager.models import secretsmanager_backends
-
-    try:
-        return secretsmanager_backends[account][region].secrets[secret_id].arn  # with its random suffix
-    except Exception:
-        return secret_id if secret_id.startswith("arn:") else f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}"
-
-
-def request_resources(info: RequestInfo, params: dict, account: str) -> list[str]:
-    """The resource ARNs AWS authorizes a request against, for the calls
-    rekey makes; "*" for calls on no particular resource."""
-    region = info.region or "us-east-1"
-    service, op = info.service, info.operation
-    if service == "iam" and params.get("UserName"):
-        return [user_arn(account, params["UserName"])]
-    if service == "iam" and params.get("RoleName"):
-        return [f"arn:aws:iam::{account}:role/{params['RoleName']}"]
-    if service == "ssm" and isinstance(params.get("Name"), str):
-        name = params["Name"].split(":", 1)[0]  # a version or label selector (NAME:2) is not in the ARN
-        return [f"arn:aws:ssm:{region}:{account}:parameter/{name.lstrip('/')}"]
-    if service == "secretsmanager" and isinstance(params.get("SecretId"), str):
-        return [secret_arn(account, region, params["SecretId"])]
-    if service == "sns" and params.get("TopicArn"):
-        return [params["TopicArn"]]
-    if service == "sts" and op == "AssumeRole" and params.get("RoleArn"):
-        return [params["RoleArn"]]
-    if service == "dynamodb" and isinstance(params.get("TableName"), str):
-        table = f"arn:aws:dynamodb:{region}:{account}:table/{params['TableName']}"
-        return [f"{table}/index/{params['IndexName']}" if params.get("IndexName") else table]
-    if service == "securityhub" and op == "BatchImportFindings":
-        findings = params.get("Findings") if isinstance(params.get("Findings"), list) else []
-        return sorted({str(f.get("ProductArn")) for f in findings if isinstance(f, dict)}) or ["*"]
-    if service == "securityhub":
-        return [f"arn:aws:securityhub:{region}:{account}:hub/default"]
-    return ["*"]
-
-
-def access_denied(info: RequestInfo, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
-    """AccessDenied in the service's own shape: query services say
-    AccessDenied (403), JSON ones AccessDeniedException."""
-    if info.protocol in ("query", "ec2", "s3"):
-        return aws_error(info, "AccessDenied", message, 403)
-    return aws_error(info, "AccessDeniedException", message, 403 if info.protocol == "rest-json" else 400)
-
-
-def authorize(environ: dict, info: RequestInfo, body: bytes, account: str
-              ) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    """None if the caller's policies allow the request, else the error AWS
-    would answer (invalid credentials, or AccessDenied naming the action)."""
-    from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicy, PermissionResult, create_access_key
-
-    if not info.access_key_id:
-        return None
-    token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
-    try:
-        caller = create_access_key(account, "aws", info.access_key_id, {"X-Amz-Security-Token": token} if token else {})
-    except CreateAccessKeyFailure:
-        return invalid_credentials_error(info)
-    action = f"{info.service}:{info.operation}"
-    if action in ALWAYS_ALLOWED:
-        return None
-    policies = caller.collect_policies()
-    for resource in request_resources(info, request_params(environ, info, body), account):
-        results = [IAMPolicy(p).is_action_permitted(action, resource) for p in policies]
-        if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
-            return access_denied(info, f"User: {caller.arn} is not authorized to perform: {action} on resource: {resource}")
-    return None
 
 
 class Harness:
