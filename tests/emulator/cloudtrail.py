@@ -7,7 +7,7 @@ endpoint (``CloudTrail.add_events``), and answers LookupEvents itself
 (``CloudTrail.lookup_events``); other CloudTrail calls go to moto.
 
 This module knows nothing about moto or WSGI, like ``securityhub.py``:
-``harness.py`` tells it which account a request acts in and who its access
+``ext_cloudtrail.py`` tells it which account a request acts in and who its access
 key belongs to (an ``Identity``), and turns a ``CtError`` into a
 protocol-correct AWS error. Times are epoch seconds (integers). See
 README.md ("CloudTrail") for the behaviour.

@@ -1,7 +1,7 @@
 """Security Hub for the emulator harness: an IAM.3 finding store that the
 harness serves itself (moto's securityhub backend never sees these calls).
 
-This module knows nothing about moto or WSGI. ``harness.py`` hands it
+This module knows nothing about moto or WSGI. ``ext_securityhub.py`` hands it
 snapshots of IAM users (``UserSnapshot``) to evaluate, routes the REST calls
 GetFindings, BatchUpdateFindings and BatchImportFindings here, and turns a
 ``HubError`` into a protocol-correct AWS error. See README.md ("Security
