@@ -24,8 +24,6 @@ from protocol import HttpError, RequestInfo
 # request served and only the first half of its answer sent (well-formed
 # HTTP around a broken body).
 FAULT_KINDS = ("error", "slow", "drop", "lost", "garbled")
-
-
 MAX_FAULT_DELAY = 300
 
 
