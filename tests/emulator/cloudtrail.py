@@ -7,7 +7,7 @@ endpoint (``CloudTrail.add_events``), and answers LookupEvents itself
 (``CloudTrail.lookup_events``); other CloudTrail calls go to moto.
 
 This module knows nothing about moto or WSGI, like ``securityhub.py``:
-``harness.py`` tells it which account a request acts in and who its access
+``ext_cloudtrail.py`` tells it which account a request acts in and who its access
 key belongs to (an ``Identity``), and turns a ``CtError`` into a
 protocol-correct AWS error. Times are epoch seconds (integers). See
 README.md ("CloudTrail") for the behaviour.
@@ -15,7 +15,6 @@ README.md ("CloudTrail") for the behaviour.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import ipaddress
@@ -449,19 +448,16 @@ def parse_lookup(body: dict) -> Lookup:
 
 
 def encode_token(last: Event, digest: str) -> str:
-    return base64.urlsafe_b64encode(f"{TOKEN_PREFIX}{last.time}:{last.seq}:{digest}".encode()).decode()
+    return paging.encode_cursor_token(TOKEN_PREFIX, last.time, last.seq, digest)
 
 
 def decode_token(token: str, digest: str) -> tuple[int, int]:
     """The (time, seq) to continue below; InvalidNextTokenException for a token
     the harness did not hand out, or one handed out for other parameters."""
     try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        if not text.startswith(TOKEN_PREFIX):
-            raise ValueError
-        t, seq, bound = text[len(TOKEN_PREFIX):].split(":")
+        t, seq, bound = paging.decode_cursor_token(TOKEN_PREFIX, token)
         cursor = (int(t), int(seq))
-    except Exception:
+    except ValueError:
         raise CtError("InvalidNextTokenException", "Invalid NextToken.") from None
     if bound != digest:
         raise CtError("InvalidNextTokenException",
@@ -659,16 +655,12 @@ class CloudTrail:
             return self._rate_limit()
 
     def set_rate_limit(self, body: dict) -> dict:
-        if not body or set(body) - {"limit", "window_seconds"}:
-            raise ControlError(400, "body takes limit and/or window_seconds")
-        limit = body.get("limit", self.rate_limit_count)
-        window = body.get("window_seconds", self.rate_window)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100000:
-            raise ControlError(400, "limit must be an integer 1..100000")
-        if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 < window <= 86400:
-            raise ControlError(400, "window_seconds must be a number > 0 and <= 86400")
+        try:
+            limit, window = paging.parse_rate_limit(body, self.rate_limit_count, self.rate_window)
+        except ValueError as e:
+            raise ControlError(400, str(e)) from None
         with self.lock:
-            self.rate_limit_count, self.rate_window = limit, float(window)
+            self.rate_limit_count, self.rate_window = limit, window
             for trail in self.accounts.values():
                 trail.windows.clear()
             return self._rate_limit()

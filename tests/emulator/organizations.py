@@ -5,7 +5,7 @@ DescribeAccount) from the scenario's accounts, and decides whether an
 sts:AssumeRole into one of those accounts is allowed before moto sees it.
 
 This module knows nothing about moto or WSGI, like ``securityhub.py``:
-``harness.py`` tells it which account a request acts in and whether a role
+``ext_accounts.py`` tells it which account a request acts in and whether a role
 exists, and turns an ``OrgError`` into a protocol-correct AWS error. See
 README.md ("Several accounts") for the behaviour.
 """

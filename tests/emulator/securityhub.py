@@ -1,7 +1,7 @@
 """Security Hub for the emulator harness: an IAM.3 finding store that the
 harness serves itself (moto's securityhub backend never sees these calls).
 
-This module knows nothing about moto or WSGI. ``harness.py`` hands it
+This module knows nothing about moto or WSGI. ``ext_securityhub.py`` hands it
 snapshots of IAM users (``UserSnapshot``) to evaluate, routes the REST calls
 GetFindings, BatchUpdateFindings and BatchImportFindings here, and turns a
 ``HubError`` into a protocol-correct AWS error. See README.md ("Security
@@ -697,16 +697,12 @@ class SecurityHub:
         return {"limit": self.import_limit, "window_seconds": self.import_window}
 
     def set_rate_limit(self, body: dict) -> dict:
-        if not body or set(body) - {"limit", "window_seconds"}:
-            raise ControlError(400, "body takes limit and/or window_seconds")
-        limit = body.get("limit", self.import_limit)
-        window = body.get("window_seconds", self.import_window)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100000:
-            raise ControlError(400, "limit must be an integer 1..100000")
-        if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 < window <= 86400:
-            raise ControlError(400, "window_seconds must be a number > 0 and <= 86400")
+        try:
+            limit, window = paging.parse_rate_limit(body, self.import_limit, self.import_window)
+        except ValueError as e:
+            raise ControlError(400, str(e)) from None
         with self.lock:
-            self.import_limit, self.import_window = limit, float(window)
+            self.import_limit, self.import_window = limit, window
             for hub in self.accounts.values():
                 hub.import_times.clear()
             return self.rate_limit()

@@ -578,20 +578,20 @@ class ScenarioValidationTests(unittest.TestCase):
                                   capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
     def test_shipped_scenarios_load(self) -> None:
-        import harness
+        import scenario
 
-        demo = harness.load_scenario_file(str(HERE / "scenarios" / "org-demo.json"), None)
+        demo = scenario.load_scenario_file(str(HERE / "scenarios" / "org-demo.json"), None)
         self.assertEqual([(a.id, a.status, a.role_name is not None, a.external_id is not None)
                           for a in demo.accounts],
                          [("111111111111", "ACTIVE", True, False), ("222222222222", "ACTIVE", True, False),
                           ("333333333333", "SUSPENDED", True, False), ("444444444444", "ACTIVE", True, True),
                           ("555555555555", "ACTIVE", False, False)])
-        bench = harness.load_scenario_file(str(HERE / "scenarios" / "org-50x200.json"), None)
+        bench = scenario.load_scenario_file(str(HERE / "scenarios" / "org-50x200.json"), None)
         self.assertEqual([a.id for a in bench.accounts], [f"{100000000001 + i:012d}" for i in range(50)])
         self.assertEqual(sum(len(a.users) for a in bench.accounts), 10000)
         for name in ("demo.json", "mixed.json", "bulk-2000.json"):  # no accounts, as before
             with self.subTest(name=name):
-                old = harness.load_scenario_file(str(HERE / "scenarios" / name), None)
+                old = scenario.load_scenario_file(str(HERE / "scenarios" / name), None)
                 self.assertEqual((old.organization, old.accounts), (None, []))
 
     def test_bad_scenarios_exit_2_with_one_line(self) -> None:

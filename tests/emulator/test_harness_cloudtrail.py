@@ -571,14 +571,14 @@ class StoreTests(unittest.TestCase):
 
 
 class S3NamingTests(unittest.TestCase):
-    """harness.s3_operation_name: S3 REST calls by API name (no moto needed)."""
+    """protocol.s3_operation_name: S3 REST calls by API name (no moto needed)."""
 
     def name(self, method: str, path: str, query: str = "", host: str = "127.0.0.1:5000", **headers: str) -> str:
-        import harness
+        import protocol
         from urllib.parse import parse_qs
 
         environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_HOST": host, **headers}
-        return harness.s3_operation_name(environ, parse_qs(query, keep_blank_values=True))
+        return protocol.s3_operation_name(environ, parse_qs(query, keep_blank_values=True))
 
     def test_names(self) -> None:
         cases = [
