@@ -22,8 +22,14 @@ from protocol import HttpError, RequestInfo
 # a reply to a request that happened); the connection closed unserved; or
 # the request served and the connection closed before the reply; or the
 # request served and only the first half of its answer sent (well-formed
-# HTTP around a broken body).
-FAULT_KINDS = ("error", "slow", "drop", "lost", "garbled")
+# HTTP around a broken body); or, as a proxy or load balancer in front of
+# AWS would, an HTML error page with `status` (default 500), unserved.
+FAULT_KINDS = ("error", "slow", "drop", "lost", "garbled", "html")
+
+# What a proxy answers: HTML, not the service's protocol, and (like
+# werkzeug's own error pages) without a closing </html>.
+HTML_ERROR_PAGE = ("<!doctype html>\n<html lang=en>\n<title>{status} {reason}</title>\n"
+                   "<h1>{reason}</h1>\n<p>The server encountered an error and could not complete your request.</p>\n")
 MAX_FAULT_DELAY = 300
 
 
@@ -62,6 +68,8 @@ class Fault:
         out: dict[str, Any] = {"operation": self.operation, "kind": self.kind, "remaining": self.remaining}
         if self.kind == "error":
             out.update(code=self.code, status=self.status, message=self.message)
+        if self.kind == "html":
+            out["status"] = self.status
         if self.kind == "slow":
             out["delay"] = self.delay
         if self.account is not None:
@@ -126,7 +134,7 @@ def parse_fault(body: dict) -> Fault:
                            or not 0 < delay <= MAX_FAULT_DELAY):
         raise HttpError(400, f"delay must be a number of seconds > 0 and <= {MAX_FAULT_DELAY}")
     code = body.get("code", kind)
-    status = body.get("status", 400)
+    status = body.get("status", 500 if kind == "html" else 400)
     message = body.get("message", "")
     account = body.get("account")
     if not isinstance(op, str) or not (op == "*" or re.match(r"^[^:\s]+:\S+$", op)):

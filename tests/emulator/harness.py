@@ -49,6 +49,7 @@ import sys
 import threading
 import time
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
@@ -64,7 +65,7 @@ from ext_accounts import (ROOT_AGE, accounts_control, assume_role_extension, bui
 from ext_cloudtrail import cloudtrail_control, cloudtrail_extension, record_request, seed_cloudtrail
 from ext_securityhub import SECURITY_HUB, evaluate_securityhub, securityhub_control, securityhub_extension
 from ext_sns import create_sns_topic, install_sns_capture, sns_control
-from faults import Fault, drop_connection, parse_fault
+from faults import HTML_ERROR_PAGE, Fault, drop_connection, parse_fault
 from iam_auth import authorize, create_admin, install_iam_wildcards
 from moto_patches import EMPTY_PAGES, EMPTY_PAGES_LOCK, install_moto_fidelity_patches
 from protocol import (ACCOUNT_ENVIRON_KEY, Extension, HttpError, RequestInfo, account_param, aws_error,
@@ -146,6 +147,9 @@ class Harness:
                 drop_connection(environ)
             if fault.kind == "garbled":
                 return self._garbled(environ, start_response, info, body)
+            if fault.kind == "html":
+                page = HTML_ERROR_PAGE.format(status=fault.status, reason=HTTPStatus(fault.status).phrase).encode()
+                return self._respond(start_response, fault.status, [("Content-Type", "text/html; charset=utf-8")], page)
             time.sleep(fault.delay)  # "slow"
         return self._serve(environ, start_response, info, body)
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 import unittest
 from pathlib import Path
+import urllib.error
+import urllib.request
 from urllib.parse import quote
 
 import boto3
@@ -467,6 +469,20 @@ class FaultKindTests(AccountsTestCase):
         after = self.keys_of("admin")
         self.assertEqual(len(after), len(before) + 1)
         client(self.h, "iam").delete_access_key(UserName="admin", AccessKeyId=(set(after) - set(before)).pop())
+
+    def test_an_html_error_page_comes_unserved_with_its_status(self) -> None:
+        self.h.ok("POST", "/_rekey/faults", {"operation": "iam:ListUsers", "kind": "html", "status": 502})
+        self.assertEqual(self.h.ok("GET", "/_rekey/faults")["faults"][0]["status"], 502)
+        request = urllib.request.Request(self.h.endpoint + "/", data=b"Action=ListUsers&Version=2010-05-08", headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=x"})
+        with self.assertRaises(urllib.error.HTTPError) as ctx:
+            urllib.request.urlopen(request)
+        self.assertEqual(ctx.exception.code, 502)
+        self.assertEqual(ctx.exception.headers["Content-Type"], "text/html; charset=utf-8")
+        page = ctx.exception.read().decode()
+        self.assertIn("<title>502 Bad Gateway</title>", page)
+        self.assertNotIn("</html>", page, "like a proxy's page, not a whole document")
 
     def test_empty_pages_with_a_marker_lose_nothing(self) -> None:
         iam = client(self.h, "iam")

@@ -2,6 +2,7 @@
 //! has to fix it. [`classify`] is the only place that inspects SDK errors.
 
 use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -106,13 +107,19 @@ const BAD_CREDENTIALS: &[&str] = &["InvalidClientTokenId", "UnrecognizedClientEx
 const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"];
 
 /// Turns an SDK error of `operation` (like `iam:ListUsers`) into an [`AwsError`].
-pub fn classify<E, R>(operation: &'static str, endpoint: &str, err: SdkError<E, R>) -> AwsError
+pub fn classify<E>(operation: &'static str, endpoint: &str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + 'static,
 {
     let detail = DisplayErrorContext(&err).to_string();
     match &err {
+        // No AWS error in the answer (a proxy's or load balancer's HTML
+        // page): its HTTP status is what happened.
+        SdkError::ServiceError(service) if service.err().code().is_none() => {
+            let status = service.raw().status().as_u16();
+            let message = format!("the server answered HTTP {status} without an AWS error (a proxy, a load balancer, or the service failing)");
+            AwsError::Service { operation, code: format!("HTTP {status}"), message, request_id: None }
+        }
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().unwrap_or("Unknown").to_owned();

@@ -194,7 +194,9 @@ impl ClassifyRetry for RefusedIsFinal {
 /// connection that dropped mid-answer under a matching `Content-Length`)
 /// for a whole one: half a `ListUsers` page read as fewer users. Its JSON
 /// readers fail on one, but say only "Unknown: no message". A successful
-/// answer must be a whole document.
+/// answer must be a whole document. An error answer is left to the SDK,
+/// which reports its status: a proxy's HTML page with a 500 is a server
+/// error, not an answer cut short.
 #[derive(Debug, Clone, Copy)]
 pub struct WholeAnswer;
 
@@ -209,8 +211,9 @@ impl Intercept for WholeAnswer {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        match context.response().body().bytes() {
-            Some(body) if !is_whole(body) => Err("the answer was cut short (its document does not end)".into()),
+        let response = context.response();
+        match response.body().bytes() {
+            Some(body) if response.status().is_success() && !is_whole(body) => Err("the answer was cut short (its document does not end)".into()),
             _ => Ok(()),
         }
     }

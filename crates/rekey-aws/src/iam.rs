@@ -42,10 +42,9 @@ impl Iam {
         Iam { client: clients.iam(), endpoint: clients.endpoint() }
     }
 
-    fn fail<E, R>(&self, operation: &'static str) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, R>) -> AwsError + '_
+    fn fail<E>(&self, operation: &'static str) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> AwsError + '_
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + 'static,
     {
         move |err| classify(operation, &self.endpoint, err)
     }

@@ -437,3 +437,15 @@ fn other_commands() {
         }
     }
 }
+
+/// A proxy's or load balancer's HTML error page is the server error it is,
+/// not "an answer cut short" nor "Unknown: no message".
+#[test]
+fn an_html_error_page_is_reported_as_the_server_error_it_is() {
+    let rig = Rig::new();
+    rig.emu.add_fault(&serde_json::json!({"operation": "iam:ListUsers", "kind": "html", "status": 502, "count": 50}));
+    let run = rig.rekey(&["scan", "--source", "api"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("iam:ListUsers failed: HTTP 502"), "{}", run.stderr);
+    assert!(!run.stderr.contains("cut short") && !run.stderr.contains("Unknown"), "{}", run.stderr);
+}

@@ -72,10 +72,9 @@ impl DynamoStore {
         DynamoStore { client, table: table.to_owned() }
     }
 
-    fn fail<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StoreError
+    fn fail<E>(&self, operation: &'static str, e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + 'static,
     {
         if e.code() == Some("ResourceNotFoundException") {
             return StoreError::Refused(format!("the DynamoDB state table {} does not exist: create it with `rekey state init` (or correct [state] table or --state)", self.table));
