@@ -14,6 +14,7 @@
 //! [`RolePlan::to_cloudformation`], [`RolePlan::to_terraform`].
 
 pub mod actions;
+pub mod allowed;
 pub mod compute;
 mod render;
 
@@ -153,6 +154,10 @@ const MAX_ARNS: usize = 10;
 /// IAM's limit on the inline policies of a role, in characters.
 const POLICY_LIMIT: usize = 10_240;
 
+/// Said when `build` is given no allowed action (the policies could not be
+/// read): a caller that read policies allowing nothing says so instead.
+pub const POLICIES_NOT_GIVEN: &str = "the user's policies were not given: allowed_not_seen cannot list what a proposal may miss";
+
 /// Said in every plan: what CloudTrail event history cannot show.
 pub const DATA_EVENTS_WARNING: &str = "CloudTrail event history holds management events only: data events (S3 object calls, \
 Lambda Invoke, DynamoDB item calls, SQS and SNS messages, Kinesis records) are not in it, so no proposal grants them; \
@@ -268,7 +273,7 @@ struct Expanded {
 impl Expanded {
     fn new(allowed: &[String], warnings: &mut Vec<String>) -> Expanded {
         if allowed.is_empty() {
-            warnings.push("the user's policies were not given: allowed_not_seen cannot list what a proposal may miss".into());
+            warnings.push(POLICIES_NOT_GIVEN.into());
         }
         let mut patterns = Vec::new();
         for pattern in allowed {
