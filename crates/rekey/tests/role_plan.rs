@@ -269,3 +269,25 @@ fn bad_input_exits_2_and_a_user_without_events_gets_no_proposal() {
     assert_eq!(denied.code, 2, "{}", denied.stdout);
     assert!(denied.stderr.contains("CloudTrail's event history cannot be read") && denied.stderr.contains("cloudtrail:LookupEvents"), "{}", denied.stderr);
 }
+
+#[test]
+fn scan_and_owners_name_the_plan_of_a_role_candidate() {
+    let emu = emulator();
+    // idle-user's 120-day key (FAILED), now used by a Lambda function only.
+    let key = emu.keys("idle-user")[0]["access_key_id"].as_str().unwrap().to_owned();
+    let agent = "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#5.10.0 exec-env/AWS_Lambda_python3.12";
+    emu.add_trail_events(&key, &json!({"service": "sqs", "event_name": "GetQueueUrl", "ago": "1h", "source_ip": "3.91.12.50", "user_agent": agent, "count": 3, "every": "1h"}));
+    let hint = "1 consumer, plan: `rekey role-plan --user idle-user --account 123456789012`";
+
+    let owners = rekey(Some(&emu), &["owners", "--consumers"]);
+    assert_eq!(owners.code, 0, "{}", owners.stderr);
+    assert!(owners.stdout.contains(&format!("  - role candidate: {hint}")), "{}", owners.stdout);
+    assert!(!owners.stdout.contains("rekey role-plan --user app-user"), "app-user has consumers outside AWS: {}", owners.stdout);
+    let html = rekey(Some(&emu), &["scan", "--consumers", "--format", "html", "--fail-on", "never"]);
+    assert_eq!(html.code, 0, "{}", html.stderr);
+    assert!(html.stdout.contains(&format!("yes<br><span class=\"sub\">{hint}</span>")), "the role cell names the plan");
+
+    let plan = role_plan(&emu, &["--user", "idle-user", "--account", ACCOUNT, "--format", "json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_eq!(proposal(&plan.json(), "lambda")["permissions_policy"]["Statement"][0]["Action"], json!(["sqs:GetQueueUrl"]));
+}

@@ -163,6 +163,20 @@ pub const DATA_EVENTS_WARNING: &str = "CloudTrail event history holds management
 Lambda Invoke, DynamoDB item calls, SQS and SNS messages, Kinesis records) are not in it, so no proposal grants them; \
 each proposal's allowed_not_seen lists those the user's policies allow today: review them before moving a consumer to its role";
 
+/// The command that plans the roles of a user's keys, to paste:
+/// `rekey role-plan --user NAME --account ID`.
+pub fn command(user_name: &str, account_id: &str) -> String {
+    let quote = crate::notice::shell_quote;
+    format!("rekey role-plan --user {} --account {}", quote(user_name), quote(account_id))
+}
+
+/// "N consumers, plan: `rekey role-plan ...`", where a scan read a role
+/// candidate's consumers (`--consumers`).
+pub fn hint(consumers: usize, user_name: &str, account_id: &str) -> String {
+    let n = if consumers == 1 { "1 consumer".to_owned() } else { format!("{consumers} consumers") };
+    format!("{n}, plan: `{}`", command(user_name, account_id))
+}
+
 /// A consumer while the plan is built.
 struct Found<'a> {
     source_ip: &'a str,
