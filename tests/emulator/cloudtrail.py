@@ -47,7 +47,7 @@ TOKEN_PREFIX = "rekey-cloudtrail:"
 LOOKUP_MEMBERS = frozenset({"LookupAttributes", "StartTime", "EndTime", "EventCategory", "MaxResults", "NextToken"})
 LOOKUP_KEYS = ("AccessKeyId", "EventId", "EventName", "EventSource", "ReadOnly", "Username",
                "ResourceType", "ResourceName")
-UNIMPLEMENTED_KEYS = frozenset({"ResourceType", "ResourceName"})  # the harness records no resources
+UNIMPLEMENTED_KEYS = frozenset({"ResourceType", "ResourceName"})  # resources are shown, never looked up by
 READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Head", "Lookup", "Search", "BatchGet", "Query", "Scan")
 
 # Data events are not in CloudTrail's event history: recorded, never looked up.
@@ -77,6 +77,10 @@ UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 DEFAULT_SOURCE_IP = "192.0.2.10"
 DEFAULT_USER_AGENT = "aws-cli/2.15.0 Python/3.11.6 Linux/5.10 exe/x86_64 prompt/off"
 MAX_USER_AGENT = 1000
+MAX_RESOURCES = 20  # resources named by one seeded event
+RESOURCE_TYPE_RE = re.compile(r"^AWS::[A-Za-z0-9]+::[A-Za-z0-9]+$")
+ERROR_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.:]{0,127}$")
+VPC_ENDPOINT_RE = re.compile(r"^vpce-[0-9a-f]{1,32}$")
 
 
 class CtError(Exception):
@@ -183,16 +187,38 @@ def iso(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class Resource:
+    """A resource an event names: LookupEvents lists its type and name
+    (`Resources`), the event's record its ARN (`resources[].ARN`) when it
+    has one. A bucket's name is its name; a key's is its ARN."""
+
+    type: str
+    name: str
+    arn: str | None = None
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What seeded events may carry beyond a recorded request, shared by
+    every event of a series: the resources, an error code (the call was
+    refused) and the VPC endpoint it came through."""
+
+    resources: tuple[Resource, ...] = ()
+    error_code: str | None = None
+    vpc_endpoint_id: str | None = None
+
+
 class Event:
     """One recorded or seeded call. Small (slots), immutable but for its ids,
     which are made when first shown."""
 
     __slots__ = ("seq", "time", "account", "region", "service", "name", "access_key_id", "identity",
-                 "source_ip", "user_agent", "status", "origin", "parameters", "_ids")
+                 "source_ip", "user_agent", "status", "origin", "parameters", "extras", "_ids")
 
     def __init__(self, seq: int, t: int, account: str, region: str, service: str, name: str,
                  access_key_id: str | None, identity: Identity, source_ip: str, user_agent: str,
-                 status: int | None, origin: str, parameters: dict | None = None):
+                 status: int | None, origin: str, parameters: dict | None = None, extras: Extras | None = None):
         self.seq = seq
         self.time = t
         self.account = account
@@ -206,6 +232,7 @@ class Event:
         self.status = status  # HTTP status; None for seeded events (they succeeded)
         self.origin = origin  # request | scenario | control
         self.parameters = parameters  # requestParameters, for the calls the harness records them of
+        self.extras = extras  # seeded resources, error code and VPC endpoint, if any
         self._ids: tuple[str, str] | None = None  # (eventID, requestID)
 
     @property
@@ -216,6 +243,8 @@ class Event:
 
     @property
     def success(self) -> bool:
+        if self.extras is not None and self.extras.error_code is not None:
+            return False
         return self.status is None or self.status < 400
 
     @property
@@ -226,7 +255,7 @@ class Event:
     def cloudtrail_document(self) -> dict:
         event_id, request_id = self.ids
         read_only = is_read_only(self.name)
-        return {
+        doc = {
             "eventVersion": EVENT_VERSION,
             "userIdentity": self.identity.doc(self.access_key_id),
             "eventTime": iso(self.time),
@@ -245,6 +274,17 @@ class Event:
             "recipientAccountId": self.account,
             "eventCategory": "Management" if is_management(self.service, self.name) else "Data",
         }
+        extras = self.extras
+        if extras is not None:
+            if extras.error_code is not None:
+                doc["errorCode"] = extras.error_code
+                doc["errorMessage"] = f"harness: seeded {extras.error_code}"
+            arns = [{"accountId": self.account, "type": r.type, "ARN": r.arn} for r in extras.resources if r.arn]
+            if arns:
+                doc["resources"] = arns
+            if extras.vpc_endpoint_id is not None:
+                doc["vpcEndpointId"] = extras.vpc_endpoint_id
+        return doc
 
     def lookup_doc(self) -> dict:
         """The event as LookupEvents returns it."""
@@ -259,7 +299,8 @@ class Event:
         out["EventSource"] = event_source(self.service)
         if self.identity.username is not None:
             out["Username"] = self.identity.username
-        out["Resources"] = []
+        resources = self.extras.resources if self.extras is not None else ()
+        out["Resources"] = [{"ResourceType": r.type, "ResourceName": r.name} for r in resources]
         out["CloudTrailEvent"] = json.dumps(self.cloudtrail_document())
         return out
 
@@ -302,12 +343,15 @@ class SeriesSpec:
     ago: int
     count: int = 1
     every: int = 0
+    extras: Extras | None = None
 
     def times(self, anchor: int) -> list[int]:
         return [anchor - self.ago - i * self.every for i in range(self.count)]
 
 
-SERIES_FIELDS = frozenset({"ago", "source_ip", "user_agent", "service", "event_name", "region", "count", "every"})
+SERIES_FIELDS = frozenset({"ago", "source_ip", "user_agent", "service", "event_name", "region", "count", "every",
+                           "resources", "error_code", "vpc_endpoint_id"})
+RESOURCE_FIELDS = frozenset({"type", "name", "arn"})
 
 
 def _expect(cond: bool, msg: str) -> None:
@@ -369,7 +413,42 @@ def parse_series(raw: dict, where: str, extra: frozenset[str]) -> SeriesSpec:
     _expect(oldest <= RETENTION_SECONDS,
             f"{where}: the oldest event would be {oldest // 86400}d{oldest % 86400 // 3600}h ago; "
             "CloudTrail event history keeps 90 days")
-    return SeriesSpec(service, name, region, source_ip, agent, ago, count, every)
+    extras = parse_extras(raw, where)
+    return SeriesSpec(service, name, region, source_ip, agent, ago, count, every, extras)
+
+
+def _printable(value: Any, most: int) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= most and value.isprintable()
+
+
+def parse_extras(raw: dict, where: str) -> Extras | None:
+    """A series' "resources" ([{"type", "name", "arn"?}]), "error_code" and
+    "vpc_endpoint_id"; None when it has none of them."""
+    if not {"resources", "error_code", "vpc_endpoint_id"} & set(raw):
+        return None
+    items = raw.get("resources", [])
+    _expect(isinstance(items, list) and len(items) <= MAX_RESOURCES,
+            f"{where}.resources: a list of at most {MAX_RESOURCES} resources required")
+    resources = []
+    for i, item in enumerate(items):
+        at = f"{where}.resources[{i}]"
+        _expect(isinstance(item, dict), f"{at}: expected an object")
+        unknown = sorted(set(item) - RESOURCE_FIELDS)
+        _expect(not unknown, f"{at}: unknown field(s) {', '.join(unknown)}")
+        kind, name, arn = item.get("type"), item.get("name"), item.get("arn")
+        _expect(isinstance(kind, str) and bool(RESOURCE_TYPE_RE.match(kind)),
+                f"{at}.type: a resource type like 'AWS::S3::Bucket' required, got {kind!r}")
+        _expect(_printable(name, 2000), f"{at}.name: 1-2000 printable characters required")
+        _expect(arn is None or (_printable(arn, 2048) and arn.startswith("arn:")),
+                f"{at}.arn: an ARN (arn:...) required, got {arn!r}")
+        resources.append(Resource(kind, name, arn))
+    code = raw.get("error_code")
+    _expect(code is None or (isinstance(code, str) and bool(ERROR_CODE_RE.match(code))),
+            f"{where}.error_code: an error code like 'AccessDenied' required, got {code!r}")
+    endpoint = raw.get("vpc_endpoint_id")
+    _expect(endpoint is None or (isinstance(endpoint, str) and bool(VPC_ENDPOINT_RE.match(endpoint))),
+            f"{where}.vpc_endpoint_id: an id like 'vpce-0a1b2c3d' required, got {endpoint!r}")
+    return Extras(tuple(resources), code, endpoint)
 
 
 # --------------------------------------------------------------------------
@@ -418,7 +497,8 @@ def parse_attributes(raw: Any) -> tuple[str, str] | None:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ATTRIBUTE_VALUE:
         raise invalid_attributes(f"The AttributeValue of {key} must be 1 to {MAX_ATTRIBUTE_VALUE} characters.")
     if key in UNIMPLEMENTED_KEYS:
-        raise invalid_parameter(f"harness: lookup by {key} is not implemented (the harness records no resources)")
+        raise invalid_parameter(f"harness: lookup by {key} is not implemented (events show their resources, "
+                                "but are not looked up by them)")
     if key == "ReadOnly" and value not in ("true", "false"):
         raise invalid_attributes("The AttributeValue of ReadOnly must be true or false.")
     return key, value
@@ -553,7 +633,7 @@ class CloudTrail:
                     self.dropped += 1
                 self.events.append(Event(self.seq, t, account, event_region(spec.service, spec.region),
                                          spec.service, spec.event_name, akid, identity, spec.source_ip,
-                                         spec.user_agent, None, origin))
+                                         spec.user_agent, None, origin, None, spec.extras))
         return len(rows)
 
     # -- LookupEvents ----------------------------------------------------------

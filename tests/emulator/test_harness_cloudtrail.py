@@ -377,6 +377,65 @@ class SeededHistoryTests(CloudTrailTestCase):
         self.assertEqual(got, 400, payload)
 
 
+class ResourceTests(CloudTrailTestCase):
+    """Seeded events with resources, an error code and a VPC endpoint, as
+    LookupEvents and the event's record show them."""
+
+    BUCKET = {"type": "AWS::S3::Bucket", "name": "reports", "arn": "arn:aws:s3:::reports"}
+    KEY = {"type": "AWS::KMS::Key", "name": "arn:aws:kms:us-east-1:123456789012:key/k1",
+           "arn": "arn:aws:kms:us-east-1:123456789012:key/k1"}
+    STACK = {"type": "AWS::CloudFormation::Stack", "name": "arn:aws:cloudformation:us-east-1:123456789012:stack/app/1"}
+    scenario = {
+        "users": [{"name": "u", "keys": [{"age": "5d"}]}],
+        "cloudtrail": {"events": [
+            {"user": "u", "ago": "1h", "service": "s3", "event_name": "GetBucketPolicy", "resources": [BUCKET],
+             "vpc_endpoint_id": "vpce-0a1b2c3d", "source_ip": "10.0.1.5"},
+            {"user": "u", "ago": "2h", "service": "kms", "event_name": "Decrypt", "resources": [KEY, STACK],
+             "error_code": "AccessDenied"},
+            {"user": "u", "ago": "3h", "service": "s3", "event_name": "ListBuckets"},
+        ]},
+    }
+
+    def test_resources_error_and_endpoint(self) -> None:
+        key = self.key("u")
+        seeded = ("GetBucketPolicy", "Decrypt", "ListBuckets")  # the other test adds one more
+        bucket, decrypt, plain = [e for e in self.lookup(LookupAttributes=by_key(key)) if e["EventName"] in seeded]
+        self.assertEqual(bucket["Resources"], [{"ResourceType": "AWS::S3::Bucket", "ResourceName": "reports"}])
+        doc = trail_doc(bucket)
+        self.assertEqual(doc["resources"], [{"accountId": MGMT, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::reports"}])
+        self.assertEqual(doc["vpcEndpointId"], "vpce-0a1b2c3d")
+        self.assertNotIn("errorCode", doc)
+        self.assertEqual([r["ResourceType"] for r in decrypt["Resources"]], ["AWS::KMS::Key", "AWS::CloudFormation::Stack"])
+        doc = trail_doc(decrypt)
+        self.assertEqual([r["ARN"] for r in doc["resources"]], [self.KEY["arn"]], "only resources with an ARN")
+        self.assertEqual(doc["errorCode"], "AccessDenied")
+        self.assertEqual((plain["Resources"], set(trail_doc(plain)) & {"resources", "errorCode", "vpcEndpointId"}), ([], set()))
+        view = self.h.ok("GET", f"/_rekey/cloudtrail/events?access_key_id={key}")["events"]
+        self.assertEqual([e["success"] for e in view if e["event_name"] in seeded], [True, False, True])
+
+    def test_resources_added_at_runtime_and_bad_ones(self) -> None:
+        key = self.key("u")
+        base = {"access_key_id": key, "ago": "4h", "service": "cloudformation", "event_name": "DescribeStacks"}
+        self.h.ok("POST", "/_rekey/cloudtrail/events", {**base, "resources": [self.STACK]})
+        found = [e for e in self.lookup(LookupAttributes=by_key(key)) if e["EventName"] == "DescribeStacks"]
+        self.assertEqual(found[0]["Resources"], [{"ResourceType": "AWS::CloudFormation::Stack", "ResourceName": self.STACK["name"]}])
+        cases = [
+            ({**base, "resources": {}}, "resources: a list"),
+            ({**base, "resources": [{"name": "x"}]}, r"resources[0].type"),
+            ({**base, "resources": [{"type": "AWS::S3::Bucket"}]}, r"resources[0].name"),
+            ({**base, "resources": [{**self.BUCKET, "arn": "reports"}]}, r"resources[0].arn"),
+            ({**base, "resources": [{**self.BUCKET, "region": "x"}]}, "unknown field"),
+            ({**base, "resources": [self.BUCKET] * 21}, "at most 20"),
+            ({**base, "error_code": "Access Denied"}, "error_code"),
+            ({**base, "vpc_endpoint_id": "endpoint-1"}, "vpc_endpoint_id"),
+        ]
+        for body, text in cases:
+            with self.subTest(body=body):
+                got, payload = self.h.control("POST", "/_rekey/cloudtrail/events", body)
+                self.assertEqual(got, 400, payload)
+                self.assertIn(text, payload["error"])
+
+
 class ControlTests(CloudTrailTestCase):
     """The throttle and the switch; each test restores what it changes."""
 
@@ -638,6 +697,7 @@ class ScenarioValidationTests(unittest.TestCase):
             ({"events": [{**ev, "event_name": "List Buckets"}]}, "event_name"),
             ({"events": [{**ev, "service": "sts", "region": "eu-west-1"}]}, "records sts events in us-east-1"),
             ({"events": [{**ev, "when": "1d"}]}, "unknown field"),
+            ({"events": [{**ev, "resources": [{"type": "S3 bucket", "name": "b"}]}]}, r"events\[0\]\.resources\[0\]\.type"),
             ({"events": [{k: v for k, v in ev.items() if k != "ago"}]}, r"ago: required"),
             ({"events": {}}, r"cloudtrail\.events: expected a list"),
             ({"enabled": "no"}, r"cloudtrail\.enabled"),

@@ -9,6 +9,7 @@ use aws_sdk_cloudtrail::primitives::DateTime;
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use jiff::Timestamp;
 use rekey_core::consumers::TrailEvent;
+use rekey_core::role_plan::PlanEvent;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio::sync::Mutex;
@@ -57,6 +58,22 @@ impl Trails {
 }
 
 impl Trails {
+    /// The events of `keys` from `from` (at most 90 days back) until now,
+    /// from every region, as `role-plan` reads them: with the resources
+    /// they name, and an event whose record cannot be read as one of an
+    /// unknown consumer.
+    pub async fn plan_events(&self, keys: &[String], from: Timestamp) -> Result<Vec<PlanEvent>, AwsError> {
+        let now = Timestamp::now();
+        let from = from.max(now - HISTORY);
+        let mut all = Vec::new();
+        for key in keys {
+            for found in join_all(self.0.iter().map(|t| t.key_plan_events(key, from, now))).await {
+                all.extend(found?);
+            }
+        }
+        Ok(all)
+    }
+
     /// When `UpdateAccessKey` set `access_key_id` active, from `from` until
     /// now, in every region read (IAM's events are in us-east-1 in the
     /// `aws` partition). An event that cannot be read counts as one: the
@@ -99,12 +116,7 @@ impl Trail {
     /// Every management event of `access_key_id` between `from` and `to`,
     /// every page, each page within CloudTrail's rate.
     pub async fn key_events(&self, access_key_id: &str, from: Timestamp, to: Timestamp) -> Result<KeyEvents, AwsError> {
-        let unexpected = |detail: String| AwsError::Unexpected { operation: "cloudtrail:LookupEvents", detail };
-        let attribute = LookupAttribute::builder()
-            .attribute_key(LookupAttributeKey::AccessKeyId)
-            .attribute_value(access_key_id)
-            .build()
-            .map_err(|e| unexpected(e.to_string()))?;
+        let attribute = key_attribute(access_key_id)?;
         let mut out = KeyEvents::default();
         for e in self.all_pages(&attribute, from, to).await? {
             match e.cloud_trail_event().and_then(|doc| parse(doc, &self.region)) {
@@ -113,6 +125,12 @@ impl Trail {
             }
         }
         Ok(out)
+    }
+
+    /// [`Trail::key_events`] as `role-plan` reads them ([`plan_event`]).
+    pub async fn key_plan_events(&self, access_key_id: &str, from: Timestamp, to: Timestamp) -> Result<Vec<PlanEvent>, AwsError> {
+        let attribute = key_attribute(access_key_id)?;
+        Ok(self.all_pages(&attribute, from, to).await?.iter().map(|e| plan_event(e, &self.region, from)).collect())
     }
 
     /// When `UpdateAccessKey` set `access_key_id` active between `from`
@@ -200,6 +218,73 @@ fn parse(doc: &str, region: &str) -> Option<TrailEvent> {
     })
 }
 
+/// The lookup of one access key's events.
+fn key_attribute(access_key_id: &str) -> Result<LookupAttribute, AwsError> {
+    LookupAttribute::builder()
+        .attribute_key(LookupAttributeKey::AccessKeyId)
+        .attribute_value(access_key_id)
+        .build()
+        .map_err(|e| AwsError::Unexpected { operation: "cloudtrail:LookupEvents", detail: e.to_string() })
+}
+
+/// An event as a role plan reads it. Its resources are the ARNs its record
+/// names (`resources[].ARN`) and those `LookupEvents` lists beside it
+/// (`Resources`: a name that is an ARN, or a bucket's name). A record that
+/// cannot be read (as [`parse`] reads it) gives an unreadable event with
+/// what `LookupEvents` tells of it: time (else `from`), source, name and
+/// resources.
+fn plan_event(e: &aws_sdk_cloudtrail::types::Event, region: &str, from: Timestamp) -> PlanEvent {
+    let partition = rekey_core::model::partition_of(region);
+    let mut resources: Vec<String> = Vec::new();
+    let mut add = |arn: String| {
+        if !resources.contains(&arn) {
+            resources.push(arn);
+        }
+    };
+    let record = e.cloud_trail_event().and_then(|doc| Some((parse(doc, region)?, serde_json::from_str::<serde_json::Value>(doc).ok()?)));
+    if let Some((_, v)) = &record {
+        for r in v.get("resources").and_then(|r| r.as_array()).into_iter().flatten() {
+            if let Some(arn) = r.get("ARN").and_then(|a| a.as_str()).filter(|a| a.starts_with("arn:")) {
+                add(arn.to_owned());
+            }
+        }
+    }
+    for r in e.resources() {
+        if let Some(arn) = resource_arn(r.resource_type(), r.resource_name(), partition) {
+            add(arn);
+        }
+    }
+    match record {
+        Some((trail, v)) => {
+            let text = |field: &str| v.get(field).and_then(|f| f.as_str()).filter(|f| !f.is_empty()).map(str::to_owned);
+            PlanEvent { error_code: text("errorCode"), vpc_endpoint_id: text("vpcEndpointId"), ..PlanEvent::from_trail(&trail, resources) }
+        }
+        None => PlanEvent {
+            time: e.event_time().and_then(|t| Timestamp::from_second(t.secs()).ok()).unwrap_or(from),
+            event_source: e.event_source().unwrap_or_default().to_owned(),
+            event_name: e.event_name().unwrap_or_default().to_owned(),
+            region: region.to_owned(),
+            source_ip: String::new(),
+            user_agent: String::new(),
+            resources,
+            error_code: None,
+            vpc_endpoint_id: None,
+            readable: false,
+        },
+    }
+}
+
+/// The ARN of a resource `LookupEvents` lists: its name when that is an
+/// ARN; a bucket's from its name (bucket ARNs name neither region nor
+/// account); else none.
+fn resource_arn(kind: Option<&str>, name: Option<&str>, partition: &str) -> Option<String> {
+    let name = name.filter(|n| !n.is_empty())?;
+    if name.starts_with("arn:") {
+        return Some(name.to_owned());
+    }
+    (kind == Some("AWS::S3::Bucket") && !name.contains(['/', ':'])).then(|| format!("arn:{partition}:s3:::{name}"))
+}
+
 /// What an `UpdateAccessKey` event asked for.
 #[derive(Debug, PartialEq)]
 struct Update {
@@ -264,6 +349,35 @@ mod tests {
         assert_eq!((e.service.as_str(), e.region.as_str(), e.access_key_id.as_str()), ("s3", "eu-west-1", "AKIA1"));
         assert!(parse("{}", "us-east-1").is_none());
         assert!(parse("not json", "us-east-1").is_none());
+    }
+
+    #[test]
+    fn a_plan_event_takes_its_resources_error_and_endpoint() {
+        use aws_sdk_cloudtrail::types::{Event, Resource};
+        let doc = r#"{"eventTime": "2026-11-28T09:00:00Z", "eventSource": "s3.amazonaws.com", "eventName": "GetBucketPolicy",
+            "awsRegion": "eu-west-1", "sourceIPAddress": "10.0.1.5", "userAgent": "aws-cli/2.15.0", "errorCode": "AccessDenied",
+            "vpcEndpointId": "vpce-0abc", "resources": [{"ARN": "arn:aws:s3:::reports", "accountId": "1", "type": "AWS::S3::Bucket"}],
+            "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIA1"}}"#;
+        let resource = |kind: &str, name: &str| Resource::builder().resource_type(kind).resource_name(name).build();
+        let event = Event::builder()
+            .cloud_trail_event(doc)
+            .resources(resource("AWS::S3::Bucket", "reports"))
+            .resources(resource("AWS::KMS::Key", "arn:aws:kms:eu-west-1:1:key/k"))
+            .resources(resource("AWS::DynamoDB::Table", "orders"))
+            .build();
+        let from: Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
+        let e = plan_event(&event, "eu-west-1", from);
+        assert!(e.readable);
+        assert_eq!(e.resources, ["arn:aws:s3:::reports", "arn:aws:kms:eu-west-1:1:key/k"], "a table's name alone is no ARN");
+        assert_eq!((e.error_code.as_deref(), e.vpc_endpoint_id.as_deref()), (Some("AccessDenied"), Some("vpce-0abc")));
+        assert_eq!((e.event_source.as_str(), e.source_ip.as_str()), ("s3.amazonaws.com", "10.0.1.5"));
+
+        let unread = Event::builder().cloud_trail_event("{").event_source("kms.amazonaws.com").event_name("Decrypt").resources(resource("AWS::KMS::Key", "arn:aws:kms:eu-west-1:1:key/k")).build();
+        let u = plan_event(&unread, "cn-north-1", from);
+        assert!(!u.readable);
+        assert_eq!((u.time, u.event_name.as_str(), u.source_ip.as_str()), (from, "Decrypt", ""));
+        assert_eq!(u.resources, ["arn:aws:kms:eu-west-1:1:key/k"]);
+        assert_eq!(resource_arn(Some("AWS::S3::Bucket"), Some("b"), "aws-cn").as_deref(), Some("arn:aws-cn:s3:::b"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use rekey_core::model::whole_seconds;
 use aws_sdk_iam::operation::RequestId as _;
 use crate::credential_report::known;
+use rekey_core::role_plan::allowed::PolicyText;
 use rekey_core::{AccessKeyId, Credentials, KeyStatus, LastUsed, Secret, UserName};
 use std::time::Duration;
 
@@ -199,6 +200,48 @@ impl Iam {
             }
         }
         Ok(tags)
+    }
+}
+
+impl Iam {
+    /// The policy documents that apply to `user` (for `role-plan`): its
+    /// inline policies, the default version of each managed policy
+    /// attached to it, and the same for each of its groups. `None` if there
+    /// is no such user. Documents come back as IAM gives them
+    /// (URL-encoded); `rekey_core::role_plan::allowed` reads them.
+    pub async fn user_policy_documents(&self, user: &UserName) -> Result<Option<Vec<PolicyText>>, AwsError> {
+        let inline = self.client.list_user_policies().user_name(user.as_str()).into_paginator().items().send().try_collect().await;
+        let Some(inline) = found(inline.map_err(self.fail("iam:ListUserPolicies")))? else { return Ok(None) };
+        let mut out = Vec::new();
+        for name in inline {
+            let doc = self.client.get_user_policy().user_name(user.as_str()).policy_name(&name).send().await.map_err(self.fail("iam:GetUserPolicy"))?;
+            out.push(PolicyText { source: format!("inline policy {name} of user {user}"), document: doc.policy_document().to_owned() });
+        }
+        let attached = self.client.list_attached_user_policies().user_name(user.as_str()).into_paginator().items().send().try_collect().await;
+        let mut managed: Vec<String> = attached.map_err(self.fail("iam:ListAttachedUserPolicies"))?.into_iter().filter_map(|p| p.policy_arn).collect();
+        let groups = self.client.list_groups_for_user().user_name(user.as_str()).into_paginator().items().send().try_collect().await;
+        for group in groups.map_err(self.fail("iam:ListGroupsForUser"))? {
+            let group = group.group_name;
+            let names = self.client.list_group_policies().group_name(&group).into_paginator().items().send().try_collect().await;
+            for name in names.map_err(self.fail("iam:ListGroupPolicies"))? {
+                let doc = self.client.get_group_policy().group_name(&group).policy_name(&name).send().await.map_err(self.fail("iam:GetGroupPolicy"))?;
+                out.push(PolicyText { source: format!("inline policy {name} of group {group}"), document: doc.policy_document().to_owned() });
+            }
+            let attached = self.client.list_attached_group_policies().group_name(&group).into_paginator().items().send().try_collect().await;
+            managed.extend(attached.map_err(self.fail("iam:ListAttachedGroupPolicies"))?.into_iter().filter_map(|p| p.policy_arn));
+        }
+        managed.sort();
+        managed.dedup();
+        for arn in managed {
+            let policy = self.client.get_policy().policy_arn(&arn).send().await.map_err(self.fail("iam:GetPolicy"))?;
+            let Some(version) = policy.policy().and_then(|p| p.default_version_id()) else {
+                return Err(AwsError::Unexpected { operation: "iam:GetPolicy", detail: format!("{arn} has no default version") });
+            };
+            let got = self.client.get_policy_version().policy_arn(&arn).version_id(version).send().await.map_err(self.fail("iam:GetPolicyVersion"))?;
+            let document = got.policy_version().and_then(|v| v.document()).unwrap_or_default().to_owned();
+            out.push(PolicyText { source: format!("managed policy {arn} ({version})"), document });
+        }
+        Ok(Some(out))
     }
 }
 

@@ -450,7 +450,15 @@ fn key_row(out: &mut String, row: &KeyRow) {
     });
     let rotation = row.rotation.as_ref().map_or_else(String::new, |r| format!("{}<br><span class=\"sub\">{}{}</span>", esc(&r.id), if r.retirement { "retirement, " } else { "" }, esc(&r.stage)));
     let role = if row.role_candidate { "<td title=\"never used: whatever needs access could use a role instead\">yes</td>" } else { "<td>no</td>" };
-    writeln!(out, "<td>{exemption}</td><td>{rotation}</td>{role}</tr>").ok();
+    writeln!(out, "<td>{exemption}</td><td>{rotation}</td>{}</tr>", plan_cell(row).unwrap_or_else(|| role.to_owned())).ok();
+}
+
+/// A role candidate whose consumers were read (`--consumers`), all inside
+/// AWS: why, how many, and the command of its role plan.
+fn plan_cell(row: &KeyRow) -> Option<String> {
+    let (Some(reason), Some(consumers)) = (&row.role_reason, &row.consumers) else { return None };
+    let hint = crate::role_plan::hint(consumers.count, &row.user_name, &row.account_id);
+    row.role_candidate.then(|| format!("<td title=\"{}\">yes<br><span class=\"sub\">{}</span></td>", esc(reason), esc(&hint)))
 }
 
 /// The filter bar, hidden until the script shows it: without JavaScript
@@ -729,6 +737,16 @@ mod tests {
         assert!(html.contains("<g class=\"bucket\" data-from=\"90\" data-to=\"119\" data-count=\"2\"><title>90–119 days: 2 keys: 2 FAILED</title>"));
         assert!(html.contains("id=\"max-age-line\" data-days=\"90\""));
         assert_eq!(html.matches("<g class=\"bucket\"").count(), 7);
+    }
+
+    #[test]
+    fn a_role_candidate_with_consumers_shows_how_many_and_the_plan_command() {
+        let mut key = row("123456789012", "app&co", None, Compliance::Failed, 100);
+        key.role_reason = Some("used only from Lambda: an execution role removes the need for this key".into());
+        key.consumers = Some(crate::report::ConsumerCount { count: 2, latest: None, all: Vec::new() });
+        let html = render(&report(vec![key, row("123456789012", "plain", None, Compliance::Failed, 100)]));
+        assert!(html.contains("<td title=\"used only from Lambda: an execution role removes the need for this key\">yes<br><span class=\"sub\">2 consumers, plan: `rekey role-plan --user &#39;app&amp;co&#39; --account 123456789012`</span></td>"), "{html}");
+        assert!(html.contains("<td title=\"never used: whatever needs access could use a role instead\">yes</td>"), "without consumers read, as before");
     }
 
     #[test]

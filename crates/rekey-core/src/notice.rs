@@ -223,6 +223,9 @@ impl Notice {
                 let seen = c.last_seen.strftime("%Y-%m-%d");
                 writeln!(out, "  - used by {} ({}) calling {} {}, last {seen}", c.source_ip, c.user_agent, c.service, c.top_calls.join("/")).ok();
             }
+            if let Some(consumers) = key.consumers.as_deref().filter(|c| key.role_candidate && crate::consumers::role_reason(c).is_some()) {
+                writeln!(out, "  - role candidate: {}", crate::role_plan::hint(consumers.len(), &key.user_name, &key.account_id)).ok();
+            }
             match &key.rotation {
                 Some(rotation) => {
                     writeln!(out, "  - {}", rotation_text(rotation)).ok();
@@ -585,6 +588,30 @@ WARNING: active key is 80 days old, fails at 2026-12-08 12:00 UTC (limit 90)
 --until 2026-12-28T12:00:00Z`
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_role_candidate_with_consumers_read_names_the_plan_command() {
+        let lambda = crate::consumers::consumers(&[crate::consumers::TrailEvent {
+            access_key_id: "AKIAEXAMPLE".into(),
+            time: ts("2026-11-27T08:00:00Z"),
+            event_name: "Decrypt".into(),
+            service: "kms".into(),
+            region: "us-east-1".into(),
+            source_ip: "3.1.2.3".into(),
+            user_agent: "Boto3/1.34 exec-env/AWS_Lambda_python3.12".into(),
+        }]);
+        let mut r = row("=app", Some("AKIAEXAMPLE"), None, Compliance::Failed, 100);
+        r.consumers = Some(crate::report::ConsumerCount::of(lambda.clone()));
+        let text = one(&[r.clone()]).brief();
+        assert!(text.contains("  - role candidate: 1 consumer, plan: `rekey role-plan --user '=app' --account 123456789012`\n"), "{text}");
+        r.role_candidate = false;
+        assert!(!one(&[r.clone()]).brief().contains("role candidate"));
+        let mut outside = lambda;
+        outside[0].user_agent = "aws-cli/2.15".into();
+        r.role_candidate = true;
+        r.consumers = Some(crate::report::ConsumerCount::of(outside));
+        assert!(!one(&[r]).brief().contains("role candidate"), "a consumer outside AWS: no plan hint");
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub enum Command {
     Unsuppress(UnsuppressArgs),
     /// Who uses a user's keys, from CloudTrail: source, user agent, service, calls
     Consumers(ConsumersArgs),
+    /// Roles to replace a user's keys, from CloudTrail: trust and permissions per consumer
+    RolePlan(RolePlanArgs),
     /// Start a rotation of a user's key and advance it as far as it can go now
     Rotate(RotateArgs),
     /// Retire a key whose consumers moved to roles (or that nobody uses): drain, deactivate, verify, delete; no new key
@@ -468,6 +470,37 @@ pub struct ConsumersArgs {
     /// A table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RolePlanArgs {
+    /// The IAM user whose keys the roles would replace
+    #[arg(long, value_name = "NAME")]
+    pub user: UserName,
+
+    /// The account the user is in [default: the credentials' own; another through org.role_name]
+    #[arg(long, value_name = "ID")]
+    pub account: Option<rekey_core::AccountId>,
+
+    /// Only this key of the user [default: all of them]
+    #[arg(long, value_name = "ID")]
+    pub key: Option<String>,
+
+    /// How far back to look (CloudTrail keeps 90 days)
+    #[arg(long, value_name = "DUR", default_value = "90d")]
+    pub since: Duration,
+
+    /// Text for people, JSON for scripts, or a CloudFormation template or Terraform snippet to deploy
+    #[arg(long, value_enum, default_value_t = RolePlanFormat::Text)]
+    pub format: RolePlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RolePlanFormat {
+    Text,
+    Json,
+    Cloudformation,
+    Terraform,
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,7 @@ fn run(cli: cli::Cli, term: &terminal::Terminal) -> anyhow::Result<u8> {
             C::Scan(args) => commands::scan::run(args, &settings, term).await,
             C::Findings(args) => commands::findings::run(args, &settings, term).await,
             C::Consumers(args) => commands::consumers::run(args, &settings, term).await,
+            C::RolePlan(args) => commands::role_plan::run(args, &settings, term).await,
             C::Owners(args) => commands::owners::run(args, &settings, term).await,
             C::Notify(args) => commands::notify::run(args, &settings, term).await,
             C::Suppress(args) => commands::suppress::suppress(args, &settings, term).await,

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use rekey_aws::cloudtrail::{Trails, HISTORY};
 use rekey_aws::{AwsError, Clients};
 use rekey_core::consumers::{consumers, role_reason, TrailEvent};
+use rekey_core::role_plan::PlanEvent;
 use rekey_core::report::{ConsumerCount, Note, ScanReport};
 use rekey_core::{AccountId, Compliance};
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,18 @@ pub async fn events(trails: &Trails, keys: &[String], from: Timestamp) -> Result
         n => vec![format!("{n} CloudTrail events could not be read and are not counted")],
     };
     Ok((found.events, warnings))
+}
+
+/// The events of `keys` since `from` as role plans read them, with a
+/// warning for events that could not be read (they make one consumer of
+/// unknown compute).
+pub async fn plan_events(trails: &Trails, keys: &[String], from: Timestamp) -> Result<(Vec<PlanEvent>, Vec<String>), AwsError> {
+    let events = trails.plan_events(keys, from).await?;
+    let warnings = match events.iter().filter(|e| !e.readable).count() {
+        0 => Vec::new(),
+        n => vec![format!("{n} CloudTrail events could not be read: their consumer is unknown, and so is its compute")],
+    };
+    Ok((events, warnings))
 }
 
 /// Events read, and warnings about the ones that could not be.

@@ -213,7 +213,7 @@ fn policy_covers_scan_and_each_configured_target() {
     assert_eq!(policy["Version"], "2012-10-17");
     let statements = policy["Statement"].as_array().unwrap();
     let sids: Vec<&str> = statements.iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-    assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeySecurityHubFindings", "RekeyImportFindings"], "scanning, consumers, and Security Hub unless it is off");
+    assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeySecurityHubFindings", "RekeyImportFindings", "RekeyRolePlan"], "scanning, consumers, role plans, and Security Hub unless it is off");
     let scan_actions = statements[0]["Action"].as_array().unwrap();
     for action in ["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListUserTags"] {
         assert!(scan_actions.contains(&json!(action)), "{action}");
@@ -241,10 +241,11 @@ fn policy_covers_scan_and_each_configured_target() {
     let run: Run = rekey_cmd(None, home.path()).arg("policy").output().unwrap().into();
     let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let sids: Vec<&str> = policy["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-    assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeyListOrganization", "RekeyAssumeMemberRoles", "RekeyNotifyOwners"], "no Security Hub when it is off; the org role; SNS for the topic");
-    assert_eq!(policy["Statement"][3]["Resource"], json!(["arn:aws:iam::*:role/Audit"]));
-    assert_eq!(policy["Statement"][4]["Action"], json!(["sns:Publish"]));
-    assert_eq!(policy["Statement"][4]["Resource"], json!([topic]));
+    assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeyListOrganization", "RekeyAssumeMemberRoles", "RekeyNotifyOwners", "RekeyRolePlan"], "no Security Hub when it is off; the org role; SNS for the topic");
+    let by_sid = |sid: &str| policy["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid).cloned().unwrap();
+    assert_eq!(by_sid("RekeyAssumeMemberRoles")["Resource"], json!(["arn:aws:iam::*:role/Audit"]));
+    assert_eq!(by_sid("RekeyNotifyOwners")["Action"], json!(["sns:Publish"]));
+    assert_eq!(by_sid("RekeyNotifyOwners")["Resource"], json!([topic]));
 
     // State in DynamoDB: the runner's actions and the setup's, on that table only.
     let run: Run = rekey_cmd(None, home.path()).args(["--state", "dynamodb:team-rekey", "policy"]).output().unwrap().into();

@@ -14,6 +14,7 @@
 //! [`RolePlan::to_cloudformation`], [`RolePlan::to_terraform`].
 
 pub mod actions;
+pub mod allowed;
 pub mod compute;
 mod render;
 
@@ -153,10 +154,28 @@ const MAX_ARNS: usize = 10;
 /// IAM's limit on the inline policies of a role, in characters.
 const POLICY_LIMIT: usize = 10_240;
 
+/// Said when `build` is given no allowed action (the policies could not be
+/// read): a caller that read policies allowing nothing says so instead.
+pub const POLICIES_NOT_GIVEN: &str = "the user's policies were not given: allowed_not_seen cannot list what a proposal may miss";
+
 /// Said in every plan: what CloudTrail event history cannot show.
 pub const DATA_EVENTS_WARNING: &str = "CloudTrail event history holds management events only: data events (S3 object calls, \
 Lambda Invoke, DynamoDB item calls, SQS and SNS messages, Kinesis records) are not in it, so no proposal grants them; \
 each proposal's allowed_not_seen lists those the user's policies allow today: review them before moving a consumer to its role";
+
+/// The command that plans the roles of a user's keys, to paste:
+/// `rekey role-plan --user NAME --account ID`.
+pub fn command(user_name: &str, account_id: &str) -> String {
+    let quote = crate::notice::shell_quote;
+    format!("rekey role-plan --user {} --account {}", quote(user_name), quote(account_id))
+}
+
+/// "N consumers, plan: `rekey role-plan ...`", where a scan read a role
+/// candidate's consumers (`--consumers`).
+pub fn hint(consumers: usize, user_name: &str, account_id: &str) -> String {
+    let n = if consumers == 1 { "1 consumer".to_owned() } else { format!("{consumers} consumers") };
+    format!("{n}, plan: `{}`", command(user_name, account_id))
+}
 
 /// A consumer while the plan is built.
 struct Found<'a> {
@@ -268,7 +287,7 @@ struct Expanded {
 impl Expanded {
     fn new(allowed: &[String], warnings: &mut Vec<String>) -> Expanded {
         if allowed.is_empty() {
-            warnings.push("the user's policies were not given: allowed_not_seen cannot list what a proposal may miss".into());
+            warnings.push(POLICIES_NOT_GIVEN.into());
         }
         let mut patterns = Vec::new();
         for pattern in allowed {

@@ -7,6 +7,7 @@ pub mod history;
 pub mod notify;
 pub mod owners;
 pub mod policy;
+pub mod role_plan;
 pub mod rotate;
 pub mod run;
 pub mod scan;

@@ -1,5 +1,5 @@
 //! `rekey policy`: the least-privilege IAM policy for what rekey.toml
-//! configures: scanning always; rotation of each `[[target]]` user, scoped
+//! configures: scanning, consumers and role plans always; rotation of each `[[target]]` user, scoped
 //! to that user, with the sinks it writes to; Security Hub unless it is off;
 //! SNS for the configured notice topic; with `[org] role_name`, listing the
 //! organization and assuming that role in other accounts.
@@ -30,6 +30,21 @@ const SCAN: &[&str] = &[
 /// `consumers`, `--consumers` and the drain's evidence: CloudTrail's event
 /// history has no resource to scope to.
 const CONSUMERS: &[&str] = &["cloudtrail:LookupEvents"];
+
+/// `role-plan`: the user's policies, its groups' and the managed ones
+/// they attach, which bound what event history cannot show (a denial is a
+/// warning there, not a failure).
+const ROLE_PLAN: &[&str] = &[
+    "iam:ListUserPolicies",
+    "iam:GetUserPolicy",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListGroupsForUser",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:ListAttachedGroupPolicies",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
+];
 
 const ROTATE: &[&str] = &["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey"];
 
@@ -131,6 +146,7 @@ pub fn policy(file: &ConfigFile, state: &Location, partition: &str) -> Value {
     if let Some(topic) = &file.notify.sns_topic_arn {
         statements.push(statement("RekeyNotifyOwners", &["sns:Publish"], vec![topic.clone()]));
     }
+    statements.push(statement("RekeyRolePlan", ROLE_PLAN, vec!["*".into()]));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -269,8 +285,8 @@ deliver = [{ type = "secretsmanager", secret_id = "arn:aws:secretsmanager:eu-wes
     fn scan_and_consumers_are_always_there_rotation_only_with_targets() {
         let p = policy_for("", "aws");
         let sids: Vec<&str> = p["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-        assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeySecurityHubFindings", "RekeyImportFindings"]);
+        assert_eq!(sids, ["RekeyScan", "RekeyConsumers", "RekeySecurityHubFindings", "RekeyImportFindings", "RekeyRolePlan"]);
         let off = policy_for("[securityhub]\nenabled = false\n", "aws");
-        assert_eq!(off["Statement"].as_array().unwrap().len(), 2);
+        assert_eq!(off["Statement"].as_array().unwrap().len(), 3);
     }
 }
