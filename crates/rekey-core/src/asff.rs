@@ -322,6 +322,7 @@ mod tests {
             exemption: None,
             rotation: None,
             role_candidate: false,
+            retire: false,
             role_reason: None,
             consumers: None,
         }

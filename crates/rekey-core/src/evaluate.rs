@@ -12,12 +12,22 @@ pub struct Policy {
     pub max_age: Duration,
     /// A key that will fail within this window is a WARNING.
     pub warn_within: Duration,
+    /// An active key unused this long (since its last use, or since it was
+    /// made) feeds nothing: retire it rather than rotate it.
+    pub unused_after: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_age: Duration::from_days(90), warn_within: Duration::from_days(14) }
+        Policy { max_age: Duration::from_days(90), warn_within: Duration::from_days(14), unused_after: Duration::from_days(90) }
     }
+}
+
+/// Whether `key` is active and unused for `policy.unused_after` at
+/// `as_of`: nothing needs it, so a new key would be made for nothing.
+pub fn unused(key: &AccessKey, policy: &Policy, as_of: Timestamp) -> bool {
+    let since = key.last_used.at.unwrap_or(key.created_at);
+    key.status == KeyStatus::Active && as_of.as_second() - since.as_second() >= policy.unused_after.as_secs() as i64
 }
 
 /// A key's (or user's) IAM.3 result. Ordered from worst to best, so the
@@ -157,6 +167,24 @@ mod tests {
     }
 
     #[test]
+    fn an_active_key_unused_for_unused_after_is_to_be_retired() {
+        let as_of: Timestamp = AS_OF.parse().unwrap();
+        let p = Policy::default();
+        assert!(unused(&key(KeyStatus::Active, 90 * DAY), &p, as_of), "never used in its 90 days");
+        assert!(!unused(&key(KeyStatus::Active, 90 * DAY - 1), &p, as_of));
+        let used = |days_ago: i64| {
+            let mut k = key(KeyStatus::Active, 400 * DAY);
+            k.last_used.at = Some(as_of - jiff::SignedDuration::from_secs(days_ago * DAY));
+            k
+        };
+        assert!(!unused(&used(10), &p, as_of), "used ten days ago");
+        assert!(unused(&used(90), &p, as_of));
+        let iam22 = Policy { unused_after: Duration::from_days(45), ..Policy::default() };
+        assert!(unused(&used(45), &iam22, as_of) && !unused(&used(44), &iam22, as_of));
+        assert!(!unused(&key(KeyStatus::Inactive, 400 * DAY), &p, as_of), "inactive: already out of the way");
+    }
+
+    #[test]
     fn inactive_keys_always_pass() {
         assert_eq!(result_at(1000 * DAY, KeyStatus::Inactive), Compliance::Passed);
         assert_eq!(result_at(80 * DAY, KeyStatus::Inactive), Compliance::Passed);
@@ -182,7 +210,7 @@ mod tests {
 
     #[test]
     fn custom_max_age() {
-        let p = Policy { max_age: Duration::from_days(30), warn_within: Duration::ZERO };
+        let p = Policy { max_age: Duration::from_days(30), warn_within: Duration::ZERO, ..Policy::default() };
         let as_of = AS_OF.parse().unwrap();
         assert_eq!(evaluate(&key(KeyStatus::Active, 30 * DAY + 1), &p, as_of).result, Compliance::Failed);
         assert_eq!(evaluate(&key(KeyStatus::Active, 30 * DAY), &p, as_of).result, Compliance::Passed);
@@ -190,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_limit_in_hours_is_named_as_written() {
-        let p = Policy { max_age: "36h".parse().unwrap(), warn_within: Duration::ZERO };
+        let p = Policy { max_age: "36h".parse().unwrap(), warn_within: Duration::ZERO, ..Policy::default() };
         let e = evaluate(&key(KeyStatus::Active, 2 * DAY), &p, AS_OF.parse().unwrap());
         assert_eq!(e.reason, "active key is 2 days old (limit 36h)");
     }
@@ -198,7 +226,7 @@ mod tests {
     #[test]
     fn the_longest_limits_do_not_overflow() {
         // Regression: a WARNING's "fails at" date overflowed (exit 101).
-        let p = Policy { max_age: Duration::MAX, warn_within: Duration::MAX };
+        let p = Policy { max_age: Duration::MAX, warn_within: Duration::MAX, ..Policy::default() };
         let late = AccessKey { created_at: "9998-12-31T00:00:00Z".parse().unwrap(), ..key(KeyStatus::Active, 0) };
         let e = evaluate(&late, &p, "9999-01-01T00:00:00Z".parse().unwrap());
         assert_eq!(e.result, Compliance::Warning);

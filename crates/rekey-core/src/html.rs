@@ -449,7 +449,11 @@ fn key_row(out: &mut String, row: &KeyRow) {
         format!("{}<br><span class=\"sub\">{until}, by {}</span>", esc(&e.reason), esc(&e.by))
     });
     let rotation = row.rotation.as_ref().map_or_else(String::new, |r| format!("{}<br><span class=\"sub\">{}{}</span>", esc(&r.id), if r.retirement { "retirement, " } else { "" }, esc(&r.stage)));
-    let role = if row.role_candidate { "<td title=\"never used: whatever needs access could use a role instead\">yes</td>" } else { "<td>no</td>" };
+    let role = match (row.retire, row.role_candidate) {
+        (true, _) => "<td title=\"unused for [policy] unused_after: retire it (rekey retire) rather than rotate it\">retire</td>",
+        (false, true) => "<td title=\"never used: whatever needs access could use a role instead\">yes</td>",
+        (false, false) => "<td>no</td>",
+    };
     writeln!(out, "<td>{exemption}</td><td>{rotation}</td>{}</tr>", plan_cell(row).unwrap_or_else(|| role.to_owned())).ok();
 }
 
@@ -550,6 +554,7 @@ mod tests {
             exemption: None,
             rotation: None,
             role_candidate: true,
+            retire: false,
             role_reason: None,
             consumers: None,
         }

@@ -61,6 +61,8 @@ pub struct Choice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Unused for `[policy] unused_after`: nothing needs a new key.
+    Retire,
     Rotate,
     Suppress,
     Deactivate,
@@ -69,6 +71,7 @@ pub enum Action {
 impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
+            Action::Retire => "retire",
             Action::Rotate => "rotate",
             Action::Suppress => "suppress",
             Action::Deactivate => "deactivate",
@@ -132,11 +135,12 @@ fn choices(row: &KeyRow, as_of: Timestamp) -> Vec<Choice> {
     let key = row.access_key_id.as_deref().map(shell_quote);
     let mut choices = Vec::new();
 
-    let mut rotate = format!("rekey rotate --user {user} --account {account}");
-    if let Some(key) = &key {
-        write!(rotate, " --key {key}").ok();
+    let key_flag = key.as_ref().map(|key| format!(" --key {key}")).unwrap_or_default();
+    // An unused key is retired, not rotated: that choice comes first.
+    if row.retire {
+        choices.push(Choice { action: Action::Retire, command: format!("rekey retire --user {user} --account {account}{key_flag}") });
     }
-    choices.push(Choice { action: Action::Rotate, command: rotate });
+    choices.push(Choice { action: Action::Rotate, command: format!("rekey rotate --user {user} --account {account}{key_flag}") });
 
     // Only a timestamp near year 9999 has no date 30 days later.
     if let Ok(until) = as_of.checked_add(SignedDuration::from_hours(24 * SUPPRESS_DAYS)) {
@@ -439,6 +443,7 @@ mod tests {
             exemption: None,
             rotation: None,
             role_candidate: true,
+            retire: false,
             role_reason: None,
             consumers: None,
         }
@@ -535,6 +540,15 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn an_unused_key_offers_retire_first() {
+        let unused = KeyRow { retire: true, ..row("u", Some("AKIA1"), None, Compliance::Failed, 100) };
+        let n = one(&[unused]);
+        let actions: Vec<_> = n.keys[0].choices.iter().map(|c| c.action).collect();
+        assert_eq!(actions, [Action::Retire, Action::Rotate, Action::Suppress, Action::Deactivate]);
+        assert_eq!(n.keys[0].choices[0].command, "rekey retire --user u --account 123456789012 --key AKIA1");
     }
 
     #[test]

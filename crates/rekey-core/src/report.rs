@@ -109,6 +109,9 @@ pub struct KeyRow {
     /// The rotation under way for this key; rotations arrive with `rekey rotate`.
     pub rotation: Option<RotationRef>,
     pub role_candidate: bool,
+    /// Active and unused for `[policy] unused_after`: retire it
+    /// (`rekey retire`), do not rotate it.
+    pub retire: bool,
     /// Why a role could replace the key, when its consumers say so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_reason: Option<String>,
@@ -197,6 +200,7 @@ pub fn key_rows(users: &[User], policy: &Policy, as_of: Timestamp, owner_tags: &
                     // A key nothing has ever used is not feeding a workload:
                     // whatever needs access can start on a role instead.
                     role_candidate: key.last_used.at.is_none(),
+                    retire: crate::evaluate::unused(key, policy, as_of),
                     role_reason: None,
                     consumers: None,
                 }

@@ -34,10 +34,10 @@ pub fn render_scan(report: &ScanReport, format: Format, colour: bool, region: &s
     Ok(())
 }
 
-const CSV_COLUMNS: [&str; 16] = [
+const CSV_COLUMNS: [&str; 17] = [
     "account_id", "user_name", "user_arn", "access_key_id", "status", "created_at", "age_days",
     "last_used_at", "last_used_service", "last_used_region", "owner", "result", "reason",
-    "exemption", "rotation", "role_candidate",
+    "exemption", "rotation", "role_candidate", "retire",
 ];
 
 /// The key objects' columns; a `null` is an empty cell, the nested
@@ -65,6 +65,7 @@ fn csv(report: &ScanReport, out: &mut dyn Write) -> anyhow::Result<()> {
             opt(r.exemption.as_ref().map(|e| e.reason.as_str())),
             opt(r.rotation.as_ref().map(|r| r.id.as_str())),
             r.role_candidate.to_string(),
+            r.retire.to_string(),
         ];
         w.write_record(cells.iter().map(|c| spreadsheet_safe(c)))?;
     }
@@ -154,7 +155,7 @@ fn key_table(mut rows: Vec<&KeyRow>, colour: bool) -> String {
         Column::whole("OWNER", cells(&|r| r.owner.clone().unwrap_or_else(|| "-".into()))),
         Column::text("REASON", cells(&|r| r.reason.clone()), 24),
         // A hint, not a result: the first column to go on a narrow terminal.
-        Column::whole("ROLE?", cells(&|r| if r.role_candidate { "maybe".into() } else { "-".into() })),
+        Column::whole("ROLE?", cells(&|r| if r.retire { "retire".into() } else if r.role_candidate { "maybe".into() } else { "-".into() })),
     ];
     table::render(columns, &["ROLE?", "LAST USED", "REASON", "LAST USED", "OWNER"], table::width(), colour)
 }

@@ -94,6 +94,8 @@ pub struct AwsSection {
 pub struct PolicySection {
     pub max_age: Option<Duration>,
     pub warn_within: Option<Duration>,
+    /// An active key unused this long is retired, not rotated.
+    pub unused_after: Option<Duration>,
     #[serde(default, deserialize_with = "tag_names")]
     pub owner_tags: Option<Vec<String>>,
     /// Owners of untagged users and owners' contacts (relative to rekey.toml).
@@ -231,6 +233,7 @@ impl Settings {
         let policy = Policy {
             max_age: flags.max_age.or(file.policy.max_age).unwrap_or(defaults.max_age),
             warn_within: flags.warn_within.or(file.policy.warn_within).unwrap_or(defaults.warn_within),
+            unused_after: file.policy.unused_after.unwrap_or(defaults.unused_after),
         };
         let owner_tags = file
             .policy
@@ -382,7 +385,7 @@ mod tests {
     /// flag: see the next test).
     #[test]
     fn every_setting_is_flag_then_file_then_default() {
-        let file = "[policy]\nmax_age = \"30d\"\nwarn_within = \"3d\"\n[state]\npath = \"/from/file.db\"\n";
+        let file = "[policy]\nmax_age = \"30d\"\nwarn_within = \"3d\"\nunused_after = \"45d\"\n[state]\npath = \"/from/file.db\"\n";
         let days = |d: i64| Duration::from_days(d as u64);
         for command in ["scan", "owners", "notify", "findings"] {
             let default = resolved("", &[command]);
@@ -391,6 +394,7 @@ mod tests {
             assert_eq!((from_file.policy.max_age, from_file.policy.warn_within), (days(30), days(3)), "{command}: file");
             let flagged = resolved(file, &[command, "--max-age", "35d", "--warn-within", "5d"]);
             assert_eq!((flagged.policy.max_age, flagged.policy.warn_within), (days(35), days(5)), "{command}: flag");
+            assert_eq!((default.policy.unused_after, from_file.policy.unused_after), (days(90), days(45)), "{command}: unused_after (no flag)");
         }
         assert_eq!(resolved(file, &["status"]).state, Location::Sqlite("/from/file.db".into()));
         assert_eq!(resolved(file, &["--state", "/flag.db", "status"]).state, Location::Sqlite("/flag.db".into()));
