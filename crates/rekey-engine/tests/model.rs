@@ -2809,3 +2809,21 @@ fn delete_inactive_never_deletes_a_key_a_person_turned_on_while_it_looked() {
     let ops = [Op::Wait { minutes: 240 }, Op::Freeze { runner: 0, at: 1 }, Op::Iam { rot: 0, act: Act::Reactivate(Which::Other) }, run(0)];
     holds(&setup, &ops);
 }
+
+/// Found by a random run of 10⁵: recovery fenced, then read the held key's
+/// last use, stalled past its lease there, and deleted the key while
+/// another runner held the rotation (invariant 6). The fence now comes
+/// after the read, right before the write.
+#[test]
+fn a_held_key_is_deleted_only_under_a_lease_fenced_after_the_last_read() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }], skew: [0, 0, -60], start_fault: Some(Fault { nth: 2, kind: FaultKind::CrashAfter }), ..one_file() };
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None },
+        run(0),
+        Op::Wait { minutes: 240 },
+        Op::Freeze { runner: 0, at: 1 },
+        Op::Wait { minutes: 6 },
+        Op::Freeze { runner: 1, at: 0 },
+    ];
+    holds(&setup, &ops);
+}

@@ -174,8 +174,10 @@ impl Engine<'_> {
                 found.wait = Some(Step::Wait(due, format!("key {} may be one a lost CreateAccessKey made; deactivated, it is deleted after {due} if IAM shows no use of it", key.id)));
                 continue;
             }
+            let used = self.last_used(&key.id).await?.at.is_some();
+            // Fenced right before the write: a read may stall past the lease.
             self.fence(r).await?;
-            if self.last_used(&key.id).await?.at.is_some() {
+            if used {
                 let request_id = self.keys.set_status(&r.user(), &key.id, KeyStatus::Active).await?;
                 self.note(r, Audit::ReactivatedUnrecordedKey { key: key.id.to_string() }, request_id);
                 found.others.push(key);
