@@ -126,16 +126,20 @@ mod open {
     /// awaits deletion, in an undo or after the end.
     pub const OLD_KEY_DELETED_OUT_OF_BAND: bool = true;
 
-    /// Open: an undo that already put the sinks back on the old key, then
-    /// the old key deleted by a person. The application is down (its key is
+    /// Open: the old key deleted by a person during an undo while a sink
+    /// still holds it: one the undo put back on it, or one delivery never
+    /// reached (a `manual` sink). The application is down (its key is
     /// gone), the new key's secret is gone with the process that made it,
     /// and no rekey command can bring either back: the block says so and
-    /// names none (invariant 8). Fixed, for an undo cut short before the
-    /// sinks were restored: `rekey confirm` keeps the new key
+    /// names none (invariant 8), or `rekey confirm` abandons the undo into
+    /// `completed` with that sink on the deleted key (invariant 4,
+    /// `an_abandoned_undo_names_the_sinks_left_on_the_deleted_old_key`).
+    /// Fixed, for an undo cut short while every sink held the new key:
+    /// `rekey confirm` keeps the new key
     /// (`undo_cut_short_then_old_key_deleted_the_block_names_no_command`).
     /// Switch (on events): a person never deletes the old key in an undo
-    /// once the sinks were restored.
-    pub const OLD_KEY_DELETED_AFTER_THE_UNDO_RESTORED_THE_SINKS: bool = true;
+    /// while a sink holds it.
+    pub const OLD_KEY_DELETED_IN_AN_UNDO_WHILE_A_SINK_HOLDS_IT: bool = true;
 
     /// Open: a person deletes or deactivates the new key while an `exec` or
     /// `manual` sink (which rekey cannot restore) holds it; the rollback the
@@ -2010,6 +2014,7 @@ impl<'h> Model<'h> {
             let awaiting_delete = matches!(position, Some(Stage::AwaitingDelete | Stage::Deleting));
             let in_undo = position.is_some_and(Stage::is_undo);
             let restored = record.progress["restore_began"].as_bool().unwrap_or(false);
+            let a_sink_holds_the_old_key = self.w.lock().app_keys(rot).contains(&record.old_key_id.to_string());
             let old_deletable = awaiting_delete || position.is_some_and(Stage::is_terminal) || in_undo;
             let unrestorable = self.w.lock().rots[rot].kinds.iter().any(|k| matches!(k, SinkKind::Exec | SinkKind::Manual));
             let other_dead = |key: Option<&str>| key.is_none_or(|k| !self.w.lock().alive(k));
@@ -2020,7 +2025,7 @@ impl<'h> Model<'h> {
             };
             if open::RECOVERY_TAKES_ANY_LATER_KEY && act == Act::Create && attempt_open
                 || open::OLD_KEY_DELETED_OUT_OF_BAND && act == Act::Delete(Which::Old) && !old_deletable
-                || open::OLD_KEY_DELETED_AFTER_THE_UNDO_RESTORED_THE_SINKS && act == Act::Delete(Which::Old) && in_undo && restored
+                || open::OLD_KEY_DELETED_IN_AN_UNDO_WHILE_A_SINK_HOLDS_IT && act == Act::Delete(Which::Old) && in_undo && (restored || a_sink_holds_the_old_key)
                 || open::OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO
                     && act == Act::Deactivate(Which::Old)
                     && position.is_some_and(|p| p.is_before_deactivation() || p.is_undo())
@@ -2566,7 +2571,7 @@ fn a_manual_check_after_deactivation_is_passed_by_the_confirmation_it_asked_for(
 
 /// Fixed: such an undo is no longer confirmed into `completed` with the SSM
 /// sink on the deleted key (invariant 4). Still open: it blocks naming no
-/// command (see `open::OLD_KEY_DELETED_AFTER_THE_UNDO_RESTORED_THE_SINKS`).
+/// command (see `open::OLD_KEY_DELETED_IN_AN_UNDO_WHILE_A_SINK_HOLDS_IT`).
 #[test]
 #[ignore = "open: an undo that began restoring the sinks, then the old key deleted, blocks naming no command (invariant 8)"]
 fn an_undo_cut_short_mid_restore_is_not_abandoned_with_a_sink_on_a_deleted_key() {
@@ -2764,7 +2769,7 @@ fn a_key_made_by_hand_and_used_unseen_after_a_lost_create() {
 /// a rollback is cut short, a person deletes the old key and makes a key
 /// by hand; the undo is abandoned into `completed` while the manual sink
 /// still holds the deleted old key, and the end does not say so
-/// (invariant 4). Kin of `open::OLD_KEY_DELETED_AFTER_THE_UNDO_RESTORED_THE_SINKS`.
+/// (invariant 4). Kept out by `open::OLD_KEY_DELETED_IN_AN_UNDO_WHILE_A_SINK_HOLDS_IT`.
 #[test]
 #[ignore = "open: an undo abandoned after the old key was deleted does not name the sinks still on it (invariant 4)"]
 fn an_abandoned_undo_names_the_sinks_left_on_the_deleted_old_key() {
