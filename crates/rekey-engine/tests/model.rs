@@ -2832,3 +2832,23 @@ fn a_held_key_is_deleted_only_under_a_lease_fenced_after_the_last_read() {
     ];
     holds(&setup, &ops);
 }
+
+/// Found by a random run: `--delete-inactive` saw the other key inactive,
+/// then a person turned it on, used it and turned it off again before the
+/// wait ended; IAM's API showed it as rekey had seen it, and the use not
+/// yet, and preflight deleted it. CloudTrail's `UpdateAccessKey` events now
+/// restart the wait.
+#[test]
+fn delete_inactive_never_deletes_a_key_turned_on_and_off_again_while_it_waited() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }], extra: Extra::Inactive, delete_inactive: true, runner2_elsewhere: true, ..one_file() };
+    let ops = [
+        Op::Wait { minutes: 240 },
+        Op::Run { runner: 1, fault: None },
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::Other) },
+        Op::Use { rot: 0, by: By::Other, lag_pct: 20 },
+        Op::Freeze { runner: 1, at: 0 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Other) },
+        run(0),
+    ];
+    holds(&setup, &ops);
+}

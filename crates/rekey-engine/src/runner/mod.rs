@@ -324,20 +324,20 @@ impl<'a> Engine<'a> {
     /// configured, tell them apart.
     async fn old_key_still_rekeys(&self, r: &mut Rotation) -> Result<bool, EngineError> {
         let Some(since) = r.progress.deactivated_at.filter(|_| !r.progress.deactivated_outside) else { return Ok(false) };
-        let reactivated = self.set_active_since(r, since).await?;
+        let reactivated = self.set_active_since(r, &r.old_key(), since).await?;
         r.progress.deactivated_outside |= reactivated;
         Ok(!reactivated)
     }
 
-    /// Whether CloudTrail shows anyone setting the old key active since
+    /// Whether CloudTrail shows anyone setting `key` active since
     /// `since`. Where it is not configured, or rekey may not read it, only
     /// what rekey saw through IAM's API stands (with a warning); a
     /// transient error fails the step, to be retried.
-    async fn set_active_since(&self, r: &Rotation, since: Timestamp) -> Result<bool, EngineError> {
-        match self.keys.activations(&r.old_key(), since).await {
+    pub(super) async fn set_active_since(&self, r: &Rotation, key: &AccessKeyId, since: Timestamp) -> Result<bool, EngineError> {
+        match self.keys.activations(key, since).await {
             Ok(found) => Ok(found.is_some_and(|at| !at.is_empty())),
             Err(e @ AwsError::AccessDenied { .. }) => {
-                tracing::warn!("rotation {}: CloudTrail cannot say whether anyone turned the old key on since rekey turned it off ({e})", r.record.id);
+                tracing::warn!("rotation {}: CloudTrail cannot say whether anyone turned key {key} on since {since} ({e})", r.record.id);
                 Ok(false)
             }
             Err(e) => Err(e.into()),

@@ -52,11 +52,14 @@ impl Engine<'_> {
                     ));
                 }
                 // Read again right before the deletion: a person may have
-                // turned it on while rekey read its last use.
+                // turned it on while rekey read its last use, or on and off
+                // again since rekey first saw it inactive (CloudTrail shows
+                // that; IAM's API does not): the wait starts again.
                 let now_listed = self.keys.list_keys(&r.user()).await?;
-                if !now_listed.iter().any(|k| k.id == other.id && k.status == KeyStatus::Inactive) {
+                let still_inactive = now_listed.iter().any(|k| k.id == other.id && k.status == KeyStatus::Inactive);
+                if !still_inactive || self.set_active_since(r, &other.id, since).await? {
                     r.progress.other_inactive_since = None;
-                    return Ok(Step::Wait(self.aws_now(), format!("the other key {} changed while rekey looked at it; looked at again", other.id)));
+                    return Ok(Step::Wait(self.aws_now(), format!("the other key {} was turned on since rekey saw it inactive; looked at again", other.id)));
                 }
                 self.fence(r).await?;
                 let request_id = self.keys.delete_key(&r.user(), &other.id).await?;
@@ -657,7 +660,7 @@ impl Engine<'_> {
         // Inactive now, but perhaps not all along: someone may have turned
         // it on and off again, which IAM's API cannot show and CloudTrail can.
         let deactivated = r.progress.deactivated_at.unwrap_or(r.record.updated_at);
-        let turned_on = match self.set_active_since(r, deactivated).await {
+        let turned_on = match self.set_active_since(r, &r.old_key(), deactivated).await {
             // CloudTrail's budget is shared (2 lookups a second per account
             // and region, other runners and tools included): busy is no
             // answer, so the deletion waits for one, and the run goes on.
