@@ -216,7 +216,7 @@ fn finding(keys: &[&KeyRow], ctx: &AsffContext) -> Option<AsffFinding> {
     })
 }
 
-fn severity_label(result: Compliance) -> &'static str {
+pub(crate) fn severity_label(result: Compliance) -> &'static str {
     match result {
         Compliance::Failed => "MEDIUM",
         Compliance::Warning => "LOW",
@@ -226,7 +226,7 @@ fn severity_label(result: Compliance) -> &'static str {
 
 /// A suppressed user still fails the control; its workflow says it was
 /// suppressed, as in Security Hub.
-fn compliance_status(result: Compliance) -> &'static str {
+pub(crate) fn compliance_status(result: Compliance) -> &'static str {
     match result {
         Compliance::Failed | Compliance::Suppressed => "FAILED",
         Compliance::Warning => "WARNING",

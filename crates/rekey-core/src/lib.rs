@@ -22,6 +22,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod notice;
+pub mod ocsf;
 pub mod owners;
 pub mod report;
 pub mod role_plan;

@@ -718,6 +718,8 @@ pub enum Format {
     Asff,
     // One self-contained page: totals, an age histogram, filters, the keys.
     Html,
+    // OCSF 1.5.0 Detection Findings, one per key, as Prowler emits them.
+    Ocsf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,17 +5,22 @@ use crate::cli::Format;
 use crate::table::{self, count, Column};
 use comfy_table::Color;
 use rekey_core::asff::{self, AsffContext};
+use rekey_core::ocsf;
 use rekey_core::report::{KeyRow, ScanReport};
 use rekey_core::Compliance;
 use std::io::Write;
 
-/// `region`: the Security Hub region that ASFF findings name.
+/// `region`: the Security Hub region that ASFF and OCSF findings name.
 pub fn render_scan(report: &ScanReport, format: Format, colour: bool, region: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     match format {
         Format::Html => out.write_all(rekey_core::html::render(report).as_bytes())?,
         Format::Asff => {
             let ctx = AsffContext::new(region, report.generated_at);
             serde_json::to_writer_pretty(&mut *out, &asff::findings(&report.keys, &ctx))?;
+            writeln!(out)?;
+        }
+        Format::Ocsf => {
+            serde_json::to_writer_pretty(&mut *out, &ocsf::findings(&report.keys, report.generated_at, region))?;
             writeln!(out)?;
         }
         Format::Json => {

@@ -19,8 +19,7 @@ mod support;
 use rekey_emulator::{scenarios_dir, Emulator};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use support::{aws, rekey, Run};
+use support::{aws, python_on, rekey, Run};
 
 const ACCOUNT: &str = "123456789012";
 const USER: &str = "app-user";
@@ -182,24 +181,6 @@ fn each_consumer_gets_the_role_of_its_compute_and_exactly_the_permissions_it_use
         assert!(!out.contains(&secret), "a secret reached role-plan's output");
     }
     eprintln!("role-plan: {:?}", started.elapsed());
-}
-
-/// The project's Python (tests/emulator/requirements.txt holds cfn-lint and python-hcl2).
-fn python() -> PathBuf {
-    match std::env::var_os("REKEY_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
-    }
-}
-
-/// `python -c script file`: its output; fails the test when it fails.
-fn python_on(script: &str, file: &Path) -> String {
-    let out = std::process::Command::new(python()).arg("-c").arg(script).arg(file).output().unwrap_or_else(|e| {
-        panic!("cannot run {} ({e}): install the test tools with scripts/install-test-deps.sh, or set REKEY_PYTHON", python().display())
-    });
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{} failed ({}):\n{text}", python().display(), out.status);
-    text
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 use rekey_emulator::{scenarios_dir, Emulator};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use support::{calls_of, rekey, total_calls};
+use support::{calls_of, python_on, rekey, total_calls};
 
 const AS_OF: &str = "2026-11-28T12:00:00Z";
 
@@ -232,6 +232,49 @@ fn every_output_format_parses_back() {
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(written["keys"], json["keys"]);
+}
+
+/// `--format ocsf` is read by the OCSF models Prowler publishes
+/// (py-ocsf-models): each finding validates as a Detection Finding, and
+/// dumping the model gives back exactly what rekey wrote, so no field was
+/// unknown to the model and dropped.
+#[test]
+fn ocsf_output_validates_against_the_ocsf_models() {
+    let emu = mixed();
+    let base = ["scan", "--as-of", AS_OF, "--fail-on", "never"];
+    let json = rekey(Some(&emu), &[&base[..], &["--format", "json"]].concat()).json();
+    let run = rekey(Some(&emu), &[&base[..], &["--format", "ocsf"]].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scan.ocsf.json");
+    std::fs::write(&path, &run.stdout).unwrap();
+    let script = r#"
+import json, sys
+from py_ocsf_models.events.findings.detection_finding import DetectionFinding
+findings = json.load(open(sys.argv[1]))
+for f in findings:
+    model = DetectionFinding.model_validate(f)
+    back = json.loads(model.model_dump_json(exclude_none=True))
+    assert back == {k: v for k, v in f.items() if v is not None}, (f, back)
+print(json.dumps([[f["finding_info"]["uid"], f["status_code"], f["status_id"], f["severity_id"], f["unmapped"]["rekey"]["result"]] for f in findings]))
+"#;
+    let seen: Vec<(String, String, u64, u64, String)> = serde_json::from_str(python_on(script, &path).trim()).unwrap();
+    let keys = json["keys"].as_array().unwrap();
+    assert_eq!(seen.len(), keys.len(), "one finding per key");
+    let uids: std::collections::BTreeSet<&String> = seen.iter().map(|s| &s.0).collect();
+    assert_eq!(uids.len(), seen.len(), "every finding has its own uid");
+    for ((_, code, status, severity, result), key) in seen.iter().zip(keys) {
+        assert_eq!(result, key["result"].as_str().unwrap());
+        let want = match result.as_str() {
+            "FAILED" => ("FAIL", 1, 3),
+            "WARNING" => ("PASS", 1, 2),
+            "SUPPRESSED" => ("FAIL", 3, 1),
+            _ => ("PASS", 1, 1),
+        };
+        let status_id = if key["rotation"].is_null() || result == "SUPPRESSED" { want.1 } else { 2 };
+        assert_eq!((code.as_str(), *status, *severity), (want.0, status_id, want.2), "{key}");
+    }
+    assert!(seen.iter().any(|s| s.4 == "FAILED") && seen.iter().any(|s| s.4 == "PASSED"), "the scenario has both: {seen:?}");
 }
 
 /// Enough CSV for the test: quoted fields with commas and doubled quotes.

@@ -249,3 +249,22 @@ pub fn aws(emulator: &Emulator, args: &[&str]) -> Run {
     assert_eq!(run.code, 0, "aws {args:?}: {}", run.stderr);
     run
 }
+
+/// The project's Python (tests/emulator/requirements.txt holds the
+/// validators: cfn-lint, python-hcl2, py-ocsf-models).
+pub fn python() -> std::path::PathBuf {
+    match std::env::var_os("REKEY_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+    }
+}
+
+/// `python -c script file`: its output; fails the test when it fails.
+pub fn python_on(script: &str, file: &Path) -> String {
+    let out = std::process::Command::new(python()).arg("-c").arg(script).arg(file).output().unwrap_or_else(|e| {
+        panic!("cannot run {} ({e}): install the test tools with scripts/install-test-deps.sh, or set REKEY_PYTHON", python().display())
+    });
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} failed ({}):\n{text}", python().display(), out.status);
+    text
+}
