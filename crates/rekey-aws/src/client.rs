@@ -13,6 +13,7 @@ use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryA
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use crate::error::{classify, AwsError};
+use crate::pace::{Pacer, Pacers, Quota};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ pub struct Clients {
     config: aws_config::SdkConfig,
     calls: CallCounter,
     clock: AwsClock,
+    /// The quotas of this account's calls, shared by every clone.
+    pacers: Pacers,
 }
 
 impl Clients {
@@ -89,7 +92,7 @@ impl Clients {
                     .with_initial_backoff(Duration::from_millis(500)),
             );
         }
-        Clients { config: loader.load().await, calls: CallCounter::default(), clock: AwsClock::default() }
+        Clients { config: loader.load().await, calls: CallCounter::default(), clock: AwsClock::default(), pacers: Pacers::default() }
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
@@ -130,7 +133,8 @@ impl Clients {
         let expiry = std::time::SystemTime::try_from(c.expiration).ok();
         let credentials = aws_credential_types::Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, "rekey-assumed-role");
         let config = self.config.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build();
-        Ok(Clients { config, calls: self.calls.clone(), clock: self.clock.clone() })
+        // Another account: quotas of its own.
+        Ok(Clients { config, calls: self.calls.clone(), clock: self.clock.clone(), pacers: Pacers::default() })
     }
 
     /// AWS's clock as its answers tell it.
@@ -157,6 +161,12 @@ impl Clients {
 
     pub fn calls(&self) -> &CallCounter {
         &self.calls
+    }
+
+    /// The bucket that keeps `operation` in `region` within `quota`, for
+    /// this account.
+    pub fn pacer(&self, operation: &'static str, region: &str, quota: Quota) -> Arc<Pacer> {
+        self.pacers.of(operation, region, quota)
     }
 }
 

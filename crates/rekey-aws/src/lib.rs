@@ -14,6 +14,8 @@
 //!   and owner notices.
 //! - [`cloudtrail`]: a key's events from CloudTrail event history.
 //! - [`org`]: the accounts of an AWS Organization.
+//! - [`pace`]: AWS's request quotas kept on the client side, one token
+//!   bucket per account, operation and region.
 //! - [`inventory`]: reading an account's users and keys from the credential
 //!   report or the API, and filling in key ids and tags where needed.
 
@@ -23,6 +25,7 @@ pub mod credential_report;
 pub mod iam;
 pub mod inventory;
 pub mod org;
+pub mod pace;
 pub mod secrets;
 pub mod securityhub;
 pub mod sns;

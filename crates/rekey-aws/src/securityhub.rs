@@ -8,7 +8,9 @@ use aws_sdk_securityhub::types::{
     AwsSecurityFinding, AwsSecurityFindingFilters, AwsSecurityFindingIdentifier, NoteUpdate, StringFilter, StringFilterComparison,
     WorkflowStatus, WorkflowUpdate,
 };
+use crate::pace::{Pacer, SECURITY_HUB_READ, SECURITY_HUB_UPDATE};
 use rekey_core::hub::Workflow;
+use std::sync::Arc;
 
 /// Security Hub's limit on identifiers in one `BatchUpdateFindings`.
 pub const UPDATE_BATCH: usize = 100;
@@ -18,6 +20,10 @@ const FILTER_VALUES: usize = 20;
 pub struct SecurityHub {
     client: aws_sdk_securityhub::Client,
     endpoint: String,
+    /// Security Hub's quotas in this account and region, shared with every
+    /// other caller in the process (see [`crate::pace`]).
+    read_pace: Arc<Pacer>,
+    update_pace: Arc<Pacer>,
 }
 
 /// Which IAM.3 findings to read.
@@ -58,7 +64,13 @@ impl SecurityHub {
         if let Some(region) = region {
             config = config.region(aws_config::Region::new(region.to_owned()));
         }
-        SecurityHub { client: aws_sdk_securityhub::Client::from_conf(config.build()), endpoint: clients.endpoint() }
+        let region = region.map_or_else(|| clients.region(), str::to_owned);
+        SecurityHub {
+            client: aws_sdk_securityhub::Client::from_conf(config.build()),
+            endpoint: clients.endpoint(),
+            read_pace: clients.pacer("securityhub:GetFindings", &region, SECURITY_HUB_READ),
+            update_pace: clients.pacer("securityhub:BatchUpdateFindings", &region, SECURITY_HUB_UPDATE),
+        }
     }
 
     /// Active IAM.3 findings about IAM users that match `query`, every page.
@@ -85,6 +97,7 @@ impl SecurityHub {
         let mut findings = Vec::new();
         let mut token = None;
         loop {
+            self.read_pace.ready().await;
             let page = self
                 .client
                 .get_findings()
@@ -113,6 +126,7 @@ impl SecurityHub {
         let ids = findings.iter().map(|f| AwsSecurityFindingIdentifier::builder().id(&f.id).product_arn(&f.product_arn).build()).collect();
         let note = NoteUpdate::builder().text(note).updated_by(by).build();
         let mut call = self.client.batch_update_findings().set_finding_identifiers(Some(ids)).note(note);
+        self.update_pace.ready().await;
         if let Some(w) = workflow {
             call = call.workflow(WorkflowUpdate::builder().status(WorkflowStatus::from(w.as_str())).build());
         }

@@ -137,6 +137,37 @@ pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Sett
     Ok(flushed)
 }
 
+/// How often the outbox is sent while a pass runs.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs `work` (a pass of the engine) while sending the outbox as it
+/// fills: Security Hub's quota (10 updates a second) is spent during the
+/// pass instead of after it. Failures stay in the outbox for the caller's
+/// own [`flush`] after `work`, which reports them.
+pub async fn flushing_while<T>(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, work: impl std::future::Future<Output = T>) -> T {
+    if !settings.file.securityhub.enabled {
+        return work.await;
+    }
+    let (done, mut finished) = tokio::sync::watch::channel(false);
+    let work = async move {
+        let out = work.await;
+        // The flusher may have stopped listening: nothing to tell then.
+        let _ = done.send(true);
+        out
+    };
+    let flusher = async {
+        loop {
+            tokio::select! {
+                _ = finished.changed() => break,
+                () = tokio::time::sleep(FLUSH_EVERY) => {}
+            }
+            // A failure here is kept in the outbox and audited by flush.
+            let _ = flush(store, accounts, settings).await;
+        }
+    };
+    tokio::join!(work, flusher).0
+}
+
 #[derive(Default)]
 struct AccountOutcome {
     sent: Vec<i64>,
@@ -187,9 +218,15 @@ async fn flush_account(hub: &SecurityHub, actor: &str, account: &str, updates: &
                 }
             }
         }
-        for ((workflow, note), group) in groups {
+        // The groups of a round are other users' updates: sent at once,
+        // as fast as Security Hub's quota lets (the pacer in `hub.update`).
+        let sends = groups.iter().map(|((workflow, note), group)| {
             let targets: Vec<&Finding> = group.iter().flat_map(|h| of_user[h.last.update.user_name.as_str()].iter().copied()).collect();
-            let failed = update_all(hub, &targets, workflow, note, actor, &mut outcome.updated).await;
+            async move { update_all(hub, &targets, *workflow, note, actor).await }
+        });
+        let results = futures::future::join_all(sends).await;
+        for (group, (updated, failed)) in groups.into_values().zip(results) {
+            outcome.updated += updated;
             for head in group {
                 match failed.get(head.last.update.user_name.as_str()) {
                     None => outcome.sent.extend(&head.seqs),
@@ -226,18 +263,19 @@ fn next_head<'u>(queue: &mut VecDeque<&'u FindingUpdate>) -> Option<Head<'u>> {
 
 /// Updates `targets` in batches of at most 100: the workflow status where
 /// it applies, the note on all. Retries what Security Hub leaves
-/// unprocessed; returns the users whose findings still failed, with why.
-async fn update_all(hub: &SecurityHub, targets: &[&Finding], workflow: Option<Workflow>, note: &str, by: &str, updated: &mut usize) -> HashMap<String, String> {
+/// unprocessed; returns how many findings it updated, and the users whose
+/// findings still failed, with why.
+async fn update_all(hub: &SecurityHub, targets: &[&Finding], workflow: Option<Workflow>, note: &str, by: &str) -> (usize, HashMap<String, String>) {
     let (with_status, note_only): (Vec<&Finding>, Vec<&Finding>) =
         targets.iter().partition(|f| workflow.is_some_and(|w| w.applies_to(f.workflow_status)));
-    let mut failed = HashMap::new();
+    let (mut updated, mut failed) = (0, HashMap::new());
     for (set, status) in [(with_status, workflow), (note_only, None)] {
         for batch in set.chunks(UPDATE_BATCH) {
             let mut left: Vec<&Finding> = batch.to_vec();
             for attempt in 1..=UNPROCESSED_ATTEMPTS {
                 match hub.update(&left, status, note, by).await {
                     Ok(unprocessed) => {
-                        *updated += left.len() - unprocessed.len();
+                        updated += left.len() - unprocessed.len();
                         left.retain(|f| unprocessed.iter().any(|u| u.finding_id == f.id));
                         if left.is_empty() {
                             break;
@@ -261,7 +299,7 @@ async fn update_all(hub: &SecurityHub, targets: &[&Finding], workflow: Option<Wo
             }
         }
     }
-    failed
+    (updated, failed)
 }
 
 fn describe(u: &Unprocessed) -> String {

@@ -30,7 +30,9 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         let started = jiff::Timestamp::now();
         reopen_expired(&store, settings, term).await?;
         let reach = Reaching { accounts: &accounts, settings };
-        let pass = rekey_engine::runner::run_due(&setup(&store, settings, may_reveal), &reach, args.account.as_ref(), settings.rotation_concurrency()).await?;
+        let engine = setup(&store, settings, may_reveal);
+        let pass = rekey_engine::runner::run_due(&engine, &reach, args.account.as_ref(), settings.rotation_concurrency());
+        let pass = crate::hub::flushing_while(&store, &accounts, settings, pass).await?;
         let (advanced, errors) = (pass.advanced, pass.errors);
         send_finding_notes(&store, settings, &accounts, term).await?;
         for id in &advanced {
