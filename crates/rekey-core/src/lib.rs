@@ -10,6 +10,7 @@
 //! - [`hub`]: Security Hub workflow statuses and when rekey may set them.
 //! - [`owners`]: the owners map file (owners of untagged users, contacts).
 //! - [`notice`]: what an owner reads: their keys and the commands to decide.
+//! - [`reminder`]: reminders on a cadence: which are due, which owners hear now.
 //! - [`asff`]: the scan as Security Hub findings, one per user.
 //! - [`metrics`]: `rekey run --metrics` as Prometheus gauges.
 
@@ -24,6 +25,7 @@ pub mod model;
 pub mod notice;
 pub mod ocsf;
 pub mod owners;
+pub mod reminder;
 pub mod report;
 pub mod role_plan;
 pub mod secret;

@@ -49,6 +49,33 @@ pub struct NoticeKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Vec<crate::consumers::Consumer>>,
     pub choices: Vec<Choice>,
+    /// In a reminder digest (`[notify] remind`): which reminder this is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<ReminderNote>,
+}
+
+/// Which reminder a key's line in a digest is, and when the key fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReminderNote {
+    /// `fails in 7 days`, `fails now`, `overdue by 14 days`.
+    pub label: String,
+    /// The moment of the reminder (what the state store records).
+    pub moment: Timestamp,
+    /// When IAM.3 fails the key: created + max_age.
+    pub fails_at: Timestamp,
+}
+
+impl ReminderNote {
+    /// `fails in 7 days (IAM.3 fails it at 2026-12-08 12:00 UTC)`, or
+    /// `overdue by 7 days (IAM.3 has failed it since ...)`.
+    fn text(&self) -> String {
+        let when = self.fails_at.strftime("%Y-%m-%d %H:%M UTC");
+        if self.moment < self.fails_at {
+            format!("{} (IAM.3 fails it at {when})", self.label)
+        } else {
+            format!("{} (IAM.3 has failed it since {when})", self.label)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,18 +120,36 @@ pub fn notices(rows: &[KeyRow], as_of: Timestamp, contact: impl Fn(Option<&str>)
     groups.sort_by_key(|(owner, _)| (owner.is_none(), *owner));
     groups
         .into_iter()
-        .map(|(owner, mut rows)| {
-            rows.sort_by(|a, b| {
-                (a.result, a.created_at, &a.account_id, &a.user_name, &a.access_key_id)
-                    .cmp(&(b.result, b.created_at, &b.account_id, &b.user_name, &b.access_key_id))
-            });
-            Notice {
-                owner: owner.map(str::to_owned),
-                contact: contact(owner),
-                keys: rows.into_iter().map(|row| notice_key(row, as_of)).collect(),
-            }
+        .map(|(owner, rows)| {
+            let keys = rows.into_iter().map(|row| notice_key(row, as_of)).collect();
+            Notice { owner: owner.map(str::to_owned), contact: contact(owner), keys: worst_then_oldest(keys) }
         })
         .collect()
+}
+
+/// A reminder digest as a notice: the digest's keys, each with its
+/// reminder, in the order of [`notices`]. `max_age` dates the failures.
+pub fn reminder_notice(digest: &crate::reminder::Digest, max_age: crate::Duration, as_of: Timestamp, contact: Option<String>) -> Notice {
+    let keys = digest
+        .keys
+        .iter()
+        .map(|(row, due)| NoticeKey {
+            reminder: Some(ReminderNote {
+                label: due.reminder.label(),
+                moment: due.moment,
+                fails_at: row.created_at.checked_add(max_age.to_signed()).unwrap_or(due.moment),
+            }),
+            ..notice_key(row, as_of)
+        })
+        .collect();
+    Notice { owner: digest.owner.clone(), contact, keys: worst_then_oldest(keys) }
+}
+
+fn worst_then_oldest(mut keys: Vec<NoticeKey>) -> Vec<NoticeKey> {
+    keys.sort_by(|a, b| {
+        (a.result, a.created_at, &a.account_id, &a.user_name, &a.access_key_id).cmp(&(b.result, b.created_at, &b.account_id, &b.user_name, &b.access_key_id))
+    });
+    keys
 }
 
 fn notice_key(row: &KeyRow, as_of: Timestamp) -> NoticeKey {
@@ -123,6 +168,7 @@ fn notice_key(row: &KeyRow, as_of: Timestamp) -> NoticeKey {
         role_candidate: row.role_candidate,
         consumers: row.consumers.as_ref().map(|c| c.all.clone()),
         choices: if row.rotation.is_some() { Vec::new() } else { choices(row, as_of) },
+        reminder: None,
     }
 }
 
@@ -180,7 +226,13 @@ impl Notice {
     fn headline(&self) -> String {
         let n = self.keys.len();
         let (keys, need) = if n == 1 { ("key", "needs") } else { ("keys", "need") };
-        format!("{n} access {keys} of {} {need} a decision", self.owner_name())
+        let reminder = if self.is_reminder() { "reminder: " } else { "" };
+        format!("{reminder}{n} access {keys} of {} {need} a decision", self.owner_name())
+    }
+
+    /// A reminder digest (`[notify] remind`), not a notice.
+    pub fn is_reminder(&self) -> bool {
+        self.keys.iter().any(|k| k.reminder.is_some())
     }
 
     fn owner_name(&self) -> &str {
@@ -223,6 +275,9 @@ impl Notice {
         for key in &self.keys {
             let line = KeyLine::of(key);
             writeln!(out, "- {}: {}. {}: {}", line.who, line.facts, key.result.as_str(), key.reason).ok();
+            if let Some(reminder) = &key.reminder {
+                writeln!(out, "  - reminder: {}", reminder.text()).ok();
+            }
             for c in key.consumers.iter().flatten() {
                 let seen = c.last_seen.strftime("%Y-%m-%d");
                 writeln!(out, "  - used by {} ({}) calling {} {}, last {seen}", c.source_ip, c.user_agent, c.service, c.top_calls.join("/")).ok();
@@ -273,6 +328,9 @@ impl Notice {
             )
             .ok();
             out.push_str("<ul>\n");
+            if let Some(reminder) = &key.reminder {
+                writeln!(out, "<li>reminder: {}</li>", escape_html(&reminder.text())).ok();
+            }
             match &key.rotation {
                 Some(rotation) => {
                     writeln!(out, "<li>{}</li>", escape_html(&rotation_text(rotation))).ok();
@@ -638,6 +696,29 @@ WARNING: active key is 80 days old, fails at 2026-12-08 12:00 UTC (limit 90)
         assert_eq!(last_use(&one(std::slice::from_ref(&r)).keys[0]), "last used 2026-11-27");
         r.last_used_region = Some("eu-west-1".into());
         assert_eq!(last_use(&one(&[r]).keys[0]), "last used 2026-11-27 in eu-west-1");
+    }
+
+    #[test]
+    fn a_reminder_digest_says_which_reminder_each_key_is() {
+        use crate::reminder::{Digest, Due, Reminder};
+        use crate::Duration;
+        let soon = row("soon", Some("AKIA1"), Some("team-a"), Compliance::Warning, 83);
+        let late = row("late", Some("AKIA2"), Some("team-a"), Compliance::Failed, 104);
+        let before = Due { moment: ts(AS_OF), reminder: Reminder::Before(Duration::from_days(7)) };
+        let overdue = Due { moment: ts(AS_OF), reminder: Reminder::Overdue(Duration::from_days(14)) };
+        let digest = Digest { owner: Some("team-a".into()), keys: vec![(soon, before), (late, overdue)] };
+        let n = reminder_notice(&digest, Duration::from_days(90), ts(AS_OF), None);
+        assert!(n.is_reminder());
+        assert_eq!(n.subject(), "rekey: reminder: 2 access keys of team-a need a decision");
+        let text = n.text(ts(AS_OF));
+        assert!(text.contains("  - reminder: fails in 7 days (IAM.3 fails it at 2026-12-05 12:00 UTC)\n"), "{text}");
+        assert!(text.contains("  - reminder: overdue by 14 days (IAM.3 has failed it since 2026-11-14 12:00 UTC)\n"), "{text}");
+        assert!(text.find("late in account").unwrap() < text.find("soon in account").unwrap(), "worst first: {text}");
+        assert!(n.html(ts(AS_OF)).contains("<li>reminder: fails in 7 days"));
+        let json = serde_json::to_value(&n).unwrap();
+        assert_eq!(json["keys"][1]["reminder"]["label"], "fails in 7 days");
+        let plain = one(&[row("u", None, None, Compliance::Failed, 100)]);
+        assert!(!plain.is_reminder() && serde_json::to_value(&plain).unwrap()["keys"][0].get("reminder").is_none(), "a notice is as before");
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum Audit {
     ExemptionExpired { account_id: String, user_name: String, reason: String, by: String, until: String },
     /// `rekey notify`: an owner was sent their list.
     OwnerNotified { owner: Option<String>, channels: Vec<String>, digest: String, keys: usize },
+    /// `rekey run`: an owner was sent a reminder digest (`[notify] remind`);
+    /// `keys` as `USER in ACCOUNT: fails in 7 days`.
+    OwnerReminded { owner: Option<String>, channels: Vec<String>, keys: Vec<String> },
     /// Security Hub refused finding updates; they stay queued.
     FindingUpdateFailed { account_id: String, users: Vec<String>, error: String, pending: usize },
 }

@@ -1,7 +1,7 @@
 //! `rekey state migrate`: everything a store holds, as items in a fixed
 //! order, copied into an empty store and checked by count and checksum.
 
-use crate::stakeholders::{ExemptionEnd, ExemptionRecord, FindingUpdate, NoticeRecord};
+use crate::stakeholders::{ExemptionEnd, ExemptionRecord, FindingUpdate, KeyReminded, NoticeRecord, OwnerReminded};
 use crate::{AuditEntry, Migrated, Result, RotationRecord, StateStore, StoreError};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -17,6 +17,8 @@ pub enum Item {
     Exemption { record: ExemptionRecord, ended: Option<ExemptionEnd> },
     FindingUpdate { update: FindingUpdate, sent_at: Option<Timestamp> },
     Notice { notice: NoticeRecord, sent_at: Timestamp, by: String },
+    OwnerReminded(OwnerReminded),
+    KeyReminded(KeyReminded),
 }
 
 impl Item {
@@ -27,6 +29,8 @@ impl Item {
             Item::Exemption { .. } => "exemptions",
             Item::FindingUpdate { .. } => "finding updates",
             Item::Notice { .. } => "notices",
+            Item::OwnerReminded(_) => "owners reminded",
+            Item::KeyReminded(_) => "keys reminded",
         }
     }
 }
@@ -59,8 +63,8 @@ async fn inventory(store: &dyn StateStore, mut keep: Option<&mut Vec<Item>>) -> 
     Ok(Copied { counts, checksum })
 }
 
-/// Copies every rotation, audit event, exemption, finding update and
-/// notice from `from` into the empty `to`, then reads `to` back: the same
+/// Copies every rotation, audit event, exemption, finding update,
+/// notice and reminder record from `from` into the empty `to`, then reads `to` back: the same
 /// counts and checksum, or an error. Refused while a lease is held (a
 /// runner is mid-step) or when `to` holds anything.
 pub async fn copy(from: &dyn StateStore, to: &dyn StateStore, now: Timestamp) -> Result<Copied> {
@@ -119,6 +123,12 @@ pub(crate) fn notice_order(item: &Item) -> impl Ord + '_ {
         Item::Notice { notice, sent_at, by } => Some((*sent_at, &notice.digest, &notice.channel, &notice.owner, by)),
         _ => None,
     }
+}
+
+/// The order reminder records are exported in, on every backend (after
+/// the notices): owners, then keys, each as [`crate::StateStore::reminders_sent`] sorts them.
+pub(crate) fn reminder_items(sent: crate::RemindersSent) -> impl Iterator<Item = Item> {
+    sent.owners.into_iter().map(Item::OwnerReminded).chain(sent.keys.into_iter().map(Item::KeyReminded))
 }
 
 /// Items per import call: bounded memory on the writing side.

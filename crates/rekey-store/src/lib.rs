@@ -23,7 +23,7 @@ mod stakeholders;
 pub use dump::{copy, migrate, Copied, Item};
 pub use dynamodb::{DynamoStore, TableDescription};
 pub use sqlite::SqliteStore;
-pub use stakeholders::{Change, EndExemption, Ended, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
+pub use stakeholders::{Change, EndExemption, Ended, ExemptionRecord, FindingUpdate, KeyReminded, NewFindingUpdate, NoticeRecord, OwnerReminded, ReminderSent, RemindersSent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -228,6 +228,10 @@ pub trait StateStore: Send + Sync {
 
     /// When a notice with this digest was last sent, if ever.
     async fn last_notice(&self, digest: &str) -> Result<Option<Timestamp>>;
+
+    /// Every owner's last reminder digest and every key's last reminder
+    /// moment (see [`ReminderSent`]), sorted.
+    async fn reminders_sent(&self) -> Result<RemindersSent>;
 
     /// Everything, in a fixed order, for `rekey state migrate`.
     async fn export(&self, each: Each<'_, Item>) -> Result<()>;

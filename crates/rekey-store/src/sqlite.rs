@@ -3,7 +3,7 @@
 //! host only, and WAL must not live on a network filesystem: several
 //! runners share [`crate::DynamoStore`] instead.
 
-use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
+use crate::stakeholders::{owner_key, Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, KeyReminded, NewFindingUpdate, NoticeRecord, OwnerReminded, RemindersSent};
 use crate::{json, stage, timestamp, AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Each, StateStore, StoreError};
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -22,6 +22,7 @@ const MIGRATIONS: &[fn() -> String] = &[
     || include_str!("migrations/003_stakeholders.sql").to_owned(),
     indexes_that_answer_alone,
     || include_str!("migrations/005_migrated.sql").to_owned(),
+    || include_str!("migrations/006_reminders.sql").to_owned(),
 ];
 
 /// 002: the stage a blocked or undoing rotation came from is a column, and a
@@ -345,6 +346,12 @@ impl StateStore for SqliteStore {
             for n in &change.notices {
                 insert_notice(tx, n, at, actor)?;
             }
+            for r in &change.reminders {
+                put_owner_reminded(tx, &OwnerReminded { owner: r.owner.clone(), last_sent_at: at })?;
+                for k in &r.keys {
+                    put_key_reminded(tx, k)?;
+                }
+            }
             for line in &change.audit {
                 append(tx, None, line)?;
             }
@@ -393,6 +400,18 @@ impl StateStore for SqliteStore {
         at.map(timestamp).transpose()
     }
 
+    async fn reminders_sent(&self) -> Result<RemindersSent> {
+        let owners = self.collect("SELECT owner, last_sent_at FROM reminder_owners ORDER BY owner_key", [], |r| {
+            let (owner, at): (Option<String>, i64) = (r.get(0)?, r.get(1)?);
+            Ok(timestamp(at).map(|last_sent_at| OwnerReminded { owner, last_sent_at }))
+        })?;
+        let keys = self.collect("SELECT account_id, user_name, key_created_at, moment FROM reminder_keys ORDER BY account_id, user_name, key_created_at", [], |r| {
+            let (account, user, created, moment): (String, String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok((|| Ok(KeyReminded { account_id: AccountId::new(account), user_name: UserName::new(user), key_created_at: timestamp(created)?, moment: timestamp(moment)? }))())
+        })?;
+        Ok(RemindersSent { owners, keys })
+    }
+
     async fn export(&self, each: Each<'_, Item>) -> Result<()> {
         self.stream(&format!("{SELECT} ORDER BY started_at, id"), [], |r| Ok(from_row(r)?.map(Item::Rotation)), each)?;
         let sql = "SELECT seq, at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail FROM audit ORDER BY seq";
@@ -403,7 +422,8 @@ impl StateStore for SqliteStore {
         let sql = format!("SELECT {FINDING_UPDATE} FROM finding_updates ORDER BY seq");
         self.stream(&sql, [], |r| Ok(finding_update(r)?.map(|(update, sent_at)| Item::FindingUpdate { update, sent_at })), each)?;
         let sql = "SELECT owner, channel, digest, keys, sent_at, by FROM notices ORDER BY sent_at, digest, channel, owner, by";
-        self.stream(sql, [], notice, each)
+        self.stream(sql, [], notice, each)?;
+        crate::dump::reminder_items(self.reminders_sent().await?).try_for_each(each)
     }
 
     async fn import(&self, items: &[Item]) -> Result<()> {
@@ -431,6 +451,8 @@ impl StateStore for SqliteStore {
                         )?;
                     }
                     Item::Notice { notice, sent_at, by } => insert_notice(tx, notice, *sent_at, by)?,
+                    Item::OwnerReminded(o) => put_owner_reminded(tx, o)?,
+                    Item::KeyReminded(k) => put_key_reminded(tx, k)?,
                 }
             }
             Ok(())
@@ -441,7 +463,8 @@ impl StateStore for SqliteStore {
         let conn = self.conn();
         let any: Option<i64> = conn.query_row(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM rotations) OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM exemptions)
-                OR EXISTS (SELECT 1 FROM finding_updates) OR EXISTS (SELECT 1 FROM notices) OR EXISTS (SELECT 1 FROM migrated)",
+                OR EXISTS (SELECT 1 FROM finding_updates) OR EXISTS (SELECT 1 FROM notices) OR EXISTS (SELECT 1 FROM migrated)
+                OR EXISTS (SELECT 1 FROM reminder_owners) OR EXISTS (SELECT 1 FROM reminder_keys)",
             [],
             |r| r.get(0),
         ).optional()?;
@@ -625,6 +648,26 @@ fn insert_notice(tx: &Connection, n: &NoticeRecord, at: Timestamp, by: &str) -> 
     tx.execute(
         "INSERT INTO notices (owner, channel, digest, keys, sent_at, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![n.owner, n.channel, n.digest, n.keys as i64, at.as_second(), by],
+    )?;
+    Ok(())
+}
+
+/// The owner's last digest is now `o.last_sent_at`.
+fn put_owner_reminded(tx: &Connection, o: &OwnerReminded) -> Result<()> {
+    tx.execute(
+        "INSERT INTO reminder_owners (owner_key, owner, last_sent_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (owner_key) DO UPDATE SET last_sent_at = excluded.last_sent_at",
+        params![owner_key(o.owner.as_deref()), o.owner, o.last_sent_at.as_second()],
+    )?;
+    Ok(())
+}
+
+/// The key's last reminder moment is now `k.moment`.
+fn put_key_reminded(tx: &Connection, k: &KeyReminded) -> Result<()> {
+    tx.execute(
+        "INSERT INTO reminder_keys (account_id, user_name, key_created_at, moment) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (account_id, user_name, key_created_at) DO UPDATE SET moment = excluded.moment",
+        params![k.account_id.as_str(), k.user_name.as_str(), k.key_created_at.as_second(), k.moment.as_second()],
     )?;
     Ok(())
 }

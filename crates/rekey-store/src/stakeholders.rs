@@ -1,5 +1,6 @@
 //! What owners decided and were told: exemptions (`rekey suppress`), the
-//! outbox of Security Hub finding updates, and the notices sent. Every
+//! outbox of Security Hub finding updates, the notices sent, and the
+//! reminders sent on a cadence (`[notify] remind`). Every
 //! change is one [`Change`], written in one transaction with its audit lines.
 
 use crate::AuditEntry;
@@ -100,6 +101,52 @@ pub struct NoticeRecord {
     pub keys: usize,
 }
 
+/// A reminder digest sent to an owner: from then on the owner's last
+/// digest is the change's time, and each key's last reminder moment is the
+/// one given (the caller sends only moments later than those recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReminderSent {
+    /// `None` for the users nobody owns.
+    pub owner: Option<String>,
+    pub keys: Vec<KeyReminded>,
+}
+
+/// The last reminder moment sent for one key. A key is its account, user
+/// and creation time (a credential-report scan has no id for a key that
+/// still passes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyReminded {
+    pub account_id: AccountId,
+    pub user_name: UserName,
+    pub key_created_at: Timestamp,
+    pub moment: Timestamp,
+}
+
+/// Every owner's last digest and every key's last reminder moment,
+/// each sorted (owners by their stored key, `-` the unowned first, then
+/// `=NAME`; keys by account, user, creation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RemindersSent {
+    pub owners: Vec<OwnerReminded>,
+    pub keys: Vec<KeyReminded>,
+}
+
+/// When an owner last got a reminder digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnerReminded {
+    pub owner: Option<String>,
+    pub last_sent_at: Timestamp,
+}
+
+/// How an owner is a key in the store: `=` and the name, or `-` for the
+/// unowned (so that no owner name, even an empty one, means nobody).
+pub(crate) fn owner_key(owner: Option<&str>) -> String {
+    match owner {
+        Some(owner) => format!("={owner}"),
+        None => "-".to_owned(),
+    }
+}
+
 /// One stakeholder change, applied atomically by [`crate::StateStore::record`]: at
 /// `at`, by `actor`.
 #[derive(Debug, Default)]
@@ -109,5 +156,6 @@ pub struct Change {
     pub end: Vec<EndExemption>,
     pub finding_updates: Vec<NewFindingUpdate>,
     pub notices: Vec<NoticeRecord>,
+    pub reminders: Vec<ReminderSent>,
     pub audit: Vec<AuditEntry>,
 }

@@ -167,6 +167,7 @@ contract!(
     expiry_is_read_from_until_and_in_force_is_strictly_before,
     the_outbox_keeps_updates_until_sent_and_counts_failures,
     notices_are_found_by_digest,
+    reminders_keep_each_owners_last_digest_and_each_keys_last_moment,
     a_change_is_all_or_nothing,
     a_change_of_many_users_is_recorded_whole,
     migration_copies_everything_and_refuses_while_leased,
@@ -491,6 +492,31 @@ async fn notices_are_found_by_digest(store: Arc<dyn StateStore>) {
     assert_eq!(store.last_notice("abc").await.unwrap(), Some(ts("2026-11-29T12:00:00Z")));
 }
 
+fn reminded(user: &str, created: &str, moment: &str) -> KeyReminded {
+    KeyReminded { account_id: AccountId::new("123456789012"), user_name: UserName::new(user), key_created_at: ts(created), moment: ts(moment) }
+}
+
+async fn reminders_keep_each_owners_last_digest_and_each_keys_last_moment(store: Arc<dyn StateStore>) {
+    assert_eq!(store.reminders_sent().await.unwrap(), RemindersSent::default());
+    let (k1, k2) = (reminded("u1", "2026-08-01T00:00:00Z", "2026-10-16T00:00:00Z"), reminded("u2", "2026-08-02T00:00:00Z", "2026-10-17T00:00:00Z"));
+    let first = Change {
+        reminders: vec![ReminderSent { owner: Some("team".into()), keys: vec![k1.clone(), k2.clone()] }, ReminderSent { owner: None, keys: vec![] }],
+        audit: vec![AuditEntry::about_owners(ts("2026-11-28T12:00:00Z"), "alice", "owner_reminded", json!({}))],
+        ..Change::default()
+    };
+    store.record(&first, ts("2026-11-28T12:00:00Z"), "alice").await.unwrap();
+    // A later digest moves the owner's time and the key's moment; an
+    // empty owner name is an owner, not the unowned.
+    let k1_later = reminded("u1", "2026-08-01T00:00:00Z", "2026-10-23T00:00:00Z");
+    let later = Change { reminders: vec![ReminderSent { owner: Some("team".into()), keys: vec![k1_later.clone()] }, ReminderSent { owner: Some(String::new()), keys: vec![] }], ..Change::default() };
+    store.record(&later, ts("2026-11-29T12:00:00Z"), "alice").await.unwrap();
+    let sent = store.reminders_sent().await.unwrap();
+    let owners: Vec<_> = sent.owners.iter().map(|o| (o.owner.as_deref(), o.last_sent_at)).collect();
+    assert_eq!(owners, [(None, ts("2026-11-28T12:00:00Z")), (Some(""), ts("2026-11-29T12:00:00Z")), (Some("team"), ts("2026-11-29T12:00:00Z"))]);
+    assert_eq!(sent.keys, [k1_later, k2]);
+    assert_eq!(events(&*store, HistoryQuery::default()).await, ["owner_reminded"]);
+}
+
 async fn a_change_is_all_or_nothing(store: Arc<dyn StateStore>) {
     // An audit line about a rotation that does not exist fails the whole change.
     let bad_line = AuditEntry { rotation_id: Some("no-such-rotation".into()), ..AuditEntry::about_owners(ts("2026-11-28T12:00:00Z"), "x", "suppressed", json!({})) };
@@ -534,7 +560,8 @@ async fn populate(store: &dyn StateStore) {
     let pending = store.pending_finding_updates().await.unwrap();
     store.finding_updates_sent(&[pending[0].seq], t0).await.unwrap();
     let notice = NoticeRecord { owner: Some("team".into()), channel: "sns".into(), digest: "d1".into(), keys: 3 };
-    let change = Change { open: vec![exempt("a", None), exempt("b", Some("2027-01-01T00:00:00Z"))], notices: vec![notice], ..Change::default() };
+    let reminder = ReminderSent { owner: Some("team".into()), keys: vec![reminded("ci", "2026-08-01T00:00:00Z", "2026-10-16T00:00:00Z")] };
+    let change = Change { open: vec![exempt("a", None), exempt("b", Some("2027-01-01T00:00:00Z"))], notices: vec![notice], reminders: vec![reminder], ..Change::default() };
     store.record(&change, t0, "alice").await.unwrap();
     let lift = Change { end: vec![EndExemption { account_id: AccountId::new("123456789012"), user_name: UserName::new("a"), how: Ended::Unsuppressed }], ..Change::default() };
     store.record(&lift, t1, "bob").await.unwrap();
@@ -544,7 +571,7 @@ async fn migration_copies_everything_and_refuses_while_leased(store: Arc<dyn Sta
     populate(&*store).await;
     let original = dump(&*store).await;
     let kinds: Vec<_> = original.iter().map(Item::kind).collect();
-    assert_eq!(kinds, ["rotations", "rotations", "audit events", "audit events", "audit events", "exemptions", "exemptions", "finding updates", "finding updates", "notices"]);
+    assert_eq!(kinds, ["rotations", "rotations", "audit events", "audit events", "audit events", "exemptions", "exemptions", "finding updates", "finding updates", "notices", "owners reminded", "keys reminded"]);
     let now = ts("2026-11-28T12:10:00Z");
     // Into the other backend and back again: nothing lost, nothing changed.
     for other in [sqlite(), dynamodb().await] {

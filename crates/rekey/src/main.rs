@@ -17,6 +17,7 @@ mod commands;
 mod hub;
 mod notices;
 mod output;
+mod reminders;
 mod rotations;
 mod scanning;
 mod settings;

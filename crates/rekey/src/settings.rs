@@ -8,6 +8,7 @@ use crate::cli::{GlobalArgs, PolicyArgs};
 use anyhow::{bail, Context};
 use rekey_aws::AwsSettings;
 use rekey_core::owners::OwnersMap;
+use rekey_core::reminder::Cadence;
 use rekey_core::target::Target;
 use rekey_core::{Duration, Policy};
 use rekey_store::Location;
@@ -161,6 +162,35 @@ pub struct NotifySection {
     pub webhook_url: Option<String>,
     pub out_dir: Option<PathBuf>,
     pub resend_after: Option<Duration>,
+    /// Reminders this long before a key fails (`rekey run` sends them).
+    pub remind: Option<Vec<Duration>>,
+    /// After a key failed, a reminder this often.
+    pub overdue_every: Option<Duration>,
+    /// At most one reminder digest per owner this often (default 1d).
+    pub min_interval: Option<Duration>,
+}
+
+impl NotifySection {
+    /// Whether any channel is configured.
+    pub fn has_channel(&self) -> bool {
+        self.sns_topic_arn.is_some() || self.webhook_url.is_some() || self.out_dir.is_some()
+    }
+
+    /// The reminder cadence, checked against `max_age`; `None` without
+    /// `remind`. The error names the key.
+    pub fn cadence(&self, max_age: Duration) -> Result<Option<Cadence>, String> {
+        let Some(remind) = &self.remind else {
+            return match (self.overdue_every, self.min_interval) {
+                (None, None) => Ok(None),
+                _ => Err("overdue_every and min_interval pace reminders: set remind too (like remind = [\"14d\", \"7d\", \"1d\"])".to_owned()),
+            };
+        };
+        let cadence = Cadence::new(remind, self.overdue_every, self.min_interval, max_age)?;
+        if !self.has_channel() {
+            return Err("remind needs a channel: set sns_topic_arn, webhook_url or out_dir".to_owned());
+        }
+        Ok(Some(cadence))
+    }
 }
 
 fn webhook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -205,6 +235,8 @@ pub struct Settings {
     pub state: Location,
     /// Who is acting, for the audit log: `--by`, else the OS user.
     pub actor: String,
+    /// `[notify] remind`, checked: what `rekey run` reminds owners of.
+    pub reminders: Option<Cadence>,
     pub file: ConfigFile,
 }
 
@@ -258,7 +290,11 @@ impl Settings {
             },
         };
         let actor = global.by.clone().unwrap_or_else(os_user);
-        Ok(Settings { aws, policy, owner_tags, owners_file, state, actor, file })
+        let reminders = file.notify.cadence(policy.max_age).map_err(|e| {
+            let path = path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            anyhow::anyhow!("invalid config file {path}: [notify] {e}")
+        })?;
+        Ok(Settings { aws, policy, owner_tags, owners_file, state, actor, reminders, file })
     }
 
     /// Whether the state store exists: a scan or a dry run never creates
@@ -477,6 +513,44 @@ concurrency = 16
 
     fn error_of(text: &str) -> String {
         ConfigFile::parse(text).unwrap_err().to_string()
+    }
+
+    /// The error `rekey ARGS` stops with when rekey.toml holds `file`.
+    fn load_error(file: &str, args: &[&str]) -> String {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rekey.toml");
+        std::fs::write(&config, file).unwrap();
+        let argv = ["rekey", "--config", config.to_str().unwrap()].into_iter().chain(args.iter().copied());
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        Settings::load(&cli.global, cli.command.policy().unwrap_or(&PolicyArgs::default())).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reminders_are_checked_when_the_config_is_read() {
+        let channel = "webhook_url = \"https://hooks.example.com/x\"\n";
+        let ok = resolved(&format!("[notify]\n{channel}remind = [\"7d\", \"14d\", \"1d\"]\noverdue_every = \"7d\"\n"), &["run"]);
+        let cadence = ok.reminders.expect("configured");
+        assert_eq!(cadence.min_interval(), Duration::from_days(1), "the default");
+        assert!(resolved(&format!("[notify]\n{channel}"), &["run"]).reminders.is_none(), "no remind, no reminders");
+        for (file, args, words) in [
+            (format!("[notify]\n{channel}remind = [\"90d\"]\n"), &["run"][..], "[notify] remind: 90d is not less than [policy] max_age 90d"),
+            (format!("[policy]\nmax_age = \"30d\"\n[notify]\n{channel}remind = [\"30d\"]\n"), &["run"], "max_age 30d"),
+            (format!("[notify]\n{channel}remind = [\"14d\"]\n"), &["notify", "--max-age", "10d"], "14d is not less than"),
+            (format!("[notify]\n{channel}remind = [\"0s\"]\n"), &["run"], "remind: 0s"),
+            (format!("[notify]\n{channel}remind = []\n"), &["run"], "remind is empty"),
+            (format!("[notify]\n{channel}remind = [\"7d\"]\noverdue_every = \"0s\"\n"), &["run"], "overdue_every must be more than 0s"),
+            (format!("[notify]\n{channel}remind = [\"7d\"]\nmin_interval = \"0s\"\n"), &["run"], "min_interval must be more than 0s"),
+            (format!("[notify]\n{channel}overdue_every = \"7d\"\n"), &["run"], "set remind too"),
+            ("[notify]\nremind = [\"7d\"]\n".to_owned(), &["run"], "remind needs a channel"),
+        ] {
+            let e = load_error(&file, args);
+            assert!(e.starts_with("invalid config file ") && e.contains(words), "{file}: {e}");
+        }
+        let e = error_of("[notify]\nremind = [\"-7d\"]\n");
+        assert!(e.contains("line 2") && e.contains("negative"), "{e}");
+        let e = error_of("[notify]\nremind = \"7d\"\n");
+        assert!(e.contains("line 2") && e.contains("remind"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! update and condition expressions.
 
 use super::table::TTL_ATTRIBUTE;
-use crate::stakeholders::{ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, NoticeRecord};
+use crate::stakeholders::{owner_key, ExemptionEnd, ExemptionRecord, FindingUpdate, KeyReminded, NewFindingUpdate, NoticeRecord, OwnerReminded};
 use crate::{json, stage, timestamp, AuditEntry, Item, Result, RotationRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::{SignedDuration, Timestamp};
@@ -304,4 +304,37 @@ pub(super) fn notice_from(item: &Attrs) -> Result<Item> {
         keys: usize::try_from(get_n(item, "keys")?).map_err(|e| crate::bad("keys", e))?,
     };
     Ok(Item::Notice { notice, sent_at: get_time(item, "sent_at")?, by: get_s(item, "by")? })
+}
+
+/// The partitions of reminder records: one item per owner, one per key.
+pub(super) const OWNERS_REMINDED: &str = "reminder#owner";
+pub(super) const KEYS_REMINDED: &str = "reminder#key";
+
+pub(super) fn owner_reminded_item(o: &OwnerReminded) -> Attrs {
+    let fields = vec![("owner", o.owner.as_deref().map(s)), ("last_sent_at", Some(n(o.last_sent_at.as_second())))];
+    present(fields, key(OWNERS_REMINDED, owner_key(o.owner.as_deref())))
+}
+
+pub(super) fn owner_reminded_from(item: &Attrs) -> Result<OwnerReminded> {
+    Ok(OwnerReminded { owner: opt_s(item, "owner")?, last_sent_at: get_time(item, "last_sent_at")? })
+}
+
+pub(super) fn key_reminded_item(k: &KeyReminded) -> Attrs {
+    let sk = format!("{}#{}#{}", k.account_id, k.user_name, seq_key(k.key_created_at.as_second()));
+    let fields = vec![
+        ("account_id", Some(s(k.account_id.as_str()))),
+        ("user_name", Some(s(k.user_name.as_str()))),
+        ("key_created_at", Some(n(k.key_created_at.as_second()))),
+        ("moment", Some(n(k.moment.as_second()))),
+    ];
+    present(fields, key(KEYS_REMINDED, sk))
+}
+
+pub(super) fn key_reminded_from(item: &Attrs) -> Result<KeyReminded> {
+    Ok(KeyReminded {
+        account_id: AccountId::new(get_s(item, "account_id")?),
+        user_name: UserName::new(get_s(item, "user_name")?),
+        key_created_at: get_time(item, "key_created_at")?,
+        moment: get_time(item, "moment")?,
+    })
 }

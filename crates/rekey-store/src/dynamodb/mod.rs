@@ -12,6 +12,8 @@
 //! | ended exemption | `exemption#ended` | `CREATED#ACCOUNT#USER#ENDED` |
 //! | pending / sent finding update | `outbox` / `outbox#sent` | sequence number |
 //! | notice | `notice` | `DIGEST#SENT_AT#CHANNEL#OWNER` |
+//! | owner's last reminder digest | `reminder#owner` | `-` (unowned) or `=OWNER` |
+//! | key's last reminder moment | `reminder#key` | `ACCOUNT#USER#CREATED` |
 //! | migrated elsewhere (`rekey state migrate`) | `migrated` | `migrated` |
 //!
 //! - A save and its audit events and finding notes are one
@@ -44,7 +46,7 @@ mod transact;
 
 pub use table::{valid_table_name, TableDescription};
 
-use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate};
+use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, OwnerReminded, RemindersSent};
 use crate::{AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Each, StateStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -52,6 +54,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{PutRequest, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use items::{
+    key_reminded_from, key_reminded_item, owner_reminded_from, owner_reminded_item, KEYS_REMINDED, OWNERS_REMINDED,
     audit_from, audit_item, exemption_from, exemption_item, get_s, get_time, guard_key, key, migrated_key, n, notice_from, notice_item, open_exemption_key, opt_n, opt_s, outbox_from,
     outbox_item, present, rotation_fields, rotation_from, rotation_item, rotation_key, s, seq_key, Attrs, Expr,
 };
@@ -417,6 +420,13 @@ impl StateStore for DynamoStore {
         for notice in &change.notices {
             groups.push(vec![self.plain(TransactWriteItem::builder().put(self.put(notice_item(notice, at, actor), None)).build())]);
         }
+        for reminder in &change.reminders {
+            // The keys' moments first: a digest of more keys than one
+            // transaction holds, cut short, sends no key twice.
+            let put = |item| vec![self.plain(TransactWriteItem::builder().put(self.put(item, None)).build())];
+            groups.extend(reminder.keys.iter().map(|k| put(key_reminded_item(k))));
+            groups.push(put(owner_reminded_item(&OwnerReminded { owner: reminder.owner.clone(), last_sent_at: at })));
+        }
         for line in &change.audit {
             let mut group = self.rotations_exist(std::slice::from_ref(line));
             group.push(Write::Audit(line.clone()));
@@ -482,6 +492,24 @@ impl StateStore for DynamoStore {
         Ok(last)
     }
 
+    async fn reminders_sent(&self) -> Result<RemindersSent> {
+        let mut sent = RemindersSent::default();
+        self.pages(self.partition(OWNERS_REMINDED, None, true), &mut |item| {
+            sent.owners.push(owner_reminded_from(item)?);
+            Ok(true)
+        })
+        .await?;
+        self.pages(self.partition(KEYS_REMINDED, None, true), &mut |item| {
+            sent.keys.push(key_reminded_from(item)?);
+            Ok(true)
+        })
+        .await?;
+        // SQLite's order, whatever the sort keys' bytes.
+        sent.owners.sort_by_key(|o| crate::stakeholders::owner_key(o.owner.as_deref()));
+        sent.keys.sort_by(|a, b| (&a.account_id, &a.user_name, a.key_created_at).cmp(&(&b.account_id, &b.user_name, b.key_created_at)));
+        Ok(sent)
+    }
+
     async fn export(&self, each: Each<'_, Item>) -> Result<()> {
         // The order SQLite gives, so that checksums compare across backends.
         let mut rotations = Vec::new();
@@ -527,7 +555,8 @@ impl StateStore for DynamoStore {
         })
         .await?;
         notices.sort_by(|a, b| crate::dump::notice_order(a).cmp(&crate::dump::notice_order(b)));
-        notices.into_iter().try_for_each(each)
+        notices.into_iter().try_for_each(&mut *each)?;
+        crate::dump::reminder_items(self.reminders_sent().await?).try_for_each(each)
     }
 
     async fn import(&self, items: &[Item]) -> Result<()> {
@@ -553,6 +582,8 @@ impl StateStore for DynamoStore {
                     puts.push(outbox_item(update, *sent_at));
                 }
                 Item::Notice { notice, sent_at, by } => puts.push(notice_item(notice, *sent_at, by)),
+                Item::OwnerReminded(o) => puts.push(owner_reminded_item(o)),
+                Item::KeyReminded(k) => puts.push(key_reminded_item(k)),
             }
         }
         self.batch_put(puts).await?;

@@ -19,6 +19,7 @@ use rekey_aws::Clients;
 use rekey_core::asff::truncate_chars;
 use rekey_core::hub::{note_text, Workflow};
 use rekey_core::notice::Notice;
+use rekey_core::reminder::Held;
 use rekey_core::{AccountId, Duration, UserName};
 use rekey_engine::audit::Audit;
 use rekey_store::{Change, NewFindingUpdate, NoticeRecord, SharedStore};
@@ -31,15 +32,15 @@ const DEFAULT_RESEND_AFTER: Duration = Duration::from_days(7);
 const SNS_SUBJECT_MAX: usize = 100;
 const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Where notices go.
-enum Channel<'a> {
+/// Where notices (and reminders) go.
+pub(crate) enum Channel<'a> {
     Sns(&'a str),
     Webhook(&'a str),
     Files(&'a Path),
 }
 
 impl Channel<'_> {
-    fn all(section: &NotifySection) -> Vec<Channel<'_>> {
+    pub(crate) fn all(section: &NotifySection) -> Vec<Channel<'_>> {
         let mut channels = Vec::new();
         channels.extend(section.sns_topic_arn.as_deref().map(Channel::Sns));
         channels.extend(section.webhook_url.as_deref().map(Channel::Webhook));
@@ -47,7 +48,7 @@ impl Channel<'_> {
         channels
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Channel::Sns(_) => "sns",
             Channel::Webhook(_) => "webhook",
@@ -55,7 +56,7 @@ impl Channel<'_> {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Channel::Sns(arn) => format!("SNS topic {arn}"),
             Channel::Webhook(url) => format!("webhook {}", redacted(url)),
@@ -63,7 +64,7 @@ impl Channel<'_> {
         }
     }
 
-    async fn send(&self, notice: &Notice, as_of: Timestamp, sns: &Sns) -> Result<(), String> {
+    pub(crate) async fn send(&self, notice: &Notice, as_of: Timestamp, sns: &Sns) -> Result<(), String> {
         let owner = notice.owner.as_deref().unwrap_or(UNOWNED);
         match self {
             Channel::Sns(topic) => {
@@ -99,12 +100,14 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     }
     let resend_after = section.resend_after.unwrap_or(DEFAULT_RESEND_AFTER);
     let clients = Clients::new(&settings.aws).await;
-    let mut report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    // The reminders' clock (see `crate::reminders::now`): the system's.
+    let now = crate::reminders::now()?;
+    let scope = Scope { as_of: Some(crate::cli::AsOf::At(now)), ..Scope::account(settings) };
+    let mut report = collect(&scope, settings, &clients, &term.progress()).await?;
     if args.consumers {
         crate::trail::fill_consumers(&mut report, settings, &Accounts::new(&clients, settings, None)).await;
     }
     let notices = owner_notices(&report, settings, args.owner.as_deref())?;
-    let now = Timestamp::now();
     // A dry run never creates the store, and only reads it; a real one
     // records what it sent.
     let store = match (args.dry_run, settings.state_exists()) {
@@ -132,7 +135,21 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
             let sent = last_sent(store.as_ref(), n).await?;
             planned.push((n, sent, !recent(sent)));
         }
-        print_dry_run(&planned, &channels, report.as_of, args.format)?;
+        let reminders = match &settings.reminders {
+            Some(cadence) => {
+                let sent = match &store {
+                    Some(store) => crate::reminders::sent_from(&store.reminders_sent().await?),
+                    None => Default::default(),
+                };
+                let (plan, notices) = crate::reminders::due(&report, settings, cadence, &sent, now)?;
+                let only = |owner: &Option<String>| args.owner.as_deref().is_none_or(|o| owner.as_deref().unwrap_or(UNOWNED) == o);
+                let due = notices.into_iter().filter(|n| only(&n.owner)).collect();
+                let held = plan.held.into_iter().filter(|h| only(&h.owner)).collect();
+                Some((due, held))
+            }
+            None => None,
+        };
+        print_dry_run(&planned, reminders.as_ref(), &channels, report.as_of, args.format)?;
         tell_problems(&report, term);
         return Ok(if report.errors.is_empty() { 0 } else { 2 });
     }
@@ -197,7 +214,11 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     Ok(if failures.is_empty() && report.errors.is_empty() { 0 } else { 2 })
 }
 
-fn print_dry_run(planned: &[(&Notice, Option<Timestamp>, bool)], channels: &[Channel<'_>], as_of: Timestamp, format: ListFormat) -> anyhow::Result<()> {
+/// The reminder digests due now (as notices) and the owners held back by
+/// `min_interval`: what `rekey run` would send.
+type DueReminders = (Vec<Notice>, Vec<Held>);
+
+fn print_dry_run(planned: &[(&Notice, Option<Timestamp>, bool)], reminders: Option<&DueReminders>, channels: &[Channel<'_>], as_of: Timestamp, format: ListFormat) -> anyhow::Result<()> {
     let via: Vec<String> = channels.iter().map(Channel::describe).collect();
     match format {
         ListFormat::Json => {
@@ -210,7 +231,17 @@ fn print_dry_run(planned: &[(&Notice, Option<Timestamp>, bool)], channels: &[Cha
                     })
                 })
                 .collect();
-            outln!("{}", serde_json::to_string_pretty(&serde_json::json!({"dry_run": true, "notices": items}))?)?;
+            let mut out = serde_json::json!({"dry_run": true, "notices": items});
+            // Only with `[notify] remind`: notify's output is otherwise as before.
+            if let Some((due, held)) = reminders {
+                let due: Vec<_> = due
+                    .iter()
+                    .map(|n| serde_json::json!({"owner": n.owner, "contact": n.contact, "subject": n.subject(), "channels": via, "text": n.text(as_of), "keys": n.keys}))
+                    .collect();
+                let held: Vec<_> = held.iter().map(|h| serde_json::json!({"owner": h.owner, "keys": h.keys, "until": h.until})).collect();
+                out["reminders"] = serde_json::json!({"due": due, "held": held});
+            }
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         }
         ListFormat::Table => {
             if planned.is_empty() {
@@ -226,7 +257,32 @@ fn print_dry_run(planned: &[(&Notice, Option<Timestamp>, bool)], channels: &[Cha
                 };
                 outln!("To: {}{to} via {via} ({status})\nSubject: {}\n\n{}\n", n.owner.as_deref().unwrap_or(UNOWNED), n.subject(), n.text(as_of))?;
             }
+            if let Some((due, held)) = reminders {
+                print_reminders(due, held, &via)?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// For people: who `rekey run` would remind now, of which keys, with
+/// which reminder; and who waits for `min_interval`.
+fn print_reminders(due: &[Notice], held: &[Held], via: &str) -> anyhow::Result<()> {
+    outln!("Reminders (notify.remind) that `rekey run` would send now:")?;
+    if due.is_empty() && held.is_empty() {
+        outln!("  none due")?;
+    }
+    for n in due {
+        let to = n.contact.as_deref().map(|c| format!(" <{c}>")).unwrap_or_default();
+        outln!("  To: {}{to} via {via}", n.owner.as_deref().unwrap_or(UNOWNED))?;
+        for k in &n.keys {
+            let key = k.access_key_id.as_deref().map(|id| format!(", key {id}")).unwrap_or_default();
+            let which = k.reminder.as_ref().map(|r| r.label.as_str()).unwrap_or_default();
+            outln!("    - {} in account {}{key}: {which}", k.user_name, k.account_id)?;
+        }
+    }
+    for h in held {
+        outln!("  Held: {} ({}) until {}: notify.min_interval since the last reminder", h.owner.as_deref().unwrap_or(UNOWNED), count(h.keys, "key"), h.until)?;
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! `rekey run`: a pass of the engine over every rotation that is due
 //! (`rekey_engine::runner::run_due`), up to `[rotation] concurrency` at
 //! once, each in its own account and under its own lease; then the
-//! finding notes, expired exemptions and metrics. Only due rotations cost
-//! AWS calls; the rest is one indexed query of the state store.
+//! finding notes, expired exemptions, reminders (`[notify] remind`, see
+//! `crate::reminders`) and metrics. Only due rotations cost AWS calls, and
+//! with reminders configured a scan of the account (a credential report,
+//! which IAM reuses while it is younger than 4 hours); the rest is one
+//! indexed query of the state store.
 
 use super::{send_finding_notes, setup, Reaching};
 use crate::store::open_store;
@@ -35,6 +38,11 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         let pass = crate::hub::flushing_while(&store, &accounts, settings, pass).await?;
         let (advanced, errors) = (pass.advanced, pass.errors);
         send_finding_notes(&store, settings, &accounts, term).await?;
+        // After the engine's pass, which knows nothing of owners.
+        let reminded = match &settings.reminders {
+            Some(cadence) => crate::reminders::send_due(&store, settings, cadence, &clients, term).await?,
+            None => crate::reminders::Outcome::default(),
+        };
         for id in &advanced {
             let r = store.get(id).await?;
             let note = r.blocked_reason.as_deref().map(|b| format!(": {b}")).unwrap_or_default();
@@ -42,6 +50,9 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         }
         for e in &errors {
             term.error(&e.to_string());
+        }
+        for f in &reminded.failures {
+            term.error(f);
         }
         let outlook = store.outlook().await?;
         if !term.quiet {
@@ -55,7 +66,7 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         }
         term.report_calls(clients.calls());
         match args.interval {
-            None => return Ok(if errors.is_empty() { 0 } else { 2 }),
+            None => return Ok(if errors.is_empty() && reminded.failures.is_empty() { 0 } else { 2 }),
             Some(every) => tokio::time::sleep(every.to_signed().unsigned_abs()).await,
         }
     }
