@@ -10,13 +10,9 @@ use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use jiff::Timestamp;
 use rekey_core::consumers::TrailEvent;
 use rekey_core::role_plan::PlanEvent;
-use std::time::Duration;
-use tokio::time::Instant;
-use tokio::sync::Mutex;
+use crate::pace::{Pacer, CLOUDTRAIL_LOOKUP};
+use std::sync::Arc;
 
-/// CloudTrail's limit on `LookupEvents` is 2 a second per account and
-/// region: a little under it, one at a time, so no one-second window holds 3.
-const LOOKUPS_PER_SECOND: f64 = 1.9;
 /// CloudTrail's page size limit.
 const PAGE: i32 = 50;
 
@@ -25,7 +21,9 @@ pub struct Trail {
     client: aws_sdk_cloudtrail::Client,
     endpoint: String,
     pub region: String,
-    limit: RateLimit,
+    /// CloudTrail's quota in this account and region, shared by every
+    /// reader in the process (`consumers`, `scan --consumers`, drains).
+    limit: Arc<Pacer>,
 }
 
 /// CloudTrail's event history holds 90 days.
@@ -109,7 +107,7 @@ impl Trail {
             client: aws_sdk_cloudtrail::Client::from_conf(config),
             endpoint: clients.endpoint(),
             region: region.to_owned(),
-            limit: RateLimit::new(LOOKUPS_PER_SECOND),
+            limit: clients.pacer("cloudtrail:LookupEvents", region, CLOUDTRAIL_LOOKUP),
         }
     }
 
@@ -179,7 +177,7 @@ impl Trail {
     ) -> Result<aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput, AwsError> {
         let mut attempt = 1;
         loop {
-            self.limit.acquire().await;
+            self.limit.ready().await;
             let sent = self
                 .client
                 .lookup_events()
@@ -302,40 +300,6 @@ fn parse_update(doc: &str) -> Option<Update> {
     Some(Update { key: text("accessKeyId")?, status: text("status")?, failed: v.get("errorCode").is_some_and(|c| !c.is_null()) })
 }
 
-/// A token bucket: `rate` requests a second, a burst of one. The one
-/// place rekey waits for an API's rate.
-struct RateLimit {
-    rate: f64,
-    bucket: Mutex<(f64, Instant)>,
-}
-
-/// Tokens the bucket holds at most.
-const BURST: f64 = 1.0;
-
-impl RateLimit {
-    fn new(rate: f64) -> RateLimit {
-        RateLimit { rate, bucket: Mutex::new((BURST, Instant::now())) }
-    }
-
-    async fn acquire(&self) {
-        loop {
-            let wait = {
-                let mut bucket = self.bucket.lock().await;
-                let (tokens, at) = *bucket;
-                let now = Instant::now();
-                let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(BURST);
-                if tokens >= 1.0 {
-                    *bucket = (tokens - 1.0, now);
-                    return;
-                }
-                *bucket = (tokens, now);
-                Duration::from_secs_f64((1.0 - tokens) / self.rate)
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,20 +352,5 @@ mod tests {
         assert!(parse_update(refused).unwrap().failed);
         assert_eq!(parse_update(r#"{"requestParameters": {"accessKeyId": "AKIA1"}}"#), None);
         assert_eq!(parse_update("not json"), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_bucket_never_lets_three_into_a_second() {
-        let limit = RateLimit::new(LOOKUPS_PER_SECOND);
-        let start = tokio::time::Instant::now();
-        let mut times = Vec::new();
-        for _ in 0..7 {
-            limit.acquire().await;
-            times.push(start.elapsed());
-        }
-        for pair in times.windows(3) {
-            assert!(pair[2] - pair[0] > Duration::from_secs(1), "{times:?}");
-        }
-        assert!(times[6] < Duration::from_millis(3300), "not much slower than 2 a second: {times:?}");
     }
 }

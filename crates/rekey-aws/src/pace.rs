@@ -22,8 +22,9 @@ pub struct Quota {
 pub const SECURITY_HUB_UPDATE: Quota = Quota { per_second: 10.0, burst: 30 };
 /// Security Hub's `GetFindings`: 3 a second, burst 6.
 pub const SECURITY_HUB_READ: Quota = Quota { per_second: 3.0, burst: 6 };
-/// CloudTrail's `LookupEvents`: 2 a second per account and region.
-pub const CLOUDTRAIL_LOOKUP: Quota = Quota { per_second: 2.0, burst: 2 };
+/// CloudTrail's `LookupEvents`: 2 a second per account and region. A
+/// little under it, one at a time, so no one-second window holds 3.
+pub const CLOUDTRAIL_LOOKUP: Quota = Quota { per_second: 1.9, burst: 1 };
 
 /// One token bucket.
 #[derive(Debug)]
@@ -111,7 +112,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_bucket_refills_to_its_burst_and_no_more() {
-        let pacer = Pacer::new(CLOUDTRAIL_LOOKUP);
+        let pacer = Pacer::new(Quota { per_second: 2.0, burst: 2 });
         for _ in 0..2 {
             pacer.ready().await;
         }
@@ -122,6 +123,21 @@ mod tests {
         }
         // Two from the refilled burst, then two at 2 a second.
         assert_eq!(Instant::now().duration_since(start), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cloudtrail_never_gets_three_lookups_into_a_second() {
+        let pacer = Pacer::new(CLOUDTRAIL_LOOKUP);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            pacer.ready().await;
+            times.push(start.elapsed());
+        }
+        for three in times.windows(3) {
+            assert!(three[2] - three[0] > Duration::from_secs(1), "{times:?}");
+        }
+        assert!(times[6] < Duration::from_millis(3300), "not much slower than 2 a second: {times:?}");
     }
 
     #[test]
