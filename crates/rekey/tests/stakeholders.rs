@@ -120,6 +120,8 @@ fn suppressing_250_users_takes_three_batches_and_retries_what_is_left() {
     let run = desk.rekey(&args);
     // svc-199 stays unprocessed through the three attempts of this command.
     assert_eq!(run.code, 2, "{}", run.stderr);
+    // The users are found in one ListUsers pass (100 a page), not one GetUser each.
+    assert_eq!((calls_of(&desk.emu, "iam:ListUsers"), calls_of(&desk.emu, "iam:GetUser")), (3, 0), "{}", desk.emu.calls());
     assert!(run.stderr.contains("svc-199") && run.stderr.contains("rekey run"), "{}", run.stderr);
     let batches = desk.emu.security_hub_stats()["batch_update_sizes"].clone();
     let sizes: Vec<u64> = batches.as_array().unwrap().iter().map(|b| b.as_u64().unwrap()).collect();

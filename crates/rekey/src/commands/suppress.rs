@@ -124,15 +124,30 @@ async fn mirror(store: &SharedStore, accounts: &Accounts<'_>, settings: &Setting
     }
 }
 
+/// Up to this many users are looked up one `GetUser` each; more are found
+/// in one `ListUsers` pass (100 users a page), which costs less for the
+/// hundreds of users a suppression of a whole team names.
+const LOOK_UP_EACH_UP_TO: usize = 10;
+
 /// The users, each checked to exist; all unknown ones are named at once.
 async fn existing_users(clients: &Clients, users: &[UserName]) -> anyhow::Result<Vec<UserName>> {
     let iam = Iam::new(clients);
     let mut found = Vec::new();
     let mut unknown = Vec::new();
-    for user in users {
-        match iam.get_user(user).await? {
-            Some(_) => found.push(user.clone()),
-            None => unknown.push(user.to_string()),
+    if users.len() <= LOOK_UP_EACH_UP_TO {
+        for user in users {
+            match iam.get_user(user).await? {
+                Some(_) => found.push(user.clone()),
+                None => unknown.push(user.to_string()),
+            }
+        }
+    } else {
+        let all: std::collections::HashSet<UserName> = iam.list_users().await?.into_iter().map(|u| u.name).collect();
+        for user in users {
+            match all.contains(user) {
+                true => found.push(user.clone()),
+                false => unknown.push(user.to_string()),
+            }
         }
     }
     if !unknown.is_empty() {
