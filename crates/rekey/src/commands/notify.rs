@@ -99,7 +99,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     }
     let resend_after = section.resend_after.unwrap_or(DEFAULT_RESEND_AFTER);
     let clients = Clients::new(&settings.aws).await;
-    let mut report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    let mut report = collect(&Scope::account(settings), settings, &clients, &clients, &term.progress()).await?;
     if args.consumers {
         crate::trail::fill_consumers(&mut report, settings, &Accounts::new(&clients, settings, None)).await;
     }
