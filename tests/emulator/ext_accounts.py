@@ -46,7 +46,7 @@ ORGANIZATIONS = organizations.Organizations(management_account(datetime(2026, 1,
 
 def build_organizations(scenario: Scenario) -> organizations.Organizations:
     members = [organizations.Account(a.id, a.name, a.email, a.status, "CREATED", scenario.as_of - MEMBER_AGE,
-                                     a.role_name, a.external_id) for a in scenario.accounts]
+                                     a.role_name, a.external_id, list(a.ous)) for a in scenario.accounts]
     org_id = scenario.organization.id if scenario.organization else None
     return organizations.Organizations(management_account(scenario.as_of), members, org_id)
 
@@ -111,6 +111,7 @@ ORGANIZATIONS_OPERATIONS: dict[str, OrgHandler] = {
     "ListAccounts": lambda caller, body: ORGANIZATIONS.list_accounts(caller, body),
     "DescribeAccount": lambda caller, body: ORGANIZATIONS.describe_account(caller, body),
     "DescribeOrganization": lambda caller, body: ORGANIZATIONS.describe_organization(caller),
+    "ListParents": lambda caller, body: ORGANIZATIONS.list_parents(caller, body),
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -75,6 +75,7 @@ class Account:
     joined: datetime  # naive UTC
     role_name: str | None = None  # the role the scenario made in the account
     external_id: str | None = None  # AssumeRole into it must pass this
+    ous: list[str] = field(default_factory=list)  # the OUs it is in, outermost first
 
 
 def encode_token(offset: int) -> str:
@@ -184,6 +185,29 @@ class Organizations:
                 raise OrgError("AccountNotFoundException",
                                "You specified an account that doesn't exist.")
             return {"Account": self.account_doc(found)}
+
+    def root_id(self) -> str:
+        return "r-" + (self.org_id or "o-none")[2:6]
+
+    def list_parents(self, caller: str, body: dict) -> dict:
+        """An account's parent is its innermost OU (else the root); an OU's,
+        the OU outside it (else the root). Only the management account asks."""
+        self.require_management(caller)
+        check_members(body, {"ChildId", "MaxResults", "NextToken"})
+        child = body.get("ChildId")
+        with self.lock:
+            for a in self.all_accounts():
+                chain = [self.root_id(), *a.ous]
+                if a.id == child:
+                    parent = chain[-1]
+                    break
+                if child in a.ous:
+                    parent = chain[chain.index(child) - 1]
+                    break
+            else:
+                raise OrgError("ChildNotFoundException", "We can't find an organizational unit (OU) or AWS account with the ChildId that you specified.")
+        kind = "ROOT" if parent.startswith("r-") else "ORGANIZATIONAL_UNIT"
+        return {"Parents": [{"Id": parent, "Type": kind}]}
 
     def describe_organization(self, caller: str) -> dict:
         if not self.in_org(caller):

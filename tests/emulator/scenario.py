@@ -98,6 +98,7 @@ class UserSpec:
     tags: list[tuple[str, str]]
     created: datetime
     keys: list[KeySpec] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # IAM groups, created on first use
 
 
 def _expect(cond: bool, msg: str) -> None:
@@ -158,7 +159,7 @@ def _parse_user(raw: Any, as_of: datetime, where: str, scope: str = "") -> UserS
     """One scenario user; `scope` prefixes messages ("accounts[0] (111111111111) ")."""
     where = scope + where
     _expect(isinstance(raw, dict), f"{where}: expected an object")
-    _check_keys(raw, {"name", "path", "tags", "age", "keys"}, where)
+    _check_keys(raw, {"name", "path", "tags", "age", "keys", "groups"}, where)
     name = raw.get("name")
     _expect(
         isinstance(name, str) and bool(USER_NAME_RE.match(name)),
@@ -183,8 +184,14 @@ def _parse_user(raw: Any, as_of: datetime, where: str, scope: str = "") -> UserS
         _expect(created <= oldest_key, f"{where}.age: user must be at least as old as its oldest key")
     else:
         created = oldest_key
-    return UserSpec(name=name, path=path, tags=tags, created=created, keys=keys)
+    groups = raw.get("groups", [])
+    _expect(isinstance(groups, list) and all(isinstance(g, str) and GROUP_NAME_RE.match(g) for g in groups),
+            f"{where}.groups: a list of IAM group names (1-128 chars of letters, digits and +=,.@_-)")
+    return UserSpec(name=name, path=path, tags=tags, created=created, keys=keys, groups=list(dict.fromkeys(groups)))
 
+
+GROUP_NAME_RE = re.compile(r"^[\w+=,.@-]{1,128}$")
+OU_ID_RE = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
 
 BULK_NAME_SUFFIXES = ["+ci", "=ops", ",legacy", ".svc", "@corp", "_batch", "-deploy"]
 BULK_PATHS = ["/ci/", "/svc/batch/", "/teams/payments/", "/teams/data/"]
@@ -278,6 +285,7 @@ class AccountSpec:
     external_id: str | None  # AssumeRole must pass this ExternalId
     users: list[UserSpec] = field(default_factory=list)
     cloudtrail: CloudTrailSpec = field(default_factory=CloudTrailSpec)
+    ous: list[str] = field(default_factory=list)  # the OUs the account is in, outermost first
 
 
 @dataclass
@@ -421,7 +429,7 @@ def _parse_role(raw: dict, role_name: str, where: str) -> tuple[str | None, str 
     return name, external_id
 
 
-ACCOUNT_FIELDS = {"id", "name", "email", "status", "role", "external_id", "users", "bulk", "cloudtrail"}
+ACCOUNT_FIELDS = {"id", "name", "email", "status", "role", "external_id", "users", "bulk", "cloudtrail", "ou"}
 
 
 def _parse_account(raw: Any, as_of: datetime, role_name: str, where: str) -> AccountSpec:
@@ -443,7 +451,11 @@ def _parse_account(raw: Any, as_of: datetime, role_name: str, where: str) -> Acc
     users = _parse_population(raw, as_of, f"{where} ", where)
     trail = (_parse_cloudtrail(raw["cloudtrail"], users, f"{where}.cloudtrail", False)[0]
              if "cloudtrail" in raw else CloudTrailSpec())
-    return AccountSpec(account_id, name, email, status, role, external_id, users, trail)
+    ou = raw.get("ou", [])
+    ous = [ou] if isinstance(ou, str) else ou
+    _expect(isinstance(ous, list) and len(ous) <= 5 and all(isinstance(o, str) and OU_ID_RE.match(o) for o in ous),
+            f"{where}.ou: an OU id (ou-abcd-12345678) or a list of at most 5, outermost first")
+    return AccountSpec(account_id, name, email, status, role, external_id, users, trail, ous)
 
 
 ACCOUNTS_BULK_FIELDS = {"count", "first_id", "users", "seed", "prefix", "name_prefix"}

@@ -96,6 +96,10 @@ def seed(users: list[UserSpec], account_id: str = DEFAULT_ACCOUNT_ID) -> None:
         tags = [{"Key": k, "Value": v} for k, v in spec.tags]
         user = backend.create_user("us-east-1", spec.name, path=spec.path, tags=tags)
         user.create_date = spec.created
+        for group in spec.groups:
+            if group not in backend.groups:
+                backend.create_group(group, "/")
+            backend.add_user_to_group(group, spec.name)
         for ks in spec.keys:
             key = backend.create_access_key(spec.name, status=ks.status)
             key.create_date = ks.created

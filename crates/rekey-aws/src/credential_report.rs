@@ -132,7 +132,7 @@ pub fn parse_credential_report(csv: &[u8], taken: Option<Timestamp>) -> Result<C
                     },
                 });
             }
-            Ok(User { account_id, name: user, arn: arn.to_owned(), tags: None, keys })
+            Ok(User { account_id, name: user, arn: arn.to_owned(), tags: None, groups: None, keys })
         };
         match row() {
             Ok(u) => report.users.push(u),
@@ -400,7 +400,7 @@ arn:aws:iam::123456789012:user/x,x,false,N/A,N/A,N/A,N/A,true,2026-01-01T00:00:0
                         })
                     })
                     .collect();
-                User { account_id: AccountId::new(&self.account), name: UserName::new(&self.name), arn: self.arn(), tags: None, keys }
+                User { account_id: AccountId::new(&self.account), name: UserName::new(&self.name), arn: self.arn(), tags: None, groups: None, keys }
             }
         }
 

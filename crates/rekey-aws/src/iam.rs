@@ -179,9 +179,10 @@ impl Iam {
 pub const USERS_PER_DETAILS_PAGE: usize = 1000;
 
 impl Iam {
-    /// Every user's tags, from `GetAccountAuthorizationDetails` (users only):
-    /// one call per 1,000 users instead of one `ListUserTags` per user.
-    pub async fn all_user_tags(&self) -> Result<HashMap<UserName, Vec<(String, String)>>, AwsError> {
+    /// Every user's tags and groups, from `GetAccountAuthorizationDetails`
+    /// (users only): one call per 1,000 users instead of a `ListUserTags`
+    /// and a `ListGroupsForUser` per user.
+    pub async fn all_user_details(&self) -> Result<HashMap<UserName, UserDetails>, AwsError> {
         let mut pages = self
             .client
             .get_account_authorization_details()
@@ -189,18 +190,41 @@ impl Iam {
             .max_items(USERS_PER_DETAILS_PAGE as i32)
             .into_paginator()
             .send();
-        let mut tags = HashMap::new();
+        let mut details = HashMap::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(self.fail("iam:GetAccountAuthorizationDetails"))?;
             for user in page.user_detail_list() {
                 if let Some(name) = user.user_name() {
-                    let pairs = user.tags().iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-                    tags.insert(UserName::new(name), pairs);
+                    let tags = user.tags().iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                    let groups = user.group_list().to_vec();
+                    details.insert(UserName::new(name), UserDetails { tags, groups });
                 }
             }
         }
-        Ok(tags)
+        Ok(details)
     }
+
+    /// The names of the groups `user` is in.
+    pub async fn list_groups_for_user(&self, user: &UserName) -> Result<Vec<String>, AwsError> {
+        let groups = self
+            .client
+            .list_groups_for_user()
+            .user_name(user.as_str())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(self.fail("iam:ListGroupsForUser"))?;
+        Ok(groups.into_iter().map(|g| g.group_name).collect())
+    }
+}
+
+/// A user's tags and groups, as `GetAccountAuthorizationDetails` gives them.
+#[derive(Debug, Clone, Default)]
+pub struct UserDetails {
+    pub tags: Vec<(String, String)>,
+    pub groups: Vec<String>,
 }
 
 impl Iam {

@@ -263,13 +263,8 @@ impl Fetch<'_> {
         if requests.is_empty() {
             return;
         }
-        if whole_account && requests.len() > users.len().div_ceil(USERS_PER_DETAILS_PAGE) {
-            if let Ok(mut all) = self.iam.all_user_tags().await {
-                for user in users.iter_mut().filter(|u| u.tags.is_none()) {
-                    user.tags = Some(all.remove(&user.name).unwrap_or_default());
-                }
-                return;
-            }
+        if whole_account && requests.len() > users.len().div_ceil(USERS_PER_DETAILS_PAGE) && self.read_all_details(users).await {
+            return;
         }
         // Without the permission every call fails alike: ask once first.
         let (first, name) = requests.remove(0);
@@ -283,6 +278,45 @@ impl Fetch<'_> {
         fetched.extend(self.each_user("reading tags", requests, |name| async move { self.iam.list_user_tags(&name).await }).await);
         let errors = apply(users, fetched, |user, tags| user.tags = Some(tags));
         inventory.errors.extend(errors);
+    }
+
+    /// Every user's tags and groups at once (`GetAccountAuthorizationDetails`);
+    /// false, changing nothing, without that permission.
+    async fn read_all_details(&self, users: &mut [User]) -> bool {
+        let Ok(mut all) = self.iam.all_user_details().await else { return false };
+        for user in users.iter_mut() {
+            let details = all.remove(&user.name).unwrap_or_default();
+            user.tags.get_or_insert(details.tags);
+            user.groups = Some(details.groups);
+        }
+        true
+    }
+
+    /// Reads the groups of the users `wanted` picks (for `[[exempt]]` rules
+    /// by group): with every user's tags when `whole_account` and that is
+    /// no dearer (`GetAccountAuthorizationDetails`), else, or without that
+    /// permission, one `ListGroupsForUser` each. Returns the error that
+    /// kept every group from being read (access denied), if any; a user
+    /// whose groups could not be read for another reason is an error.
+    pub async fn fill_groups(&self, inventory: &mut Inventory, whole_account: bool, wanted: impl Fn(&User) -> bool) -> Option<AwsError> {
+        let users = &mut inventory.users;
+        let mut requests = pick(users, |u| wanted(u) && u.groups.is_none());
+        if requests.is_empty() {
+            return None;
+        }
+        if whole_account && requests.len() >= users.len().div_ceil(USERS_PER_DETAILS_PAGE) && self.read_all_details(users).await {
+            return None;
+        }
+        // Without the permission every call fails alike: ask once first.
+        let (first, name) = requests.remove(0);
+        let mut fetched = vec![(first, self.iam.list_groups_for_user(&name).await)];
+        if let Some((_, Err(denied @ AwsError::AccessDenied { .. }))) = fetched.pop_if(|(_, r)| matches!(r, Err(AwsError::AccessDenied { .. }))) {
+            return Some(denied);
+        }
+        fetched.extend(self.each_user("reading groups", requests, |name| async move { self.iam.list_groups_for_user(&name).await }).await);
+        let errors = apply(users, fetched, |user, groups| user.groups = Some(groups));
+        inventory.errors.extend(errors);
+        None
     }
 
     /// Runs `call` for each user, `concurrency` at a time.
@@ -331,6 +365,6 @@ fn user_from(summary: &UserSummary, keys: Vec<AccessKey>) -> Result<User, AwsErr
         operation: "iam:ListUsers",
         detail: format!("user {} has a malformed ARN {:?}", summary.name, summary.arn),
     })?;
-    Ok(User { account_id, name: summary.name.clone(), arn: summary.arn.clone(), tags: summary.tags.clone(), keys })
+    Ok(User { account_id, name: summary.name.clone(), arn: summary.arn.clone(), tags: summary.tags.clone(), groups: None, keys })
 }
 

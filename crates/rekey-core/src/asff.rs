@@ -246,7 +246,7 @@ fn note_text(e: &Exemption) -> String {
         Some(until) => format!("until {}", rfc3339(until)),
         None => "with no end date".to_owned(),
     };
-    format!("Suppressed by {} {until}: {}", e.by, e.reason)
+    format!("Suppressed by {} {until}: {}", e.by(), e.reason)
 }
 
 fn product_fields(keys: &[&KeyRow], worst: &KeyRow) -> BTreeMap<String, String> {
@@ -383,7 +383,7 @@ mod tests {
         r.exemption = Some(Exemption {
             reason: "vendor rotates it in Q1".into(),
             until: Some(ts("2027-01-31T00:00:00Z")),
-            by: "alice".into(),
+            source: crate::report::ExemptionSource::Recorded { by: "alice".into() },
         });
         let f = &findings(std::slice::from_ref(&r), &ctx())[0];
         let note = f.note.as_ref().unwrap();
@@ -461,7 +461,7 @@ mod tests {
     fn long_texts_are_cut_to_asff_limits() {
         let mut r = row(A, "u", Some("AKIA1"), Compliance::Suppressed, 100);
         r.reason = "x".repeat(5000);
-        r.exemption = Some(Exemption { reason: "é".repeat(600), until: None, by: "bob".into() });
+        r.exemption = Some(Exemption { source: crate::report::ExemptionSource::Recorded { by: "bob".into() }, reason: "é".repeat(600), until: None });
         let f = &findings(&[r], &ctx())[0];
         assert_eq!(f.description.chars().count(), DESCRIPTION_MAX);
         let note = &f.note.as_ref().unwrap().text;

@@ -446,7 +446,7 @@ fn key_row(out: &mut String, row: &KeyRow) {
     .ok();
     let exemption = row.exemption.as_ref().map_or_else(String::new, |e| {
         let until = e.until.map_or_else(|| "no end date".to_owned(), |t| format!("until {}", t.strftime("%Y-%m-%d")));
-        format!("{}<br><span class=\"sub\">{until}, by {}</span>", esc(&e.reason), esc(&e.by))
+        format!("{}<br><span class=\"sub\">{until}, by {}</span>", esc(&e.reason), esc(&e.by()))
     });
     let rotation = row.rotation.as_ref().map_or_else(String::new, |r| format!("{}<br><span class=\"sub\">{}{}</span>", esc(&r.id), if r.retirement { "retirement, " } else { "" }, esc(&r.stage)));
     let role = match (row.retire, row.role_candidate) {
@@ -528,7 +528,7 @@ const SCRIPT_SHA256: &str = "sha256-iV0iedjcQmMpacJsXXLA4+GErodMQm9r0CXyVUwAZ9U=
 mod tests {
     use super::*;
     use crate::model::KeyStatus;
-    use crate::report::{Exemption, Summary};
+    use crate::report::{Exemption, ExemptionSource, Summary};
     use crate::Duration;
 
     const AS_OF: &str = "2026-11-28T12:00:00Z";
@@ -607,7 +607,7 @@ mod tests {
         key.reason = HOSTILE.into();
         key.last_used_at = Some(AS_OF.parse().unwrap());
         key.last_used_service = Some(HOSTILE.into());
-        key.exemption = Some(Exemption { reason: HOSTILE.into(), until: None, by: HOSTILE.into() });
+        key.exemption = Some(Exemption { source: ExemptionSource::Recorded { by: HOSTILE.into() }, reason: HOSTILE.into(), until: None });
         let mut r = report(vec![key]);
         r.errors.push(note(Some(HOSTILE), Some(HOSTILE), HOSTILE));
         r.warnings.push(note(None, Some(HOSTILE), HOSTILE));

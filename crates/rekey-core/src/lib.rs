@@ -18,6 +18,7 @@ pub mod asff;
 pub mod consumers;
 pub mod duration;
 pub mod evaluate;
+pub mod exempt;
 pub mod html;
 pub mod hub;
 pub mod metrics;

@@ -148,6 +148,9 @@ pub struct User {
     /// `None` until the user's tags were read; tags are fetched only where
     /// an owner is needed, since each costs one call.
     pub tags: Option<Vec<(String, String)>>,
+    /// The IAM groups the user is in; `None` until read (only `[[exempt]]`
+    /// rules by group need them).
+    pub groups: Option<Vec<String>>,
     pub keys: Vec<AccessKey>,
 }
 
@@ -264,6 +267,7 @@ mod tests {
             name: UserName::new("u"),
             arn: "arn:aws:iam::123456789012:user/u".into(),
             tags: None,
+            groups: None,
             keys: vec![],
         };
         let order = vec!["Owner".to_string(), "Team".to_string()];

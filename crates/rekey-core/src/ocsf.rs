@@ -243,7 +243,7 @@ fn remediation(row: &KeyRow) -> String {
 mod tests {
     use super::*;
     use crate::model::KeyStatus;
-    use crate::report::{Exemption, RotationRef};
+    use crate::report::{Exemption, ExemptionSource, RotationRef};
 
     const NOW: &str = "2026-11-28T12:00:00.123Z";
 
@@ -317,8 +317,9 @@ mod tests {
         assert_eq!(v["unmapped"]["rekey"]["rotation"]["id"], "rot-1");
 
         let mut r = row(Some("AKIA1"), Compliance::Suppressed);
-        r.exemption = Some(Exemption { reason: "vendor box".into(), until: None, by: "bob".into() });
-        assert_eq!(one(r)["unmapped"]["rekey"]["exemption"]["reason"], "vendor box");
+        r.exemption = Some(Exemption { source: ExemptionSource::Rule { rule: 2 }, reason: "vendor box".into(), until: None });
+        let exemption = &one(r)["unmapped"]["rekey"]["exemption"];
+        assert_eq!((exemption["source"].as_str(), exemption["rule"].as_u64(), exemption["reason"].as_str()), (Some("rule"), Some(2), Some("vendor box")));
     }
 
     #[test]

@@ -104,7 +104,8 @@ pub struct KeyRow {
     pub owner: Option<String>,
     pub result: Compliance,
     pub reason: String,
-    /// The user's exemption (`rekey suppress`) in force at `as_of`.
+    /// The user's exemption in force at `as_of`: recorded (`rekey
+    /// suppress`) or by an `[[exempt]]` rule.
     pub exemption: Option<Exemption>,
     /// The rotation under way for this key; rotations arrive with `rekey rotate`.
     pub rotation: Option<RotationRef>,
@@ -138,11 +139,53 @@ impl ConsumerCount {
     }
 }
 
+/// Why a user's FAILED and WARNING keys count as SUPPRESSED. JSON:
+/// `{"source": "recorded", "by": ..., "reason", "until"}` for `rekey
+/// suppress`, `{"source": "rule", "rule": N, "reason", "until"}` for the
+/// N-th `[[exempt]]` of rekey.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Exemption {
+    #[serde(flatten)]
+    pub source: ExemptionSource,
     pub reason: String,
     pub until: Option<Timestamp>,
-    pub by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum ExemptionSource {
+    /// `rekey suppress`, by this person.
+    Recorded { by: String },
+    /// The `[[exempt]]` entry with this number (from 1) in rekey.toml.
+    Rule { rule: usize },
+}
+
+impl Exemption {
+    /// The exemption rule `n` (from 1) gives.
+    pub fn by_rule(n: usize, rule: &crate::exempt::ExemptRule) -> Exemption {
+        Exemption { source: ExemptionSource::Rule { rule: n }, reason: rule.reason.clone(), until: rule.until }
+    }
+
+    /// Who or what exempts: the person, or `[[exempt]] #N` of rekey.toml.
+    pub fn by(&self) -> String {
+        match &self.source {
+            ExemptionSource::Recorded { by } => by.clone(),
+            ExemptionSource::Rule { rule } => rule_name(*rule),
+        }
+    }
+
+    /// The rule's number, for an exemption by rule.
+    pub fn rule(&self) -> Option<usize> {
+        match self.source {
+            ExemptionSource::Rule { rule } => Some(rule),
+            ExemptionSource::Recorded { .. } => None,
+        }
+    }
+}
+
+/// How people and messages name rule `n`: `[[exempt]] #2 of rekey.toml`.
+pub fn rule_name(n: usize) -> String {
+    format!("[[exempt]] #{n} of rekey.toml")
 }
 
 impl KeyRow {
@@ -151,7 +194,7 @@ impl KeyRow {
     pub fn exempt(&mut self, exemption: Exemption) {
         if matches!(self.result, Compliance::Failed | Compliance::Warning) {
             let until = exemption.until.map(|t| format!(" until {t}")).unwrap_or_default();
-            self.reason = format!("exempt{until} by {}: {} ({} otherwise: {})", exemption.by, exemption.reason, self.result.as_str(), self.reason);
+            self.reason = format!("exempt{until} by {}: {} ({} otherwise: {})", exemption.by(), exemption.reason, self.result.as_str(), self.reason);
             self.result = Compliance::Suppressed;
         }
         self.exemption = Some(exemption);
@@ -245,6 +288,7 @@ mod tests {
             name: UserName::new(name),
             arn: format!("arn:aws:iam::123456789012:user/{name}"),
             tags,
+            groups: None,
             keys: ages_days
                 .iter()
                 .map(|(d, s)| AccessKey {
@@ -308,7 +352,7 @@ mod tests {
         let as_of = "2026-11-28T12:00:00Z".parse().unwrap();
         let users = vec![user("u", &[(200, KeyStatus::Active), (80, KeyStatus::Active), (10, KeyStatus::Active)], None)];
         let mut rows = key_rows(&users, &Policy::default(), as_of, &[]);
-        let exemption = Exemption { reason: "firmware".into(), until: Some("2027-01-01T00:00:00Z".parse().unwrap()), by: "alice".into() };
+        let exemption = Exemption { source: ExemptionSource::Recorded { by: "alice".into() }, reason: "firmware".into(), until: Some("2027-01-01T00:00:00Z".parse().unwrap()) };
         for row in &mut rows {
             row.exempt(exemption.clone());
         }

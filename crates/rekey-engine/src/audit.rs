@@ -56,6 +56,12 @@ pub enum Audit {
     Unsuppressed { account_id: String, user_name: String, reason: Option<String> },
     /// `rekey run`: an exemption's `--until` passed ("" when it had none).
     ExemptionExpired { account_id: String, user_name: String, reason: String, by: String, until: String },
+    /// `rotate`/`retire --ignore-exemption`: the user was exempt, by a
+    /// person (`by`) or an `[[exempt]]` rule (`rule`, from 1).
+    ExemptionIgnored { account_id: String, user_name: String, source: String, rule: Option<usize>, by: Option<String>, reason: String },
+    /// `rekey run`: an `[[exempt]]` rule's finding update: SUPPRESSED by
+    /// rule `rule`, or NEW (`rule` null) when no rule applies any more.
+    ExemptionRuleMirrored { account_id: String, user_name: String, rule: Option<usize>, workflow: String },
     /// `rekey notify`: an owner was sent their list.
     OwnerNotified { owner: Option<String>, channels: Vec<String>, digest: String, keys: usize },
     /// `rekey run`: an owner was sent a reminder digest (`[notify] remind`);

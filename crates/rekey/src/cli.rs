@@ -227,6 +227,10 @@ pub struct RotateArgs {
     #[arg(long)]
     pub reveal: bool,
 
+    /// Rotate a user exempt by `rekey suppress` or an [[exempt]] rule anyway (the audit log records it)
+    #[arg(long)]
+    pub ignore_exemption: bool,
+
     /// `rekey retire`: no new key, no sinks (not a flag of `rotate`)
     #[arg(skip)]
     pub retire: bool,
@@ -266,6 +270,10 @@ pub struct RetireArgs {
     /// Do not ask for confirmation
     #[arg(long, short)]
     pub yes: bool,
+
+    /// Retire a key of a user exempt by `rekey suppress` or an [[exempt]] rule anyway (the audit log records it)
+    #[arg(long)]
+    pub ignore_exemption: bool,
 }
 
 impl From<RetireArgs> for RotateArgs {
@@ -283,6 +291,7 @@ impl From<RetireArgs> for RotateArgs {
             dry_run: a.dry_run,
             yes: a.yes,
             reveal: false,
+            ignore_exemption: a.ignore_exemption,
             retire: true,
         }
     }

@@ -14,6 +14,7 @@ macro_rules! outln {
 mod accounts;
 mod cli;
 mod commands;
+mod exemptions;
 mod hub;
 mod notices;
 mod output;

@@ -39,7 +39,7 @@ pub fn now() -> anyhow::Result<Timestamp> {
 /// The account's keys as of `now`, for reminders.
 pub async fn scan(settings: &Settings, clients: &Clients, term: &Terminal, now: Timestamp) -> anyhow::Result<ScanReport> {
     let scope = Scope { as_of: Some(AsOf::At(now)), ..Scope::account(settings) };
-    collect(&scope, settings, clients, &term.progress()).await
+    collect(&scope, settings, clients, clients, &term.progress()).await
 }
 
 /// What the store says was sent, as the schedule reads it.

@@ -23,7 +23,10 @@ use rekey_aws::{Clients, Iam, Source};
 use rekey_core::evaluate::{existed_at, old_enough_to_matter};
 use rekey_core::model::whole_seconds;
 use rekey_core::owners::user_path;
-use rekey_core::report::{key_rows, user_result, AccountSummary, Exemption, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
+use rekey_aws::AwsError;
+use rekey_core::exempt::{choose, ExemptRules, Fact, RuleMatch, UserFacts};
+use rekey_core::report::{key_rows, rule_name, user_result, AccountSummary, Exemption, ExemptionSource, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
+use std::collections::{BTreeMap, HashMap};
 use rekey_core::{AccountId, Compliance, Policy, UserName};
 
 /// What to scan: the whole account unless `users` or `owner` narrow it.
@@ -79,7 +82,7 @@ pub async fn collect_many(
             async move {
                 let scanned = async {
                     let clients = accounts.clients_for(account).await?;
-                    collect(scope, settings, &clients, &()).await
+                    collect(scope, settings, &clients, accounts.own_clients(), &()).await
                 }
                 .await;
                 bar.account_done(scanned.as_ref().map(|r| r.keys.len()).ok());
@@ -162,7 +165,11 @@ pub async fn collect_many(
 /// Reads and evaluates the keys in `scope`: the report every command that
 /// looks at keys starts from, with exemptions and rotations from the state
 /// store. A user whose keys could not be read is in `errors`.
-pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, progress: &dyn Progress) -> anyhow::Result<ScanReport> {
+///
+/// `organization` is the caller's own clients: Organizations answers
+/// `ListParents` (for `[[exempt]] ous`) only to the management account or
+/// a delegated administrator, not to the member account's role.
+pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, organization: &Clients, progress: &dyn Progress) -> anyhow::Result<ScanReport> {
     if scope.owner.is_some() && settings.owner_tags.is_empty() && settings.owners_file.is_none() {
         anyhow::bail!("--owner filters on owners, but policy.owner_tags is empty and there is no policy.owners_file in rekey.toml; list the tags that name owners (e.g. owner_tags = [\"Owner\"]) or drop --owner");
     }
@@ -192,13 +199,33 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
         loaded => loaded?,
     };
     fetch.refresh_keys(&mut inventory, |k| old_enough_to_matter(k, &policy, as_of)).await;
-    if !settings.owner_tags.is_empty() {
+    // Only FAILED and WARNING keys can be suppressed: only their users'
+    // owners and exemption facts are worth a call.
+    let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
+    let whole_account = scope.users.is_empty();
+    let rules = &settings.file.exempt;
+    let needs = rules.needs(as_of);
+    if !settings.owner_tags.is_empty() || needs.tags {
         let filtering = scope.owner.is_some();
-        let whole_account = scope.users.is_empty();
-        let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
         fetch.fill_tags(&mut inventory, whole_account, |u| filtering || needs_action(u)).await;
     }
+    let mut unreadable = Unreadable::default();
+    if needs.groups {
+        unreadable.groups = fetch.fill_groups(&mut inventory, whole_account, needs_action).await;
+    }
+    if needs.tags && inventory.owners_unknown {
+        unreadable.tags = Some(AwsError::AccessDenied { operation: "iam:ListUserTags", message: "the user tags cannot be read".into() });
+    }
+    let mut ous = None;
+    if let Some(account) = inventory.users.iter().find(|u| needs.ous && needs_action(u)).map(|u| u.account_id.clone()) {
+        match rekey_aws::org::parents_of(organization, &account).await {
+            Ok(parents) => ous = Some(parents),
+            Err(e) => unreadable.ous = Some(e),
+        }
+    }
     progress.finish();
+    let mut rule_errors = Vec::new();
+    let by_rule = rule_exemptions(&inventory.users, rules, ous.as_deref(), as_of, needs_action, &unreadable, &mut rule_errors);
     let not_yet_created = inventory.users.iter().flat_map(|u| &u.keys).filter(|k| !existed_at(k, as_of)).count();
     if not_yet_created > 0 {
         let verb = if not_yet_created == 1 { "is" } else { "are" };
@@ -222,7 +249,7 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
     for key in keys.iter_mut().filter(|k| k.owner.is_none()) {
         key.owner = owners.as_ref().and_then(|map| map.owner_for(&key.user_name, user_path(&key.user_arn))).map(str::to_owned);
     }
-    if let Some(message) = mark_state(&mut keys, settings, as_of).await? {
+    if let Some(message) = mark_state(&mut keys, settings, as_of, &by_rule).await? {
         inventory.warnings.push(Warning { user: None, message });
     }
     let Inventory { source, report_generated_at, root_with_active_key, users, errors, warnings, .. } = inventory;
@@ -235,7 +262,7 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
         report_generated_at,
         summary: Summary::of(users.len(), &keys),
         accounts: Vec::new(),
-        errors: errors.iter().map(error_note).collect(),
+        errors: rule_errors.into_iter().chain(errors.iter().map(error_note)).collect(),
         warnings: warnings.iter().map(warning_note).collect(),
         other_findings: root_with_active_key.iter().map(|a| OtherFinding::root_access_key(a.as_str())).collect(),
         keys,
@@ -260,11 +287,91 @@ pub fn tell_problems(report: &ScanReport, term: &Terminal) {
     }
 }
 
+/// Why a fact `[[exempt]]` rules need could not be read in an account.
+#[derive(Debug, Default)]
+pub struct Unreadable {
+    pub groups: Option<AwsError>,
+    pub tags: Option<AwsError>,
+    pub ous: Option<AwsError>,
+}
+
+impl Unreadable {
+    fn of(&self, fact: Fact) -> Option<&AwsError> {
+        match fact {
+            Fact::Groups => self.groups.as_ref(),
+            Fact::Tags => self.tags.as_ref(),
+            Fact::Ous => self.ous.as_ref(),
+        }
+    }
+}
+
+/// Each user's exemption by `[[exempt]]` rule, for the users `candidate`
+/// picks (only they have keys to suppress). A user the rules cannot decide
+/// about (a fact unreadable) is not exempt, and the account gets one error
+/// per rule saying so: a scan that cannot tell never counts such a key as
+/// FAILED or SUPPRESSED silently.
+pub fn rule_exemptions(
+    users: &[rekey_core::User],
+    rules: &ExemptRules,
+    ous: Option<&[String]>,
+    as_of: jiff::Timestamp,
+    candidate: impl Fn(&rekey_core::User) -> bool,
+    unreadable: &Unreadable,
+    errors: &mut Vec<Note>,
+) -> HashMap<(String, String), Exemption> {
+    let mut exempt = HashMap::new();
+    let mut undecided: BTreeMap<(usize, &'static str), (Vec<String>, Option<&AwsError>)> = BTreeMap::new();
+    if rules.is_empty() {
+        return exempt;
+    }
+    for user in users.iter().filter(|u| candidate(u)) {
+        let facts = UserFacts { account_id: &user.account_id, groups: user.groups.as_deref(), tags: user.tags.as_deref(), ous };
+        match rules.first_match(&facts, as_of) {
+            RuleMatch::Exempt { exemption, .. } => {
+                exempt.insert((user.account_id.to_string(), user.name.to_string()), exemption);
+            }
+            RuleMatch::NotExempt => {}
+            RuleMatch::Unknown { rule, missing } => {
+                let entry = undecided.entry((rule, missing.as_str())).or_insert_with(|| (Vec::new(), unreadable.of(missing)));
+                entry.0.push(user.name.to_string());
+            }
+        }
+    }
+    for ((rule, fact), (users, error)) in undecided {
+        let why = error.map(|e| format!(" ({e})")).unwrap_or_default();
+        let selector = rules.0[rule - 1].selector.describe();
+        errors.push(Note {
+            account_id: None,
+            user_name: None,
+            operation: error.and_then(|e| e.operation()).map(str::to_owned),
+            code: error.map(|e| e.code().to_owned()),
+            message: format!(
+                "cannot tell whether {} {} exempt by {} ({selector}): their {fact} could not be read{why}; their keys are shown as evaluated, neither exempt nor counted as settled. Grant the read `rekey policy` prints, or fix the rule",
+                count(users.len(), "user"),
+                if users.len() == 1 { "is" } else { "are" },
+                rule_name(rule),
+            ),
+        });
+    }
+    exempt
+}
+
 /// Keys under rotation show its id and stage; users exempt at `as_of`
-/// their exemption. Reads the state store only if it exists: a scan never
-/// creates one. Returns the warning of a store migrated elsewhere.
-async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp) -> anyhow::Result<Option<String>> {
+/// their exemption: a recorded one (state store) before a rule's
+/// (`by_rule`), as [`rekey_core::exempt::choose`] decides. Reads the state
+/// store only if it exists: a scan never creates one. Returns the warning
+/// of a store migrated elsewhere.
+async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Timestamp, by_rule: &HashMap<(String, String), Exemption>) -> anyhow::Result<Option<String>> {
+    let apply_rules = |keys: &mut [KeyRow], recorded: &dyn Fn(&KeyRow) -> Option<Exemption>| {
+        for key in keys.iter_mut() {
+            let rule = by_rule.get(&(key.account_id.clone(), key.user_name.clone())).cloned();
+            if let Some(exemption) = choose(recorded(key), rule) {
+                key.exempt(exemption);
+            }
+        }
+    };
     if !settings.state_exists() {
+        apply_rules(keys, &|_| None);
         return Ok(None);
     }
     let (store, warning) = open_store_to_read(settings).await?;
@@ -273,12 +380,18 @@ async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Times
     for key in keys.iter_mut() {
         let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id.as_str() == key.account_id);
         key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned(), retirement: r.plan["retire"] == true });
-        let exemption = exemptions.iter().find(|e| e.account_id.as_str() == key.account_id && e.user_name.as_str() == key.user_name && e.in_force(as_of));
-        if let Some(e) = exemption {
-            key.exempt(Exemption { reason: e.reason.clone(), until: e.until, by: e.by.clone() });
-        }
     }
+    let recorded = |key: &KeyRow| {
+        let e = exemptions.iter().find(|e| e.account_id.as_str() == key.account_id && e.user_name.as_str() == key.user_name && e.in_force(as_of))?;
+        Some(recorded_exemption(e))
+    };
+    apply_rules(keys, &recorded);
     Ok(warning)
+}
+
+/// A `rekey suppress` exemption as scans show it.
+pub fn recorded_exemption(e: &rekey_store::ExemptionRecord) -> Exemption {
+    Exemption { source: ExemptionSource::Recorded { by: e.by.clone() }, reason: e.reason.clone(), until: e.until }
 }
 
 /// Whether `result` is at or above `--fail-on`: exit 1.

@@ -7,6 +7,7 @@
 use crate::cli::{GlobalArgs, PolicyArgs};
 use anyhow::{bail, Context};
 use rekey_aws::AwsSettings;
+use rekey_core::exempt::{ExemptRule, ExemptRules, Selector};
 use rekey_core::owners::OwnersMap;
 use rekey_core::reminder::Cadence;
 use rekey_core::target::Target;
@@ -38,6 +39,116 @@ pub struct ConfigFile {
     pub cloudtrail: CloudTrailSection,
     #[serde(default)]
     pub state: StateSection,
+    /// `[[exempt]]`: users whose keys count as SUPPRESSED, by policy.
+    #[serde(default, rename = "exempt", deserialize_with = "exempt_rules")]
+    pub exempt: ExemptRules,
+}
+
+/// One `[[exempt]]` entry as written; [`exempt_rules`] checks it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExemptEntry {
+    reason: Option<String>,
+    group: Option<String>,
+    tag: Option<TagSelector>,
+    accounts: Option<Vec<String>>,
+    ous: Option<Vec<String>>,
+    until: Option<TimeText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagSelector {
+    key: String,
+    value: String,
+}
+
+/// A time quoted (`"2027-03-31T00:00:00Z"`) or as a TOML date-time.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeText {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+/// Every `[[exempt]]` entry, each checked; an error names the entry
+/// (`[[exempt]] #2`, counted from 1) and what is wrong with it.
+fn exempt_rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ExemptRules, D::Error> {
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = ExemptRules;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("[[exempt]] tables")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ExemptRules, A::Error> {
+            let mut rules = Vec::new();
+            loop {
+                let n = rules.len() + 1;
+                let entry = seq.next_element::<ExemptEntry>().map_err(|e| serde::de::Error::custom(format!("[[exempt]] #{n}: {e}")))?;
+                let Some(entry) = entry else { break };
+                rules.push(exempt_rule(entry).map_err(|e| serde::de::Error::custom(format!("[[exempt]] #{n}: {e}")))?);
+            }
+            Ok(ExemptRules(rules))
+        }
+    }
+    d.deserialize_seq(Entries)
+}
+
+fn exempt_rule(entry: ExemptEntry) -> Result<ExemptRule, String> {
+    let reason = entry.reason.filter(|r| !r.trim().is_empty()).ok_or("needs a reason (reason = \"...\"), saying why these users are exempt")?;
+    let mut selectors = Vec::new();
+    if let Some(group) = entry.group {
+        if !(1..=128).contains(&group.len()) || !group.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)) {
+            return Err(format!("group {group:?} is not an IAM group name (1 to 128 letters, digits and +=,.@_-)"));
+        }
+        selectors.push(Selector::Group(group));
+    }
+    if let Some(TagSelector { key, value }) = entry.tag {
+        if !(1..=128).contains(&key.chars().count()) || value.chars().count() > 256 {
+            return Err("tag key must be 1 to 128 characters and its value at most 256".into());
+        }
+        selectors.push(Selector::Tag { key, value });
+    }
+    if let Some(accounts) = entry.accounts {
+        if accounts.is_empty() {
+            return Err("accounts is empty: list the 12-digit account ids".into());
+        }
+        let ids = accounts.iter().map(|a| a.parse::<rekey_core::AccountId>().map_err(|e| format!("accounts: {e}"))).collect::<Result<_, _>>()?;
+        selectors.push(Selector::Accounts(ids));
+    }
+    if let Some(ous) = entry.ous {
+        if ous.is_empty() {
+            return Err("ous is empty: list organizational unit ids (ou-abcd-12345678)".into());
+        }
+        if let Some(bad) = ous.iter().find(|o| !is_ou_or_root_id(o)) {
+            return Err(format!("ous: {bad:?} is not an organizational unit id (ou-abcd-12345678) or root id (r-abcd)"));
+        }
+        selectors.push(Selector::Ous(ous));
+    }
+    if selectors.len() != 1 {
+        let what = if selectors.is_empty() { "no selector" } else { "more than one selector" };
+        return Err(format!("has {what}: give exactly one of group, tag, accounts or ous"));
+    }
+    let until = match entry.until {
+        None => None,
+        Some(TimeText::Text(t)) => Some(parse_until(&t)?),
+        Some(TimeText::Toml(t)) => Some(parse_until(&t.to_string())?),
+    };
+    Ok(ExemptRule { reason, selector: selectors.remove(0), until })
+}
+
+fn parse_until(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse().map_err(|e| format!("until {text:?} is not an RFC 3339 time with an offset (2027-03-31T00:00:00Z): {e}"))
+}
+
+/// Organizations' ids: `ou-` root part `-` 8 to 32 more, or a root `r-...`.
+fn is_ou_or_root_id(id: &str) -> bool {
+    let alnum = |s: &str, min: usize, max: usize| (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    match id.split('-').collect::<Vec<_>>()[..] {
+        ["ou", root, rest] => alnum(root, 4, 32) && alnum(rest, 8, 32),
+        ["r", root] => alnum(root, 4, 32),
+        _ => false,
+    }
 }
 
 /// `[cloudtrail]`: where to look for a key's events.
@@ -579,6 +690,58 @@ concurrency = 16
         ] {
             let e = error_of(text);
             assert!(e.contains(line) && e.contains(words), "{text:?} gave: {e}");
+        }
+    }
+
+    const EXEMPT: &str = r#"
+[[exempt]]
+reason = "break-glass users, reviewed quarterly"
+group = "KeyRotationExempt"
+[[exempt]]
+reason = "vendor appliance"
+tag = { key = "rekey:exempt", value = "true" }
+until = "2027-03-31T00:00:00Z"
+[[exempt]]
+reason = "sandbox accounts"
+accounts = ["111111111111"]
+[[exempt]]
+reason = "lab OU"
+ous = ["ou-abcd-12345678"]
+until = 2027-01-01T00:00:00Z
+"#;
+
+    #[test]
+    fn exempt_rules_parse_in_order() {
+        let rules = ConfigFile::parse(EXEMPT).unwrap().exempt.0;
+        assert_eq!(rules.len(), 4);
+        assert_eq!(rules[0].selector, Selector::Group("KeyRotationExempt".into()));
+        assert_eq!(rules[1].selector, Selector::Tag { key: "rekey:exempt".into(), value: "true".into() });
+        assert_eq!(rules[1].until, Some("2027-03-31T00:00:00Z".parse().unwrap()));
+        assert_eq!(rules[2].selector, Selector::Accounts(vec![rekey_core::AccountId::new("111111111111")]));
+        assert_eq!(rules[3].selector, Selector::Ous(vec!["ou-abcd-12345678".into()]));
+        assert_eq!(rules[3].until, Some("2027-01-01T00:00:00Z".parse().unwrap()), "a TOML date-time too");
+        assert!(ConfigFile::parse("").unwrap().exempt.is_empty());
+    }
+
+    #[test]
+    fn bad_exempt_entries_are_named_by_number() {
+        let ok = "[[exempt]]\nreason = \"fine\"\ngroup = \"g\"\n";
+        for (entry, words) in [
+            ("group = \"g\"\n", "needs a reason"),
+            ("reason = \" \"\ngroup = \"g\"\n", "needs a reason"),
+            ("reason = \"r\"\n", "no selector"),
+            ("reason = \"r\"\ngroup = \"g\"\naccounts = [\"111111111111\"]\n", "more than one selector"),
+            ("reason = \"r\"\naccounts = [\"11111111111\"]\n", "12 digits"),
+            ("reason = \"r\"\naccounts = []\n", "accounts is empty"),
+            ("reason = \"r\"\nous = [\"lab\"]\n", "organizational unit id"),
+            ("reason = \"r\"\ngroup = \"has space\"\n", "IAM group name"),
+            ("reason = \"r\"\ngroup = \"g\"\nuntil = \"next year\"\n", "RFC 3339"),
+            ("reason = \"r\"\ngroup = \"g\"\nuntill = \"2027-01-01T00:00:00Z\"\n", "unknown field `untill`"),
+            ("reason = \"r\"\ntag = { key = \"k\" }\n", "value"),
+        ] {
+            let text = format!("{ok}[[exempt]]\n{entry}");
+            let e = error_of(&text);
+            assert!(e.contains("[[exempt]] #2") && e.contains(words), "{entry:?} gave: {e}");
         }
     }
 

@@ -49,7 +49,7 @@ pub async fn run(args: FindingsArgs, settings: &Settings, term: &Terminal) -> an
     // and a user deleted since Security Hub looked is simply not in it.
     let report = match findings.is_empty() {
         true => None,
-        false => Some(collect(&Scope::account(settings), settings, &clients, &term.progress()).await?),
+        false => Some(collect(&Scope::account(settings), settings, &clients, &clients, &term.progress()).await?),
     };
     let keys = report.as_ref().map(|r| r.keys.as_slice()).unwrap_or_default();
     let out: Vec<FindingOut> = findings

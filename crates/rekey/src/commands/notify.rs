@@ -103,7 +103,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     // The reminders' clock (see `crate::reminders::now`): the system's.
     let now = crate::reminders::now()?;
     let scope = Scope { as_of: Some(crate::cli::AsOf::At(now)), ..Scope::account(settings) };
-    let mut report = collect(&scope, settings, &clients, &term.progress()).await?;
+    let mut report = collect(&scope, settings, &clients, &clients, &term.progress()).await?;
     if args.consumers {
         crate::trail::fill_consumers(&mut report, settings, &Accounts::new(&clients, settings, None)).await;
     }

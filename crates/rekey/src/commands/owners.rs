@@ -12,7 +12,7 @@ use rekey_core::notice::Notice;
 
 pub async fn run(args: OwnersArgs, settings: &Settings, term: &Terminal) -> anyhow::Result<u8> {
     let clients = Clients::new(&settings.aws).await;
-    let mut report = collect(&Scope::account(settings), settings, &clients, &term.progress()).await?;
+    let mut report = collect(&Scope::account(settings), settings, &clients, &clients, &term.progress()).await?;
     if args.consumers {
         crate::trail::fill_consumers(&mut report, settings, &crate::accounts::Accounts::new(&clients, settings, None)).await;
     }

@@ -107,6 +107,22 @@ fn sink_statements(targets: &[Target], partition: &str) -> Vec<Value> {
     grants.into_iter().map(|g| statement(g.sid, g.actions, g.resources)).collect()
 }
 
+/// What `[[exempt]]` rules read (scans, `rotate`, `run`): a user's groups
+/// for `group`, its account's parents for `ous` (asked of the
+/// organization by the caller, like `ListAccounts`); tags are read for
+/// owners already, and `accounts` needs no call.
+fn exempt_actions(rules: &rekey_core::exempt::ExemptRules) -> Vec<&'static str> {
+    use rekey_core::exempt::Selector;
+    let mut actions = Vec::new();
+    if rules.0.iter().any(|r| matches!(r.selector, Selector::Group(_))) {
+        actions.push("iam:ListGroupsForUser");
+    }
+    if rules.0.iter().any(|r| matches!(r.selector, Selector::Ous(_))) {
+        actions.push("organizations:ListParents");
+    }
+    actions
+}
+
 pub fn policy(file: &ConfigFile, state: &Location, partition: &str) -> Value {
     let mut statements = vec![
         statement("RekeyScan", SCAN, vec!["*".into()]),
@@ -145,6 +161,10 @@ pub fn policy(file: &ConfigFile, state: &Location, partition: &str) -> Value {
     }
     if let Some(topic) = &file.notify.sns_topic_arn {
         statements.push(statement("RekeyNotifyOwners", &["sns:Publish"], vec![topic.clone()]));
+    }
+    let exempt = exempt_actions(&file.exempt);
+    if !exempt.is_empty() {
+        statements.push(statement("RekeyExemptRules", &exempt, vec!["*".into()]));
     }
     statements.push(statement("RekeyRolePlan", ROLE_PLAN, vec!["*".into()]));
     json!({"Version": "2012-10-17", "Statement": statements})
@@ -279,6 +299,19 @@ deliver = [{ type = "secretsmanager", secret_id = "arn:aws:secretsmanager:eu-wes
                 assert!(arn.starts_with(&format!("arn:{partition}:")), "{region}: {arn}");
             }
         }
+    }
+
+    #[test]
+    fn exempt_rules_add_the_reads_their_selectors_need() {
+        let actions = |toml: &str| -> Vec<String> {
+            let p = policy_for(toml, "aws");
+            let s = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "RekeyExemptRules").cloned();
+            s.map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+        };
+        assert!(actions("").is_empty());
+        assert!(actions("[[exempt]]\nreason = \"r\"\naccounts = [\"111111111111\"]\n").is_empty(), "accounts need no call");
+        assert!(actions("[[exempt]]\nreason = \"r\"\ntag = { key = \"k\", value = \"v\" }\n").is_empty(), "tags: RekeyScan's ListUserTags");
+        assert_eq!(actions("[[exempt]]\nreason = \"r\"\ngroup = \"g\"\n[[exempt]]\nreason = \"r\"\nous = [\"ou-abcd-12345678\"]\n"), ["iam:ListGroupsForUser", "organizations:ListParents"]);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use crate::terminal::Terminal;
 use anyhow::{anyhow, bail};
 use rekey_aws::Clients;
 use rekey_core::target::{Sink, Target, Verifier};
+use rekey_core::report::{Exemption, ExemptionSource};
 use rekey_core::{AccessKeyId, AccountId};
+use rekey_engine::audit::Audit;
 use rekey_engine::plan::Plan;
 use rekey_engine::runner::{Acting, Engine, Prepared, Request};
 use rekey_engine::targets::Configured;
@@ -39,6 +41,7 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
         // prepare asked STS with the caller's own credentials.
         accounts = accounts.knowing_caller(prepared.account());
     }
+    let exemption = exemption(&args, &prepared, settings, &clients, &base).await?;
     if args.dry_run {
         print_plan(&prepared)?;
         return Ok(0);
@@ -52,6 +55,9 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     let mut engine = engine(&acting, &store, settings, may_reveal);
     let id = new_rotation_id();
     let started = engine.start(prepared, id.clone()).await;
+    if let (Some(exemption), Ok(rotation)) = (&exemption, store.get(&id).await) {
+        record_ignored(&store, &rotation, exemption, settings).await?;
+    }
     send_finding_notes(&store, settings, &accounts, term).await?;
     term.report_calls(clients.calls());
     let rotation = match store.get(&id).await {
@@ -67,6 +73,60 @@ pub async fn run(args: RotateArgs, settings: &Settings, term: &Terminal) -> anyh
     started?;
     printed?;
     Ok(exit_code(rotation.stage))
+}
+
+/// The user's exemption, if any: without `--ignore-exemption` an exempt
+/// user is refused (nothing changed); with it, the exemption to record.
+async fn exemption(args: &RotateArgs, prepared: &Prepared, settings: &Settings, clients: &Clients, caller: &Clients) -> anyhow::Result<Option<Exemption>> {
+    let recorded = match settings.state_exists() {
+        true => crate::store::open_store_to_read(settings).await?.0.open_exemptions().await?,
+        false => Vec::new(),
+    };
+    let user = prepared.user().clone();
+    let now = rekey_core::model::whole_seconds(jiff::Timestamp::now());
+    let decided = crate::exemptions::decide(settings, clients, caller, prepared.account(), std::slice::from_ref(&user), &recorded, now).await;
+    let verb = if args.retire { "retire" } else { "rotate" };
+    if let Some(unknown) = decided.unknown.first() {
+        if !args.ignore_exemption {
+            bail!("{}; rekey will not {verb} a user it cannot tell is exempt: pass --ignore-exemption to {verb} {user} anyway", unknown.message);
+        }
+    }
+    let Some(exemption) = decided.exempt.get(&user).cloned() else { return Ok(None) };
+    if !args.ignore_exemption {
+        let until = exemption.until.map(|t| format!(" until {t}")).unwrap_or_default();
+        let undo = match exemption.rule() {
+            Some(_) => "change the rule in rekey.toml".to_owned(),
+            None => format!("`rekey unsuppress --user {user}`"),
+        };
+        bail!(
+            "{user} is exempt{until} by {}: {}. rekey does not {verb} an exempt user's keys: pass --ignore-exemption to {verb} anyway (the audit log records it), or end the exemption first ({undo})",
+            exemption.by(),
+            exemption.reason
+        );
+    }
+    Ok(Some(exemption))
+}
+
+/// The audit line saying the rotation went ahead over an exemption.
+async fn record_ignored(store: &rekey_store::SharedStore, rotation: &rekey_store::RotationRecord, exemption: &Exemption, settings: &Settings) -> anyhow::Result<()> {
+    let (source, by) = match &exemption.source {
+        ExemptionSource::Rule { .. } => ("rule", None),
+        ExemptionSource::Recorded { by } => ("recorded", Some(by.clone())),
+    };
+    let line = Audit::ExemptionIgnored {
+        account_id: rotation.account_id.to_string(),
+        user_name: rotation.user_name.to_string(),
+        source: source.to_owned(),
+        rule: exemption.rule(),
+        by,
+        reason: exemption.reason.clone(),
+    };
+    let now = jiff::Timestamp::now();
+    let mut entry = line.about_owners(now, &settings.actor);
+    entry.rotation_id = Some(rotation.id.clone());
+    let change = rekey_store::Change { audit: vec![entry], ..rekey_store::Change::default() };
+    store.record(&change, now, &settings.actor).await?;
+    Ok(())
 }
 
 /// The account to rotate in (`None`: the caller's, not asked yet) and the

@@ -31,7 +31,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         accounts.check_reachable(targets.iter().map(|(a, _)| a)).await?;
         collect_many(&scope, &targets, &accounts, settings.account_concurrency(), settings, term).await?
     } else {
-        collect(&scope, settings, &clients, &term.progress()).await?
+        collect(&scope, settings, &clients, &clients, &term.progress()).await?
     };
     if args.consumers {
         crate::trail::fill_consumers(&mut report, settings, &accounts).await;
