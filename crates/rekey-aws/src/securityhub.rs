@@ -84,7 +84,11 @@ impl SecurityHub {
             filters = filters.set_aws_account_id(Some(vec![equals(account)]));
         }
         if by_name {
-            filters = filters.set_resource_aws_iam_user_user_name(Some(query.users.iter().map(|u| equals(u)).collect()));
+            // Every IAM.3 finding names its user by ARN (`Resources[].Id`);
+            // whether it also carries `Details.AwsIamUser.UserName` is not
+            // documented. The ARN's path is unknown here, so the filter is
+            // "contains /NAME" and the exact name is checked below.
+            filters = filters.set_resource_id(Some(query.users.iter().map(|u| contains(&format!("/{u}"))).collect()));
         }
         if !query.workflow.is_empty() {
             filters = filters.set_workflow_status(Some(query.workflow.iter().map(|w| equals(w.as_str())).collect()));
@@ -113,7 +117,7 @@ impl SecurityHub {
                 break;
             }
         }
-        if !query.users.is_empty() && !by_name {
+        if !query.users.is_empty() {
             findings.retain(|f| query.users.contains(&f.user_name));
         }
         Ok(findings)
@@ -168,16 +172,21 @@ fn equals(value: &str) -> StringFilter {
     StringFilter::builder().value(value).comparison(StringFilterComparison::Equals).build()
 }
 
-/// The finding's IAM user, from the resource's details or its ARN; a
+fn contains(value: &str) -> StringFilter {
+    StringFilter::builder().value(value).comparison(StringFilterComparison::Contains).build()
+}
+
+/// The finding's IAM user, from its ARN (the last part: a user name has
+/// no `/`), or from the resource's details where the ARN is missing; a
 /// finding about no IAM user is not one of ours.
 fn finding(f: &AwsSecurityFinding) -> Option<Finding> {
     let user = f.resources().iter().find(|r| r.r#type() == Some("AwsIamUser"))?;
     let user_name = user
-        .details()
-        .and_then(|d| d.aws_iam_user())
-        .and_then(|u| u.user_name())
-        .map(str::to_owned)
-        .or_else(|| user.id()?.rsplit('/').next().map(str::to_owned))?;
+        .id()
+        .filter(|arn| arn.contains(":user/"))
+        .and_then(|arn| arn.rsplit('/').next())
+        .or_else(|| user.details()?.aws_iam_user()?.user_name())
+        .map(str::to_owned)?;
     Some(Finding {
         id: f.id()?.to_owned(),
         product_arn: f.product_arn()?.to_owned(),

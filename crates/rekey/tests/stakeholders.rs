@@ -196,6 +196,21 @@ fn unsuppress_reopens_at_once() {
     assert_eq!(desk.scan(&["--user", "carol"])["keys"][0]["result"], "FAILED");
 }
 
+/// Findings are found by the user's ARN (`ResourceId`), which every IAM.3
+/// finding carries: a user with a path, and a user whose name begins
+/// another's, each get their own finding and no other.
+#[test]
+fn findings_are_matched_by_arn_whatever_the_path_or_a_longer_name() {
+    let mut ci = user("svc-1", "200d", json!({}));
+    ci["path"] = json!("/ci/");
+    let desk = Desk::new(json!({"users": [ci, user("svc-10", "200d", json!({})), user("svc-1x", "200d", json!({}))]}), "");
+    let run = desk.rekey(&["suppress", "--user", "svc-1", "--reason", "appliance"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!((desk.workflow("svc-1").as_str(), desk.workflow("svc-10").as_str(), desk.workflow("svc-1x").as_str()), ("SUPPRESSED", "NEW", "NEW"));
+    let findings = desk.rekey(&["findings", "--user", "svc-1", "--format", "json", "--fail-on", "never"]);
+    assert_eq!(names(&findings.json()), ["svc-1"], "{}", findings.stdout);
+}
+
 #[test]
 fn bad_input_changes_nothing_in_security_hub_or_the_store() {
     let desk = Desk::new(four_users(), "");
