@@ -82,7 +82,7 @@ TOML
     read -r wall rss < <(cd "$work" && timed "$bin" --state "$work/state.db" run --once)
     proxy_stop
     done_n=$(grep -c ': completed' "$work/out.txt" || true)
-    echo "concurrency $concurrency: $n due rotations -> $done_n completed by one run --once in ${wall} ms (peak RSS ${rss} MB, ${latency} ms per request, $(emulator_api GET /_rekey/calls | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])') requests in all)"
+    echo "concurrency $concurrency: $n due rotations -> $done_n completed by one run --once in ${wall} ms (peak RSS ${rss} MB, ${latency} ms per request, $(emulator_api GET /_rekey/calls | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["total"], "requests in all:", " ".join(f"{k}={v}" for k,v in sorted(d["by_operation"].items())))'))"
     emulator_stop
   done
 }

@@ -13,6 +13,7 @@ use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryA
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use crate::error::{classify, AwsError};
+use crate::cloudtrail::RecentUpdates;
 use crate::pace::{Pacer, Pacers, Quota};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -61,6 +62,8 @@ pub struct Clients {
     clock: AwsClock,
     /// The quotas of this account's calls, shared by every clone.
     pacers: Pacers,
+    /// The account's `UpdateAccessKey` events by region, as last read.
+    updates: Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<RecentUpdates>>>>>>,
 }
 
 impl Clients {
@@ -92,7 +95,7 @@ impl Clients {
                     .with_initial_backoff(Duration::from_millis(500)),
             );
         }
-        Clients { config: loader.load().await, calls: CallCounter::default(), clock: AwsClock::default(), pacers: Pacers::default() }
+        Clients { config: loader.load().await, calls: CallCounter::default(), clock: AwsClock::default(), pacers: Pacers::default(), updates: Arc::default() }
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
@@ -134,7 +137,7 @@ impl Clients {
         let credentials = aws_credential_types::Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, "rekey-assumed-role");
         let config = self.config.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build();
         // Another account: quotas of its own.
-        Ok(Clients { config, calls: self.calls.clone(), clock: self.clock.clone(), pacers: Pacers::default() })
+        Ok(Clients { config, calls: self.calls.clone(), clock: self.clock.clone(), pacers: Pacers::default(), updates: Arc::default() })
     }
 
     /// AWS's clock as its answers tell it.
@@ -167,6 +170,13 @@ impl Clients {
     /// this account.
     pub fn pacer(&self, operation: &'static str, region: &str, quota: Quota) -> Arc<Pacer> {
         self.pacers.of(operation, region, quota)
+    }
+
+    /// This account's last read of `UpdateAccessKey` events in `region`
+    /// (see [`crate::cloudtrail::Trail::activations`]).
+    pub fn recent_updates(&self, region: &str) -> Arc<tokio::sync::Mutex<Option<RecentUpdates>>> {
+        // invariant: no code panics while holding the lock
+        self.updates.lock().expect("updates lock").entry(region.to_owned()).or_default().clone()
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Trail {
     /// CloudTrail's quota in this account and region, shared by every
     /// reader in the process (`consumers`, `scan --consumers`, drains).
     limit: Arc<Pacer>,
+    /// The account's `UpdateAccessKey` events in this region as last read,
+    /// shared with every other rotation of the process.
+    updates: Arc<tokio::sync::Mutex<Option<RecentUpdates>>>,
 }
 
 /// CloudTrail's event history holds 90 days.
@@ -108,6 +111,7 @@ impl Trail {
             endpoint: clients.endpoint(),
             region: region.to_owned(),
             limit: clients.pacer("cloudtrail:LookupEvents", region, CLOUDTRAIL_LOOKUP),
+            updates: clients.recent_updates(region),
         }
     }
 
@@ -133,21 +137,41 @@ impl Trail {
 
     /// When `UpdateAccessKey` set `access_key_id` active between `from`
     /// and `to` (an unreadable event at its own time, or `from`).
+    ///
+    /// The events are the account's, not the key's (CloudTrail looks them
+    /// up by event name): one read serves every rotation that asks within
+    /// [`UPDATES_REUSED_FOR`] for a window it covers, so a pass that
+    /// deletes a hundred old keys does not spend CloudTrail's 2 lookups a
+    /// second a hundred times over. The callers wait for one another's read.
     pub async fn activations(&self, access_key_id: &str, from: Timestamp, to: Timestamp) -> Result<Vec<Timestamp>, AwsError> {
-        let attribute = LookupAttribute::builder()
-            .attribute_key(LookupAttributeKey::EventName)
-            .attribute_value("UpdateAccessKey")
-            .build()
-            .map_err(|e| AwsError::Unexpected { operation: "cloudtrail:LookupEvents", detail: e.to_string() })?;
-        let mut out = Vec::new();
-        for e in self.all_pages(&attribute, from, to).await? {
-            let at = e.event_time().and_then(|t| Timestamp::from_second(t.secs()).ok()).unwrap_or(from);
-            match e.cloud_trail_event().map(parse_update) {
-                Some(Some(Update { key, status, failed })) if key != access_key_id || status != "Active" || failed => {}
-                _ => out.push(at),
-            }
+        let mut recent = self.updates.lock().await;
+        let reusable = recent.as_ref().is_some_and(|r| r.from <= from && to.duration_since(r.read_at) <= UPDATES_REUSED_FOR);
+        if !reusable {
+            let attribute = LookupAttribute::builder()
+                .attribute_key(LookupAttributeKey::EventName)
+                .attribute_value("UpdateAccessKey")
+                .build()
+                .map_err(|e| AwsError::Unexpected { operation: "cloudtrail:LookupEvents", detail: e.to_string() })?;
+            let events = self
+                .all_pages(&attribute, from, to)
+                .await?
+                .iter()
+                .map(|e| (e.event_time().and_then(|t| Timestamp::from_second(t.secs()).ok()).unwrap_or(from), e.cloud_trail_event().and_then(parse_update)))
+                .collect();
+            *recent = Some(RecentUpdates { from, read_at: to, events });
         }
-        Ok(out)
+        // invariant: set just above when it was not reusable
+        let recent = recent.as_ref().expect("read");
+        Ok(recent
+            .events
+            .iter()
+            .filter(|(at, _)| *at >= from)
+            .filter(|(_, update)| match update {
+                Some(Update { key, status, failed }) => key == access_key_id && status == "Active" && !failed,
+                None => true,
+            })
+            .map(|(at, _)| *at)
+            .collect())
     }
 
     /// Every event matching `attribute` between `from` and `to`, every page.
@@ -281,6 +305,20 @@ fn resource_arn(kind: Option<&str>, name: Option<&str>, partition: &str) -> Opti
         return Some(name.to_owned());
     }
     (kind == Some("AWS::S3::Bucket") && !name.contains(['/', ':'])).then(|| format!("arn:{partition}:s3:::{name}"))
+}
+
+/// How long one read of the account's `UpdateAccessKey` events answers
+/// for: CloudTrail delivers an event minutes after the call, so a read
+/// seconds old sees what a new one would.
+pub const UPDATES_REUSED_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
+/// The `UpdateAccessKey` events of one account and region from `from`,
+/// read at `read_at`; `None` for an event that cannot be read.
+#[derive(Debug)]
+pub struct RecentUpdates {
+    from: Timestamp,
+    read_at: Timestamp,
+    events: Vec<(Timestamp, Option<Update>)>,
 }
 
 /// What an `UpdateAccessKey` event asked for.

@@ -108,14 +108,29 @@ impl Flushed {
 /// caller's own change, which is already saved. Nothing when Security Hub
 /// is off in rekey.toml.
 pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings) -> anyhow::Result<Flushed> {
+    flush_settled(store, accounts, settings, None).await
+}
+
+/// [`flush`], of the users whose newest pending update is older than
+/// `settled_before` only (all of them with `None`): a rotation a pass is
+/// still moving writes a note per stage, and Security Hub keeps only the
+/// last, so sending the first would spend its quota for nothing.
+async fn flush_settled(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, settled_before: Option<Timestamp>) -> anyhow::Result<Flushed> {
     let actor = settings.actor.as_str();
     if !settings.file.securityhub.enabled {
         return Ok(Flushed::default());
     }
     let mut flushed = Flushed::default();
+    let pending = store.pending_finding_updates().await?;
+    let mut newest: HashMap<(&AccountId, &UserName), Timestamp> = HashMap::new();
+    for u in &pending {
+        let at = newest.entry((&u.update.account_id, &u.update.user_name)).or_insert(u.created_at);
+        *at = (*at).max(u.created_at);
+    }
+    let settled = |u: &FindingUpdate| settled_before.is_none_or(|cutoff| newest[&(&u.update.account_id, &u.update.user_name)] < cutoff);
     let mut by_account: BTreeMap<AccountId, Vec<FindingUpdate>> = BTreeMap::new();
-    for update in store.pending_finding_updates().await? {
-        by_account.entry(update.update.account_id.clone()).or_default().push(update);
+    for update in pending.iter().filter(|u| settled(u)) {
+        by_account.entry(update.update.account_id.clone()).or_default().push(update.clone());
     }
     for (account, updates) in by_account {
         let outcome = match accounts.clients_for(&account).await {
@@ -139,6 +154,9 @@ pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Sett
 
 /// How often the outbox is sent while a pass runs.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// While a pass runs, a user's notes are sent once it wrote none for this
+/// long (its rotation waits, or ended).
+const SETTLED_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 
 /// Runs `work` (a pass of the engine) while sending the outbox as it
 /// fills: Security Hub's quota (10 updates a second) is spent during the
@@ -162,7 +180,7 @@ pub async fn flushing_while<T>(store: &SharedStore, accounts: &Accounts<'_>, set
                 () = tokio::time::sleep(FLUSH_EVERY) => {}
             }
             // A failure here is kept in the outbox and audited by flush.
-            let _ = flush(store, accounts, settings).await;
+            let _ = flush_settled(store, accounts, settings, Some(Timestamp::now() - SETTLED_FOR)).await;
         }
     };
     tokio::join!(work, flusher).0
