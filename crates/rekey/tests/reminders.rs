@@ -11,59 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use rekey_emulator::Emulator;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use support::Run;
-
-/// A loopback webhook that records the bodies it accepted; while `failing`
-/// it answers 500 and records nothing.
-struct Webhook {
-    url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
-    failing: Arc<AtomicBool>,
-}
-
-impl Webhook {
-    fn start() -> Webhook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hooks/T000/SECRET", listener.local_addr().unwrap());
-        let (bodies, failing) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (seen, fail) = (bodies.clone(), failing.clone());
-        // Detached: it ends with the test process.
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let mut reader = BufReader::new(conn);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let read = reader.read_exact(&mut body).is_ok();
-                let answer: &[u8] = if fail.load(Ordering::SeqCst) {
-                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfail"
-                } else {
-                    if read {
-                        seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    }
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                };
-                let _ = reader.get_mut().write_all(answer);
-            }
-        });
-        Webhook { url, bodies, failing }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.bodies.lock().unwrap().clone()
-    }
-}
+use std::sync::atomic::Ordering;
+use support::{Run, Webhook};
 
 fn user(name: &str, age: &str, status: &str, owner: Option<&str>) -> Value {
     let tags = owner.map(|o| json!({"Owner": o})).unwrap_or(json!({}));

@@ -7,9 +7,7 @@ mod support;
 
 use rekey_emulator::Emulator;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
-use support::{calls_of, wait_for, Run, LONG};
+use support::{calls_of, wait_for, Run, Webhook, LONG};
 
 /// A working directory with rekey.toml; every command runs there.
 struct Desk {
@@ -278,47 +276,6 @@ fn a_rotation_leaves_a_note_on_the_finding_as_it_moves() {
     let stages = history["events"].as_array().unwrap().iter().filter(|e| e["to_stage"].is_string()).count();
     assert!(notes.len() < stages, "{} notes for {stages} stages: {notes:?}", notes.len());
     assert_eq!(calls_of(&rig.emu, "securityhub:BatchUpdateFindings") as usize, notes.len());
-}
-
-/// A loopback HTTP server that records request bodies and answers 200.
-struct Webhook {
-    url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Webhook {
-    fn start() -> Webhook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hooks/T000/SECRET", listener.local_addr().unwrap());
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let seen = bodies.clone();
-        // Detached: it ends with the test process.
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let mut reader = BufReader::new(conn);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok() {
-                    seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                }
-                let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-            }
-        });
-        Webhook { url, bodies }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.bodies.lock().unwrap().clone()
-    }
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use rekey_emulator::Emulator;
 use serde_json::Value;
 use std::path::Path;
+use std::io::{BufRead, Read, Write};
 use std::process::{Command, Output};
 
 pub struct Run {
@@ -267,4 +268,53 @@ pub fn python_on(script: &str, file: &Path) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{} failed ({}):\n{text}", python().display(), out.status);
     text
+}
+
+/// A loopback webhook that records the bodies it accepted; while `failing`
+/// it answers 500 and records nothing.
+pub struct Webhook {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    pub failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/T000/SECRET", listener.local_addr().unwrap());
+        let (bodies, failing) = (std::sync::Arc::new(std::sync::Mutex::new(Vec::new())), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        let (seen, fail) = (bodies.clone(), failing.clone());
+        // Detached: it ends with the test process.
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(conn);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let read = reader.read_exact(&mut body).is_ok();
+                let answer: &[u8] = if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfail"
+                } else {
+                    if read {
+                        seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    }
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                };
+                let _ = reader.get_mut().write_all(answer);
+            }
+        });
+        Webhook { url, bodies, failing }
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
