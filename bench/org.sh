@@ -8,6 +8,7 @@
 # and the sequential one (1 and 1), then a 500-user account scanned twice
 # (the second run finds the credential report already generated).
 #   bench/org.sh [org|one]   PROFILE=dev bench/org.sh  to time a debug build
+#   VARIANTS=concurrent:16 bench/org.sh org   the concurrent scan only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parts=${1:-org one}
@@ -56,7 +57,7 @@ proxy_start
 printf '[org]\nrole_name = "OrganizationAccountAccessRole"\nconcurrency = 16\n' >"$EMULATOR_DIR/concurrent.toml"
 printf '[org]\nrole_name = "OrganizationAccountAccessRole"\nconcurrency = 1\n' >"$EMULATOR_DIR/sequential.toml"
 printf '%-12s %8s %8s %14s %8s %16s\n' variant wall_s rss_mb rekey_requests retries emulator_requests
-for variant in concurrent:16 sequential:1; do
+for variant in ${VARIANTS:-concurrent:16 sequential:1}; do
   read -r wall rss ours retries theirs < <(measure --config "$EMULATOR_DIR/${variant%%:*}.toml" scan --org --concurrency "${variant#*:}" --format json --fail-on never)
   printf '%-12s %8s %8s %14s %8s %16s\n' "${variant%%:*}" "$wall" "$rss" "$ours" "$retries" "$theirs"
   echo "  by operation: $(grep '^  ' "$EMULATOR_DIR/err.txt" | tr -s ' ' | tr '\n' ';')"
