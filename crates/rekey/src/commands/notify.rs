@@ -8,7 +8,7 @@ use crate::accounts::Accounts;
 use crate::cli::{ListFormat, NotifyArgs};
 use crate::hub;
 use crate::notices::{owner_notices, UNOWNED};
-use crate::scanning::{collect, tell_problems, Scope};
+use crate::scanning::tell_problems;
 use crate::settings::{NotifySection, Settings};
 use crate::table::count;
 use crate::terminal::Terminal;
@@ -102,8 +102,7 @@ pub async fn run(args: NotifyArgs, settings: &Settings, term: &Terminal) -> anyh
     let clients = Clients::new(&settings.aws).await;
     // The reminders' clock (see `crate::reminders::now`): the system's.
     let now = crate::reminders::now()?;
-    let scope = Scope { as_of: Some(crate::cli::AsOf::At(now)), ..Scope::account(settings) };
-    let mut report = collect(&scope, settings, &clients, &clients, &term.progress()).await?;
+    let mut report = crate::reminders::scan(settings, &clients, term, now).await?;
     if args.consumers {
         crate::trail::fill_consumers(&mut report, settings, &Accounts::new(&clients, settings, None)).await;
     }
