@@ -160,8 +160,8 @@ const SETTLED_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 
 /// Runs `work` (a pass of the engine) while sending the outbox as it
 /// fills: Security Hub's quota (10 updates a second) is spent during the
-/// pass instead of after it. Failures stay in the outbox for the caller's
-/// own [`flush`] after `work`, which reports them.
+/// pass instead of after it. After a failure it sends nothing more until
+/// the caller's own [`flush`] after `work`, which reports it.
 pub async fn flushing_while<T>(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, work: impl std::future::Future<Output = T>) -> T {
     if !settings.file.securityhub.enabled {
         return work.await;
@@ -179,8 +179,13 @@ pub async fn flushing_while<T>(store: &SharedStore, accounts: &Accounts<'_>, set
                 _ = finished.changed() => break,
                 () = tokio::time::sleep(FLUSH_EVERY) => {}
             }
-            // A failure here is kept in the outbox and audited by flush.
-            let _ = flush_settled(store, accounts, settings, Some(Timestamp::now() - SETTLED_FOR)).await;
+            // A failure is kept in the outbox and audited by flush; the
+            // flushes of this pass stop there (one audit line, not one
+            // every 250 ms), and the caller's own flush reports it.
+            match flush_settled(store, accounts, settings, Some(Timestamp::now() - SETTLED_FOR)).await {
+                Ok(flushed) if flushed.failed.is_empty() => {}
+                _ => break,
+            }
         }
     };
     tokio::join!(work, flusher).0
