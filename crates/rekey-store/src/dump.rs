@@ -43,24 +43,33 @@ pub struct Copied {
     pub checksum: String,
 }
 
+/// Items counted and hashed in the order they come.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<&'static str, usize>,
+    hash: Sha256,
+}
+
+impl Tally {
+    fn add(&mut self, item: &Item) -> Result<()> {
+        *self.counts.entry(item.kind()).or_insert(0) += 1;
+        let line = serde_json::to_vec(item).map_err(|e| crate::bad("item", e))?;
+        self.hash.update(&line);
+        self.hash.update(b"\n");
+        Ok(())
+    }
+
+    fn done(self) -> Copied {
+        let checksum = self.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Copied { counts: self.counts, checksum }
+    }
+}
+
 /// Reads everything `store` holds, counting and hashing it in order.
-async fn inventory(store: &dyn StateStore, mut keep: Option<&mut Vec<Item>>) -> Result<Copied> {
-    let mut counts = BTreeMap::new();
-    let mut hash = Sha256::new();
-    store
-        .export(&mut |item| {
-            *counts.entry(item.kind()).or_insert(0) += 1;
-            let line = serde_json::to_vec(&item).map_err(|e| crate::bad("item", e))?;
-            hash.update(&line);
-            hash.update(b"\n");
-            if let Some(keep) = keep.as_deref_mut() {
-                keep.push(item);
-            }
-            Ok(())
-        })
-        .await?;
-    let checksum = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Copied { counts, checksum })
+async fn inventory(store: &dyn StateStore) -> Result<Copied> {
+    let mut tally = Tally::default();
+    store.export(&mut |item| tally.add(&item)).await?;
+    Ok(tally.done())
 }
 
 /// Copies every rotation, audit event, exemption, finding update,
@@ -74,12 +83,28 @@ pub async fn copy(from: &dyn StateStore, to: &dyn StateStore, now: Timestamp) ->
     if !to.is_empty().await? {
         return Err(StoreError::Refused(format!("{} already holds state: migrate only into an empty store", to.location())));
     }
-    let mut items = Vec::new();
-    let source = inventory(from, Some(&mut items)).await?;
-    for batch in items.chunks(IMPORT_BATCH) {
-        to.import(batch).await?;
+    // Streamed, a batch at a time: memory stays flat whatever the store
+    // holds. The export is synchronous (SQLite iterates under its
+    // connection) and the import async, so the worker blocks for each
+    // batch while the runtime's other workers go on.
+    let runtime = tokio::runtime::Handle::current();
+    let mut tally = Tally::default();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    from.export(&mut |item| {
+        tally.add(&item)?;
+        batch.push(item);
+        if batch.len() == IMPORT_BATCH {
+            let full = std::mem::take(&mut batch);
+            tokio::task::block_in_place(|| runtime.block_on(to.import(&full)))?;
+        }
+        Ok(())
+    })
+    .await?;
+    if !batch.is_empty() {
+        to.import(&batch).await?;
     }
-    let copied = inventory(to, None).await?;
+    let source = tally.done();
+    let copied = inventory(to).await?;
     if copied != source {
         return Err(StoreError::Refused(format!(
             "the copy in {} does not match {}: {:?} ({}) against {:?} ({})",

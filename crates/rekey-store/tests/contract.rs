@@ -152,6 +152,7 @@ macro_rules! contract {
 
 contract!(
     round_trips_and_lists_unfinished_then_finished_oldest_first,
+    a_migration_of_several_batches_copies_every_item,
     one_open_rotation_per_key,
     due_reads_times_and_skips_finished_and_blocked,
     leases_exclude_other_owners_until_they_expire,
@@ -595,6 +596,25 @@ async fn migration_copies_everything_and_refuses_while_leased(store: Arc<dyn Sta
     let refused = copy(&*store, &*target.store, now).await.unwrap_err();
     assert!(refused.to_string().contains("rotation r1 is leased by runner"), "{refused}");
     assert!(target.store.is_empty().await.unwrap());
+}
+
+/// More items than one import batch (500): the copy streams them in
+/// batches, blocking the export between them, and loses none.
+async fn a_migration_of_several_batches_copies_every_item(store: Arc<dyn StateStore>) {
+    let users: Vec<String> = (0..700).map(|i| format!("svc-{i:03}")).collect();
+    let change = Change {
+        open: users.iter().map(|u| exempt(u, None)).collect(),
+        audit: users.iter().map(|u| AuditEntry::about_owners(ts("2026-11-28T12:00:00Z"), "alice", "suppressed", json!({"user_name": u}))).collect(),
+        ..Change::default()
+    };
+    store.record(&change, ts("2026-11-28T12:00:00Z"), "alice").await.unwrap();
+    let original = dump(&*store).await;
+    assert_eq!(original.len(), 1_400, "three batches");
+    for other in [sqlite(), dynamodb().await] {
+        let copied = copy(&*store, &*other.store, ts("2026-11-28T12:10:00Z")).await.unwrap();
+        assert_eq!((copied.counts["exemptions"], copied.counts["audit events"]), (700, 700));
+        assert_eq!(dump(&*other.store).await, original);
+    }
 }
 
 fn is_migrated_to(e: &StoreError, to: &str) -> bool {
