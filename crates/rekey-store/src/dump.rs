@@ -75,7 +75,8 @@ async fn inventory(store: &dyn StateStore) -> Result<Copied> {
 /// Copies every rotation, audit event, exemption, finding update,
 /// notice and reminder record from `from` into the empty `to`, then reads `to` back: the same
 /// counts and checksum, or an error. Refused while a lease is held (a
-/// runner is mid-step) or when `to` holds anything.
+/// runner is mid-step) or when `to` holds anything. Needs tokio's
+/// multi-thread runtime (it blocks a worker in place per batch).
 pub async fn copy(from: &dyn StateStore, to: &dyn StateStore, now: Timestamp) -> Result<Copied> {
     if let Some((id, holder)) = from.leases(now).await?.into_iter().next() {
         return Err(StoreError::Refused(format!("rotation {id} is leased by {holder}: stop every rekey run on {} first", from.location())));
