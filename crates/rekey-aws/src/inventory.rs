@@ -4,7 +4,8 @@
 
 use crate::error::{found, AwsError};
 use crate::credential_report::parse_credential_report;
-use crate::iam::{Iam, UserSummary, USERS_PER_DETAILS_PAGE};
+use crate::iam::{Iam, UserDetails, UserSummary, USERS_PER_DETAILS_PAGE};
+use std::collections::HashMap;
 use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 use rekey_core::model::refresh_keys;
@@ -283,12 +284,8 @@ impl Fetch<'_> {
     /// Every user's tags and groups at once (`GetAccountAuthorizationDetails`);
     /// false, changing nothing, without that permission.
     async fn read_all_details(&self, users: &mut [User]) -> bool {
-        let Ok(mut all) = self.iam.all_user_details().await else { return false };
-        for user in users.iter_mut() {
-            let details = all.remove(&user.name).unwrap_or_default();
-            user.tags.get_or_insert(details.tags);
-            user.groups = Some(details.groups);
-        }
+        let Ok(all) = self.iam.all_user_details().await else { return false };
+        apply_details(users, all);
         true
     }
 
@@ -354,6 +351,16 @@ fn apply<T>(users: &mut [User], fetched: Vec<(usize, Result<T, AwsError>)>, set:
         }
     }
     errors
+}
+
+/// Every user's tags and groups as `GetAccountAuthorizationDetails` gave
+/// them ([`Iam::all_user_details`]); a user it did not name has none.
+pub fn apply_details(users: &mut [User], mut all: HashMap<UserName, UserDetails>) {
+    for user in users.iter_mut() {
+        let details = all.remove(&user.name).unwrap_or_default();
+        user.tags.get_or_insert(details.tags);
+        user.groups = Some(details.groups);
+    }
 }
 
 fn pick(users: &[User], wanted: impl Fn(&User) -> bool) -> Vec<(usize, UserName)> {

@@ -19,6 +19,7 @@ use crate::terminal::Terminal;
 use futures::stream::{self, StreamExt};
 use rekey_aws::inventory::{Fetch, Inventory, UserError, Warning};
 use rekey_aws::Progress;
+use rekey_aws::iam::USERS_PER_DETAILS_PAGE;
 use rekey_aws::{Clients, Iam, Source};
 use rekey_core::evaluate::{existed_at, old_enough_to_matter};
 use rekey_core::model::whole_seconds;
@@ -198,15 +199,27 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
         }
         loaded => loaded?,
     };
-    fetch.refresh_keys(&mut inventory, |k| old_enough_to_matter(k, &policy, as_of)).await;
     // Only FAILED and WARNING keys can be suppressed: only their users'
     // owners and exemption facts are worth a call.
     let needs_action = |u: &rekey_core::User| user_result(u, &policy, as_of) < Compliance::Suppressed;
     let whole_account = scope.users.is_empty();
     let rules = &settings.file.exempt;
     let needs = rules.needs(as_of);
-    if !settings.owner_tags.is_empty() || needs.tags {
-        let filtering = scope.owner.is_some();
+    let wants_tags = !settings.owner_tags.is_empty() || needs.tags;
+    let filtering = scope.owner.is_some();
+    // Every user's tags and groups at once (one call per 1,000 users), where
+    // that is cheaper than a call per user who needs them, do not depend on
+    // the keys: read while the keys are listed again, not after.
+    let candidates = inventory.users.iter().filter(|u| filtering || needs_action(u)).count();
+    let read_all = whole_account && (wants_tags || needs.groups) && candidates > inventory.users.len().div_ceil(USERS_PER_DETAILS_PAGE);
+    let all_details = async { if read_all { Some(iam.all_user_details().await) } else { None } };
+    let ((), all_details) = tokio::join!(fetch.refresh_keys(&mut inventory, |k| old_enough_to_matter(k, &policy, as_of)), all_details);
+    // Denied: the fills below ask per user, not again for all.
+    let whole_account = whole_account && !matches!(all_details, Some(Err(_)));
+    if let Some(Ok(all)) = all_details {
+        rekey_aws::inventory::apply_details(&mut inventory.users, all);
+    }
+    if wants_tags {
         fetch.fill_tags(&mut inventory, whole_account, |u| filtering || needs_action(u)).await;
     }
     let mut unreadable = Unreadable::default();
