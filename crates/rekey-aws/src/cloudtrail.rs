@@ -156,22 +156,12 @@ impl Trail {
                 .all_pages(&attribute, from, to)
                 .await?
                 .iter()
-                .map(|e| (e.event_time().and_then(|t| Timestamp::from_second(t.secs()).ok()).unwrap_or(from), e.cloud_trail_event().and_then(parse_update)))
+                .map(|e| (e.event_time().and_then(|t| Timestamp::from_second(t.secs()).ok()), e.cloud_trail_event().and_then(parse_update)))
                 .collect();
             *recent = Some(RecentUpdates { from, read_at: to, events });
         }
         // invariant: set just above when it was not reusable
-        let recent = recent.as_ref().expect("read");
-        Ok(recent
-            .events
-            .iter()
-            .filter(|(at, _)| *at >= from)
-            .filter(|(_, update)| match update {
-                Some(Update { key, status, failed }) => key == access_key_id && status == "Active" && !failed,
-                None => true,
-            })
-            .map(|(at, _)| *at)
-            .collect())
+        Ok(recent.as_ref().expect("read").activations(access_key_id, from))
     }
 
     /// Every event matching `attribute` between `from` and `to`, every page.
@@ -313,12 +303,30 @@ fn resource_arn(kind: Option<&str>, name: Option<&str>, partition: &str) -> Opti
 pub const UPDATES_REUSED_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 
 /// The `UpdateAccessKey` events of one account and region from `from`,
-/// read at `read_at`; `None` for an event that cannot be read.
+/// read at `read_at`, with their times where CloudTrail gave one; `None`
+/// for an event that cannot be read.
 #[derive(Debug)]
 pub struct RecentUpdates {
     from: Timestamp,
     read_at: Timestamp,
-    events: Vec<(Timestamp, Option<Update>)>,
+    events: Vec<(Option<Timestamp>, Option<Update>)>,
+}
+
+impl RecentUpdates {
+    /// When `key` was set active from `from` on. An event that cannot be
+    /// read counts (anyone may have re-enabled the key), and one without a
+    /// time may be in anyone's window: at `from`.
+    fn activations(&self, key: &str, from: Timestamp) -> Vec<Timestamp> {
+        self.events
+            .iter()
+            .filter(|(at, _)| at.is_none_or(|at| at >= from))
+            .filter(|(_, update)| match update {
+                Some(u) => u.key == key && u.status == "Active" && !u.failed,
+                None => true,
+            })
+            .map(|(at, _)| at.unwrap_or(from))
+            .collect()
+    }
 }
 
 /// What an `UpdateAccessKey` event asked for.
@@ -341,6 +349,29 @@ fn parse_update(doc: &str) -> Option<Update> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_read_answers_for_each_key_and_window() {
+        let t = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let update = |key: &str, status: &str, failed: bool| Some(Update { key: key.into(), status: status.into(), failed });
+        let read = RecentUpdates {
+            from: t("2026-11-01T00:00:00Z"),
+            read_at: t("2026-11-28T00:00:00Z"),
+            events: vec![
+                (Some(t("2026-11-10T00:00:00Z")), update("AKIA1", "Active", false)),
+                (Some(t("2026-11-20T00:00:00Z")), update("AKIA1", "Inactive", false)),
+                (Some(t("2026-11-21T00:00:00Z")), update("AKIA1", "Active", true)),
+                (Some(t("2026-11-22T00:00:00Z")), update("AKIA2", "Active", false)),
+                (Some(t("2026-11-05T00:00:00Z")), None),
+                (None, None),
+            ],
+        };
+        // AKIA1 since the 1st: its activation, the unreadable event, and the one without a time (at the window's start).
+        assert_eq!(read.activations("AKIA1", t("2026-11-01T00:00:00Z")), [t("2026-11-10T00:00:00Z"), t("2026-11-05T00:00:00Z"), t("2026-11-01T00:00:00Z")]);
+        // A later window, from the same read: the timeless event still counts; a refused call never does.
+        assert_eq!(read.activations("AKIA1", t("2026-11-15T00:00:00Z")), [t("2026-11-15T00:00:00Z")]);
+        assert_eq!(read.activations("AKIA2", t("2026-11-15T00:00:00Z")), [t("2026-11-22T00:00:00Z"), t("2026-11-15T00:00:00Z")]);
+    }
 
     #[test]
     fn an_event_document_is_read_or_refused() {
