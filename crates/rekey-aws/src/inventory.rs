@@ -68,6 +68,12 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Users already known (named by a command, not read from IAM), for
+    /// the fills ([`Fetch::fill_tags`], [`Fetch::fill_groups`]).
+    pub fn of(users: Vec<User>) -> Inventory {
+        Inventory { users, ..Inventory::new(Source::Api) }
+    }
+
     fn new(source: Source) -> Inventory {
         Inventory {
             source,

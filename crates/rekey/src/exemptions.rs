@@ -6,9 +6,9 @@
 //! cost a call or two each, many one `GetAccountAuthorizationDetails` per
 //! 1,000 users.
 
-use crate::scanning::{recorded_exemption, rule_exemptions, Unreadable};
+use crate::scanning::{read_rule_facts, recorded_exemption, rule_exemptions, Scope};
 use crate::settings::Settings;
-use rekey_aws::iam::USERS_PER_DETAILS_PAGE;
+use rekey_aws::inventory::{Fetch, Inventory};
 use rekey_aws::{Clients, Iam};
 use rekey_core::exempt::choose;
 use rekey_core::report::{Exemption, Note};
@@ -45,47 +45,19 @@ pub async fn decide(
 ) -> Decided {
     let rules = &settings.file.exempt;
     let needs = rules.needs(as_of);
-    let mut facts: Vec<User> = users
-        .iter()
-        .map(|name| User { account_id: account.clone(), name: name.clone(), arn: String::new(), tags: None, groups: None, keys: Vec::new() })
-        .collect();
-    let mut unreadable = Unreadable::default();
-    let mut ous = None;
-    if !users.is_empty() && (needs.groups || needs.tags) {
-        let iam = Iam::new(clients);
-        let per_user = usize::from(needs.groups) + usize::from(needs.tags);
-        let details = if users.len() * per_user > users.len().div_ceil(USERS_PER_DETAILS_PAGE) { iam.all_user_details().await.ok() } else { None };
-        match details {
-            Some(mut all) => {
-                for user in &mut facts {
-                    let d = all.remove(&user.name).unwrap_or_default();
-                    (user.tags, user.groups) = (Some(d.tags), Some(d.groups));
-                }
-            }
-            None => {
-                for user in &mut facts {
-                    if needs.groups && unreadable.groups.is_none() {
-                        match iam.list_groups_for_user(&user.name).await {
-                            Ok(groups) => user.groups = Some(groups),
-                            Err(e) => unreadable.groups = Some(e),
-                        }
-                    }
-                    if needs.tags && unreadable.tags.is_none() {
-                        match iam.list_user_tags(&user.name).await {
-                            Ok(tags) => user.tags = Some(tags),
-                            Err(e) => unreadable.tags = Some(e),
-                        }
-                    }
-                }
-            }
-        }
+    let users_without_facts = users.iter().map(|name| User { account_id: account.clone(), name: name.clone(), arn: String::new(), tags: None, groups: None, keys: Vec::new() });
+    let mut inventory = Inventory::of(users_without_facts.collect());
+    // The scan's own reads: a call per user, several at once, or for many
+    // users every user's details at once (one call per 1,000 in the
+    // account), never for one user.
+    let iam = Iam::new(clients);
+    let fetch = Fetch { iam: &iam, concurrency: Scope::account(settings).concurrency, progress: &() };
+    let many = users.len() > 1;
+    if needs.tags {
+        fetch.fill_tags(&mut inventory, many, |_| true).await;
     }
-    if !users.is_empty() && needs.ous {
-        match rekey_aws::org::parents_of(organization, account).await {
-            Ok(parents) => ous = Some(parents),
-            Err(e) => unreadable.ous = Some(e),
-        }
-    }
+    let (ous, unreadable) = read_rule_facts(&fetch, &mut inventory, organization, &needs, many, |_| true).await;
+    let facts = inventory.users;
     let mut unknown = Vec::new();
     let mut by_rule = rule_exemptions(&facts, rules, ous.as_deref(), as_of, |_| true, &unreadable, &mut unknown);
     let mut exempt = HashMap::new();

@@ -25,7 +25,7 @@ use rekey_core::evaluate::{existed_at, old_enough_to_matter};
 use rekey_core::model::whole_seconds;
 use rekey_core::owners::user_path;
 use rekey_aws::AwsError;
-use rekey_core::exempt::{choose, ExemptRules, Fact, RuleMatch, UserFacts};
+use rekey_core::exempt::{choose, ExemptRules, Fact, Needs, RuleMatch, UserFacts};
 use rekey_core::report::{key_rows, rule_name, user_result, AccountSummary, Exemption, ExemptionSource, KeyRow, Note, OtherFinding, RotationRef, ScanReport, Summary};
 use std::collections::{BTreeMap, HashMap};
 use rekey_core::{AccountId, Compliance, Policy, UserName};
@@ -222,20 +222,7 @@ pub async fn collect(scope: &Scope<'_>, settings: &Settings, clients: &Clients, 
     if wants_tags {
         fetch.fill_tags(&mut inventory, whole_account, |u| filtering || needs_action(u)).await;
     }
-    let mut unreadable = Unreadable::default();
-    if needs.groups {
-        unreadable.groups = fetch.fill_groups(&mut inventory, whole_account, needs_action).await;
-    }
-    if needs.tags && inventory.owners_unknown {
-        unreadable.tags = Some(AwsError::AccessDenied { operation: "iam:ListUserTags", message: "the user tags cannot be read".into() });
-    }
-    let mut ous = None;
-    if let Some(account) = inventory.users.iter().find(|u| needs.ous && needs_action(u)).map(|u| u.account_id.clone()) {
-        match rekey_aws::org::parents_of(organization, &account).await {
-            Ok(parents) => ous = Some(parents),
-            Err(e) => unreadable.ous = Some(e),
-        }
-    }
+    let (ous, unreadable) = read_rule_facts(&fetch, &mut inventory, organization, &needs, whole_account, needs_action).await;
     progress.finish();
     let mut rule_errors = Vec::new();
     let by_rule = rule_exemptions(&inventory.users, rules, ous.as_deref(), as_of, needs_action, &unreadable, &mut rule_errors);
@@ -298,6 +285,34 @@ pub fn tell_problems(report: &ScanReport, term: &Terminal) {
     if !users.is_empty() {
         term.error(&format!("the scan is incomplete: the keys of {} could not be read and are missing from the output", users.join(", ")));
     }
+}
+
+/// What `[[exempt]]` rules need beyond the tags (read with the owners, by
+/// [`Fetch::fill_tags`]), for the users `wanted` picks: their groups and
+/// their account's organizational units; and why a fact stays unknown.
+pub async fn read_rule_facts(
+    fetch: &Fetch<'_>,
+    inventory: &mut Inventory,
+    organization: &Clients,
+    needs: &Needs,
+    whole_account: bool,
+    wanted: impl Fn(&rekey_core::User) -> bool,
+) -> (Option<Vec<String>>, Unreadable) {
+    let mut unreadable = Unreadable::default();
+    if needs.groups {
+        unreadable.groups = fetch.fill_groups(inventory, whole_account, &wanted).await;
+    }
+    if needs.tags && inventory.owners_unknown {
+        unreadable.tags = Some(AwsError::AccessDenied { operation: "iam:ListUserTags", message: "the user tags cannot be read".into() });
+    }
+    let mut ous = None;
+    if let Some(account) = inventory.users.iter().find(|u| needs.ous && wanted(u)).map(|u| u.account_id.clone()) {
+        match rekey_aws::org::parents_of(organization, &account).await {
+            Ok(parents) => ous = Some(parents),
+            Err(e) => unreadable.ous = Some(e),
+        }
+    }
+    (ous, unreadable)
 }
 
 /// Why a fact `[[exempt]]` rules need could not be read in an account.
