@@ -128,8 +128,8 @@ pub fn notices(rows: &[KeyRow], as_of: Timestamp, contact: impl Fn(Option<&str>)
 }
 
 /// A reminder digest as a notice: the digest's keys, each with its
-/// reminder, in the order of [`notices`]. `max_age` dates the failures.
-pub fn reminder_notice(digest: &crate::reminder::Digest, max_age: crate::Duration, as_of: Timestamp, contact: Option<String>) -> Notice {
+/// reminder, in the order of [`notices`].
+pub fn reminder_notice(digest: &crate::reminder::Digest, as_of: Timestamp, contact: Option<String>) -> Notice {
     let keys = digest
         .keys
         .iter()
@@ -137,7 +137,7 @@ pub fn reminder_notice(digest: &crate::reminder::Digest, max_age: crate::Duratio
             reminder: Some(ReminderNote {
                 label: due.reminder.label(),
                 moment: due.moment,
-                fails_at: row.created_at.checked_add(max_age.to_signed()).unwrap_or(due.moment),
+                fails_at: due.fails_at,
             }),
             ..notice_key(row, as_of)
         })
@@ -704,10 +704,11 @@ WARNING: active key is 80 days old, fails at 2026-12-08 12:00 UTC (limit 90)
         use crate::Duration;
         let soon = row("soon", Some("AKIA1"), Some("team-a"), Compliance::Warning, 83);
         let late = row("late", Some("AKIA2"), Some("team-a"), Compliance::Failed, 104);
-        let before = Due { moment: ts(AS_OF), reminder: Reminder::Before(Duration::from_days(7)) };
-        let overdue = Due { moment: ts(AS_OF), reminder: Reminder::Overdue(Duration::from_days(14)) };
+        let fails_at = |r: &KeyRow| r.created_at + jiff::SignedDuration::from_hours(90 * 24);
+        let before = Due { moment: ts(AS_OF), reminder: Reminder::Before(Duration::from_days(7)), fails_at: fails_at(&soon) };
+        let overdue = Due { moment: ts(AS_OF), reminder: Reminder::Overdue(Duration::from_days(14)), fails_at: fails_at(&late) };
         let digest = Digest { owner: Some("team-a".into()), keys: vec![(soon, before), (late, overdue)] };
-        let n = reminder_notice(&digest, Duration::from_days(90), ts(AS_OF), None);
+        let n = reminder_notice(&digest, ts(AS_OF), None);
         assert!(n.is_reminder());
         assert_eq!(n.subject(), "rekey: reminder: 2 access keys of team-a need a decision");
         let text = n.text(ts(AS_OF));

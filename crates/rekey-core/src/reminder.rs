@@ -75,9 +75,9 @@ impl Cadence {
                 .filter_map(|d| Some((*d, fail_at.checked_sub(d.to_signed()).ok()?)))
                 .filter(|(_, moment)| *moment <= now)
                 .last()
-                .map(|(d, moment)| Due { moment, reminder: Reminder::Before(d) });
+                .map(|(d, moment)| Due { moment, reminder: Reminder::Before(d), fails_at: fail_at });
         }
-        let failing = Due { moment: fail_at, reminder: Reminder::Failing };
+        let failing = Due { moment: fail_at, reminder: Reminder::Failing, fails_at: fail_at };
         let Some(every) = self.overdue_every else { return Some(failing) };
         let periods = (now - fail_at).as_secs() / every.to_signed().as_secs();
         if periods == 0 {
@@ -85,7 +85,7 @@ impl Cadence {
         }
         let by = Duration::from_secs(every.as_secs().saturating_mul(periods as u64));
         let moment = fail_at.checked_add(by.to_signed()).ok()?;
-        Some(Due { moment, reminder: Reminder::Overdue(by) })
+        Some(Due { moment, reminder: Reminder::Overdue(by), fails_at: fail_at })
     }
 }
 
@@ -131,6 +131,8 @@ fn in_words(d: Duration) -> String {
 pub struct Due {
     pub moment: Timestamp,
     pub reminder: Reminder,
+    /// When IAM.3 fails the key: created + max_age.
+    pub fails_at: Timestamp,
 }
 
 /// What identifies a key across scans: its account, user and creation

@@ -60,7 +60,7 @@ pub fn due(report: &ScanReport, settings: &Settings, cadence: &Cadence, sent: &S
     let owners = settings.owners_map()?;
     let contact = |o: Option<&str>| o.and_then(|o| owners.as_ref()?.contact_for(o)).map(str::to_owned);
     let plan = plan(&report.keys, settings.policy.max_age, cadence, sent, now);
-    let notices = plan.digests.iter().map(|d| reminder_notice(d, settings.policy.max_age, now, contact(d.owner.as_deref()))).collect();
+    let notices = plan.digests.iter().map(|d| reminder_notice(d, now, contact(d.owner.as_deref()))).collect();
     Ok((plan, notices))
 }
 
