@@ -7,59 +7,11 @@
 
 mod support;
 
-use rekey_emulator::Emulator;
 use serde_json::{json, Value};
-use support::{calls_of, Run};
+use support::{calls_of, Desk};
 
 const ACCOUNT: &str = "123456789012";
 const LAB: &str = "111111111111";
-
-struct Desk {
-    emu: Emulator,
-    dir: tempfile::TempDir,
-}
-
-impl Desk {
-    fn new(scenario: Value, config: &str) -> Desk {
-        let dir = tempfile::tempdir().unwrap();
-        let desk = Desk { emu: Emulator::with_scenario(&scenario), dir };
-        desk.config(config);
-        desk
-    }
-
-    fn config(&self, text: &str) {
-        std::fs::write(self.dir.path().join("rekey.toml"), text).unwrap();
-    }
-
-    fn rekey(&self, args: &[&str]) -> Run {
-        support::rekey_cmd(Some(&self.emu), self.dir.path()).args(args).output().unwrap().into()
-    }
-
-    fn scan(&self, extra: &[&str]) -> Value {
-        let mut args = vec!["scan", "--format", "json", "--fail-on", "never"];
-        args.extend_from_slice(extra);
-        let run = self.rekey(&args);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.json()
-    }
-
-    fn finding(&self, user: &str) -> Value {
-        self.emu
-            .findings()
-            .into_iter()
-            .find(|f| f["Resources"][0]["Details"]["AwsIamUser"]["UserName"] == user && f["GeneratorId"] == "security-control/IAM.3")
-            .unwrap_or_else(|| panic!("no IAM.3 finding for {user}"))
-    }
-
-    fn workflow(&self, user: &str) -> String {
-        self.finding(user)["Workflow"]["Status"].as_str().unwrap().to_owned()
-    }
-
-    fn last_note(&self, user: &str) -> String {
-        let f = self.finding(user);
-        f["note_history"].as_array().unwrap().last().map(|n| n["Text"].as_str().unwrap().to_owned()).unwrap_or_default()
-    }
-}
 
 fn key_of<'a>(scan: &'a Value, user: &str) -> &'a Value {
     scan["keys"].as_array().unwrap().iter().find(|k| k["user_name"] == user).unwrap_or_else(|| panic!("no key of {user}: {scan}"))

@@ -5,51 +5,8 @@
 
 mod support;
 
-use rekey_emulator::Emulator;
 use serde_json::{json, Value};
-use support::{calls_of, wait_for, Run, Webhook, LONG};
-
-/// A working directory with rekey.toml; every command runs there.
-struct Desk {
-    emu: Emulator,
-    dir: tempfile::TempDir,
-}
-
-impl Desk {
-    fn new(scenario: Value, config: &str) -> Desk {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
-        Desk { emu: Emulator::with_scenario(&scenario), dir }
-    }
-
-    fn rekey(&self, args: &[&str]) -> Run {
-        support::rekey_cmd(Some(&self.emu), self.dir.path()).args(args).output().unwrap().into()
-    }
-
-    fn finding(&self, user: &str) -> Value {
-        let all = self.emu.findings();
-        all.into_iter()
-            .find(|f| f["Resources"][0]["Details"]["AwsIamUser"]["UserName"] == user && f["GeneratorId"] == "security-control/IAM.3")
-            .unwrap_or_else(|| panic!("no IAM.3 finding for {user}"))
-    }
-
-    fn workflow(&self, user: &str) -> String {
-        self.finding(user)["Workflow"]["Status"].as_str().unwrap().to_owned()
-    }
-
-    fn notes(&self, user: &str) -> Vec<String> {
-        let f = self.finding(user);
-        f["note_history"].as_array().unwrap().iter().map(|n| n["Text"].as_str().unwrap().to_owned()).collect()
-    }
-
-    fn scan(&self, extra: &[&str]) -> Value {
-        let mut args = vec!["scan", "--format", "json", "--fail-on", "never"];
-        args.extend_from_slice(extra);
-        let run = self.rekey(&args);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.json()
-    }
-}
+use support::{calls_of, wait_for, Desk, Webhook, LONG};
 
 fn user(name: &str, age: &str, tags: Value) -> Value {
     json!({"name": name, "tags": tags, "keys": [{"status": "Active", "age": age, "last_used": null}]})

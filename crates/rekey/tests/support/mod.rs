@@ -318,3 +318,59 @@ impl Webhook {
         self.bodies.lock().unwrap().clone()
     }
 }
+
+/// A working directory with rekey.toml and an emulator; every command runs
+/// there.
+pub struct Desk {
+    pub emu: Emulator,
+    pub dir: tempfile::TempDir,
+}
+
+impl Desk {
+    pub fn new(scenario: Value, config: &str) -> Desk {
+        let desk = Desk { emu: Emulator::with_scenario(&scenario), dir: tempfile::tempdir().unwrap() };
+        desk.config(config);
+        desk
+    }
+
+    /// Rewrites rekey.toml.
+    pub fn config(&self, text: &str) {
+        std::fs::write(self.dir.path().join("rekey.toml"), text).unwrap();
+    }
+
+    pub fn rekey(&self, args: &[&str]) -> Run {
+        rekey_cmd(Some(&self.emu), self.dir.path()).args(args).output().unwrap().into()
+    }
+
+    /// `scan --format json` with `extra`, which must succeed.
+    pub fn scan(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["scan", "--format", "json", "--fail-on", "never"];
+        args.extend_from_slice(extra);
+        let run = self.rekey(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()
+    }
+
+    /// The user's IAM.3 finding in the emulator.
+    pub fn finding(&self, user: &str) -> Value {
+        self.emu
+            .findings()
+            .into_iter()
+            .find(|f| f["Resources"][0]["Details"]["AwsIamUser"]["UserName"] == user && f["GeneratorId"] == "security-control/IAM.3")
+            .unwrap_or_else(|| panic!("no IAM.3 finding for {user}"))
+    }
+
+    pub fn workflow(&self, user: &str) -> String {
+        self.finding(user)["Workflow"]["Status"].as_str().unwrap().to_owned()
+    }
+
+    /// Every note the finding had, oldest first.
+    pub fn notes(&self, user: &str) -> Vec<String> {
+        let f = self.finding(user);
+        f["note_history"].as_array().unwrap().iter().map(|n| n["Text"].as_str().unwrap().to_owned()).collect()
+    }
+
+    pub fn last_note(&self, user: &str) -> String {
+        self.notes(user).pop().unwrap_or_default()
+    }
+}
