@@ -243,9 +243,7 @@ impl Iam {
         }
         let attached = self.client.list_attached_user_policies().user_name(user.as_str()).into_paginator().items().send().try_collect().await;
         let mut managed: Vec<String> = attached.map_err(self.fail("iam:ListAttachedUserPolicies"))?.into_iter().filter_map(|p| p.policy_arn).collect();
-        let groups = self.client.list_groups_for_user().user_name(user.as_str()).into_paginator().items().send().try_collect().await;
-        for group in groups.map_err(self.fail("iam:ListGroupsForUser"))? {
-            let group = group.group_name;
+        for group in self.list_groups_for_user(user).await? {
             let names = self.client.list_group_policies().group_name(&group).into_paginator().items().send().try_collect().await;
             for name in names.map_err(self.fail("iam:ListGroupPolicies"))? {
                 let doc = self.client.get_group_policy().group_name(&group).policy_name(&name).send().await.map_err(self.fail("iam:GetGroupPolicy"))?;
