@@ -30,6 +30,9 @@ pub enum Audit {
     ConsumersMoved { consumers: Vec<String>, quiet_since: Timestamp },
     DeactivatedOldKey { key: String },
     ReactivatedOldKey { key: String },
+    /// A key someone else deactivated, reactivated because a person
+    /// allowed it (`rekey confirm` of a block that offered it).
+    ReactivatedOnConfirmation { key: String },
     DeletedOldKey { key: String },
     RestoredSink { sink: String, outcome: String },
     DeletedNewKey { key: String },

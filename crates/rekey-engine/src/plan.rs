@@ -173,11 +173,31 @@ pub struct Progress {
     pub consumers: Option<ConsumerWatch>,
     /// Stages a person confirmed (manual delivery or verification).
     pub confirmed: Vec<Stage>,
+    /// What the rotation's block asks of a person; `rekey confirm` makes it
+    /// `answered`.
+    pub asked: Option<Ask>,
+    /// What a person's confirmation answered: it counts for the step it
+    /// resumes (spent there), never for a later block.
+    pub answered: Option<Ask>,
+    /// A person confirmed putting the old key back by hand in the sinks
+    /// an undo cannot restore: true from then on.
+    pub old_key_put_back: bool,
     /// Set by `confirm --force`: deactivate at the next step even though the
     /// old key is still used; spent by that step.
     pub force: bool,
     /// What the rotation waits for, in words, for `rekey status`.
     pub waiting_for: Option<String>,
+}
+
+/// What a block can ask of a person beyond "go on".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ask {
+    /// Leave to reactivate this key, which someone other than rekey
+    /// deactivated: the only way rekey re-enables such a key.
+    Reactivate(String),
+    /// The old key put back by hand in the sinks rekey cannot restore.
+    OldKeyPutBack,
 }
 
 /// The old key's consumers since delivery, sorted by whether they moved to

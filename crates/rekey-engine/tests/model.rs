@@ -141,30 +141,40 @@ mod open {
     /// while a sink holds it.
     pub const OLD_KEY_DELETED_IN_AN_UNDO_WHILE_A_SINK_HOLDS_IT: bool = true;
 
-    /// Open: a person deletes or deactivates the new key while an `exec` or
-    /// `manual` sink (which rekey cannot restore) holds it; the rollback the
-    /// block names ends `rolled_back` with that sink on the dead key, saying
-    /// so in its reason but not blocked (invariant 4). It should stay
-    /// blocked until a person says the sink was fixed.
+    /// A person deletes or deactivates the new key while an `exec` or
+    /// `manual` sink (which rekey cannot restore) holds it; the rollback
+    /// the block names ended `rolled_back` with that sink on the dead key
+    /// (invariant 4). Fixed: the undo reactivates a deactivated new key
+    /// for those sinks on a person's word, and for a deleted one waits
+    /// until a person put the old key there by hand and confirmed.
+    /// Regressions: `a_new_key_deleted_under_an_exec_sink_the_undo_waits_for_the_old_key_put_back_by_hand`,
+    /// `a_new_key_deactivated_under_an_exec_sink_the_undo_offers_to_reactivate_it`,
+    /// `each_confirmation_answers_the_block_that_asked_it`.
     /// Switch (on events): a person never kills the new key of a target
     /// with an `exec` or `manual` sink.
-    pub const UNRESTORABLE_SINK_LEFT_ON_A_KILLED_NEW_KEY: bool = true;
+    pub const UNRESTORABLE_SINK_LEFT_ON_A_KILLED_NEW_KEY: bool = false;
 
-    /// Open: a person deactivates the old key (a quarantine) before rekey
-    /// deactivates it; the rotation can end (aborted, rolled back or
-    /// completed) while an application still holds that key, and its
-    /// reason does not name it (invariant 4). rekey leaves the key as the
-    /// person left it (invariant 2 holds); it should say so at the end.
+    /// A person deactivates the old key (a quarantine) before rekey
+    /// deactivates it; a block names `rekey rollback` or `rekey abort`,
+    /// which refuse to re-enable it, and the undo ended with a sink on it
+    /// without saying so (invariant 4). Fixed: an undo towards a key
+    /// someone else deactivated blocks and offers to reactivate it on a
+    /// person's word (`rekey confirm`), and the refusal says what to do by
+    /// hand. Regression: `a_quarantine_while_the_secret_is_lost_rollback_says_what_to_do_first`.
     /// Switch (on events): a person never deactivates the old key before
     /// rekey's deactivation, nor during an undo.
-    pub const OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO: bool = true;
+    pub const OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO: bool = false;
 
-    /// Open: a person kills both the old and the new key (deletes or
-    /// deactivates each). No command gives the user a key back; rekey ends
-    /// the rotation `failed` (deleting both) or stays blocked (deactivating
-    /// one), which invariant 8 does not allow.
+    /// A person kills both the old and the new key (deletes or
+    /// deactivates each): blocks named commands that no longer worked, or
+    /// confirm ended the undo `completed` with a sink on a deleted key
+    /// (invariants 4 and 8). Fixed: neither key active is a block of its
+    /// own, offering to reactivate the key the sinks need on a person's
+    /// word; both deleted is `failed`, naming them.
+    /// Regressions: `both_keys_deactivated_by_a_person_confirm_lets_rekey_reactivate_the_one_the_sinks_hold`,
+    /// `both_keys_deleted_during_an_undo_fails_and_names_them`.
     /// Switch (on events): a person never kills the last of the two.
-    pub const BOTH_KEYS_KILLED_BY_A_PERSON: bool = true;
+    pub const BOTH_KEYS_KILLED_BY_A_PERSON: bool = false;
 
     /// The old key reactivated by a person while awaiting deletion: the
     /// block names `rekey confirm` (delete after a new grace period) and
@@ -399,6 +409,8 @@ struct Key {
     disabled_by_person: bool,
     /// When (world tick) and by whom it last became unusable.
     death: Option<(u64, Who)>,
+    /// Who deleted it.
+    deleted_by: Option<Who>,
 }
 
 impl Key {
@@ -548,6 +560,7 @@ impl St {
             activations: Vec::new(),
             disabled_by_person: false,
             death: None,
+            deleted_by: None,
         };
         let creds = Credentials { access_key_id: AccessKeyId::new(&key.id), secret_access_key: Secret::new(key.secret.clone()) };
         self.keys.push(key);
@@ -648,7 +661,9 @@ impl St {
                 k.disabled_by_person = who == Who::Person;
             }
         }
-        k.deleted |= delete;
+        if delete {
+            (k.deleted, k.deleted_by) = (true, Some(who));
+        }
     }
 
     fn revive(&mut self, account: &str, id: &str, now: Timestamp) {
@@ -1111,11 +1126,16 @@ fn named_commands(reason: &str) -> Vec<Cmd> {
 /// the end; [`Model::settle`] gets there: it lets time pass and has a
 /// person follow each command a blocked rotation names, once, until one
 /// gets it out. `failed` is an end only before any key was made (preflight
-/// found the old key gone), or once a person deleted both the old and the
-/// new key: no command can give the user a key back.
+/// found the old key gone), or once the old and the new key are both
+/// deleted, one of them by a person (rekey never deletes the last active
+/// key): no command can give the user a key back.
 fn inv8_every_rotation_ends(st: &St, record: &RotationRecord) -> Result<(), String> {
-    let deleted_by_person = |id: &str| st.keys.iter().any(|k| k.id == id && k.deleted && matches!(k.death, Some((_, Who::Person))));
-    let both_deleted = deleted_by_person(record.old_key_id.as_str()) && record.new_key_id.as_ref().map(AccessKeyId::as_str).is_some_and(deleted_by_person);
+    let deleted_by = |id: &str| st.keys.iter().find(|k| k.id == id).and_then(|k| k.deleted_by);
+    let new = record.new_key_id.as_ref().map(AccessKeyId::as_str).and_then(deleted_by);
+    let both_deleted = match (deleted_by(record.old_key_id.as_str()), new) {
+        (Some(old), Some(new)) => old == Who::Person || new == Who::Person,
+        _ => false,
+    };
     match record.stage {
         Stage::Completed | Stage::RolledBack | Stage::Aborted => Ok(()),
         Stage::Failed if record.new_key_id.is_none() || both_deleted => Ok(()),
@@ -1976,19 +1996,30 @@ impl<'h> Model<'h> {
                 return None;
             }
             let mut st = self.w.lock();
+            // Asked to put the key shown in place (a `manual` sink), the person does.
             let manual = st.manual.entry(USERS[rot]).or_default();
-            if let Some((key, _)) = manual.shown.clone() {
+            if let Some((key, _)) = manual.shown.clone().filter(|_| record.as_ref().is_some_and(|r| r.came_from == Some(Stage::Delivering))) {
                 manual.installed = key;
             }
             if let Some(r) = record.filter(|r| r.stage == Stage::Blocked) {
                 if matches!(r.came_from, Some(Stage::VerifyingNew | Stage::VerifyingDeactivated)) {
                     st.looks[rot] = r.came_from;
                 }
-                // Asked whether the old key it deactivated may be used again,
-                // the person says yes: re-enabling it is then their doing.
-                if r.came_from.is_some_and(Stage::is_undo) && r.blocked_reason.as_deref().is_some_and(|b| b.contains("lets rekey reactivate it")) {
-                    if let Some(k) = st.key_mut(ACCOUNT, r.old_key_id.as_str()) {
-                        k.disabled_by_person = false;
+                // Asked whether a key they deactivated may be used again, the
+                // person says yes: re-enabling it is then their doing.
+                let offered = r.blocked_reason.as_deref().and_then(|b| b.split_once("lets rekey reactivate key ")).and_then(|(_, rest)| rest.split(' ').next());
+                if let Some(k) = offered.and_then(|id| st.key_mut(ACCOUNT, id)) {
+                    k.disabled_by_person = false;
+                }
+                // Asked to put the old key in the sinks rekey cannot restore, the person does.
+                if r.blocked_reason.as_deref().is_some_and(|b| b.contains("in place there by hand")) {
+                    let user = USERS[rot];
+                    let old = st.rots[rot].old.clone();
+                    if let Some(e) = st.exec.get_mut(user) {
+                        e.0 = old.clone();
+                    }
+                    if let Some(m) = st.manual.get_mut(user) {
+                        m.installed = old;
                     }
                 }
             }
@@ -2176,7 +2207,15 @@ impl<'h> Model<'h> {
                         while followed.is_none() && *next < commands.len() {
                             let cmd = commands[*next];
                             *next += 1;
-                            match self.person(rot, cmd, None).await {
+                            let mut answer = self.person(rot, cmd, None).await;
+                            // A refusal that says what to do by hand first: the person does it, and runs the command again.
+                            if matches!(&answer, Some(Err(e)) if e.contains("reactivate it by hand and run this again")) {
+                                let now = self.w.aws.now();
+                                let old = self.w.lock().rots[rot].old.clone();
+                                self.w.lock().revive(ACCOUNT, &old, now);
+                                answer = self.person(rot, cmd, None).await;
+                            }
+                            match answer {
                                 Some(Ok(_)) => followed = Some(cmd),
                                 answer => refused.push(format!("{cmd:?}: {answer:?}")),
                             }
@@ -2851,4 +2890,102 @@ fn delete_inactive_never_deletes_a_key_turned_on_and_off_again_while_it_waited()
         run(0),
     ];
     holds(&setup, &ops);
+}
+
+/// Found with `open::BOTH_KEYS_KILLED_BY_A_PERSON` off: a person
+/// deactivated the new key while it drained (the block named `rekey
+/// confirm` once it is active again, or `rekey rollback`), then the old key
+/// too. Confirm blocked again with the same, now false, text. Now the
+/// block says neither key is active and offers to reactivate the new key,
+/// which every sink holds, on the person's word. (Rollback, refused while
+/// the old key is someone else's, says to reactivate it by hand first.)
+#[test]
+fn both_keys_deactivated_by_a_person_confirm_lets_rekey_reactivate_the_one_the_sinks_hold() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }], ..one_file() };
+    let ops = [Op::Iam { rot: 0, act: Act::Deactivate(Which::New) }, Op::Wait { minutes: 2880 }, run(0), Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) }];
+    holds(&setup, &ops);
+}
+
+/// Found with the same switch off: the new key deleted, a rollback cut
+/// short by throttling, then the old key deleted. `rekey confirm` of the
+/// undo's block ("the old key is gone: confirm keeps the new key") ended
+/// the rotation `completed` with the sink on the deleted new key. Now both
+/// gone is `failed`, naming the deleted keys, and confirm keeps a new key
+/// only while it is active.
+#[test]
+fn both_keys_deleted_during_an_undo_fails_and_names_them() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Secret], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Iam { rot: 0, act: Act::Delete(Which::New) },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::Old) },
+    ];
+    holds(&setup, &ops);
+}
+
+/// A person deletes the old key rekey had deactivated, then the new key:
+/// no key is left, by the person's hand; `failed` is the end.
+#[test]
+fn both_keys_deleted_after_rekeys_deactivation_fails() {
+    let ops = [Op::Wait { minutes: 1680 }, run(0), Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, Op::Iam { rot: 0, act: Act::Delete(Which::New) }];
+    assert_eq!(replay(&one_file(), &ops), Ok(vec![Stage::Failed]));
+}
+
+/// Found with `open::OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO` off: the
+/// delivery throttled and the secret lost with an `exec` sink that may hold
+/// it, then the old key quarantined. The block names `rekey rollback`,
+/// which refuses (rekey does not re-enable the quarantined key) and says
+/// to reactivate it by hand first; done, the rollback finishes.
+#[test]
+fn a_quarantine_while_the_secret_is_lost_rollback_says_what_to_do_first() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Exec, SinkKind::Ssm], manual_check: false }],
+        start_fault: Some(Fault { nth: 4, kind: FaultKind::Throttle }),
+        ..one_file()
+    };
+    holds(&setup, &[Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) }]);
+}
+
+/// Found with `open::UNRESTORABLE_SINK_LEFT_ON_A_KILLED_NEW_KEY` off: the
+/// new key deleted by a person while an `exec` sink holds it. The rollback
+/// ended `rolled_back` with that sink on the deleted key; now it blocks
+/// until a person puts the old key there by hand and confirms.
+#[test]
+fn a_new_key_deleted_under_an_exec_sink_the_undo_waits_for_the_old_key_put_back_by_hand() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![], manual_check: false }, Target { sinks: vec![SinkKind::Ssm, SinkKind::Exec], manual_check: true }],
+        ..one_file()
+    };
+    holds(&setup, &[Op::Iam { rot: 1, act: Act::Delete(Which::New) }]);
+}
+
+/// The same with the new key deactivated, not deleted: the undo offers to
+/// reactivate it for the sink it cannot restore, on a person's word.
+#[test]
+fn a_new_key_deactivated_under_an_exec_sink_the_undo_offers_to_reactivate_it() {
+    let setup = Setup { targets: vec![Target { sinks: vec![], manual_check: false }, Target { sinks: vec![SinkKind::Exec], manual_check: false }], ..one_file() };
+    let ops = [Op::Iam { rot: 1, act: Act::Deactivate(Which::New) }, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, run(0)];
+    holds(&setup, &ops);
+}
+
+/// A `manual` sink on a new key a person deleted, then the old key
+/// quarantined: the confirmation that put the old key back by hand stays
+/// true while the next block asks leave to reactivate the old key, and a
+/// confirmation given for that leave is not taken for the sinks.
+#[test]
+fn each_confirmation_answers_the_block_that_asked_it() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Manual], manual_check: false }], ..one_file() };
+    let ops = [Op::Iam { rot: 0, act: Act::Delete(Which::New) }, Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None }, Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) }];
+    holds(&setup, &ops);
+}
+
+/// The old key quarantined before rekey's deactivation, then the new key
+/// deleted while awaiting deletion: the old key reactivated on a person's
+/// word goes back to a drain to decide, instead of a grace period that
+/// never ended (its start was cleared with the reactivation).
+#[test]
+fn an_old_key_reactivated_on_a_persons_word_after_deactivation_is_decided_again() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }], runner2_elsewhere: true, ..one_file() };
+    let ops = [Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) }, Op::Wait { minutes: 2880 }, run(0), Op::Iam { rot: 0, act: Act::Delete(Which::New) }];
+    assert_eq!(replay(&setup, &ops), Ok(vec![Stage::RolledBack]));
 }

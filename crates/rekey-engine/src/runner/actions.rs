@@ -186,9 +186,7 @@ impl Engine<'_> {
             let stage = match r.state() {
                 // An undo that cannot finish without the old key, before any
                 // sink went back to it: the new key stays, the rotation ends.
-                State { stage: Stage::Blocked, came_from: Some(from) }
-                    if from.is_undo() && !r.progress.restore_began && engine.old_key_status(r).await?.is_none() =>
-                {
+                State { stage: Stage::Blocked, came_from: Some(from) } if from.is_undo() && !r.progress.restore_began && engine.only_the_new_key_is_left(r).await? => {
                     engine.note(r, Audit::Confirmed { stage: from, force }, None);
                     let reason = format!("the old key {} was deleted outside rekey during the undo; the new key stays in place", r.record.old_key_id);
                     return engine.transition(r, Event::UndoAbandoned, Some(reason)).await;
@@ -210,6 +208,8 @@ impl Engine<'_> {
             }
             r.progress.confirmed.push(stage);
             r.progress.force = force;
+            r.progress.answered = r.progress.asked.take();
+            r.progress.old_key_put_back |= r.progress.answered == Some(Ask::OldKeyPutBack);
             // Blocked in an undo on a new key a person turned back on: theirs now.
             if let (true, Some(new)) = (stage.is_undo() && r.progress.new_key_seen_inactive, r.new_key()) {
                 let keys = engine.keys.list_keys(&r.user()).await?;

@@ -29,7 +29,7 @@ use crate::crash_point;
 use crate::drain::{self, Drain};
 use crate::keys::KeyApi;
 use crate::lease::{Holder, Renewal, LEASE};
-use crate::plan::{ConsumerWatch, Plan, Progress, SeenUse};
+use crate::plan::{Ask, ConsumerWatch, Plan, Progress, SeenUse};
 use rekey_core::consumers::{consumers, moves, Consumer};
 use crate::sinks::{self, Delivered, RestorePoint, Restored, SinkCtx};
 use crate::targets::{Configured, Targets};
@@ -413,6 +413,14 @@ impl<'a> Engine<'a> {
         // over, and a later one by anyone else is not rekey's to undo.
         if event == Event::Reactivated {
             (r.progress.deactivated_at, r.progress.deactivated_outside) = (None, false);
+        }
+        // A person's leave to re-enable a key counts for the block that
+        // asked, and the step it resumes: never for a later quarantine.
+        if event != Event::Blocked {
+            r.progress.asked = None;
+        }
+        if event != Event::Resumed {
+            r.progress.answered = None;
         }
         (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
         r.record.next_check_at = None;

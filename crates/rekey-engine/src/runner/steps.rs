@@ -262,7 +262,11 @@ impl Engine<'_> {
                 self.save(r).await?;
                 // A key someone deactivated or deleted since would replace
                 // a working one in the sink: looked at before each write.
-                if let Some(problem) = new_key_problem(r, &self.keys.list_keys(&r.user()).await?) {
+                let keys = self.keys.list_keys(&r.user()).await?;
+                if let Some(step) = self.without_a_working_key(r, &keys).await? {
+                    return Ok(step);
+                }
+                if let Some(problem) = new_key_problem(r, &keys) {
                     return blocked(format!(
                         "{problem} while rekey was delivering it, so it stopped before {}; `rekey rollback {}` puts the sinks it reached back on the old key",
                         sink.describe(),
@@ -387,17 +391,18 @@ impl Engine<'_> {
     /// else deactivated stays as it is.
     pub(super) async fn reactivate(&mut self, r: &mut Rotation, reason: String) -> Result<Step, EngineError> {
         let id = r.record.id.clone();
-        if !self.old_key_still_rekeys(r).await? {
-            r.progress.reactivation_owed = None;
-            return blocked(format!(
-                "{reason}. The old key {} was deactivated by someone other than rekey, so rekey does not re-enable it; reactivate it by hand if that is safe, then `rekey confirm {id}`, or `rekey rollback {id}`",
-                r.record.old_key_id
-            ));
+        if self.old_key_still_rekeys(r).await? {
+            self.fence(r).await?;
+            let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
+            self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.to_string() }, request_id);
+            crash_point("reactivate");
+        } else {
+            let why = format!("{reason}. The old key {} was deactivated by someone other than rekey", r.record.old_key_id);
+            // Still owed: the person's leave is spent on it first.
+            if let Some(step) = self.reactivate_theirs(r, &r.old_key(), &why, "block again for your decision").await? {
+                return Ok(step);
+            }
         }
-        self.fence(r).await?;
-        let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
-        self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.to_string() }, request_id);
-        crash_point("reactivate");
         (r.progress.deactivated_at, r.progress.reactivation_owed) = (None, None);
         let reason = format!(
             "{reason}. The old key {} was reactivated{}. Find the cause, then `rekey confirm {id}` to drain again, or `rekey rollback {id}`",
@@ -405,6 +410,74 @@ impl Engine<'_> {
             if r.plan.retire { "" } else { "; the new key stays delivered" }
         );
         Ok(Step::Move(Event::Reactivated, Some(reason)))
+    }
+
+    /// A key someone other than rekey deactivated (a quarantine after a
+    /// leak?), which the step needs active: rekey does not re-enable it on
+    /// its own. On a person's word (`rekey confirm` of the block that
+    /// offered it) it does, and the step goes on (`None`); else the
+    /// rotation blocks and offers that.
+    pub(super) async fn reactivate_theirs(&mut self, r: &mut Rotation, key: &AccessKeyId, why: &str, then: &str) -> Result<Option<Step>, EngineError> {
+        if r.progress.answered == Some(Ask::Reactivate(key.to_string())) {
+            self.fence(r).await?;
+            let request_id = self.keys.set_status(&r.user(), key, KeyStatus::Active).await?;
+            self.note(r, Audit::ReactivatedOnConfirmation { key: key.to_string() }, request_id);
+            crash_point("reactivate-allowed");
+            r.progress.answered = None;
+            if *key == r.old_key() {
+                // Active again: a later deactivation is no longer anyone's to keep.
+                (r.progress.deactivated_at, r.progress.deactivated_outside) = (None, false);
+            }
+            return Ok(None);
+        }
+        r.progress.asked = Some(Ask::Reactivate(key.to_string()));
+        let id = &r.record.id;
+        blocked(format!(
+            "{why}; rekey does not re-enable on its own a key someone else deactivated (a key quarantined after a leak?). \
+             If it is safe to use again, `rekey confirm {id}` lets rekey reactivate key {key} and {then}; or reactivate it by hand, then `rekey confirm {id}`"
+        ))
+        .map(Some)
+    }
+
+    /// Neither the old nor the new key is active, and not by rekey's doing
+    /// (it never removes the user's last active key): someone left the user
+    /// without a working key. Both gone: nothing rekey knows is left, the
+    /// rotation fails. Else the key the sinks need (the new key once every
+    /// sink has it, otherwise the old one) is reactivated on a person's
+    /// word (see `reactivate_theirs`). `None`: a key is active, or rekey's
+    /// own deactivation of the old key is for the step to undo.
+    pub(super) async fn without_a_working_key(&mut self, r: &mut Rotation, keys: &[ListedKey]) -> Result<Option<Step>, EngineError> {
+        let Some(new) = r.new_key() else { return Ok(None) };
+        let status = |id: &AccessKeyId| keys.iter().find(|k| &k.id == id).map(|k| k.status);
+        let (old_status, new_status) = (status(&r.old_key()), status(&new));
+        if old_status == Some(KeyStatus::Active) || new_status == Some(KeyStatus::Active) {
+            return Ok(None);
+        }
+        let old = r.old_key();
+        let shown = |s: Option<KeyStatus>| if s.is_some() { "deactivated" } else { "deleted" };
+        let why = format!("neither the old key {old} ({}) nor the new key {new} ({}) is active, by someone other than rekey: the user has no working key", shown(old_status), shown(new_status));
+        if old_status.is_none() && new_status.is_none() {
+            return Ok(Some(Step::Move(Event::Failed, Some(format!("{why}, and rekey knows none to bring back: the sinks hold a deleted key")))));
+        }
+        if old_status.is_some() && r.progress.deactivated_at.is_some() && !r.progress.deactivated_outside {
+            return Ok(None);
+        }
+        // Forward, every sink has the new key; an undo goes back to the old
+        // one; unless a person already allowed the other.
+        let towards_new = r.progress.delivered_at.is_some() && !r.record.stage.is_undo();
+        let allowed = |key: &AccessKeyId, status: Option<KeyStatus>| status.is_some() && r.progress.answered == Some(Ask::Reactivate(key.to_string()));
+        let key = match (towards_new && new_status.is_some()) || old_status.is_none() || allowed(&new, new_status) {
+            true if !allowed(&old, old_status) => new,
+            _ => old.clone(),
+        };
+        Ok(Some(match self.reactivate_theirs(r, &key, &why, "go on").await? {
+            Some(block) => block,
+            // Past rekey's deactivation, an active old key is a drain to decide again.
+            None if key == old && matches!(r.record.stage, Stage::VerifyingDeactivated | Stage::AwaitingDelete | Stage::Deleting) => {
+                Step::Move(Event::Reactivated, Some(format!("{why}; the old key {old} was reactivated on a person's word. {}", Self::way_out(r))))
+            }
+            None => Step::Wait(self.aws_now(), format!("key {key} was reactivated on a person's word; looked at again")),
+        }))
     }
 
     pub(super) async fn user_arn(&mut self, r: &Rotation) -> Result<String, EngineError> {
@@ -558,6 +631,9 @@ impl Engine<'_> {
         // Read last, right before the write, so a person's deactivation (a
         // quarantine) is seen as theirs, and an undo leaves it so.
         let keys = self.keys.list_keys(&r.user()).await?;
+        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+            return Ok(step);
+        }
         if let Some(problem) = new_key_problem(r, &keys) {
             if !keys.iter().any(|k| k.id == r.old_key()) {
                 return Ok(Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))));
@@ -596,10 +672,12 @@ impl Engine<'_> {
         moved(Event::Deactivated)
     }
 
-    /// The old key as IAM has it now, `None` if it is gone.
-    pub(super) async fn old_key_status(&self, r: &Rotation) -> Result<Option<KeyStatus>, EngineError> {
+    /// The old key is gone and the new key is active: what an undo cut
+    /// short before any sink went back can leave in place.
+    pub(super) async fn only_the_new_key_is_left(&self, r: &Rotation) -> Result<bool, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
-        Ok(keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status))
+        let new_active = r.new_key().is_some_and(|new| keys.iter().any(|k| k.id == new && k.status == KeyStatus::Active));
+        Ok(new_active && !keys.iter().any(|k| k.id == r.old_key()))
     }
 
     pub(super) fn reactivated(r: &Rotation) -> String {
@@ -645,6 +723,9 @@ impl Engine<'_> {
     async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Result<Option<KeyStatus>, Step>, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
+        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+            return Ok(Err(step));
+        }
         if let Some(problem) = new_key_problem(r, &keys) {
             return Ok(Err(match old {
                 Some(KeyStatus::Inactive) => self.reactivate(r, problem).await?,

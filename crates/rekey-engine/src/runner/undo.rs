@@ -10,6 +10,9 @@ impl Engine<'_> {
     /// sink is restored; then the new key goes (see `remove_new_key`).
     pub(super) async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
+        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+            return Ok(step);
+        }
         let old = keys.iter().find(|k| k.id == r.old_key());
         let theirs = old.is_some_and(|k| k.status == KeyStatus::Inactive) && !self.old_key_still_rekeys(r).await?;
         match old {
@@ -32,19 +35,17 @@ impl Engine<'_> {
                 let why = format!("the old key {} was deleted outside rekey and there is no new key: the sinks still hold the deleted key", r.record.old_key_id);
                 return Ok(Step::Move(Event::Failed, Some(why)));
             }
-            // An old key someone else deactivated: left so if no sink goes back to it.
-            Some(_) if theirs && r.progress.attempted.is_empty() => {
+            // An old key someone else deactivated: left so if no sink holds it.
+            Some(_) if theirs && r.plan.deliver.is_empty() => {
                 let why = r.record.blocked_reason.take().map(|b| format!("{b}. ")).unwrap_or_default();
                 r.record.blocked_reason = Some(format!("{why}The old key {} stays inactive, as someone other than rekey left it", r.record.old_key_id));
             }
-            Some(_) if theirs && !r.progress.confirmed.contains(&r.record.stage) => {
-                return blocked(format!(
-                    "the old key {} was deactivated by someone other than rekey (a key quarantined after a leak?), and an undo does not re-enable it on its own; \
-                     if it is safe to use again, `rekey confirm {id}` lets rekey reactivate it and finish the undo (or reactivate it by hand, then `rekey {} {id}`)",
-                    r.record.old_key_id,
-                    if r.record.stage == Stage::Aborting { "abort" } else { "rollback" },
-                    id = r.record.id
-                ))
+            // The sinks go back to it (or never left it): active again only on a person's word.
+            Some(_) if theirs => {
+                let why = format!("the undo puts the sinks back on the old key {}, which was deactivated by someone other than rekey", r.record.old_key_id);
+                if let Some(step) = self.reactivate_theirs(r, &r.old_key(), &why, "finish the undo").await? {
+                    return Ok(step);
+                }
             }
             Some(k) if k.status == KeyStatus::Inactive => {
                 self.fence(r).await?;
@@ -96,6 +97,9 @@ impl Engine<'_> {
                 }
             }
             Some(new) if !keep_new_key.is_empty() => {
+                if let Some(step) = self.new_key_kept_working(r, &new, &keep_new_key).await? {
+                    return Ok(step);
+                }
                 // The ended rotation says which sinks still hold the new key.
                 let why = r.record.blocked_reason.take().map(|b| format!("{b}. ")).unwrap_or_default();
                 r.record.blocked_reason = Some(format!("{why}The new key {new} stays where rekey cannot take it back: {}", keep_new_key.join("; ")));
@@ -110,6 +114,33 @@ impl Engine<'_> {
         self.finish_sinks(r).await?;
         // The ended rotation still says why it was undone.
         Ok(Step::Move(Event::Undone, r.record.blocked_reason.clone()))
+    }
+
+    /// Sinks rekey cannot put back (`sinks`) keep the new key, so it must
+    /// stay working for them. Someone else deactivated it: rekey reactivates
+    /// it on a person's word. Deleted: a person puts the old key in those
+    /// sinks by hand and confirms. `None`: it works again, or a person
+    /// confirmed the sinks are back on the old key.
+    async fn new_key_kept_working(&mut self, r: &mut Rotation, new: &AccessKeyId, sinks: &[String]) -> Result<Option<Step>, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        let held = sinks.join("; ");
+        match keys.iter().find(|k| &k.id == new).map(|k| k.status) {
+            Some(KeyStatus::Active) => Ok(None),
+            Some(KeyStatus::Inactive) => {
+                let why = format!("the new key {new} was deactivated by someone other than rekey, but rekey cannot take it back from: {held}");
+                let Some(block) = self.reactivate_theirs(r, new, &why, "finish the undo, leaving it to those sinks").await? else { return Ok(None) };
+                Ok(Some(block))
+            }
+            None if r.progress.old_key_put_back => Ok(None),
+            None => {
+                r.progress.asked = Some(Ask::OldKeyPutBack);
+                blocked(format!(
+                "the new key {new} was deleted outside rekey, but rekey cannot take it back from: {held}; put the old key {} in place there by hand, then `rekey confirm {}`",
+                    r.record.old_key_id, r.record.id
+                ))
+                .map(Some)
+            }
+        }
     }
 
     /// Removes the new key of an undone rotation, on evidence. A key no
