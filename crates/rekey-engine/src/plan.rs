@@ -119,6 +119,11 @@ pub struct Progress {
     /// and with no use shown, and when rekey deactivated it (saved before
     /// the call): deleted once `last_used_lag` has passed with still no use.
     pub unrecorded_held: Option<(String, Timestamp)>,
+    /// A new key whose secret was lost before any sink that cannot be read
+    /// back got it, while the old key was gone (deleted outside rekey): the
+    /// next new key is made first, in the slot the old one freed, then this
+    /// one is deleted if IAM shows no use of it.
+    pub lost_key: Option<String>,
     /// Per sink index, what `restore` goes back to, saved before the first
     /// delivery to that sink.
     #[serde(deserialize_with = "restore_points")]

@@ -116,14 +116,22 @@ mod open {
     /// Switch (on events): at that block the person runs `rekey abort` anyway.
     pub const BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND: bool = false;
 
-    /// Open (narrowed): the old key deleted out of band mid-rotation. Fixed:
-    /// the step no longer fails forever on `GetAccessKeyLastUsed`
-    /// (`old_key_deleted_while_draining_the_rotation_never_ends`). Still
-    /// open: with a new key whose secret is lost (a `manual` sink, a
-    /// crash), the block names `rekey abort`, which refuses without the old
-    /// key (invariant 8).
-    /// Switch (on events): a person deletes the old key only once it
-    /// awaits deletion, in an undo or after the end.
+    /// Open (narrowed twice): the old key deleted out of band mid-rotation.
+    /// Fixed: the step no longer fails forever on `GetAccessKeyLastUsed`
+    /// (`old_key_deleted_while_draining_the_rotation_never_ends`); a new
+    /// key whose secret is lost before anyone could hold it makes way for a
+    /// fresh one, made first in the slot the old key freed
+    /// (`old_key_deleted_and_the_secret_lost_a_fresh_key_takes_the_free_slot`).
+    /// Still open, each with a block naming only `rekey rollback` or `rekey
+    /// abort`, which refuse without the old key (invariant 8): (a) the lost
+    /// key was handed to an `exec` or `manual` sink, which may hold it (a
+    /// fresh key would need the lost one drained like an old key); (b) a
+    /// person also creates a key in the freed slot (the way out is by hand:
+    /// delete one, which the block should say); (c) the old key deleted
+    /// while the rotation is blocked (the block's text is from before).
+    /// Switch (on events): a person deletes the old key mid-rotation only
+    /// for a target without `exec` or `manual` sinks and while the
+    /// rotation is not blocked, and never creates a key while it is gone.
     pub const OLD_KEY_DELETED_OUT_OF_BAND: bool = true;
 
     /// Open: the old key deleted by a person during an undo while a sink
@@ -2055,7 +2063,10 @@ impl<'h> Model<'h> {
                 _ => false,
             };
             if open::RECOVERY_TAKES_ANY_LATER_KEY && act == Act::Create && attempt_open
-                || open::OLD_KEY_DELETED_OUT_OF_BAND && act == Act::Delete(Which::Old) && !old_deletable
+                || open::OLD_KEY_DELETED_OUT_OF_BAND
+                    && !old_deletable
+                    && (act == Act::Create && self.w.lock().key(record.old_key_id.as_str()).is_none_or(|k| k.deleted)
+                        || act == Act::Delete(Which::Old) && (record.stage == Stage::Blocked || unrestorable))
                 || open::OLD_KEY_DELETED_IN_AN_UNDO_WHILE_A_SINK_HOLDS_IT && act == Act::Delete(Which::Old) && in_undo && (restored || a_sink_holds_the_old_key)
                 || open::OLD_KEY_QUARANTINED_ENDS_WITHOUT_SAYING_SO
                     && act == Act::Deactivate(Which::Old)
@@ -2989,3 +3000,60 @@ fn an_old_key_reactivated_on_a_persons_word_after_deactivation_is_decided_again(
     let ops = [Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) }, Op::Wait { minutes: 2880 }, run(0), Op::Iam { rot: 0, act: Act::Delete(Which::New) }];
     assert_eq!(replay(&setup, &ops), Ok(vec![Stage::RolledBack]));
 }
+
+/// Found with `open::OLD_KEY_DELETED_OUT_OF_BAND` off: the person's
+/// `rekey rotate` throttled before the manual sink showed the key (its
+/// secret died with the process), and the old key deleted. The new key
+/// was the user's only active key, so rekey kept it and named `rekey
+/// abort`, which refuses without the old key. Now a fresh key is made
+/// first, in the slot the old key freed, and the lost one deleted after.
+#[test]
+fn old_key_deleted_and_the_secret_lost_a_fresh_key_takes_the_free_slot() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Manual], manual_check: false }],
+        start_fault: Some(Fault { nth: 3, kind: FaultKind::Throttle }),
+        ..one_file()
+    };
+    let ops = [Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, run(0), run(0)];
+    assert_eq!(replay(&setup, &ops), Ok(vec![Stage::Completed]));
+}
+
+/// A check after deactivation owed a reactivation (`--force` then
+/// throttled), and a person deleted both keys: the owed reactivation
+/// failed on the deleted old key on every run. Now neither key being
+/// there ends the rotation `failed`, naming them.
+#[test]
+fn an_owed_reactivation_of_a_deleted_old_key_does_not_fail_forever() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Secret], manual_check: false }, Target { sinks: vec![], manual_check: false }],
+        runner2_elsewhere: true,
+        ..one_file()
+    };
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::ConfirmForce, fault: Some(Fault { nth: 4, kind: FaultKind::Throttle }) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::Old) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::New) },
+    ];
+    holds(&setup, &ops);
+}
+
+/// An undo put the sink back on the old key and waits to delete the new
+/// one; a person quarantines the old key while a runner is paused
+/// mid-step. The runner resumed, deleted the new key and ended
+/// `rolled_back` with the sink on the quarantined key. Now the step looks
+/// again right before it removes the new key: neither key active blocks.
+#[test]
+fn an_old_key_quarantined_while_an_undo_waits_keeps_the_new_key() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Secret], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Iam { rot: 0, act: Act::Delete(Which::Other) },
+        run(0),
+        run(0),
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+        Op::Wait { minutes: 240 },
+        Op::Freeze { runner: 0, at: 1 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+    ];
+    holds(&setup, &ops);
+}
+

@@ -146,7 +146,9 @@ impl Engine<'_> {
     /// makes it someone else's, and rekey turns it back on.
     pub(super) async fn unknown_keys(&mut self, r: &mut Rotation) -> Result<UnknownKeys, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
-        let known = |id: &AccessKeyId| r.progress.keys_at_start.iter().any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id);
+        let known = |id: &AccessKeyId| {
+            r.progress.keys_at_start.iter().chain(&r.progress.lost_key).any(|k| k == id.as_str()) || r.new_key().as_ref() == Some(id)
+        };
         let margin = r.plan.timings.last_used_margin.to_signed();
         let lag = r.plan.timings.last_used_lag.to_signed();
         let window = r.progress.create_attempted_at.map(|from| (from - margin, r.progress.create_lost_until.unwrap_or(from + LEASE) + margin));
@@ -239,6 +241,7 @@ impl Engine<'_> {
     /// delivering: the new key into every sink, in order; progress is saved
     /// after each sink, so a crash never forgets one that has the key.
     pub(super) async fn deliver(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        self.drop_lost_key(r).await?;
         let confirmed = r.progress.confirmed.contains(&Stage::Delivering);
         for i in 0..r.plan.deliver.len() {
             if r.progress.delivered.contains(&i) {
@@ -291,7 +294,8 @@ impl Engine<'_> {
     /// The secret is nowhere rekey can read it. If a sink that cannot be read
     /// back (a command, a person) may have received the key, it is in use
     /// or about to be: a person decides. Otherwise nobody ever had it: delete
-    /// it and create another.
+    /// it and create another; if it is the user's only key (someone deleted
+    /// the old one), create the other first (see `lost_key`).
     pub(super) async fn secret_lost(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         // A stored record may lack it (damaged by hand): refuse, not panic.
         let Some(new) = r.new_key() else { return Err(r.refuse("it is delivering a new key but records none")) };
@@ -303,6 +307,13 @@ impl Engine<'_> {
             .filter(|s| !s.readable())
             .map(|s| s.describe())
             .collect();
+        let keys = self.keys.list_keys(&r.user()).await?;
+        // Someone deleted the old key: the slot it freed takes the next new
+        // key first, so the user is never left with none.
+        if !keys.iter().any(|k| k.id == r.old_key()) && keys.len() < 2 && handed_out.is_empty() {
+            r.progress.lost_key = Some(new.to_string());
+            return Ok(self.start_over(r));
+        }
         if !handed_out.is_empty() {
             return blocked(format!(
                 "the secret of new key {new} is lost (no sink can give it back), but {} may already hold it; make sure every consumer has it, or `rekey rollback {}`",
@@ -317,7 +328,7 @@ impl Engine<'_> {
                 r.record.id
             ));
         }
-        if is_last_active(&self.keys.list_keys(&r.user()).await?, &new) {
+        if is_last_active(&keys, &new) {
             return blocked(format!(
                 "the secret of new key {new} is lost, but it is the user's only active key (the old key is gone or inactive): rekey keeps it; `rekey abort {}`",
                 r.record.id
@@ -327,13 +338,39 @@ impl Engine<'_> {
         let request_id = self.keys.delete_key(&r.user(), &new).await?;
         self.note(r, Audit::DeletedLostKey { key: new.to_string() }, request_id);
         crash_point("delete-lost");
+        Ok(self.start_over(r))
+    }
+
+    /// Back to creating, the lost new key forgotten (deleted, or kept in `lost_key`).
+    fn start_over(&mut self, r: &mut Rotation) -> Step {
         r.record.new_key_id = None;
         r.progress.create_attempted_at = None;
         r.progress.delivered.clear();
         r.progress.attempted.clear();
         // A person who confirmed the lost key must be shown the next one.
         r.progress.confirmed.retain(|s| *s != Stage::Delivering);
-        moved(Event::SecretLost)
+        Step::Move(Event::SecretLost, None)
+    }
+
+    /// Deletes the lost new key kept while it was the user's only active
+    /// key (see `lost_key`), now that another is there, if IAM shows no
+    /// use of it; a used one is someone's and stays.
+    pub(super) async fn drop_lost_key(&mut self, r: &mut Rotation) -> Result<(), EngineError> {
+        let Some(lost) = r.progress.lost_key.clone().map(|k| AccessKeyId::new(&k)) else { return Ok(()) };
+        let keys = self.keys.list_keys(&r.user()).await?;
+        if keys.iter().any(|k| k.id == lost) && !is_last_active(&keys, &lost) {
+            match self.last_used(&lost).await?.at {
+                Some(at) => self.note(r, Audit::KeptNewKey { key: lost.to_string(), because: vec![format!("its secret was lost, but it was used at {at}")] }, None),
+                None => {
+                    self.fence(r).await?;
+                    let request_id = self.keys.delete_key(&r.user(), &lost).await?;
+                    self.note(r, Audit::DeletedLostKey { key: lost.to_string() }, request_id);
+                    crash_point("delete-lost");
+                }
+            }
+        }
+        r.progress.lost_key = None;
+        self.save(r).await
     }
 
     /// verifying_new / verifying_deactivated: every verifier must pass. A
@@ -343,12 +380,23 @@ impl Engine<'_> {
     pub(super) async fn verify(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         let stage = r.record.stage;
         if stage == Stage::VerifyingDeactivated {
+            let keys = self.keys.list_keys(&r.user()).await?;
+            if let Some(step) = self.without_a_working_key(r, &keys).await? {
+                return Ok(step);
+            }
             if r.progress.reactivation_owed.is_none() {
-                let keys = self.keys.list_keys(&r.user()).await?;
                 r.progress.reactivation_owed = new_key_problem(r, &keys);
             }
             // Owed, not re-decided: no verifier runs again before it is done.
             if let Some(reason) = r.progress.reactivation_owed.clone() {
+                if !keys.iter().any(|k| k.id == r.old_key()) {
+                    r.progress.reactivation_owed = None;
+                    return blocked(format!(
+                        "{reason}. The old key {} is gone (deleted outside rekey), so rekey cannot reactivate it; the new key stays in place. Find the cause, then `rekey confirm {}` checks again",
+                        r.record.old_key_id,
+                        r.record.id
+                    ));
+                }
                 return self.reactivate(r, reason).await;
             }
         }

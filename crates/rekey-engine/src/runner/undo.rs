@@ -9,6 +9,7 @@ impl Engine<'_> {
     /// is made active first, unless someone else deactivated it; then every
     /// sink is restored; then the new key goes (see `remove_new_key`).
     pub(super) async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
+        self.drop_lost_key(r).await?;
         let keys = self.keys.list_keys(&r.user()).await?;
         if let Some(step) = self.without_a_working_key(r, &keys).await? {
             return Ok(step);
@@ -152,6 +153,9 @@ impl Engine<'_> {
     async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId) -> Result<Option<Step>, EngineError> {
         // Read again: the old key may have been reactivated since the undo began.
         let keys = self.keys.list_keys(&r.user()).await?;
+        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+            return Ok(Some(step));
+        }
         let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
         if steps::is_last_active(&keys, new) {
             return blocked(format!(
