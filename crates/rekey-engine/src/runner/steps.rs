@@ -682,10 +682,8 @@ impl Engine<'_> {
         if let Some(step) = self.without_a_working_key(r, &keys).await? {
             return Ok(step);
         }
+        // (Both keys dead is `without_a_working_key`'s: here the old key exists.)
         if let Some(problem) = new_key_problem(r, &keys) {
-            if !keys.iter().any(|k| k.id == r.old_key()) {
-                return Ok(Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))));
-            }
             return blocked(format!(
                 "{problem}, so the old key {} stays active; find out why: once the new key is active again, `rekey confirm {id}` goes on; or `rekey rollback {id}` puts the sinks back on the old key",
                 r.record.old_key_id,
