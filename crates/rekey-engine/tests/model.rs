@@ -2010,17 +2010,19 @@ impl<'h> Model<'h> {
                 manual.installed = key;
             }
             if let Some(r) = record.filter(|r| r.stage == Stage::Blocked) {
-                if matches!(r.came_from, Some(Stage::VerifyingNew | Stage::VerifyingDeactivated)) {
-                    st.looks[rot] = r.came_from;
-                }
                 // Asked whether a key they deactivated may be used again, the
                 // person says yes: re-enabling it is then their doing.
                 let offered = r.blocked_reason.as_deref().and_then(|b| b.split_once("lets rekey reactivate key ")).and_then(|(_, rest)| rest.split(' ').next());
                 if let Some(k) = offered.and_then(|id| st.key_mut(ACCOUNT, id)) {
                     k.disabled_by_person = false;
                 }
+                let put_back = r.blocked_reason.as_deref().is_some_and(|b| b.contains("in place there by hand"));
+                // A block from a check asks the person to look, unless it asks something else.
+                if matches!(r.came_from, Some(Stage::VerifyingNew | Stage::VerifyingDeactivated)) && offered.is_none() && !put_back {
+                    st.looks[rot] = r.came_from;
+                }
                 // Asked to put the old key in the sinks rekey cannot restore, the person does.
-                if r.blocked_reason.as_deref().is_some_and(|b| b.contains("in place there by hand")) {
+                if put_back {
                     let user = USERS[rot];
                     let old = st.rots[rot].old.clone();
                     if let Some(e) = st.exec.get_mut(user) {
