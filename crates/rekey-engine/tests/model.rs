@@ -3059,3 +3059,18 @@ fn an_old_key_quarantined_while_an_undo_waits_keeps_the_new_key() {
     holds(&setup, &ops);
 }
 
+/// Found by a random run of 10⁵: the same quarantine, landing after the
+/// undo's last look at the keys and before its read of the new key's last
+/// use. The keys are now read again right before the deletion.
+#[test]
+fn an_old_key_quarantined_after_the_undos_look_keeps_the_new_key() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+        Op::Wait { minutes: 240 },
+        Op::Freeze { runner: 0, at: 2 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+    ];
+    holds(&setup, &ops);
+}
+

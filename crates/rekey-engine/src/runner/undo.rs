@@ -206,6 +206,10 @@ impl Engine<'_> {
             if let (true, Some(at), true) = (used_by_others, used, now < due) {
                 return Ok(Some(Step::Wait(due, format!("the new key {new} was used at {at} by something other than rekey; deactivated, it is deleted after {due}"))));
             }
+            // Read last, right before the deletion: the old key the sinks went back to may be gone or quarantined since.
+            if let Some(step) = self.without_a_working_key(r, &self.keys.list_keys(&r.user()).await?).await? {
+                return Ok(Some(step));
+            }
         }
         self.fence(r).await?;
         let request_id = self.keys.delete_key(&r.user(), new).await?;
