@@ -178,12 +178,9 @@ pub struct Progress {
     pub consumers: Option<ConsumerWatch>,
     /// Stages a person confirmed (manual delivery or verification).
     pub confirmed: Vec<Stage>,
-    /// What the rotation's block asks of a person; `rekey confirm` makes it
-    /// `answered`.
+    /// What the rotation's block asks of a person; `rekey confirm` answers
+    /// it, once.
     pub asked: Option<Ask>,
-    /// What a person's confirmation answered: it counts for the step it
-    /// resumes (spent there), never for a later block.
-    pub answered: Option<Ask>,
     /// A person confirmed putting the old key back by hand in the sinks
     /// an undo cannot restore: true from then on.
     pub old_key_put_back: bool,

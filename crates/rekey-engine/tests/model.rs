@@ -59,8 +59,10 @@
 //! AWS (zero before); two processes of one host at once (a dead holder of
 //! the same host is always gone); Security Hub (finding notes are written
 //! to the store and searched for secrets, never sent); the person is honest
-//! (installs the key shown, says what they saw, and confirms a block only
-//! when it asks for `rekey confirm`).
+//! (installs the key a delivery shows, says what they saw, confirms a
+//! block only when it asks for `rekey confirm`, and does by hand what a
+//! block or a refusal tells them to: put the old key back in a sink,
+//! reactivate a key).
 //!
 //! **Open defects** are kept out of the main property by the switches in
 //! [`open`]: each names the defect and the regression test that replays
@@ -3072,5 +3074,45 @@ fn an_old_key_quarantined_after_the_undos_look_keeps_the_new_key() {
         Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
     ];
     holds(&setup, &ops);
+}
+
+/// Found by a random run of 10⁵: leave to reactivate the new key, given
+/// while a person had it active again, was kept past a step that failed
+/// (throttled), and used later on a deactivation the person made after
+/// giving it. An answer now counts for the one step it resumes.
+#[test]
+fn leave_to_reactivate_is_not_kept_for_a_later_deactivation() {
+    let setup = Setup {
+        targets: vec![Target { sinks: vec![SinkKind::Exec], manual_check: false }],
+        start_fault: Some(Fault { nth: 0, kind: FaultKind::Throttle }),
+        ..one_file()
+    };
+    let ops = [
+        Op::Wait { minutes: 1 },
+        run(0),
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::New) },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+        Op::Iam { rot: 0, act: Act::Reactivate(Which::New) },
+        Op::Person { rot: 0, cmd: Cmd::Confirm, fault: Some(Fault { nth: 0, kind: FaultKind::Throttle }) },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::New) },
+    ];
+    holds(&setup, &ops);
+}
+
+/// A block asks leave to reactivate the new key, and a person deletes it
+/// before confirming: the confirmation has nothing to reactivate, and the
+/// step looks again (both keys gone: `failed`, naming them) instead of the
+/// confirmation failing on every try.
+#[test]
+fn leave_asked_for_a_key_deleted_since_is_looked_at_again() {
+    let setup = Setup { targets: vec![Target { sinks: vec![], manual_check: false }, Target { sinks: vec![SinkKind::Ssm], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Iam { rot: 1, act: Act::Deactivate(Which::New) },
+        Op::Iam { rot: 1, act: Act::Delete(Which::Old) },
+        Op::Wait { minutes: 2880 },
+        run(0),
+        Op::Iam { rot: 1, act: Act::Delete(Which::New) },
+    ];
+    assert_eq!(replay(&setup, &ops), Ok(vec![Stage::Completed, Stage::Failed]));
 }
 

@@ -47,10 +47,18 @@ fn defect_1_an_admin_deleting_the_new_key_while_draining_never_leaves_the_user_w
     assert_eq!(key_status(&rig, &rig.old_key).as_deref(), Some("Active"), "the old key is not touched");
     let reason = r["blocked_reason"].as_str().unwrap();
     assert!(reason.contains("no longer exists") && reason.contains(&format!("rekey rollback {id}")), "{reason}");
-    // The way out it names works.
+    // The way out it names works: the exec sink cannot be put back by
+    // rekey and holds the deleted new key, so the rollback asks a person to
+    // put the old key there by hand, and ends once they confirm.
     let rolled = rig.rekey(&["rollback", &id]);
     assert_eq!(rolled.code, 0, "{}", rolled.stderr);
-    assert_eq!(rig.rotation()["stage"], "rolled_back");
+    let r = rig.rotation();
+    assert_eq!(r["stage"], "blocked", "{r}");
+    let reason = r["blocked_reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("put the old key {} in place there by hand", rig.old_key)) && reason.contains(&format!("rekey confirm {id}")), "{reason}");
+    let confirmed = rig.rekey(&["confirm", &id]);
+    assert_eq!(rig.rotation()["stage"], "rolled_back", "{}", confirmed.stderr);
+    assert_eq!(confirmed.code, 2, "a rotation that ends rolled back is exit 2, as for `rekey rotate`");
     assert_eq!(rig.keys(), [(rig.old_key.clone(), "Active".to_owned())]);
 }
 

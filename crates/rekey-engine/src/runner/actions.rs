@@ -206,13 +206,12 @@ impl Engine<'_> {
             if force && stage != Stage::Draining {
                 return Err(r.refuse(format!("--force only applies to a draining old key; it is blocked in {stage}")));
             }
-            // An answer to what the block asked is not also a look at a check.
-            let answer = r.progress.asked.take();
-            if answer.is_none() {
-                r.progress.confirmed.push(stage);
+            // An answer to what the block asked, done now; it is not also a look at a check.
+            match r.progress.asked.take() {
+                Some(Ask::Reactivate(key)) => engine.reactivate_on_confirmation(r, &AccessKeyId::new(&key)).await?,
+                Some(Ask::OldKeyPutBack) => r.progress.old_key_put_back = true,
+                None => r.progress.confirmed.push(stage),
             }
-            r.progress.old_key_put_back |= answer == Some(Ask::OldKeyPutBack);
-            r.progress.answered = answer;
             r.progress.force = force;
             // Blocked in an undo on a new key a person turned back on: theirs now.
             if let (true, Some(new)) = (stage.is_undo() && r.progress.new_key_seen_inactive, r.new_key()) {

@@ -414,13 +414,9 @@ impl<'a> Engine<'a> {
         if event == Event::Reactivated {
             (r.progress.deactivated_at, r.progress.deactivated_outside) = (None, false);
         }
-        // A person's leave to re-enable a key counts for the block that
-        // asked, and the step it resumes: never for a later quarantine.
+        // What a block asked is for that block: `rekey confirm` answers it.
         if event != Event::Blocked {
             r.progress.asked = None;
-        }
-        if event != Event::Resumed {
-            r.progress.answered = None;
         }
         (r.record.stage, r.record.came_from) = (to.stage, to.came_from);
         r.record.next_check_at = None;

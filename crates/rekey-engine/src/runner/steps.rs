@@ -266,7 +266,7 @@ impl Engine<'_> {
                 // A key someone deactivated or deleted since would replace
                 // a working one in the sink: looked at before each write.
                 let keys = self.keys.list_keys(&r.user()).await?;
-                if let Some(step) = self.without_a_working_key(r, &keys).await? {
+                if let Some(step) = Self::without_a_working_key(r, &keys) {
                     return Ok(step);
                 }
                 if let Some(problem) = new_key_problem(r, &keys) {
@@ -381,7 +381,7 @@ impl Engine<'_> {
         let stage = r.record.stage;
         if stage == Stage::VerifyingDeactivated {
             let keys = self.keys.list_keys(&r.user()).await?;
-            if let Some(step) = self.without_a_working_key(r, &keys).await? {
+            if let Some(step) = Self::without_a_working_key(r, &keys) {
                 return Ok(step);
             }
             if r.progress.reactivation_owed.is_none() {
@@ -397,7 +397,8 @@ impl Engine<'_> {
                         r.record.id
                     ));
                 }
-                return self.reactivate(r, reason).await;
+                let old_active = keys.iter().any(|k| k.id == r.old_key() && k.status == KeyStatus::Active);
+                return self.reactivate(r, reason, old_active).await;
             }
         }
         let creds = self.secret_for(r).await?;
@@ -426,7 +427,7 @@ impl Engine<'_> {
                     }
                     r.progress.reactivation_owed = Some(reason.clone());
                     self.save(r).await?;
-                    return self.reactivate(r, reason).await;
+                    return self.reactivate(r, reason, false).await;
                 }
             }
         }
@@ -436,20 +437,19 @@ impl Engine<'_> {
 
     /// Reactivates the old key rekey deactivated (SPEC 1.3.6), first of all:
     /// the new key stays delivered and a person decides. An old key someone
-    /// else deactivated stays as it is.
-    pub(super) async fn reactivate(&mut self, r: &mut Rotation, reason: String) -> Result<Step, EngineError> {
+    /// else deactivated stays as it is, until a person allows it (still
+    /// owed meanwhile); `old_active`: already active again.
+    pub(super) async fn reactivate(&mut self, r: &mut Rotation, reason: String, old_active: bool) -> Result<Step, EngineError> {
         let id = r.record.id.clone();
-        if self.old_key_still_rekeys(r).await? {
+        if !old_active {
+            if !self.old_key_still_rekeys(r).await? {
+                let why = format!("{reason}. The old key {} was deactivated by someone other than rekey", r.record.old_key_id);
+                return Ok(Self::ask_to_reactivate(r, &r.old_key(), &why, "block again for your decision"));
+            }
             self.fence(r).await?;
             let request_id = self.keys.set_status(&r.user(), &r.old_key(), KeyStatus::Active).await?;
             self.note(r, Audit::ReactivatedOldKey { key: r.record.old_key_id.to_string() }, request_id);
             crash_point("reactivate");
-        } else {
-            let why = format!("{reason}. The old key {} was deactivated by someone other than rekey", r.record.old_key_id);
-            // Still owed: the person's leave is spent on it first.
-            if let Some(step) = self.reactivate_theirs(r, &r.old_key(), &why, "block again for your decision").await? {
-                return Ok(step);
-            }
         }
         (r.progress.deactivated_at, r.progress.reactivation_owed) = (None, None);
         let reason = format!(
@@ -462,29 +462,31 @@ impl Engine<'_> {
 
     /// A key someone other than rekey deactivated (a quarantine after a
     /// leak?), which the step needs active: rekey does not re-enable it on
-    /// its own. On a person's word (`rekey confirm` of the block that
-    /// offered it) it does, and the step goes on (`None`); else the
-    /// rotation blocks and offers that.
-    pub(super) async fn reactivate_theirs(&mut self, r: &mut Rotation, key: &AccessKeyId, why: &str, then: &str) -> Result<Option<Step>, EngineError> {
-        if r.progress.answered == Some(Ask::Reactivate(key.to_string())) {
-            self.fence(r).await?;
-            let request_id = self.keys.set_status(&r.user(), key, KeyStatus::Active).await?;
-            self.note(r, Audit::ReactivatedOnConfirmation { key: key.to_string() }, request_id);
-            crash_point("reactivate-allowed");
-            r.progress.answered = None;
-            if *key == r.old_key() {
-                // Active again: a later deactivation is no longer anyone's to keep.
-                (r.progress.deactivated_at, r.progress.deactivated_outside) = (None, false);
-            }
-            return Ok(None);
-        }
+    /// its own. The rotation blocks and asks; `rekey confirm` is the
+    /// person's leave, and reactivates it (`reactivate_on_confirmation`).
+    pub(super) fn ask_to_reactivate(r: &mut Rotation, key: &AccessKeyId, why: &str, then: &str) -> Step {
         r.progress.asked = Some(Ask::Reactivate(key.to_string()));
         let id = &r.record.id;
-        blocked(format!(
-            "{why}; rekey does not re-enable on its own a key someone else deactivated (a key quarantined after a leak?). \
-             If it is safe to use again, `rekey confirm {id}` lets rekey reactivate key {key} and {then}; or reactivate it by hand, then `rekey confirm {id}`"
-        ))
-        .map(Some)
+        Step::Move(
+            Event::Blocked,
+            Some(format!(
+                "{why}; rekey does not re-enable on its own a key someone else deactivated (a key quarantined after a leak?). \
+                 If it is safe to use again, `rekey confirm {id}` lets rekey reactivate key {key} and {then}; or reactivate it by hand, then `rekey confirm {id}`"
+            )),
+        )
+    }
+
+    /// `rekey confirm` of a block that asked leave to reactivate `key`. A
+    /// key deleted since needs none: the step looks again.
+    pub(super) async fn reactivate_on_confirmation(&mut self, r: &mut Rotation, key: &AccessKeyId) -> Result<(), EngineError> {
+        self.fence(r).await?;
+        let Some(request_id) = rekey_aws::error::found(self.keys.set_status(&r.user(), key, KeyStatus::Active).await)? else { return Ok(()) };
+        self.note(r, Audit::ReactivatedOnConfirmation { key: key.to_string() }, request_id);
+        if *key == r.old_key() {
+            // Active again: a later deactivation is no longer anyone's to keep.
+            (r.progress.deactivated_at, r.progress.deactivated_outside) = (None, false);
+        }
+        Ok(())
     }
 
     /// Neither the old nor the new key is active, and not by rekey's doing
@@ -492,40 +494,28 @@ impl Engine<'_> {
     /// without a working key. Both gone: nothing rekey knows is left, the
     /// rotation fails. Else the key the sinks need (the new key once every
     /// sink has it, otherwise the old one) is reactivated on a person's
-    /// word (see `reactivate_theirs`). `None`: a key is active, or rekey's
+    /// word (see `ask_to_reactivate`). `None`: a key is active, or rekey's
     /// own deactivation of the old key is for the step to undo.
-    pub(super) async fn without_a_working_key(&mut self, r: &mut Rotation, keys: &[ListedKey]) -> Result<Option<Step>, EngineError> {
-        let Some(new) = r.new_key() else { return Ok(None) };
+    pub(super) fn without_a_working_key(r: &mut Rotation, keys: &[ListedKey]) -> Option<Step> {
+        let new = r.new_key()?;
         let status = |id: &AccessKeyId| keys.iter().find(|k| &k.id == id).map(|k| k.status);
         let (old_status, new_status) = (status(&r.old_key()), status(&new));
         if old_status == Some(KeyStatus::Active) || new_status == Some(KeyStatus::Active) {
-            return Ok(None);
+            return None;
         }
         let old = r.old_key();
         let shown = |s: Option<KeyStatus>| if s.is_some() { "deactivated" } else { "deleted" };
         let why = format!("neither the old key {old} ({}) nor the new key {new} ({}) is active, by someone other than rekey: the user has no working key", shown(old_status), shown(new_status));
         if old_status.is_none() && new_status.is_none() {
-            return Ok(Some(Step::Move(Event::Failed, Some(format!("{why}, and rekey knows none to bring back: the sinks hold a deleted key")))));
+            return Some(Step::Move(Event::Failed, Some(format!("{why}, and rekey knows none to bring back: the sinks hold a deleted key"))));
         }
         if old_status.is_some() && r.progress.deactivated_at.is_some() && !r.progress.deactivated_outside {
-            return Ok(None);
+            return None;
         }
-        // Forward, every sink has the new key; an undo goes back to the old
-        // one; unless a person already allowed the other.
+        // Forward, every sink has the new key; an undo goes back to the old one.
         let towards_new = r.progress.delivered_at.is_some() && !r.record.stage.is_undo();
-        let allowed = |key: &AccessKeyId, status: Option<KeyStatus>| status.is_some() && r.progress.answered == Some(Ask::Reactivate(key.to_string()));
-        let key = match (towards_new && new_status.is_some()) || old_status.is_none() || allowed(&new, new_status) {
-            true if !allowed(&old, old_status) => new,
-            _ => old.clone(),
-        };
-        Ok(Some(match self.reactivate_theirs(r, &key, &why, "go on").await? {
-            Some(block) => block,
-            // Past rekey's deactivation, an active old key is a drain to decide again.
-            None if key == old && matches!(r.record.stage, Stage::VerifyingDeactivated | Stage::AwaitingDelete | Stage::Deleting) => {
-                Step::Move(Event::Reactivated, Some(format!("{why}; the old key {old} was reactivated on a person's word. {}", Self::way_out(r))))
-            }
-            None => Step::Wait(self.aws_now(), format!("key {key} was reactivated on a person's word; looked at again")),
-        }))
+        let key = if (towards_new && new_status.is_some()) || old_status.is_none() { new } else { old };
+        Some(Self::ask_to_reactivate(r, &key, &why, "go on"))
     }
 
     pub(super) async fn user_arn(&mut self, r: &Rotation) -> Result<String, EngineError> {
@@ -679,7 +669,7 @@ impl Engine<'_> {
         // Read last, right before the write, so a person's deactivation (a
         // quarantine) is seen as theirs, and an undo leaves it so.
         let keys = self.keys.list_keys(&r.user()).await?;
-        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+        if let Some(step) = Self::without_a_working_key(r, &keys) {
             return Ok(step);
         }
         // (Both keys dead is `without_a_working_key`'s: here the old key exists.)
@@ -769,12 +759,12 @@ impl Engine<'_> {
     async fn before_deleting(&mut self, r: &mut Rotation) -> Result<Result<Option<KeyStatus>, Step>, EngineError> {
         let keys = self.keys.list_keys(&r.user()).await?;
         let old = keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status);
-        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+        if let Some(step) = Self::without_a_working_key(r, &keys) {
             return Ok(Err(step));
         }
         if let Some(problem) = new_key_problem(r, &keys) {
             return Ok(Err(match old {
-                Some(KeyStatus::Inactive) => self.reactivate(r, problem).await?,
+                Some(KeyStatus::Inactive) => self.reactivate(r, problem, false).await?,
                 Some(KeyStatus::Active) => Step::Move(Event::Reactivated, Some(format!("{problem}; the old key stays active. {}", Self::way_out(r)))),
                 None => Step::Move(Event::Failed, Some(format!("{problem}, and the old key {} is gone too: the user has no key rekey knows", r.record.old_key_id))),
             }));

@@ -4,14 +4,16 @@
 use super::*;
 
 impl Engine<'_> {
-    /// rolling_back / aborting, each part idempotent: the old key must exist
+    /// rolling_back / aborting, each part idempotent: neither key active
+    /// blocks first (see `without_a_working_key`); the old key must exist
     /// (else nothing is touched: the new key may be the user's only one) and
-    /// is made active first, unless someone else deactivated it; then every
-    /// sink is restored; then the new key goes (see `remove_new_key`).
+    /// is made active first, on a person's word if someone else deactivated
+    /// it; then every sink is restored; then the new key goes (see
+    /// `remove_new_key`), or stays for the sinks rekey cannot restore.
     pub(super) async fn undo(&mut self, r: &mut Rotation) -> Result<Step, EngineError> {
         self.drop_lost_key(r).await?;
         let keys = self.keys.list_keys(&r.user()).await?;
-        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+        if let Some(step) = Self::without_a_working_key(r, &keys) {
             return Ok(step);
         }
         let old = keys.iter().find(|k| k.id == r.old_key());
@@ -44,9 +46,7 @@ impl Engine<'_> {
             // The sinks go back to it (or never left it): active again only on a person's word.
             Some(_) if theirs => {
                 let why = format!("the undo puts the sinks back on the old key {}, which was deactivated by someone other than rekey", r.record.old_key_id);
-                if let Some(step) = self.reactivate_theirs(r, &r.old_key(), &why, "finish the undo").await? {
-                    return Ok(step);
-                }
+                return Ok(Self::ask_to_reactivate(r, &r.old_key(), &why, "finish the undo"));
             }
             Some(k) if k.status == KeyStatus::Inactive => {
                 self.fence(r).await?;
@@ -129,14 +129,13 @@ impl Engine<'_> {
             Some(KeyStatus::Active) => Ok(None),
             Some(KeyStatus::Inactive) => {
                 let why = format!("the new key {new} was deactivated by someone other than rekey, but rekey cannot take it back from: {held}");
-                let Some(block) = self.reactivate_theirs(r, new, &why, "finish the undo, leaving it to those sinks").await? else { return Ok(None) };
-                Ok(Some(block))
+                Ok(Some(Self::ask_to_reactivate(r, new, &why, "finish the undo, leaving it to those sinks")))
             }
             None if r.progress.old_key_put_back => Ok(None),
             None => {
                 r.progress.asked = Some(Ask::OldKeyPutBack);
                 blocked(format!(
-                "the new key {new} was deleted outside rekey, but rekey cannot take it back from: {held}; put the old key {} in place there by hand, then `rekey confirm {}`",
+                    "the new key {new} was deleted outside rekey, but rekey cannot take it back from: {held}; put the old key {} in place there by hand, then `rekey confirm {}`",
                     r.record.old_key_id, r.record.id
                 ))
                 .map(Some)
@@ -153,7 +152,7 @@ impl Engine<'_> {
     async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId) -> Result<Option<Step>, EngineError> {
         // Read again: the old key may have been reactivated since the undo began.
         let keys = self.keys.list_keys(&r.user()).await?;
-        if let Some(step) = self.without_a_working_key(r, &keys).await? {
+        if let Some(step) = Self::without_a_working_key(r, &keys) {
             return Ok(Some(step));
         }
         let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
@@ -207,7 +206,8 @@ impl Engine<'_> {
                 return Ok(Some(Step::Wait(due, format!("the new key {new} was used at {at} by something other than rekey; deactivated, it is deleted after {due}"))));
             }
             // Read last, right before the deletion: the old key the sinks went back to may be gone or quarantined since.
-            if let Some(step) = self.without_a_working_key(r, &self.keys.list_keys(&r.user()).await?).await? {
+            let keys = self.keys.list_keys(&r.user()).await?;
+            if let Some(step) = Self::without_a_working_key(r, &keys) {
                 return Ok(Some(step));
             }
         }
