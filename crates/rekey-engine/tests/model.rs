@@ -2216,6 +2216,8 @@ impl<'h> Model<'h> {
                             return Err(format!("invariant 8: {} is blocked and names no command: {reason}", record.id));
                         }
                         // Each named command is followed once, in order, until one gets it out.
+                        // Another block since (its text written after a person's act): this one is new again.
+                        tried.retain(|(r, b), _| *r != rot || *b == block);
                         let next = tried.entry((rot, block.clone())).or_insert(0);
                         let mut refused = Vec::new();
                         let mut followed = None;
@@ -3116,3 +3118,20 @@ fn leave_asked_for_a_key_deleted_since_is_looked_at_again() {
     assert_eq!(replay(&setup, &ops), Ok(vec![Stage::Completed, Stage::Failed]));
 }
 
+/// Found by a random run of 10⁵: an undo blocked without its old key
+/// ("`rekey confirm` ends the rotation and keeps the new key"), then a
+/// person deactivates the new key. The confirm finds the block's text out
+/// of date and blocks again asking leave to reactivate the new key; given,
+/// the first block comes back, and its confirm now ends the rotation.
+#[test]
+fn an_undo_without_its_old_key_then_the_new_key_quarantined_ends_on_the_persons_word() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }, Target { sinks: vec![], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::Throttle }) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::Old) },
+        Op::Wait { minutes: 1 },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::New) },
+    ];
+    assert_eq!(replay(&setup, &ops), Ok(vec![Stage::Completed, Stage::Completed]));
+}
