@@ -132,6 +132,26 @@ fn accounts_and_ous_rules_suppress_a_whole_account() {
     assert_eq!(calls_of(&desk.emu, "organizations:ListParents"), 3, "one per level, two OUs and the root, once per account: {}", desk.emu.calls());
     let own = desk.scan(&[]);
     assert_eq!(key_of(&own, "plain")["result"], "FAILED", "the management account is under the root only");
+
+    // A runner for the member account mirrors the OU rule to its Security
+    // Hub, and reopens the finding once the rule is gone.
+    let lab_finding = || {
+        let f = desk.finding_in(LAB, "lab-user");
+        let note = f["note_history"].as_array().and_then(|n| n.last()).map(|n| n["Text"].as_str().unwrap_or_default().to_owned()).unwrap_or_default();
+        (f["Workflow"]["Status"].as_str().unwrap_or_default().to_owned(), note)
+    };
+    assert_eq!(lab_finding().0, "NEW");
+    let run = desk.rekey(&["run", "--once", "--account", LAB]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (workflow, note) = lab_finding();
+    assert_eq!(workflow, "SUPPRESSED", "{note}");
+    assert!(note.contains("[[exempt]] #1") && note.contains("lab OU"), "{note}");
+    desk.config("[org]\nrole_name = \"OrganizationAccountAccessRole\"\n");
+    let run = desk.rekey(&["run", "--once", "--account", LAB]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (workflow, note) = lab_finding();
+    assert_eq!(workflow, "NEW", "{note}");
+    assert!(note.contains("no longer applies"), "{note}");
 }
 
 #[test]

@@ -256,6 +256,11 @@ impl Emulator {
         self.request("GET", "/_rekey/securityhub/findings", None)["findings"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Security Hub's findings in another account of the organization.
+    pub fn findings_in(&self, account: &str) -> Vec<Value> {
+        self.request("GET", &format!("/_rekey/securityhub/findings?account={account}"), None)["findings"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Security Hub evaluates IAM.3 again from the users' keys now (or at `as_of`).
     pub fn evaluate_findings(&self, as_of: Option<&str>) -> Value {
         let body = as_of.map_or(serde_json::json!({}), |t| serde_json::json!({"as_of": t}));

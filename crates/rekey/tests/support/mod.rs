@@ -353,8 +353,16 @@ impl Desk {
 
     /// The user's IAM.3 finding in the emulator.
     pub fn finding(&self, user: &str) -> Value {
-        self.emu
-            .findings()
+        Self::iam3_of(self.emu.findings(), user)
+    }
+
+    /// The IAM.3 finding of `user` in another account of the organization.
+    pub fn finding_in(&self, account: &str, user: &str) -> Value {
+        Self::iam3_of(self.emu.findings_in(account), user)
+    }
+
+    fn iam3_of(findings: Vec<Value>, user: &str) -> Value {
+        findings
             .into_iter()
             .find(|f| f["Resources"][0]["Details"]["AwsIamUser"]["UserName"] == user && f["GeneratorId"] == "security-control/IAM.3")
             .unwrap_or_else(|| panic!("no IAM.3 finding for {user}"))
