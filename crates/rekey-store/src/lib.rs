@@ -233,6 +233,14 @@ pub trait StateStore: Send + Sync {
     /// moment (see [`ReminderSent`]), sorted.
     async fn reminders_sent(&self) -> Result<RemindersSent>;
 
+    /// Claims an owner's reminder digest before it is sent, so that two
+    /// runners passing at once do not both send it: the owner's last digest
+    /// becomes `to` only if it is still `from`, the time the caller read
+    /// (`None`: never). False: another process changed it first. A claim
+    /// no channel took is given back the same way, `to` the `from` it
+    /// replaced. Refused on a migrated store, as `record` is.
+    async fn swap_last_reminder(&self, owner: Option<&str>, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<bool>;
+
     /// Everything, in a fixed order, for `rekey state migrate`.
     async fn export(&self, each: Each<'_, Item>) -> Result<()>;
 

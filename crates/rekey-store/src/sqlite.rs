@@ -412,6 +412,24 @@ impl StateStore for SqliteStore {
         Ok(RemindersSent { owners, keys })
     }
 
+    async fn swap_last_reminder(&self, owner: Option<&str>, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<bool> {
+        self.write(|tx| {
+            self.fence(tx)?;
+            let key = owner_key(owner);
+            let now: Option<i64> = tx.query_row("SELECT last_sent_at FROM reminder_owners WHERE owner_key = ?1", [&key], |r| r.get(0)).optional()?;
+            if now != from.map(Timestamp::as_second) {
+                return Ok(false);
+            }
+            match to {
+                Some(at) => put_owner_reminded(tx, &OwnerReminded { owner: owner.map(str::to_owned), last_sent_at: at })?,
+                None => {
+                    tx.execute("DELETE FROM reminder_owners WHERE owner_key = ?1", [&key])?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
     async fn export(&self, each: Each<'_, Item>) -> Result<()> {
         self.stream(&format!("{SELECT} ORDER BY started_at, id"), [], |r| Ok(from_row(r)?.map(Item::Rotation)), each)?;
         let sql = "SELECT seq, at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail FROM audit ORDER BY seq";

@@ -169,6 +169,7 @@ contract!(
     the_outbox_keeps_updates_until_sent_and_counts_failures,
     notices_are_found_by_digest,
     reminders_keep_each_owners_last_digest_and_each_keys_last_moment,
+    a_reminder_is_claimed_by_one_process_and_given_back_by_it,
     a_change_is_all_or_nothing,
     a_change_of_many_users_is_recorded_whole,
     migration_copies_everything_and_refuses_while_leased,
@@ -518,6 +519,25 @@ async fn reminders_keep_each_owners_last_digest_and_each_keys_last_moment(store:
     assert_eq!(events(&*store, HistoryQuery::default()).await, ["owner_reminded"]);
 }
 
+async fn a_reminder_is_claimed_by_one_process_and_given_back_by_it(store: Arc<dyn StateStore>) {
+    let (monday, tuesday) = (ts("2026-11-30T06:00:00Z"), ts("2026-12-01T06:00:00Z"));
+    let last = |sent: RemindersSent, owner: Option<&str>| sent.owners.iter().find(|o| o.owner.as_deref() == owner).map(|o| o.last_sent_at);
+    // Two runners read "never" for team; the first claim wins, the second loses.
+    assert!(store.swap_last_reminder(Some("team"), None, Some(monday)).await.unwrap());
+    assert!(!store.swap_last_reminder(Some("team"), None, Some(monday)).await.unwrap());
+    assert_eq!(last(store.reminders_sent().await.unwrap(), Some("team")), Some(monday));
+    // The unowned are an owner of their own.
+    assert!(store.swap_last_reminder(None, None, Some(monday)).await.unwrap());
+    // A claim from a stale read loses; one from the time stored wins.
+    assert!(!store.swap_last_reminder(Some("team"), Some(tuesday), Some(tuesday)).await.unwrap());
+    assert!(store.swap_last_reminder(Some("team"), Some(monday), Some(tuesday)).await.unwrap());
+    // Given back (no channel took the digest): as it was, "never" included.
+    assert!(store.swap_last_reminder(Some("team"), Some(tuesday), Some(monday)).await.unwrap());
+    assert!(store.swap_last_reminder(None, Some(monday), None).await.unwrap());
+    let sent = store.reminders_sent().await.unwrap();
+    assert_eq!((last(sent.clone(), Some("team")), last(sent, None)), (Some(monday), None));
+}
+
 async fn a_change_is_all_or_nothing(store: Arc<dyn StateStore>) {
     // An audit line about a rotation that does not exist fails the whole change.
     let bad_line = AuditEntry { rotation_id: Some("no-such-rotation".into()), ..AuditEntry::about_owners(ts("2026-11-28T12:00:00Z"), "x", "suppressed", json!({})) };
@@ -653,6 +673,8 @@ async fn defect_14_a_migrated_store_starts_nothing_and_still_reads(store: Arc<dy
     let change = Change { open: vec![exempt("c", None)], audit: vec![AuditEntry::about_owners(now, "bob", "suppressed", json!({}))], ..Change::default() };
     let refused = store.record(&change, now, "bob").await.unwrap_err();
     assert!(is_migrated_to(&refused, to), "{refused}");
+    let refused = store.swap_last_reminder(Some("team"), None, Some(now)).await.unwrap_err();
+    assert!(is_migrated_to(&refused, to), "a reminder is not claimed either: {refused}");
     assert_eq!(store.lease_holder("r1").await.unwrap(), None);
     assert_eq!(dump(&*store).await, marked, "nothing written but the mark");
 

@@ -70,13 +70,19 @@ pub struct Outcome {
     /// Owners who got a digest on at least one channel.
     pub sent: usize,
     pub held: Vec<Held>,
+    /// Owners whose digest another runner claimed first.
+    pub claimed_elsewhere: usize,
     /// A channel that failed, or a scan error: reported, exit 2.
     pub failures: Vec<String>,
 }
 
-/// Sends the digests due now and records each one sent. A digest is
-/// recorded once a channel took it (the others' failures are reported);
-/// one no channel took is not recorded, and goes again on the next pass.
+/// Sends the digests due now and records each one sent. Each is claimed
+/// first (the owner's last digest moved to now, if no other runner moved
+/// it since this one read it), so two runners passing at once send it
+/// once. A digest is recorded once a channel took it (the others'
+/// failures are reported); one no channel took is given back, and goes
+/// again on the next pass. A crash between the claim and the record holds
+/// the owner's next digest for `min_interval`: late rather than twice.
 pub async fn send_due(store: &SharedStore, settings: &Settings, cadence: &Cadence, clients: &Clients, term: &Terminal) -> anyhow::Result<Outcome> {
     let now = now()?;
     let report = scan(settings, clients, term, now).await?;
@@ -89,6 +95,11 @@ pub async fn send_due(store: &SharedStore, settings: &Settings, cadence: &Cadenc
     outcome.failures.extend(report.errors.iter().map(|e| format!("reminders: the scan could not read {}: {}", e.user_name.as_deref().unwrap_or("the account"), e.message)));
     for (digest, notice) in plan.digests.iter().zip(&notices) {
         let owner = digest.owner.as_deref().unwrap_or(UNOWNED);
+        let read = sent.owners.get(&digest.owner).copied();
+        if !store.swap_last_reminder(digest.owner.as_deref(), read, Some(now)).await? {
+            outcome.claimed_elsewhere += 1;
+            continue;
+        }
         let mut took = Vec::new();
         for channel in &channels {
             match channel.send(notice, now, &sns).await {
@@ -97,6 +108,7 @@ pub async fn send_due(store: &SharedStore, settings: &Settings, cadence: &Cadenc
             }
         }
         if took.is_empty() {
+            store.swap_last_reminder(digest.owner.as_deref(), Some(now), read).await?;
             continue;
         }
         let keys = digest
@@ -110,7 +122,7 @@ pub async fn send_due(store: &SharedStore, settings: &Settings, cadence: &Cadenc
         store.record(&change, now, &settings.actor).await?;
         outcome.sent += 1;
     }
-    if outcome.sent > 0 || !outcome.held.is_empty() {
+    if outcome.sent > 0 || outcome.claimed_elsewhere > 0 || !outcome.held.is_empty() {
         term.info(&summary(&outcome));
     }
     Ok(outcome)
@@ -119,6 +131,9 @@ pub async fn send_due(store: &SharedStore, settings: &Settings, cadence: &Cadenc
 /// `reminded 2 owners; 1 held back by min_interval (next at ...)`.
 fn summary(outcome: &Outcome) -> String {
     let mut line = format!("reminded {}", crate::table::count(outcome.sent, "owner"));
+    if outcome.claimed_elsewhere > 0 {
+        line += &format!("; {} by another runner at the same time", crate::table::count(outcome.claimed_elsewhere, "owner"));
+    }
     if let Some(next) = outcome.held.iter().map(|h| h.until).min() {
         line += &format!("; {} held back by notify.min_interval (next at {next})", crate::table::count(outcome.held.len(), "owner"));
     }

@@ -203,3 +203,43 @@ fn thirty_days_of_runs_send_each_owner_the_reminders_of_the_schedule_once() {
     let lines = history["events"].as_array().unwrap().iter().filter(|e| e["event"] == "owner_reminded").count();
     assert_eq!(lines, hook.received().len());
 }
+
+/// Two runners on one store pass at the same moment (a cron overlap, two
+/// schedulers for availability): each owner's digest goes once. The first
+/// runner is held mid-send by the webhook while the second passes: the
+/// second skips the owner the first claimed, and sends the other; the
+/// first, released, skips that one.
+#[test]
+fn two_runners_passing_at_once_send_each_owner_one_digest() {
+    let hook = Webhook::start();
+    let scenario = json!({"users": [user("a-failed", "100d", "Active", Some("team-a")), user("b-failed", "120d", "Active", Some("team-b"))]});
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[securityhub]\nenabled = false\n\n[notify]\nwebhook_url = \"{}\"\nremind = [\"7d\"]\noverdue_every = \"7d\"\n", hook.url);
+    std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
+    let desk = Desk { emu: Emulator::with_scenario(&scenario), dir };
+    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap().to_string();
+
+    hook.hold_next();
+    let mut first = support::rekey_cmd(Some(&desk.emu), desk.dir.path());
+    let mut first = first.env("REKEY_NOW", &now).args(["run", "--once"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    support::wait_for("the first runner's first digest", || !hook.received().is_empty());
+    let held = owner_of(&hook.received()[0]);
+    let second = desk.rekey_at(now.parse().ok(), &["run", "--once"]);
+    hook.release();
+    let first_status = first.wait().unwrap();
+    let mut first_err = String::new();
+    std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut first_err).unwrap();
+    assert!(first_status.success(), "{first_err}");
+    assert_eq!(second.code, 0, "{}", second.stderr);
+
+    let mut owners: Vec<Option<String>> = hook.received().iter().map(owner_of).collect();
+    owners.sort();
+    assert_eq!(owners, [Some("team-a".to_owned()), Some("team-b".to_owned())], "one digest per owner");
+    // The second runner read the first one's claim as a digest just sent;
+    // the first, released, found the other owner claimed since it read.
+    assert!(second.stderr.contains("reminded 1 owner; 1 owner held back"), "the second runner left {held:?} to the first: {}", second.stderr);
+    assert!(first_err.contains("reminded 1 owner; 1 owner by another runner"), "{first_err}");
+    // Recorded once each: a third pass sends nothing.
+    let third = desk.rekey_at(now.parse().ok(), &["run", "--once"]);
+    assert_eq!((third.code, hook.received().len()), (0, 2), "{}", third.stderr);
+}

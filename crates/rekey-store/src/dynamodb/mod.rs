@@ -46,12 +46,12 @@ mod transact;
 
 pub use table::{valid_table_name, TableDescription};
 
-use crate::stakeholders::{Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, OwnerReminded, RemindersSent};
+use crate::stakeholders::{owner_key, Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, OwnerReminded, RemindersSent};
 use crate::{AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Each, StateStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{PutRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{Delete, Put, PutRequest, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use items::{
     key_reminded_from, key_reminded_item, owner_reminded_from, owner_reminded_item, KEYS_REMINDED, OWNERS_REMINDED,
@@ -508,6 +508,39 @@ impl StateStore for DynamoStore {
         sent.owners.sort_by_key(|o| crate::stakeholders::owner_key(o.owner.as_deref()));
         sent.keys.sort_by(|a, b| (&a.account_id, &a.user_name, a.key_created_at).cmp(&(&b.account_id, &b.user_name, b.key_created_at)));
         Ok(sent)
+    }
+
+    async fn swap_last_reminder(&self, owner: Option<&str>, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<bool> {
+        let mut expr = Expr::default();
+        let condition = match from {
+            Some(at) => format!("{} = {}", expr.name("last_sent_at"), expr.value(n(at.as_second()))),
+            None => "attribute_not_exists(pk)".to_owned(),
+        };
+        let write = match to {
+            Some(at) => TransactWriteItem::builder().put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(owner_reminded_item(&OwnerReminded { owner: owner.map(str::to_owned), last_sent_at: at })))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(expr.names())
+                    .set_expression_attribute_values(expr.values())
+                    .build()
+                    // invariant: the builder's required fields are all set here
+                    .expect("table and item are set"),
+            ),
+            None => TransactWriteItem::builder().delete(
+                Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(OWNERS_REMINDED, owner_key(owner))))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(expr.names())
+                    .set_expression_attribute_values(expr.values())
+                    .build()
+                    // invariant: the builder's required fields are all set here
+                    .expect("table and key are set"),
+            ),
+        };
+        self.fenced_if(write.build()).await
     }
 
     async fn export(&self, each: Each<'_, Item>) -> Result<()> {

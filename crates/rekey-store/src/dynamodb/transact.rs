@@ -240,9 +240,15 @@ impl DynamoStore {
     /// lease's condition does not hold, or when other writers kept the item
     /// busy through every retry (someone else is at it).
     pub(super) async fn fenced_lease_update(&self, id: &str, expr: Expr, update: String, condition: String) -> Result<bool> {
-        let lease = TransactWriteItem::builder().update(self.update(rotation_key(id), &expr, update, Some(condition))).build();
+        self.fenced_if(TransactWriteItem::builder().update(self.update(rotation_key(id), &expr, update, Some(condition))).build()).await
+    }
+
+    /// One conditional write and the migration fence in one transaction:
+    /// false when the write's condition does not hold, or when other
+    /// writers kept the item busy through every retry.
+    pub(super) async fn fenced_if(&self, write: TransactWriteItem) -> Result<bool> {
         for attempt in 1..=RACES {
-            let out = self.client.transact_write_items().transact_items(self.fence_check()).transact_items(lease.clone()).send().await;
+            let out = self.client.transact_write_items().transact_items(self.fence_check()).transact_items(write.clone()).send().await;
             let Err(e) = out else { return Ok(true) };
             let Some(reasons) = cancellation_reasons(&e) else { return Err(self.fail("dynamodb:TransactWriteItems", e)) };
             match (reasons.first().cloned().flatten().as_deref(), reasons.get(1).cloned().flatten().as_deref()) {

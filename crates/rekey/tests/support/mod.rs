@@ -276,42 +276,63 @@ pub struct Webhook {
     pub url: String,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
     pub failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// [`Webhook::hold_next`]: 1 holds the next message, 2 holds it now, 0 answers.
+    hold: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Webhook {
     pub fn start() -> Webhook {
+        use std::sync::atomic::Ordering::SeqCst;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hooks/T000/SECRET", listener.local_addr().unwrap());
-        let (bodies, failing) = (std::sync::Arc::new(std::sync::Mutex::new(Vec::new())), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
-        let (seen, fail) = (bodies.clone(), failing.clone());
-        // Detached: it ends with the test process.
+        let hook = Webhook { url, bodies: Default::default(), failing: Default::default(), hold: Default::default() };
+        let (seen, fail, hold) = (hook.bodies.clone(), hook.failing.clone(), hook.hold.clone());
+        // Detached: it ends with the test process; a thread per message, so a held one holds no other.
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let mut reader = std::io::BufReader::new(conn);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
+                let (seen, fail, hold) = (seen.clone(), fail.clone(), hold.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(conn);
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
                     }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let read = reader.read_exact(&mut body).is_ok();
-                let answer: &[u8] = if fail.load(std::sync::atomic::Ordering::SeqCst) {
-                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfail"
-                } else {
-                    if read {
-                        seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    }
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                };
-                let _ = reader.get_mut().write_all(answer);
+                    let mut body = vec![0; length];
+                    let read = reader.read_exact(&mut body).is_ok();
+                    let answer: &[u8] = if fail.load(SeqCst) {
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfail"
+                    } else {
+                        if read {
+                            seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                        }
+                        if hold.compare_exchange(1, 2, SeqCst, SeqCst).is_ok() {
+                            while hold.load(SeqCst) == 2 {
+                                std::thread::sleep(std::time::Duration::from_millis(10));
+                            }
+                        }
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    };
+                    let _ = reader.get_mut().write_all(answer);
+                });
             }
         });
-        Webhook { url, bodies, failing }
+        hook
+    }
+
+    /// The next message is received (and counted) but not answered until
+    /// [`Webhook::release`]: its sender waits mid-send.
+    pub fn hold_next(&self) {
+        self.hold.store(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.hold.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn received(&self) -> Vec<Value> {
