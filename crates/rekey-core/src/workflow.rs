@@ -189,10 +189,10 @@ pub enum Event {
     UndoDecided { abort: bool },
     /// The undo finished: old key active, sinks restored, new key gone.
     Undone,
-    /// An undo that cannot finish (someone deleted the old key before the
-    /// sinks were restored): a person keeps the new key, and the rotation
-    /// ends as if it had completed.
-    UndoAbandoned,
+    /// The old key was deleted outside rekey, so nothing can go back to it:
+    /// a person ends a rotation blocked in an undo, or in a delivery whose
+    /// secret was lost, keeping the new key where it is, as if completed.
+    KeptNewKey,
     /// Something the engine cannot continue from (reason recorded).
     Failed,
 }
@@ -220,7 +220,7 @@ impl Event {
             Event::UndoDecided { abort: false } => "rollback_decided",
             Event::UndoDecided { abort: true } => "abort_decided",
             Event::Undone => "undone",
-            Event::UndoAbandoned => "undo_abandoned",
+            Event::KeptNewKey => "kept_new_key",
             Event::Failed => "failed",
         }
     }
@@ -274,7 +274,7 @@ pub fn next(from: State, event: &Event) -> Result<State, IllegalTransition> {
             }
             Ok(State { stage: if *abort { S::Aborting } else { S::RollingBack }, came_from: Some(position) })
         }
-        (S::Blocked, E::UndoAbandoned) if from.came_from.is_some_and(Stage::is_undo) => to(S::Completed),
+        (S::Blocked, E::KeptNewKey) if from.came_from.is_some_and(|s| s.is_undo() || s == S::Delivering) => to(S::Completed),
         (S::RollingBack, E::Undone) => to(S::RolledBack),
         (S::Aborting, E::Undone) => to(S::Aborted),
         (s, E::Failed) if !s.is_terminal() => to(S::Failed),
@@ -304,7 +304,7 @@ mod tests {
         vec![
             E::PreflightPassed, E::RetirementPreflightPassed, E::KeyCreated, E::Delivered, E::SecretLost, E::NewKeyVerified, E::Drained,
             E::OldKeyUsed, E::ForceWithdrawn, E::Deactivated, E::DeactivationVerified, E::Reactivated, E::GraceElapsed, E::Deleted,
-            E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::UndoAbandoned, E::Failed,
+            E::Blocked, E::Resumed, E::UndoDecided { abort: false }, E::UndoDecided { abort: true }, E::Undone, E::KeptNewKey, E::Failed,
         ]
     }
 
@@ -389,12 +389,12 @@ mod tests {
     }
 
     #[test]
-    fn only_a_blocked_undo_can_be_abandoned() {
-        for undo in [S::RollingBack, S::Aborting] {
-            assert_eq!(next(blocked_in(undo), &E::UndoAbandoned).unwrap(), State::at(S::Completed));
-            assert!(next(State::at(undo), &E::UndoAbandoned).is_err());
+    fn only_a_blocked_undo_or_delivery_ends_keeping_the_new_key() {
+        for stage in [S::RollingBack, S::Aborting, S::Delivering] {
+            assert_eq!(next(blocked_in(stage), &E::KeptNewKey).unwrap(), State::at(S::Completed));
+            assert!(next(State::at(stage), &E::KeptNewKey).is_err());
         }
-        assert!(next(blocked_in(S::Draining), &E::UndoAbandoned).is_err());
+        assert!(next(blocked_in(S::Draining), &E::KeptNewKey).is_err());
     }
 
     #[test]

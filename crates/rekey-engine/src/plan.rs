@@ -200,6 +200,9 @@ pub enum Ask {
     Reactivate(String),
     /// The old key put back by hand in the sinks rekey cannot restore.
     OldKeyPutBack,
+    /// An undo that cannot finish (the old key was deleted outside rekey)
+    /// ends, and the new key stays where it is.
+    KeepNewKey,
 }
 
 /// The old key's consumers since delivery, sorted by whether they moved to

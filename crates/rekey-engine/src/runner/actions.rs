@@ -184,12 +184,12 @@ impl Engine<'_> {
     pub async fn confirm(&mut self, id: &str, force: bool) -> Result<(), EngineError> {
         self.act(id, async |engine: &mut Self, r: &mut Rotation| {
             let stage = match r.state() {
-                // An undo that cannot finish without the old key, before any
-                // sink went back to it: the new key stays, the rotation ends.
-                State { stage: Stage::Blocked, came_from: Some(from) } if from.is_undo() && !r.progress.restore_began && engine.only_the_new_key_is_left(r).await? => {
+                // No going back to an old key deleted outside rekey (see
+                // `old_key_lost`): the new key stays, the rotation ends.
+                State { stage: Stage::Blocked, came_from: Some(from) } if r.progress.asked == Some(Ask::KeepNewKey) && engine.only_the_new_key_is_left(r).await? => {
                     engine.note(r, Audit::Confirmed { stage: from, force }, None);
-                    let reason = format!("the old key {} was deleted outside rekey during the undo; the new key stays in place", r.record.old_key_id);
-                    return engine.transition(r, Event::UndoAbandoned, Some(reason)).await;
+                    let reason = format!("the old key {} was deleted outside rekey; the new key stays in place", r.record.old_key_id);
+                    return engine.transition(r, Event::KeptNewKey, Some(reason)).await;
                 }
                 State { stage: Stage::Blocked, came_from: Some(from) } => from,
                 State { stage: Stage::Draining, .. } => Stage::Draining,
@@ -210,6 +210,8 @@ impl Engine<'_> {
             match r.progress.asked.take() {
                 Some(Ask::Reactivate(key)) => engine.reactivate_on_confirmation(r, &AccessKeyId::new(&key)).await?,
                 Some(Ask::OldKeyPutBack) => r.progress.old_key_put_back = true,
+                // The keys changed since the block: the undo looks again.
+                Some(Ask::KeepNewKey) => {}
                 None => r.progress.confirmed.push(stage),
             }
             r.progress.force = force;

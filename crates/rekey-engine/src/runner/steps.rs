@@ -314,6 +314,9 @@ impl Engine<'_> {
             r.progress.lost_key = Some(new.to_string());
             return Ok(self.start_over(r));
         }
+        if !handed_out.is_empty() && !keys.iter().any(|k| k.id == r.old_key()) {
+            return Ok(self.old_key_lost(r, &format!("the secret of new key {new} is lost (no sink can give it back), and {} may hold it", handed_out.join(", "))));
+        }
         if !handed_out.is_empty() {
             return blocked(format!(
                 "the secret of new key {new} is lost (no sink can give it back), but {} may already hold it; make sure every consumer has it, or `rekey rollback {}`",
@@ -472,6 +475,37 @@ impl Engine<'_> {
             Some(format!(
                 "{why}; rekey does not re-enable on its own a key someone else deactivated (a key quarantined after a leak?). \
                  If it is safe to use again, `rekey confirm {id}` lets rekey reactivate key {key} and {then}; or reactivate it by hand, then `rekey confirm {id}`"
+            )),
+        )
+    }
+
+    /// The old key was deleted outside rekey, and neither an undo nor the
+    /// rest of the delivery can go on without it (`what`): the rotation
+    /// blocks, changing nothing more. rekey keeps no secret to give the
+    /// sinks that may hold the deleted key, so a person gives them a
+    /// working key by hand; `rekey confirm` then ends the rotation keeping
+    /// the new key (`Event::KeptNewKey`).
+    pub(super) fn old_key_lost(&self, r: &mut Rotation, what: &str) -> Step {
+        let restorable = |i: &usize| r.progress.restore_points.get(i).is_some_and(|p| *p != RestorePoint::Nothing);
+        // Never given the new key, or (once an undo began restoring) put back on the old one.
+        let stranded: Vec<String> = (0..r.plan.deliver.len())
+            .filter(|i| !r.progress.delivered.contains(i) || r.progress.restore_began && restorable(i))
+            .map(|i| self.targets.sink(&r.plan.deliver[i]).describe())
+            .collect();
+        let keep = format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id);
+        let way_out = match stranded.is_empty() {
+            true => keep,
+            false => format!(
+                "These sinks may still hold the deleted key: {}. Give them a working key by hand (the new key, from a sink that holds it, or one you make), then {keep}",
+                stranded.join("; ")
+            ),
+        };
+        r.progress.asked = Some(Ask::KeepNewKey);
+        Step::Move(
+            Event::Blocked,
+            Some(format!(
+                "{what}: the old key {} no longer exists (deleted outside rekey), so the new key may be the user's only working key; rekey changed nothing more. {way_out}",
+                r.record.old_key_id
             )),
         )
     }

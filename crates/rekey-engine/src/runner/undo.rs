@@ -19,16 +19,7 @@ impl Engine<'_> {
         let old = keys.iter().find(|k| k.id == r.old_key());
         let theirs = old.is_some_and(|k| k.status == KeyStatus::Inactive) && !self.old_key_still_rekeys(r).await?;
         match old {
-            None if r.new_key().is_some() => {
-                let way_out = match r.progress.restore_began {
-                    false => format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id),
-                    true => "the sinks were already (or partly) put back on the old key: deliver the new key by hand, or rotate again once the user has one working key".to_owned(),
-                };
-                return blocked(format!(
-                    "cannot undo: the old key {} no longer exists (deleted outside rekey), so the new key may be the user's only working key; rekey changed nothing more. {way_out}",
-                    r.record.old_key_id
-                ));
-            }
+            None if r.new_key().is_some() => return Ok(self.old_key_lost(r, "cannot undo")),
             // Gone, and no new key recorded: nothing to undo towards. The
             // end says so, for the sinks that still name the deleted key.
             None => {
