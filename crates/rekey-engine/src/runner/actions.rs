@@ -155,10 +155,17 @@ impl Engine<'_> {
                 }
                 // (An unrecorded key of a lost attempt is safe: recovery never deletes the last active key.)
                 None if r.new_key().is_some() => {
-                    return Err(r.refuse(format!(
-                        "cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed",
-                        r.record.old_key_id
-                    )))
+                    let refused = format!("cannot {verb}: the old key {} no longer exists, so the new key may be the user's only working key; nothing was changed", r.record.old_key_id);
+                    // A delivery's block written before the key went names this
+                    // command only: it is rewritten to say what works now.
+                    let stale = state == State { stage: Stage::Blocked, came_from: Some(Stage::Delivering) } && r.progress.asked != Some(Ask::KeepNewKey);
+                    let now_blocked = |engine: &mut Self, r: &mut Rotation| Self::without_a_working_key(r, &keys).unwrap_or_else(|| engine.old_key_lost(r, "the block before this one is out of date"));
+                    if let (true, Step::Move(Event::Blocked, reason)) = (stale, now_blocked(engine, r)) {
+                        r.record.blocked_reason = reason;
+                        engine.save(r).await?;
+                        return Err(r.refuse(format!("{refused} in AWS. Its block now says what works: `rekey status {id}`")));
+                    }
+                    return Err(r.refuse(refused));
                 }
                 // Only an undo that puts sinks back on it needs it active.
                 Some(KeyStatus::Inactive) if theirs && !r.progress.attempted.is_empty() => {

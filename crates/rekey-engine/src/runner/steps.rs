@@ -308,6 +308,9 @@ impl Engine<'_> {
             .map(|s| s.describe())
             .collect();
         let keys = self.keys.list_keys(&r.user()).await?;
+        if let Some(step) = Self::without_a_working_key(r, &keys) {
+            return Ok(step);
+        }
         // Someone deleted the old key: the slot it freed takes the next new
         // key first, so the user is never left with none.
         if !keys.iter().any(|k| k.id == r.old_key()) && keys.len() < 2 && handed_out.is_empty() {
