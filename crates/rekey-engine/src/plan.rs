@@ -200,8 +200,8 @@ pub enum Ask {
     Reactivate(String),
     /// The old key put back by hand in the sinks rekey cannot restore.
     OldKeyPutBack,
-    /// An undo that cannot finish (the old key was deleted outside rekey)
-    /// ends, and the new key stays where it is.
+    /// A rotation that cannot go back or on without its old key (deleted
+    /// outside rekey) ends, and the new key stays where it is.
     KeepNewKey,
 }
 

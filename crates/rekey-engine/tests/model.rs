@@ -118,21 +118,22 @@ mod open {
     /// Switch (on events): at that block the person runs `rekey abort` anyway.
     pub const BOTH_SLOTS_ACTIVE_NAMES_NO_COMMAND: bool = false;
 
-    /// Open (narrowed three times): the old key deleted out of band
-    /// mid-rotation. Fixed: the step no longer fails forever on
-    /// `GetAccessKeyLastUsed` (`old_key_deleted_while_draining_the_rotation_never_ends`);
-    /// a new key whose secret is lost before anyone could hold it makes way
-    /// for a fresh one, made first in the slot the old key freed
+    /// The old key deleted out of band mid-rotation. Fixed: the step no
+    /// longer fails forever on `GetAccessKeyLastUsed`
+    /// (`old_key_deleted_while_draining_the_rotation_never_ends`); a new
+    /// key whose secret is lost before anyone could hold it makes way for
+    /// a fresh one, made first in the slot the old key freed
     /// (`old_key_deleted_and_the_secret_lost_a_fresh_key_takes_the_free_slot`);
     /// one an `exec` or `manual` sink may hold blocks until a person gave
     /// the sinks that may hold the deleted key a working key, and `rekey
     /// confirm` ends the rotation keeping the new key
-    /// (`old_key_deleted_and_the_secret_lost_after_an_exec_sink_a_person_gives_it_a_key`).
-    /// Still open, each with a block naming only `rekey rollback` or `rekey
-    /// abort`, which refuse without the old key (invariant 8): (b) a person
-    /// also creates a key in the freed slot (the way out is by hand: delete
-    /// one, which the block should say); (c) the old key deleted while the
-    /// rotation is blocked (the block's text is from before).
+    /// (`old_key_deleted_and_the_secret_lost_after_an_exec_sink_a_person_gives_it_a_key`);
+    /// a delivery's block written before the deletion, naming only `rekey
+    /// rollback`, is rewritten by that refused rollback to say what works
+    /// (`old_key_deleted_under_a_block_the_refused_rollback_rewrites_it`,
+    /// `a_refused_rollback_after_both_keys_were_killed_asks_to_reactivate_the_new_key`);
+    /// both keys deleted while the secret is lost fails, naming them
+    /// (`both_keys_deleted_while_the_secret_is_lost_fails_and_names_them`).
     /// Switch (on events): a person deletes the old key mid-rotation only
     /// while the rotation is not blocked, and never creates a key while it
     /// is gone.

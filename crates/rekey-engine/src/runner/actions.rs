@@ -159,13 +159,18 @@ impl Engine<'_> {
                     // A delivery's block written before the key went names this
                     // command only: it is rewritten to say what works now.
                     let stale = state == State { stage: Stage::Blocked, came_from: Some(Stage::Delivering) } && r.progress.asked != Some(Ask::KeepNewKey);
-                    let now_blocked = |engine: &mut Self, r: &mut Rotation| Self::without_a_working_key(r, &keys).unwrap_or_else(|| engine.old_key_lost(r, "the block before this one is out of date"));
-                    if let (true, Step::Move(Event::Blocked, reason)) = (stale, now_blocked(engine, r)) {
+                    if !stale {
+                        return Err(r.refuse(refused));
+                    }
+                    let now = match Self::without_a_working_key(r, &keys) {
+                        Some(step) => step,
+                        None => engine.old_key_lost(r, "the block before this one is out of date"),
+                    };
+                    if let Step::Move(_, reason) = now {
                         r.record.blocked_reason = reason;
                         engine.save(r).await?;
-                        return Err(r.refuse(format!("{refused} in AWS. Its block now says what works: `rekey status {id}`")));
                     }
-                    return Err(r.refuse(refused));
+                    return Err(r.refuse(format!("{refused} in AWS. Its block now says what works: `rekey status {id}`")));
                 }
                 // Only an undo that puts sinks back on it needs it active.
                 Some(KeyStatus::Inactive) if theirs && !r.progress.attempted.is_empty() => {

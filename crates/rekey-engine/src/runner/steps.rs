@@ -311,13 +311,14 @@ impl Engine<'_> {
         if let Some(step) = Self::without_a_working_key(r, &keys) {
             return Ok(step);
         }
+        let old_gone = !keys.iter().any(|k| k.id == r.old_key());
         // Someone deleted the old key: the slot it freed takes the next new
         // key first, so the user is never left with none.
-        if !keys.iter().any(|k| k.id == r.old_key()) && keys.len() < 2 && handed_out.is_empty() {
+        if old_gone && keys.len() < 2 && handed_out.is_empty() {
             r.progress.lost_key = Some(new.to_string());
             return Ok(self.start_over(r));
         }
-        if !handed_out.is_empty() && !keys.iter().any(|k| k.id == r.old_key()) {
+        if old_gone && !handed_out.is_empty() {
             return Ok(self.old_key_lost(r, &format!("the secret of new key {new} is lost (no sink can give it back), and {} may hold it", handed_out.join(", "))));
         }
         if !handed_out.is_empty() {
