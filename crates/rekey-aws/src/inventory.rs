@@ -95,6 +95,9 @@ pub struct Fetch<'a> {
     pub iam: &'a Iam,
     /// Requests in flight at once, per account.
     pub concurrency: usize,
+    /// Requests in flight at once across the accounts scanned together,
+    /// if they share a bound.
+    pub in_flight: Option<&'a tokio::sync::Semaphore>,
     pub progress: &'a dyn Progress,
 }
 
@@ -322,7 +325,8 @@ impl Fetch<'_> {
         None
     }
 
-    /// Runs `call` for each user, `concurrency` at a time.
+    /// Runs `call` for each user, `concurrency` at a time (and within
+    /// `in_flight`: a call starts only with a permit).
     async fn each_user<T, F, Fut>(&self, what: &str, requests: Vec<(usize, UserName)>, call: F) -> Vec<(usize, Result<T, AwsError>)>
     where
         F: Fn(UserName) -> Fut,
@@ -336,6 +340,11 @@ impl Fetch<'_> {
             .map(|(i, name)| {
                 let call = call(name);
                 async move {
+                    // Never closed: an error would only mean no bound.
+                    let _permit = match self.in_flight {
+                        Some(bound) => bound.acquire().await.ok(),
+                        None => None,
+                    };
                     let result = call.await;
                     self.progress.advance();
                     (i, result)

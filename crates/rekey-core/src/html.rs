@@ -748,7 +748,7 @@ mod tests {
     fn a_role_candidate_with_consumers_shows_how_many_and_the_plan_command() {
         let mut key = row("123456789012", "app&co", None, Compliance::Failed, 100);
         key.role_reason = Some("used only from Lambda: an execution role removes the need for this key".into());
-        key.consumers = Some(crate::report::ConsumerCount { count: 2, latest: None, all: Vec::new() });
+        key.consumers = Some(Box::new(crate::report::ConsumerCount { count: 2, latest: None, all: Vec::new() }));
         let html = render(&report(vec![key, row("123456789012", "plain", None, Compliance::Failed, 100)]));
         assert!(html.contains("<td title=\"used only from Lambda: an execution role removes the need for this key\">yes<br><span class=\"sub\">2 consumers, plan: `rekey role-plan --user &#39;app&amp;co&#39; --account 123456789012`</span></td>"), "{html}");
         assert!(html.contains("<td title=\"never used: whatever needs access could use a role instead\">yes</td>"), "without consumers read, as before");

@@ -674,7 +674,7 @@ WARNING: active key is 80 days old, fails at 2026-12-08 12:00 UTC (limit 90)
             user_agent: "Boto3/1.34 exec-env/AWS_Lambda_python3.12".into(),
         }]);
         let mut r = row("=app", Some("AKIAEXAMPLE"), None, Compliance::Failed, 100);
-        r.consumers = Some(crate::report::ConsumerCount::of(lambda.clone()));
+        r.consumers = Some(Box::new(crate::report::ConsumerCount::of(lambda.clone())));
         let text = one(&[r.clone()]).brief();
         assert!(text.contains("  - role candidate: 1 consumer, plan: `rekey role-plan --user '=app' --account 123456789012`\n"), "{text}");
         r.role_candidate = false;
@@ -682,7 +682,7 @@ WARNING: active key is 80 days old, fails at 2026-12-08 12:00 UTC (limit 90)
         let mut outside = lambda;
         outside[0].user_agent = "aws-cli/2.15".into();
         r.role_candidate = true;
-        r.consumers = Some(crate::report::ConsumerCount::of(outside));
+        r.consumers = Some(Box::new(crate::report::ConsumerCount::of(outside)));
         assert!(!one(&[r]).brief().contains("role candidate"), "a consumer outside AWS: no plan hint");
     }
 

@@ -117,9 +117,10 @@ pub struct KeyRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_reason: Option<String>,
     /// Who uses the key, from CloudTrail (`scan --consumers`, FAILED and
-    /// WARNING keys only).
+    /// WARNING keys only). Boxed: most rows have none, and an organization
+    /// scan holds every row at once.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consumers: Option<ConsumerCount>,
+    pub consumers: Option<Box<ConsumerCount>>,
 }
 
 /// A key's consumers in short: how many, and the one seen last; the whole

@@ -51,7 +51,7 @@ pub async fn decide(
     // users every user's details at once (one call per 1,000 in the
     // account), never for one user.
     let iam = Iam::new(clients);
-    let fetch = Fetch { iam: &iam, concurrency: Scope::account(settings).concurrency, progress: &() };
+    let fetch = Fetch { iam: &iam, concurrency: Scope::account(settings).concurrency, in_flight: None, progress: &() };
     let many = users.len() > 1;
     if needs.tags {
         fetch.fill_tags(&mut inventory, many, |_| true).await;

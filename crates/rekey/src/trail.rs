@@ -84,7 +84,7 @@ pub async fn fill_consumers(report: &mut ScanReport, settings: &Settings, accoun
                         key.role_candidate = true;
                         key.role_reason = Some(reason);
                     }
-                    key.consumers = Some(ConsumerCount::of(found));
+                    key.consumers = Some(Box::new(ConsumerCount::of(found)));
                 }
                 report.warnings.extend(warnings.into_iter().map(|message| Note { account_id: Some(account.clone()), message, ..Note::default() }));
             }

@@ -24,6 +24,7 @@ pub async fn run(args: ScanArgs, settings: &Settings, term: &Terminal) -> anyhow
         policy: settings.policy,
         as_of: args.as_of,
         concurrency: args.concurrency.map_or(DEFAULT_CONCURRENCY, NonZeroUsize::get),
+        in_flight: None,
     };
     let accounts = Accounts::new(&clients, settings, args.role_name.as_deref());
     let mut report = if args.org || !args.accounts.is_empty() {
