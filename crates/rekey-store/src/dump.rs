@@ -1,5 +1,6 @@
-//! `rekey state migrate`: everything a store holds, as items in a fixed
-//! order, copied into an empty store and checked by count and checksum.
+//! `rekey state migrate`: everything a store holds, as items (each kind
+//! after the ones it refers to), copied into an empty store and checked by
+//! count and checksum.
 
 use crate::stakeholders::{ExemptionEnd, ExemptionRecord, FindingUpdate, KeyReminded, NoticeRecord, OwnerReminded};
 use crate::{AuditEntry, Migrated, Result, RotationRecord, StateStore, StoreError};
@@ -35,7 +36,7 @@ impl Item {
     }
 }
 
-/// What a copy moved: items per kind, and the SHA-256 of them all, equal
+/// What a copy moved: items per kind, and a checksum of them all, equal
 /// on both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
@@ -43,24 +44,33 @@ pub struct Copied {
     pub checksum: String,
 }
 
-/// Items counted and hashed in the order they come.
+/// Items counted and hashed in whatever order they come: the checksum is
+/// the sum, modulo 2^256, of each item's SHA-256. So a backend exports in
+/// the order it stores, and need not hold a kind in memory to sort it.
 #[derive(Default)]
 struct Tally {
     counts: BTreeMap<&'static str, usize>,
-    hash: Sha256,
+    /// Big-endian 64-bit limbs.
+    sum: [u64; 4],
 }
 
 impl Tally {
     fn add(&mut self, item: &Item) -> Result<()> {
         *self.counts.entry(item.kind()).or_insert(0) += 1;
         let line = serde_json::to_vec(item).map_err(|e| crate::bad("item", e))?;
-        self.hash.update(&line);
-        self.hash.update(b"\n");
+        let digest = Sha256::digest(&line);
+        let mut carry = false;
+        for (limb, bytes) in self.sum.iter_mut().zip(digest.chunks_exact(8)).rev() {
+            // invariant: chunks_exact(8) yields 8 bytes
+            let (partial, over1) = limb.overflowing_add(u64::from_be_bytes(bytes.try_into().expect("8 bytes")));
+            let (total, over2) = partial.overflowing_add(u64::from(carry));
+            (*limb, carry) = (total, over1 || over2);
+        }
         Ok(())
     }
 
     fn done(self) -> Copied {
-        let checksum = self.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let checksum = self.sum.iter().map(|limb| format!("{limb:016x}")).collect();
         Copied { counts: self.counts, checksum }
     }
 }
@@ -138,21 +148,7 @@ pub async fn migrate(from: &dyn StateStore, to: &dyn StateStore, to_name: &str, 
     Ok(copied)
 }
 
-/// The order exemptions are exported in, on every backend.
-pub(crate) fn exemption_order<'a>(e: &'a ExemptionRecord, ended: Option<&ExemptionEnd>) -> impl Ord + 'a {
-    (e.created_at, &e.account_id, &e.user_name, ended.is_none(), ended.map(|x| x.at))
-}
-
-/// The order notices are exported in, on every backend.
-pub(crate) fn notice_order(item: &Item) -> impl Ord + '_ {
-    match item {
-        Item::Notice { notice, sent_at, by } => Some((*sent_at, &notice.digest, &notice.channel, &notice.owner, by)),
-        _ => None,
-    }
-}
-
-/// The order reminder records are exported in, on every backend (after
-/// the notices): owners, then keys, each as [`crate::StateStore::reminders_sent`] sorts them.
+/// Reminder records as exported, after the notices: owners, then keys.
 pub(crate) fn reminder_items(sent: crate::RemindersSent) -> impl Iterator<Item = Item> {
     sent.owners.into_iter().map(Item::OwnerReminded).chain(sent.keys.into_iter().map(Item::KeyReminded))
 }

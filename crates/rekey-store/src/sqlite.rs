@@ -434,7 +434,6 @@ impl StateStore for SqliteStore {
         self.stream(&format!("{SELECT} ORDER BY started_at, id"), [], |r| Ok(from_row(r)?.map(Item::Rotation)), each)?;
         let sql = "SELECT seq, at, actor, rotation_id, event, from_stage, to_stage, aws_request_id, detail FROM audit ORDER BY seq";
         self.stream(sql, [], |r| Ok(audit_row(r)?.map(|(seq, entry)| Item::Audit { seq, entry })), each)?;
-        // In `dump::exemption_order` and `dump::notice_order`, as every backend.
         let sql = format!("SELECT {EXEMPTION} FROM exemptions ORDER BY created_at, account_id, user_name, ended_at IS NULL, ended_at");
         self.stream(&sql, [], |r| Ok(exemption(r)?.map(|(record, ended)| Item::Exemption { record, ended })), each)?;
         let sql = format!("SELECT {FINDING_UPDATE} FROM finding_updates ORDER BY seq");

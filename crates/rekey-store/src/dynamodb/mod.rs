@@ -544,51 +544,42 @@ impl StateStore for DynamoStore {
     }
 
     async fn export(&self, each: Each<'_, Item>) -> Result<()> {
-        // The order SQLite gives, so that checksums compare across backends.
-        let mut rotations = Vec::new();
+        // Streamed page by page, in the table's order (the checksum does not
+        // depend on it): nothing is held, whatever the table holds.
         for phase in ["open", "closed"] {
             self.phase(phase, None, None, &mut |item| {
-                rotations.push(rotation_from(item)?);
+                each(Item::Rotation(rotation_from(item)?))?;
                 Ok(true)
             })
             .await?;
         }
-        rotations.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
-        rotations.into_iter().map(Item::Rotation).try_for_each(&mut *each)?;
         self.pages(self.partition("audit", None, true), &mut |item| {
             let (seq, entry) = audit_from(item)?;
             each(Item::Audit { seq, entry })?;
             Ok(true)
         })
         .await?;
-        let mut exemptions = Vec::new();
         for pk in ["exemption#ended", "exemption#open"] {
             self.pages(self.partition(pk, None, true), &mut |item| {
-                exemptions.push(exemption_from(item)?);
+                let (record, ended) = exemption_from(item)?;
+                each(Item::Exemption { record, ended })?;
                 Ok(true)
             })
             .await?;
         }
-        exemptions.sort_by(|(a, x), (b, y)| crate::dump::exemption_order(a, x.as_ref()).cmp(&crate::dump::exemption_order(b, y.as_ref())));
-        exemptions.into_iter().map(|(record, ended)| Item::Exemption { record, ended }).try_for_each(&mut *each)?;
-        let mut updates = Vec::new();
         for pk in ["outbox", "outbox#sent"] {
             self.pages(self.partition(pk, None, true), &mut |item| {
-                updates.push(outbox_from(item)?);
+                let (update, sent_at) = outbox_from(item)?;
+                each(Item::FindingUpdate { update, sent_at })?;
                 Ok(true)
             })
             .await?;
         }
-        updates.sort_by_key(|(u, _)| u.seq);
-        updates.into_iter().map(|(update, sent_at)| Item::FindingUpdate { update, sent_at }).try_for_each(&mut *each)?;
-        let mut notices = Vec::new();
         self.pages(self.partition("notice", None, true), &mut |item| {
-            notices.push(notice_from(item)?);
+            each(notice_from(item)?)?;
             Ok(true)
         })
         .await?;
-        notices.sort_by(|a, b| crate::dump::notice_order(a).cmp(&crate::dump::notice_order(b)));
-        notices.into_iter().try_for_each(&mut *each)?;
         crate::dump::reminder_items(self.reminders_sent().await?).try_for_each(each)
     }
 
