@@ -380,11 +380,11 @@ mod tests {
     #[test]
     fn suppressed_users_carry_their_exemption_as_a_note() {
         let mut r = row(A, "u", Some("AKIA1"), Compliance::Suppressed, 100);
-        r.exemption = Some(Exemption {
+        r.exemption = Some(Box::new(Exemption {
             reason: "vendor rotates it in Q1".into(),
             until: Some(ts("2027-01-31T00:00:00Z")),
             source: crate::report::ExemptionSource::Recorded { by: "alice".into() },
-        });
+        }));
         let f = &findings(std::slice::from_ref(&r), &ctx())[0];
         let note = f.note.as_ref().unwrap();
         assert_eq!(note.text, "Suppressed by alice until 2027-01-31T00:00:00Z: vendor rotates it in Q1");
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn json_is_asff() {
         let mut r = row(A, "ci-deployer", Some("AKIAEXAMPLE"), Compliance::Failed, 200);
-        r.rotation = Some(RotationRef { id: "r-1".into(), stage: "delivering".into(), retirement: false });
+        r.rotation = Some(Box::new(RotationRef { id: "r-1".into(), stage: "delivering".into(), retirement: false }));
         r.owner = Some("team-payments".into());
         let v = serde_json::to_value(&findings(&[r], &ctx())[0]).unwrap();
         assert_eq!(v["SchemaVersion"], "2018-10-08");
@@ -461,7 +461,7 @@ mod tests {
     fn long_texts_are_cut_to_asff_limits() {
         let mut r = row(A, "u", Some("AKIA1"), Compliance::Suppressed, 100);
         r.reason = "x".repeat(5000);
-        r.exemption = Some(Exemption { source: crate::report::ExemptionSource::Recorded { by: "bob".into() }, reason: "é".repeat(600), until: None });
+        r.exemption = Some(Box::new(Exemption { source: crate::report::ExemptionSource::Recorded { by: "bob".into() }, reason: "é".repeat(600), until: None }));
         let f = &findings(&[r], &ctx())[0];
         assert_eq!(f.description.chars().count(), DESCRIPTION_MAX);
         let note = &f.note.as_ref().unwrap().text;

@@ -607,7 +607,7 @@ mod tests {
         key.reason = HOSTILE.into();
         key.last_used_at = Some(AS_OF.parse().unwrap());
         key.last_used_service = Some(HOSTILE.into());
-        key.exemption = Some(Exemption { source: ExemptionSource::Recorded { by: HOSTILE.into() }, reason: HOSTILE.into(), until: None });
+        key.exemption = Some(Box::new(Exemption { source: ExemptionSource::Recorded { by: HOSTILE.into() }, reason: HOSTILE.into(), until: None }));
         let mut r = report(vec![key]);
         r.errors.push(note(Some(HOSTILE), Some(HOSTILE), HOSTILE));
         r.warnings.push(note(None, Some(HOSTILE), HOSTILE));

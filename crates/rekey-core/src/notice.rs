@@ -164,7 +164,7 @@ fn notice_key(row: &KeyRow, as_of: Timestamp) -> NoticeKey {
         last_used_region: row.last_used_region.clone(),
         result: row.result,
         reason: row.reason.clone(),
-        rotation: row.rotation.clone(),
+        rotation: row.rotation.as_deref().cloned(),
         role_candidate: row.role_candidate,
         consumers: row.consumers.as_ref().map(|c| c.all.clone()),
         choices: if row.rotation.is_some() { Vec::new() } else { choices(row, as_of) },
@@ -620,7 +620,7 @@ mod tests {
     #[test]
     fn a_key_under_rotation_offers_no_choices() {
         let mut r = row("u", Some("AKIAEXAMPLE"), None, Compliance::Failed, 100);
-        r.rotation = Some(RotationRef { id: "r-1".into(), stage: "delivering".into(), retirement: false });
+        r.rotation = Some(Box::new(RotationRef { id: "r-1".into(), stage: "delivering".into(), retirement: false }));
         let n = one(&[r]);
         assert!(n.keys[0].choices.is_empty());
         let text = n.text(ts(AS_OF));

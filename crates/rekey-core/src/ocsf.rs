@@ -311,13 +311,13 @@ mod tests {
     #[test]
     fn a_rotation_under_way_is_in_progress_and_an_exemption_is_carried() {
         let mut r = row(Some("AKIA1"), Compliance::Failed);
-        r.rotation = Some(RotationRef { id: "rot-1".into(), stage: "draining".into(), retirement: false });
+        r.rotation = Some(Box::new(RotationRef { id: "rot-1".into(), stage: "draining".into(), retirement: false }));
         let v = one(r);
         assert_eq!((v["status_id"].as_u64(), v["status"].as_str()), (Some(2), Some("In Progress")));
         assert_eq!(v["unmapped"]["rekey"]["rotation"]["id"], "rot-1");
 
         let mut r = row(Some("AKIA1"), Compliance::Suppressed);
-        r.exemption = Some(Exemption { source: ExemptionSource::Rule { rule: 2 }, reason: "vendor box".into(), until: None });
+        r.exemption = Some(Box::new(Exemption { source: ExemptionSource::Rule { rule: 2 }, reason: "vendor box".into(), until: None }));
         let exemption = &one(r)["unmapped"]["rekey"]["exemption"];
         assert_eq!((exemption["source"].as_str(), exemption["rule"].as_u64(), exemption["reason"].as_str()), (Some("rule"), Some(2), Some("vendor box")));
     }

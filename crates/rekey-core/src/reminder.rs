@@ -419,7 +419,7 @@ mod tests {
         let mut suppressed = row("u2", Some("a"), hours(24 * 100));
         suppressed.result = Compliance::Suppressed;
         let mut rotating = row("u3", Some("a"), hours(24 * 100));
-        rotating.rotation = Some(RotationRef { id: "r-1".into(), stage: "blocked".into(), retirement: false });
+        rotating.rotation = Some(Box::new(RotationRef { id: "r-1".into(), stage: "blocked".into(), retirement: false }));
         assert_eq!([exempt(&inactive), exempt(&suppressed), exempt(&rotating)], [Some(Exempt::Inactive), Some(Exempt::Suppressed), Some(Exempt::Rotating)]);
         let p = plan(&[inactive, suppressed, rotating.clone()], days(90), &c, &Sent::default(), ts(T0));
         assert!(p.digests.is_empty() && p.held.is_empty());

@@ -105,10 +105,10 @@ pub struct KeyRow {
     pub result: Compliance,
     pub reason: String,
     /// The user's exemption in force at `as_of`: recorded (`rekey
-    /// suppress`) or by an `[[exempt]]` rule.
-    pub exemption: Option<Exemption>,
+    /// suppress`) or by an `[[exempt]]` rule. Boxed, as `consumers`.
+    pub exemption: Option<Box<Exemption>>,
     /// The rotation under way for this key; rotations arrive with `rekey rotate`.
-    pub rotation: Option<RotationRef>,
+    pub rotation: Option<Box<RotationRef>>,
     pub role_candidate: bool,
     /// Active and unused for `[policy] unused_after`: retire it
     /// (`rekey retire`), do not rotate it.
@@ -198,7 +198,7 @@ impl KeyRow {
             self.reason = format!("exempt{until} by {}: {} ({} otherwise: {})", exemption.by(), exemption.reason, self.result.as_str(), self.reason);
             self.result = Compliance::Suppressed;
         }
-        self.exemption = Some(exemption);
+        self.exemption = Some(Box::new(exemption));
     }
 }
 
@@ -252,6 +252,8 @@ pub fn key_rows(users: &[User], policy: &Policy, as_of: Timestamp, owner_tags: &
         })
         .collect();
     rows.sort_by(|a, b| (&a.account_id, &a.user_name, a.created_at).cmp(&(&b.account_id, &b.user_name, b.created_at)));
+    // An organization scan holds every account's rows at once.
+    rows.shrink_to_fit();
     rows
 }
 
@@ -360,7 +362,7 @@ mod tests {
         let results: Vec<_> = rows.iter().map(|r| r.result).collect();
         assert_eq!(results, [Compliance::Suppressed, Compliance::Suppressed, Compliance::Passed]);
         assert_eq!(rows[0].reason, "exempt until 2027-01-01T00:00:00Z by alice: firmware (FAILED otherwise: active key is 200 days old (limit 90))");
-        assert!(rows.iter().all(|r| r.exemption.as_ref() == Some(&exemption)));
+        assert!(rows.iter().all(|r| r.exemption.as_deref() == Some(&exemption)));
         let s = Summary::of(1, &rows);
         assert_eq!((s.failed, s.warning, s.suppressed, s.passed, s.users_failed), (0, 0, 2, 1, 0));
     }

@@ -63,7 +63,7 @@ pub async fn org_accounts(clients: &Clients, caller: &AccountId, term: &Terminal
 }
 
 /// Calls in flight at once across the accounts of one scan.
-const ORG_IN_FLIGHT: usize = 64;
+const ORG_IN_FLIGHT: usize = 32;
 
 /// Scans several accounts, `across` at once, each through
 /// [`Accounts::clients_for`]. An account that fails (its role cannot be
@@ -80,7 +80,7 @@ pub async fn collect_many(
     let now = whole_seconds(jiff::Timestamp::now());
     // One as_of for every account, even for a relative --as-of.
     let as_of = scope.as_of.map(|a| whole_seconds(a.resolve(now))).unwrap_or(now);
-    // Each call in flight holds the SDK's working memory (some 50 KB): 16
+    // Each call in flight holds the SDK's working memory (some 100 KB): 16
     // accounts × 16 calls was most of an organization scan's peak, and
     // IAM answers no faster for it.
     let in_flight = tokio::sync::Semaphore::new(ORG_IN_FLIGHT);
@@ -416,7 +416,7 @@ async fn mark_state(keys: &mut [KeyRow], settings: &Settings, as_of: jiff::Times
     let exemptions = store.open_exemptions().await?;
     for key in keys.iter_mut() {
         let rotation = open.iter().find(|r| Some(r.old_key_id.as_str()) == key.access_key_id.as_deref() && r.account_id.as_str() == key.account_id);
-        key.rotation = rotation.map(|r| RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned(), retirement: r.plan["retire"] == true });
+        key.rotation = rotation.map(|r| Box::new(RotationRef { id: r.id.clone(), stage: r.stage.as_str().to_owned(), retirement: r.plan["retire"] == true }));
     }
     let recorded = |key: &KeyRow| {
         let e = exemptions.iter().find(|e| e.account_id.as_str() == key.account_id && e.user_name.as_str() == key.user_name && e.in_force(as_of))?;
