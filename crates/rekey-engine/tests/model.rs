@@ -3274,3 +3274,17 @@ fn a_refused_rollback_after_both_keys_were_killed_asks_to_reactivate_the_new_key
     let ops = [Op::Iam { rot: 1, act: Act::Delete(Which::Old) }, Op::Iam { rot: 1, act: Act::Deactivate(Which::New) }, Op::Person { rot: 1, cmd: Cmd::Rollback, fault: None }];
     holds(&setup, &ops);
 }
+
+/// Found by a random run with no switch on: the person's `rekey rotate`
+/// died inside `CreateAccessKey` (its key made, its answer lost); a person
+/// deleted the old key and made a key of their own. Recovery took both
+/// unrecorded keys, made inside the attempt's window and unused, for
+/// rekey's own and deactivated each: the second was the user's last active
+/// key (invariant 1). The count of active keys now goes down as recovery
+/// holds one, so the last is left alone.
+#[test]
+fn recovery_never_holds_the_last_active_of_two_unrecorded_keys() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Secret], manual_check: false }], start_fault: Some(Fault { nth: 2, kind: FaultKind::CrashAfter }), ..one_file() };
+    let ops = [Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, Op::Iam { rot: 0, act: Act::Create }, Op::Use { rot: 0, by: By::App(0), lag_pct: 0 }, run(0)];
+    holds(&setup, &ops);
+}

@@ -152,7 +152,8 @@ impl Engine<'_> {
         let margin = r.plan.timings.last_used_margin.to_signed();
         let lag = r.plan.timings.last_used_lag.to_signed();
         let window = r.progress.create_attempted_at.map(|from| (from - margin, r.progress.create_lost_until.unwrap_or(from + LEASE) + margin));
-        let active = keys.iter().filter(|k| k.status == KeyStatus::Active).count();
+        // Counted down as keys are held: never the last active one.
+        let mut active = keys.iter().filter(|k| k.status == KeyStatus::Active).count();
         let unknown: Vec<ListedKey> = keys.into_iter().filter(|k| !known(&k.id)).collect();
         let mut found = UnknownKeys::default();
         for key in unknown {
@@ -172,7 +173,10 @@ impl Engine<'_> {
                     found.others.push(key);
                     continue;
                 }
-                None => self.hold_unrecorded(r, &key).await?,
+                None => {
+                    active -= usize::from(key.status == KeyStatus::Active);
+                    self.hold_unrecorded(r, &key).await?
+                }
             };
             let due = since + lag;
             if self.aws_now() < due {
