@@ -3288,3 +3288,15 @@ fn recovery_never_holds_the_last_active_of_two_unrecorded_keys() {
     let ops = [Op::Iam { rot: 0, act: Act::Delete(Which::Old) }, Op::Iam { rot: 0, act: Act::Create }, Op::Use { rot: 0, by: By::App(0), lag_pct: 0 }, run(0)];
     holds(&setup, &ops);
 }
+
+/// Found by a random run on the engine with no switch on: recovery of a
+/// lost secret read the keys, then the lost key's last use; a person
+/// deleted the old key in between, and rekey deleted the lost key, by
+/// then the user's last active key (invariant 1). The keys are now read
+/// again right before the deletion.
+#[test]
+fn a_lost_key_is_not_deleted_when_the_old_key_went_while_rekey_looked() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm], manual_check: false }], start_fault: Some(Fault { nth: 3, kind: FaultKind::Throttle }), ..one_file() };
+    let ops = [Op::Wait { minutes: 1 }, Op::Freeze { runner: 0, at: 1 }, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }];
+    holds(&setup, &ops);
+}

@@ -345,6 +345,12 @@ impl Engine<'_> {
                 r.record.id
             ));
         }
+        // Read again right before the deletion: a key may have gone or
+        // changed while rekey read the last use; then the step looks again.
+        let seen = |keys: &[ListedKey]| keys.iter().map(|k| (k.id.clone(), k.status)).collect::<Vec<_>>();
+        if seen(&self.keys.list_keys(&r.user()).await?) != seen(&keys) {
+            return Ok(Step::Wait(self.aws_now(), format!("the user's keys changed while rekey decided about the lost new key {new}; it looks again")));
+        }
         self.fence(r).await?;
         let request_id = self.keys.delete_key(&r.user(), &new).await?;
         self.note(r, Audit::DeletedLostKey { key: new.to_string() }, request_id);
