@@ -3300,3 +3300,43 @@ fn a_lost_key_is_not_deleted_when_the_old_key_went_while_rekey_looked() {
     let ops = [Op::Wait { minutes: 1 }, Op::Freeze { runner: 0, at: 1 }, Op::Iam { rot: 0, act: Act::Delete(Which::Old) }];
     holds(&setup, &ops);
 }
+
+/// Open (found by the deep run on a24e2ec): a rollback cut short, then
+/// confirmed; a step stalls while a person deactivates and deletes the old
+/// key; the undo goes on with what it read before and ends `rolled_back`
+/// with the credentials file on the deleted old key (invariant 4).
+#[test]
+#[ignore = "open: an undo that read the keys before the old key was deleted ends rolled_back with a sink on it (invariant 4)"]
+fn an_undo_stalled_while_the_old_key_is_deleted_does_not_end_with_a_sink_on_it() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::File, SinkKind::Exec], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 1, kind: FaultKind::CrashBefore }) },
+        Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None },
+        Op::Freeze { runner: 0, at: 1 },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::Old) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::Old) },
+        run(0),
+    ];
+    holds(&setup, &ops);
+}
+
+/// Open (found by the deep run on a24e2ec): an undo without its old key
+/// asks for a working key by hand; the person's key and then the new key
+/// are deleted, and the rotation ends `failed` without naming the sink left
+/// on the person's deleted key (invariant 4).
+#[test]
+#[ignore = "open: a failed end does not name a sink on a key a person gave by hand and deleted (invariant 4)"]
+fn a_failed_end_names_the_sink_on_a_key_a_person_gave_and_deleted() {
+    let setup = Setup { targets: vec![Target { sinks: vec![SinkKind::Ssm, SinkKind::Exec], manual_check: false }], ..one_file() };
+    let ops = [
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: Some(Fault { nth: 2, kind: FaultKind::CrashBefore }) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::Old) },
+        Op::Person { rot: 0, cmd: Cmd::Rollback, fault: None },
+        Op::Iam { rot: 0, act: Act::Deactivate(Which::New) },
+        Op::Person { rot: 0, cmd: Cmd::Confirm, fault: None },
+        Op::Iam { rot: 0, act: Act::Delete(Which::New) },
+        Op::Iam { rot: 0, act: Act::Delete(Which::Other) },
+        Op::Iam { rot: 0, act: Act::Create },
+    ];
+    holds(&setup, &ops);
+}
