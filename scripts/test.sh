@@ -17,11 +17,14 @@ fi
 source scripts/venv.sh
 scripts/install-test-deps.sh
 status=0
+# From an empty CARGO_HOME, so a crate only this machine's cache holds fails
+# here. First, while target/ is small: that CARGO_HOME holds every
+# platform's crates (removed when the check ends), and the two together
+# have filled a disk.
+scripts/check-deps.sh || status=$?
 cargo test --workspace --locked --no-fail-fast || status=$?
 # Every unwrap/expect outside tests is a commented invariant.
 scripts/check-unwrap.sh || status=$?
-# From an empty CARGO_HOME, so a crate only this machine's cache holds fails here.
-scripts/check-deps.sh || status=$?
 python -m unittest discover -s tests/emulator -p 'test_*.py' || status=$?
 scripts/check-deploy.sh || status=$?
 python -m unittest discover -s tests/deploy -p 'test_*.py' || status=$?
