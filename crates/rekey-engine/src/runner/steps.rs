@@ -500,12 +500,7 @@ impl Engine<'_> {
     /// working key by hand; `rekey confirm` then ends the rotation keeping
     /// the new key (`Event::KeptNewKey`).
     pub(super) fn old_key_lost(&self, r: &mut Rotation, what: &str) -> Step {
-        let restorable = |i: &usize| r.progress.restore_points.get(i).is_some_and(|p| *p != RestorePoint::Nothing);
-        // Never given the new key, or (once an undo began restoring) put back on the old one.
-        let stranded: Vec<String> = (0..r.plan.deliver.len())
-            .filter(|i| !r.progress.delivered.contains(i) || r.progress.restore_began && restorable(i))
-            .map(|i| self.targets.sink(&r.plan.deliver[i]).describe())
-            .collect();
+        let stranded: Vec<String> = Self::sinks_on_the_old_key(r).map(|i| self.targets.sink(&r.plan.deliver[i]).describe()).collect();
         let keep = format!("`rekey confirm {}` ends the rotation and keeps the new key where it is", r.record.id);
         let way_out = match stranded.is_empty() {
             true => keep,
@@ -522,6 +517,13 @@ impl Engine<'_> {
                 r.record.old_key_id
             )),
         )
+    }
+
+    /// The sinks that may hold the old key: never given the new key, or
+    /// (once an undo began restoring) put back on the old one.
+    pub(super) fn sinks_on_the_old_key(r: &Rotation) -> impl Iterator<Item = usize> + '_ {
+        let restorable = |i: &usize| r.progress.restore_points.get(i).is_some_and(|p| *p != RestorePoint::Nothing);
+        (0..r.plan.deliver.len()).filter(move |i| !r.progress.delivered.contains(i) || r.progress.restore_began && restorable(i))
     }
 
     /// `rekey confirm` of a block that asked leave to reactivate `key`. A
@@ -555,7 +557,15 @@ impl Engine<'_> {
         let shown = |s: Option<KeyStatus>| if s.is_some() { "deactivated" } else { "deleted" };
         let why = format!("neither the old key {old} ({}) nor the new key {new} ({}) is active, by someone other than rekey: the user has no working key", shown(old_status), shown(new_status));
         if old_status.is_none() && new_status.is_none() {
-            return Some(Step::Move(Event::Failed, Some(format!("{why}, and rekey knows none to bring back: the sinks hold a deleted key"))));
+            // A sink may hold a key a person gave it, unknown to rekey: each is named.
+            let sinks: Vec<String> = r.plan.deliver.iter().map(|sink| crate::sinks::of(sink).describe()).collect();
+            return Some(Step::Move(
+                Event::Failed,
+                Some(format!(
+                    "{why}, and rekey knows none to bring back: these sinks hold a deleted key, unless a person gave them a working one: {}",
+                    sinks.join("; ")
+                )),
+            ));
         }
         if old_status.is_some() && r.progress.deactivated_at.is_some() && !r.progress.deactivated_outside {
             return None;

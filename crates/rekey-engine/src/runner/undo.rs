@@ -114,7 +114,10 @@ impl Engine<'_> {
     /// sinks by hand and confirms. `None`: it works again, or a person
     /// confirmed the sinks are back on the old key.
     async fn new_key_kept_working(&mut self, r: &mut Rotation, new: &AccessKeyId, sinks: &[String]) -> Result<Option<Step>, EngineError> {
-        let keys = self.keys.list_keys(&r.user()).await?;
+        let keys = match self.keys_after_restoring(r).await? {
+            Ok(keys) => keys,
+            Err(step) => return Ok(Some(step)),
+        };
         let held = sinks.join("; ");
         match keys.iter().find(|k| &k.id == new).map(|k| k.status) {
             Some(KeyStatus::Active) => Ok(None),
@@ -141,11 +144,10 @@ impl Engine<'_> {
     /// restored, so IAM's last-used data can show who used it meanwhile; if
     /// something other than rekey's verification did, only after `grace`.
     async fn remove_new_key(&mut self, r: &mut Rotation, new: &AccessKeyId) -> Result<Option<Step>, EngineError> {
-        // Read again: the old key may have been reactivated since the undo began.
-        let keys = self.keys.list_keys(&r.user()).await?;
-        if let Some(step) = Self::without_a_working_key(r, &keys) {
-            return Ok(Some(step));
-        }
+        let keys = match self.keys_after_restoring(r).await? {
+            Ok(keys) => keys,
+            Err(step) => return Ok(Some(step)),
+        };
         let Some(status) = keys.iter().find(|k| &k.id == new).map(|k| k.status) else { return Ok(None) };
         if steps::is_last_active(&keys, new) {
             return blocked(format!(
@@ -196,9 +198,8 @@ impl Engine<'_> {
             if let (true, Some(at), true) = (used_by_others, used, now < due) {
                 return Ok(Some(Step::Wait(due, format!("the new key {new} was used at {at} by something other than rekey; deactivated, it is deleted after {due}"))));
             }
-            // Read last, right before the deletion: the old key the sinks went back to may be gone or quarantined since.
-            let keys = self.keys.list_keys(&r.user()).await?;
-            if let Some(step) = Self::without_a_working_key(r, &keys) {
+            // Read last, right before the deletion.
+            if let Err(step) = self.keys_after_restoring(r).await? {
                 return Ok(Some(step));
             }
         }
@@ -207,5 +208,28 @@ impl Engine<'_> {
         self.note(r, Audit::DeletedNewKey { key: new.to_string() }, request_id);
         crash_point("delete-new-key");
         Ok(None)
+    }
+
+    /// The user's keys, read after the sinks went back to the old key: the
+    /// undo first looked at it before restoring them, and a person may have
+    /// deleted or deactivated it since. Then the undo does not end with a
+    /// sink on it: it blocks (see `old_key_lost`, `ask_to_reactivate`).
+    /// Also `without_a_working_key`.
+    async fn keys_after_restoring(&mut self, r: &mut Rotation) -> Result<Result<Vec<ListedKey>, Step>, EngineError> {
+        let keys = self.keys.list_keys(&r.user()).await?;
+        if let Some(step) = Self::without_a_working_key(r, &keys) {
+            return Ok(Err(step));
+        }
+        if Self::sinks_on_the_old_key(r).next().is_some() {
+            match keys.iter().find(|k| k.id == r.old_key()).map(|k| k.status) {
+                None => return Ok(Err(self.old_key_lost(r, "cannot finish the undo"))),
+                Some(KeyStatus::Inactive) => {
+                    let why = format!("the undo put the sinks back on the old key {}, which someone other than rekey deactivated since", r.record.old_key_id);
+                    return Ok(Err(Self::ask_to_reactivate(r, &r.old_key(), &why, "finish the undo")));
+                }
+                Some(KeyStatus::Active) => {}
+            }
+        }
+        Ok(Ok(keys))
     }
 }
