@@ -108,28 +108,28 @@ impl Flushed {
 /// caller's own change, which is already saved. Nothing when Security Hub
 /// is off in rekey.toml.
 pub async fn flush(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings) -> anyhow::Result<Flushed> {
-    flush_settled(store, accounts, settings, None).await
+    flush_settled(store, accounts, settings, &|_, _| true).await
 }
 
-/// [`flush`], of the users whose newest pending update is older than
-/// `settled_before` only (all of them with `None`): a rotation a pass is
-/// still moving writes a note per stage, and Security Hub keeps only the
-/// last, so sending the first would spend its quota for nothing.
-async fn flush_settled(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, settled_before: Option<Timestamp>) -> anyhow::Result<Flushed> {
+/// [`flush`], of the users `settled` says are (given a user and the time
+/// of their newest pending update): a rotation a pass is still moving
+/// writes a note per stage, and Security Hub keeps only the last, so
+/// sending the first would spend its quota for nothing.
+async fn flush_settled(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, settled: &dyn Fn(&(AccountId, UserName), Timestamp) -> bool) -> anyhow::Result<Flushed> {
     let actor = settings.actor.as_str();
     if !settings.file.securityhub.enabled {
         return Ok(Flushed::default());
     }
     let mut flushed = Flushed::default();
     let pending = store.pending_finding_updates().await?;
-    let mut newest: HashMap<(&AccountId, &UserName), Timestamp> = HashMap::new();
+    let user = |u: &FindingUpdate| (u.update.account_id.clone(), u.update.user_name.clone());
+    let mut newest: HashMap<(AccountId, UserName), Timestamp> = HashMap::new();
     for u in &pending {
-        let at = newest.entry((&u.update.account_id, &u.update.user_name)).or_insert(u.created_at);
+        let at = newest.entry(user(u)).or_insert(u.created_at);
         *at = (*at).max(u.created_at);
     }
-    let settled = |u: &FindingUpdate| settled_before.is_none_or(|cutoff| newest[&(&u.update.account_id, &u.update.user_name)] < cutoff);
     let mut by_account: BTreeMap<AccountId, Vec<FindingUpdate>> = BTreeMap::new();
-    for update in pending.iter().filter(|u| settled(u)) {
+    for update in pending.iter().filter(|u| settled(&user(u), newest[&user(u)])) {
         by_account.entry(update.update.account_id.clone()).or_default().push(update.clone());
     }
     for (account, updates) in by_account {
@@ -154,15 +154,23 @@ async fn flush_settled(store: &SharedStore, accounts: &Accounts<'_>, settings: &
 
 /// How often the outbox is sent while a pass runs.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
-/// While a pass runs, a user's notes are sent once it wrote none for this
-/// long (its rotation waits, or ended).
+/// While a pass runs, a user's notes are sent once the engine said its
+/// rotation's advance ended (`settled`), or it wrote none for this long.
 const SETTLED_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 
 /// Runs `work` (a pass of the engine) while sending the outbox as it
 /// fills: Security Hub's quota (10 updates a second) is spent during the
-/// pass instead of after it. After a failure it sends nothing more until
-/// the caller's own [`flush`] after `work`, which reports it.
-pub async fn flushing_while<T>(store: &SharedStore, accounts: &Accounts<'_>, settings: &Settings, work: impl std::future::Future<Output = T>) -> T {
+/// pass instead of after it. `settled` hears from the engines which users'
+/// rotations are done for this pass (see `Setup::settled`). After a
+/// failure it sends nothing more until the caller's own [`flush`] after
+/// `work`, which reports it.
+pub async fn flushing_while<T>(
+    store: &SharedStore,
+    accounts: &Accounts<'_>,
+    settings: &Settings,
+    mut settled: tokio::sync::mpsc::UnboundedReceiver<(AccountId, UserName)>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     if !settings.file.securityhub.enabled {
         return work.await;
     }
@@ -174,15 +182,20 @@ pub async fn flushing_while<T>(store: &SharedStore, accounts: &Accounts<'_>, set
         out
     };
     let flusher = async {
+        let mut done = HashSet::new();
         loop {
             tokio::select! {
                 _ = finished.changed() => break,
                 () = tokio::time::sleep(FLUSH_EVERY) => {}
             }
+            while let Ok(user) = settled.try_recv() {
+                done.insert(user);
+            }
+            let quiet_before = Timestamp::now() - SETTLED_FOR;
             // A failure is kept in the outbox and audited by flush; the
             // flushes of this pass stop there (one audit line, not one
             // every 250 ms), and the caller's own flush reports it.
-            match flush_settled(store, accounts, settings, Some(Timestamp::now() - SETTLED_FOR)).await {
+            match flush_settled(store, accounts, settings, &|user, newest| done.contains(user) || newest < quiet_before).await {
                 Ok(flushed) if flushed.failed.is_empty() => {}
                 _ => break,
             }

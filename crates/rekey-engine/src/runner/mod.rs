@@ -20,7 +20,7 @@ mod undo;
 mod view;
 
 pub use actions::{check_target, Prepared, Request};
-pub use pass::{run_due, Acting, Pass, Reach, Setup};
+pub use pass::{run_due, Acting, Pass, Reach, Settled, Setup};
 pub use view::View;
 
 use crate::audit::Audit;
@@ -157,6 +157,9 @@ pub struct Engine<'a> {
     /// Each stage change also leaves a note on the user's IAM.3 finding
     /// (sent later from the store's outbox, so Security Hub never blocks a step).
     pub finding_notes: bool,
+    /// Told the rotation's (account, user) when `advance` ends: no note of
+    /// this pass follows, so the outbox need not wait for it to go quiet.
+    pub settled: Option<Settled>,
     holder: Holder,
     /// AWS's clock minus this machine's when the lease was taken: every
     /// lease time of that lease uses it, so a first answer from AWS that
@@ -184,6 +187,7 @@ impl<'a> Engine<'a> {
             actor,
             may_reveal,
             finding_notes: false,
+            settled: None,
             holder: Holder::this_process(),
             lease_offset: jiff::SignedDuration::ZERO,
             targets: Arc::new(Configured),
@@ -362,7 +366,12 @@ impl<'a> Engine<'a> {
     pub async fn advance(&mut self, id: &str) -> Result<bool, EngineError> {
         let record = self.store.get(id).await?;
         self.check_account(&record).await?;
-        Ok(self.leased(id, async |engine: &mut Self| engine.advance_leased(id).await).await?.is_some())
+        let advanced = self.leased(id, async |engine: &mut Self| engine.advance_leased(id).await).await;
+        if let Some(settled) = &self.settled {
+            // The pass may be over and the receiver gone: nothing to tell then.
+            let _ = settled.send((record.account_id, record.user_name));
+        }
+        Ok(advanced?.is_some())
     }
 
     async fn advance_leased(&mut self, id: &str) -> Result<(), EngineError> {

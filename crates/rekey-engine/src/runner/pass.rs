@@ -29,6 +29,9 @@ pub struct Setup {
     pub may_reveal: bool,
     /// Each stage change also leaves a note on the user's IAM.3 finding.
     pub finding_notes: bool,
+    /// Told (account, user) once a rotation's advance of this pass wrote
+    /// its last note: those notes may go out at once (see `Engine::settled`).
+    pub settled: Option<Settled>,
     pub targets: Arc<dyn Targets>,
     /// Who the engines are; this process unless set (a test's hosts).
     pub holder: Option<Holder>,
@@ -36,7 +39,7 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(clock: Arc<dyn Clock>, store: SharedStore, actor: String) -> Setup {
-        Setup { clock, store, actor, may_reveal: false, finding_notes: false, targets: Arc::new(Configured), holder: None }
+        Setup { clock, store, actor, may_reveal: false, finding_notes: false, settled: None, targets: Arc::new(Configured), holder: None }
     }
 
     /// An engine acting in `acting`'s account.
@@ -44,13 +47,16 @@ impl Setup {
         let mut engine = Engine::new(&*acting.keys, &acting.clients, self.clock.clone(), self.store.clone(), self.actor.clone(), self.may_reveal)
             .with_targets(self.targets.clone())
             .acting_in(acting.account.clone());
-        engine.finding_notes = self.finding_notes;
+        (engine.finding_notes, engine.settled) = (self.finding_notes, self.settled.clone());
         match &self.holder {
             Some(holder) => engine.with_holder(holder.clone()),
             None => engine,
         }
     }
 }
+
+/// Where a pass tells which users' finding notes are final for now.
+pub type Settled = tokio::sync::mpsc::UnboundedSender<(AccountId, UserName)>;
 
 /// What a pass did: the rotations it advanced, most overdue first, and the
 /// errors it met (one rotation's error never stops the others).

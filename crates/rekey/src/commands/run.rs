@@ -36,9 +36,11 @@ pub async fn run(args: RunArgs, settings: &Settings, term: &Terminal) -> anyhow:
         reopen_expired(&store, settings, term).await?;
         crate::exemptions::mirror_rules(&store, settings, &accounts, args.account.as_ref(), term).await?;
         let reach = Reaching { accounts: &accounts, settings };
-        let engine = setup(&store, settings, may_reveal);
+        let mut engine = setup(&store, settings, may_reveal);
+        let (settled, settled_users) = tokio::sync::mpsc::unbounded_channel();
+        engine.settled = Some(settled);
         let pass = rekey_engine::runner::run_due(&engine, &reach, args.account.as_ref(), settings.rotation_concurrency());
-        let pass = crate::hub::flushing_while(&store, &accounts, settings, pass).await?;
+        let pass = crate::hub::flushing_while(&store, &accounts, settings, settled_users, pass).await?;
         let (advanced, errors) = (pass.advanced, pass.errors);
         send_finding_notes(&store, settings, &accounts, term).await?;
         // After the engine's pass, which knows nothing of owners.
