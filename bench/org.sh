@@ -6,7 +6,8 @@
 # emulator's CPU is measured). Prints wall time, peak RSS and AWS requests
 # for the concurrent scan (16 accounts at once, 16 requests within each)
 # and the sequential one (1 and 1), then a 500-user account scanned twice
-# (the second run finds the credential report already generated).
+# (the second run finds the credential report already generated), then at
+# exactly 0 and 40 ms a request, to tell the latency from the CPU.
 #   bench/org.sh [org|one]   PROFILE=dev bench/org.sh  to time a debug build
 #   VARIANTS=concurrent:16 bench/org.sh org   the concurrent scan only
 set -euo pipefail
@@ -14,8 +15,9 @@ cd "$(dirname "$0")/.."
 parts=${1:-org one}
 source bench/prepare.sh
 
+# proxy_start [--min-ms A --max-ms B]: 30-50 ms unless told.
 proxy_start() {
-  python3 bench/latency_proxy.py --target "$EMULATOR_ENDPOINT" --ready-file "$EMULATOR_DIR/proxy.json" >/dev/null &
+  python3 bench/latency_proxy.py --target "$EMULATOR_ENDPOINT" --ready-file "$EMULATOR_DIR/proxy.json" "$@" >/dev/null &
   PROXY_PID=$!
   for _ in $(seq 300); do [ -f "$EMULATOR_DIR/proxy.json" ] && break; sleep 0.1; done
   export AWS_ENDPOINT_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$EMULATOR_DIR/proxy.json")
@@ -81,4 +83,17 @@ for run in first second; do
   echo "500 users, one account, $run run (the report is $([ $run = first ] && echo generated || echo already there)): wall ${wall} s, peak RSS ${rss} MB, ${ours} requests"
 done
 proxy_stop
+# Where the time goes: the same scan (report already there) with every
+# request delayed by exactly 0 ms, then 40 ms. The difference is what the
+# latency costs; at 0 ms what is left is CPU (the emulator's, mostly).
+# The latency floor is 40 ms x (2 calls one after another + ceil(ListAccessKeys / 16) rounds).
+for ms in 0 40; do
+  proxy_start --min-ms "$ms" --max-ms "$ms"
+  for run in 1 2 3; do
+    read -r wall rss ours retries theirs < <(measure scan --format json --fail-on never)
+    lists=$(sed -n 's/^  iam:ListAccessKeys: \([0-9]*\).*/\1/p' "$EMULATOR_DIR/err.txt")
+    echo "500 users, one account, ${ms} ms a request, run $run: wall ${wall} s, ${ours} requests, ${lists:-?} ListAccessKeys (latency floor $(( ms * (2 + (${lists:-0} + 15) / 16) )) ms)"
+  done
+  proxy_stop
+done
 fi
