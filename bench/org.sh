@@ -91,8 +91,9 @@ for ms in 0 40; do
   proxy_start --min-ms "$ms" --max-ms "$ms"
   for run in 1 2 3; do
     read -r wall rss ours retries theirs < <(measure scan --format json --fail-on never)
+    cpu=$(awk -F': ' '/(User|System) time/ {s+=$2} END {printf "%.2f", s}' "$EMULATOR_DIR/time.txt")
     lists=$(sed -n 's/^  iam:ListAccessKeys: \([0-9]*\).*/\1/p' "$EMULATOR_DIR/err.txt")
-    echo "500 users, one account, ${ms} ms a request, run $run: wall ${wall} s, ${ours} requests, ${lists:-?} ListAccessKeys (latency floor $(( ms * (2 + (${lists:-0} + 15) / 16) )) ms)"
+    echo "500 users, one account, ${ms} ms a request, run $run: wall ${wall} s (rekey's CPU ${cpu} s), ${ours} requests, ${lists:-?} ListAccessKeys (latency floor $(( ms * (2 + (${lists:-0} + 15) / 16) )) ms)"
   done
   proxy_stop
 done
