@@ -716,3 +716,33 @@ async fn a_retirement_with_a_sink_or_the_sts_check_is_refused_before_anything() 
     assert!(refused.contains("sts"), "{refused}");
     assert_eq!(w.iam.keys(), [(OLD.to_owned(), KeyStatus::Active)], "nothing changed");
 }
+
+/// `rekey run` sends a user's Security Hub note once the pass says the
+/// rotation's advance ended: by then the note of its last stage is in the
+/// outbox, and nothing of this pass follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_says_a_rotation_settled_only_after_its_last_note_is_written() {
+    let mut w = World::new().await;
+    w.start().await;
+    w.clock.advance(SignedDuration::from_hours(28));
+    let mut setup = Setup::new(Arc::new(w.clock.clone()), w.store.clone(), "tester".into());
+    setup.targets = Arc::new(TestTargets { healthy: w.healthy.clone() });
+    setup.finding_notes = true;
+    let (settled, mut told) = tokio::sync::mpsc::unbounded_channel();
+    setup.settled = Some(settled);
+    // Reads the outbox the moment the pass says so, on another thread
+    // while the pass goes on (a signal sent early would find the note missing).
+    let store = w.store.clone();
+    let listen = tokio::spawn(async move {
+        let user = told.recv().await.unwrap();
+        (user, store.pending_finding_updates().await.unwrap(), told)
+    });
+    assert_eq!(run_due(&setup, &w, None, 1).await.unwrap().advanced, ["rot-1"]);
+    let (user, outbox, mut told) = listen.await.unwrap();
+    let record = w.store.get("rot-1").await.unwrap();
+    assert_ne!(record.stage, Stage::Draining, "the pass moved it");
+    assert_eq!(user, (record.account_id.clone(), record.user_name.clone()));
+    let newest = outbox.iter().filter(|u| u.update.user_name == record.user_name).max_by_key(|u| u.seq).expect("the pass's notes");
+    assert!(newest.update.note.ends_with(record.stage.as_str()), "{} (stage {})", newest.update.note, record.stage);
+    assert!(told.try_recv().is_err(), "told once per advance");
+}
