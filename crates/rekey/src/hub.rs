@@ -129,7 +129,10 @@ async fn flush_settled(store: &SharedStore, accounts: &Accounts<'_>, settings: &
         *at = (*at).max(u.created_at);
     }
     let mut by_account: BTreeMap<AccountId, Vec<FindingUpdate>> = BTreeMap::new();
-    for update in pending.iter().filter(|u| settled(&user(u), newest[&user(u)])) {
+    for update in pending.iter().filter(|u| {
+        let user = user(u);
+        settled(&user, newest[&user])
+    }) {
         by_account.entry(update.update.account_id.clone()).or_default().push(update.clone());
     }
     for (account, updates) in by_account {
