@@ -10,7 +10,13 @@ against it says little about how rekey behaves against AWS, where waiting on
 the network dominates.
 
     latency_proxy.py --target http://127.0.0.1:PORT [--port 0] [--host 127.0.0.1]
-                     [--min-ms 30] [--max-ms 50] [--ready-file FILE] [--verbose]
+                     [--min-ms 30] [--max-ms 50] [--replay] [--ready-file FILE] [--verbose]
+
+--replay answers a request it has seen before (the same method, path and
+body) with the answer the target gave then (2xx answers only; the Date
+header made current), without asking the target again: what is left of a
+run's time is the latency and the client, not the emulator's CPU. For
+read-only runs, such as a scan repeated.
 
 It prints `READY http://127.0.0.1:PORT` once listening (and writes
 --ready-file atomically: {"endpoint", "port", "pid", "target"}), binds and
@@ -29,6 +35,7 @@ proxy answers `Expect: 100-continue` itself. Standard library only.
 from __future__ import annotations
 
 import argparse
+import email.utils
 import http.client
 import ipaddress
 import json
@@ -97,9 +104,13 @@ class ProxyServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], target: tuple[str, int], min_ms: float, max_ms: float,
-                 verbose: bool):
+                 verbose: bool, replay: bool = False):
         super().__init__(address, ProxyHandler)
         self.target = target
+        # (method, path, body) -> (status, reason, headers, data), with --replay.
+        self.answers: dict[tuple[str, str, bytes], tuple[int, str, list[tuple[str, str]], bytes]] | None = \
+            {} if replay else None
+        self.answers_lock = threading.Lock()
         self.min_ms = min_ms
         self.max_ms = max_ms
         self.verbose = verbose
@@ -141,7 +152,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         delay = self.server.delay()
         time.sleep(delay)
         try:
-            status, reason, headers, data = self.forward(body, trailers, chunked)
+            status, reason, headers, data = self.replayed(body) or self.forward(body, trailers, chunked)
         except OSError as e:
             return self.plain_error(502, f"latency_proxy: upstream {self.server.target}: {e}")
         self.answer(status, reason, headers, data)
@@ -165,8 +176,28 @@ class ProxyHandler(BaseHTTPRequestHandler):
             raise BadRequest("body shorter than its Content-Length")
         return data, [], False
 
+    def replayed(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes] | None:
+        """With --replay, the answer kept for this request, dated now."""
+        if self.server.answers is None:
+            return None
+        with self.server.answers_lock:
+            kept = self.server.answers.get((self.command, self.path, body))
+        if kept is None:
+            return None
+        status, reason, headers, data = kept
+        now = email.utils.formatdate(usegmt=True)
+        return status, reason, [(n, now if n.lower() == "date" else v) for n, v in headers], data
+
     def forward(self, body: bytes, trailers: list[bytes],
                 chunked: bool) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        answer = self.ask_target(body, trailers, chunked)
+        if self.server.answers is not None and 200 <= answer[0] < 300:
+            with self.server.answers_lock:
+                self.server.answers[(self.command, self.path, body)] = answer
+        return answer
+
+    def ask_target(self, body: bytes, trailers: list[bytes],
+                   chunked: bool) -> tuple[int, str, list[tuple[str, str]], bytes]:
         host, port = self.server.target
         conn = http.client.HTTPConnection(host, port, timeout=UPSTREAM_TIMEOUT)
         try:
@@ -244,6 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="port, 0 = any free port (default)")
     p.add_argument("--min-ms", type=float, default=30.0, help="shortest delay in ms (default 30)")
     p.add_argument("--max-ms", type=float, default=50.0, help="longest delay in ms (default 50)")
+    p.add_argument("--replay", action="store_true",
+                   help="answer a request seen before from memory, without asking the target")
     p.add_argument("--ready-file", help="write {endpoint, port, pid, target} here (atomically) when ready")
     p.add_argument("--verbose", action="store_true", help="log every request and its delay to stderr")
     return p.parse_args(argv)
@@ -272,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if ":" in host:
         ProxyServer.address_family = socket.AF_INET6
     try:
-        server = ProxyServer((host, args.port), target, args.min_ms, args.max_ms, args.verbose)
+        server = ProxyServer((host, args.port), target, args.min_ms, args.max_ms, args.verbose, args.replay)
     except OSError as e:
         return fail(f"cannot bind {host}:{args.port}: {e.strerror}")
     port = server.server_address[1]

@@ -281,6 +281,25 @@ class ProxyProcessTests(unittest.TestCase):
         self.assertEqual(resp.status, 502)
         self.assertIn(b"latency_proxy: upstream", data)
 
+    def test_replay_answers_a_request_seen_before_without_the_target(self) -> None:
+        upstream = EchoServer(("127.0.0.1", 0), Echo)
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        proxy = RunningProxy(f"http://127.0.0.1:{upstream.server_address[1]}", "--replay", "--min-ms", "0", "--max-ms", "0")
+        self.addCleanup(proxy.stop)
+        first, first_data = fetch(proxy, "POST", "/kept", b"Action=ListAccessKeys&UserName=a")
+        failed, _ = fetch(proxy, "POST", "/status/500", b"x")
+        self.assertEqual((first.status, failed.status), (200, 500))
+        upstream.shutdown()
+        upstream.server_close()
+        again, again_data = fetch(proxy, "POST", "/kept", b"Action=ListAccessKeys&UserName=a")
+        self.assertEqual(again.status, 200)
+        self.assertEqual(again_data, first_data)
+        self.assertEqual(again.getheader("X-Echo"), "yes")
+        self.assertIsNotNone(again.getheader("Date"))
+        # Another body, and an answer that was not 2xx, still go to the (now gone) target.
+        self.assertEqual(fetch(proxy, "POST", "/kept", b"Action=ListAccessKeys&UserName=b")[0].status, 502)
+        self.assertEqual(fetch(proxy, "POST", "/status/500", b"x")[0].status, 502)
+
     def test_sigterm_exits_0_and_removes_the_ready_file(self) -> None:
         proxy = RunningProxy(f"http://127.0.0.1:{free_port()}")
         self.addCleanup(proxy.stop)
