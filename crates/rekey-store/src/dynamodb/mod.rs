@@ -49,6 +49,7 @@ pub use table::{valid_table_name, TableDescription};
 use crate::stakeholders::{owner_key, Change, Ended, ExemptionEnd, ExemptionRecord, FindingUpdate, NewFindingUpdate, OwnerReminded, RemindersSent};
 use crate::{AuditEntry, Due, HistoryQuery, Item, ListQuery, Migrated, Outlook, Result, RotationRecord, Each, StateStore, StoreError};
 use async_trait::async_trait;
+use futures::{stream, StreamExt, TryStreamExt};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{Delete, Put, PutRequest, TransactWriteItem, WriteRequest};
@@ -64,6 +65,9 @@ use rekey_core::workflow::Stage;
 use std::collections::HashMap;
 use table::{Index, INDEXES};
 use transact::{open_count, recount, Refusal, Write};
+
+/// `BatchWriteItem`s in flight at once in a migration.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 pub struct DynamoStore {
     client: Client,
@@ -185,23 +189,30 @@ impl DynamoStore {
         self.pages(Self::with(query, &expr).set_limit(page), each).await
     }
 
+    /// Writes `items` in `BatchWriteItem`s of 25 (DynamoDB's most), a few at
+    /// once: one after another, a migration waited on every round trip and
+    /// never came near a table's write capacity. What the table leaves
+    /// unprocessed (out of capacity) is sent again with backoff.
     async fn batch_put(&self, items: Vec<Attrs>) -> Result<()> {
-        for chunk in items.chunks(25) {
-            // invariant: the builder's required fields are all set here
-            let mut requests: Vec<WriteRequest> = chunk.iter().map(|i| WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(i.clone())).build().expect("item")).build()).collect();
-            for attempt in 0..10u64 {
-                let out = self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(|e| self.fail("dynamodb:BatchWriteItem", e))?;
-                requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5))).await;
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Refused(format!("{}: {} items left unprocessed by BatchWriteItem after 10 attempts", self.table, requests.len())));
-            }
+        // invariant: the builder's required fields are all set here
+        let mut requests = items.into_iter().map(|i| WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(i)).build().expect("item")).build()).peekable();
+        let mut batches = Vec::new();
+        while requests.peek().is_some() {
+            batches.push(requests.by_ref().take(25).collect::<Vec<_>>());
         }
-        Ok(())
+        stream::iter(batches).map(|batch| self.put_batch(batch)).buffer_unordered(BATCHES_IN_FLIGHT).try_collect().await
+    }
+
+    async fn put_batch(&self, mut requests: Vec<WriteRequest>) -> Result<()> {
+        for attempt in 0..10u64 {
+            let out = self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(|e| self.fail("dynamodb:BatchWriteItem", e))?;
+            requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5))).await;
+        }
+        Err(StoreError::Refused(format!("{}: {} items left unprocessed by BatchWriteItem after 10 attempts", self.table, requests.len())))
     }
 }
 
