@@ -73,8 +73,7 @@ impl Cadence {
                 .before
                 .iter()
                 .filter_map(|d| Some((*d, fail_at.checked_sub(d.to_signed()).ok()?)))
-                .filter(|(_, moment)| *moment <= now)
-                .next_back()
+                .rfind(|(_, moment)| *moment <= now)
                 .map(|(d, moment)| Due { moment, reminder: Reminder::Before(d), fails_at: fail_at });
         }
         let failing = Due { moment: fail_at, reminder: Reminder::Failing, fails_at: fail_at };
